@@ -1,0 +1,18 @@
+// Every `lokal` subcommand registers itself on the CLI11 app through one of these.
+// Each returns nothing; the subcommand's callback runs the command and sets the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace lokal::cli {
+
+// The process exit code the chosen subcommand asks for (set by its callback).
+int& exit_code();
+
+void register_run(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_info(CLI::App& app);
+void register_store_commands(CLI::App& app);  // pull, push, create, convert, list, show, rm, cp, prune
+
+}  // namespace lokal::cli
