@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -41,6 +42,8 @@ enum class ValueType : uint32_t {
 };
 
 const char* value_type_name(ValueType t);
+// Bytes of one encoded scalar of type t (BOOL is 1); 0 for STRING and ARRAY.
+size_t value_type_size(ValueType t);
 
 // A metadata value as it lies in the mapping. Scalars are decoded; strings and arrays
 // point into the mapping (strings are not NUL-terminated).
@@ -190,6 +193,8 @@ private:
         const void* data;
     };
     void put(const std::string& key, std::vector<uint8_t> encoded);
+    // Streams the serialized file through `sink` (shared by write() and to_bytes()).
+    void write_to(const std::function<void(const void*, size_t)>& sink) const;
     std::vector<Entry> entries_;
     std::vector<PendingTensor> tensors_;
     uint64_t alignment_ = 32;

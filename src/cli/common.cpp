@@ -1,0 +1,55 @@
+#include "cli/common.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace lokal::cli {
+
+LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir, bool vocab_only) {
+    LoadedModel lm;
+    auto t0 = std::chrono::steady_clock::now();
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(name_or_path, ec)) {
+        lm.path = name_or_path;
+    } else if (auto p = store::resolve_model(name_or_path, store_dir)) {
+        lm.path = *p;
+        lm.config = store::load_model_config(name_or_path, store_dir);
+    } else if (std::filesystem::exists(name_or_path, ec)) {
+        throw UsageError("'" + name_or_path + "' is not a regular file");
+    } else {
+        throw UsageError("model '" + name_or_path +
+                         "' not found: no such file, and no model of that name in the store (see `lokal list`)");
+    }
+    if (vocab_only) {
+        lm.vocab_file = gguf::File::open(lm.path);
+        if (lm.vocab_file->find("general.architecture") && !lm.vocab_file->tensors().empty()) {
+            lm.vocab_file.reset();
+            lm.model = Model::load(lm.path);
+        }
+    } else {
+        lm.model = Model::load(lm.path);
+    }
+    lm.vocab = Vocab::from_gguf(lm.file());
+    if (lm.model && lm.vocab->n_tokens() != lm.model->hp.n_vocab)
+        throw UsageError("the vocabulary has " + std::to_string(lm.vocab->n_tokens()) + " tokens but the model's "
+                         "embedding has " + std::to_string(lm.model->hp.n_vocab) + " rows");
+    lm.load_ms = ms_since(t0);
+    return lm;
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UsageError("cannot read '" + path + "': " + std::strerror(errno));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string one_line(std::string s) {
+    for (char& c : s)
+        if (c == '\n' || c == '\r') c = ' ';
+    return s;
+}
+
+}  // namespace lokal::cli

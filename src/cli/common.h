@@ -1,0 +1,46 @@
+// Shared pieces of the CLI commands: model loading by path or store name, errors, I/O.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "model/model.h"
+#include "store/resolve.h"
+#include "tokenizer/vocab.h"
+
+namespace lokal::cli {
+
+// A user-facing failure: main prints "lokal: <message>" on one line and exits 1.
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct LoadedModel {
+    std::string path;                          // the GGUF file actually opened
+    std::unique_ptr<Model> model;              // null when only the vocabulary was loaded
+    std::unique_ptr<gguf::File> vocab_file;    // set when only the vocabulary was loaded
+    std::unique_ptr<Vocab> vocab;
+    std::optional<store::ModelConfig> config;  // Modelfile settings of a stored model
+    double load_ms = 0;
+
+    const gguf::File& file() const { return model ? *model->file : *vocab_file; }
+};
+
+// `name_or_path`: a GGUF path or a model name in the store. With vocab_only, a
+// vocabulary-only GGUF (no tensors) is accepted and no weights are validated.
+LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir, bool vocab_only = false);
+
+// Whole file as bytes; UsageError naming the file when it cannot be read.
+std::string read_text_file(const std::string& path);
+
+// Escape for a one-line diagnostic.
+std::string one_line(std::string s);
+
+inline double ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace lokal::cli

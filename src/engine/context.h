@@ -1,0 +1,61 @@
+// An inference context: a model, a thread pool, a paged KV cache and the forward pass's
+// scratch memory. Sequences live in the cache; eval() runs tokens of one sequence in
+// batches of up to n_batch, decode() runs an arbitrary multi-sequence batch.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "ops/thread_pool.h"
+
+namespace lokal {
+
+struct ContextError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct ContextParams {
+    int n_ctx = 0;       // positions per sequence; 0: the model's training context, capped at 4096
+    int n_seq_max = 1;   // sequences the KV pool is sized for
+    int n_threads = 0;   // 0: physical cores
+    int n_batch = 512;   // tokens per forward pass
+    int block_size = 16; // KV block size in positions
+};
+
+class Context {
+public:
+    Context(const Model& model, const ContextParams& params);
+
+    const Model& model() const { return model_; }
+    int n_ctx() const { return n_ctx_; }
+    int n_batch() const { return params_.n_batch; }
+    ThreadPool& pool() { return pool_; }
+    KvCache& cache() { return cache_; }
+    Forward& forward() { return forward_; }
+
+    // Append `tokens` to sequence `seq` (its cache holds length(seq) positions already).
+    // Fills `logits` with the last token's logits row, or with every token's rows
+    // ([tokens.size()][n_vocab]) when all_logits. Throws ContextError when the sequence
+    // would exceed n_ctx or the KV pool is exhausted.
+    void eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits);
+
+    // Run a batch whose block tables the caller prepared (see KvCache::prepare).
+    void decode(const Batch& batch, ForwardOutput& out, bool want_hidden = false);
+
+private:
+    const Model& model_;
+    ContextParams params_;
+    int n_ctx_;
+    ThreadPool pool_;
+    KvCache cache_;
+    Forward forward_;
+    Batch batch_;
+    ForwardOutput out_;
+};
+
+}  // namespace lokal

@@ -1,0 +1,104 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace lokal {
+
+Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : p_(params), n_vocab_(n_vocab), rng_(params.seed) {}
+
+void Sampler::accept(int32_t token) {
+    if (p_.penalty_last_n == 0) return;
+    history_.push_back(token);
+    ++counts_[token];
+    if (p_.penalty_last_n > 0 && (int)history_.size() > p_.penalty_last_n) {
+        const int32_t old = history_.front();
+        history_.pop_front();
+        if (--counts_[old] == 0) counts_.erase(old);
+    }
+}
+
+int32_t Sampler::sample(const float* logits) {
+    work_.assign(logits, logits + n_vocab_);
+    for (auto [tok, bias] : p_.logit_bias)
+        if (tok >= 0 && tok < n_vocab_) work_[tok] += bias;
+    const bool penalize = p_.repeat_penalty != 1.0f || p_.frequency_penalty != 0 || p_.presence_penalty != 0;
+    if (penalize) {
+        for (auto [tok, count] : counts_) {
+            float& l = work_[tok];
+            l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+            l -= (float)count * p_.frequency_penalty + p_.presence_penalty;
+        }
+    }
+
+    cands_.clear();
+    if (p_.temperature <= 0) {
+        // Greedy: the first maximum wins, like the reference.
+        int32_t best = 0;
+        for (int32_t i = 1; i < n_vocab_; ++i)
+            if (work_[i] > work_[best]) best = i;
+        cands_.push_back({best, 1.0f});
+        return best;
+    }
+
+    // Candidates sorted by logit (only the top k when top-k is on).
+    std::vector<std::pair<float, int32_t>> c((size_t)n_vocab_);
+    for (int32_t i = 0; i < n_vocab_; ++i) c[i] = {work_[i], i};
+    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    size_t k = c.size();
+    if (p_.top_k > 0 && (size_t)p_.top_k < k) {
+        k = (size_t)p_.top_k;
+        std::partial_sort(c.begin(), c.begin() + (ptrdiff_t)k, c.end(), by_logit);
+        c.resize(k);
+    } else {
+        std::sort(c.begin(), c.end(), by_logit);
+    }
+
+    // Probabilities at temperature 1 decide top-p and min-p, as in the reference chain.
+    auto softmax_of = [&](float temp, std::vector<float>& probs) {
+        probs.resize(c.size());
+        const float max = c[0].first;
+        double sum = 0;
+        for (size_t i = 0; i < c.size(); ++i) sum += probs[i] = std::exp((c[i].first - max) / temp);
+        for (float& p : probs) p = (float)(p / sum);
+    };
+    std::vector<float> probs;
+    softmax_of(1.0f, probs);
+    if (p_.top_p < 1.0f) {
+        double cum = 0;
+        size_t keep = c.size();
+        for (size_t i = 0; i < c.size(); ++i) {
+            cum += probs[i];
+            if (cum >= p_.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        c.resize(keep);
+        probs.resize(keep);
+    }
+    if (p_.min_p > 0) {
+        const float threshold = probs[0] * p_.min_p;
+        size_t keep = 1;
+        while (keep < c.size() && probs[keep] >= threshold) ++keep;
+        c.resize(keep);
+    }
+
+    softmax_of(p_.temperature, probs);
+    // A uniform draw in [0, 1) from the top 53 bits: the same on every platform.
+    const double u = (double)(rng_() >> 11) * (1.0 / 9007199254740992.0);
+    double cum = 0;
+    size_t chosen = c.size() - 1;
+    for (size_t i = 0; i < c.size(); ++i) {
+        cum += probs[i];
+        if (u < cum) {
+            chosen = i;
+            break;
+        }
+    }
+    for (size_t i = 0; i < c.size(); ++i) cands_.push_back({c[i].second, probs[i]});
+    return c[chosen].second;
+}
+
+}  // namespace lokal

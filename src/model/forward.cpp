@@ -1,0 +1,248 @@
+// The decoder-only transformer forward pass, top to bottom:
+//   x = embed(tokens)
+//   for each layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//                    x += FFN(norm(x))        (SwiGLU, or a top-k mixture of SwiGLU experts)
+//   logits = Wout · norm(x)                   (only for tokens that want them)
+#include "model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "ops/attention.h"
+#include "quant/fp16.h"
+#include "quant/quant.h"
+
+namespace lokal {
+
+void KvStorage::allocate(int layers, int blocks, int block_sz, int kv_dimension) {
+    n_layer = layers;
+    n_blocks = blocks;
+    block_size = block_sz;
+    kv_dim = kv_dimension;
+    const size_t per_layer = (size_t)blocks * block_sz * kv_dimension;
+    k.assign(layers, std::vector<uint16_t>(per_layer));
+    v.assign(layers, std::vector<uint16_t>(per_layer));
+}
+
+namespace {
+
+void check_batch(const Batch& b, const HParams& hp, const KvStorage& kv) {
+    const int64_t n = b.size();
+    if ((int64_t)b.pos.size() != n || (int64_t)b.seq.size() != n || (int64_t)b.want_logits.size() != n)
+        throw std::invalid_argument("batch: field lengths differ");
+    for (int64_t i = 0; i < n; ++i) {
+        if (b.tokens[i] < 0 || b.tokens[i] >= hp.n_vocab)
+            throw std::invalid_argument("batch: token id " + std::to_string(b.tokens[i]) + " is outside the vocabulary");
+        if (b.seq[i] < 0 || b.seq[i] >= (int32_t)b.block_tables.size() || !b.block_tables[b.seq[i]])
+            throw std::invalid_argument("batch: token has no block table");
+        if (b.pos[i] < 0) throw std::invalid_argument("batch: negative position");
+        const auto& table = *b.block_tables[b.seq[i]];
+        const size_t blk = (size_t)b.pos[i] / kv.block_size;
+        if (blk >= table.size()) throw std::invalid_argument("batch: position beyond the sequence's KV blocks");
+        for (size_t j = 0; j <= blk; ++j)
+            if (table[j] < 0 || table[j] >= kv.n_blocks) throw std::invalid_argument("batch: bad KV block id");
+    }
+}
+
+void add_bias(float* y, const std::vector<float>& bias, int64_t n, int64_t width) {
+    if (bias.empty()) return;
+    for (int64_t t = 0; t < n; ++t) add_inplace(y + t * width, bias.data(), width);
+}
+
+}  // namespace
+
+void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+    if (observer) observer(w, expert, x, n);
+    matmul(pool_, w.mat(expert), x, ldx, n, y, ldy, mm_scratch_);
+}
+
+void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden) {
+    const HParams& hp = model_.hp;
+    check_batch(batch, hp, kv);
+    const int64_t n = batch.size();
+    const int64_t dim = hp.dim;
+    out.logits.clear();
+    out.hidden.clear();
+    if (n == 0) return;
+
+    auto grow = [](std::vector<float>& v, int64_t size) {
+        if ((int64_t)v.size() < size) v.resize((size_t)size);
+    };
+    grow(x_, n * dim);
+    grow(xb_, n * dim);
+    grow(q_, n * hp.q_dim());
+    grow(k_, n * hp.kv_dim());
+    grow(v_, n * hp.kv_dim());
+    grow(att_, n * hp.q_dim());
+    grow(hb_, n * hp.n_ff);
+    grow(hb2_, n * hp.n_ff);
+
+    // Embedding lookup: dequantize one row of token_embd per token.
+    const size_t embd_row = model_.token_embd.row_bytes();
+    pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t)
+            dequantize_row(model_.token_embd.type, model_.token_embd.data + (size_t)batch.tokens[t] * embd_row,
+                           x_.data() + t * dim, dim);
+    });
+
+    for (int il = 0; il < hp.n_layer; ++il) {
+        const LayerWeights& L = model_.layers[il];
+        pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t)
+                rmsnorm(x_.data() + t * dim, L.attn_norm.data(), xb_.data() + t * dim, dim, hp.rms_eps);
+        });
+        attention_block(batch, il, kv);
+        mm(L.wo, 0, att_.data(), hp.q_dim(), n, xb_.data(), dim);
+        add_inplace(x_.data(), xb_.data(), n * dim);
+
+        pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t)
+                rmsnorm(x_.data() + t * dim, L.ffn_norm.data(), xb_.data() + t * dim, dim, hp.rms_eps);
+        });
+        if (hp.n_expert == 0)
+            ffn_dense(il, n);
+        else
+            ffn_moe(il, n);
+        add_inplace(x_.data(), xb_.data(), n * dim);
+    }
+
+    // Final norm and output projection only for the tokens that want logits.
+    std::vector<int64_t> wanted;
+    for (int64_t t = 0; t < n; ++t)
+        if (batch.want_logits[t]) wanted.push_back(t);
+    const int64_t nw = (int64_t)wanted.size();
+    if (nw == 0) return;
+    std::vector<float> normed((size_t)(nw * dim));
+    pool_.parallel_for(nw, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i)
+            rmsnorm(x_.data() + wanted[i] * dim, model_.output_norm.data(), normed.data() + i * dim, dim, hp.rms_eps);
+    });
+    out.logits.resize((size_t)(nw * hp.n_vocab));
+    mm(model_.output, 0, normed.data(), dim, nw, out.logits.data(), hp.n_vocab);
+    if (want_hidden) out.hidden = std::move(normed);
+}
+
+void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
+    const HParams& hp = model_.hp;
+    const LayerWeights& L = model_.layers[il];
+    const int64_t n = batch.size(), dim = hp.dim, qd = hp.q_dim(), kvd = hp.kv_dim();
+
+    mm(L.wq, 0, xb_.data(), dim, n, q_.data(), qd);
+    mm(L.wk, 0, xb_.data(), dim, n, k_.data(), kvd);
+    mm(L.wv, 0, xb_.data(), dim, n, v_.data(), kvd);
+    add_bias(q_.data(), L.bq, n, qd);
+    add_bias(k_.data(), L.bk, n, kvd);
+    add_bias(v_.data(), L.bv, n, kvd);
+
+    RopeParams rp = hp.rope;
+    if (!model_.rope_freq_factors.empty()) rp.freq_factors = model_.rope_freq_factors.data();
+    uint16_t* kc = kv.k[il].data();
+    uint16_t* vc = kv.v[il].data();
+    // RoPE on q and k, then K/V go into their cache slots (as f16) before anyone attends.
+    pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int32_t pos = batch.pos[t];
+            rope(q_.data() + t * qd, hp.n_head, hp.head_dim, pos, rp);
+            rope(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, pos, rp);
+            const auto& table = *batch.block_tables[batch.seq[t]];
+            const int64_t slot = (int64_t)table[pos / kv.block_size] * kv.block_size + pos % kv.block_size;
+            uint16_t* kd = kc + slot * kvd;
+            uint16_t* vd = vc + slot * kvd;
+            for (int64_t i = 0; i < kvd; ++i) {
+                kd[i] = fp32_to_fp16(k_[t * kvd + i]);
+                vd[i] = fp32_to_fp16(v_[t * kvd + i]);
+            }
+        }
+    });
+
+    std::vector<AttentionQuery> queries((size_t)n);
+    for (int64_t t = 0; t < n; ++t) {
+        queries[t].q = q_.data() + t * qd;
+        queries[t].out = att_.data() + t * qd;
+        queries[t].pos = batch.pos[t];
+        queries[t].block_table = batch.block_tables[batch.seq[t]]->data();
+    }
+    AttentionShape shape;
+    shape.n_head = hp.n_head;
+    shape.n_kv_head = hp.n_kv_head;
+    shape.head_dim = hp.head_dim;
+    shape.block_size = kv.block_size;
+    shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
+    shape.window = hp.sliding_window;
+    attention_paged(pool_, shape, kc, vc, queries.data(), n);
+}
+
+void Forward::ffn_dense(int il, int64_t n) {
+    const HParams& hp = model_.hp;
+    const LayerWeights& L = model_.layers[il];
+    const int64_t dim = hp.dim, ff = hp.n_ff;
+    mm(L.w_gate, 0, xb_.data(), dim, n, hb_.data(), ff);
+    mm(L.w_up, 0, xb_.data(), dim, n, hb2_.data(), ff);
+    pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) swiglu(hb_.data() + t * ff, hb2_.data() + t * ff, hb_.data() + t * ff, ff);
+    });
+    mm(L.w_down, 0, hb_.data(), ff, n, xb_.data(), dim);
+}
+
+// Mixture of experts: softmax router, top-k experts per token, weights renormalized over
+// the chosen k. Tokens are grouped by expert so each expert's weights are read once per
+// batch; each token's expert outputs are summed in rank order, so the result does not
+// depend on which other tokens share the batch.
+void Forward::ffn_moe(int il, int64_t n) {
+    const HParams& hp = model_.hp;
+    const LayerWeights& L = model_.layers[il];
+    const int64_t dim = hp.dim, ff = hp.n_ff, ne = hp.n_expert, k = hp.n_expert_used;
+
+    router_logits_.resize((size_t)(n * ne));
+    mm(L.router, 0, xb_.data(), dim, n, router_logits_.data(), ne);
+
+    std::vector<int32_t> chosen((size_t)(n * k));
+    std::vector<float> weight((size_t)(n * k));
+    for (int64_t t = 0; t < n; ++t) {
+        float* p = router_logits_.data() + t * ne;
+        softmax(p, ne);
+        std::vector<int32_t> order((size_t)ne);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+        float sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += p[order[j]];
+        for (int64_t j = 0; j < k; ++j) {
+            chosen[t * k + j] = order[j];
+            weight[t * k + j] = p[order[j]] / sum;
+        }
+    }
+
+    ye_.resize((size_t)(n * k * dim));
+    for (int64_t e = 0; e < ne; ++e) {
+        std::vector<int64_t> rows;  // (token * k + rank) entries routed to expert e
+        for (int64_t i = 0; i < n * k; ++i)
+            if (chosen[i] == e) rows.push_back(i);
+        if (rows.empty()) continue;
+        const int64_t m = (int64_t)rows.size();
+        xe_.resize((size_t)(m * dim));
+        he_.resize((size_t)(m * ff));
+        he2_.resize((size_t)(m * ff));
+        std::vector<float> ye((size_t)(m * dim));
+        for (int64_t r = 0; r < m; ++r)
+            std::copy_n(xb_.data() + (rows[r] / k) * dim, dim, xe_.data() + r * dim);
+        mm(L.gate_exps, e, xe_.data(), dim, m, he_.data(), ff);
+        mm(L.up_exps, e, xe_.data(), dim, m, he2_.data(), ff);
+        for (int64_t r = 0; r < m; ++r) swiglu(he_.data() + r * ff, he2_.data() + r * ff, he_.data() + r * ff, ff);
+        mm(L.down_exps, e, he_.data(), ff, m, ye.data(), dim);
+        for (int64_t r = 0; r < m; ++r) {
+            const float w = weight[rows[r]];
+            float* dst = ye_.data() + rows[r] * dim;
+            for (int64_t i = 0; i < dim; ++i) dst[i] = ye[r * dim + i] * w;
+        }
+    }
+    for (int64_t t = 0; t < n; ++t) {
+        float* dst = xb_.data() + t * dim;
+        std::copy_n(ye_.data() + (t * k) * dim, dim, dst);
+        for (int64_t j = 1; j < k; ++j) add_inplace(dst, ye_.data() + (t * k + j) * dim, dim);
+    }
+}
+
+}  // namespace lokal

@@ -1,0 +1,81 @@
+// The forward pass over a batch of tokens from any number of sequences.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/model.h"
+#include "ops/matmul.h"
+#include "ops/thread_pool.h"
+
+namespace lokal {
+
+// The KV cache memory: per layer, K and V in fixed-size blocks of half floats.
+// k[layer] and v[layer] are each [n_blocks][block_size][kv_dim]. Which block holds which
+// positions of which sequence is decided by the caller (engine/kv_cache.h) through the
+// block tables passed with each batch.
+struct KvStorage {
+    int n_layer = 0;
+    int n_blocks = 0;
+    int block_size = 0;
+    int kv_dim = 0;
+    std::vector<std::vector<uint16_t>> k, v;  // [n_layer] x [n_blocks * block_size * kv_dim]
+
+    void allocate(int layers, int blocks, int block_sz, int kv_dimension);
+    size_t bytes() const { return 2ull * 2 * n_layer * (size_t)n_blocks * block_size * kv_dim; }
+};
+
+// One batch: token i is `tokens[i]` at position `pos[i]` of the sequence whose block table
+// is block_tables[seq[i]]. Positions of one sequence must continue what its cache already
+// holds. Logits are produced only for tokens with want_logits[i] != 0, in batch order.
+struct Batch {
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> pos;
+    std::vector<int32_t> seq;
+    std::vector<uint8_t> want_logits;
+    std::vector<const std::vector<int32_t>*> block_tables;  // indexed by seq[i]
+
+    void clear() { tokens.clear(), pos.clear(), seq.clear(), want_logits.clear(), block_tables.clear(); }
+    void add(int32_t token, int32_t position, int32_t seq_index, bool logits) {
+        tokens.push_back(token), pos.push_back(position), seq.push_back(seq_index), want_logits.push_back(logits);
+    }
+    int64_t size() const { return (int64_t)tokens.size(); }
+};
+
+// Sees the input of every matrix multiplication (importance-matrix collection).
+// x is [n_tokens][w.ne[0]]; for an expert tensor, `expert` says which slice.
+using MatmulObserver = std::function<void(const Tensor& w, int64_t expert, const float* x, int64_t n_tokens)>;
+
+struct ForwardOutput {
+    std::vector<float> logits;  // [n_wanted][n_vocab]
+    std::vector<float> hidden;  // [n_wanted][dim], final normed hidden states (when asked)
+};
+
+// Scratch buffers reused across calls so a forward pass allocates only when batches grow.
+class Forward {
+public:
+    Forward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
+
+    // Runs the batch, writes its K/V into `kv`, fills out.logits (and out.hidden if
+    // want_hidden) for the flagged tokens. Throws std::invalid_argument on a bad batch.
+    void run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden = false);
+
+    MatmulObserver observer;  // optional
+
+private:
+    void attention_block(const Batch& batch, int il, KvStorage& kv);
+    void ffn_dense(int il, int64_t n);
+    void ffn_moe(int il, int64_t n);
+    void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
+
+    const Model& model_;
+    ThreadPool& pool_;
+    MatmulScratch mm_scratch_;
+    // Activations, each [n_tokens][width]
+    std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
+    // MoE routing scratch
+    std::vector<float> router_logits_, xe_, he_, he2_, ye_;
+};
+
+}  // namespace lokal

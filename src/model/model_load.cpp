@@ -1,0 +1,213 @@
+// Model loading: hyperparameters from metadata, every tensor's presence, type and shape
+// checked against them before the forward pass may touch it.
+#include <cmath>
+#include <string>
+
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace lokal {
+namespace {
+
+std::string fmt_shape(const int64_t* ne, int n) {
+    std::string s = "[";
+    for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+
+class Loader {
+public:
+    explicit Loader(const gguf::File& f) : f_(f) {}
+
+    const gguf::File& f_;
+    std::string arch;
+
+    std::string key(const char* suffix) const { return arch + "." + suffix; }
+
+    int get_int(const char* suffix, int fallback, bool required) const {
+        const std::string k = key(suffix);
+        const gguf::Value* v = f_.find(k);
+        if (!v) {
+            if (required) throw ModelError("model: missing metadata key '" + k + "'");
+            return fallback;
+        }
+        if (v->type == gguf::ValueType::ARRAY)
+            throw ModelError("model: '" + k + "' is an array; per-layer values are not supported");
+        auto u = f_.get_uint(k);
+        if (!u || *u > (1u << 30)) throw ModelError("model: '" + k + "' is out of range");
+        return (int)*u;
+    }
+
+    float get_float(const char* suffix, float fallback) const {
+        auto v = f_.get_float(key(suffix));
+        return v ? (float)*v : fallback;
+    }
+
+    Tensor tensor(const std::string& name, std::initializer_list<int64_t> shape, bool required) const {
+        const gguf::TensorInfo* ti = f_.find_tensor(name);
+        Tensor t;
+        t.name = name;
+        if (!ti) {
+            if (required) throw ModelError("model: missing tensor '" + name + "'");
+            return t;
+        }
+        int i = 0;
+        bool ok = (int)shape.size() >= ti->n_dims;
+        for (int64_t want : shape) {
+            if (ti->ne[i] != want) ok = false;
+            ++i;
+        }
+        if (!ok) {
+            int64_t expect[4] = {1, 1, 1, 1};
+            int n = 0;
+            for (int64_t want : shape) expect[n++] = want;
+            throw ModelError("model: tensor '" + name + "' has shape " + fmt_shape(ti->ne, ti->n_dims) +
+                             ", expected " + fmt_shape(expect, n));
+        }
+        if (!type_traits(ti->type).is_supported)
+            throw ModelError("model: tensor '" + name + "' has type " + type_name(ti->type) +
+                             ", which lokal cannot compute with yet");
+        t.type = ti->type;
+        for (int d = 0; d < 4; ++d) t.ne[d] = ti->ne[d];
+        t.data = ti->data;
+        return t;
+    }
+
+    // Small 1-D tensors (norms, biases) as f32 copies.
+    std::vector<float> vector(const std::string& name, int64_t n, bool required) const {
+        Tensor t = tensor(name, {n}, required);
+        if (!t.present()) return {};
+        std::vector<float> out((size_t)n);
+        dequantize_row(t.type, t.data, out.data(), n);
+        return out;
+    }
+};
+
+}  // namespace
+
+MatView Tensor::mat(int64_t expert) const {
+    MatView m;
+    m.type = type;
+    m.n_cols = ne[0];
+    m.n_rows = ne[1];
+    m.row_bytes = row_bytes();
+    m.data = data ? data + (size_t)expert * (size_t)ne[1] * m.row_bytes : nullptr;
+    return m;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+    auto model = std::make_unique<Model>();
+    model->file = gguf::File::open(path);
+    const gguf::File& f = *model->file;
+    Loader ld(f);
+
+    auto arch = f.get_string("general.architecture");
+    if (!arch) throw ModelError("model: '" + path + "' has no general.architecture (a vocabulary-only file?)");
+    ld.arch = std::string(*arch);
+    model->spec = find_arch(ld.arch);
+    if (!model->spec)
+        throw ModelError("model: architecture '" + ld.arch + "' is not supported (supported: " +
+                         supported_arch_names() + ")");
+
+    HParams& hp = model->hp;
+    hp.arch = ld.arch;
+    hp.dim = ld.get_int("embedding_length", 0, true);
+    hp.n_layer = ld.get_int("block_count", 0, true);
+    hp.n_ff = ld.get_int("feed_forward_length", 0, true);
+    hp.n_head = ld.get_int("attention.head_count", 0, true);
+    hp.n_kv_head = ld.get_int("attention.head_count_kv", hp.n_head, false);
+    hp.n_ctx_train = ld.get_int("context_length", 2048, false);
+    hp.n_expert = ld.get_int("expert_count", 0, false);
+    hp.n_expert_used = ld.get_int("expert_used_count", 0, false);
+    hp.rms_eps = ld.get_float("attention.layer_norm_rms_epsilon", 1e-5f);
+    hp.sliding_window = ld.get_int("attention.sliding_window", 0, false);
+
+    if (hp.dim <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_kv_head <= 0 || hp.n_ff <= 0)
+        throw ModelError("model: dimensions must be positive (embedding, blocks, heads, ffn)");
+    if (hp.n_layer > 4096 || hp.n_head > 4096) throw ModelError("model: implausible layer or head count");
+    if (hp.n_head % hp.n_kv_head != 0)
+        throw ModelError("model: head_count " + std::to_string(hp.n_head) +
+                         " is not a multiple of head_count_kv " + std::to_string(hp.n_kv_head));
+    hp.head_dim = ld.get_int("attention.key_length", hp.dim / hp.n_head, false);
+    const int v_len = ld.get_int("attention.value_length", hp.head_dim, false);
+    if (v_len != hp.head_dim) throw ModelError("model: key_length != value_length is not supported");
+    if (hp.head_dim <= 0 || hp.head_dim > 1024 || hp.head_dim % 2 != 0)
+        throw ModelError("model: head dimension " + std::to_string(hp.head_dim) + " is not supported");
+    if (hp.n_expert > 0) {
+        if (hp.n_expert_used <= 0 || hp.n_expert_used > hp.n_expert || hp.n_expert > 512)
+            throw ModelError("model: expert_used_count must be in 1..expert_count (<= 512)");
+    } else {
+        hp.n_expert_used = 0;
+    }
+
+    hp.rope.n_rot = ld.get_int("rope.dimension_count", hp.head_dim, false);
+    if (hp.rope.n_rot <= 0 || hp.rope.n_rot > hp.head_dim || hp.rope.n_rot % 2 != 0)
+        throw ModelError("model: rope dimension count must be even and <= head dimension");
+    hp.rope.freq_base = ld.get_float("rope.freq_base", model->spec->default_rope_base);
+    hp.rope.neox = model->spec->rope == RopeStyle::Neox;
+    float scale = 1.0f;
+    if (auto type = f.get_string(ld.key("rope.scaling.type")); type && *type == "linear")
+        scale = ld.get_float("rope.scaling.factor", 1.0f);
+    else if (!type)
+        scale = ld.get_float("rope.scale_linear", 1.0f);
+    if (!(scale > 0) || !std::isfinite(scale)) throw ModelError("model: rope scaling factor must be positive");
+    hp.rope.freq_scale = 1.0f / scale;
+    if (!(hp.rope.freq_base > 0) || !std::isfinite(hp.rope.freq_base))
+        throw ModelError("model: rope.freq_base must be positive");
+
+    const int64_t dim = hp.dim, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
+    // The vocabulary size is the embedding's row count.
+    const gguf::TensorInfo* te = f.find_tensor("token_embd.weight");
+    if (!te) throw ModelError("model: missing tensor 'token_embd.weight'");
+    if (te->ne[1] <= 0 || te->ne[1] > (1 << 24)) throw ModelError("model: implausible vocabulary size");
+    hp.n_vocab = (int)te->ne[1];
+    const int64_t nv = hp.n_vocab;
+
+    model->token_embd = ld.tensor("token_embd.weight", {dim, nv}, true);
+    model->output_norm = ld.vector("output_norm.weight", dim, true);
+    model->output = ld.tensor("output.weight", {dim, nv}, !model->spec->tied_output);
+    if (!model->output.present()) model->output = model->token_embd;
+    if (f.find_tensor("rope_freqs.weight"))
+        model->rope_freq_factors = ld.vector("rope_freqs.weight", hp.rope.n_rot / 2, true);
+
+    model->layers.resize(hp.n_layer);
+    for (int il = 0; il < hp.n_layer; ++il) {
+        LayerWeights& L = model->layers[il];
+        const std::string p = "blk." + std::to_string(il) + ".";
+        L.attn_norm = ld.vector(p + "attn_norm.weight", dim, true);
+        L.wq = ld.tensor(p + "attn_q.weight", {dim, qd}, true);
+        L.wk = ld.tensor(p + "attn_k.weight", {dim, kvd}, true);
+        L.wv = ld.tensor(p + "attn_v.weight", {dim, kvd}, true);
+        L.wo = ld.tensor(p + "attn_output.weight", {qd, dim}, true);
+        L.bq = ld.vector(p + "attn_q.bias", qd, false);
+        L.bk = ld.vector(p + "attn_k.bias", kvd, false);
+        L.bv = ld.vector(p + "attn_v.bias", kvd, false);
+        L.ffn_norm = ld.vector(p + "ffn_norm.weight", dim, true);
+        if (hp.n_expert == 0) {
+            L.w_gate = ld.tensor(p + "ffn_gate.weight", {dim, ff}, true);
+            L.w_up = ld.tensor(p + "ffn_up.weight", {dim, ff}, true);
+            L.w_down = ld.tensor(p + "ffn_down.weight", {ff, dim}, true);
+        } else {
+            const int64_t ne = hp.n_expert;
+            L.router = ld.tensor(p + "ffn_gate_inp.weight", {dim, ne}, true);
+            L.gate_exps = ld.tensor(p + "ffn_gate_exps.weight", {dim, ff, ne}, true);
+            L.up_exps = ld.tensor(p + "ffn_up_exps.weight", {dim, ff, ne}, true);
+            L.down_exps = ld.tensor(p + "ffn_down_exps.weight", {ff, dim, ne}, true);
+        }
+    }
+    return model;
+}
+
+uint64_t Model::n_params() const {
+    uint64_t n = 0;
+    for (const auto& t : file->tensors()) n += (uint64_t)t.n_elements();
+    return n;
+}
+
+uint64_t Model::weight_bytes() const {
+    uint64_t n = 0;
+    for (const auto& t : file->tensors()) n += t.n_bytes;
+    return n;
+}
+
+}  // namespace lokal

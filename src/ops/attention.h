@@ -1,0 +1,36 @@
+// Causal self-attention of a batch of query tokens over a paged KV cache.
+//
+// K and V are stored in fixed-size blocks: each cache is [n_blocks][block_size][kv_dim]
+// half floats, kv_dim = n_kv_head * head_dim. A sequence's positions map to blocks through
+// its block table: position p lies in block table[p / block_size], slot p % block_size.
+// Scores are never materialized as an n x n matrix: each query streams over its keys with
+// an online softmax (running max and sum), so memory is O(head_dim) per query head.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/thread_pool.h"
+
+namespace lokal {
+
+struct AttentionShape {
+    int n_head = 0;
+    int n_kv_head = 0;  // GQA/MQA: n_head / n_kv_head query heads share one K/V head
+    int head_dim = 0;
+    int block_size = 0;
+    float scale = 0;     // usually 1 / sqrt(head_dim)
+    int32_t window = 0;  // sliding window in positions; 0 = attend to the whole prefix
+};
+
+struct AttentionQuery {
+    const float* q = nullptr;  // [n_head][head_dim]
+    float* out = nullptr;      // [n_head][head_dim]
+    int32_t pos = 0;           // attends to positions [max(0, pos - window + 1), pos]
+    const int32_t* block_table = nullptr;
+};
+
+// Every query's K/V (positions up to and including its own) must already be in the cache.
+void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
+                     const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
+
+}  // namespace lokal

@@ -1,0 +1,32 @@
+// Element-wise and row-wise kernels of the transformer forward pass (scalar reference
+// versions; each works on one row so callers parallelize over rows).
+#pragma once
+
+#include <cstdint>
+
+namespace lokal {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]   (x, out, weight: [n])
+void rmsnorm(const float* x, const float* weight, float* out, int64_t n, float eps);
+
+// out[i] = silu(gate[i]) * up[i], the SwiGLU activation  ([n])
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// In-place softmax over [n].
+void softmax(float* x, int64_t n);
+
+// y[i] += x[i]   ([n])
+void add_inplace(float* y, const float* x, int64_t n);
+
+struct RopeParams {
+    int n_rot = 0;             // rotated dimensions per head (<= head_dim)
+    float freq_base = 10000;   // theta base
+    float freq_scale = 1;      // linear position interpolation (1 / scaling factor)
+    bool neox = false;         // NEOX style rotates (i, i + n_rot/2); normal style rotates (2i, 2i+1)
+    const float* freq_factors = nullptr;  // optional [n_rot/2] divisors (Llama 3 rope scaling)
+};
+
+// Rotate every head of x in place: x is [n_heads][head_dim] for the token at `pos`.
+void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
+
+}  // namespace lokal

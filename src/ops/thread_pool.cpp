@@ -1,0 +1,129 @@
+#include "ops/thread_pool.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace lokal {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+}
+
+// Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.
+int count_physical_cores() {
+    std::ifstream in("/proc/cpuinfo");
+    std::set<std::pair<int, int>> cores;
+    std::string line;
+    int phys = 0, core = -1;
+    while (std::getline(in, line)) {
+        auto value = [&]() { return std::atoi(line.substr(line.find(':') + 1).c_str()); };
+        if (line.rfind("physical id", 0) == 0) phys = value();
+        if (line.rfind("core id", 0) == 0) {
+            core = value();
+            cores.insert({phys, core});
+        }
+    }
+    int logical = (int)std::thread::hardware_concurrency();
+    if (cores.empty()) return std::max(1, logical);
+    return std::max(1, std::min((int)cores.size(), logical > 0 ? logical : (int)cores.size()));
+}
+
+constexpr int kSpinIterations = 20000;
+
+}  // namespace
+
+int ThreadPool::default_threads() {
+    static const int n = count_physical_cores();
+    return n;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : default_threads()) {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_.store(true);
+        generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+        // Spin first: in a forward pass the next op follows within microseconds.
+        int spins = 0;
+        while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+            cpu_relax();
+            ++spins;
+        }
+        if (generation_.load(std::memory_order_acquire) == seen) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            sleeping_.fetch_add(1);
+            wake_.wait(lock, [&] { return generation_.load() != seen; });
+            sleeping_.fetch_sub(1);
+        }
+        seen = generation_.load(std::memory_order_acquire);
+        if (stop_.load()) return;
+        (*job_)(index);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+}
+
+void ThreadPool::run_on_all(const std::function<void(int)>& job) {
+    if (n_threads_ == 1) {
+        job(0);
+        return;
+    }
+    job_ = &job;
+    pending_.store(n_threads_ - 1, std::memory_order_release);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        generation_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    if (sleeping_.load() > 0) wake_.notify_all();
+    job(0);
+    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+    job_ = nullptr;
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n <= 0) return;
+    const int nt = (int)std::min<int64_t>(n_threads_, n);
+    if (nt == 1) {
+        fn(0, n, 0);
+        return;
+    }
+    run_on_all([&](int t) {
+        if (t >= nt) return;
+        const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+        if (begin < end) fn(begin, end, t);
+    });
+}
+
+void ThreadPool::parallel_tasks(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+    if (n_tasks <= 0) return;
+    if (n_threads_ == 1 || n_tasks == 1) {
+        for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    run_on_all([&](int t) {
+        for (int64_t i = next.fetch_add(1); i < n_tasks; i = next.fetch_add(1)) fn(i, t);
+    });
+}
+
+}  // namespace lokal

@@ -1,0 +1,198 @@
+// The engine's own guarantees: cached decoding equals recomputation, batching does not
+// change results, the paged cache shares and copies blocks correctly, sampling is
+// reproducible, stop strings are honoured.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "engine/context.h"
+#include "engine/generate.h"
+#include "engine/kv_cache.h"
+#include "engine/sampler.h"
+#include "shared_path.h"
+
+namespace lokal {
+namespace {
+
+std::unique_ptr<Model> load(const char* name) { return Model::load(test::shared_path(std::string("models/") + name)); }
+
+const std::vector<int32_t> kTokens = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
+                                      338, 401, 396, 267, 337, 410, 408, 419};
+
+// Decoding token by token with the cache gives the logits a fresh full pass gives.
+TEST(Engine, CachedDecodeEqualsRecompute) {
+    for (const char* m : {"stories260K.gguf", "tiny-moe.Q8_0.gguf", "tiny-k.Q4_K_M.gguf"}) {
+        SCOPED_TRACE(m);
+        auto model = load(m);
+        const int nv = model->hp.n_vocab;
+        ContextParams cp;
+        cp.n_ctx = 64;
+        cp.n_seq_max = 2;
+        cp.block_size = 4;  // many blocks, so block boundaries are crossed
+        Context ctx(*model, cp);
+        const int32_t inc = ctx.cache().create_sequence();
+        std::vector<float> step;
+        for (size_t i = 0; i < kTokens.size(); ++i) {
+            const int32_t one[1] = {kTokens[i]};
+            ctx.eval(inc, one, false, step);
+            const int32_t fresh = ctx.cache().create_sequence();
+            std::vector<float> full;
+            ctx.eval(fresh, std::span<const int32_t>(kTokens.data(), i + 1), false, full);
+            ctx.cache().free_sequence(fresh);
+            ASSERT_EQ(step.size(), (size_t)nv);
+            for (int v = 0; v < nv; ++v) ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
+        }
+    }
+}
+
+// Two sequences in one batch give bit-identical logits to each run alone.
+TEST(Engine, BatchedSequencesEqualSeparateRuns) {
+    auto model = load("tiny-k.Q8_0.gguf");
+    const int nv = model->hp.n_vocab;
+    const std::vector<int32_t> a(kTokens.begin(), kTokens.begin() + 11), b(kTokens.begin() + 5, kTokens.end());
+    ContextParams cp;
+    cp.n_ctx = 64;
+    cp.n_seq_max = 4;
+    Context ctx(*model, cp);
+    std::vector<float> la, lb;
+    const int32_t sa = ctx.cache().create_sequence(), sb = ctx.cache().create_sequence();
+    ctx.eval(sa, a, true, la);
+    ctx.eval(sb, b, true, lb);
+
+    const int32_t ta = ctx.cache().create_sequence(), tb = ctx.cache().create_sequence();
+    ASSERT_TRUE(ctx.cache().prepare(ta, 0, (int32_t)a.size()));
+    ASSERT_TRUE(ctx.cache().prepare(tb, 0, (int32_t)b.size()));
+    Batch batch;
+    batch.block_tables = {&ctx.cache().table(ta), &ctx.cache().table(tb)};
+    // Interleave the two sequences' tokens.
+    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+        if (i < a.size()) batch.add(a[i], (int32_t)i, 0, true);
+        if (i < b.size()) batch.add(b[i], (int32_t)i, 1, true);
+    }
+    ForwardOutput out;
+    ctx.decode(batch, out);
+    size_t row = 0, ia = 0, ib = 0;
+    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+        if (i < a.size()) {
+            for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], la[ia * nv + v]);
+            ++row, ++ia;
+        }
+        if (i < b.size()) {
+            for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], lb[ib * nv + v]);
+            ++row, ++ib;
+        }
+    }
+}
+
+TEST(KvCache, ForkSharesBlocksAndCopiesOnWrite) {
+    HParams hp;
+    hp.n_layer = 1;
+    hp.n_kv_head = 1;
+    hp.head_dim = 2;
+    KvCache cache(hp, 32, 4);  // 8 blocks
+    const int32_t a = cache.create_sequence();
+    ASSERT_TRUE(cache.prepare(a, 0, 6));  // 2 blocks
+    cache.set_length(a, 6);
+    EXPECT_EQ(cache.free_blocks(), 6);
+    cache.storage.k[0][(size_t)cache.table(a)[1] * 4 * 2] = 0x3c00;  // mark block 1
+    const int32_t b = cache.fork_sequence(a);
+    EXPECT_EQ(cache.free_blocks(), 6);  // nothing copied yet
+    EXPECT_EQ(cache.table(b), cache.table(a));
+    // b writes position 6 (block 1, shared): that block is copied first, block 0 stays shared.
+    ASSERT_TRUE(cache.prepare(b, 6, 7));
+    EXPECT_EQ(cache.table(b)[0], cache.table(a)[0]);
+    EXPECT_NE(cache.table(b)[1], cache.table(a)[1]);
+    EXPECT_EQ(cache.storage.k[0][(size_t)cache.table(b)[1] * 4 * 2], 0x3c00);
+    EXPECT_EQ(cache.free_blocks(), 5);
+    cache.free_sequence(a);
+    EXPECT_EQ(cache.free_blocks(), 6);  // a's block 1 freed, block 0 still held by b
+    cache.free_sequence(b);
+    EXPECT_EQ(cache.free_blocks(), 8);
+}
+
+TEST(KvCache, PrepareFailsCleanlyWhenFull) {
+    HParams hp;
+    hp.n_layer = 1;
+    hp.n_kv_head = 1;
+    hp.head_dim = 2;
+    KvCache cache(hp, 16, 4);  // 4 blocks
+    const int32_t a = cache.create_sequence();
+    ASSERT_TRUE(cache.prepare(a, 0, 12));
+    const int32_t b = cache.create_sequence();
+    EXPECT_FALSE(cache.prepare(b, 0, 8));
+    EXPECT_TRUE(cache.table(b).empty());
+    EXPECT_EQ(cache.free_blocks(), 1);
+    cache.truncate(a, 4);
+    EXPECT_EQ(cache.free_blocks(), 3);
+    EXPECT_TRUE(cache.prepare(b, 0, 8));
+}
+
+TEST(Sampler, GreedyPicksArgmaxAndSeedsReproduce) {
+    std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
+    SamplerParams p;
+    p.temperature = 0;
+    EXPECT_EQ(Sampler(p, 5).sample(logits.data()), 1);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    p.seed = 42;
+    Sampler s1(p, 5), s2(p, 5);
+    std::map<int, int> counts;
+    for (int i = 0; i < 2000; ++i) {
+        const int a = s1.sample(logits.data()), b = s2.sample(logits.data());
+        ASSERT_EQ(a, b);
+        counts[a]++;
+    }
+    // Frequencies follow softmax(logits): token 1 (p≈0.39) more often than token 3 (p≈0.03).
+    EXPECT_GT(counts[1], counts[4]);
+    EXPECT_GT(counts[4], counts[3]);
+    EXPECT_NEAR(counts[1] / 2000.0, 0.39, 0.05);
+}
+
+TEST(Sampler, FiltersAndPenalties) {
+    std::vector<float> logits = {3.0f, 2.9f, 0.0f, -5.0f};
+    SamplerParams p;
+    p.temperature = 1.0f;
+    p.top_k = 2;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    Sampler s(p, 4);
+    for (int i = 0; i < 200; ++i) {
+        const int t = s.sample(logits.data());
+        ASSERT_TRUE(t == 0 || t == 1);
+    }
+    // min-p drops everything below min_p * p(top).
+    p.top_k = 0;
+    p.min_p = 0.5f;
+    Sampler m(p, 4);
+    for (int i = 0; i < 200; ++i) ASSERT_LE(m.sample(logits.data()), 1);
+    // Repetition penalty flips a greedy choice away from a repeated token.
+    SamplerParams g;
+    g.temperature = 0;
+    g.repeat_penalty = 2.0f;
+    Sampler r(g, 4);
+    r.accept(0);
+    EXPECT_EQ(r.sample(logits.data()), 1);
+    // Logit bias.
+    g.repeat_penalty = 1.0f;
+    g.logit_bias = {{3, 100.0f}};
+    EXPECT_EQ(Sampler(g, 4).sample(logits.data()), 3);
+}
+
+TEST(StopMatcher, HoldsBackPrefixesAndCutsAtStop) {
+    StopMatcher m({"</s>", "User:"});
+    EXPECT_EQ(m.push("Hello "), "Hello ");
+    EXPECT_EQ(m.push("wor"), "wor");
+    EXPECT_EQ(m.push("ld<"), "ld");  // '<' may start "</s>"
+    EXPECT_EQ(m.push("/"), "");
+    EXPECT_EQ(m.push("x"), "</x");  // not a stop after all
+    EXPECT_EQ(m.push(" Us"), " ");
+    EXPECT_EQ(m.push("er: more"), "");
+    EXPECT_TRUE(m.stopped());
+    EXPECT_EQ(m.flush(), "");
+}
+
+}  // namespace
+}  // namespace lokal

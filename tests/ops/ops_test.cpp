@@ -1,0 +1,162 @@
+// Kernels of the forward pass against straightforward reference formulas.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "ops/attention.h"
+#include "ops/matmul.h"
+#include "ops/ops.h"
+#include "ops/thread_pool.h"
+#include "quant/fp16.h"
+
+namespace lokal {
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+    for (int threads : {1, 2, 3, 4}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {1, 2, 5, 17, 1000}) {
+            std::vector<std::atomic<int>> hits(n);
+            pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+                for (int64_t i = b; i < e; ++i) hits[i]++;
+            });
+            for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n;
+        }
+    }
+}
+
+TEST(ThreadPool, ParallelTasksRunsEachTaskOnce) {
+    ThreadPool pool(3);
+    for (int round = 0; round < 50; ++round) {
+        std::vector<std::atomic<int>> hits(37);
+        pool.parallel_tasks(37, [&](int64_t t, int) { hits[t]++; });
+        for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    }
+}
+
+TEST(Ops, RmsNormMatchesFormula) {
+    auto x = random_vec(64, 1), w = random_vec(64, 2);
+    std::vector<float> out(64);
+    rmsnorm(x.data(), w.data(), out.data(), 64, 1e-5f);
+    double ss = 0;
+    for (float v : x) ss += v * v;
+    const double scale = 1.0 / std::sqrt(ss / 64 + 1e-5);
+    for (int i = 0; i < 64; ++i) EXPECT_NEAR(out[i], x[i] * scale * w[i], 1e-5);
+}
+
+TEST(Ops, SoftmaxSumsToOne) {
+    auto x = random_vec(100, 3, 5.0f);
+    softmax(x.data(), 100);
+    EXPECT_NEAR(std::accumulate(x.begin(), x.end(), 0.0), 1.0, 1e-5);
+}
+
+TEST(Ops, RopeRotatesPairsByPositionAngle) {
+    const int hd = 8;
+    for (bool neox : {false, true}) {
+        auto x = random_vec(2 * hd, 4);
+        auto orig = x;
+        RopeParams p;
+        p.n_rot = hd;
+        p.freq_base = 10000;
+        p.neox = neox;
+        rope(x.data(), 2, hd, 7, p);
+        for (int h = 0; h < 2; ++h)
+            for (int i = 0; i < hd / 2; ++i) {
+                const double theta = 7.0 * std::pow(10000.0, -2.0 * i / hd);
+                const int a = h * hd + (neox ? i : 2 * i), b = h * hd + (neox ? i + hd / 2 : 2 * i + 1);
+                EXPECT_NEAR(x[a], orig[a] * std::cos(theta) - orig[b] * std::sin(theta), 1e-4);
+                EXPECT_NEAR(x[b], orig[a] * std::sin(theta) + orig[b] * std::cos(theta), 1e-4);
+            }
+        // Position 0 is the identity.
+        auto y = orig;
+        rope(y.data(), 2, hd, 0, p);
+        EXPECT_EQ(y, orig);
+    }
+}
+
+TEST(Matmul, F32MatchesNaiveAndIsThreadCountInvariant) {
+    const int64_t n_in = 96, n_out = 37, n_tok = 5;
+    auto w = random_vec(n_in * n_out, 5), x = random_vec(n_in * n_tok, 6);
+    MatView m{TensorType::F32, n_in, n_out, (size_t)n_in * 4, reinterpret_cast<const uint8_t*>(w.data())};
+    std::vector<float> first;
+    for (int threads : {1, 2, 3, 4}) {
+        ThreadPool pool(threads);
+        MatmulScratch s;
+        std::vector<float> y(n_out * n_tok);
+        matmul(pool, m, x.data(), n_in, n_tok, y.data(), n_out, s);
+        for (int64_t t = 0; t < n_tok; ++t)
+            for (int64_t o = 0; o < n_out; ++o) {
+                double ref = 0;
+                for (int64_t i = 0; i < n_in; ++i) ref += (double)w[o * n_in + i] * x[t * n_in + i];
+                ASSERT_NEAR(y[t * n_out + o], ref, 1e-4);
+            }
+        if (first.empty()) first = y;
+        EXPECT_EQ(y, first) << "threads " << threads;
+        // Batch invariance: each token alone gives the same bits.
+        for (int64_t t = 0; t < n_tok; ++t) {
+            std::vector<float> one(n_out);
+            matmul(pool, m, x.data() + t * n_in, n_in, 1, one.data(), n_out, s);
+            for (int64_t o = 0; o < n_out; ++o) ASSERT_EQ(one[o], y[t * n_out + o]);
+        }
+    }
+}
+
+// Attention over a paged cache with scattered blocks equals a plain softmax attention
+// over the same (f16-rounded) keys and values.
+TEST(Attention, PagedMatchesNaiveSoftmax) {
+    const int n_head = 4, n_kv = 2, hd = 16, bs = 4, n_blocks = 12, len = 19;
+    const int kv_dim = n_kv * hd;
+    std::vector<uint16_t> kc(n_blocks * bs * kv_dim), vc(kc.size());
+    std::vector<int32_t> table = {7, 2, 11, 0, 5};  // scattered, enough for 20 positions
+    auto kf = random_vec(len * kv_dim, 7), vf = random_vec(len * kv_dim, 8), qf = random_vec(len * n_head * hd, 9);
+    for (int p = 0; p < len; ++p)
+        for (int i = 0; i < kv_dim; ++i) {
+            const size_t slot = ((size_t)table[p / bs] * bs + p % bs) * kv_dim + i;
+            kc[slot] = fp32_to_fp16(kf[p * kv_dim + i]);
+            vc[slot] = fp32_to_fp16(vf[p * kv_dim + i]);
+        }
+    for (int window : {0, 5}) {
+        std::vector<float> out(len * n_head * hd);
+        std::vector<AttentionQuery> qs(len);
+        for (int p = 0; p < len; ++p) qs[p] = {qf.data() + p * n_head * hd, out.data() + p * n_head * hd, p, table.data()};
+        AttentionShape shape{n_head, n_kv, hd, bs, 1.0f / std::sqrt((float)hd), window};
+        ThreadPool pool(2);
+        attention_paged(pool, shape, kc.data(), vc.data(), qs.data(), len);
+        auto r16 = [](float x) { return fp16_to_fp32(fp32_to_fp16(x)); };
+        for (int p = 0; p < len; ++p)
+            for (int h = 0; h < n_head; ++h) {
+                const int kvh = h / (n_head / n_kv);
+                const int first = window ? std::max(0, p - window + 1) : 0;
+                std::vector<double> s;
+                for (int j = first; j <= p; ++j) {
+                    double d = 0;
+                    for (int i = 0; i < hd; ++i)
+                        d += (double)r16(qf[(p * n_head + h) * hd + i]) * r16(kf[j * kv_dim + kvh * hd + i]);
+                    s.push_back(d / std::sqrt((double)hd));
+                }
+                const double mx = *std::max_element(s.begin(), s.end());
+                double sum = 0;
+                for (double& v : s) sum += v = std::exp(v - mx);
+                for (int i = 0; i < hd; ++i) {
+                    double ref = 0;
+                    for (int j = first; j <= p; ++j) ref += s[j - first] / sum * r16(vf[j * kv_dim + kvh * hd + i]);
+                    ASSERT_NEAR(out[(p * n_head + h) * hd + i], ref, 1e-4) << "pos " << p << " head " << h;
+                }
+            }
+    }
+}
+
+}  // namespace
+}  // namespace lokal
