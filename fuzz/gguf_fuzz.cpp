@@ -22,12 +22,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 if (v.count) sink = sink + (uint64_t)v.elem_int(v.count - 1);
             }
             // Every getter either answers or throws Error; none may crash.
-            try { (void)f->get_uint(kv.key); } catch (const Error&) {}
-            try { (void)f->get_int(kv.key); } catch (const Error&) {}
-            try { (void)f->get_float(kv.key); } catch (const Error&) {}
-            try { (void)f->get_bool(kv.key); } catch (const Error&) {}
-            try { (void)f->get_string(kv.key); } catch (const Error&) {}
-            try { (void)f->get_array(kv.key); } catch (const Error&) {}
+            try {
+                (void)f->get_uint(kv.key);
+            } catch (const Error&) {
+            }
+            try {
+                (void)f->get_int(kv.key);
+            } catch (const Error&) {
+            }
+            try {
+                (void)f->get_float(kv.key);
+            } catch (const Error&) {
+            }
+            try {
+                (void)f->get_bool(kv.key);
+            } catch (const Error&) {
+            }
+            try {
+                (void)f->get_string(kv.key);
+            } catch (const Error&) {
+            }
+            try {
+                (void)f->get_array(kv.key);
+            } catch (const Error&) {
+            }
         }
         for (const TensorInfo& t : f->tensors()) {
             // First and last byte of every tensor: ASan catches a range outside the input.

@@ -24,19 +24,32 @@ static_assert(std::endian::native == std::endian::little,
 
 const char* value_type_name(ValueType t) {
     switch (t) {
-        case ValueType::UINT8: return "uint8";
-        case ValueType::INT8: return "int8";
-        case ValueType::UINT16: return "uint16";
-        case ValueType::INT16: return "int16";
-        case ValueType::UINT32: return "uint32";
-        case ValueType::INT32: return "int32";
-        case ValueType::FLOAT32: return "float32";
-        case ValueType::BOOL: return "bool";
-        case ValueType::STRING: return "string";
-        case ValueType::ARRAY: return "array";
-        case ValueType::UINT64: return "uint64";
-        case ValueType::INT64: return "int64";
-        case ValueType::FLOAT64: return "float64";
+        case ValueType::UINT8:
+            return "uint8";
+        case ValueType::INT8:
+            return "int8";
+        case ValueType::UINT16:
+            return "uint16";
+        case ValueType::INT16:
+            return "int16";
+        case ValueType::UINT32:
+            return "uint32";
+        case ValueType::INT32:
+            return "int32";
+        case ValueType::FLOAT32:
+            return "float32";
+        case ValueType::BOOL:
+            return "bool";
+        case ValueType::STRING:
+            return "string";
+        case ValueType::ARRAY:
+            return "array";
+        case ValueType::UINT64:
+            return "uint64";
+        case ValueType::INT64:
+            return "int64";
+        case ValueType::FLOAT64:
+            return "float64";
     }
     return "unknown";
 }
@@ -45,24 +58,31 @@ size_t value_type_size(ValueType t) {
     switch (t) {
         case ValueType::UINT8:
         case ValueType::INT8:
-        case ValueType::BOOL: return 1;
+        case ValueType::BOOL:
+            return 1;
         case ValueType::UINT16:
-        case ValueType::INT16: return 2;
+        case ValueType::INT16:
+            return 2;
         case ValueType::UINT32:
         case ValueType::INT32:
-        case ValueType::FLOAT32: return 4;
+        case ValueType::FLOAT32:
+            return 4;
         case ValueType::UINT64:
         case ValueType::INT64:
-        case ValueType::FLOAT64: return 8;
+        case ValueType::FLOAT64:
+            return 8;
         case ValueType::STRING:
-        case ValueType::ARRAY: return 0;
+        case ValueType::ARRAY:
+            return 0;
     }
     return 0;
 }
 
 namespace {
 
-bool is_known_value_type(uint32_t raw) { return raw <= (uint32_t)ValueType::FLOAT64; }
+bool is_known_value_type(uint32_t raw) {
+    return raw <= (uint32_t)ValueType::FLOAT64;
+}
 
 std::string quote(std::string_view s) {
     // Names come from untrusted files: keep messages on one line and bounded in size.
@@ -103,33 +123,61 @@ T load(const uint8_t* p) {
 // Decodes one little-endian scalar of type t at p into the matching Value field.
 void decode_scalar(ValueType t, const uint8_t* p, Value& v) {
     switch (t) {
-        case ValueType::UINT8: v.u = load<uint8_t>(p); break;
-        case ValueType::BOOL: v.u = load<uint8_t>(p); break;
-        case ValueType::UINT16: v.u = load<uint16_t>(p); break;
-        case ValueType::UINT32: v.u = load<uint32_t>(p); break;
-        case ValueType::UINT64: v.u = load<uint64_t>(p); break;
-        case ValueType::INT8: v.i = load<int8_t>(p); break;
-        case ValueType::INT16: v.i = load<int16_t>(p); break;
-        case ValueType::INT32: v.i = load<int32_t>(p); break;
-        case ValueType::INT64: v.i = load<int64_t>(p); break;
-        case ValueType::FLOAT32: v.f = load<float>(p); break;
-        case ValueType::FLOAT64: v.f = load<double>(p); break;
+        case ValueType::UINT8:
+            v.u = load<uint8_t>(p);
+            break;
+        case ValueType::BOOL:
+            v.u = load<uint8_t>(p);
+            break;
+        case ValueType::UINT16:
+            v.u = load<uint16_t>(p);
+            break;
+        case ValueType::UINT32:
+            v.u = load<uint32_t>(p);
+            break;
+        case ValueType::UINT64:
+            v.u = load<uint64_t>(p);
+            break;
+        case ValueType::INT8:
+            v.i = load<int8_t>(p);
+            break;
+        case ValueType::INT16:
+            v.i = load<int16_t>(p);
+            break;
+        case ValueType::INT32:
+            v.i = load<int32_t>(p);
+            break;
+        case ValueType::INT64:
+            v.i = load<int64_t>(p);
+            break;
+        case ValueType::FLOAT32:
+            v.f = load<float>(p);
+            break;
+        case ValueType::FLOAT64:
+            v.f = load<double>(p);
+            break;
         case ValueType::STRING:
-        case ValueType::ARRAY: break;
+        case ValueType::ARRAY:
+            break;
     }
 }
 
 // Minimum encoded sizes, used to reject counts the remaining bytes cannot possibly hold
 // before anything is allocated for them.
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;          // key length, type tag, a uint8
-constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name len, n_dims, ne[0], type, offset
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;  // key length, type tag, a uint8
+constexpr uint64_t kMinTensorInfoBytes =
+    8 + 4 + 8 + 4 + 8;  // name len, n_dims, ne[0], type, offset
 
 class Cursor {
 public:
     Cursor(const uint8_t* base, size_t size, const std::string& prefix)
         : base_(base), size_(size), prefix_(prefix) {}
 
-    [[noreturn]] void fail(const std::string& what) const { throw Error(prefix_ + what); }
+    [[noreturn]] void fail(const std::string& what) const {
+        throw Error(prefix_ + context_ + what);
+    }
+    // What is being parsed ("key 'x': "), so that truncation messages name it.
+    void set_context(std::string context) { context_ = std::move(context); }
 
     size_t pos() const { return pos_; }
     uint64_t remaining() const { return size_ - pos_; }
@@ -164,11 +212,12 @@ private:
     size_t size_;
     size_t pos_ = 0;
     const std::string& prefix_;
+    std::string context_;
 };
 
-// Parses the value of type t at the cursor into v (key is for messages only).
-void parse_value(Cursor& c, ValueType t, Value& v, std::string_view key) {
-    auto fail = [&](const std::string& what) { c.fail("key " + quote(key) + ": " + what); };
+// Parses the value of type t at the cursor into v.
+void parse_value(Cursor& c, ValueType t, Value& v) {
+    auto fail = [&](const std::string& what) { c.fail(what); };
     const size_t start = c.pos();
     const uint8_t* start_ptr = c.take(0, "value");
     v.type = t;
@@ -220,8 +269,12 @@ void parse_value(Cursor& c, ValueType t, Value& v, std::string_view key) {
 
 }  // namespace
 
-bool Value::is_integer() const { return is_signed_int(type) || is_unsigned_int(type); }
-bool Value::is_float() const { return type == ValueType::FLOAT32 || type == ValueType::FLOAT64; }
+bool Value::is_integer() const {
+    return is_signed_int(type) || is_unsigned_int(type);
+}
+bool Value::is_float() const {
+    return type == ValueType::FLOAT32 || type == ValueType::FLOAT64;
+}
 
 int64_t Value::elem_int(uint64_t idx) const {
     Value e;
@@ -234,7 +287,7 @@ int64_t Value::elem_int(uint64_t idx) const {
         if (e.f <= -9.2233720368547758e18) return std::numeric_limits<int64_t>::min();
         return (int64_t)e.f;
     }
-    return (int64_t)e.u;  // unsigned and bool (uint64 above INT64_MAX wraps, as documented)
+    return (int64_t)e.u;  // unsigned and bool; a uint64 above INT64_MAX wraps
 }
 
 double Value::elem_float(uint64_t idx) const {
@@ -301,8 +354,8 @@ void File::parse() {
 
     const uint8_t* magic = c.take(4, "magic");
     if (std::memcmp(magic, "GGUF", 4) != 0) {
-        c.fail("bad magic (not a GGUF file): first bytes " + quote(std::string_view(
-                                                                 (const char*)magic, 4)));
+        c.fail("bad magic (not a GGUF file): first bytes " +
+               quote(std::string_view((const char*)magic, 4)));
     }
     version_ = c.read<uint32_t>("version");
     if (version_ == 1) c.fail("GGUF version 1 is not supported (only versions 2 and 3)");
@@ -310,8 +363,7 @@ void File::parse() {
         // A big-endian writer stores 3 as 0x03000000.
         if (__builtin_bswap32(version_) == 2 || __builtin_bswap32(version_) == 3)
             c.fail("big-endian GGUF files are not supported");
-        c.fail("unsupported GGUF version " + std::to_string(version_) +
-               " (only versions 2 and 3)");
+        c.fail("unsupported GGUF version " + std::to_string(version_) + " (only versions 2 and 3)");
     }
     const uint64_t n_tensors = c.read<uint64_t>("tensor count");
     const uint64_t n_kv = c.read<uint64_t>("metadata count");
@@ -326,8 +378,7 @@ void File::parse() {
     // Both products are small (caps are 2^20, sizes < 2^6), so no overflow here.
     if (n_kv * kMinKvBytes + n_tensors * kMinTensorInfoBytes > c.remaining()) {
         c.fail(std::to_string(n_kv) + " key-values and " + std::to_string(n_tensors) +
-               " tensor infos cannot fit in the " + std::to_string(c.remaining()) +
-               " bytes left");
+               " tensor infos cannot fit in the " + std::to_string(c.remaining()) + " bytes left");
     }
 
     // Reserved exactly, so the string_views the indexes hold into the names never move.
@@ -337,12 +388,14 @@ void File::parse() {
         std::string_view key = c.string("key");
         if (key.empty()) c.fail("metadata entry " + std::to_string(k) + " has an empty key");
         if (kv_index_.count(key)) c.fail("duplicate key " + quote(key));
+        c.set_context("key " + quote(key) + ": ");
         uint32_t t = c.read<uint32_t>("value type");
         if (!is_known_value_type(t)) {
-            c.fail("key " + quote(key) + ": unknown value type " + std::to_string(t));
+            c.fail("unknown value type " + std::to_string(t));
         }
         kv_.push_back(KeyValue{std::string(key), Value{}});
-        parse_value(c, (ValueType)t, kv_.back().value, key);
+        parse_value(c, (ValueType)t, kv_.back().value);
+        c.set_context("");
         kv_index_.emplace(kv_.back().key, kv_.size() - 1);
     }
 
@@ -365,9 +418,8 @@ void File::parse() {
         std::string_view name = c.string("tensor name");
         if (name.empty()) c.fail("tensor " + std::to_string(k) + " has an empty name");
         if (tensor_index_.count(name)) c.fail("duplicate tensor name " + quote(name));
-        auto tfail = [&](const std::string& what) {
-            c.fail("tensor " + quote(name) + ": " + what);
-        };
+        c.set_context("tensor " + quote(name) + ": ");
+        auto tfail = [&](const std::string& what) { c.fail(what); };
         TensorInfo ti;
         ti.name = std::string(name);
         uint32_t n_dims = c.read<uint32_t>("tensor dimension count");
@@ -380,8 +432,7 @@ void File::parse() {
         for (uint32_t d = 0; d < n_dims; ++d) {
             uint64_t ne = c.read<uint64_t>("tensor dimension");
             if (ne == 0 || ne > (uint64_t)std::numeric_limits<int64_t>::max()) {
-                tfail("dimension " + std::to_string(d) + " has invalid size " +
-                      std::to_string(ne));
+                tfail("dimension " + std::to_string(d) + " has invalid size " + std::to_string(ne));
             }
             ti.ne[d] = (int64_t)ne;
             if (__builtin_mul_overflow(n_elem, ti.ne[d], &n_elem))
@@ -407,6 +458,7 @@ void File::parse() {
         tensors_.push_back(std::move(ti));
         tensor_index_.emplace(tensors_.back().name, tensors_.size() - 1);
     }
+    c.set_context("");
 
     // The data section starts at the next multiple of the alignment. A file without
     // tensors may end before that padding; its data offset is then clamped to the size.
@@ -417,8 +469,8 @@ void File::parse() {
     data_off -= data_off % alignment_;
     if (data_off > size_) {
         if (!tensors_.empty()) {
-            c.fail("data section at " + std::to_string(data_off) + " starts past end of file (size " +
-                   std::to_string(size_) + ")");
+            c.fail("data section at " + std::to_string(data_off) +
+                   " starts past end of file (size " + std::to_string(size_) + ")");
         }
         data_off = size_;
     }
@@ -439,9 +491,8 @@ void File::parse() {
     // neighbours (offsets and sizes are known in range by now).
     std::vector<size_t> order(tensors_.size());
     for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        return tensors_[a].offset < tensors_[b].offset;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return tensors_[a].offset < tensors_[b].offset; });
     for (size_t k = 1; k < order.size(); ++k) {
         const TensorInfo& prev = tensors_[order[k - 1]];
         const TensorInfo& cur = tensors_[order[k]];
@@ -465,8 +516,8 @@ const TensorInfo* File::find_tensor(std::string_view name) const {
 
 namespace {
 [[noreturn]] void type_error(std::string_view key, const Value& v, const char* wanted) {
-    throw Error("gguf: key " + quote(key) + " has type " + value_type_name(v.type) +
-                ", wanted " + wanted);
+    throw Error("gguf: key " + quote(key) + " has type " + value_type_name(v.type) + ", wanted " +
+                wanted);
 }
 }  // namespace
 

@@ -62,18 +62,42 @@ std::vector<uint8_t> numeric_array(ValueType et, const std::vector<T>& v) {
 std::vector<uint8_t> encode_fields(const Value& v) {
     std::vector<uint8_t> e = tagged(v.type);
     switch (v.type) {
-        case ValueType::UINT8: append<uint8_t>(e, (uint8_t)v.u); break;
-        case ValueType::BOOL: append<uint8_t>(e, v.u ? 1 : 0); break;
-        case ValueType::UINT16: append<uint16_t>(e, (uint16_t)v.u); break;
-        case ValueType::UINT32: append<uint32_t>(e, (uint32_t)v.u); break;
-        case ValueType::UINT64: append<uint64_t>(e, v.u); break;
-        case ValueType::INT8: append<int8_t>(e, (int8_t)v.i); break;
-        case ValueType::INT16: append<int16_t>(e, (int16_t)v.i); break;
-        case ValueType::INT32: append<int32_t>(e, (int32_t)v.i); break;
-        case ValueType::INT64: append<int64_t>(e, v.i); break;
-        case ValueType::FLOAT32: append<float>(e, (float)v.f); break;
-        case ValueType::FLOAT64: append<double>(e, v.f); break;
-        case ValueType::STRING: append_string(e, v.str); break;
+        case ValueType::UINT8:
+            append<uint8_t>(e, (uint8_t)v.u);
+            break;
+        case ValueType::BOOL:
+            append<uint8_t>(e, v.u ? 1 : 0);
+            break;
+        case ValueType::UINT16:
+            append<uint16_t>(e, (uint16_t)v.u);
+            break;
+        case ValueType::UINT32:
+            append<uint32_t>(e, (uint32_t)v.u);
+            break;
+        case ValueType::UINT64:
+            append<uint64_t>(e, v.u);
+            break;
+        case ValueType::INT8:
+            append<int8_t>(e, (int8_t)v.i);
+            break;
+        case ValueType::INT16:
+            append<int16_t>(e, (int16_t)v.i);
+            break;
+        case ValueType::INT32:
+            append<int32_t>(e, (int32_t)v.i);
+            break;
+        case ValueType::INT64:
+            append<int64_t>(e, v.i);
+            break;
+        case ValueType::FLOAT32:
+            append<float>(e, (float)v.f);
+            break;
+        case ValueType::FLOAT64:
+            append<double>(e, v.f);
+            break;
+        case ValueType::STRING:
+            append_string(e, v.str);
+            break;
         case ValueType::ARRAY: {
             append<uint32_t>(e, (uint32_t)v.elem_type);
             if (v.elem_type == ValueType::STRING) {
@@ -90,14 +114,19 @@ std::vector<uint8_t> encode_fields(const Value& v) {
             }
             break;
         }
-        default: throw Error("gguf: writer: unknown value type " + std::to_string((int)v.type));
+        default:
+            throw Error("gguf: writer: unknown value type " + std::to_string((int)v.type));
     }
     return e;
 }
 
-bool valid_alignment(uint64_t a) { return a != 0 && (a & (a - 1)) == 0 && a <= kMaxAlignment; }
+bool valid_alignment(uint64_t a) {
+    return a != 0 && (a & (a - 1)) == 0 && a <= kMaxAlignment;
+}
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+uint64_t align_up(uint64_t x, uint64_t a) {
+    return (x + a - 1) / a * a;
+}
 
 }  // namespace
 
@@ -131,16 +160,36 @@ void Writer::put(const std::string& key, std::vector<uint8_t> encoded) {
     entries_.push_back(Entry{key, std::move(encoded)});
 }
 
-void Writer::set_u8(const std::string& k, uint8_t v) { put(k, scalar(ValueType::UINT8, v)); }
-void Writer::set_i8(const std::string& k, int8_t v) { put(k, scalar(ValueType::INT8, v)); }
-void Writer::set_u16(const std::string& k, uint16_t v) { put(k, scalar(ValueType::UINT16, v)); }
-void Writer::set_i16(const std::string& k, int16_t v) { put(k, scalar(ValueType::INT16, v)); }
-void Writer::set_u32(const std::string& k, uint32_t v) { put(k, scalar(ValueType::UINT32, v)); }
-void Writer::set_i32(const std::string& k, int32_t v) { put(k, scalar(ValueType::INT32, v)); }
-void Writer::set_u64(const std::string& k, uint64_t v) { put(k, scalar(ValueType::UINT64, v)); }
-void Writer::set_i64(const std::string& k, int64_t v) { put(k, scalar(ValueType::INT64, v)); }
-void Writer::set_f32(const std::string& k, float v) { put(k, scalar(ValueType::FLOAT32, v)); }
-void Writer::set_f64(const std::string& k, double v) { put(k, scalar(ValueType::FLOAT64, v)); }
+void Writer::set_u8(const std::string& k, uint8_t v) {
+    put(k, scalar(ValueType::UINT8, v));
+}
+void Writer::set_i8(const std::string& k, int8_t v) {
+    put(k, scalar(ValueType::INT8, v));
+}
+void Writer::set_u16(const std::string& k, uint16_t v) {
+    put(k, scalar(ValueType::UINT16, v));
+}
+void Writer::set_i16(const std::string& k, int16_t v) {
+    put(k, scalar(ValueType::INT16, v));
+}
+void Writer::set_u32(const std::string& k, uint32_t v) {
+    put(k, scalar(ValueType::UINT32, v));
+}
+void Writer::set_i32(const std::string& k, int32_t v) {
+    put(k, scalar(ValueType::INT32, v));
+}
+void Writer::set_u64(const std::string& k, uint64_t v) {
+    put(k, scalar(ValueType::UINT64, v));
+}
+void Writer::set_i64(const std::string& k, int64_t v) {
+    put(k, scalar(ValueType::INT64, v));
+}
+void Writer::set_f32(const std::string& k, float v) {
+    put(k, scalar(ValueType::FLOAT32, v));
+}
+void Writer::set_f64(const std::string& k, double v) {
+    put(k, scalar(ValueType::FLOAT64, v));
+}
 void Writer::set_bool(const std::string& k, bool v) {
     put(k, scalar<uint8_t>(ValueType::BOOL, v ? 1 : 0));
 }
@@ -306,8 +355,8 @@ void Writer::write(const std::string& path) const {
                 ssize_t w = ::write(fd, b, n);
                 if (w < 0) {
                     if (errno == EINTR) continue;
-                    throw Error("gguf: writer: " + path + ": write failed: " +
-                                std::strerror(errno));
+                    throw Error("gguf: writer: " + path +
+                                ": write failed: " + std::strerror(errno));
                 }
                 b += w;
                 n -= (size_t)w;

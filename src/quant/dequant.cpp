@@ -243,23 +243,36 @@ void dequantize_row(TensorType type, const void* src, float* dst, int64_t n) {
             }
             return;
         }
-        case TensorType::Q4_0: return dq_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
-        case TensorType::Q4_1: return dq_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
-        case TensorType::Q5_0: return dq_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
-        case TensorType::Q5_1: return dq_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
-        case TensorType::Q8_0: return dq_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
-        case TensorType::Q8_1: return dq_q8_1(static_cast<const BlockQ8_1*>(src), dst, nb);
-        case TensorType::Q2_K: return dq_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
-        case TensorType::Q3_K: return dq_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
-        case TensorType::Q4_K: return dq_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
-        case TensorType::Q5_K: return dq_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
-        case TensorType::Q6_K: return dq_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
-        case TensorType::Q8_K: return dq_q8_k(static_cast<const BlockQ8_K*>(src), dst, nb);
-        case TensorType::IQ4_NL: return dq_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
-        case TensorType::IQ4_XS: return dq_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
+        case TensorType::Q4_0:
+            return dq_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+        case TensorType::Q4_1:
+            return dq_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+        case TensorType::Q5_0:
+            return dq_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
+        case TensorType::Q5_1:
+            return dq_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
+        case TensorType::Q8_0:
+            return dq_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+        case TensorType::Q8_1:
+            return dq_q8_1(static_cast<const BlockQ8_1*>(src), dst, nb);
+        case TensorType::Q2_K:
+            return dq_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
+        case TensorType::Q3_K:
+            return dq_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
+        case TensorType::Q4_K:
+            return dq_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+        case TensorType::Q5_K:
+            return dq_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+        case TensorType::Q6_K:
+            return dq_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+        case TensorType::Q8_K:
+            return dq_q8_k(static_cast<const BlockQ8_K*>(src), dst, nb);
+        case TensorType::IQ4_NL:
+            return dq_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
+        case TensorType::IQ4_XS:
+            return dq_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
         default:
-            throw std::invalid_argument(std::string("dequantize_row: unsupported type ") +
-                                        tr.name);
+            throw std::invalid_argument(std::string("dequantize_row: unsupported type ") + tr.name);
     }
 }
 

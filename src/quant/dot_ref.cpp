@@ -282,23 +282,25 @@ float vec_dot_ref(TensorType w, int64_t n, const void* w_row, const void* act_ro
             for (int64_t i = 0; i < n; ++i) sum += (double)(x[i] * y[i]);
             return (float)sum;
         }
-        case TensorType::F16: return dot_half<fp16_to_fp32>(n, w_row, act_row);
-        case TensorType::BF16: return dot_half<bf16_to_fp32>(n, w_row, act_row);
+        case TensorType::F16:
+            return dot_half<fp16_to_fp32>(n, w_row, act_row);
+        case TensorType::BF16:
+            return dot_half<bf16_to_fp32>(n, w_row, act_row);
 #define LOKAL_DOT(T, fn, BW, BA) \
     case TensorType::T:          \
         return fn(nb, static_cast<const BW*>(w_row), static_cast<const BA*>(act_row));
-        LOKAL_DOT(Q4_0, dot_q4_0, BlockQ4_0, BlockQ8_0)
-        LOKAL_DOT(Q4_1, dot_q4_1, BlockQ4_1, BlockQ8_1)
-        LOKAL_DOT(Q5_0, dot_q5_0, BlockQ5_0, BlockQ8_0)
-        LOKAL_DOT(Q5_1, dot_q5_1, BlockQ5_1, BlockQ8_1)
-        LOKAL_DOT(Q8_0, dot_q8_0, BlockQ8_0, BlockQ8_0)
-        LOKAL_DOT(IQ4_NL, dot_iq4_nl, BlockIQ4_NL, BlockQ8_0)
-        LOKAL_DOT(Q2_K, dot_q2_k, BlockQ2_K, BlockQ8_K)
-        LOKAL_DOT(Q3_K, dot_q3_k, BlockQ3_K, BlockQ8_K)
-        LOKAL_DOT(Q4_K, dot_q4_k, BlockQ4_K, BlockQ8_K)
-        LOKAL_DOT(Q5_K, dot_q5_k, BlockQ5_K, BlockQ8_K)
-        LOKAL_DOT(Q6_K, dot_q6_k, BlockQ6_K, BlockQ8_K)
-        LOKAL_DOT(IQ4_XS, dot_iq4_xs, BlockIQ4_XS, BlockQ8_K)
+            LOKAL_DOT(Q4_0, dot_q4_0, BlockQ4_0, BlockQ8_0)
+            LOKAL_DOT(Q4_1, dot_q4_1, BlockQ4_1, BlockQ8_1)
+            LOKAL_DOT(Q5_0, dot_q5_0, BlockQ5_0, BlockQ8_0)
+            LOKAL_DOT(Q5_1, dot_q5_1, BlockQ5_1, BlockQ8_1)
+            LOKAL_DOT(Q8_0, dot_q8_0, BlockQ8_0, BlockQ8_0)
+            LOKAL_DOT(IQ4_NL, dot_iq4_nl, BlockIQ4_NL, BlockQ8_0)
+            LOKAL_DOT(Q2_K, dot_q2_k, BlockQ2_K, BlockQ8_K)
+            LOKAL_DOT(Q3_K, dot_q3_k, BlockQ3_K, BlockQ8_K)
+            LOKAL_DOT(Q4_K, dot_q4_k, BlockQ4_K, BlockQ8_K)
+            LOKAL_DOT(Q5_K, dot_q5_k, BlockQ5_K, BlockQ8_K)
+            LOKAL_DOT(Q6_K, dot_q6_k, BlockQ6_K, BlockQ8_K)
+            LOKAL_DOT(IQ4_XS, dot_iq4_xs, BlockIQ4_XS, BlockQ8_K)
 #undef LOKAL_DOT
         default:
             throw std::invalid_argument(std::string("vec_dot_ref: unsupported type ") + tr.name);

@@ -215,8 +215,10 @@ bool can_quantize(TensorType type) {
         case TensorType::Q5_K:
         case TensorType::Q6_K:
         case TensorType::IQ4_NL:
-        case TensorType::IQ4_XS: return true;
-        default: return false;
+        case TensorType::IQ4_XS:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -232,22 +234,51 @@ size_t quantize_row(TensorType type, const float* src, void* dst, int64_t n,
     }
     const float* qw = importance;
     switch (type) {
-        case TensorType::F32: std::memcpy(dst, src, (size_t)n * 4); break;
+        case TensorType::F32:
+            std::memcpy(dst, src, (size_t)n * 4);
+            break;
         case TensorType::F16:
-        case TensorType::BF16: quantize_row_dot(type, src, dst, n); break;
-        case TensorType::Q4_0: quantize_q4_0(src, dst, n, qw); break;
-        case TensorType::Q4_1: quantize_q4_1(src, dst, n, qw); break;
-        case TensorType::Q5_0: quantize_q5_0(src, dst, n, qw); break;
-        case TensorType::Q5_1: quantize_q5_1(src, dst, n, qw); break;
-        case TensorType::Q8_0: quantize_q8_0(src, dst, n); break;
-        case TensorType::Q2_K: quantize_q2_k(src, dst, n, qw); break;
-        case TensorType::Q3_K: quantize_q3_k(src, dst, n, qw); break;
-        case TensorType::Q4_K: quantize_q4_k(src, dst, n, qw); break;
-        case TensorType::Q5_K: quantize_q5_k(src, dst, n, qw); break;
-        case TensorType::Q6_K: quantize_q6_k(src, dst, n, qw); break;
-        case TensorType::IQ4_NL: quantize_iq4_nl(src, dst, n, qw); break;
-        case TensorType::IQ4_XS: quantize_iq4_xs(src, dst, n, qw); break;
-        default: break;
+        case TensorType::BF16:
+            quantize_row_dot(type, src, dst, n);
+            break;
+        case TensorType::Q4_0:
+            quantize_q4_0(src, dst, n, qw);
+            break;
+        case TensorType::Q4_1:
+            quantize_q4_1(src, dst, n, qw);
+            break;
+        case TensorType::Q5_0:
+            quantize_q5_0(src, dst, n, qw);
+            break;
+        case TensorType::Q5_1:
+            quantize_q5_1(src, dst, n, qw);
+            break;
+        case TensorType::Q8_0:
+            quantize_q8_0(src, dst, n);
+            break;
+        case TensorType::Q2_K:
+            quantize_q2_k(src, dst, n, qw);
+            break;
+        case TensorType::Q3_K:
+            quantize_q3_k(src, dst, n, qw);
+            break;
+        case TensorType::Q4_K:
+            quantize_q4_k(src, dst, n, qw);
+            break;
+        case TensorType::Q5_K:
+            quantize_q5_k(src, dst, n, qw);
+            break;
+        case TensorType::Q6_K:
+            quantize_q6_k(src, dst, n, qw);
+            break;
+        case TensorType::IQ4_NL:
+            quantize_iq4_nl(src, dst, n, qw);
+            break;
+        case TensorType::IQ4_XS:
+            quantize_iq4_xs(src, dst, n, qw);
+            break;
+        default:
+            break;
     }
     return row_size(type, n);
 }

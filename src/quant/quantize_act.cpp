@@ -108,9 +108,12 @@ void quantize_row_dot(TensorType dot_type, const float* src, void* dst, int64_t 
             }
             return;
         }
-        case TensorType::Q8_0: return q_q8_0(src, static_cast<BlockQ8_0*>(dst), nb);
-        case TensorType::Q8_1: return q_q8_1(src, static_cast<BlockQ8_1*>(dst), nb);
-        case TensorType::Q8_K: return q_q8_k(src, static_cast<BlockQ8_K*>(dst), nb);
+        case TensorType::Q8_0:
+            return q_q8_0(src, static_cast<BlockQ8_0*>(dst), nb);
+        case TensorType::Q8_1:
+            return q_q8_1(src, static_cast<BlockQ8_1*>(dst), nb);
+        case TensorType::Q8_K:
+            return q_q8_k(src, static_cast<BlockQ8_K*>(dst), nb);
         default:
             throw std::invalid_argument(std::string("quantize_row_dot: not an activation type: ") +
                                         tr.name);

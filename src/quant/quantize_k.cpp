@@ -18,7 +18,9 @@
 namespace lokal::quant_detail {
 namespace {
 
-inline int clampi(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
+inline int clampi(int v, int lo, int hi) {
+    return std::max(lo, std::min(hi, v));
+}
 
 float sum_sq(const float* x, int n) {
     float s = 0;
@@ -67,7 +69,8 @@ void q2_k_ref(const float* x, BlockQ2_K* y, int64_t nb) {
         }
         if (max_scale > 0) {
             const float iscale = q4scale / max_scale;
-            for (int j = 0; j < QK_K / 16; ++j) y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            for (int j = 0; j < QK_K / 16; ++j)
+                y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
             y[i].d = fp32_to_fp16(max_scale / q4scale);
         } else {
             std::memset(y[i].scales, 0, sizeof(y[i].scales));

@@ -12,15 +12,21 @@ namespace lokal::quant_detail {
 
 namespace {
 
-inline int clampi(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
+inline int clampi(int v, int lo, int hi) {
+    return std::max(lo, std::min(hi, v));
+}
 
 // Error weight of element i for make_qx_quants when no importance is given.
 inline float qx_weight(int rmse_type, float x) {
     switch (rmse_type) {
-        case 1: return x * x;
-        case 2: return 1.0f;
-        case 3: return std::fabs(x);
-        default: return std::sqrt(std::fabs(x));
+        case 1:
+            return x * x;
+        case 2:
+            return 1.0f;
+        case 3:
+            return std::fabs(x);
+        default:
+            return std::sqrt(std::fabs(x));
     }
 }
 
@@ -234,8 +240,7 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
 float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad) {
-    return make_qkx_impl(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad,
-                         true);
+    return make_qkx_impl(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad, true);
 }
 
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {

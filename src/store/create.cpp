@@ -152,7 +152,7 @@ void create_model(Store& store, const ModelName& name, const Modelfile& mf,
             convert_hf_to_gguf(from_path, converted.path, co);
             from_path = converted.path;
         } else if (!S_ISREG(st.st_mode)) {
-            throw Error("FROM " + quoted(mf.from) + " is not a file or directory");
+            throw Error("FROM " + show_str(mf.from) + " is not a file or directory");
         }
         inspect_gguf(from_path);  // validates
         say("importing " + mf.from);
@@ -162,7 +162,7 @@ void create_model(Store& store, const ModelName& name, const Modelfile& mf,
         auto base_name = try_parse_name(mf.from);
         std::optional<Manifest> base;
         if (base_name) base = store.read_manifest(*base_name);
-        if (!base) throw Error("FROM " + quoted(mf.from) + ": no such file or stored model");
+        if (!base) throw Error("FROM " + show_str(mf.from) + ": no such file or stored model");
         for (const auto& l : base->layers) {
             if (!store.has_blob(l.digest, l.size))
                 throw Error("FROM " + mf.from + ": blob " + l.digest.str() + " is missing");

@@ -275,16 +275,16 @@ HttpResponse Http::upload_file(const std::string& method, const std::string& url
 namespace {
 
 struct DownloadCtx {
-    CURL* curl;
-    int fd;
-    uint64_t offset;
-    uint64_t limit;
+    CURL* curl = nullptr;
+    int fd = -1;
+    uint64_t offset = 0;
+    uint64_t limit = 0;
     uint64_t written = 0;
-    const std::function<void(const char*, size_t)>* sink;
-    const std::function<void()>* reset;
-    const std::map<std::string, std::string>* headers;
-    Http::DownloadResult* result;
-    ProgressCtx* progress;
+    const std::function<void(const char*, size_t)>* sink = nullptr;
+    const std::function<void()>* reset = nullptr;
+    const std::map<std::string, std::string>* headers = nullptr;
+    Http::DownloadResult* result = nullptr;
+    ProgressCtx* progress = nullptr;
     bool first = true;
     bool ok_status = false;
     int write_errno = 0;
@@ -365,7 +365,11 @@ Http::DownloadResult Http::download(const std::string& url,
     std::vector<std::string> hs = headers;
     if (offset > 0) hs.push_back("Range: bytes=" + std::to_string(offset) + "-");
     setup(c, opts_, url, hs, s, hctx, pctx);
-    DownloadCtx d{c, fd, offset, limit};
+    DownloadCtx d;
+    d.curl = c;
+    d.fd = fd;
+    d.offset = offset;
+    d.limit = limit;
     d.sink = &sink;
     d.reset = &reset;
     d.headers = &res.error_response.headers;
@@ -384,7 +388,7 @@ Http::DownloadResult Http::download(const std::string& url,
                     " bytes for " + u);
     if (!d.bad_range.empty())
         throw Error("server answered Range request with bad Content-Range " +
-                    quoted(d.bad_range) + " for " + u);
+                    show_str(d.bad_range) + " for " + u);
     if (pctx.cancelled) throw Error("cancelled");
     if (rc != CURLE_OK) throw_curl(rc, url, opts_, errbuf);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);

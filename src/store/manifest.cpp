@@ -24,9 +24,9 @@ Layer parse_layer(const json& j, const std::string& where, bool is_config) {
     l.media_type = mt->get<std::string>();
     if (is_config) {
         if (l.media_type != media::kConfig && l.media_type != media::kConfigOci)
-            throw Error("invalid manifest: unknown config media type " + quoted(l.media_type));
+            throw Error("invalid manifest: unknown config media type " + show_str(l.media_type));
     } else if (!known_layer_type(l.media_type)) {
-        throw Error("invalid manifest: unknown media type " + quoted(l.media_type) + " in " +
+        throw Error("invalid manifest: unknown media type " + show_str(l.media_type) + " in " +
                     where);
     }
     auto dg = j.find("digest");
@@ -74,7 +74,7 @@ Manifest Manifest::parse(std::string_view text) {
         m.media_type = mt->get<std::string>();
         if (m.media_type != media::kManifestV2 && m.media_type != media::kManifestOci)
             throw Error("invalid manifest: unsupported manifest media type " +
-                        quoted(m.media_type));
+                        show_str(m.media_type));
     } else {
         m.media_type = media::kManifestOci;  // OCI allows it to be absent
     }

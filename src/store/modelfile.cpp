@@ -70,10 +70,10 @@ public:
                 std::string role = lower(read_word());
                 skip_spaces();
                 if (role != "system" && role != "user" && role != "assistant")
-                    fail("MESSAGE role must be system, user or assistant, not " + quoted(role));
+                    fail("MESSAGE role must be system, user or assistant, not " + show_str(role));
                 mf.messages.emplace_back(role, read_value(line, true));
             } else {
-                fail("unknown instruction " + quoted(word));
+                fail("unknown instruction " + show_str(word));
             }
             // Nothing but spaces may follow a value on its line.
             skip_spaces();
@@ -173,9 +173,9 @@ nlohmann::json parameters_to_json(const std::vector<std::pair<std::string, std::
         const ParamSpec* spec = nullptr;
         for (const auto& p : kParams)
             if (name == p.name) spec = &p;
-        if (!spec) throw Error("unknown parameter " + quoted(name));
+        if (!spec) throw Error("unknown parameter " + show_str(name));
         auto bad = [&](const char* what) {
-            throw Error("parameter " + name + ": " + quoted(value) + " is not " + what);
+            throw Error("parameter " + name + ": " + show_str(value) + " is not " + what);
         };
         const char* s = value.c_str();
         char* end = nullptr;

@@ -1,5 +1,7 @@
 #include "store/name.h"
 
+#include <string>
+
 #include "store/util.h"
 
 namespace lokal::store {
@@ -28,7 +30,7 @@ std::string check_part(std::string_view s, const char* what, size_t max, bool fi
         return std::string(what) + " must start with a letter or digit";
     for (char c : s)
         if (!is_alnum(c) && extra.find(c) == std::string_view::npos)
-            return std::string(what) + " has an invalid character " + quoted(std::string(1, c));
+            return std::string(what) + " has an invalid character " + show_str(std::string(1, c));
     return {};
 }
 
@@ -40,6 +42,7 @@ std::string check_host(std::string_view host) {
         if (port.empty() || port.size() > 5) return "host has an invalid port";
         for (char c : port)
             if (c < '0' || c > '9') return "host has an invalid port";
+        if (std::stoul(std::string(port)) > 65535) return "host has an invalid port";
     }
     if (auto why = check_part(h, "host", 253, false, ".-"); !why.empty()) return why;
     if (h.find("..") != std::string_view::npos) return "host has an empty label";
@@ -61,7 +64,7 @@ std::string ModelName::manifest_rel() const { return host + "/" + ns + "/" + mod
 
 ModelName parse_name(std::string_view s) {
     auto fail = [&](const std::string& why) -> ModelName {
-        throw Error("invalid model name " + quoted(s) + ": " + why);
+        throw Error("invalid model name " + show_str(s) + ": " + why);
     };
     if (s.empty()) return fail("empty");
     if (s.size() > 512) return fail("too long");
@@ -102,11 +105,13 @@ ModelName parse_name(std::string_view s) {
         ns = parts[1];
         model = parts[2];
     }
-    if (!host.empty() || count == 3) {
+    const bool has_host = count == 3 || (count == 2 && !host.empty());
+    const bool has_ns = count == 3 || (count == 2 && host.empty());
+    if (has_host) {
         if (auto why = check_host(host); !why.empty()) return fail(why);
         n.host = lower(host);
     }
-    if (!ns.empty() || count == 3) {
+    if (has_ns) {
         if (auto why = check_part(ns, "namespace", 80, false, "_-"); !why.empty())
             return fail(why);
         n.ns = lower(ns);

@@ -38,7 +38,7 @@ std::string describe(const HttpResponse& r) {
             if (e.contains("code") && e["code"].is_string())
                 out += " " + e["code"].get<std::string>();
             if (e.contains("message") && e["message"].is_string())
-                out += ": " + quoted(e["message"].get<std::string>());
+                out += ": " + show_str(e["message"].get<std::string>());
         }
     }
     return out;
@@ -131,12 +131,12 @@ public:
             return true;
         }
         if (scheme != "bearer")
-            throw Error("registry answered 401 with an unsupported challenge " + quoted(challenge));
+            throw Error("registry answered 401 with an unsupported challenge " + show_str(challenge));
         if (++bearer_attempts_ > 2) throw Error("registry refused the bearer token (HTTP 401)");
         std::string realm = params["realm"];
         bool https = realm.starts_with("https://");
         if (!https && !(opts_.insecure && realm.starts_with("http://")))
-            throw Error("refusing token realm " + quoted(realm) +
+            throw Error("refusing token realm " + show_str(realm) +
                         ": must be https (or http with --insecure)");
         std::string url = realm;
         char sep = realm.find('?') == std::string::npos ? '?' : '&';
@@ -149,7 +149,7 @@ public:
         if (!user_.empty()) hs.push_back("Authorization: Basic " + base64(user_ + ":" + pass_));
         HttpResponse tr = http.request("GET", url, hs, nullptr, kMaxTokenResponse);
         if (tr.status != 200)
-            throw Error("token request to " + quoted(realm) + " failed: " + describe(tr));
+            throw Error("token request to " + show_str(realm) + " failed: " + describe(tr));
         json j = json::parse(tr.body, nullptr, false);
         std::string token;
         if (j.is_object()) {
@@ -193,7 +193,7 @@ std::string base_url(const ModelName& n, bool insecure) {
 
 // Aggregated progress over several concurrent transfers.
 struct Progress {
-    const ProgressFn* fn;
+    const ProgressFn* fn = nullptr;
     std::mutex mu;
     uint64_t total = 0;
     std::atomic<bool> cancel{false};
@@ -329,7 +329,8 @@ void pull(Store& store, const ModelName& name, const RegistryOptions& opts) {
     std::set<std::string> seen{m.config.digest.hex};
     for (const auto& l : m.layers)
         if (seen.insert(l.digest.hex).second) blobs.push_back(l);
-    Progress prog{&opts.progress};
+    Progress prog;
+    prog.fn = &opts.progress;
     prog.done.assign(blobs.size(), 0);
     for (const auto& l : blobs) prog.total += l.size;
     std::vector<char> fetched(blobs.size(), 0);
@@ -372,7 +373,8 @@ void push(Store& store, const ModelName& name, const RegistryOptions& opts) {
     std::set<std::string> seen{m->config.digest.hex};
     for (const auto& l : m->layers)
         if (seen.insert(l.digest.hex).second) blobs.push_back(l);
-    Progress prog{&opts.progress};
+    Progress prog;
+    prog.fn = &opts.progress;
     prog.done.assign(blobs.size(), 0);
     for (const auto& l : blobs) prog.total += l.size;
     run_parallel(blobs.size(), opts.parallel, prog, [&](size_t i) {
@@ -394,7 +396,7 @@ void push(Store& store, const ModelName& name, const RegistryOptions& opts) {
         if (loc.empty()) throw Error("registry gave no upload location");
         std::string url = resolve_url(base, loc);
         if (!url.starts_with("https://") && !(opts.insecure && url.starts_with("http://")))
-            throw Error("refusing upload location " + quoted(url));
+            throw Error("refusing upload location " + show_str(url));
         url += (url.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") +
                url_encode(l.digest.str());
         ProgressFn pf = [&](uint64_t d, uint64_t) { return prog.report(i, d); };
@@ -427,19 +429,19 @@ ModelName name_from_url(const std::string& url) {
     while (!model.empty() && !isalnum((unsigned char)model[0])) model.erase(0, 1);
     if (model.size() > 80) model.resize(80);
     auto n = try_parse_name(model);
-    if (!n) throw Error("cannot derive a model name from " + quoted(url) + "; use --name");
+    if (!n) throw Error("cannot derive a model name from " + show_str(url) + "; use --name");
     return *n;
 }
 
 ModelName pull_url(Store& store, const std::string& url, const std::string& want_hex,
                    const std::optional<ModelName>& name_opt, const RegistryOptions& opts) {
-    if (!is_url(url)) throw Error("not an http(s) URL: " + quoted(url));
+    if (!is_url(url)) throw Error("not an http(s) URL: " + show_str(url));
     if (url.starts_with("http://") && !opts.insecure)
-        throw Error("refusing plain http URL without --insecure: " + quoted(url));
+        throw Error("refusing plain http URL without --insecure: " + show_str(url));
     for (unsigned char c : url)
-        if (c <= 0x20 || c >= 0x7f) throw Error("URL has an invalid character: " + quoted(url));
+        if (c <= 0x20 || c >= 0x7f) throw Error("URL has an invalid character: " + show_str(url));
     if (!want_hex.empty() && !is_hex64(want_hex))
-        throw Error("--sha256 must be 64 lowercase hex digits, not " + quoted(want_hex));
+        throw Error("--sha256 must be 64 lowercase hex digits, not " + show_str(want_hex));
     ModelName name = name_opt ? *name_opt : name_from_url(url);
     FileLock lock = store.lock_shared();
     Digest key{sha256_hex(url)};
@@ -458,14 +460,14 @@ ModelName pull_url(Store& store, const std::string& url, const std::string& want
     if (res.status == 416 && have > 0) {
         // Already complete (or the file changed): fall through to verification.
     } else if (res.status != 200 && res.status != 206) {
-        throw Error("download of " + quoted(url) + " failed: HTTP " + std::to_string(res.status));
+        throw Error("download of " + show_str(url) + " failed: HTTP " + std::to_string(res.status));
     }
     if (::fsync(f.fd) != 0) throw Error("cannot fsync " + part + ": " + strerror(errno));
     uint64_t size = 0;
     std::string got = sha256_file(part, &size);
     if (!want_hex.empty() && got != want_hex) {
         ::unlink(part.c_str());
-        throw Error("download of " + quoted(url) + " failed verification: sha256 " + got +
+        throw Error("download of " + show_str(url) + " failed verification: sha256 " + got +
                     ", expected " + want_hex + "; refused");
     }
     ModelInfo info;
@@ -473,7 +475,7 @@ ModelName pull_url(Store& store, const std::string& url, const std::string& want
         info = inspect_gguf(part);
     } catch (const Error& e) {
         ::unlink(part.c_str());
-        throw Error(std::string("download of ") + quoted(url) + " is not a GGUF model: " + e.what());
+        throw Error(std::string("download of ") + show_str(url) + " is not a GGUF model: " + e.what());
     }
     Digest d{got};
     store.commit_blob(part, d);

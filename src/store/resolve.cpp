@@ -19,7 +19,7 @@ std::string default_store_dir() {
 
 namespace {
 
-std::optional<std::pair<Store, Manifest>> find(const std::string& name, const std::string& dir,
+std::optional<std::pair<Store, Manifest>> find_stored(const std::string& name, const std::string& dir,
                                                ModelName* out_name) {
     struct stat st {};
     if (::stat(name.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return std::nullopt;
@@ -47,7 +47,7 @@ void get_num(const json& j, const char* key, std::optional<T>& out) {
 
 std::optional<std::string> resolve_model(const std::string& name_or_path,
                                          const std::string& store_dir_or_empty) {
-    auto found = find(name_or_path, store_dir_or_empty, nullptr);
+    auto found = find_stored(name_or_path, store_dir_or_empty, nullptr);
     if (!found) return std::nullopt;
     return found->first.blob_path(found->second.model().digest);
 }
@@ -55,7 +55,7 @@ std::optional<std::string> resolve_model(const std::string& name_or_path,
 std::optional<ModelConfig> load_model_config(const std::string& name,
                                              const std::string& store_dir_or_empty) {
     ModelName n;
-    auto found = find(name, store_dir_or_empty, &n);
+    auto found = find_stored(name, store_dir_or_empty, &n);
     if (!found) return std::nullopt;
     const Store& store = found->first;
     const Manifest& m = found->second;

@@ -90,14 +90,14 @@ void SafeTensors::parse(const std::string& label) {
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     for (auto& [name, v] : j.items()) {
         if (name == "__metadata__") continue;
-        std::string tn = "tensor " + quoted(name);
+        std::string tn = "tensor " + show_str(name);
         if (!v.is_object()) fail(tn + " is not an object");
         if (!v.contains("dtype") || !v["dtype"].is_string()) fail(tn + " has no dtype");
         Tensor t;
         t.name = name;
         t.dtype = v["dtype"].get<std::string>();
         size_t es = dtype_size(t.dtype);
-        if (!es) fail(tn + " has unsupported dtype " + quoted(t.dtype));
+        if (!es) fail(tn + " has unsupported dtype " + show_str(t.dtype));
         if (!v.contains("shape") || !v["shape"].is_array() || v["shape"].size() > kMaxDims)
             fail(tn + " has no valid shape");
         uint64_t numel = 1;

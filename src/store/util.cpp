@@ -16,7 +16,7 @@ namespace lokal::store {
 
 namespace fs = std::filesystem;
 
-std::string quoted(std::string_view s) {
+std::string show_str(std::string_view s) {
     std::string out = "'";
     size_t n = 0;
     for (unsigned char c : s) {
@@ -113,7 +113,7 @@ Digest parse_digest(std::string_view s, bool allow_file_form) {
         why = "expected 64 hex digits";
     else
         why = "not lowercase hex";
-    throw Error("invalid digest " + quoted(s) + ": " + why);
+    throw Error("invalid digest " + show_str(s) + ": " + why);
 }
 
 bool is_valid_utf8(std::string_view s) {

@@ -18,7 +18,7 @@ struct Error : std::runtime_error {
 };
 
 // Quote an untrusted string for an error message: control bytes escaped, at most 80 chars.
-std::string quoted(std::string_view s);
+std::string show_str(std::string_view s);
 
 class Sha256 {
 public:

@@ -26,14 +26,19 @@ constexpr uint32_t kWhitespaceStandIn = 0x0B;
 // reference uses (note: its \p{S} leaves out '~').
 const char* category_items(char cat) {
     switch (cat) {
-        case 'N': return "\\x{E0D1}0-9";
-        case 'L': return "\\x{E0D2}A-Za-z";
+        case 'N':
+            return "\\x{E0D1}0-9";
+        case 'L':
+            return "\\x{E0D2}A-Za-z";
         case 'P':
             return "\\x{E0D3}\\x21-\\x23\\x25-\\x2A\\x2C-\\x2F\\x3A-\\x3B\\x3F-\\x40\\x5B-\\x5D"
                    "\\x5F\\x7B\\x7D";
-        case 'M': return "\\x{E0D4}";
-        case 'S': return "\\x{E0D5}\\x24\\x2B\\x3C-\\x3E\\x5E\\x60\\x7C";
-        default: return nullptr;
+        case 'M':
+            return "\\x{E0D4}";
+        case 'S':
+            return "\\x{E0D5}\\x24\\x2B\\x3C-\\x3E\\x5E\\x60\\x7C";
+        default:
+            return nullptr;
     }
 }
 
@@ -80,13 +85,20 @@ std::string collapse_pattern(const std::string& re) {
 uint32_t collapsed_cp(uint32_t cp) {
     if (cp < 0x80) return cp;
     switch (unicode::cp_class(cp)) {
-        case unicode::kWhitespace: return kWhitespaceStandIn;
-        case unicode::kLetter: return kCollapsedLetter;
-        case unicode::kNumber: return kCollapsedNumber;
-        case unicode::kPunctuation: return kCollapsedPunct;
-        case unicode::kMark: return kCollapsedMark;
-        case unicode::kSymbol: return kCollapsedSymbol;
-        default: return kCollapsedOther;
+        case unicode::kWhitespace:
+            return kWhitespaceStandIn;
+        case unicode::kLetter:
+            return kCollapsedLetter;
+        case unicode::kNumber:
+            return kCollapsedNumber;
+        case unicode::kPunctuation:
+            return kCollapsedPunct;
+        case unicode::kMark:
+            return kCollapsedMark;
+        case unicode::kSymbol:
+            return kCollapsedSymbol;
+        default:
+            return kCollapsedOther;
     }
 }
 
@@ -182,15 +194,17 @@ std::vector<size_t> RegexSplitter::split(const std::vector<uint32_t>& cpts) cons
             size_t pos = 0;   // byte position in the fragment to search from
             size_t done = 0;  // code points of the fragment already emitted
             while (pos <= n_bytes) {
-                int rc = pcre2_match(p->code, subject, n_bytes, pos, PCRE2_NO_UTF_CHECK,
-                                     md.get(), nullptr);
+                int rc = pcre2_match(p->code, subject, n_bytes, pos, PCRE2_NO_UTF_CHECK, md.get(),
+                                     nullptr);
                 if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
                     rc = pcre2_match(p->code, subject, n_bytes, pos,
                                      PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md.get(), nullptr);
                 if (rc < 0) {
                     if (rc != PCRE2_ERROR_NOMATCH)
-                        std::fprintf(stderr, "lokal: pre-tokenizer regex error %d, rest of the "
-                                             "fragment left unsplit\n", rc);
+                        std::fprintf(stderr,
+                                     "lokal: pre-tokenizer regex error %d, rest of the "
+                                     "fragment left unsplit\n",
+                                     rc);
                     break;
                 }
                 const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
@@ -229,8 +243,9 @@ const char* const kLlama3 =
 const char* const kQwen2 =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const char* const kCjk = "[一-龥ࠀ-一가-퟿]+";
-const char* const kPoro = " ?[^(\\s|.,!?…。，、।۔،)]+";
+const char* const kCjk = "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+";
+const char* const kPoro =
+    " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C})]+";
 const char* const kTekken =
     "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?"
     "((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
@@ -242,39 +257,82 @@ const char* const kGpt4o =
     "\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const char* const kDeepseekLetters =
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";  // NOLINT
-const char* const kDeepseekPunct = "\\s?[!-/:-~！-／：-～‘-‟　-。]+";
+    "\\s?["
+    "\\x{41}-\\x{5A}\\x{61}-\\x{7A}\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}"
+    "\\x{1BC}-\\x{1BF}\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}"
+    "\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}"
+    "\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}"
+    "\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}"
+    "\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}"
+    "\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}"
+    "\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}"
+    "\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}"
+    "\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}"
+    "\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}"
+    "\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}"
+    "\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}"
+    "\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}"
+    "\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}"
+    "\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}"
+    "\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}"
+    "\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}"
+    "]+";
+const char* const kDeepseekPunct =
+    "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+";
 
 enum class Pre {
-    kDefault, kGpt2, kLlama3, kQwen2, kDeepseekLlm, kDeepseekCoder, kDeepseek3, kFalcon,
-    kStarcoder, kPoro, kViking, kTekken, kChameleon, kGpt4o,
+    kDefault,
+    kGpt2,
+    kLlama3,
+    kQwen2,
+    kDeepseekLlm,
+    kDeepseekCoder,
+    kDeepseek3,
+    kFalcon,
+    kStarcoder,
+    kPoro,
+    kViking,
+    kTekken,
+    kChameleon,
+    kGpt4o,
 };
 
 std::vector<std::string> regexes_for(Pre pre) {
     switch (pre) {
-        case Pre::kGpt2: return {kGpt2};
-        case Pre::kLlama3: return {kLlama3};
-        case Pre::kQwen2: return {kQwen2};
+        case Pre::kGpt2:
+            return {kGpt2};
+        case Pre::kLlama3:
+            return {kLlama3};
+        case Pre::kQwen2:
+            return {kQwen2};
         case Pre::kDeepseekLlm:
             return {"[\r\n]", kDeepseekLetters, kDeepseekPunct, "\\s+$", kCjk, "\\p{N}+"};
         case Pre::kDeepseekCoder:
             return {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", kCjk, "\\p{N}"};
         case Pre::kDeepseek3:
-            return {"\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
-                    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
-                    "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"};
+            return {
+                "\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+                "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
+                "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"};
         case Pre::kFalcon:
             return {"[\\p{P}\\$\\+<=>\\^~\\|`]+", kGpt2, "[0-9][0-9][0-9]"};
-        case Pre::kStarcoder: return {"\\p{N}", kGpt2};
-        case Pre::kPoro: return {kPoro};
-        case Pre::kViking: return {kPoro, "\\p{N}"};
-        case Pre::kTekken: return {kTekken};
+        case Pre::kStarcoder:
+            return {"\\p{N}", kGpt2};
+        case Pre::kPoro:
+            return {kPoro};
+        case Pre::kViking:
+            return {kPoro, "\\p{N}"};
+        case Pre::kTekken:
+            return {kTekken};
         case Pre::kChameleon:
-            return {"<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
-                    "([\\t\\n]|    |  )", "\\p{N}", "[\\p{P}!-/:-@\\[-`{-~]", kGpt2};
-        case Pre::kGpt4o: return {kGpt4o};
+            return {"<sentinel:[0-9]+>",      "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
+                    "([\\t\\n]|    |  )",     "\\p{N}",
+                    "[\\p{P}!-/:-@\\[-`{-~]", kGpt2};
+        case Pre::kGpt4o:
+            return {kGpt4o};
         case Pre::kDefault:
-        default: return {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2, "\\p{N}+", "[0-9][0-9][0-9]"};
+        default:
+            return {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2, "\\p{N}+", "[0-9][0-9][0-9]"};
     }
 }
 
@@ -285,24 +343,46 @@ struct NameEntry {
 
 const NameEntry kNames[] = {
     {"default", Pre::kDefault},
-    {"llama3", Pre::kLlama3}, {"llama-v3", Pre::kLlama3}, {"llama-bpe", Pre::kLlama3},
-    {"falcon3", Pre::kLlama3}, {"dbrx", Pre::kLlama3}, {"smaug-bpe", Pre::kLlama3},
+    {"llama3", Pre::kLlama3},
+    {"llama-v3", Pre::kLlama3},
+    {"llama-bpe", Pre::kLlama3},
+    {"falcon3", Pre::kLlama3},
+    {"dbrx", Pre::kLlama3},
+    {"smaug-bpe", Pre::kLlama3},
     {"chatglm-bpe", Pre::kLlama3},
-    {"deepseek-llm", Pre::kDeepseekLlm}, {"deepseek-coder", Pre::kDeepseekCoder},
+    {"deepseek-llm", Pre::kDeepseekLlm},
+    {"deepseek-coder", Pre::kDeepseekCoder},
     {"deepseek-v3", Pre::kDeepseek3},
     {"falcon", Pre::kFalcon},
-    {"gpt-2", Pre::kGpt2}, {"gpt2", Pre::kGpt2}, {"mpt", Pre::kGpt2}, {"olmo", Pre::kGpt2},
-    {"jais", Pre::kGpt2}, {"phi-2", Pre::kGpt2}, {"jina-es", Pre::kGpt2},
-    {"jina-de", Pre::kGpt2}, {"gigachat", Pre::kGpt2}, {"jina-v1-en", Pre::kGpt2},
-    {"jina-v2-es", Pre::kGpt2}, {"jina-v2-de", Pre::kGpt2}, {"jina-v2-code", Pre::kGpt2},
-    {"roberta-bpe", Pre::kGpt2}, {"trillion", Pre::kGpt2},
-    {"starcoder", Pre::kStarcoder}, {"refact", Pre::kStarcoder},
-    {"command-r", Pre::kStarcoder}, {"smollm", Pre::kStarcoder},
-    {"codeshell", Pre::kStarcoder}, {"exaone", Pre::kStarcoder},
+    {"gpt-2", Pre::kGpt2},
+    {"gpt2", Pre::kGpt2},
+    {"mpt", Pre::kGpt2},
+    {"olmo", Pre::kGpt2},
+    {"jais", Pre::kGpt2},
+    {"phi-2", Pre::kGpt2},
+    {"jina-es", Pre::kGpt2},
+    {"jina-de", Pre::kGpt2},
+    {"gigachat", Pre::kGpt2},
+    {"jina-v1-en", Pre::kGpt2},
+    {"jina-v2-es", Pre::kGpt2},
+    {"jina-v2-de", Pre::kGpt2},
+    {"jina-v2-code", Pre::kGpt2},
+    {"roberta-bpe", Pre::kGpt2},
+    {"trillion", Pre::kGpt2},
+    {"starcoder", Pre::kStarcoder},
+    {"refact", Pre::kStarcoder},
+    {"command-r", Pre::kStarcoder},
+    {"smollm", Pre::kStarcoder},
+    {"codeshell", Pre::kStarcoder},
+    {"exaone", Pre::kStarcoder},
     {"minerva-7b", Pre::kStarcoder},
-    {"qwen2", Pre::kQwen2}, {"stablelm2", Pre::kQwen2}, {"megrez", Pre::kQwen2},
+    {"qwen2", Pre::kQwen2},
+    {"stablelm2", Pre::kQwen2},
+    {"megrez", Pre::kQwen2},
     {"hunyuan", Pre::kQwen2},
-    {"poro-chat", Pre::kPoro}, {"bloom", Pre::kPoro}, {"gpt3-finnish", Pre::kPoro},
+    {"poro-chat", Pre::kPoro},
+    {"bloom", Pre::kPoro},
+    {"gpt3-finnish", Pre::kPoro},
     {"viking", Pre::kViking},
     {"tekken", Pre::kTekken},
     {"chameleon", Pre::kChameleon},

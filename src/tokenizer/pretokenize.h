@@ -24,7 +24,7 @@
 namespace lokal {
 
 class RegexSplitter {
-public:
+  public:
     // Throws std::runtime_error when a pattern does not compile.
     explicit RegexSplitter(const std::vector<std::string>& patterns);
     ~RegexSplitter();
@@ -37,7 +37,7 @@ public:
 
     size_t n_patterns() const { return patterns_.size(); }
 
-private:
+  private:
     struct Pattern;
     std::vector<std::unique_ptr<Pattern>> patterns_;
 };

@@ -35,7 +35,8 @@ uint32_t decode_one(std::string_view s, size_t& pos) {
         return cp;
     }
     if ((c & 0xF0) == 0xE0 && cont(pos + 1) && cont(pos + 2)) {
-        const uint32_t cp = ((c & 0x0Fu) << 12) | ((b(pos + 1) & 0x3Fu) << 6) | (b(pos + 2) & 0x3Fu);
+        const uint32_t cp =
+            ((c & 0x0Fu) << 12) | ((b(pos + 1) & 0x3Fu) << 6) | (b(pos + 2) & 0x3Fu);
         pos += 3;
         return cp;
     }
@@ -87,8 +88,8 @@ struct ByteMap {
         // Printable bytes map to themselves; the others, in order, to 256, 257, ...
         uint32_t next = 256;
         for (int b = 0; b < 256; ++b) {
-            const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
-                                   (b >= 0xAE && b <= 0xFF);
+            const bool printable =
+                (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
             to_cp[b] = printable ? static_cast<uint32_t>(b) : next++;
         }
     }
@@ -101,13 +102,15 @@ const ByteMap& byte_map() {
 
 }  // namespace
 
-uint32_t byte_to_cp(uint8_t b) { return byte_map().to_cp[b]; }
+uint32_t byte_to_cp(uint8_t b) {
+    return byte_map().to_cp[b];
+}
 
 int cp_to_byte(uint32_t cp) {
     // Images are 0x21..0xFF (identity, minus the gaps) and 256..323.
     if (cp < 256) {
-        const bool printable = (cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) ||
-                               (cp >= 0xAE && cp <= 0xFF);
+        const bool printable =
+            (cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF);
         return printable ? static_cast<int>(cp) : -1;
     }
     if (cp < 256 + 68) {

@@ -108,8 +108,7 @@ TEST(GgufMalformed, HandBuiltSeedsParse) {
     EXPECT_EQ(*t->get_uint("a.u64"), 9u);
     EXPECT_EQ(*t->get_int("a.i64"), -9);
     EXPECT_EQ(*t->get_float("a.f64"), 0.25);
-    EXPECT_EQ(t->get_array("a.strs")->strings,
-              (std::vector<std::string_view>{"ab", ""}));
+    EXPECT_EQ(t->get_array("a.strs")->strings, (std::vector<std::string_view>{"ab", ""}));
     EXPECT_EQ(t->get_array("a.i32s")->elem_int(1), -1);
     ASSERT_EQ(t->tensors().size(), 2u);
     EXPECT_EQ(t->tensors()[0].ne[1], 2);
@@ -201,14 +200,20 @@ TEST(GgufMalformed, RandomCorruptionNeverCrashes) {
         for (int e = 0; e < edits; ++e) {
             const size_t pos = rng() % m.size();
             switch (rng() % 4) {
-                case 0: m[pos] = (uint8_t)rng(); break;
-                case 1: m[pos] ^= (uint8_t)(1u << (rng() % 8)); break;
+                case 0:
+                    m[pos] = (uint8_t)rng();
+                    break;
+                case 1:
+                    m[pos] ^= (uint8_t)(1u << (rng() % 8));
+                    break;
                 case 2: {  // a plausible-looking big little-endian integer
                     uint64_t v = rng() >> (rng() % 64);
                     std::memcpy(m.data() + pos, &v, std::min<size_t>(8, m.size() - pos));
                     break;
                 }
-                case 3: m.resize(pos); break;
+                case 3:
+                    m.resize(pos);
+                    break;
             }
             if (m.empty()) break;
         }
@@ -225,8 +230,8 @@ TEST(GgufMalformed, RandomCorruptionNeverCrashes) {
 TEST(GgufMalformed, FromMemoryEdgeCases) {
     EXPECT_THROW(File::from_memory(nullptr, 0), Error);
     EXPECT_THROW(File::from_memory(nullptr, 100), Error);
-    const uint8_t header_only[] = {'G', 'G', 'U', 'F', 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                   0,   0,   0,   0,   0, 0, 0, 0, 0, 0};
+    const uint8_t header_only[] = {'G', 'G', 'U', 'F', 3, 0, 0, 0, 0, 0, 0, 0,
+                                   0,   0,   0,   0,   0, 0, 0, 0, 0, 0, 0, 0};
     auto f = File::from_memory(header_only, sizeof header_only);  // empty but valid
     EXPECT_TRUE(f->metadata().empty());
     EXPECT_TRUE(f->tensors().empty());

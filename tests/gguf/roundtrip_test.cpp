@@ -104,7 +104,8 @@ TEST(GgufWriter, WriteToDiskAtomically) {
     Writer w;
     copy_all(*f, w);
     w.set_string("general.name", "copied");  // replaces in place
-    const fs::path dir = fs::temp_directory_path() / ("lokal_gguf_test_" + std::to_string(getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("lokal_gguf_test_" + std::to_string(getpid()));
     fs::create_directories(dir);
     const std::string out = (dir / "copy.gguf").string();
     w.write(out);
@@ -115,9 +116,9 @@ TEST(GgufWriter, WriteToDiskAtomically) {
         EXPECT_EQ(g->metadata()[5].key, "general.name");  // position kept
         EXPECT_EQ(g->tensors().size(), f->tensors().size());
         for (size_t i = 0; i < f->tensors().size(); ++i) {
-            EXPECT_EQ(std::memcmp(f->tensors()[i].data, g->tensors()[i].data,
-                                  f->tensors()[i].n_bytes),
-                      0);
+            EXPECT_EQ(
+                std::memcmp(f->tensors()[i].data, g->tensors()[i].data, f->tensors()[i].n_bytes),
+                0);
         }
     }
     // No temporary files are left behind.

@@ -17,7 +17,9 @@ namespace {
 constexpr int8_t kIQ4[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                              1,    13,   25,  38,  53,  69,  89,  113};
 
-void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) { std::memcpy(&b[off], &v, 2); }
+void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) {
+    std::memcpy(&b[off], &v, 2);
+}
 
 std::vector<float> deq(TensorType t, const std::vector<uint8_t>& b, int64_t n) {
     std::vector<float> y((size_t)n);
@@ -34,8 +36,8 @@ std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
 
 TEST(DequantBlocks, FloatTypes) {
     std::vector<uint8_t> f16(4), bf16(4);
-    put16(f16, 0, 0x3C00);  // 1.0
-    put16(f16, 2, 0xC000);  // -2.0
+    put16(f16, 0, 0x3C00);   // 1.0
+    put16(f16, 2, 0xC000);   // -2.0
     put16(bf16, 0, 0x3F80);  // 1.0
     put16(bf16, 2, 0xC040);  // -3.0
     auto a = deq(TensorType::F16, f16, 2);
@@ -200,12 +202,12 @@ TEST(DequantBlocks, Q4_K) {
     std::vector<uint8_t> b(144, 0);
     put16(b, 0, 0x3C00);
     put16(b, 2, 0x3C00);
-    b[4 + 0] = 3;     // sub 0 scale
-    b[4 + 4] = 2;     // sub 0 min
-    b[16 + 0] = 0x05;  // element 0 nibble 5
-    b[4 + 9] = 0x21;   // sub 5: low bits sc 1, m 2
-    b[4 + 1] = 0x40;   // sc5 high bits 1 (sub 1 scale low 6 bits 0)
-    b[4 + 5] = 0xC0;   // m5 high bits 3 (sub 1 min 0)
+    b[4 + 0] = 3;       // sub 0 scale
+    b[4 + 4] = 2;       // sub 0 min
+    b[16 + 0] = 0x05;   // element 0 nibble 5
+    b[4 + 9] = 0x21;    // sub 5: low bits sc 1, m 2
+    b[4 + 1] = 0x40;    // sc5 high bits 1 (sub 1 scale low 6 bits 0)
+    b[4 + 5] = 0xC0;    // m5 high bits 3 (sub 1 min 0)
     b[16 + 64] = 0x70;  // element 160 (chunk 2, high nibble) = 7
     auto y = deq(TensorType::Q4_K, b, 256);
     EXPECT_EQ(y[0], 3.0f * 5 - 2.0f);
@@ -255,10 +257,10 @@ TEST(DequantBlocks, Q6_K) {
     std::vector<uint8_t> b(210, 0);
     put16(b, 208, 0x3800);  // d = 0.5
     b[192 + 0] = 3;
-    b[0] = 0x0A;                   // element 0 low 4 bits 10
-    b[128 + 0] = 0x02;             // element 0 high 2 bits 2 -> 42 - 32 = 10
-    b[192 + 14] = (uint8_t)(-2);   // scale of elements 224..239
-    b[96] = 0x10;                  // element 224: half 1, s 3, l 0 -> ql[64+32] high nibble 1
+    b[0] = 0x0A;                  // element 0 low 4 bits 10
+    b[128 + 0] = 0x02;            // element 0 high 2 bits 2 -> 42 - 32 = 10
+    b[192 + 14] = (uint8_t)(-2);  // scale of elements 224..239
+    b[96] = 0x10;                 // element 224: half 1, s 3, l 0 -> ql[64+32] high nibble 1
     auto y = deq(TensorType::Q6_K, b, 256);
     EXPECT_EQ(y[0], 0.5f * 3 * 10);
     EXPECT_EQ(y[224], 0.5f * -2 * -31);
@@ -294,9 +296,9 @@ TEST(DequantBlocks, IQ4_NL) {
 // IQ4_XS bytes: d @0, scales_h @2 (u16), scales_l[4] @4, qs[128] @8.
 TEST(DequantBlocks, IQ4_XS) {
     std::vector<uint8_t> b(136, 0);
-    put16(b, 0, 0x3400);  // 0.25
-    put16(b, 2, 0x0080);  // sub 3 high bits = 2
-    b[4 + 1] = 0x50;      // sub 3 low bits = 5 -> ls 37
+    put16(b, 0, 0x3400);       // 0.25
+    put16(b, 2, 0x0080);       // sub 3 high bits = 2
+    b[4 + 1] = 0x50;           // sub 3 low bits = 5 -> ls 37
     b[8 + 16 * 3 + 1] = 0x80;  // element 3*32 + 17 -> index 8 (value 1)
     auto y = deq(TensorType::IQ4_XS, b, 256);
     EXPECT_EQ(y[113], 0.25f * 5 * 1);

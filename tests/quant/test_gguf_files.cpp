@@ -29,29 +29,46 @@ std::vector<float> dequantize_tensor(const gguf::TensorInfo& t) {
 // Upper bound on RMSE(dequantized - f32) / RMS(f32) per tensor type.
 double rel_rmse_bound(TensorType t) {
     switch (t) {
-        case TensorType::F32: return 0.0;
-        case TensorType::F16: return 3e-4;     // measured 2.1e-4
-        case TensorType::BF16: return 2.5e-3;  // 1.7e-3
-        case TensorType::Q8_0: return 0.008;   // 0.0054
-        case TensorType::Q6_K: return 0.025;   // 0.018
-        case TensorType::Q5_K: return 0.05;    // 0.036
-        case TensorType::Q5_0: return 0.06;    // 0.043
-        case TensorType::Q5_1: return 0.055;   // 0.038
-        case TensorType::Q4_K: return 0.10;    // 0.072
-        case TensorType::Q4_0: return 0.12;    // 0.086
-        case TensorType::Q4_1: return 0.11;    // 0.079
-        case TensorType::IQ4_NL: return 0.10;  // 0.076
-        case TensorType::IQ4_XS: return 0.10;  // 0.077
-        case TensorType::Q3_K: return 0.20;    // 0.151
-        case TensorType::Q2_K: return 0.40;    // 0.298
-        default: return -1;
+        case TensorType::F32:
+            return 0.0;
+        case TensorType::F16:
+            return 3e-4;  // measured 2.1e-4
+        case TensorType::BF16:
+            return 2.5e-3;  // 1.7e-3
+        case TensorType::Q8_0:
+            return 0.008;  // 0.0054
+        case TensorType::Q6_K:
+            return 0.025;  // 0.018
+        case TensorType::Q5_K:
+            return 0.05;  // 0.036
+        case TensorType::Q5_0:
+            return 0.06;  // 0.043
+        case TensorType::Q5_1:
+            return 0.055;  // 0.038
+        case TensorType::Q4_K:
+            return 0.10;  // 0.072
+        case TensorType::Q4_0:
+            return 0.12;  // 0.086
+        case TensorType::Q4_1:
+            return 0.11;  // 0.079
+        case TensorType::IQ4_NL:
+            return 0.10;  // 0.076
+        case TensorType::IQ4_XS:
+            return 0.10;  // 0.077
+        case TensorType::Q3_K:
+            return 0.20;  // 0.151
+        case TensorType::Q2_K:
+            return 0.40;  // 0.298
+        default:
+            return -1;
     }
 }
 
 class TinyKFile : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TinyKFile, DequantizesCloseToF32) {
-    const std::string path = test::shared_path(std::string("models/tiny-k.") + GetParam() + ".gguf");
+    const std::string path =
+        test::shared_path(std::string("models/tiny-k.") + GetParam() + ".gguf");
     auto ref = gguf::File::open(test::shared_path("models/tiny-k.f32.gguf"));
     auto file = gguf::File::open(path);
     ASSERT_FALSE(file->tensors().empty());
@@ -99,8 +116,8 @@ TEST(TinyKFiles, VecDotOnRealRows) {
     std::map<TensorType, int> checked;
     for (const char* name : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M",
                              "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16"}) {
-        auto file = gguf::File::open(test::shared_path(std::string("models/tiny-k.") + name +
-                                                       ".gguf"));
+        auto file =
+            gguf::File::open(test::shared_path(std::string("models/tiny-k.") + name + ".gguf"));
         for (const auto& t : file->tensors()) {
             if (t.n_dims < 2 || checked[t.type] >= 3) continue;
             ++checked[t.type];

@@ -15,9 +15,9 @@ namespace lokal::test {
 // The weight types phase 1 covers.
 inline const std::vector<TensorType>& weight_types() {
     static const std::vector<TensorType> v = {
-        TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0,
-        TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
-        TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+        TensorType::F32,  TensorType::F16,    TensorType::BF16,  TensorType::Q4_0,
+        TensorType::Q4_1, TensorType::Q5_0,   TensorType::Q5_1,  TensorType::Q8_0,
+        TensorType::Q2_K, TensorType::Q3_K,   TensorType::Q4_K,  TensorType::Q5_K,
         TensorType::Q6_K, TensorType::IQ4_NL, TensorType::IQ4_XS};
     return v;
 }
@@ -44,15 +44,21 @@ inline std::vector<int> fp16_field_offsets(TensorType t) {
         case TensorType::Q5_0:
         case TensorType::Q8_0:
         case TensorType::IQ4_NL:
-        case TensorType::IQ4_XS: return {0};
+        case TensorType::IQ4_XS:
+            return {0};
         case TensorType::Q4_1:
         case TensorType::Q5_1:
         case TensorType::Q4_K:
-        case TensorType::Q5_K: return {0, 2};
-        case TensorType::Q2_K: return {80, 82};
-        case TensorType::Q3_K: return {108};
-        case TensorType::Q6_K: return {208};
-        default: return {};
+        case TensorType::Q5_K:
+            return {0, 2};
+        case TensorType::Q2_K:
+            return {80, 82};
+        case TensorType::Q3_K:
+            return {108};
+        case TensorType::Q6_K:
+            return {208};
+        default:
+            return {};
     }
 }
 
