@@ -9,7 +9,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/build-fuzz/gguf_fuzz}"
 cxx="${CXX_FUZZ:-clang++}"
 mkdir -p "$(dirname "$out")"
-"$cxx" -std=c++20 -g -O1 -fno-omit-frame-pointer \
+"$cxx" -std=c++20 -g -O1 -Wall -Wextra -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I"$root/src" \
     "$root/fuzz/gguf_fuzz.cpp" "$root"/src/gguf/*.cpp "$root/src/quant/types.cpp" \

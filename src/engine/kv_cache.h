@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "model/forward.h"
@@ -51,7 +52,7 @@ private:
     void release_block(int32_t b);
     void copy_block(int32_t dst, int32_t src);
 
-    std::vector<Seq> seqs_;
+    std::deque<Seq> seqs_;  // a deque: table() references stay valid as sequences are added
     std::vector<int32_t> refcount_;
     std::vector<int32_t> free_;  // a stack of free block ids
 };

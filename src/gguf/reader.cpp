@@ -415,6 +415,7 @@ void File::parse() {
     tensors_.reserve((size_t)n_tensors);
     tensor_index_.reserve((size_t)n_tensors);
     for (uint64_t k = 0; k < n_tensors; ++k) {
+        c.set_context("");
         std::string_view name = c.string("tensor name");
         if (name.empty()) c.fail("tensor " + std::to_string(k) + " has an empty name");
         if (tensor_index_.count(name)) c.fail("duplicate tensor name " + quote(name));

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 
@@ -63,11 +64,24 @@ struct ProgressCtx {
     uint64_t total = 0;
     bool upload = false;
     bool cancelled = false;
+    // Stall detection: no byte either way for stall_s seconds.
+    long stall_s = 0;
+    bool stalled = false;
+    curl_off_t last_bytes = -1;
+    std::chrono::steady_clock::time_point last_change = std::chrono::steady_clock::now();
 };
 
 int on_progress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                 curl_off_t ulnow) {
     auto* p = static_cast<ProgressCtx*>(user);
+    auto t_now = std::chrono::steady_clock::now();
+    if (dlnow + ulnow != p->last_bytes) {
+        p->last_bytes = dlnow + ulnow;
+        p->last_change = t_now;
+    } else if (p->stall_s > 0 && t_now - p->last_change > std::chrono::seconds(p->stall_s)) {
+        p->stalled = true;
+        return 1;
+    }
     if (!p->fn || !*p->fn) return 0;
     uint64_t now = p->upload ? (uint64_t)ulnow : (uint64_t)dlnow;
     uint64_t tot = p->total ? p->total : p->base + (uint64_t)(p->upload ? ultotal : dltotal);
@@ -139,7 +153,8 @@ void setup(CURL* c, const HttpOptions& o, const std::string& url,
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, o.insecure ? "http,https" : "https");
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, o.connect_timeout_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o.stall_timeout_s);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o.stall_timeout_s + 10);  // backstop
+    pctx.stall_s = o.stall_timeout_s;
     curl_easy_setopt(c, CURLOPT_USERAGENT, "lokal/0.1");
     if (o.insecure) {
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -205,6 +220,7 @@ HttpResponse Http::request(const std::string& method, const std::string& url,
         }
     }
     CURLcode rc = curl_easy_perform(c);
+    if (pctx.stalled) rc = CURLE_OPERATION_TIMEDOUT;
     if (bctx.too_large)
         throw Error("response from " + redact(url) + " is larger than " +
                     std::to_string(max_body) + " bytes");
@@ -264,6 +280,7 @@ HttpResponse Http::upload_file(const std::string& method, const std::string& url
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     CURLcode rc = curl_easy_perform(c);
+    if (pctx.stalled) rc = CURLE_OPERATION_TIMEDOUT;
     ::close(fd);
     if (rctx.err) throw Error("cannot read " + path + ": " + strerror(rctx.err));
     if (pctx.cancelled) throw Error("cancelled");
@@ -328,7 +345,7 @@ size_t on_download(char* data, size_t size, size_t n, void* user) {
         if (b.size() < kMaxErrorBody) b.append(data, std::min(len, kMaxErrorBody - b.size()));
         return len;
     }
-    if (d->limit && d->offset + d->written + len > d->limit) {
+    if (d->offset + d->written + len > (d->limit ? d->limit : kMaxBlobBytes)) {
         d->too_much = true;
         return 0;
     }
@@ -346,6 +363,11 @@ size_t on_download(char* data, size_t size, size_t n, void* user) {
     }
     if (*d->sink) (*d->sink)(data, len);
     d->written += len;
+    ProgressCtx* pc = d->progress;
+    if (pc->fn && *pc->fn && !(*pc->fn)(d->offset + d->written, pc->total)) {
+        pc->cancelled = true;
+        return 0;
+    }
     return len;
 }
 
@@ -380,19 +402,23 @@ Http::DownloadResult Http::download(const std::string& url,
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     CURLcode rc = curl_easy_perform(c);
+    if (pctx.stalled) throw_curl(CURLE_OPERATION_TIMEDOUT, url, opts_, errbuf);
     std::string u = redact(url);
     if (d.write_errno)
         throw Error("cannot write download of " + u + ": " + strerror(d.write_errno));
     if (d.too_much)
-        throw Error("server sent more than the declared " + std::to_string(limit) +
+        throw Error("server sent more than the declared " + std::to_string(limit ? limit : kMaxBlobBytes) +
                     " bytes for " + u);
     if (!d.bad_range.empty())
         throw Error("server answered Range request with bad Content-Range " +
                     show_str(d.bad_range) + " for " + u);
     if (pctx.cancelled) throw Error("cancelled");
-    if (rc != CURLE_OK) throw_curl(rc, url, opts_, errbuf);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);
     res.error_response.status = res.status;
+    // Some servers (Go's ServeContent) send a wrong Content-Length with 416: the status
+    // is what matters there.
+    if (rc != CURLE_OK && !(res.status == 416 && rc == CURLE_PARTIAL_FILE))
+        throw_curl(rc, url, opts_, errbuf);
     return res;
 }
 

@@ -60,7 +60,7 @@ public:
     // GET url appending to fd (open for writing, positioned at `offset`, the bytes already
     // present). Sends Range when offset > 0. `sink` sees every byte written (for hashing);
     // `reset` is called when the server ignores Range and the file restarts at 0. At most
-    // `limit` bytes in all (the declared size; 0 = no limit) are accepted.
+    // `limit` bytes in all (the declared size; 0 = unknown, capped at kMaxBlobBytes) are accepted.
     DownloadResult download(const std::string& url, const std::vector<std::string>& headers,
                             int fd, uint64_t offset, uint64_t limit,
                             const std::function<void(const char*, size_t)>& sink,

@@ -456,7 +456,7 @@ ModelName pull_url(Store& store, const std::string& url, const std::string& want
     ::lseek(f.fd, (off_t)have, SEEK_SET);
     Http http(http_options(opts));
     ProgressFn pf = [&](uint64_t d, uint64_t t) { return !opts.progress || opts.progress(d, t); };
-    auto res = http.download(url, {}, f.fd, have, kMaxBlobBytes, {}, {}, pf);
+    auto res = http.download(url, {}, f.fd, have, 0, {}, {}, pf);
     if (res.status == 416 && have > 0) {
         // Already complete (or the file changed): fall through to verification.
     } else if (res.status != 200 && res.status != 206) {
