@@ -1,7 +1,7 @@
 #include "ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "quant/fp16.h"
@@ -11,54 +11,64 @@ namespace {
 
 // One task: one query token and one K/V head, covering the `group` query heads that share
 // it, so each K/V row is loaded and converted once for all of them.
+//
+// Numerics follow the reference engine exactly, because quantized models amplify tiny
+// attention differences into visible logit changes (their activations are re-quantized
+// after attention): q is rounded to f16 (it meets f16 keys), scores are scaled, softmax is
+// taken with the max subtracted and the sum in double, and the normalized probabilities
+// are rounded to f16 before they weight the f16 values. Memory is O(n_keys) per query
+// head for the scores, never O(n^2).
 void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                   const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     const int group = s.n_head / s.n_kv_head;
     const int hd = s.head_dim;
     const int64_t kv_dim = (int64_t)s.n_kv_head * hd;
-    buf.assign((size_t)group * hd * 2 + 2 * hd + 2 * group, 0.0f);
-    float* q = buf.data();                   // [group][hd], rounded through f16 like the reference
-    float* acc = q + (size_t)group * hd;     // [group][hd]
-    float* k = acc + (size_t)group * hd;     // [hd]
-    float* v = k + hd;                       // [hd]
-    float* m = v + hd;                       // [group] running max
-    float* l = m + group;                    // [group] running sum
+    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int64_t n = query.pos - first + 1;  // keys attended
+    buf.assign((size_t)(2 * group * hd + hd + group * n), 0.0f);
+    float* q = buf.data();                // [group][hd]
+    float* acc = q + (size_t)group * hd;  // [group][hd]
+    float* row = acc + (size_t)group * hd;  // [hd] one converted K or V row
+    float* scores = row + hd;             // [group][n]
     for (int g = 0; g < group; ++g) {
         const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
         for (int i = 0; i < hd; ++i) q[g * hd + i] = fp16_to_fp32(fp32_to_fp16(src[i]));
-        m[g] = -std::numeric_limits<float>::infinity();
-        l[g] = 0;
     }
-    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
-    for (int32_t p = first; p <= query.pos; ++p) {
+    auto cache_row = [&](int32_t p) {
         const int64_t block = query.block_table[p / s.block_size];
-        const int64_t row = (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
-        for (int i = 0; i < hd; ++i) {
-            k[i] = fp16_to_fp32(k_cache[row + i]);
-            v[i] = fp16_to_fp32(v_cache[row + i]);
-        }
+        return (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
+    };
+    // Pass 1: scores against every key.
+    for (int32_t p = first; p <= query.pos; ++p) {
+        const uint16_t* k = k_cache + cache_row(p);
+        for (int i = 0; i < hd; ++i) row[i] = fp16_to_fp32(k[i]);
         for (int g = 0; g < group; ++g) {
-            float dot = 0;
-            const float* qg = q + g * hd;
-            for (int i = 0; i < hd; ++i) dot += qg[i] * k[i];
-            const float score = dot * s.scale;
-            float* a = acc + g * hd;
-            if (score > m[g]) {
-                const float correction = std::exp(m[g] - score);  // 0 on the first key
-                l[g] *= correction;
-                for (int i = 0; i < hd; ++i) a[i] *= correction;
-                m[g] = score;
-            }
-            const float w = std::exp(score - m[g]);
-            l[g] += w;
-            for (int i = 0; i < hd; ++i) a[i] += w * v[i];
+            double dot = 0;  // float products, double sum: the reference's scalar f16 dot
+            for (int i = 0; i < hd; ++i) dot += (double)(q[g * hd + i] * row[i]);
+            scores[g * n + (p - first)] = (float)dot * s.scale;
         }
     }
+    // Softmax per head; probabilities rounded to f16.
     for (int g = 0; g < group; ++g) {
-        float* out = query.out + (int64_t)(kv_head * group + g) * hd;
-        const float inv = l[g] > 0 ? 1.0f / l[g] : 0.0f;
-        for (int i = 0; i < hd; ++i) out[i] = acc[g * hd + i] * inv;
+        float* sg = scores + g * n;
+        const float max = *std::max_element(sg, sg + n);
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) sum += sg[j] = std::exp(sg[j] - max);
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < n; ++j) sg[j] = fp16_to_fp32(fp32_to_fp16(sg[j] * inv));
     }
+    // Pass 2: probability-weighted values.
+    for (int32_t p = first; p <= query.pos; ++p) {
+        const uint16_t* v = v_cache + cache_row(p);
+        for (int i = 0; i < hd; ++i) row[i] = fp16_to_fp32(v[i]);
+        for (int g = 0; g < group; ++g) {
+            const float w = scores[g * n + (p - first)];
+            float* a = acc + g * hd;
+            for (int i = 0; i < hd; ++i) a[i] += w * row[i];
+        }
+    }
+    for (int g = 0; g < group; ++g)
+        std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 // half floats, kv_dim = n_kv_head * head_dim. A sequence's positions map to blocks through
 // its block table: position p lies in block table[p / block_size], slot p % block_size.
 // Scores are never materialized as an n x n matrix: each query streams over its keys with
-// an online softmax (running max and sum), so memory is O(head_dim) per query head.
+// a softmax over its own keys only, so memory is O(keys) per query head, never O(n^2).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,9 @@
 #include "ops/kernels.h"
 
+#include <cstdlib>
+#include <cstring>
+
+#include "ops/cpu_features.h"
 #include "quant/quant.h"
 
 namespace lokal {
@@ -11,8 +15,8 @@ float vec_dot_ref_for(int64_t n, const void* w, const void* a) {
 }
 
 KernelTable make_reference_table() {
-    KernelTable t;
-    t.isa = "scalar";
+    KernelTable t = scalar_kernels();
+    t.isa = "reference";
 #define LOKAL_REF(T) t.vec_dot[(int)TensorType::T] = &vec_dot_ref_for<TensorType::T>;
     LOKAL_REF(F32)
     LOKAL_REF(F16)
@@ -33,6 +37,22 @@ KernelTable make_reference_table() {
     return t;
 }
 
+int isa_rank(const char* isa) {
+    if (std::strcmp(isa, "avx512") == 0) return 2;
+    if (std::strcmp(isa, "avx2") == 0) return 1;
+    return 0;
+}
+
+const KernelTable& select_table() {
+    const CpuFeatures& f = cpu_features();
+    int best = f.has_avx512_path() ? 2 : f.has_avx2_path() ? 1 : 0;
+    if (const char* want = std::getenv("LOKAL_ISA"); want && *want) {
+        const int r = isa_rank(want);
+        if (r < best) best = r;
+    }
+    return best == 2 ? avx512_kernels() : best == 1 ? avx2_kernels() : scalar_kernels();
+}
+
 }  // namespace
 
 const KernelTable& reference_kernels() {
@@ -40,6 +60,18 @@ const KernelTable& reference_kernels() {
     return table;
 }
 
-const KernelTable& kernels() { return reference_kernels(); }
+const KernelTable& kernels() {
+    static const KernelTable& table = select_table();
+    return table;
+}
+
+const KernelTable* kernels_for(const char* isa) {
+    const CpuFeatures& f = cpu_features();
+    switch (isa_rank(isa)) {
+        case 2: return f.has_avx512_path() ? &avx512_kernels() : nullptr;
+        case 1: return f.has_avx2_path() ? &avx2_kernels() : nullptr;
+        default: return std::strcmp(isa, "scalar") == 0 ? &scalar_kernels() : nullptr;
+    }
+}
 
 }  // namespace lokal

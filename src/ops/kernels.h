@@ -1,10 +1,15 @@
-// Kernel dispatch: the dot-product kernel for each weight type, chosen once at start from
-// what the processor supports. The scalar reference in src/quant is always available and
-// is what every faster path is tested against.
+// Kernel dispatch: the dot-product, GEMM and activation-conversion kernels for each weight
+// type, chosen once at start from what the processor supports (cpu_features.h).
+//
+// Every table computes the same canonical arithmetic (gemm_common.h), so a given weight and
+// activation give bit-identical outputs on the scalar, AVX2 and AVX-512 paths, at any batch
+// size and thread count. The quant layer's vec_dot_ref (reference_kernels()) is the ground
+// truth the canonical arithmetic is checked against within rounding.
 #pragma once
 
 #include <cstdint>
 
+#include "ops/gemm_common.h"
 #include "quant/types.h"
 
 namespace lokal {
@@ -12,15 +17,31 @@ namespace lokal {
 // dot(w_row, act_row) for n elements; act_row is in type_traits(w).dot_type format.
 using VecDotFn = float (*)(int64_t n, const void* w_row, const void* act_row);
 
+// One activation row of n floats into dot format (as quantize_row_dot does, bit for bit).
+using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t n);
+
 struct KernelTable {
     const char* isa = "scalar";  // name of the selected path, for `lokal info` / `bench`
+    int row_group = 1;           // the GEMM's row tile; matmul splits work in these units
     VecDotFn vec_dot[(int)TensorType::COUNT] = {};
+    gemm::GemmFn gemm[(int)TensorType::COUNT] = {};
+    // Indexed by the activation (dot) type: F32, F16, BF16, Q8_0, Q8_1, Q8_K.
+    QuantizeRowFn quantize[(int)TensorType::COUNT] = {};
 };
 
-// The table in use. Selected on first call; LOKAL_ISA=scalar forces the reference path.
+// The table in use, selected on first call: the best of avx512 > avx2 > scalar the CPU runs.
+// LOKAL_ISA=scalar|avx2|avx512 forces a lower path (a higher one than the CPU has is ignored).
 const KernelTable& kernels();
 
-// The scalar reference table (tests compare against it).
+// A specific path, or null when this CPU cannot run it ("scalar", "avx2", "avx512").
+const KernelTable* kernels_for(const char* isa);
+
+// The quant layer's scalar reference dots (vec_dot only; tests compare against it).
 const KernelTable& reference_kernels();
+
+// Per-path tables, defined in kernels_scalar.cpp / kernels_avx2.cpp / kernels_avx512.cpp.
+const KernelTable& scalar_kernels();
+const KernelTable& avx2_kernels();
+const KernelTable& avx512_kernels();
 
 }  // namespace lokal

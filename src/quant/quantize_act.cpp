@@ -1,7 +1,10 @@
 // Activation quantization: one float row into the format the weight type's dot product
 // consumes (quant.h). Each format follows the reference engine's reference quantizer, so
 // the integer activations (and hence dot products) match it:
-//   Q8_0: d = amax/127 (stored fp16), q = roundf(x * (1/d))  (roundf: ties away from zero)
+//   Q8_0: d = amax/127 (stored fp16), q = round_half_even(x * (127/amax)). This is what the
+//         reference engine's SIMD activation quantizer (the one its matmuls actually use)
+//         computes; its scalar reference function (1/d, roundf) differs in the last bit of
+//         the scale and on ties, enough to move attention-sensitive logits by ~1e-2.
 //   Q8_1: as Q8_0, plus s = fp16(d * sum(q))
 //   Q8_K: signed max m (largest |x|, keeping its sign), iscale = -127/m, d = 1/iscale (float),
 //         q = min(127, nearest_int(iscale * x)); bsums = sums of q in groups of 16.
@@ -27,9 +30,9 @@ void q_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = (int8_t)std::roundf(x[j] * id);
+        for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = (int8_t)std::nearbyint(x[j] * id);
     }
 }
 
@@ -38,11 +41,11 @@ void q_q8_1(const float* x, BlockQ8_1* y, int64_t nb) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_1; ++j) amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = fp32_to_fp16(d);
         int sum = 0;
         for (int j = 0; j < QK8_1; ++j) {
-            y[i].qs[j] = (int8_t)std::roundf(x[j] * id);
+            y[i].qs[j] = (int8_t)std::nearbyint(x[j] * id);
             sum += y[i].qs[j];
         }
         // s uses the float d (not the fp16-rounded one), as the reference does.

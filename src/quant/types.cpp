@@ -11,7 +11,7 @@ using T = TensorType;
 // name, block_size, type_size, quantized, known, supported, dot_type
 constexpr TypeTraits kTraits[(int)T::COUNT] = {
     /* F32     */ {"f32", 1, 4, false, true, true, T::F32},
-    /* F16     */ {"f16", 1, 2, false, true, true, T::F16},
+    /* F16     */ {"f16", 1, 2, false, true, true, T::F32},  // f32 activations: see dot_ref.cpp
     /* Q4_0    */ {"q4_0", 32, 18, true, true, true, T::Q8_0},
     /* Q4_1    */ {"q4_1", 32, 20, true, true, true, T::Q8_1},
     /* 4       */ {"(removed q4_2)", 0, 0, false, false, false, T::F32},

@@ -32,7 +32,14 @@ TensorType parse_convert_type(std::string_view s) {
 
 namespace {
 
-enum TokenType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+enum TokenType {
+    kNormal = 1,
+    kUnknown = 2,
+    kControl = 3,
+    kUserDefined = 4,
+    kUnused = 5,
+    kByte = 6
+};
 
 json read_json(const fs::path& p, bool required) {
     std::error_code ec;
@@ -48,23 +55,26 @@ json read_json(const fs::path& p, bool required) {
 
 struct HParams {
     std::string arch;  // "llama" or "qwen2"
-    int64_t n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ctx = 0,
-            n_vocab = 0, head_dim = 0;
+    int64_t n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ctx = 0, n_vocab = 0,
+            head_dim = 0;
     double eps = 1e-6, rope_theta = 10000;
     bool tied = false;
     std::optional<double> rope_linear;
 };
 
-int64_t get_int(const json& c, const char* key, int64_t lo, int64_t hi, std::optional<int64_t> def = {}) {
+int64_t get_int(const json& c, const char* key, int64_t lo, int64_t hi,
+                std::optional<int64_t> def = {}) {
     auto it = c.find(key);
     if (it == c.end() || it->is_null()) {
         if (def) return *def;
         throw Error(std::string("config.json: missing ") + key);
     }
-    if (!it->is_number_integer()) throw Error(std::string("config.json: ") + key + " is not an integer");
+    if (!it->is_number_integer())
+        throw Error(std::string("config.json: ") + key + " is not an integer");
     int64_t v = it->get<int64_t>();
     if (v < lo || v > hi)
-        throw Error(std::string("config.json: ") + key + " = " + std::to_string(v) + " is out of range");
+        throw Error(std::string("config.json: ") + key + " = " + std::to_string(v) +
+                    " is out of range");
     return v;
 }
 
@@ -73,15 +83,16 @@ double get_float(const json& c, const char* key, double def) {
     if (it == c.end() || it->is_null()) return def;
     if (!it->is_number()) throw Error(std::string("config.json: ") + key + " is not a number");
     double v = it->get<double>();
-    if (!std::isfinite(v) || v <= 0) throw Error(std::string("config.json: ") + key + " is invalid");
+    if (!std::isfinite(v) || v <= 0)
+        throw Error(std::string("config.json: ") + key + " is invalid");
     return v;
 }
 
 HParams read_hparams(const json& c) {
     HParams h;
     std::string a;
-    if (c.contains("architectures") && c["architectures"].is_array() && !c["architectures"].empty() &&
-        c["architectures"][0].is_string())
+    if (c.contains("architectures") && c["architectures"].is_array() &&
+        !c["architectures"].empty() && c["architectures"][0].is_string())
         a = c["architectures"][0].get<std::string>();
     else if (c.contains("model_type") && c["model_type"].is_string())
         a = c["model_type"].get<std::string>();
@@ -90,7 +101,8 @@ HParams read_hparams(const json& c) {
     else if (a == "Qwen2ForCausalLM" || a == "qwen2")
         h.arch = "qwen2";
     else
-        throw Error("config.json: unsupported architecture " + show_str(a) + " (llama and qwen2 are)");
+        throw Error("config.json: unsupported architecture " + show_str(a) +
+                    " (llama and qwen2 are)");
     h.n_embd = get_int(c, "hidden_size", 1, 1 << 20);
     h.n_ff = get_int(c, "intermediate_size", 1, 1 << 22);
     h.n_layer = get_int(c, "num_hidden_layers", 1, 4096);
@@ -99,7 +111,8 @@ HParams read_hparams(const json& c) {
     h.n_ctx = get_int(c, "max_position_embeddings", 1, 1ll << 32, 2048);
     h.n_vocab = get_int(c, "vocab_size", 1, 1 << 24);
     h.head_dim = get_int(c, "head_dim", 1, 1 << 16, h.n_embd / h.n_head);
-    if (h.n_head % h.n_head_kv) throw Error("config.json: num_attention_heads is not a multiple of num_key_value_heads");
+    if (h.n_head % h.n_head_kv)
+        throw Error("config.json: num_attention_heads is not a multiple of num_key_value_heads");
     if (h.head_dim % 2) throw Error("config.json: head dimension must be even");
     h.eps = get_float(c, "rms_norm_eps", 1e-6);
     h.rope_theta = get_float(c, "rope_theta", 10000);
@@ -132,7 +145,8 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
         throw Error("tokenizer.json: no model");
     const json& model = tok["model"];
     std::string type = model.value("type", "");
-    if (type != "BPE") throw Error("tokenizer.json: unsupported model type " + show_str(type) + " (BPE is)");
+    if (type != "BPE")
+        throw Error("tokenizer.json: unsupported model type " + show_str(type) + " (BPE is)");
     if (!model.contains("vocab") || !model["vocab"].is_object())
         throw Error("tokenizer.json: no vocab");
     const int64_t n_vocab = hp.n_vocab;
@@ -142,8 +156,8 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
         if (!id_json.is_number_integer()) throw Error("tokenizer.json: token id is not an integer");
         int64_t id = id_json.get<int64_t>();
         if (id < 0 || id >= n_vocab)
-            throw Error("tokenizer.json: token id " + std::to_string(id) + " outside the vocabulary of " +
-                        std::to_string(n_vocab));
+            throw Error("tokenizer.json: token id " + std::to_string(id) +
+                        " outside the vocabulary of " + std::to_string(n_vocab));
         tokens[id] = text;
         present[id] = true;
     };
@@ -151,7 +165,8 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
     std::map<int64_t, bool> added;  // id -> special
     if (tok.contains("added_tokens") && tok["added_tokens"].is_array()) {
         for (const auto& a : tok["added_tokens"]) {
-            if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id"))
+            if (!a.is_object() || !a.contains("content") || !a["content"].is_string() ||
+                !a.contains("id"))
                 throw Error("tokenizer.json: malformed added token");
             put(a["content"].get<std::string>(), a["id"]);
             added[a["id"].get<int64_t>()] = a.value("special", false);
@@ -169,15 +184,18 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
         } else if (byte_fallback && std::regex_match(tokens[i], byte_re)) {
             types[i] = kByte;
         }
-        if (!is_valid_utf8(tokens[i])) throw Error("tokenizer.json: token " + std::to_string(i) + " is not valid UTF-8");
+        if (!is_valid_utf8(tokens[i]))
+            throw Error("tokenizer.json: token " + std::to_string(i) + " is not valid UTF-8");
     }
     std::vector<std::string> merges;
     if (model.contains("merges") && model["merges"].is_array()) {
         for (const auto& m : model["merges"]) {
-            if (m.is_string()) merges.push_back(m.get<std::string>());
+            if (m.is_string())
+                merges.push_back(m.get<std::string>());
             else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string())
                 merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-            else throw Error("tokenizer.json: malformed merge");
+            else
+                throw Error("tokenizer.json: malformed merge");
         }
     }
     if (byte_fallback) {  // SentencePiece-style BPE: llama.cpp's "llama" vocabulary
@@ -189,7 +207,8 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
     } else {  // byte-level BPE
         w.set_string("tokenizer.ggml.model", "gpt2");
         std::string pre = hp.arch == "qwen2" ? "qwen2" : "default";
-        if (hp.arch == "llama" && tok.contains("pre_tokenizer") && tok["pre_tokenizer"].dump().find("\\\\p{N}{1,3}") != std::string::npos)
+        if (hp.arch == "llama" && tok.contains("pre_tokenizer") &&
+            tok["pre_tokenizer"].dump().find("\\\\p{N}{1,3}") != std::string::npos)
             pre = "llama-bpe";
         w.set_string("tokenizer.ggml.pre", pre);
         w.set_array_string("tokenizer.ggml.tokens", tokens);
@@ -219,10 +238,12 @@ void convert_tokenizer(const fs::path& dir, const HParams& hp, const json& confi
         w.set_bool("tokenizer.ggml.add_eos_token", tcfg["add_eos_token"].get<bool>());
     if (auto it = tcfg.find("chat_template"); it != tcfg.end()) {
         std::string tmpl;
-        if (it->is_string()) tmpl = it->get<std::string>();
+        if (it->is_string())
+            tmpl = it->get<std::string>();
         else if (it->is_array())
             for (const auto& t : *it)
-                if (t.is_object() && t.value("name", "") == "default" && t.contains("template") && t["template"].is_string())
+                if (t.is_object() && t.value("name", "") == "default" && t.contains("template") &&
+                    t["template"].is_string())
                     tmpl = t["template"].get<std::string>();
         if (!tmpl.empty()) w.set_string("tokenizer.chat_template", tmpl);
     }
@@ -235,7 +256,8 @@ struct OutTensor {
 
 }  // namespace
 
-void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path, const ConvertOptions& opts) {
+void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
+                        const ConvertOptions& opts) {
     auto say = [&](const std::string& s) {
         if (opts.status) opts.status(s);
     };
@@ -258,7 +280,8 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
     }
     for (const auto& st : sts)
         for (const auto& t : st.tensors())
-            if (!by_name.emplace(t.name, &t).second) throw Error("tensor " + show_str(t.name) + " appears twice");
+            if (!by_name.emplace(t.name, &t).second)
+                throw Error("tensor " + show_str(t.name) + " appears twice");
 
     gguf::Writer w;
     const std::string a = hp.arch;
@@ -272,7 +295,10 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
     w.set_u32(a + ".attention.head_count_kv", (uint32_t)hp.n_head_kv);
     w.set_f32(a + ".rope.freq_base", (float)hp.rope_theta);
     w.set_f32(a + ".attention.layer_norm_rms_epsilon", (float)hp.eps);
-    uint32_t ftype = wtype == TensorType::F32 ? 0 : wtype == TensorType::F16 ? 1 : wtype == TensorType::BF16 ? 32 : 7;
+    uint32_t ftype = wtype == TensorType::F32    ? 0
+                     : wtype == TensorType::F16  ? 1
+                     : wtype == TensorType::BF16 ? 32
+                                                 : 7;
     w.set_u32("general.file_type", ftype);
     w.set_u32(a + ".vocab_size", (uint32_t)hp.n_vocab);
     w.set_u32(a + ".rope.dimension_count", (uint32_t)hp.head_dim);
@@ -304,7 +330,8 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
             std::string want, got;
             for (auto d : shape) want += std::to_string(d) + ",";
             for (auto d : t.shape) got += std::to_string(d) + ",";
-            throw Error("tensor " + show_str(src) + " has shape [" + got + "], expected [" + want + "]");
+            throw Error("tensor " + show_str(src) + " has shape [" + got + "], expected [" + want +
+                        "]");
         }
         const int64_t n = t.n_elements();
         std::vector<float> f(n);
@@ -317,7 +344,8 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
             for (int64_t h = 0; h < permute_heads; ++h)
                 for (int64_t i = 0; i < half; ++i)
                     for (int64_t j = 0; j < 2; ++j)
-                        std::copy_n(&f[(h * hd + j * half + i) * cols], cols, &p[(h * hd + i * 2 + j) * cols]);
+                        std::copy_n(&f[(h * hd + j * half + i) * cols], cols,
+                                    &p[(h * hd + i * 2 + j) * cols]);
             f.swap(p);
         }
         TensorType tt = shape.size() == 1 ? TensorType::F32 : wtype;
@@ -338,10 +366,13 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
     add(has_embed ? "model.embed_tokens.weight" : "lm_head.weight", "token_embd.weight", {V, E}, 0);
     const bool llama = a == "llama";
     for (int64_t l = 0; l < hp.n_layer; ++l) {
-        std::string s = "model.layers." + std::to_string(l) + ".", d = "blk." + std::to_string(l) + ".";
+        std::string s = "model.layers." + std::to_string(l) + ".",
+                    d = "blk." + std::to_string(l) + ".";
         add(s + "input_layernorm.weight", d + "attn_norm.weight", {E}, 0);
-        add(s + "self_attn.q_proj.weight", d + "attn_q.weight", {q_dim, E}, llama ? (int)hp.n_head : 0);
-        add(s + "self_attn.k_proj.weight", d + "attn_k.weight", {kv_dim, E}, llama ? (int)hp.n_head_kv : 0);
+        add(s + "self_attn.q_proj.weight", d + "attn_q.weight", {q_dim, E},
+            llama ? (int)hp.n_head : 0);
+        add(s + "self_attn.k_proj.weight", d + "attn_k.weight", {kv_dim, E},
+            llama ? (int)hp.n_head_kv : 0);
         add(s + "self_attn.v_proj.weight", d + "attn_v.weight", {kv_dim, E}, 0);
         add(s + "self_attn.o_proj.weight", d + "attn_output.weight", {E, q_dim}, 0);
         if (!llama) {
@@ -355,11 +386,14 @@ void convert_hf_to_gguf(const std::string& dir_str, const std::string& out_path,
         add(s + "mlp.down_proj.weight", d + "ffn_down.weight", {E, F}, 0);
     }
     add("model.norm.weight", "output_norm.weight", {E}, 0);
-    if (!hp.tied) add("lm_head.weight", "output.weight", {V, E}, 0, has_embed);
-    else used.insert("lm_head.weight");
+    if (!hp.tied)
+        add("lm_head.weight", "output.weight", {V, E}, 0, has_embed);
+    else
+        used.insert("lm_head.weight");
     for (const auto& [name, t] : by_name)
         if (!used.count(name) && name.find("rotary_emb.inv_freq") == std::string::npos)
-            throw Error("checkpoint tensor " + show_str(name) + " is not understood by the " + a + " converter");
+            throw Error("checkpoint tensor " + show_str(name) + " is not understood by the " + a +
+                        " converter");
     say("writing " + out_path);
     try {
         w.write(out_path);

@@ -28,7 +28,7 @@ TensorType parse_convert_type(std::string_view s);
 
 // A memory-mapped .safetensors file with a validated header.
 class SafeTensors {
-public:
+  public:
     struct Tensor {
         std::string name;
         std::string dtype;  // "F32", "F16", "BF16"
@@ -53,7 +53,7 @@ public:
     // Element i of a float tensor, converted to f32 (F32/F16/BF16).
     static void to_f32(const Tensor& t, float* out);
 
-private:
+  private:
     SafeTensors() = default;
     void parse(const std::string& label);
     const uint8_t* base_ = nullptr;

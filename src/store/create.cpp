@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "gguf/gguf.h"
 #include "store/convert.h"
@@ -19,12 +20,12 @@ using json = nlohmann::json;
 
 std::string file_type_name(uint64_t t) {
     static const std::map<uint64_t, const char*> names = {
-        {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
-        {8, "Q5_0"},    {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
-        {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
-        {18, "Q6_K"},   {19, "IQ2_XXS"}, {20, "IQ2_XS"}, {21, "Q2_K_S"}, {22, "IQ3_XS"},
-        {23, "IQ3_XXS"}, {24, "IQ1_S"}, {25, "IQ4_NL"}, {26, "IQ3_S"},  {27, "IQ3_M"},
-        {28, "IQ2_S"},  {29, "IQ2_M"},  {30, "IQ4_XS"}, {31, "IQ1_M"},  {32, "BF16"}};
+        {0, "F32"},      {1, "F16"},      {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
+        {8, "Q5_0"},     {9, "Q5_1"},     {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
+        {13, "Q3_K_L"},  {14, "Q4_K_S"},  {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+        {18, "Q6_K"},    {19, "IQ2_XXS"}, {20, "IQ2_XS"}, {21, "Q2_K_S"}, {22, "IQ3_XS"},
+        {23, "IQ3_XXS"}, {24, "IQ1_S"},   {25, "IQ4_NL"}, {26, "IQ3_S"},  {27, "IQ3_M"},
+        {28, "IQ2_S"},   {29, "IQ2_M"},   {30, "IQ4_XS"}, {31, "IQ1_M"},  {32, "BF16"}};
     auto it = names.find(t);
     return it == names.end() ? "" : it->second;
 }
@@ -35,8 +36,10 @@ std::string human_count(uint64_t n) {
     int u = 0;
     while (v >= 1000 && u < 4) v /= 1000, ++u;
     char buf[32];
-    if (u == 0) snprintf(buf, sizeof buf, "%llu", (unsigned long long)n);
-    else snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
+    if (u == 0)
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)n);
+    else
+        snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
     return buf;
 }
 
@@ -46,8 +49,10 @@ std::string human_bytes(uint64_t n) {
     int u = 0;
     while (v >= 1000 && u < 4) v /= 1000, ++u;
     char buf[32];
-    if (u == 0) snprintf(buf, sizeof buf, "%llu B", (unsigned long long)n);
-    else snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    if (u == 0)
+        snprintf(buf, sizeof buf, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
     return buf;
 }
 
@@ -213,7 +218,16 @@ std::string modelfile_for(const ModelConfig& c) {
     if (c.system) out += "SYSTEM " + block(*c.system) + "\n";
     const auto& p = c.parameters;
     auto num = [&](const char* k, auto v) {
-        if (v) out += std::string("PARAMETER ") + k + " " + json(*v).dump() + "\n";
+        if (!v) return;
+        std::string text;
+        if constexpr (std::is_floating_point_v<std::decay_t<decltype(*v)>>) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%g", (double)*v);
+            text = buf;
+        } else {
+            text = std::to_string(*v);
+        }
+        out += std::string("PARAMETER ") + k + " " + text + "\n";
     };
     num("temperature", p.temperature);
     num("top_k", p.top_k);

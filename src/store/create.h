@@ -12,8 +12,8 @@
 namespace lokal::store {
 
 struct CreateOptions {
-    std::string base_dir = ".";          // relative FROM/ADAPTER paths start here
-    std::string convert_type = "f16";    // for FROM <Hugging Face folder>
+    std::string base_dir = ".";                      // relative FROM/ADAPTER paths start here
+    std::string convert_type = "f16";                // for FROM <Hugging Face folder>
     std::function<void(const std::string&)> status;  // progress lines (optional)
 };
 
@@ -26,7 +26,7 @@ void create_model(Store& store, const ModelName& name, const Modelfile& mf,
 struct ModelInfo {
     std::string architecture;
     std::string name;
-    uint64_t parameters = 0;  // total tensor elements
+    uint64_t parameters = 0;     // total tensor elements
     std::string parameter_size;  // "656.4K", "7.2B"
     std::string quantization;    // "F16", "Q4_K_M"
     uint64_t context_length = 0, embedding_length = 0, block_count = 0, head_count = 0,

@@ -132,7 +132,9 @@ Http::Http(HttpOptions opts) : opts_(opts) {
     if (!curl_) throw Error("cannot initialise libcurl");
 }
 
-Http::~Http() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+Http::~Http() {
+    curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
 
 namespace {
 
@@ -142,8 +144,7 @@ struct Setup {
 };
 
 void setup(CURL* c, const HttpOptions& o, const std::string& url,
-           const std::vector<std::string>& headers, Setup& s, HeaderCtx& hctx,
-           ProgressCtx& pctx) {
+           const std::vector<std::string>& headers, Setup& s, HeaderCtx& hctx, ProgressCtx& pctx) {
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -181,9 +182,15 @@ void setup(CURL* c, const HttpOptions& o, const std::string& url,
         case CURLE_COULDNT_CONNECT:
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_COULDNT_RESOLVE_PROXY:
-            throw Error("cannot connect to " + u + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc)));
+            throw Error("cannot connect to " + u + ": " +
+                        (errbuf[0] ? errbuf : curl_easy_strerror(rc)));
+        case CURLE_SSL_CONNECT_ERROR:
+            throw Error("TLS handshake with " + u + " failed (" +
+                        (errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc)) +
+                        "); for a plain-http registry use --insecure");
         case CURLE_UNSUPPORTED_PROTOCOL:
-            throw Error("refused URL " + u + ": only http and https (and redirects to https) are allowed");
+            throw Error("refused URL " + u +
+                        ": only http and https (and redirects to https) are allowed");
         default:
             throw Error("transfer failed for " + u + ": " +
                         (errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc)));
@@ -222,8 +229,8 @@ HttpResponse Http::request(const std::string& method, const std::string& url,
     CURLcode rc = curl_easy_perform(c);
     if (pctx.stalled) rc = CURLE_OPERATION_TIMEDOUT;
     if (bctx.too_large)
-        throw Error("response from " + redact(url) + " is larger than " +
-                    std::to_string(max_body) + " bytes");
+        throw Error("response from " + redact(url) + " is larger than " + std::to_string(max_body) +
+                    " bytes");
     if (rc != CURLE_OK) throw_curl(rc, url, opts_, errbuf);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     char* eff = nullptr;
@@ -373,9 +380,8 @@ size_t on_download(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-Http::DownloadResult Http::download(const std::string& url,
-                                    const std::vector<std::string>& headers, int fd,
-                                    uint64_t offset, uint64_t limit,
+Http::DownloadResult Http::download(const std::string& url, const std::vector<std::string>& headers,
+                                    int fd, uint64_t offset, uint64_t limit,
                                     const std::function<void(const char*, size_t)>& sink,
                                     const std::function<void()>& reset,
                                     const ProgressFn& progress) {
@@ -407,8 +413,8 @@ Http::DownloadResult Http::download(const std::string& url,
     if (d.write_errno)
         throw Error("cannot write download of " + u + ": " + strerror(d.write_errno));
     if (d.too_much)
-        throw Error("server sent more than the declared " + std::to_string(limit ? limit : kMaxBlobBytes) +
-                    " bytes for " + u);
+        throw Error("server sent more than the declared " +
+                    std::to_string(limit ? limit : kMaxBlobBytes) + " bytes for " + u);
     if (!d.bad_range.empty())
         throw Error("server answered Range request with bad Content-Range " +
                     show_str(d.bad_range) + " for " + u);

@@ -36,7 +36,7 @@ struct HttpResponse {
 using ProgressFn = std::function<bool(uint64_t done, uint64_t total)>;
 
 class Http {
-public:
+  public:
     explicit Http(HttpOptions opts = {});
     ~Http();
     Http(const Http&) = delete;
@@ -61,14 +61,14 @@ public:
     // present). Sends Range when offset > 0. `sink` sees every byte written (for hashing);
     // `reset` is called when the server ignores Range and the file restarts at 0. At most
     // `limit` bytes in all (the declared size; 0 = unknown, capped at kMaxBlobBytes) are accepted.
-    DownloadResult download(const std::string& url, const std::vector<std::string>& headers,
-                            int fd, uint64_t offset, uint64_t limit,
+    DownloadResult download(const std::string& url, const std::vector<std::string>& headers, int fd,
+                            uint64_t offset, uint64_t limit,
                             const std::function<void(const char*, size_t)>& sink,
                             const std::function<void()>& reset, const ProgressFn& progress);
 
     const HttpOptions& options() const { return opts_; }
 
-private:
+  private:
     void* curl_;
     HttpOptions opts_;
 };

@@ -82,8 +82,7 @@ Manifest Manifest::parse(std::string_view text) {
     if (cfg == j.end()) throw Error("invalid manifest: no config");
     m.config = parse_layer(*cfg, "config", true);
     auto layers = j.find("layers");
-    if (layers == j.end() || !layers->is_array())
-        throw Error("invalid manifest: no layers array");
+    if (layers == j.end() || !layers->is_array()) throw Error("invalid manifest: no layers array");
     if (layers->size() > kMaxLayers)
         throw Error("invalid manifest: too many layers (" + std::to_string(layers->size()) + ")");
     int models = 0;

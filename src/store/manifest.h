@@ -44,7 +44,7 @@ struct Manifest {
 
     const Layer* find(std::string_view media_type) const;  // first layer of that type
     std::vector<const Layer*> find_all(std::string_view media_type) const;
-    const Layer& model() const;  // the model layer (parse() guarantees exactly one)
+    const Layer& model() const;   // the model layer (parse() guarantees exactly one)
     uint64_t total_size() const;  // config + layers
 };
 

@@ -18,12 +18,18 @@ struct ParamSpec {
 };
 
 const ParamSpec kParams[] = {
-    {"temperature", Kind::Float},      {"top_k", Kind::Int},
-    {"top_p", Kind::Float},            {"min_p", Kind::Float},
-    {"repeat_penalty", Kind::Float},   {"repeat_last_n", Kind::Int},
-    {"presence_penalty", Kind::Float}, {"frequency_penalty", Kind::Float},
-    {"seed", Kind::UInt},              {"num_ctx", Kind::Int},
-    {"num_predict", Kind::Int},        {"stop", Kind::String},
+    {"temperature", Kind::Float},
+    {"top_k", Kind::Int},
+    {"top_p", Kind::Float},
+    {"min_p", Kind::Float},
+    {"repeat_penalty", Kind::Float},
+    {"repeat_last_n", Kind::Int},
+    {"presence_penalty", Kind::Float},
+    {"frequency_penalty", Kind::Float},
+    {"seed", Kind::UInt},
+    {"num_ctx", Kind::Int},
+    {"num_predict", Kind::Int},
+    {"stop", Kind::String},
 };
 
 std::string lower(std::string_view s) {
@@ -33,10 +39,12 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 class Parser {
-public:
+  public:
     explicit Parser(std::string_view t) : t_(t) {}
 
     Modelfile run() {
@@ -77,8 +85,7 @@ public:
             }
             // Nothing but spaces may follow a value on its line.
             skip_spaces();
-            if (pos_ < t_.size() && t_[pos_] != '\n')
-                fail("unexpected text after the value");
+            if (pos_ < t_.size() && t_[pos_] != '\n') fail("unexpected text after the value");
         }
         if (!have_from) throw Error("Modelfile: no FROM instruction");
         if (mf.from.empty()) throw Error("Modelfile: FROM is empty");
@@ -86,7 +93,7 @@ public:
         return mf;
     }
 
-private:
+  private:
     // Skip empty and comment lines; false at end of text.
     bool skip_blank_lines() {
         for (;;) {
@@ -189,8 +196,7 @@ nlohmann::json parameters_to_json(const std::vector<std::pair<std::string, std::
             }
             case Kind::Int: {
                 long long v = std::strtoll(s, &end, 10);
-                if (end == s || *end || errno || v < INT32_MIN || v > INT32_MAX)
-                    bad("an integer");
+                if (end == s || *end || errno || v < INT32_MIN || v > INT32_MAX) bad("an integer");
                 j[name] = v;
                 break;
             }

@@ -51,16 +51,22 @@ std::string check_host(std::string_view host) {
 
 }  // namespace
 
-std::string ModelName::full() const { return host + "/" + ns + "/" + model + ":" + tag; }
+std::string ModelName::full() const {
+    return host + "/" + ns + "/" + model + ":" + tag;
+}
 
 std::string ModelName::display() const {
     std::string out;
-    if (host != kDefaultHost) out = host + "/" + ns + "/";
-    else if (ns != kDefaultNamespace) out = ns + "/";
+    if (host != kDefaultHost)
+        out = host + "/" + ns + "/";
+    else if (ns != kDefaultNamespace)
+        out = ns + "/";
     return out + model + ":" + tag;
 }
 
-std::string ModelName::manifest_rel() const { return host + "/" + ns + "/" + model + "/" + tag; }
+std::string ModelName::manifest_rel() const {
+    return host + "/" + ns + "/" + model + "/" + tag;
+}
 
 ModelName parse_name(std::string_view s) {
     auto fail = [&](const std::string& why) -> ModelName {
@@ -112,8 +118,7 @@ ModelName parse_name(std::string_view s) {
         n.host = lower(host);
     }
     if (has_ns) {
-        if (auto why = check_part(ns, "namespace", 80, false, "_-"); !why.empty())
-            return fail(why);
+        if (auto why = check_part(ns, "namespace", 80, false, "_-"); !why.empty()) return fail(why);
         n.ns = lower(ns);
     }
     if (auto why = check_part(model, "model", 80, false, "._-"); !why.empty()) return fail(why);

@@ -101,7 +101,7 @@ bool header_safe(const std::string& s) {
 
 // Credentials shared by the threads of one pull or push.
 class Auth {
-public:
+  public:
     explicit Auth(const RegistryOptions& o) : opts_(o) {
         user_ = o.username;
         pass_ = o.password;
@@ -125,13 +125,15 @@ public:
         auto [scheme, params] = parse_challenge(challenge);
         if (scheme == "basic") {
             if (user_.empty() || !header_.empty())
-                throw Error("registry requires credentials (set LOKAL_REGISTRY_USER and "
-                            "LOKAL_REGISTRY_PASSWORD)");
+                throw Error(
+                    "registry requires credentials (set LOKAL_REGISTRY_USER and "
+                    "LOKAL_REGISTRY_PASSWORD)");
             header_ = "Authorization: Basic " + base64(user_ + ":" + pass_);
             return true;
         }
         if (scheme != "bearer")
-            throw Error("registry answered 401 with an unsupported challenge " + show_str(challenge));
+            throw Error("registry answered 401 with an unsupported challenge " +
+                        show_str(challenge));
         if (++bearer_attempts_ > 2) throw Error("registry refused the bearer token (HTTP 401)");
         std::string realm = params["realm"];
         bool https = realm.starts_with("https://");
@@ -153,7 +155,8 @@ public:
         json j = json::parse(tr.body, nullptr, false);
         std::string token;
         if (j.is_object()) {
-            if (j.contains("token") && j["token"].is_string()) token = j["token"];
+            if (j.contains("token") && j["token"].is_string())
+                token = j["token"];
             else if (j.contains("access_token") && j["access_token"].is_string())
                 token = j["access_token"];
         }
@@ -162,7 +165,7 @@ public:
         return true;
     }
 
-private:
+  private:
     const RegistryOptions& opts_;
     std::mutex mu_;
     std::string header_, user_, pass_;
@@ -236,7 +239,8 @@ void fetch_blob(Store& store, Http& http, Auth& auth, const std::string& url, co
         std::vector<char> buf(1 << 20);
         uint64_t pos = 0;
         while (pos < have) {
-            ssize_t r = ::pread(f.fd, buf.data(), std::min<uint64_t>(buf.size(), have - pos), (off_t)pos);
+            ssize_t r =
+                ::pread(f.fd, buf.data(), std::min<uint64_t>(buf.size(), have - pos), (off_t)pos);
             if (r <= 0) throw Error("cannot read " + part);
             hash.update(buf.data(), (size_t)r);
             pos += (uint64_t)r;
@@ -259,15 +263,14 @@ void fetch_blob(Store& store, Http& http, Auth& auth, const std::string& url, co
         ::fstat(f.fd, &st);
         have = (uint64_t)st.st_size;
         if (have != l.size)
-            throw Error("blob " + l.digest.str() + ": transfer ended at " +
-                        std::to_string(have) + " of " + std::to_string(l.size) +
-                        " bytes (pull again to resume)");
+            throw Error("blob " + l.digest.str() + ": transfer ended at " + std::to_string(have) +
+                        " of " + std::to_string(l.size) + " bytes (pull again to resume)");
     }
     std::string got = hash.hex();
     if (got != l.digest.hex) {
         ::unlink(part.c_str());
-        throw Error("blob " + l.digest.str() + " failed verification: its content hashes to sha256:" +
-                    got + "; refused");
+        throw Error("blob " + l.digest.str() +
+                    " failed verification: its content hashes to sha256:" + got + "; refused");
     }
     if (::fsync(f.fd) != 0) throw Error("cannot fsync " + part + ": " + strerror(errno));
 }
@@ -313,7 +316,8 @@ void pull(Store& store, const ModelName& name, const RegistryOptions& opts) {
     HttpResponse r = send(http, auth, "GET", base + "/manifests/" + name.tag, {kAcceptManifest},
                           nullptr, kMaxManifestBytes);
     if (r.status == 404)
-        throw Error("model " + name.display() + " not found on " + name.host + " (" + describe(r) + ")");
+        throw Error("model " + name.display() + " not found on " + name.host + " (" + describe(r) +
+                    ")");
     if (r.status != 200)
         throw Error("manifest of " + name.display() + ": registry answered " + describe(r));
     if (std::string dh = r.header("docker-content-digest"); !dh.empty()) {
@@ -382,7 +386,8 @@ void push(Store& store, const ModelName& name, const RegistryOptions& opts) {
         if (!store.has_blob(l.digest, l.size))
             throw Error("blob " + l.digest.str() + " is missing from the store");
         Http h(http_options(opts));
-        HttpResponse head = send(h, auth, "HEAD", base + "/blobs/" + l.digest.str(), {}, nullptr, 0);
+        HttpResponse head =
+            send(h, auth, "HEAD", base + "/blobs/" + l.digest.str(), {}, nullptr, 0);
         if (head.status == 200) {
             prog.report(i, l.size);
             return;
@@ -400,8 +405,8 @@ void push(Store& store, const ModelName& name, const RegistryOptions& opts) {
         url += (url.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") +
                url_encode(l.digest.str());
         ProgressFn pf = [&](uint64_t d, uint64_t) { return prog.report(i, d); };
-        HttpResponse put = h.upload_file("PUT", url, auth.headers(), store.blob_path(l.digest),
-                                         l.size, pf);
+        HttpResponse put =
+            h.upload_file("PUT", url, auth.headers(), store.blob_path(l.digest), l.size, pf);
         if (put.status != 201 && put.status != 204)
             throw Error("upload of " + l.digest.str() + " failed: " + describe(put));
         prog.report(i, l.size);
@@ -409,11 +414,12 @@ void push(Store& store, const ModelName& name, const RegistryOptions& opts) {
     say("pushing manifest");
     HttpResponse r = send(http, auth, "PUT", base + "/manifests/" + name.tag,
                           {"Content-Type: " + m->media_type}, &raw, kMaxSmallResponse);
-    if (r.status != 201 && r.status != 200)
-        throw Error("manifest upload failed: " + describe(r));
+    if (r.status != 201 && r.status != 200) throw Error("manifest upload failed: " + describe(r));
 }
 
-bool is_url(const std::string& s) { return s.starts_with("http://") || s.starts_with("https://"); }
+bool is_url(const std::string& s) {
+    return s.starts_with("http://") || s.starts_with("https://");
+}
 
 ModelName name_from_url(const std::string& url) {
     std::string path = url.substr(0, url.find_first_of("?#"));
@@ -423,7 +429,8 @@ ModelName name_from_url(const std::string& url) {
     std::string model;
     for (char c : file) {
         char l = (char)tolower((unsigned char)c);
-        bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '.' || l == '_' || l == '-';
+        bool ok =
+            (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '.' || l == '_' || l == '-';
         model += ok ? l : '-';
     }
     while (!model.empty() && !isalnum((unsigned char)model[0])) model.erase(0, 1);
@@ -475,7 +482,8 @@ ModelName pull_url(Store& store, const std::string& url, const std::string& want
         info = inspect_gguf(part);
     } catch (const Error& e) {
         ::unlink(part.c_str());
-        throw Error(std::string("download of ") + show_str(url) + " is not a GGUF model: " + e.what());
+        throw Error(std::string("download of ") + show_str(url) +
+                    " is not a GGUF model: " + e.what());
     }
     Digest d{got};
     store.commit_blob(part, d);

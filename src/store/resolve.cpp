@@ -19,8 +19,8 @@ std::string default_store_dir() {
 
 namespace {
 
-std::optional<std::pair<Store, Manifest>> find_stored(const std::string& name, const std::string& dir,
-                                               ModelName* out_name) {
+std::optional<std::pair<Store, Manifest>> find_stored(const std::string& name,
+                                                      const std::string& dir, ModelName* out_name) {
     struct stat st {};
     if (::stat(name.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return std::nullopt;
     auto n = try_parse_name(name);
@@ -29,8 +29,8 @@ std::optional<std::pair<Store, Manifest>> find_stored(const std::string& name, c
     auto m = store.read_manifest(*n);
     if (!m) return std::nullopt;
     if (!store.has_blob(m->model().digest, m->model().size))
-        throw Error("model " + n->display() + " is incomplete: blob " +
-                    m->model().digest.str() + " is missing (pull it again)");
+        throw Error("model " + n->display() + " is incomplete: blob " + m->model().digest.str() +
+                    " is missing (pull it again)");
     if (out_name) *out_name = *n;
     return std::make_pair(std::move(store), std::move(*m));
 }
@@ -62,12 +62,14 @@ std::optional<ModelConfig> load_model_config(const std::string& name,
     ModelConfig c;
     c.name = n.display();
     c.model_path = store.blob_path(m.model().digest);
-    for (const Layer* l : m.find_all(media::kAdapter)) c.adapter_paths.push_back(store.blob_path(l->digest));
+    for (const Layer* l : m.find_all(media::kAdapter))
+        c.adapter_paths.push_back(store.blob_path(l->digest));
     for (const Layer* l : m.find_all(media::kProjector))
         c.projector_paths.push_back(store.blob_path(l->digest));
     if (const Layer* l = m.find(media::kSystem)) c.system = store.read_blob_text(*l);
     if (const Layer* l = m.find(media::kTemplate)) c.chat_template = store.read_blob_text(*l);
-    for (const Layer* l : m.find_all(media::kLicense)) c.licenses.push_back(store.read_blob_text(*l));
+    for (const Layer* l : m.find_all(media::kLicense))
+        c.licenses.push_back(store.read_blob_text(*l));
     if (const Layer* l = m.find(media::kParams)) {
         json j = json::parse(store.read_blob_text(*l), nullptr, false);
         if (!j.is_object()) throw Error("model " + c.name + ": params layer is not a JSON object");
@@ -84,7 +86,8 @@ std::optional<ModelConfig> load_model_config(const std::string& name,
         get_num(j, "num_predict", p.num_predict);
         get_num(j, "seed", p.seed);
         if (auto it = j.find("stop"); it != j.end()) {
-            if (it->is_string()) p.stop.push_back(it->get<std::string>());
+            if (it->is_string())
+                p.stop.push_back(it->get<std::string>());
             else if (it->is_array()) {
                 for (const auto& s : *it)
                     if (s.is_string()) p.stop.push_back(s.get<std::string>());

@@ -81,7 +81,8 @@ void SafeTensors::parse(const std::string& label) {
     uint64_t n = 0;
     std::memcpy(&n, base_, 8);
     if (n > kMaxHeader) fail("header length " + std::to_string(n) + " exceeds the limit");
-    if (n > size_ - 8) fail("header length " + std::to_string(n) + " runs past the end of the file");
+    if (n > size_ - 8)
+        fail("header length " + std::to_string(n) + " runs past the end of the file");
     const char* h = reinterpret_cast<const char*>(base_ + 8);
     json j = json::parse(h, h + n, nullptr, false);
     if (j.is_discarded() || !j.is_object()) fail("header is not a JSON object");
@@ -116,7 +117,8 @@ void SafeTensors::parse(const std::string& label) {
         uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         if (b > e || e > data_size) fail(tn + " data_offsets are outside the file");
         if (e - b != numel * es)
-            fail(tn + " byte size " + std::to_string(e - b) + " does not match its shape and dtype");
+            fail(tn + " byte size " + std::to_string(e - b) +
+                 " does not match its shape and dtype");
         t.data = data + b;
         t.n_bytes = e - b;
         if (t.n_bytes) ranges.emplace_back(b, e);

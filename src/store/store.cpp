@@ -209,8 +209,8 @@ Store::PruneResult Store::collect(bool partials) {
         referenced.insert(m->config.digest.file_name());
         for (const auto& l : m->layers) referenced.insert(l.digest.file_name());
     }
-    for (auto it = fs::directory_iterator(blobs_dir(), ec);
-         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    for (auto it = fs::directory_iterator(blobs_dir(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
         std::string name = it->path().filename().string();
         bool is_blob = try_parse_digest(name, true).has_value();
         bool is_partial = name.size() > 8 && name.ends_with("-partial");

@@ -25,7 +25,7 @@
 namespace lokal::store {
 
 class Store {
-public:
+  public:
     explicit Store(std::string root);  // created on first write
     const std::string& root() const { return root_; }
 
@@ -77,7 +77,7 @@ public:
     // Delete unreferenced blobs, partial downloads and stray temporary files.
     PruneResult prune();
 
-private:
+  private:
     PruneResult collect(bool partials);  // caller holds the exclusive lock
     std::string root_;
 };

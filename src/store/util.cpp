@@ -39,7 +39,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
     if (!ctx_) throw Error("sha256: out of memory");
     reset();
 }
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() {
+    EVP_MD_CTX_free(ctx_);
+}
 void Sha256::reset() {
     if (EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw Error("sha256: init failed");
 }

@@ -21,7 +21,7 @@ struct Error : std::runtime_error {
 std::string show_str(std::string_view s);
 
 class Sha256 {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(const Sha256&) = delete;
@@ -30,7 +30,7 @@ public:
     void reset();
     std::string hex();  // finishes; the object must be reset() before reuse
 
-private:
+  private:
     EVP_MD_CTX* ctx_;
 };
 
@@ -59,14 +59,14 @@ bool is_valid_utf8(std::string_view s);
 
 // flock(2) on a lock file (created if missing); released by the destructor.
 class FileLock {
-public:
+  public:
     FileLock(const std::string& path, bool exclusive);
     ~FileLock();
     FileLock(FileLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
     FileLock(const FileLock&) = delete;
     FileLock& operator=(const FileLock&) = delete;
 
-private:
+  private:
     int fd_ = -1;
 };
 
@@ -82,8 +82,8 @@ std::string temp_path_for(const std::string& path);
 // Full write with EINTR handling; throws Error with errno text (ENOSPC reads "No space left").
 void write_all(int fd, const void* data, size_t n, const std::string& what);
 
-inline constexpr uint64_t kMaxManifestBytes = 4ull << 20;  // 4 MiB
-inline constexpr uint64_t kMaxBlobBytes = 1ull << 40;      // 1 TiB
+inline constexpr uint64_t kMaxManifestBytes = 4ull << 20;    // 4 MiB
+inline constexpr uint64_t kMaxBlobBytes = 1ull << 40;        // 1 TiB
 inline constexpr uint64_t kMaxSmallLayerBytes = 8ull << 20;  // template/system/params/...
 
 }  // namespace lokal::store

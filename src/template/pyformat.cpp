@@ -345,7 +345,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         }
         out += s;
     }
-    if (!mapping && !single && argi < pos.size())
+    if (!mapping && argi < pos.size())
         throw_type("not all arguments converted during string formatting");
     return out;
 }
@@ -481,7 +481,8 @@ std::string format_spec(const Value& v, const std::string& spec) {
 
 // ---- str.format ----------------------------------------------------------------------------
 
-std::string str_format(const std::string& fmt, const std::vector<Value>& pos, const Dict& kw) {
+std::string str_format(const std::string& fmt, const std::vector<Value>& pos, const Dict& kw,
+                       bool escape_fields) {
     std::string out;
     int auto_idx = 0;
     bool used_auto = false, used_manual = false;
@@ -491,6 +492,7 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
         while (k < field.size() && field[k] != '.' && field[k] != '[') ++k;
         std::string head = field.substr(0, k);
         Value cur;
+        if (head.empty() && k < field.size()) throw Error(ErrorKind::Type, "KeyError: ''");
         if (head.empty()) {
             if (used_manual)
                 throw Error(ErrorKind::Type,
@@ -533,9 +535,7 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
                            std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
                 k = e + 1;
             }
-            if (!key.empty() && key[0] == '_')
-                throw Error(ErrorKind::Security, "access to attribute " + quote_str(key) +
-                                                     " is unsafe.");
+            if (!key.empty() && key[0] == '_') return Value();  // sandbox: unsafe -> undefined
             if (cur.is_dict()) {
                 const Value* v = cur.dict().find(std::string_view(key));
                 if (!v) throw Error(ErrorKind::Type, "KeyError: " + quote_str(key));
@@ -614,7 +614,14 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
                 throw Error(ErrorKind::Type, "Unknown conversion specifier " + conv);
         }
         if (spec.find('{') != std::string::npos) spec = str_format(spec, pos, kw);
-        out += format_spec(v, spec);
+        if (escape_fields && v.is_safe()) {
+            if (!spec.empty()) throw Error(ErrorKind::Type, "Unsupported format specification for Markup.");
+            out += v.s();
+        } else if (escape_fields) {
+            out += html_escape(format_spec(v, spec));
+        } else {
+            out += format_spec(v, spec);
+        }
         if (out.size() > (size_t{1} << 28)) throw_limit("formatted string too large");
     }
     return out;

@@ -19,8 +19,10 @@ std::string json_dumps(const Value& v, const JsonDumpOptions& opts);
 // "fmt % args": args is a tuple (positional), a dict (mapping keys) or a single value.
 std::string percent_format(const std::string& fmt, const Value& args);
 
-// str.format(*pos, **kw).
-std::string str_format(const std::string& fmt, const std::vector<Value>& pos, const Dict& kw);
+// str.format(*pos, **kw) as jinja's sandboxed string.Formatter does it; escape_fields
+// HTML-escapes every formatted field (Markup.format).
+std::string str_format(const std::string& fmt, const std::vector<Value>& pos, const Dict& kw,
+                       bool escape_fields = false);
 
 // format(value, spec) as used by str.format for one field.
 std::string format_spec(const Value& v, const std::string& spec);

@@ -95,16 +95,19 @@ bool is_space(uint32_t c) {
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-bool is_digit(uint32_t c) {
-    if (c < 0x80) return c >= '0' && c <= '9';
-    static const uint32_t kZeros[] = {0x660,  0x6F0,  0x7C0,  0x966,  0x9E6,  0xA66,
+static const uint32_t kZeros[] = {0x660,  0x6F0,  0x7C0,  0x966,  0x9E6,  0xA66,
                                       0xAE6,  0xB66,  0xBE6,  0xC66,  0xCE6,  0xD66,
                                       0xE50,  0xED0,  0xF20,  0x1040, 0x17E0, 0x1810,
                                       0xFF10, 0x1D7CE};
+
+int digit_value(uint32_t c) {
+    if (c < 0x80) return (c >= '0' && c <= '9') ? static_cast<int>(c - '0') : -1;
     for (uint32_t z : kZeros)
-        if (c >= z && c < z + 10) return true;
-    return false;
+        if (c >= z && c < z + 10) return static_cast<int>(c - z);
+    return -1;
 }
+
+bool is_digit(uint32_t c) { return digit_value(c) >= 0; }
 
 // Pairs of (upper, lower) ranges with a constant offset.
 struct CaseRange {
@@ -137,8 +140,25 @@ static bool in_upper_range(const CaseRange& r, uint32_t c) {
     return !r.alternating || ((c - r.lo) % 2 == 0);
 }
 
+// Latin digraphs with upper, title and lower forms (DŽ Dž dž, LJ Lj lj, NJ Nj nj, DZ Dz dz).
+static bool digraph(uint32_t c, uint32_t& upper, uint32_t& lower) {
+    if (c >= 0x1C4 && c <= 0x1CC) {
+        upper = 0x1C4 + (c - 0x1C4) / 3 * 3;
+        lower = upper + 2;
+        return true;
+    }
+    if (c >= 0x1F1 && c <= 0x1F3) {
+        upper = 0x1F1;
+        lower = 0x1F3;
+        return true;
+    }
+    return false;
+}
+
 uint32_t to_lower(uint32_t c) {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    uint32_t du, dl;
+    if (digraph(c, du, dl)) return dl;
     if (c == 0x130) return 'i';  // approximation (Python yields i + combining dot)
     if (c == 0x178) return 0xFF;
     if (c == 0x1E9E) return 0xDF;
@@ -153,6 +173,8 @@ uint32_t to_lower(uint32_t c) {
 
 uint32_t to_upper(uint32_t c) {
     if (c < 0x80) return (c >= 'a' && c <= 'z') ? c - 32 : c;
+    uint32_t du, dl;
+    if (digraph(c, du, dl)) return du;
     if (c == 0xFF) return 0x178;
     if (c == 0xB5) return 0x39C;
     if (c == 0x131) return 'I';
@@ -169,8 +191,22 @@ uint32_t to_upper(uint32_t c) {
     return c;
 }
 
-bool is_upper(uint32_t c) { return to_lower(c) != c || c == 0x1E9E; }
-bool is_lower(uint32_t c) { return to_upper(c) != c || c == 0xDF || c == 0x149; }
+uint32_t to_title(uint32_t c) {
+    uint32_t du, dl;
+    if (digraph(c, du, dl)) return du + 1;
+    return to_upper(c);
+}
+
+bool is_upper(uint32_t c) {
+    uint32_t du, dl;
+    if (digraph(c, du, dl)) return c == du;
+    return to_lower(c) != c || c == 0x1E9E;
+}
+bool is_lower(uint32_t c) {
+    uint32_t du, dl;
+    if (digraph(c, du, dl)) return c == dl;
+    return to_upper(c) != c || c == 0xDF || c == 0x149 || (c >= 0xFB00 && c <= 0xFB06);
+}
 
 bool is_alpha(uint32_t c) {
     if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -216,19 +252,34 @@ std::string upper(std::string_view s) {
     out.reserve(s.size());
     for (size_t i = 0; i < s.size();) {
         uint32_t c = decode(s, i);
+        static const char* const kLigatures[] = {"FF", "FI", "FL", "FFI", "FFL", "ST", "ST"};
         if (c == 0xDF) {
             out += "SS";
-            continue;
+        } else if (c >= 0xFB00 && c <= 0xFB06) {
+            out += kLigatures[c - 0xFB00];
+        } else {
+            append(out, to_upper(c));
         }
-        append(out, to_upper(c));
     }
     return out;
 }
 
 std::string lower(std::string_view s) {
+    const auto cps = to_cps(s);
     std::string out;
     out.reserve(s.size());
-    for (size_t i = 0; i < s.size();) append(out, to_lower(decode(s, i)));
+    for (size_t i = 0; i < cps.size(); ++i) {
+        const uint32_t c = cps[i];
+        if (c == 0x130) {  // İ -> i + combining dot above
+            out += "i\xCC\x87";
+        } else if (c == 0x3A3) {  // final sigma: after a cased letter, not before one
+            const bool after = i > 0 && is_cased(cps[i - 1]);
+            const bool before = i + 1 < cps.size() && is_cased(cps[i + 1]);
+            append(out, after && !before ? 0x3C2 : 0x3C3);
+        } else {
+            append(out, to_lower(c));
+        }
+    }
     return out;
 }
 
@@ -255,7 +306,7 @@ std::string capitalize(std::string_view s) {
             if (c == 0xDF)
                 out += "Ss";
             else
-                append(out, to_upper(c));
+                append(out, to_title(c));
             first = false;
         } else {
             append(out, to_lower(c));
@@ -275,7 +326,7 @@ std::string title(std::string_view s) {
             else if (c == 0xDF)
                 out += "Ss";
             else
-                append(out, to_upper(c));
+                append(out, to_title(c));
             prev_cased = true;
         } else {
             append(out, c);

@@ -26,6 +26,8 @@ bool is_upper(uint32_t cp);
 bool is_lower(uint32_t cp);
 inline bool is_cased(uint32_t cp) { return is_upper(cp) || is_lower(cp); }
 uint32_t to_upper(uint32_t cp);
+uint32_t to_title(uint32_t cp);  // titlecase (differs from upper for digraphs like ǆ -> ǅ)
+int digit_value(uint32_t cp);    // 0-9 for decimal digits, -1 otherwise
 uint32_t to_lower(uint32_t cp);
 
 std::string upper(std::string_view s);  // full mapping for ß -> SS

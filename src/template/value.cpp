@@ -407,7 +407,7 @@ std::string to_str(const Value& v) {
         case Value::Kind::Float: return format_float(v.f());
         case Value::Kind::String: return v.s();
         case Value::Kind::Object: return v.obj().repr();
-        case Value::Kind::Generator: return "<generator object " + v.gen().name + " at 0x0>";
+        case Value::Kind::Generator: return "<" + v.gen().name + " at 0x0>";
         case Value::Kind::List:
         case Value::Kind::Dict: return repr(v);
     }
@@ -537,6 +537,7 @@ std::vector<Value> iterate(const Value& v) {
             break;
         case Value::Kind::Generator: {
             GenState& g = v.gen();
+            if (!g.error.empty()) throw_type(g.error);
             std::vector<Value> out(g.items.begin() + static_cast<std::ptrdiff_t>(g.pos), g.items.end());
             g.pos = g.items.size();
             return out;

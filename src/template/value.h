@@ -26,7 +26,8 @@ enum class ListKind : uint8_t { List, Tuple, Keys, Values, Items, Range };
 struct Array {
     std::vector<Value> items;
     ListKind kind = ListKind::List;
-    int64_t start = 0, stop = 0, step = 1;  // the arguments of a range
+    int64_t start = 0, stop = 0, step = 1;                 // the arguments of a range
+    std::shared_ptr<const std::vector<std::string>> fields;  // namedtuple field names
     ~Array();
 };
 
@@ -63,7 +64,8 @@ public:
 struct GenState {
     std::vector<Value> items;
     size_t pos = 0;
-    std::string name;  // producing function, for repr
+    std::string name;   // e.g. "generator object do_map", for repr
+    std::string error;  // raised (TypeError) when iterated: jinja filters fail lazily
     ~GenState();
 };
 
@@ -98,7 +100,6 @@ public:
     static Value tuple(std::vector<Value> items) { return list(std::move(items), ListKind::Tuple); }
     static Value range(int64_t start, int64_t stop, int64_t step);
     static Value dict(std::shared_ptr<Dict> d);
-    static Value dict() { return dict(std::make_shared<Dict>()); }
     static Value object(std::shared_ptr<Object> o);
     static Value generator(std::vector<Value> items, std::string name);
 

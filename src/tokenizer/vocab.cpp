@@ -56,17 +56,18 @@ const gguf::Value* get_array(const gguf::File& f, const std::string& key, uint64
     return a;
 }
 
-// A token id from the metadata: nullopt when absent; -1 for "none" (negative or
-// 0xFFFFFFFF, as some converters write).
+// A token id from the metadata: nullopt when absent or "unset" (negative, or 0xFFFFFFFF
+// as some converters write for -1); the caller then keeps its default, as the reference.
 std::optional<int64_t> get_id(const gguf::File& f, const std::string& key) {
     const gguf::Value* v = f.find(key);
     if (!v) return std::nullopt;
     if (!is_int_type(v->type)) fail(key + " is not an integer");
     if (is_unsigned_type(v->type)) {
-        if (v->u >= 0xFFFFFFFFull) return -1;
+        if (v->u >= 0xFFFFFFFFull) return std::nullopt;
         return static_cast<int64_t>(v->u);
     }
-    return v->i < 0 ? -1 : v->i;
+    if (v->i < 0) return std::nullopt;
+    return v->i;
 }
 
 bool c_isspace(char c) {
@@ -228,7 +229,7 @@ void Vocab::init_specials(const gguf::File& f) {
     };
     const auto read_opt = [&](const char* key) -> TokenId {
         const auto got = get_id(f, key);
-        if (!got || *got < 0) return -1;
+        if (!got) return -1;
         if (*got >= n) {
             std::fprintf(stderr, "lokal: warning: ignoring %s = %lld (out of range)\n", key,
                          static_cast<long long>(*got));

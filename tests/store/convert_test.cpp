@@ -20,7 +20,9 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string hf_dir() { return shared_path("models/TinyStories-656K-hf"); }
+std::string hf_dir() {
+    return shared_path("models/TinyStories-656K-hf");
+}
 
 std::vector<float> dequant(const gguf::TensorInfo& t) {
     std::vector<float> out((size_t)t.n_elements());
@@ -29,7 +31,7 @@ std::vector<float> dequant(const gguf::TensorInfo& t) {
 }
 
 class Converted : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() {
         dir_ = new TempDir();
         for (const char* t : {"f32", "f16", "q8_0"}) {
@@ -91,12 +93,12 @@ TEST_F(Converted, MetadataAndVocabMatchReference) {
     auto got = open("f16");
     for (const char* k : {"general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre"})
         EXPECT_EQ(got->get_string(k), ref->get_string(k)) << k;
-    for (const char* k : {"llama.block_count", "llama.context_length", "llama.embedding_length",
-                          "llama.feed_forward_length", "llama.attention.head_count",
-                          "llama.attention.head_count_kv", "llama.rope.dimension_count",
-                          "llama.vocab_size", "general.file_type", "tokenizer.ggml.bos_token_id",
-                          "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
-                          "tokenizer.ggml.padding_token_id"})
+    for (const char* k :
+         {"llama.block_count", "llama.context_length", "llama.embedding_length",
+          "llama.feed_forward_length", "llama.attention.head_count",
+          "llama.attention.head_count_kv", "llama.rope.dimension_count", "llama.vocab_size",
+          "general.file_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+          "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"})
         EXPECT_EQ(got->get_uint(k), ref->get_uint(k)) << k;
     for (const char* k : {"llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon"})
         EXPECT_FLOAT_EQ((float)*got->get_float(k), (float)*ref->get_float(k)) << k;
@@ -124,7 +126,8 @@ TEST_F(Converted, CreateFromHuggingFaceFolder) {
     TempDir d;
     Store s(d.sub("s"));
     CreateOptions o;
-    create_model(s, parse_name("hf-tiny"), parse_modelfile("FROM " + hf_dir() + "\nPARAMETER top_k 3"), o);
+    create_model(s, parse_name("hf-tiny"),
+                 parse_modelfile("FROM " + hf_dir() + "\nPARAMETER top_k 3"), o);
     auto path = resolve_model("hf-tiny", s.root());
     ASSERT_TRUE(path);
     EXPECT_EQ(read_text(*path), read_text(dir_->sub("f16.gguf")));
@@ -143,7 +146,8 @@ std::string safetensors(const json& header, size_t data_bytes) {
 
 void expect_bad_st(const std::string& bytes, const std::string& needle) {
     try {
-        SafeTensors::from_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "x.safetensors");
+        SafeTensors::from_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                                 "x.safetensors");
         ADD_FAILURE() << "accepted, expected " << needle;
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
@@ -191,8 +195,10 @@ TEST(StoreConvert, BadCheckpointsFailCleanly) {
     TempDir d;
     auto copy_hf = [&](const std::string& to) {
         fs::create_directories(to);
-        for (auto& e : fs::directory_iterator(hf_dir())) fs::copy_file(e.path(), to + "/" + e.path().filename().string());
-        for (auto& e : fs::directory_iterator(to)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+        for (auto& e : fs::directory_iterator(hf_dir()))
+            fs::copy_file(e.path(), to + "/" + e.path().filename().string());
+        for (auto& e : fs::directory_iterator(to))
+            fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
     };
     EXPECT_THROW(convert_hf_to_gguf(d.sub("nope"), d.sub("o.gguf")), Error);
     copy_hf(d.sub("a"));

@@ -31,7 +31,7 @@ struct Request {
 };
 
 class FakeServer {
-public:
+  public:
     // The handler answers on fd; it may sleep with wait() (which returns early on stop).
     using Handler = std::function<void(const Request&, int fd)>;
 
@@ -87,7 +87,8 @@ public:
                             const std::vector<std::string>& headers, size_t content_length) {
         std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\n";
         for (const auto& h : headers) out += h + "\r\n";
-        out += "Content-Length: " + std::to_string(content_length) + "\r\nConnection: close\r\n\r\n";
+        out +=
+            "Content-Length: " + std::to_string(content_length) + "\r\nConnection: close\r\n\r\n";
         return out;
     }
     static void respond(int fd, int status, const std::string& body,
@@ -95,7 +96,7 @@ public:
         send_all(fd, head(status, status < 300 ? "OK" : "Error", headers, body.size()) + body);
     }
 
-private:
+  private:
     void accept_loop() {
         while (!stop_) {
             pollfd p{fd_, POLLIN, 0};
@@ -148,7 +149,8 @@ private:
             pos = e + 2;
         }
         req.body = buf.substr(hdr_end + 4);
-        size_t want = req.headers.count("content-length") ? std::stoul(req.headers["content-length"]) : 0;
+        size_t want =
+            req.headers.count("content-length") ? std::stoul(req.headers["content-length"]) : 0;
         while (req.body.size() < want) {
             ssize_t r = ::recv(c, tmp, sizeof tmp, 0);
             if (r <= 0) break;

@@ -17,7 +17,7 @@ namespace lokal::test {
 namespace fs = std::filesystem;
 
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "lokal-store-XXXXXX").string();
         if (!mkdtemp(tmpl.data())) std::abort();
@@ -30,7 +30,7 @@ public:
     const std::string& path() const { return path_; }
     std::string sub(const std::string& rel) const { return path_ + "/" + rel; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -64,6 +64,8 @@ inline std::set<std::string> snapshot(const std::string& root) {
     return out;
 }
 
-inline std::string model_path(const std::string& name) { return shared_path("models/" + name); }
+inline std::string model_path(const std::string& name) {
+    return shared_path("models/" + name);
+}
 
 }  // namespace lokal::test

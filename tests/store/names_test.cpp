@@ -48,13 +48,39 @@ TEST(StoreName, Forms) {
 
 TEST(StoreName, RejectsTraversalAndJunk) {
     const char* bad[] = {
-        "",           "..",          ".",           "../x",           "x/../y",
-        "a/b/../c",   "../../etc/passwd", "x:..",   "x:../../etc",    "x:.",
-        "/abs",       "x/",          "/",           "a//b",           "a/b/c/d",
-        "x:tag:more", "x\\..\\y",    "x:tag/..",    "-x",             ".hidden",
-        "x y",        "x\ny",        "x:",          "host:99999/ns/m", "ho..st/ns/m",
-        "a/b:c/d",    "x:t\x01",     "..:latest",   "ns/..",          "../ns/m",
-        "h:1/../m",   "x%2e%2e",     "x@sha256:00",
+        "",
+        "..",
+        ".",
+        "../x",
+        "x/../y",
+        "a/b/../c",
+        "../../etc/passwd",
+        "x:..",
+        "x:../../etc",
+        "x:.",
+        "/abs",
+        "x/",
+        "/",
+        "a//b",
+        "a/b/c/d",
+        "x:tag:more",
+        "x\\..\\y",
+        "x:tag/..",
+        "-x",
+        ".hidden",
+        "x y",
+        "x\ny",
+        "x:",
+        "host:99999/ns/m",
+        "ho..st/ns/m",
+        "a/b:c/d",
+        "x:t\x01",
+        "..:latest",
+        "ns/..",
+        "../ns/m",
+        "h:1/../m",
+        "x%2e%2e",
+        "x@sha256:00",
     };
     for (const char* s : bad) {
         EXPECT_THROW(parse_name(s), Error) << "accepted " << s;
@@ -98,7 +124,8 @@ TEST(StoreDigest, Validation) {
 
 TEST(StoreDigest, Sha256Known) {
     EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(sha256_hex("abc"),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 namespace {

@@ -36,7 +36,7 @@ inline const char* registry_binary() {
 }
 
 class RegistryProcess {
-public:
+  public:
     RegistryProcess() {
         if (access(registry_binary(), X_OK) != 0) return;
         for (int attempt = 0; attempt < 3 && !ok_; ++attempt) start();
@@ -47,18 +47,22 @@ public:
     std::string storage() const { return dir_.sub("data"); }
     // The registry's file holding a blob's bytes.
     std::string blob_data(const std::string& hex) const {
-        return storage() + "/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex + "/data";
+        return storage() + "/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex +
+               "/data";
     }
 
-private:
+  private:
     void start() {
         port_ = free_port();
         write_text(dir_.sub("config.yml"),
                    "version: 0.1\n"
                    "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-                   "storage:\n  filesystem:\n    rootdirectory: " + storage() + "\n"
-                   "  delete:\n    enabled: true\n"
-                   "http:\n  addr: " + host() + "\n");
+                   "storage:\n  filesystem:\n    rootdirectory: " +
+                       storage() +
+                       "\n"
+                       "  delete:\n    enabled: true\n"
+                       "http:\n  addr: " +
+                       host() + "\n");
         pid_ = fork();
         if (pid_ == 0) {
             int null = ::open("/dev/null", O_WRONLY);
@@ -74,7 +78,8 @@ private:
         store::Http http(o);
         for (int i = 0; i < 100; ++i) {
             try {
-                if (http.request("GET", "http://" + host() + "/v2/", {}, nullptr, 4096).status == 200) {
+                if (http.request("GET", "http://" + host() + "/v2/", {}, nullptr, 4096).status ==
+                    200) {
                     ok_ = true;
                     return;
                 }

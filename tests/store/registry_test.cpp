@@ -3,7 +3,9 @@
 // blob corrupted in the registry's own storage.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
 
 #include "helpers.h"
 #include "registry_fixture.h"
@@ -17,7 +19,7 @@ using namespace lokal::test;
 namespace {
 
 class RealRegistry : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() { reg_ = std::make_unique<RegistryProcess>(); }
     static void TearDownTestSuite() { reg_.reset(); }
     void SetUp() override {
@@ -152,7 +154,8 @@ TEST_F(RealRegistry, DirectUrlPull) {
     Store src(a.sub("s")), dst(b.sub("s"));
     ModelName n = push_model(src, "direct", "TinyStories-656K.f16.gguf");
     auto m = src.read_manifest(n);
-    std::string url = "http://" + reg_->host() + "/v2/library/direct/blobs/" + m->model().digest.str();
+    std::string url =
+        "http://" + reg_->host() + "/v2/library/direct/blobs/" + m->model().digest.str();
     auto before = snapshot(dst.root());
     // Wrong checksum: refused, store unchanged.
     try {
@@ -163,7 +166,8 @@ TEST_F(RealRegistry, DirectUrlPull) {
     }
     EXPECT_EQ(snapshot(dst.root()), before);
     // Not a GGUF (the config blob): refused.
-    std::string cfg_url = "http://" + reg_->host() + "/v2/library/direct/blobs/" + m->config.digest.str();
+    std::string cfg_url =
+        "http://" + reg_->host() + "/v2/library/direct/blobs/" + m->config.digest.str();
     EXPECT_THROW(pull_url(dst, cfg_url, "", parse_name("cfg"), opts()), Error);
     EXPECT_EQ(snapshot(dst.root()), before);
     // Plain http needs --insecure.
@@ -181,10 +185,34 @@ TEST_F(RealRegistry, DirectUrlPull) {
 }
 
 TEST(StoreUrl, NameFromUrl) {
-    EXPECT_EQ(name_from_url("https://huggingface.co/x/y/resolve/main/TinyStories-656K.f16.gguf?download=1")
+    EXPECT_EQ(name_from_url(
+                  "https://huggingface.co/x/y/resolve/main/TinyStories-656K.f16.gguf?download=1")
                   .display(),
               "tinystories-656k.f16:latest");
     EXPECT_EQ(name_from_url("https://h/a/My Model (1).gguf").model, "my-model--1-");
     EXPECT_THROW(name_from_url("https://h/"), Error);
     EXPECT_THROW(name_from_url("https://h/..gguf"), Error);
+}
+
+TEST_F(RealRegistry, ConcurrentPullsOfOneModel) {
+    TempDir a, b;
+    Store src(a.sub("s"));
+    ModelName n = push_model(src, "concurrent", "TinyStories-656K.f16.gguf");
+    std::vector<std::thread> ts;
+    std::atomic<int> errors{0};
+    for (int i = 0; i < 3; ++i)
+        ts.emplace_back([&] {
+            try {
+                Store dst(b.sub("s"));
+                pull(dst, n, opts());
+            } catch (const std::exception& e) {
+                ++errors;
+                ADD_FAILURE() << e.what();
+            }
+        });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(errors, 0);
+    EXPECT_EQ(snapshot(a.sub("s")), snapshot(b.sub("s")));
+    for (auto& e : fs::directory_iterator(b.sub("s/blobs")))
+        EXPECT_FALSE(e.path().string().ends_with("-partial")) << e.path();
 }

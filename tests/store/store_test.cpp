@@ -60,20 +60,20 @@ LICENSE """MIT"""
 
 TEST(StoreModelfile, RejectsBadInput) {
     const char* bad[] = {
-        "",                                    // no FROM
-        "PARAMETER temperature 1",             // no FROM
-        "FROM a\nFROM b",                      // two FROMs
-        "FROM x\nBOGUS thing",                 // unknown instruction
-        "FROM x\nPARAMETER temperature hot",   // not a number
-        "FROM x\nPARAMETER top_k 1.5",         // not an integer
-        "FROM x\nPARAMETER seed -1",           // negative seed
-        "FROM x\nPARAMETER nonsense 1",        // unknown parameter
-        "FROM x\nPARAMETER temperature",       // missing value
-        "FROM x\nSYSTEM \"\"\"unterminated",   // open block
-        "FROM x\nSYSTEM \"open",               // open quote
-        "FROM x\nMESSAGE wizard hi",           // bad role
-        "FROM x\nSYSTEM \"a\" trailing",       // junk after a value
-        "FROM x\nSYSTEM \"\xff\xfe\"",         // invalid UTF-8
+        "",                                   // no FROM
+        "PARAMETER temperature 1",            // no FROM
+        "FROM a\nFROM b",                     // two FROMs
+        "FROM x\nBOGUS thing",                // unknown instruction
+        "FROM x\nPARAMETER temperature hot",  // not a number
+        "FROM x\nPARAMETER top_k 1.5",        // not an integer
+        "FROM x\nPARAMETER seed -1",          // negative seed
+        "FROM x\nPARAMETER nonsense 1",       // unknown parameter
+        "FROM x\nPARAMETER temperature",      // missing value
+        "FROM x\nSYSTEM \"\"\"unterminated",  // open block
+        "FROM x\nSYSTEM \"open",              // open quote
+        "FROM x\nMESSAGE wizard hi",          // bad role
+        "FROM x\nSYSTEM \"a\" trailing",      // junk after a value
+        "FROM x\nSYSTEM \"\xff\xfe\"",        // invalid UTF-8
         "FROM x\nPARAMETER temperature nan",
     };
     for (const char* s : bad) EXPECT_THROW(parse_modelfile(s), Error) << s;

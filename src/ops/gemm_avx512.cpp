@@ -1,0 +1,507 @@
+// AVX-512 (VNNI) GEMM for the quantized weight types.
+//
+// Layout: lanes are weight rows. A row group of 16 rows is unpacked, a chunk of blocks at a
+// time, into a panel of unsigned bytes where vector k holds bytes 4k..4k+3 of each of the 16
+// rows (a transpose), plus per-row scales as float or int32 vectors. Each activation dword is
+// then broadcast and one vpdpbusd gives 16 exact 4-element dot products, so no horizontal
+// sums are needed and one unpacked block serves every token of the batch. Integer block sums
+// feed the canonical per-(row, token) fma chain of gemm_common.h, identical for 1 or 512
+// tokens, so outputs are batch invariant by construction.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ops/gemm_isa.h"
+#include "quant/blocks.h"
+
+namespace lokal::gemm::avx512 {
+namespace {
+
+constexpr int RG = 16;
+
+// The 16 rows of a group; rows past the end repeat the last valid one (results masked off).
+struct Rows {
+    const uint8_t* p[RG];
+    __m512i idx;  // byte offset of each row from p[0], for gathers
+    const uint8_t* base;
+    int n_valid;
+
+    Rows(const GemmArgs& a, int64_t r0, int nv) : base(a.w + (size_t)r0 * a.w_stride), n_valid(nv) {
+        alignas(64) int32_t off[RG];
+        for (int i = 0; i < RG; ++i) {
+            const int r = std::min(i, nv - 1);
+            p[i] = base + (size_t)r * a.w_stride;
+            off[i] = (int32_t)((size_t)r * a.w_stride);
+        }
+        idx = _mm512_load_si512(off);
+    }
+    __m512i gather(size_t off) const { return _mm512_i32gather_epi32(idx, base + off, 1); }
+};
+
+inline __m128i ld128(const uint8_t* p) { return _mm_loadu_si128((const __m128i*)p); }
+inline int32_t ld32(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+inline float ldf(const uint32_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// T[k] = dword k of the 16 bytes at offset `off` of each row (lane i = row i).
+inline void load_t4(const Rows& R, size_t off, __m512i T[4]) {
+    __m512i A[4];
+    for (int j = 0; j < 4; ++j) {
+        __m512i v = _mm512_castsi128_si512(ld128(R.p[j] + off));
+        v = _mm512_inserti32x4(v, ld128(R.p[j + 4] + off), 1);
+        v = _mm512_inserti32x4(v, ld128(R.p[j + 8] + off), 2);
+        A[j] = _mm512_inserti32x4(v, ld128(R.p[j + 12] + off), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(A[0], A[1]), t1 = _mm512_unpackhi_epi32(A[0], A[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(A[2], A[3]), t3 = _mm512_unpackhi_epi32(A[2], A[3]);
+    T[0] = _mm512_unpacklo_epi64(t0, t2);
+    T[1] = _mm512_unpackhi_epi64(t0, t2);
+    T[2] = _mm512_unpacklo_epi64(t1, t3);
+    T[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+inline __m512i lo4(__m512i v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0F)); }
+inline __m512i hi4(__m512i v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F)); }
+// a | (b & c)
+inline __m512i or_and(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0xF8); }
+// Shift left by s (negative: right) in 32-bit lanes.
+inline __m512i shl(__m512i v, int s) {
+    return s >= 0 ? _mm512_slli_epi32(v, (unsigned)s) : _mm512_srli_epi32(v, (unsigned)-s);
+}
+inline __m512 half_lo(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); }
+inline __m512 half_hi(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))); }
+inline __m512i bits(__m512i v, int shift, int mask) {
+    return _mm512_and_si512(_mm512_srli_epi32(v, (unsigned)shift), _mm512_set1_epi32(mask));
+}
+
+// Byte i of every dword = bit (4k + i) of that lane's 32-bit qh, as 0x10 (the 5th bit).
+inline __m512i q5_high(__m512i W, __m512i qh, int k) {
+    const __m512i rep = _mm512_shuffle_epi8(
+        qh, _mm512_add_epi8(_mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0),
+                            _mm512_set1_epi8((char)(k / 2))));
+    const __m512i sel = _mm512_set1_epi32(k % 2 ? (int)0x80402010 : 0x08040201);
+    // W holds a nibble, so adding 16 sets bit 4.
+    return _mm512_mask_add_epi8(W, _mm512_test_epi8_mask(rep, sel), W, _mm512_set1_epi8(0x10));
+}
+
+inline __m512i iq4_lut() {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129,
+                                                (char)141, (char)153, (char)166, (char)181,
+                                                (char)197, (char)217, (char)241));
+}
+
+// ---- panels ----
+
+struct alignas(64) P32 {
+    __m512i w[8];
+    __m512 d, m;
+};
+struct alignas(64) PK {
+    __m512i w[64];
+    __m512i sc[16];  // sub-block scales, int32
+    __m512i mn[8];   // mins as int16 pairs
+    __m512 d, dm;
+};
+
+// ---- per-type unpacking of one block of 16 rows ----
+
+struct TQ4_0 {
+    static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
+    static constexpr bool kMin = false;
+    static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i T[4];
+        load_t4(R, o + 2, T);
+        for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
+        P.d = half_lo(R.gather(o));
+    }
+};
+struct TIQ4_NL {
+    static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
+    static constexpr bool kMin = false;
+    static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i T[4];
+        load_t4(R, o + 2, T);
+        const __m512i lut = iq4_lut();
+        for (int k = 0; k < 4; ++k) {
+            P.w[k] = _mm512_shuffle_epi8(lut, lo4(T[k]));
+            P.w[4 + k] = _mm512_shuffle_epi8(lut, hi4(T[k]));
+        }
+        P.d = half_lo(R.gather(o));
+    }
+};
+struct TQ4_1 {
+    static constexpr int QK = 32, BB = 20, AB = 36, AO = 4;
+    static constexpr bool kMin = true;
+    static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i T[4];
+        load_t4(R, o + 4, T);
+        for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
+        const __m512i g = R.gather(o);
+        P.d = half_lo(g);
+        P.m = half_hi(g);
+    }
+};
+template <bool One>
+struct TQ5 {
+    static constexpr int QK = 32, BB = One ? 24 : 22, AB = One ? 36 : 34, AO = One ? 4 : 2;
+    static constexpr int QH = One ? 4 : 2, QS = One ? 8 : 6;
+    static constexpr bool kMin = One;
+    static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i T[4];
+        load_t4(R, o + QS, T);
+        const __m512i qh = R.gather(o + QH);
+        for (int k = 0; k < 4; ++k) {
+            P.w[k] = q5_high(lo4(T[k]), qh, k);
+            P.w[4 + k] = q5_high(hi4(T[k]), qh, 4 + k);
+        }
+        const __m512i g = R.gather(o);
+        P.d = half_lo(g);
+        if (One) P.m = half_hi(g);
+    }
+};
+struct TQ8_0 {
+    static constexpr int QK = 32, BB = 34, AB = 34, AO = 2;
+    static constexpr bool kMin = false;
+    static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i T[4], U[4];
+        load_t4(R, o + 2, T);
+        load_t4(R, o + 18, U);
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        for (int k = 0; k < 4; ++k) {
+            P.w[k] = _mm512_xor_si512(T[k], flip);
+            P.w[4 + k] = _mm512_xor_si512(U[k], flip);
+        }
+        P.d = half_lo(R.gather(o));
+    }
+};
+
+// K-quants: NSUB sub-blocks (scales), NM words of min pairs (0 = no min term), CORR: the
+// sub-block sums need the side corrections.
+struct TQ2_K {
+    static constexpr int BB = 84, NSUB = 16, NM = 8;
+    static constexpr bool CORR = false;
+    static void unpack(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        for (int h = 0; h < 2; ++h) {
+            __m512i Qa[4], Qb[4];
+            load_t4(R, o + 16 + 32 * h, Qa);
+            load_t4(R, o + 32 + 32 * h, Qb);
+            for (int s = 0; s < 4; ++s)
+                for (int k = 0; k < 4; ++k) {
+                    P.w[32 * h + 8 * s + k] = _mm512_and_si512(_mm512_srli_epi32(Qa[k], 2 * s), _mm512_set1_epi8(3));
+                    P.w[32 * h + 8 * s + 4 + k] = _mm512_and_si512(_mm512_srli_epi32(Qb[k], 2 * s), _mm512_set1_epi8(3));
+                }
+        }
+        __m512i D[4];
+        for (int i = 0; i < 4; ++i) D[i] = R.gather(o + 4 * i);
+        __m512i m[16];
+        for (int j = 0; j < 16; ++j) {
+            P.sc[j] = bits(D[j / 4], 8 * (j % 4), 0xF);
+            m[j] = bits(D[j / 4], 8 * (j % 4) + 4, 0xF);
+        }
+        for (int p = 0; p < 8; ++p) P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
+        const __m512i g = R.gather(o + 80);
+        P.d = half_lo(g);
+        P.dm = half_hi(g);
+    }
+};
+struct TQ3_K {
+    static constexpr int BB = 110, NSUB = 16, NM = 0;
+    static constexpr bool CORR = true;
+    static void unpack(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i Ma[4], Mb[4];
+        load_t4(R, o, Ma);
+        load_t4(R, o + 16, Mb);
+        const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+        for (int h = 0; h < 2; ++h) {
+            __m512i Qa[4], Qb[4];
+            load_t4(R, o + 32 + 32 * h, Qa);
+            load_t4(R, o + 48 + 32 * h, Qb);
+            for (int s = 0; s < 4; ++s) {
+                const int sh = 2 - (4 * h + s);  // bit 4h+s of hmask to bit 2
+                for (int k = 0; k < 4; ++k) {
+                    const __m512i la = _mm512_and_si512(_mm512_srli_epi32(Qa[k], 2 * s), three);
+                    const __m512i lb = _mm512_and_si512(_mm512_srli_epi32(Qb[k], 2 * s), three);
+                    P.w[32 * h + 8 * s + k] = or_and(la, shl(Ma[k], sh), four);
+                    P.w[32 * h + 8 * s + 4 + k] = or_and(lb, shl(Mb[k], sh), four);
+                }
+            }
+        }
+        __m512i D[3];
+        for (int i = 0; i < 3; ++i) D[i] = R.gather(o + 96 + 4 * i);
+        for (int j = 0; j < 16; ++j) {
+            const int jj = j % 8;
+            const __m512i low = bits(D[jj / 4], 8 * (jj % 4) + 4 * (j / 8), 0xF);
+            const __m512i high = bits(D[2], 8 * (j % 4) + 2 * (j / 4), 3);
+            P.sc[j] = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+        }
+        P.d = half_hi(R.gather(o + 106));
+    }
+};
+template <bool Five>
+struct TQ45_K {
+    static constexpr int BB = Five ? 176 : 144, NSUB = 8, NM = 4;
+    static constexpr int QS = Five ? 48 : 16;
+    static constexpr bool CORR = false;
+    static void unpack(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        __m512i Ha[4], Hb[4];
+        if (Five) {
+            load_t4(R, o + 16, Ha);
+            load_t4(R, o + 32, Hb);
+        }
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+        for (int c = 0; c < 4; ++c) {
+            __m512i Ta[4], Tb[4];
+            load_t4(R, o + QS + 32 * c, Ta);
+            load_t4(R, o + QS + 32 * c + 16, Tb);
+            for (int k = 0; k < 4; ++k) {
+                __m512i w0 = lo4(Ta[k]), w1 = lo4(Tb[k]), w2 = hi4(Ta[k]), w3 = hi4(Tb[k]);
+                if (Five) {
+                    w0 = or_and(w0, shl(Ha[k], 4 - 2 * c), b4);
+                    w1 = or_and(w1, shl(Hb[k], 4 - 2 * c), b4);
+                    w2 = or_and(w2, shl(Ha[k], 3 - 2 * c), b4);
+                    w3 = or_and(w3, shl(Hb[k], 3 - 2 * c), b4);
+                }
+                P.w[16 * c + k] = w0;
+                P.w[16 * c + 4 + k] = w1;
+                P.w[16 * c + 8 + k] = w2;
+                P.w[16 * c + 12 + k] = w3;
+            }
+        }
+        const __m512i D0 = R.gather(o + 4), D1 = R.gather(o + 8), D2 = R.gather(o + 12);
+        __m512i m[8];
+        for (int j = 0; j < 4; ++j) {
+            P.sc[j] = bits(D0, 8 * j, 63);
+            m[j] = bits(D1, 8 * j, 63);
+            P.sc[4 + j] = _mm512_or_si512(bits(D2, 8 * j, 0xF), _mm512_slli_epi32(bits(D0, 8 * j + 6, 3), 4));
+            m[4 + j] = _mm512_or_si512(bits(D2, 8 * j + 4, 0xF), _mm512_slli_epi32(bits(D1, 8 * j + 6, 3), 4));
+        }
+        for (int p = 0; p < 4; ++p) P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
+        const __m512i g = R.gather(o);
+        P.d = half_lo(g);
+        P.dm = half_hi(g);
+    }
+};
+struct TQ6_K {
+    static constexpr int BB = 210, NSUB = 16, NM = 0;
+    static constexpr bool CORR = true;
+    static void unpack(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        for (int h = 0; h < 2; ++h) {
+            __m512i L[4][4], H[2][4];
+            for (int i = 0; i < 4; ++i) load_t4(R, o + 64 * h + 16 * i, L[i]);
+            load_t4(R, o + 128 + 32 * h, H[0]);
+            load_t4(R, o + 144 + 32 * h, H[1]);
+            for (int s = 0; s < 4; ++s)
+                for (int part = 0; part < 2; ++part)
+                    for (int k = 0; k < 4; ++k) {
+                        const __m512i l = L[2 * (s & 1) + part][k];
+                        const __m512i nib = s < 2 ? lo4(l) : hi4(l);
+                        P.w[32 * h + 8 * s + 4 * part + k] = or_and(nib, shl(H[part][k], 4 - 2 * s), m30);
+                    }
+        }
+        for (int i = 0; i < 4; ++i) {
+            const __m512i D = R.gather(o + 192 + 4 * i);
+            for (int j = 0; j < 4; ++j)
+                P.sc[4 * i + j] = _mm512_srai_epi32(_mm512_slli_epi32(D, 24 - 8 * j), 24);
+        }
+        P.d = half_hi(R.gather(o + 206));
+    }
+};
+struct TIQ4_XS {
+    static constexpr int BB = 136, NSUB = 8, NM = 0;
+    static constexpr bool CORR = true;
+    static void unpack(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        const __m512i lut = iq4_lut();
+        for (int ib = 0; ib < 8; ++ib) {
+            __m512i T[4];
+            load_t4(R, o + 8 + 16 * ib, T);
+            for (int k = 0; k < 4; ++k) {
+                P.w[8 * ib + k] = _mm512_shuffle_epi8(lut, lo4(T[k]));
+                P.w[8 * ib + 4 + k] = _mm512_shuffle_epi8(lut, hi4(T[k]));
+            }
+        }
+        const __m512i g0 = R.gather(o), g1 = R.gather(o + 4);
+        for (int ib = 0; ib < 8; ++ib) {
+            const __m512i ls = _mm512_or_si512(bits(g1, 8 * (ib / 2) + 4 * (ib % 2), 0xF),
+                                               _mm512_slli_epi32(bits(g0, 16 + 2 * ib, 3), 4));
+            P.sc[ib] = _mm512_sub_epi32(ls, _mm512_set1_epi32(32));
+        }
+        P.d = half_lo(g0);
+    }
+};
+
+// ---- compute: one chunk of unpacked blocks for a tile of T tokens ----
+
+struct Tok {
+    const uint8_t* act;    // the token's activation row
+    const uint32_t* side;  // its side record
+};
+
+template <class Ty, int T>
+[[gnu::always_inline]] inline void compute32(const P32* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, __m512* facc) {
+    for (int b = 0; b < nbc; ++b) {
+        const P32& P = pan[b];
+        const int64_t bg = b0 + b;
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(&P.w[k]);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const uint8_t* y = tk[t].act + bg * Ty::AB + Ty::AO;
+            const uint32_t* sd = tk[t].side;
+            __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
+            __m512i s1 = _mm512_setzero_si512();
+            for (int k = 0; k < 8; k += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+            }
+            const __m512 d = _mm512_mul_ps(P.d, _mm512_set1_ps(ldf(sd + bg)));
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, facc[t]);
+            if (Ty::kMin) facc[t] = _mm512_fmadd_ps(P.m, _mm512_set1_ps(ldf(sd + nb + bg)), facc[t]);
+        }
+    }
+}
+
+template <class Ty, int T>
+[[gnu::always_inline]] inline void computeK(const PK* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, __m512* facc) {
+    constexpr int NS = Ty::NSUB, DW = 64 / NS;
+    constexpr int NC = Ty::CORR ? NS : 0;
+    for (int b = 0; b < nbc; ++b) {
+        const PK& P = pan[b];
+        const int64_t bg = b0 + b;
+        __m512i isum[T];
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < NS; ++j) {
+            __m512i w[DW];
+            for (int k = 0; k < DW; ++k) w[k] = _mm512_load_si512(&P.w[DW * j + k]);
+            const __m512i sc = _mm512_load_si512(&P.sc[j]);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) {
+                const uint8_t* y = tk[t].act + bg * 292 + 4 + 4 * DW * j;
+                __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j])
+                                      : _mm512_setzero_si512();
+                __m512i s1 = _mm512_setzero_si512();
+                for (int k = 0; k < DW; k += 2) {
+                    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+                    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const float dy = ldf(tk[t].side + bg);
+            const __m512 d = _mm512_mul_ps(P.d, _mm512_set1_ps(dy));
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), d, facc[t]);
+            if constexpr (Ty::NM > 0) {
+                const uint32_t* ys = tk[t].side + nb + nb * NC + bg * Ty::NM;
+                __m512i ms = _mm512_setzero_si512();
+                for (int p = 0; p < Ty::NM; ++p)
+                    ms = _mm512_add_epi32(ms, _mm512_madd_epi16(P.mn[p], _mm512_set1_epi32((int32_t)ys[p])));
+                const __m512 dm = _mm512_mul_ps(P.dm, _mm512_set1_ps(dy));
+                facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), dm, facc[t]);
+            }
+        }
+    }
+}
+
+// ---- driver ----
+
+template <class C, class Pan, int T>
+void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, float* acc_buf,
+              bool first) {
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t)
+        facc[t] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_buf + 16 * t);
+    C::fn(pan, nbc, b0, nb, tk, facc);
+    for (int t = 0; t < T; ++t) _mm512_store_ps(acc_buf + 16 * t, facc[t]);
+}
+
+template <class Pan, class Ty, template <class, int> class Compute, int CB>
+void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    Pan* pan = static_cast<Pan*>(scratch);
+    float* acc = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + 48 * 1024);
+    static_assert(sizeof(Pan) * CB <= 48 * 1024);
+    const int64_t nb = a.n / QK;
+    Tok tk_all[8];
+    for (int64_t g = r0; g < r1; g += RG) {
+        const int nv = (int)std::min<int64_t>(RG, r1 - g);
+        const Rows R(a, g, nv);
+        for (int64_t c0 = 0; c0 < nb; c0 += CB) {
+            const int nbc = (int)std::min<int64_t>(CB, nb - c0);
+            for (int b = 0; b < nbc; ++b) Ty::unpack(R, c0 + b, pan[b]);
+            for (int64_t t0 = 0; t0 < a.n_tokens;) {
+                const int64_t left = a.n_tokens - t0;
+                const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                for (int t = 0; t < T; ++t)
+                    tk_all[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
+                                 a.side + (size_t)(t0 + t) * a.side_stride};
+                float* ab = acc + 16 * t0;
+                const bool first = c0 == 0;
+                switch (T) {
+                    case 8: run_tile<Compute<Ty, 8>, Pan, 8>(pan, nbc, c0, nb, tk_all, ab, first); break;
+                    case 4: run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk_all, ab, first); break;
+                    case 2: run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk_all, ab, first); break;
+                    default: run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk_all, ab, first); break;
+                }
+                t0 += T;
+            }
+        }
+        const __mmask16 m = (__mmask16)((1u << nv) - 1);
+        for (int64_t t = 0; t < a.n_tokens; ++t)
+            _mm512_mask_storeu_ps(a.y + t * a.ldy + g, m, _mm512_load_ps(acc + 16 * t));
+    }
+}
+
+template <class Ty, int T>
+struct C32 {
+    [[gnu::always_inline]] static void fn(const P32* p, int n, int64_t b0, int64_t nb, const Tok* tk, __m512* f) {
+        compute32<Ty, T>(p, n, b0, nb, tk, f);
+    }
+};
+template <class Ty, int T>
+struct CK {
+    [[gnu::always_inline]] static void fn(const PK* p, int n, int64_t b0, int64_t nb, const Tok* tk, __m512* f) {
+        computeK<Ty, T>(p, n, b0, nb, tk, f);
+    }
+};
+
+}  // namespace
+
+GemmFn quant_gemm(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: return &gemm_quant<P32, TQ4_0, C32, 32>;
+        case TensorType::Q4_1: return &gemm_quant<P32, TQ4_1, C32, 32>;
+        case TensorType::Q5_0: return &gemm_quant<P32, TQ5<false>, C32, 32>;
+        case TensorType::Q5_1: return &gemm_quant<P32, TQ5<true>, C32, 32>;
+        case TensorType::Q8_0: return &gemm_quant<P32, TQ8_0, C32, 32>;
+        case TensorType::IQ4_NL: return &gemm_quant<P32, TIQ4_NL, C32, 32>;
+        case TensorType::Q2_K: return &gemm_quant<PK, TQ2_K, CK, 4>;
+        case TensorType::Q3_K: return &gemm_quant<PK, TQ3_K, CK, 4>;
+        case TensorType::Q4_K: return &gemm_quant<PK, TQ45_K<false>, CK, 4>;
+        case TensorType::Q5_K: return &gemm_quant<PK, TQ45_K<true>, CK, 4>;
+        case TensorType::Q6_K: return &gemm_quant<PK, TQ6_K, CK, 4>;
+        case TensorType::IQ4_XS: return &gemm_quant<PK, TIQ4_XS, CK, 4>;
+        default: return nullptr;
+    }
+}
+
+}  // namespace lokal::gemm::avx512

@@ -1,0 +1,161 @@
+#include "ops/gemm_common.h"
+
+#include "ops/gemm_isa.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+
+namespace lokal::gemm {
+namespace {
+
+// The unsigned-byte offset the kernels add to each weight type's signed values.
+int weight_offset(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: return 8;
+        case TensorType::Q5_0: return 16;
+        case TensorType::Q8_0:
+        case TensorType::IQ4_NL:
+        case TensorType::IQ4_XS: return 128;
+        case TensorType::Q3_K: return 4;
+        case TensorType::Q6_K: return 32;
+        default: return 0;
+    }
+}
+
+uint32_t f32_word(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+
+// Two int16 in one word, low first: the kernels multiply them by int16 pairs of weight mins
+// with one pmaddwd.
+uint32_t pair16(int lo, int hi) { return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+
+}  // namespace
+
+bool is_gemm_quant(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q5_1:
+        case TensorType::Q8_0:
+        case TensorType::IQ4_NL:
+        case TensorType::Q2_K:
+        case TensorType::Q3_K:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K:
+        case TensorType::IQ4_XS: return true;
+        default: return false;
+    }
+}
+
+SideLayout side_layout(TensorType t) {
+    SideLayout s;
+    switch (t) {
+        case TensorType::Q4_0:
+        case TensorType::Q5_0:
+        case TensorType::Q8_0:
+        case TensorType::IQ4_NL:
+        case TensorType::Q4_1:
+        case TensorType::Q5_1: s.nc = 1; break;  // Q4_1/Q5_1: the word holds sy (float)
+        case TensorType::Q2_K: s.nm = 8; break;
+        case TensorType::Q3_K:
+        case TensorType::Q6_K: s.nc = 16; break;
+        case TensorType::Q4_K:
+        case TensorType::Q5_K: s.nm = 4; break;
+        case TensorType::IQ4_XS: s.nc = 8; break;
+        default: return s;
+    }
+    s.words_per_block = 1 + s.nc + s.nm;
+    return s;
+}
+
+size_t side_words(TensorType t, int64_t n) {
+    const SideLayout s = side_layout(t);
+    return (size_t)(n / type_traits(t).block_size) * (size_t)s.words_per_block;
+}
+
+void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side) {
+    const SideLayout s = side_layout(t);
+    const int64_t nb = n / type_traits(t).block_size;
+    uint32_t* dy = side;
+    uint32_t* corr = side + nb;
+    uint32_t* ysum = corr + nb * s.nc;
+    const int off = weight_offset(t);
+    const TensorType dot = type_traits(t).dot_type;
+    if (dot == TensorType::Q8_0) {
+        const BlockQ8_0* y = static_cast<const BlockQ8_0*>(act_row);
+        for (int64_t b = 0; b < nb; ++b) {
+            int sum = 0;
+            for (int j = 0; j < QK8_0; ++j) sum += y[b].qs[j];
+            dy[b] = f32_word(fp16_to_fp32(y[b].d));
+            corr[b] = (uint32_t)(-off * sum);
+        }
+    } else if (dot == TensorType::Q8_1) {
+        const BlockQ8_1* y = static_cast<const BlockQ8_1*>(act_row);
+        for (int64_t b = 0; b < nb; ++b) {
+            dy[b] = f32_word(fp16_to_fp32(y[b].d));
+            corr[b] = f32_word(fp16_to_fp32(y[b].s));
+        }
+    } else {  // Q8_K
+        const BlockQ8_K* y = static_cast<const BlockQ8_K*>(act_row);
+        for (int64_t b = 0; b < nb; ++b) {
+            dy[b] = f32_word(y[b].d);
+            const int16_t* bs = y[b].bsums;
+            uint32_t* c = corr + b * s.nc;
+            uint32_t* m = ysum + b * s.nm;
+            if (s.nc == 16)
+                for (int j = 0; j < 16; ++j) c[j] = (uint32_t)(-off * bs[j]);
+            if (s.nc == 8)
+                for (int j = 0; j < 8; ++j) c[j] = (uint32_t)(-off * (bs[2 * j] + bs[2 * j + 1]));
+            if (s.nm == 8)  // Q2_K: the 16 bsums as int16 pairs
+                for (int p = 0; p < 8; ++p) m[p] = pair16(bs[2 * p], bs[2 * p + 1]);
+            if (s.nm == 4)  // Q4_K/Q5_K: the 8 sums of 32 as int16 pairs
+                for (int p = 0; p < 4; ++p)
+                    m[p] = pair16(bs[4 * p] + bs[4 * p + 1], bs[4 * p + 2] + bs[4 * p + 3]);
+        }
+    }
+}
+
+size_t scratch_bytes(int64_t n_tokens) {
+    // Weight panel (< 32 KiB on every path) + per-token float accumulators of one row group.
+    return 64 * 1024 + (size_t)n_tokens * 16 * sizeof(float) + 64;
+}
+
+float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const void* act_row) {
+    struct Free {
+        void operator()(void* p) const { std::free(p); }
+    };
+    thread_local std::vector<uint32_t> side;
+    thread_local std::unique_ptr<void, Free> scratch(std::aligned_alloc(64, scratch_bytes(1)));
+    GemmArgs a;
+    a.type = t;
+    a.n = n;
+    a.w = static_cast<const uint8_t*>(w_row);
+    a.w_stride = row_size(t, n);
+    a.n_rows = 1;
+    a.act = static_cast<const uint8_t*>(act_row);
+    a.act_stride = row_size(type_traits(t).dot_type, n);
+    if (is_gemm_quant(t)) {
+        side.resize(side_words(t, n));
+        prepare_side(t, act_row, n, side.data());
+        a.side = side.data();
+        a.side_stride = side.size();
+    }
+    a.n_tokens = 1;
+    float y = 0;
+    a.y = &y;
+    a.ldy = 1;
+    fn(a, 0, 1, scratch.get());
+    return y;
+}
+
+}  // namespace lokal::gemm

@@ -1,0 +1,223 @@
+// The AVX-512 table: quantized GEMM from gemm_avx512.cpp, float-weight GEMM and activation
+// conversion here. Requires F/BW/DQ/VL/VNNI (CpuFeatures::has_avx512_path).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "ops/gemm_isa.h"
+#include "ops/kernels.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+#include "quant/quant.h"
+
+namespace lokal {
+namespace {
+
+using gemm::GemmArgs;
+
+// ---- float weights: lanes are k mod 16 (the canonical float arithmetic) ----
+
+template <TensorType T>
+inline __m512 load16(const uint8_t* p, int64_t k, __mmask16 m) {
+    if constexpr (T == TensorType::F32) {
+        return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + k);
+    } else if constexpr (T == TensorType::F16) {
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * k));
+    } else {
+        const __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p + 2 * k));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+    }
+}
+
+// The canonical reduction tree: l[i]+l[i+8], then +4, +2, +1.
+inline float reduce16(__m512 v) {
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+template <TensorType Ty, int R, int T>
+void float_tile(const GemmArgs& a, int64_t r, int64_t t) {
+    __m512 acc[R][T];
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < T; ++j) acc[i][j] = _mm512_setzero_ps();
+    const uint8_t* wp[R];
+    const uint8_t* xp[T];
+    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
+    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    int64_t k = 0;
+    for (; k + 16 <= a.n; k += 16) {
+        __m512 w[R], x[T];
+        for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, 0xFFFF);
+        for (int j = 0; j < T; ++j) x[j] = load16<Ty>(xp[j], k, 0xFFFF);
+        for (int i = 0; i < R; ++i)
+            for (int j = 0; j < T; ++j) acc[i][j] = _mm512_fmadd_ps(w[i], x[j], acc[i][j]);
+    }
+    if (k < a.n) {
+        const __mmask16 m = (__mmask16)((1u << (a.n - k)) - 1);
+        __m512 w[R], x[T];
+        for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, m);
+        for (int j = 0; j < T; ++j) x[j] = load16<Ty>(xp[j], k, m);
+        for (int i = 0; i < R; ++i)
+            for (int j = 0; j < T; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(w[i], x[j], acc[i][j], m);
+    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = reduce16(acc[i][j]);
+}
+
+template <TensorType Ty>
+void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int64_t t = 0;
+        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 4, 4>(a, r, t);
+        for (; t < a.n_tokens; ++t) float_tile<Ty, 4, 1>(a, r, t);
+    }
+    for (; r < r1; ++r) {
+        int64_t t = 0;
+        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 1, 4>(a, r, t);
+        for (; t < a.n_tokens; ++t) float_tile<Ty, 1, 1>(a, r, t);
+    }
+}
+
+// ---- activation conversion, bit-identical to quantize_row_dot ----
+
+inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
+
+void quantize_q8_0(const float* x, void* dst, int64_t n) {
+    BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const float amax = hmax(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = fp32_to_fp16(d);
+        const __m512 s = _mm512_set1_ps(id);
+        // cvtps rounds to nearest even, as std::nearbyint in the default rounding mode.
+        _mm_storeu_si128((__m128i*)y[b].qs, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, s))));
+        _mm_storeu_si128((__m128i*)(y[b].qs + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, s))));
+    }
+}
+
+void quantize_q8_k(const float* x, void* dst, int64_t n) {
+    BlockQ8_K* y = static_cast<BlockQ8_K*>(dst);
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        __m512 am = _mm512_setzero_ps();
+        for (int i = 0; i < 16; ++i) am = _mm512_max_ps(am, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)));
+        const float amax = hmax(am);
+        if (amax == 0.0f) {
+            std::memset(&y[b], 0, sizeof(BlockQ8_K));
+            continue;
+        }
+        // The signed value of the first element with the largest magnitude.
+        float max = 0;
+        const __m512 vam = _mm512_set1_ps(amax);
+        for (int i = 0; i < 16; ++i) {
+            const __mmask16 m = _mm512_cmpeq_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)), vam);
+            if (m) {
+                max = x[16 * i + __builtin_ctz(m)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m512 s = _mm512_set1_ps(iscale);
+        const __m512i hi = _mm512_set1_epi32(127);
+        for (int i = 0; i < 16; ++i) {
+            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * i), s)), hi);
+            _mm_storeu_si128((__m128i*)(y[b].qs + 16 * i), _mm512_cvtepi32_epi8(q));
+            y[b].bsums[i] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+void quantize_f16(const float* x, void* dst, int64_t n) {
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i*)(d + 2 * i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < n) quantize_row_dot(TensorType::F16, x + i, d + 2 * i, n - i);
+}
+
+void quantize_bf16(const float* x, void* dst, int64_t n) {
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    int64_t i = 0;
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    for (; i + 16 <= n; i += 16) {
+        const __m512i u = _mm512_loadu_si512(x + i);
+        // Round to nearest even; NaNs keep their payload top and get the quiet bit.
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(64)));
+        _mm256_storeu_si256((__m256i*)(d + 2 * i), _mm512_cvtepi32_epi16(r));
+    }
+    if (i < n) quantize_row_dot(TensorType::BF16, x + i, d + 2 * i, n - i);
+}
+
+template <TensorType D>
+void quantize_scalar(const float* x, void* dst, int64_t n) {
+    quantize_row_dot(D, x, dst, n);
+}
+
+template <TensorType T>
+float vec_dot(int64_t n, const void* w, const void* a);
+
+KernelTable make_table();
+
+const KernelTable& table() {
+    static const KernelTable t = make_table();
+    return t;
+}
+
+template <TensorType T>
+float vec_dot(int64_t n, const void* w, const void* a) {
+    return gemm::vec_dot_via(table().gemm[(int)T], T, n, w, a);
+}
+
+KernelTable make_table() {
+    KernelTable t;
+    t.isa = "avx512";
+    t.row_group = 16;
+    t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
+    t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
+    t.gemm[(int)TensorType::BF16] = &gemm_float<TensorType::BF16>;
+    for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
+                          TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
+                          TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})
+        t.gemm[(int)ty] = gemm::avx512::quant_gemm(ty);
+#define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
+    LOKAL_VD(F32)
+    LOKAL_VD(F16)
+    LOKAL_VD(BF16)
+    LOKAL_VD(Q4_0)
+    LOKAL_VD(Q4_1)
+    LOKAL_VD(Q5_0)
+    LOKAL_VD(Q5_1)
+    LOKAL_VD(Q8_0)
+    LOKAL_VD(Q2_K)
+    LOKAL_VD(Q3_K)
+    LOKAL_VD(Q4_K)
+    LOKAL_VD(Q5_K)
+    LOKAL_VD(Q6_K)
+    LOKAL_VD(IQ4_NL)
+    LOKAL_VD(IQ4_XS)
+#undef LOKAL_VD
+    t.quantize[(int)TensorType::F32] = &quantize_scalar<TensorType::F32>;
+    t.quantize[(int)TensorType::F16] = &quantize_f16;
+    t.quantize[(int)TensorType::BF16] = &quantize_bf16;
+    t.quantize[(int)TensorType::Q8_0] = &quantize_q8_0;
+    t.quantize[(int)TensorType::Q8_1] = &quantize_scalar<TensorType::Q8_1>;
+    t.quantize[(int)TensorType::Q8_K] = &quantize_q8_k;
+    return t;
+}
+
+}  // namespace
+
+const KernelTable& avx512_kernels() { return table(); }
+
+}  // namespace lokal
