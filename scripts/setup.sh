@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(libcurl4-openssl-dev libssl-dev docker-registry nginx-light build-essential cmake ninja-build ccache pkg-config clang libclang-rt-dev
+PACKAGES=(libcpp-httplib-dev libcurl4-openssl-dev libssl-dev docker-registry nginx-light build-essential cmake ninja-build ccache pkg-config clang libclang-rt-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev libgmock-dev
           libbenchmark-dev)
 

@@ -54,7 +54,7 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
 
     const int32_t seq = ctx.cache().create_sequence();
     std::vector<int32_t> cached;  // tokens whose K/V are in the cache for `seq`
-    std::fprintf(stderr, "chat with %s: type a message, Ctrl-D to quit\n", lm.path.c_str());
+    std::fprintf(stderr, "chat with %s: type a message, Ctrl-D to quit\n", o.model.c_str());
     std::string line;
     while (true) {
         std::fprintf(stderr, "> ");

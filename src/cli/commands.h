@@ -13,6 +13,7 @@ void register_run(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_info(CLI::App& app);
-void register_store_commands(CLI::App& app);  // pull, push, create, convert, list, show, rm, cp, prune
+void register_store_commands(CLI::App& app);
+void register_serve(CLI::App& app);  // the Ollama/OpenAI-compatible server  // pull, push, create, convert, list, show, rm, cp, prune
 
 }  // namespace lokal::cli

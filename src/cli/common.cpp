@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>

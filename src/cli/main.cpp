@@ -1,6 +1,7 @@
 // lokal: run open language models on your own machine.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -25,6 +26,17 @@ int main(int argc, char** argv) {
     register_perplexity(app);
     register_info(app);
     register_store_commands(app);
+    register_serve(app);
+    bool known = argc < 2 || argv[1][0] == '-';
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || sub->check_name(argv[1]);
+    }
+    if (!known) {
+        std::fprintf(stderr, "lokal: unknown command '%s' (commands: %s)\n", argv[1], names.c_str());
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,181 @@
+// The `lokal` command's contracts, run as a user would: stdout carries only results,
+// diagnostics go to stderr, failures are one line and a non-zero exit.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "shared_path.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Result {
+    int code = -1;
+    std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Runs build/bin/lokal with shell-quoted args; stdout and stderr captured separately.
+Result lokal(const std::string& args, const std::string& stdin_text = "") {
+    static int counter = 0;
+    const std::string base = std::filesystem::temp_directory_path() / ("lokal_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    std::ofstream(base + ".in") << stdin_text;
+    const std::string cmd = std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args + " <" + base + ".in >" + base + ".out 2>" + base + ".err";
+    Result r;
+    const int status = std::system(cmd.c_str());
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(base + ".out");
+    r.err = slurp(base + ".err");
+    for (const char* ext : {".in", ".out", ".err"}) std::filesystem::remove(base + ext);
+    return r;
+}
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+std::string model(const std::string& name) { return q(lokal::test::shared_path("models/" + name)); }
+json reference(const std::string& name) { return json::parse(slurp(lokal::test::shared_path("reference/" + name + ".json"))); }
+
+size_t count_lines(const std::string& s) {
+    size_t n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+TEST(Cli, RunStreamsOnlyTheGreedyContinuation) {
+    const json ref = reference("stories260K");
+    const json& p = ref["prompts"][0];
+    const Result r = lokal("run -m " + model("stories260K.gguf") + " -p " + q(p["prompt"]) + " --temp 0 -n 32 -t 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, p["greedy_text"].get<std::string>());
+    EXPECT_NE(r.err.find("t/s"), std::string::npos) << "timings belong on stderr: " << r.err;
+}
+
+TEST(Cli, RunJsonReportsTokensAndTimings) {
+    const json ref = reference("TinyStories-656K.f16");
+    const json& p = ref["prompts"][1];
+    const Result r = lokal("run -m " + model("TinyStories-656K.f16.gguf") + " -p " + q(p["prompt"]) + " --temp 0 -n 32 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["tokens"], p["greedy_ids"]);
+    EXPECT_EQ(j["text"], p["greedy_text"]);
+    EXPECT_EQ(j["prompt_tokens"], p["prompt_ids"].size());
+    EXPECT_EQ(j["eval_tokens"], p["greedy_ids"].size());
+    EXPECT_GE(j["prompt_ms"].get<double>(), 0.0);
+    EXPECT_GE(j["eval_ms"].get<double>(), 0.0);
+}
+
+TEST(Cli, SameSeedSameSample) {
+    const std::string args = "run -m " + model("stories260K.gguf") + " -p 'Once upon a time' -n 24 --temp 1.0 --seed 7 --json";
+    const Result a = lokal(args), b = lokal(args);
+    ASSERT_EQ(a.code, 0) << a.err;
+    EXPECT_EQ(json::parse(a.out)["tokens"], json::parse(b.out)["tokens"]);
+    const Result c = lokal("run -m " + model("stories260K.gguf") + " -p 'Once upon a time' -n 24 --temp 1.0 --seed 8 --json");
+    EXPECT_NE(json::parse(a.out)["tokens"], json::parse(c.out)["tokens"]);
+}
+
+TEST(Cli, TokenizePrintsIdsAsJson) {
+    for (const char* name : {"stories260K", "tiny-qwen2.Q8_0"}) {
+        const json ref = reference(name);
+        for (const json& p : ref["prompts"]) {
+            const Result r = lokal("tokenize -m " + model(ref["model"]) + " -p " + q(p["prompt"]));
+            ASSERT_EQ(r.code, 0) << r.err;
+            EXPECT_EQ(count_lines(r.out), 1u);
+            EXPECT_EQ(json::parse(r.out), p["prompt_ids"]) << name;
+        }
+    }
+    // A vocabulary-only file, stdin, --no-bos.
+    const Result r = lokal("tokenize -m " + q(lokal::test::shared_path("vocab/ggml-vocab-llama-spm.gguf")) + " --stdin --no-bos", "Hello world");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out), json::parse("[15043, 3186]"));
+}
+
+TEST(Cli, NoParseSpecialTreatsMarkupAsText) {
+    const std::string m = model("tiny-qwen2.Q8_0.gguf");
+    const Result special = lokal("tokenize -m " + m + " -p '<|endoftext|>'");
+    const Result text = lokal("tokenize -m " + m + " -p '<|endoftext|>' --no-parse-special");
+    ASSERT_EQ(special.code, 0) << special.err;
+    ASSERT_EQ(text.code, 0) << text.err;
+    EXPECT_EQ(json::parse(special.out).size(), 1u);
+    EXPECT_GT(json::parse(text.out).size(), 1u);
+}
+
+TEST(Cli, PerplexityJsonMatchesReference) {
+    const json ref = reference("stories260K");
+    const Result r = lokal("perplexity -m " + model("stories260K.gguf") + " -f " +
+                           q(lokal::test::shared_path("text/stories.txt")) + " -c 128 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_NEAR(j["ppl"].get<double>(), ref["perplexity"].get<double>(), ref["perplexity"].get<double>() * 0.002);
+    EXPECT_GT(j["chunks"].get<int>(), 0);
+    EXPECT_EQ(j["tokens"].get<int>(), j["chunks"].get<int>() * 128);
+    EXPECT_NE(r.err.find("chunk"), std::string::npos) << "progress goes to stderr";
+}
+
+TEST(Cli, InfoDescribesTheModel) {
+    const Result r = lokal("info -m " + model("tiny-moe.Q4_K_M.gguf") + " --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["architecture"], "llama");
+    EXPECT_EQ(j["expert_count"], 4);
+    EXPECT_EQ(j["expert_used_count"], 2);
+    EXPECT_EQ(j["vocab_size"], 512);
+    EXPECT_TRUE(j["tensor_types"].contains("q4_K"));
+    const Result text = lokal("info -m " + model("stories260K.gguf"));
+    ASSERT_EQ(text.code, 0);
+    EXPECT_NE(text.out.find("architecture:  llama"), std::string::npos) << text.out;
+}
+
+TEST(Cli, EveryCommandHasHelp) {
+    for (const char* cmd : {"", "run", "tokenize", "perplexity", "info", "list", "pull", "show", "rm", "create", "convert"}) {
+        const Result r = lokal(std::string(cmd) + " --help");
+        EXPECT_EQ(r.code, 0) << cmd;
+        EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+    }
+}
+
+// Failures: one clear line on stderr, a non-zero exit, nothing on stdout.
+void expect_clean_failure(const Result& r, const std::string& must_mention) {
+    EXPECT_NE(r.code, 0);
+    EXPECT_LT(r.code, 128) << "killed by a signal";
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(must_mention), std::string::npos) << r.err;
+}
+
+TEST(Cli, BadInputFailsCleanly) {
+    expect_clean_failure(lokal("run -m /nonexistent/model.gguf -p hi"), "not found");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi --bogus-flag"), "bogus");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi -n notanumber"), "n-predict");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p 'Once upon a time there was a little girl' -c 4"), "context");
+    expect_clean_failure(lokal("perplexity -m " + model("stories260K.gguf") + " -f /nonexistent.txt"), "nonexistent");
+    expect_clean_failure(lokal("tokenize -m " + model("stories260K.gguf")), "-p");
+    expect_clean_failure(lokal("frobnicate"), "frobnicate");
+    // A vocabulary-only file cannot run.
+    expect_clean_failure(lokal("run -m " + q(lokal::test::shared_path("vocab/ggml-vocab-gpt-2.gguf")) + " -p hi"), "architecture");
+}
+
+TEST(Cli, MalformedGgufFilesFailCleanly) {
+    const std::string dir = std::string(LOKAL_SOURCE_DIR) + "/tests/gguf/malformed";
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        if (e.path().extension() != ".gguf") continue;
+        SCOPED_TRACE(e.path().filename().string());
+        expect_clean_failure(lokal("info -m " + q(e.path().string())), "gguf");
+        ++n;
+    }
+    EXPECT_GT(n, 20);
+}
+
+}  // namespace
