@@ -193,8 +193,17 @@ void quantize_q5_1(const float* x, void* vy, int64_t n, const float* qw) {
 }
 
 void quantize_q8_0(const float* x, void* y, int64_t n) {
-    // Same rounding as the Q8_0 activation format (the reference uses one function for both).
-    quantize_row_dot(TensorType::Q8_0, x, y, n);
+    // The reference quantizer's weight rounding: d = amax/127, q = roundf(x * (1/d)).
+    // (Activations use the SIMD variant, 127/amax with ties to even: quantize_act.cpp.)
+    BlockQ8_0* out = static_cast<BlockQ8_0*>(y);
+    for (int64_t i = 0; i < n / QK8_0; ++i, x += QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < QK8_0; ++j) out[i].qs[j] = (int8_t)std::roundf(x[j] * id);
+    }
 }
 
 }  // namespace quant_detail

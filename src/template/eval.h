@@ -15,8 +15,8 @@ namespace lokal::tmpl {
 struct Limits {
     size_t max_output = size_t{64} << 20;   // bytes of rendered output, and of any one string
     size_t max_items = size_t{1} << 22;     // elements of any one list / dict
-    uint64_t max_steps = 20'000'000;        // loop iterations + macro calls + filter items
-    int max_depth = 600;                    // nesting of statement/expression evaluation
+    uint64_t max_steps = 5'000'000;         // loop iterations + macro calls + filter items
+    int max_depth = 1000;                   // nesting of statement/expression evaluation
 };
 
 class Scope {

@@ -23,6 +23,87 @@ class Value;
 
 enum class ListKind : uint8_t { List, Tuple, Keys, Values, Items, Range };
 
+struct Array;
+class Dict;
+class Object;
+struct GenState;
+struct UndefInfo;
+
+class Value {
+public:
+    enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dict, Object, Generator };
+
+    Value() : i_(0) {}
+    Value(std::nullptr_t) : kind_(Kind::None), i_(0) {}
+    Value(bool b) : kind_(Kind::Bool), b_(b) {}
+    Value(int v) : kind_(Kind::Int), i_(v) {}
+    Value(int64_t v) : kind_(Kind::Int), i_(v) {}
+    Value(double v) : kind_(Kind::Float), f_(v) {}
+    Value(std::string s);
+    Value(std::string_view s) : Value(std::string(s)) {}
+    Value(const char* s) : Value(std::string(s)) {}
+    Value(const Value&) = default;
+    Value(Value&&) noexcept = default;
+    Value& operator=(const Value&) = default;
+    Value& operator=(Value&&) noexcept = default;
+
+    static Value none() { return Value(nullptr); }
+    static Value undefined(std::string message = {});
+    static Value unsafe(std::string message);  // sandbox-blocked attribute
+    static Value markup(std::string s);
+    static Value list(std::vector<Value> items, ListKind kind = ListKind::List);
+    static Value tuple(std::vector<Value> items) { return list(std::move(items), ListKind::Tuple); }
+    static Value range(int64_t start, int64_t stop, int64_t step);
+    static Value dict(std::shared_ptr<Dict> d);
+    static Value object(std::shared_ptr<Object> o);
+    static Value generator(std::vector<Value> items, std::string name);
+
+    Kind kind() const { return kind_; }
+    bool is_undefined() const { return kind_ == Kind::Undefined; }
+    bool is_none() const { return kind_ == Kind::None; }
+    bool is_bool() const { return kind_ == Kind::Bool; }
+    bool is_int() const { return kind_ == Kind::Int; }
+    bool is_float() const { return kind_ == Kind::Float; }
+    bool is_integral() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }
+    bool is_number() const { return is_integral() || kind_ == Kind::Float; }
+    bool is_string() const { return kind_ == Kind::String; }
+    bool is_list() const { return kind_ == Kind::List; }
+    bool is_dict() const { return kind_ == Kind::Dict; }
+    bool is_mapping() const;
+    bool is_namespace() const;
+    bool is_object() const { return kind_ == Kind::Object; }
+    bool is_generator() const { return kind_ == Kind::Generator; }
+    bool is_callable() const;
+    bool is_safe() const { return safe_; }  // a Markup string
+
+    bool b() const { return b_; }
+    int64_t i() const { return kind_ == Kind::Bool ? (b_ ? 1 : 0) : i_; }
+    double f() const { return kind_ == Kind::Float ? f_ : static_cast<double>(i()); }
+    const std::string& s() const { return *static_cast<const std::string*>(p_.get()); }
+    const Array& arr() const { return *static_cast<const Array*>(p_.get()); }
+    ListKind list_kind() const;
+    Dict& dict() const { return *static_cast<Dict*>(p_.get()); }
+    Object& obj() const { return *static_cast<Object*>(p_.get()); }
+    GenState& gen() const { return *static_cast<GenState*>(p_.get()); }
+    const UndefInfo* undef() const { return static_cast<const UndefInfo*>(p_.get()); }
+    const void* identity() const { return p_.get(); }
+    std::shared_ptr<Object> obj_ptr() const { return std::static_pointer_cast<Object>(p_); }
+    std::shared_ptr<Dict> dict_ptr() const { return std::static_pointer_cast<Dict>(p_); }
+
+    // Moves a container payload to the deferred-release list (see ReleaseScope).
+    void release_into_trash();
+
+private:
+    Kind kind_ = Kind::Undefined;
+    bool safe_ = false;
+    union {
+        bool b_;
+        int64_t i_;
+        double f_;
+    };
+    std::shared_ptr<void> p_;
+};
+
 struct Array {
     std::vector<Value> items;
     ListKind kind = ListKind::List;
@@ -74,80 +155,10 @@ struct UndefInfo {
     bool security = false;
 };
 
-class Value {
-public:
-    enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dict, Object, Generator };
-
-    Value() : i_(0) {}
-    Value(std::nullptr_t) : kind_(Kind::None), i_(0) {}
-    Value(bool b) : kind_(Kind::Bool), b_(b) {}
-    Value(int v) : kind_(Kind::Int), i_(v) {}
-    Value(int64_t v) : kind_(Kind::Int), i_(v) {}
-    Value(double v) : kind_(Kind::Float), f_(v) {}
-    Value(std::string s);
-    Value(std::string_view s) : Value(std::string(s)) {}
-    Value(const char* s) : Value(std::string(s)) {}
-    Value(const Value&) = default;
-    Value(Value&&) noexcept = default;
-    Value& operator=(const Value&) = default;
-    Value& operator=(Value&&) noexcept = default;
-
-    static Value none() { return Value(nullptr); }
-    static Value undefined(std::string message = {});
-    static Value unsafe(std::string message);  // sandbox-blocked attribute
-    static Value markup(std::string s);
-    static Value list(std::vector<Value> items, ListKind kind = ListKind::List);
-    static Value tuple(std::vector<Value> items) { return list(std::move(items), ListKind::Tuple); }
-    static Value range(int64_t start, int64_t stop, int64_t step);
-    static Value dict(std::shared_ptr<Dict> d);
-    static Value object(std::shared_ptr<Object> o);
-    static Value generator(std::vector<Value> items, std::string name);
-
-    Kind kind() const { return kind_; }
-    bool is_undefined() const { return kind_ == Kind::Undefined; }
-    bool is_none() const { return kind_ == Kind::None; }
-    bool is_bool() const { return kind_ == Kind::Bool; }
-    bool is_int() const { return kind_ == Kind::Int; }
-    bool is_float() const { return kind_ == Kind::Float; }
-    bool is_integral() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }
-    bool is_number() const { return is_integral() || kind_ == Kind::Float; }
-    bool is_string() const { return kind_ == Kind::String; }
-    bool is_list() const { return kind_ == Kind::List; }
-    bool is_dict() const { return kind_ == Kind::Dict; }
-    bool is_mapping() const { return kind_ == Kind::Dict && !dict().is_namespace; }
-    bool is_namespace() const { return kind_ == Kind::Dict && dict().is_namespace; }
-    bool is_object() const { return kind_ == Kind::Object; }
-    bool is_generator() const { return kind_ == Kind::Generator; }
-    bool is_callable() const { return kind_ == Kind::Object && obj().callable(); }
-    bool is_safe() const { return safe_; }  // a Markup string
-
-    bool b() const { return b_; }
-    int64_t i() const { return kind_ == Kind::Bool ? (b_ ? 1 : 0) : i_; }
-    double f() const { return kind_ == Kind::Float ? f_ : static_cast<double>(i()); }
-    const std::string& s() const { return *static_cast<const std::string*>(p_.get()); }
-    const Array& arr() const { return *static_cast<const Array*>(p_.get()); }
-    ListKind list_kind() const { return arr().kind; }
-    Dict& dict() const { return *static_cast<Dict*>(p_.get()); }
-    Object& obj() const { return *static_cast<Object*>(p_.get()); }
-    GenState& gen() const { return *static_cast<GenState*>(p_.get()); }
-    const UndefInfo* undef() const { return static_cast<const UndefInfo*>(p_.get()); }
-    const void* identity() const { return p_.get(); }
-    std::shared_ptr<Object> obj_ptr() const { return std::static_pointer_cast<Object>(p_); }
-    std::shared_ptr<Dict> dict_ptr() const { return std::static_pointer_cast<Dict>(p_); }
-
-    // Moves a container payload to the deferred-release list (see ReleaseScope).
-    void release_into_trash();
-
-private:
-    Kind kind_ = Kind::Undefined;
-    bool safe_ = false;
-    union {
-        bool b_;
-        int64_t i_;
-        double f_;
-    };
-    std::shared_ptr<void> p_;
-};
+inline ListKind Value::list_kind() const { return arr().kind; }
+inline bool Value::is_mapping() const { return kind_ == Kind::Dict && !dict().is_namespace; }
+inline bool Value::is_namespace() const { return kind_ == Kind::Dict && dict().is_namespace; }
+inline bool Value::is_callable() const { return kind_ == Kind::Object && obj().callable(); }
 
 // Containers release their children through a thread-local list drained by the outermost
 // ReleaseScope, so destroying a deeply nested value never recurses deeply.

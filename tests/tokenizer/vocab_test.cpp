@@ -111,8 +111,8 @@ TEST(SmallVocab, BasicsAndByteFallback) {
     EXPECT_FALSE(v.add_eos());
     EXPECT_TRUE(v.is_eog(2));
     EXPECT_TRUE(v.is_control(1));
-    // "ab a": ▁ab▁a -> ▁a has the best score of the pairs, then ab? No: ▁a and b... merges
-    // are by score: ▁a (-0.5) before ab (-0.25)? ab scores higher, so a+b first.
+    // "▁ab▁a": "ab" (-0.25) outscores "▁a" (-0.5), so a+b merge first and the
+    // leading ▁ stays alone.
     EXPECT_EQ(v.tokenize("ab a", false, false), (Ids{259, 263, 262}));
     EXPECT_EQ(v.tokenize("ab a", true, false), (Ids{1, 259, 263, 262}));
     // é is a token; ü is not: bytes C3 BC.
@@ -371,17 +371,17 @@ TEST(Performance, LongInputsAreNotQuadratic) {
     auto bpe = load_shared("vocab/ggml-vocab-gpt-2.gguf");
     auto dsk = load_shared("vocab/ggml-vocab-deepseek-llm.gguf");
     std::string prose;
-    while (prose.size() < (1u << 20))
+    while (prose.size() < (1u << 18))
         prose +=
             "Once upon a time, there was a little girl named Lily. She liked to play "
             "outside in the park with her friends; 12345 \xE6\x97\xA5\xE6\x9C\xAC.\n";
     const std::vector<std::string> inputs = {
         prose,
-        std::string(200000, ' '),
-        std::string(200000, 'a'),
-        std::string(200000, '7'),
-        std::string(200000, '\n'),
-        std::string(100000, '<') + std::string(100000, '|'),
+        std::string(100000, ' '),
+        std::string(100000, 'a'),
+        std::string(100000, '7'),
+        std::string(100000, '\n'),
+        std::string(50000, '<') + std::string(50000, '|'),
     };
     for (const Vocab* v : {spm.vocab.get(), bpe.vocab.get(), dsk.vocab.get()}) {
         for (const auto& in : inputs) {
