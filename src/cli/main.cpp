@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
     register_info(app);
     register_store_commands(app);
     register_serve(app);
+    register_quantize_commands(app);
+    register_bench_commands(app);
     bool known = argc < 2 || argv[1][0] == '-';
     std::string names;
     for (const CLI::App* sub : app.get_subcommands({})) {
