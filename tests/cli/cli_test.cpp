@@ -111,6 +111,16 @@ TEST(Cli, NoParseSpecialTreatsMarkupAsText) {
     EXPECT_GT(json::parse(text.out).size(), 1u);
 }
 
+// Without -p: a chat over stdin, rendered with the model's template (or lokal's default
+// when it has none, said on stderr); each reply is printed on stdout.
+TEST(Cli, ChatReadsTurnsFromStdin) {
+    const Result r = lokal("run -m " + model("stories260K.gguf") + " --temp 0 -n 8 -c 256", "Hello there\nTell me a story\n");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("no chat template"), std::string::npos) << r.err;
+    EXPECT_EQ(count_lines(r.out), 2u) << r.out;  // one reply per turn
+    EXPECT_GT(r.out.size(), 4u);
+}
+
 TEST(Cli, PerplexityJsonMatchesReference) {
     const json ref = reference("stories260K");
     const Result r = lokal("perplexity -m " + model("stories260K.gguf") + " -f " +
