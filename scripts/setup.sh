@@ -32,5 +32,10 @@ if [ "$install" = 1 ]; then
     fi
 fi
 
+# The npm openai/ollama clients the server tests drive (skipped when npm cannot install them).
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/server/npm/node_modules ]; then
+    (cd tests/server/npm && npm install --no-audit --no-fund >&2) || echo "setup.sh: npm install failed; the npm client tests will be skipped" >&2
+fi
+
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" >&2
 cmake --build build -j"$(nproc)" >&2

@@ -17,24 +17,39 @@ void register_serve(CLI::App& app) {
     auto keep_alive = std::make_shared<std::string>("5m");
     auto store = std::make_shared<std::string>();
     cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
-    cmd->add_option("--port", o->port, "Port to listen on (0: any free port)")->capture_default_str();
-    cmd->add_option("-m,--model", o->default_model, "Model loaded at start and used when a request names none");
-    cmd->add_option("--models-dir", o->models.models_dir, "Directory of GGUF files served by file name (without .gguf)");
-    cmd->add_option("--store", *store, "Model store directory (default: $LOKAL_HOME or ~/.lokal)");
-    cmd->add_option("--parallel", o->models.parallel, "Sequences stepped together per model")->capture_default_str();
-    cmd->add_option("-c,--ctx-size", o->models.n_ctx, "Context size per sequence (0: the model's, at most 4096)");
-    cmd->add_option("-t,--threads", o->models.n_threads, "Threads (0: physical cores)");
-    cmd->add_option("-b,--batch-size", o->models.n_batch, "Tokens per scheduler step")->capture_default_str();
-    cmd->add_option("--max-queue", o->models.max_queue, "Waiting requests per model before 503")->capture_default_str();
-    cmd->add_option("--max-models", o->models.max_loaded, "Models kept loaded at once")->capture_default_str();
-    cmd->add_flag("!--no-prefix-cache", o->models.prefix_cache, "Disable KV prefix caching");
-    cmd->add_option("--keep-alive", *keep_alive, "How long an idle model stays loaded (e.g. 5m, 0, -1 = forever)")
+    cmd->add_option("--port", o->port, "Port to listen on (0: any free port)")
         ->capture_default_str();
-    cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every route but /health");
-    cmd->add_option("--cors-origin", o->cors_origins, "Allowed browser Origin (repeatable, * for any)");
-    cmd->add_option("--allowed-host", o->allowed_hosts, "Extra Host header names accepted on loopback (repeatable)");
-    cmd->add_option("--max-body", o->max_body_bytes, "Request body size limit in bytes")->capture_default_str();
-    cmd->add_option("--request-timeout", o->request_timeout_s, "Seconds before a request is cancelled")->capture_default_str();
+    cmd->add_option("-m,--model", o->default_model,
+                    "Model loaded at start and used when a request names none");
+    cmd->add_option("--models-dir", o->models.models_dir,
+                    "Directory of GGUF files served by file name (without .gguf)");
+    cmd->add_option("--store", *store, "Model store directory (default: $LOKAL_HOME or ~/.lokal)");
+    cmd->add_option("--parallel", o->models.parallel, "Sequences stepped together per model")
+        ->capture_default_str();
+    cmd->add_option("-c,--ctx-size", o->models.n_ctx,
+                    "Context size per sequence (0: the model's, at most 4096)");
+    cmd->add_option("-t,--threads", o->models.n_threads, "Threads (0: physical cores)");
+    cmd->add_option("-b,--batch-size", o->models.n_batch, "Tokens per scheduler step")
+        ->capture_default_str();
+    cmd->add_option("--max-queue", o->models.max_queue, "Waiting requests per model before 503")
+        ->capture_default_str();
+    cmd->add_option("--max-models", o->models.max_loaded, "Models kept loaded at once")
+        ->capture_default_str();
+    cmd->add_flag("!--no-prefix-cache", o->models.prefix_cache, "Disable KV prefix caching");
+    cmd->add_option("--keep-alive", *keep_alive,
+                    "How long an idle model stays loaded (e.g. 5m, 0, -1 = forever)")
+        ->capture_default_str();
+    cmd->add_option("--api-key", o->api_key,
+                    "Require 'Authorization: Bearer KEY' on every route but /health");
+    cmd->add_option("--cors-origin", o->cors_origins,
+                    "Allowed browser Origin (repeatable, * for any)");
+    cmd->add_option("--allowed-host", o->allowed_hosts,
+                    "Extra Host header names accepted on loopback (repeatable)");
+    cmd->add_option("--max-body", o->max_body_bytes, "Request body size limit in bytes")
+        ->capture_default_str();
+    cmd->add_option("--request-timeout", o->request_timeout_s,
+                    "Seconds before a request is cancelled")
+        ->capture_default_str();
     cmd->callback([o, keep_alive, store] {
         auto ka = server::parse_duration(*keep_alive);
         if (!ka) throw UsageError("--keep-alive: '" + *keep_alive + "' is not a duration");

@@ -33,6 +33,14 @@ int32_t KvCache::fork_sequence(int32_t src) {
     return id;
 }
 
+void KvCache::attach(int32_t seq, const std::vector<int32_t>& blocks, int32_t length) {
+    Seq& s = seqs_[seq];
+    for (int32_t b : s.blocks) release_block(b);
+    s.blocks = blocks;
+    for (int32_t b : blocks) ++refcount_[b];
+    s.length = length;
+}
+
 void KvCache::free_sequence(int32_t seq) {
     if (!valid(seq)) return;
     for (int32_t b : seqs_[seq].blocks) release_block(b);

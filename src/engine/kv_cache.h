@@ -42,6 +42,14 @@ public:
     void set_length(int32_t seq, int32_t n) { seqs_[seq].length = n; }
     bool valid(int32_t seq) const { return seq >= 0 && seq < (int32_t)seqs_.size() && seqs_[seq].live; }
 
+    // Block-level sharing for prefix caching (engine/scheduler): a holder outside any
+    // sequence keeps a block alive with retain_block and lets it go with release_block;
+    // attach gives an empty sequence shared, already computed blocks (each retained).
+    void retain_block(int32_t b) { ++refcount_[b]; }
+    void release_block_ref(int32_t b) { release_block(b); }
+    int32_t refcount(int32_t b) const { return refcount_[b]; }
+    void attach(int32_t seq, const std::vector<int32_t>& blocks, int32_t length);
+
 private:
     struct Seq {
         std::vector<int32_t> blocks;

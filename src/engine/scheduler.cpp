@@ -1,0 +1,453 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/generate.h"
+#include "tokenizer/detokenize.h"
+
+namespace lokal {
+
+using Clock = std::chrono::steady_clock;
+
+static double ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct Scheduler::Seq {
+    Seq(SeqRequest r, const Vocab& vocab, int32_t n_vocab)
+        : req(std::move(r)), sampler(req.sampling, n_vocab), detok(vocab), stops(req.stop) {}
+
+    SeqRequest req;
+    std::shared_ptr<SeqHandle> handle = std::make_shared<SeqHandle>();
+    Sampler sampler;
+    StreamingDetokenizer detok;
+    StopMatcher stops;
+    std::vector<int32_t> tokens;  // prompt + generated; the cache holds the first n_past
+    int32_t n_past = 0;
+    int32_t cache_seq = -1;
+    int n_generated = 0;
+    int cached_tokens = 0;
+    size_t registered = 0;  // full blocks already offered to the prefix cache
+    uint64_t chain = 0;     // hash of the registered block chain
+    uint64_t order = 0;     // admission stamp: larger is newer
+    bool admitted_once = false;
+    std::vector<double> pooled;  // embedding accumulator
+    Clock::time_point t_admit, t_first;
+    bool got_first = false;
+};
+
+bool SeqHandle::next(SeqEvent& ev, std::chrono::milliseconds timeout) {
+    std::unique_lock lk(mu_);
+    if (!cv_.wait_for(lk, timeout, [&] { return !events_.empty(); })) return false;
+    ev = std::move(events_.front());
+    events_.pop_front();
+    return true;
+}
+
+void SeqHandle::push(SeqEvent ev) {
+    {
+        std::lock_guard lk(mu_);
+        events_.push_back(std::move(ev));
+    }
+    cv_.notify_all();
+}
+
+Scheduler::Scheduler(Context& ctx, const Vocab& vocab, const SchedulerParams& params)
+    : ctx_(ctx), vocab_(vocab), params_(params) {
+    params_.max_running = std::max(1, params_.max_running);
+    params_.step_tokens = std::max(1, params_.step_tokens);
+    stats_.kv_blocks = ctx_.cache().n_blocks();
+    thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    for (auto& s : running_) finish(*s, "cancelled");
+    for (auto& s : waiting_) finish(*s, "cancelled");
+}
+
+std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest req) {
+    auto s = std::make_unique<Seq>(std::move(req), vocab_, ctx_.model().hp.n_vocab);
+    auto handle = s->handle;
+    // Generation needs one free position after the prompt; an embedding needs none.
+    const size_t limit = (size_t)ctx_.n_ctx() - (s->req.embed ? 0 : 1);
+    if (s->req.prompt.empty() || s->req.prompt.size() > limit) {
+        SeqEvent ev;
+        ev.done = true;
+        ev.finish_reason = "error";
+        ev.error = s->req.prompt.empty()
+                       ? "the prompt is empty"
+                       : "the prompt has " + std::to_string(s->req.prompt.size()) +
+                             " tokens but the context holds " + std::to_string(ctx_.n_ctx());
+        handle->push(std::move(ev));
+        return handle;
+    }
+    s->tokens = s->req.prompt;
+    for (int32_t t : s->req.prompt) s->sampler.accept(t);
+    {
+        std::lock_guard lk(mu_);
+        if ((int)waiting_.size() >= params_.max_queue) return nullptr;
+        waiting_.push_back(std::move(s));
+        stats_.waiting = (int)waiting_.size();
+    }
+    cv_.notify_all();
+    return handle;
+}
+
+Scheduler::Stats Scheduler::stats() const {
+    std::lock_guard lk(mu_);
+    return stats_;
+}
+
+bool Scheduler::idle() const {
+    std::lock_guard lk(mu_);
+    return stats_.running == 0 && waiting_.empty();
+}
+
+void Scheduler::loop() {
+    for (;;) {
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return stop_ || !waiting_.empty() || !running_.empty(); });
+            if (stop_) return;
+        }
+        try {
+            step();
+        } catch (const std::exception& e) {
+            // A failed forward pass poisons only this step's sequences; the loop goes on.
+            for (auto& s : running_) finish(*s, "error", e.what());
+            running_.clear();
+        }
+        std::lock_guard lk(mu_);
+        stats_.running = (int)running_.size();
+        stats_.waiting = (int)waiting_.size();
+        stats_.kv_used = ctx_.cache().n_blocks() - ctx_.cache().free_blocks();
+        stats_.kv_cached = (int)prefix_.size();
+    }
+}
+
+uint64_t Scheduler::block_hash(uint64_t parent, const int32_t* tokens) const {
+    // FNV-1a over the parent hash and the block's tokens; entries also keep the tokens.
+    uint64_t h = 1469598103934665603ull ^ parent;
+    for (int i = 0; i < ctx_.cache().block_size(); ++i) {
+        h ^= (uint32_t)tokens[i];
+        h *= 1099511628211ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+void Scheduler::admit(Seq& s) {
+    KvCache& kv = ctx_.cache();
+    s.cache_seq = kv.create_sequence();
+    s.n_past = 0;
+    s.registered = 0;
+    s.chain = 0;
+    s.order = ++admissions_;
+    if (!s.admitted_once) {
+        s.t_admit = Clock::now();
+        s.admitted_once = true;
+    }
+    if (!params_.prefix_cache || s.req.embed) return;
+    // Reuse full cached blocks of the longest matching prefix, leaving at least one token
+    // to compute so the last position's logits exist.
+    const int bs = kv.block_size();
+    std::vector<int32_t> blocks;
+    uint64_t h = 0;
+    const size_t usable = (s.tokens.size() - 1) / (size_t)bs;
+    for (size_t j = 0; j < usable; ++j) {
+        const int32_t* t = s.tokens.data() + j * bs;
+        const uint64_t hj = block_hash(h, t);
+        auto it = prefix_.find(hj);
+        if (it == prefix_.end() || it->second.parent != h ||
+            !std::equal(t, t + bs, it->second.tokens.begin()))
+            break;
+        lru_.splice(lru_.end(), lru_, it->second.lru);  // most recently used
+        blocks.push_back(it->second.block);
+        h = hj;
+    }
+    if (blocks.empty()) return;
+    kv.attach(s.cache_seq, blocks, (int32_t)(blocks.size() * bs));
+    s.n_past = (int32_t)(blocks.size() * bs);
+    s.registered = blocks.size();
+    s.chain = h;
+    if (s.n_generated == 0) s.cached_tokens = std::max(s.cached_tokens, s.n_past);
+    std::lock_guard lk(mu_);
+    stats_.prefix_hit_tokens += s.n_past;
+}
+
+void Scheduler::register_blocks(Seq& s) {
+    if (!params_.prefix_cache) return;
+    KvCache& kv = ctx_.cache();
+    const int bs = kv.block_size();
+    const auto& table = kv.table(s.cache_seq);
+    while ((s.registered + 1) * (size_t)bs <= (size_t)s.n_past) {
+        const int32_t* t = s.tokens.data() + s.registered * bs;
+        const uint64_t h = block_hash(s.chain, t);
+        if (!prefix_.count(h)) {
+            const int32_t b = table[s.registered];
+            kv.retain_block(b);
+            lru_.push_back(h);
+            prefix_.emplace(
+                h, CacheEntry{b, s.chain, std::vector<int32_t>(t, t + bs), std::prev(lru_.end())});
+        }
+        s.chain = h;
+        ++s.registered;
+    }
+}
+
+bool Scheduler::evict_one() {
+    KvCache& kv = ctx_.cache();
+    for (auto it = lru_.begin(); it != lru_.end(); ++it) {
+        auto e = prefix_.find(*it);
+        if (kv.refcount(e->second.block) != 1) continue;  // a sequence still uses it
+        kv.release_block_ref(e->second.block);
+        prefix_.erase(e);
+        lru_.erase(it);
+        return true;
+    }
+    return false;
+}
+
+void Scheduler::preempt(Seq& s) {
+    ctx_.cache().free_sequence(s.cache_seq);
+    s.cache_seq = -1;
+    s.n_past = 0;
+    auto it =
+        std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == &s; });
+    std::unique_ptr<Seq> owned = std::move(*it);
+    running_.erase(it);
+    std::lock_guard lk(mu_);
+    ++stats_.preemptions;
+    waiting_.push_front(std::move(owned));  // resumed first, by recomputing its tokens
+}
+
+// Make room for n more positions of s: evict unused cached blocks, then preempt the
+// newest running sequence not already in this step's batch (s itself as a last resort).
+bool Scheduler::reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch) {
+    KvCache& kv = ctx_.cache();
+    for (;;) {
+        if (kv.prepare(s.cache_seq, s.n_past, s.n_past + n)) return true;
+        if (evict_one()) continue;
+        Seq* victim = nullptr;
+        for (auto& r : running_)
+            if (r.get() != &s &&
+                std::find(in_batch.begin(), in_batch.end(), r.get()) == in_batch.end() &&
+                (!victim || r->order > victim->order))
+                victim = r.get();
+        if (!victim) {
+            if (in_batch.empty()) {
+                // Alone and still no room: the pool is smaller than this sequence needs.
+                finish(s, "error", "the KV cache is too small for this request");
+                auto it = std::find_if(running_.begin(), running_.end(),
+                                       [&](auto& p) { return p.get() == &s; });
+                running_.erase(it);
+            } else {
+                preempt(s);
+            }
+            return false;
+        }
+        preempt(*victim);
+    }
+}
+
+void Scheduler::finish(Seq& s, const std::string& reason, const std::string& error) {
+    SeqEvent ev;
+    ev.done = true;
+    ev.finish_reason = reason;
+    ev.error = error;
+    if (reason == "eog" || reason == "length" || reason == "context") {
+        ev.text = s.stops.push(s.detok.flush());
+        ev.text += s.stops.flush();
+    }
+    if (s.req.embed && reason == "length") {
+        ev.finish_reason = "stop";
+        double norm = 0;
+        const double n = s.req.pooling == Pooling::Mean ? (double)s.req.prompt.size() : 1.0;
+        for (double& v : s.pooled) v /= n, norm += v * v;
+        norm = std::sqrt(norm);
+        ev.embedding.reserve(s.pooled.size());
+        for (double v : s.pooled) ev.embedding.push_back(norm > 0 ? (float)(v / norm) : 0.f);
+    }
+    const auto now = Clock::now();
+    ev.prompt_tokens = (int)s.req.prompt.size();
+    ev.cached_tokens = s.cached_tokens;
+    ev.completion_tokens = s.n_generated;
+    if (s.admitted_once) {
+        ev.prompt_ms = ms_between(s.t_admit, s.got_first ? s.t_first : now);
+        ev.eval_ms = s.got_first ? ms_between(s.t_first, now) : 0;
+    }
+    if (s.cache_seq >= 0) ctx_.cache().free_sequence(s.cache_seq);
+    s.cache_seq = -1;
+    s.handle->push(std::move(ev));
+}
+
+void Scheduler::emit_token(Seq& s, const float* logits) {
+    const int32_t tok = s.sampler.sample(logits);
+    if (!s.got_first) s.got_first = true, s.t_first = Clock::now();
+    SeqEvent ev;
+    if (s.req.top_logprobs >= 0) {
+        // Log-probabilities of the model's raw distribution (before temperature and
+        // filters), as OpenAI reports them.
+        const int nv = ctx_.model().hp.n_vocab;
+        const float mx = *std::max_element(logits, logits + nv);
+        double sum = 0;
+        for (int i = 0; i < nv; ++i) sum += std::exp((double)logits[i] - mx);
+        const float lse = mx + (float)std::log(sum);
+        ev.logprob = logits[tok] - lse;
+        const int k = std::min(s.req.top_logprobs, nv);
+        std::vector<int32_t> ids(nv);
+        for (int i = 0; i < nv; ++i) ids[i] = i;
+        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        for (int i = 0; i < k; ++i) ev.top.push_back({ids[i], logits[ids[i]] - lse});
+    }
+    if (!s.req.ignore_eos && vocab_.is_eog(tok)) {
+        finish(s, "eog");
+        return;
+    }
+    s.sampler.accept(tok);
+    s.tokens.push_back(tok);
+    ++s.n_generated;
+    {
+        std::lock_guard lk(mu_);
+        ++stats_.tokens_out;
+    }
+    ev.token = tok;
+    ev.text = s.stops.push(s.detok.push(tok));
+    s.handle->push(std::move(ev));
+    if (s.stops.stopped())
+        finish(s, "stop");
+    else if (s.req.n_predict >= 0 && s.n_generated >= s.req.n_predict)
+        finish(s, "length");
+    else if ((int)s.tokens.size() >= ctx_.n_ctx())
+        finish(s, "context");
+}
+
+bool Scheduler::step() {
+    // Drop cancelled sequences (their clients went away) before spending work on them.
+    for (size_t i = 0; i < running_.size();) {
+        if (running_[i]->handle->cancelled()) {
+            finish(*running_[i], "cancelled");
+            running_.erase(running_.begin() + (long)i);
+        } else {
+            ++i;
+        }
+    }
+    {
+        std::lock_guard lk(mu_);
+        for (auto it = waiting_.begin(); it != waiting_.end();) {
+            if ((*it)->handle->cancelled()) {
+                finish(**it, "cancelled");
+                it = waiting_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    // Admit waiting requests while there is room; they take blocks only when stepped.
+    for (;;) {
+        std::unique_ptr<Seq> s;
+        {
+            std::lock_guard lk(mu_);
+            if (waiting_.empty() || (int)running_.size() >= params_.max_running) break;
+            // A preempted sequence needs at least one free block to make progress.
+            if (!running_.empty() && ctx_.cache().free_blocks() == 0 && (int)prefix_.size() == 0)
+                break;
+            s = std::move(waiting_.front());
+            waiting_.pop_front();
+            if (!s->admitted_once) stats_.tokens_in += (int64_t)s->req.prompt.size();
+        }
+        admit(*s);
+        running_.push_back(std::move(s));
+    }
+    if (running_.empty()) return false;
+
+    // Decoding sequences first (one token each), then prefill chunks, each pass oldest
+    // first, under the step's token budget.
+    batch_.clear();
+    std::vector<Seq*> in_batch;
+    std::vector<int32_t> counts;
+    int budget = params_.step_tokens;
+    bool want_hidden = false;
+    for (int pass = 0; pass < 2 && budget > 0; ++pass) {
+        std::vector<Seq*> order;
+        for (auto& s : running_) {
+            const bool decoding = s->tokens.size() - (size_t)s->n_past == 1;
+            if (decoding == (pass == 0)) order.push_back(s.get());
+        }
+        std::sort(order.begin(), order.end(), [](Seq* a, Seq* b) { return a->order < b->order; });
+        for (Seq* s : order) {
+            if (budget <= 0) break;
+            if (std::find_if(running_.begin(), running_.end(),
+                             [&](auto& p) { return p.get() == s; }) == running_.end())
+                continue;  // preempted while making room for an earlier one
+            const int32_t pending = (int32_t)s->tokens.size() - s->n_past;
+            const int32_t n = std::min(pending, budget);
+            if (!reserve(*s, n, in_batch)) continue;
+            in_batch.push_back(s);
+            counts.push_back(n);
+            budget -= n;
+        }
+    }
+    if (in_batch.empty()) return true;
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+        Seq& s = *in_batch[i];
+        batch_.block_tables.push_back(&ctx_.cache().table(s.cache_seq));
+        const bool last = s.n_past + counts[i] == (int32_t)s.tokens.size();
+        for (int32_t j = 0; j < counts[i]; ++j) {
+            const int32_t p = s.n_past + j;
+            batch_.add(s.tokens[p], p, (int32_t)i, s.req.embed || (last && j + 1 == counts[i]));
+        }
+        want_hidden |= s.req.embed;
+    }
+    ctx_.decode(batch_, out_, want_hidden);
+    {
+        std::lock_guard lk(mu_);
+        ++stats_.steps;
+    }
+
+    const int nv = ctx_.model().hp.n_vocab, dim = ctx_.model().hp.dim;
+    size_t row = 0;
+    std::vector<Seq*> done;
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+        Seq& s = *in_batch[i];
+        s.n_past += counts[i];
+        ctx_.cache().set_length(s.cache_seq, s.n_past);
+        if (s.req.embed) {
+            s.pooled.resize((size_t)dim, 0.0);
+            for (int32_t j = 0; j < counts[i]; ++j, ++row) {
+                const float* h = out_.hidden.data() + row * (size_t)dim;
+                if (s.req.pooling == Pooling::Mean ||
+                    s.n_past - counts[i] + j + 1 == (int32_t)s.tokens.size())
+                    for (int d = 0; d < dim; ++d)
+                        s.pooled[d] = (s.req.pooling == Pooling::Mean ? s.pooled[d] : 0.0) + h[d];
+            }
+            if (s.n_past == (int32_t)s.tokens.size()) {
+                finish(s, "length");
+                done.push_back(&s);
+            }
+            continue;
+        }
+        register_blocks(s);
+        if (s.n_past != (int32_t)s.tokens.size()) continue;  // prefill continues next step
+        emit_token(s, out_.logits.data() + row * (size_t)nv);
+        ++row;
+        if (s.cache_seq < 0) done.push_back(&s);  // finish() freed it
+    }
+    for (Seq* s : done) {
+        auto it =
+            std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == s; });
+        if (it != running_.end()) running_.erase(it);
+    }
+    return true;
+}
+
+}  // namespace lokal

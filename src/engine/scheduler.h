@@ -1,0 +1,154 @@
+// Continuous batching: one loop thread steps every running sequence together.
+//
+// Each step packs the next token of every decoding sequence plus chunks of prompts still
+// being prefilled (under a per-step token budget) into one Batch for Context::decode, so
+// a new request starts within a step and nobody waits for another request to finish.
+// Requests join and leave between steps. Full KV blocks are remembered by the hash of the
+// token chain that produced them (prefix caching); a later request whose prompt starts
+// with the same tokens attaches those blocks instead of recomputing them. When blocks run
+// out, cached blocks nobody uses are evicted least recently used first, then the newest
+// running sequence is preempted: its blocks are freed and it is recomputed later from its
+// tokens, so the result is the same (the kernels are batch-invariant).
+//
+// Thread model: submit() and the SeqHandle methods may be called from any thread; only
+// the loop thread touches the Context.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/context.h"
+#include "engine/sampler.h"
+#include "tokenizer/vocab.h"
+
+namespace lokal {
+
+struct SchedulerParams {
+    int max_running = 4;    // sequences stepped together
+    int max_queue = 64;     // waiting requests beyond which submit() refuses
+    int step_tokens = 512;  // tokens per step: decode tokens first, then prefill chunks
+    bool prefix_cache = true;
+};
+
+enum class Pooling { Mean, Last };
+
+struct SeqRequest {
+    std::vector<int32_t> prompt;
+    int n_predict = -1;  // -1: until end of generation or a full context
+    SamplerParams sampling;
+    std::vector<std::string> stop;
+    int top_logprobs = -1;  // -1: no logprobs; otherwise also the N most likely tokens
+    bool ignore_eos = false;
+    bool embed = false;  // compute a pooled, L2-normalized embedding instead of generating
+    Pooling pooling = Pooling::Mean;
+};
+
+struct TokenLogprob {
+    int32_t token;
+    float logprob;
+};
+
+// What the loop reports to the request's owner. Every sampled token gives one event
+// (its text may be empty while held back); the last event has done set.
+struct SeqEvent {
+    std::string text;  // text that became final with this token
+    int32_t token = -1;
+    float logprob = 0;  // log-softmax of the raw logits (when logprobs were asked)
+    std::vector<TokenLogprob> top;
+    bool done = false;
+    // eog, stop (stop string), length (n_predict), context (full), cancelled, error
+    std::string finish_reason;
+    std::string error;
+    std::vector<float> embedding;
+    int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+    double prompt_ms = 0, eval_ms = 0;  // admission to first token; first token to done
+};
+
+class SeqHandle {
+  public:
+    // Waits up to `timeout` for the next event; false when none came.
+    bool next(SeqEvent& ev, std::chrono::milliseconds timeout);
+    // Ask the loop to drop the sequence; it is freed at the next step.
+    void cancel() { cancelled_ = true; }
+    bool cancelled() const { return cancelled_; }
+
+  private:
+    friend class Scheduler;
+    void push(SeqEvent ev);
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<SeqEvent> events_;
+    std::atomic<bool> cancelled_{false};
+};
+
+class Scheduler {
+  public:
+    Scheduler(Context& ctx, const Vocab& vocab, const SchedulerParams& params);
+    ~Scheduler();  // stops the loop; unfinished requests end with finish_reason "cancelled"
+    Scheduler(const Scheduler&) = delete;
+    Scheduler& operator=(const Scheduler&) = delete;
+
+    // Queue a request; nullptr when the wait queue is full. A prompt that can never fit
+    // gets an immediate error event.
+    std::shared_ptr<SeqHandle> submit(SeqRequest req);
+
+    struct Stats {
+        int running = 0, waiting = 0;
+        int kv_blocks = 0, kv_used = 0, kv_cached = 0;
+        int64_t steps = 0, preemptions = 0, prefix_hit_tokens = 0, tokens_in = 0, tokens_out = 0;
+    };
+    Stats stats() const;
+    bool idle() const;  // nothing running or waiting
+    const Context& context() const { return ctx_; }
+
+  private:
+    struct Seq;
+    struct CacheEntry {
+        int32_t block;
+        uint64_t parent;
+        std::vector<int32_t> tokens;  // the block's tokens, to rule out hash collisions
+        std::list<uint64_t>::iterator lru;
+    };
+
+    void loop();
+    bool step();  // false when there was nothing to do
+    void admit(Seq& s);
+    bool reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch);
+    void preempt(Seq& s);
+    void finish(Seq& s, const std::string& reason, const std::string& error = {});
+    void emit_token(Seq& s, const float* logits);
+    void register_blocks(Seq& s);
+    bool evict_one();
+    uint64_t block_hash(uint64_t parent, const int32_t* tokens) const;
+
+    Context& ctx_;
+    const Vocab& vocab_;
+    SchedulerParams params_;
+
+    mutable std::mutex mu_;  // guards waiting_, stop_, stats_ (the loop owns the rest)
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Seq>> waiting_;
+    std::vector<std::unique_ptr<Seq>> running_;  // in admission order
+    bool stop_ = false;
+    Stats stats_;
+    uint64_t admissions_ = 0;
+
+    std::unordered_map<uint64_t, CacheEntry> prefix_;  // hash of a token block chain -> block
+    std::list<uint64_t> lru_;                          // front: least recently used
+
+    Batch batch_;
+    ForwardOutput out_;
+    std::thread thread_;
+};
+
+}  // namespace lokal

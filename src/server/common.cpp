@@ -1,0 +1,378 @@
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <random>
+
+#include "server/server_impl.h"
+#include "template/chat_template.h"
+
+namespace lokal::server {
+
+void Histogram::observe(double v) {
+    std::lock_guard lk(mu_);
+    size_t i = 0;
+    while (i < bounds_.size() && v > bounds_[i]) ++i;
+    ++counts_[i];
+    sum_ += v;
+    ++n_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+    std::lock_guard lk(mu_);
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    uint64_t cum = 0;
+    char buf[64];
+    for (size_t i = 0; i < bounds_.size(); ++i) {
+        cum += counts_[i];
+        std::snprintf(buf, sizeof buf, "%g", bounds_[i]);
+        out += name + "_bucket{le=\"" + buf + "\"} " + std::to_string(cum) + "\n";
+    }
+    out += name + "_bucket{le=\"+Inf\"} " + std::to_string(n_) + "\n";
+    std::snprintf(buf, sizeof buf, "%.6f", sum_);
+    out += name + "_sum " + buf + "\n" + name + "_count " + std::to_string(n_) + "\n";
+}
+
+json parse_body(const httplib::Request& req, int max_depth) {
+    json j;
+    try {
+        // The callback sees the nesting depth while parsing, so a deeply nested body is
+        // refused before it costs memory or stack.
+        j = json::parse(req.body, [max_depth](int depth, json::parse_event_t, json&) {
+            if (depth > max_depth) throw HttpError(400, "the JSON body is nested too deeply");
+            return true;
+        });
+    } catch (const HttpError&) {
+        throw;
+    } catch (const json::exception& e) {
+        throw HttpError(400, std::string("malformed JSON body: ") + e.what());
+    }
+    if (!j.is_object()) throw HttpError(400, "the request body must be a JSON object");
+    return j;
+}
+
+static const json* field(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return nullptr;
+    return &*it;
+}
+
+static HttpError type_error(const char* key, const char* want) {
+    return HttpError(400, std::string("field '") + key + "' must be " + want,
+                     "invalid_request_error", key);
+}
+
+std::optional<std::string> get_string(const json& j, const char* key) {
+    const json* v = field(j, key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) throw type_error(key, "a string");
+    return v->get<std::string>();
+}
+
+std::optional<double> get_number(const json& j, const char* key) {
+    const json* v = field(j, key);
+    if (!v) return std::nullopt;
+    if (!v->is_number()) throw type_error(key, "a number");
+    return v->get<double>();
+}
+
+std::optional<int64_t> get_int(const json& j, const char* key) {
+    const json* v = field(j, key);
+    if (!v) return std::nullopt;
+    if (v->is_number_integer()) return v->get<int64_t>();
+    if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() &&
+        std::abs(v->get<double>()) < 1e15)
+        return (int64_t)v->get<double>();
+    throw type_error(key, "an integer");
+}
+
+std::optional<bool> get_bool(const json& j, const char* key) {
+    const json* v = field(j, key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) throw type_error(key, "a boolean");
+    return v->get<bool>();
+}
+
+std::vector<std::string> get_string_list(const json& j, const char* key) {
+    const json* v = field(j, key);
+    if (!v) return {};
+    if (v->is_string()) return {v->get<std::string>()};
+    if (!v->is_array()) throw type_error(key, "a string or a list of strings");
+    std::vector<std::string> out;
+    for (auto& e : *v) {
+        if (!e.is_string()) throw type_error(key, "a string or a list of strings");
+        out.push_back(e.get<std::string>());
+    }
+    return out;
+}
+
+void reject_fields(const json& j, std::initializer_list<const char*> keys) {
+    for (const char* k : keys) {
+        auto it = j.find(k);
+        if (it == j.end() || it->is_null()) continue;
+        if (it->is_array() && it->empty()) continue;  // an empty tools list asks for nothing
+        throw HttpError(400, std::string("'") + k + "' is not implemented by lokal yet",
+                        "invalid_request_error", k);
+    }
+}
+
+std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body) {
+    std::string name = get_string(body, "model").value_or("");
+    if (name.empty()) name = s.opts.default_model;
+    if (name.empty())
+        throw HttpError(400, "field 'model' is required", "invalid_request_error", "model");
+    try {
+        return s.registry.acquire(name);
+    } catch (const ModelNotFound& e) {
+        throw HttpError(404, e.what(), "not_found_error", "model");
+    } catch (const HttpError&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw HttpError(500, "cannot load model '" + name + "': " + e.what(), "server_error");
+    }
+}
+
+std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages) {
+    if (!messages.is_array())
+        throw HttpError(400, "field 'messages' must be a list", "invalid_request_error",
+                        "messages");
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+    if (m.config && m.config->system) {
+        bool has_system = false;
+        for (auto& msg : messages)
+            has_system |= msg.is_object() && msg.value("role", "") == "system";
+        if (!has_system) msgs.push_back({{"role", "system"}, {"content", *m.config->system}});
+    }
+    if (m.config)
+        for (auto& cm : m.config->messages)
+            msgs.push_back({{"role", cm.role}, {"content", cm.content}});
+    for (auto& msg : messages) {
+        if (!msg.is_object())
+            throw HttpError(400, "each message must be an object", "invalid_request_error",
+                            "messages");
+        const std::string role = get_string(msg, "role").value_or("");
+        if (role.empty())
+            throw HttpError(400, "each message needs a 'role'", "invalid_request_error",
+                            "messages");
+        reject_fields(msg, {"images", "tool_calls"});
+        std::string content;
+        auto c = msg.find("content");
+        if (c != msg.end() && c->is_string()) {
+            content = c->get<std::string>();
+        } else if (c != msg.end() && c->is_array()) {
+            // OpenAI content parts: text parts are joined; other kinds are refused.
+            for (auto& part : *c) {
+                if (!part.is_object() || part.value("type", "") != "text" ||
+                    !part.contains("text") || !part["text"].is_string())
+                    throw HttpError(400, "only text content parts are implemented",
+                                    "invalid_request_error", "messages");
+                content += part["text"].get<std::string>();
+            }
+        } else if (c != msg.end() && !c->is_null()) {
+            throw HttpError(400, "message 'content' must be a string or a list of parts",
+                            "invalid_request_error", "messages");
+        }
+        msgs.push_back({{"role", role}, {"content", content}});
+    }
+    std::string rendered;
+    try {
+        rendered =
+            tmpl::apply_chat_template(m.chat_template, msgs, true, m.token_text(m.vocab->bos()),
+                                      m.token_text(m.vocab->eos()));
+    } catch (const std::exception& e) {
+        throw HttpError(400, std::string("the chat template failed: ") + e.what());
+    }
+    // Shipped templates write BOS themselves; the default template does not.
+    return m.vocab->tokenize(rendered, m.default_template, true);
+}
+
+std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text) {
+    return m.vocab->tokenize(text, true, true);
+}
+
+void check_prompt_fits(const ServedModel& m, size_t n, bool embed) {
+    const size_t limit = (size_t)m.ctx->n_ctx() - (embed ? 0 : 1);
+    if (n > limit)
+        throw HttpError(400,
+                        "the prompt has " + std::to_string(n) +
+                            " tokens but the context of model '" + m.name + "' holds " +
+                            std::to_string(m.ctx->n_ctx()) +
+                            (embed ? "" : " (one position must stay free for the reply)") +
+                            "; shorten the prompt or raise --ctx-size",
+                        "invalid_request_error", "prompt");
+}
+
+std::shared_ptr<SeqHandle> submit(Server::Impl& s, ServedModel& m, SeqRequest req) {
+    const size_t n = req.prompt.size();
+    auto h = m.sched->submit(std::move(req));
+    if (!h) {
+        ++s.metrics.rejected;
+        HttpError e(503, "the server is busy: the wait queue is full; retry later", "server_busy");
+        e.retry_after = 1;
+        throw e;
+    }
+    s.metrics.tokens_in += n;
+    return h;
+}
+
+void drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
+           const std::function<bool(size_t, SeqEvent&)>& on_event) {
+    using namespace std::chrono;
+    const auto start = steady_clock::now();
+    const auto deadline = start + seconds(s.opts.request_timeout_s);
+    std::vector<bool> done(handles.size(), false);
+    std::vector<steady_clock::time_point> last(handles.size(), start);
+    std::vector<bool> first(handles.size(), true);
+    size_t left = handles.size();
+    const auto wait = handles.size() == 1 ? milliseconds(100) : milliseconds(2);
+    bool alive = true;
+    SeqEvent ev;
+    while (left > 0 && alive) {
+        if (steady_clock::now() > deadline) break;
+        for (size_t i = 0; i < handles.size() && alive; ++i) {
+            if (done[i]) continue;
+            while (alive && handles[i]->next(ev, wait)) {
+                const auto now = steady_clock::now();
+                if (ev.token >= 0) {
+                    ++s.metrics.tokens_out;
+                    const double dt = duration<double>(now - last[i]).count();
+                    (first[i] ? s.metrics.ttft : s.metrics.itl).observe(dt);
+                    first[i] = false;
+                    last[i] = now;
+                }
+                const bool fin = ev.done;
+                if (fin && ev.finish_reason == "cancelled") ++s.metrics.cancelled;
+                alive = on_event(i, ev);
+                if (fin) {
+                    done[i] = true;
+                    --left;
+                    break;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < handles.size(); ++i)
+        if (!done[i]) {
+            handles[i]->cancel();
+            ++s.metrics.cancelled;
+        }
+}
+
+RequestGuard::~RequestGuard() {
+    for (auto& h : handles) h->cancel();  // a no-op for finished ones
+    if (model) s.registry.release(model, keep_alive);
+}
+
+void respond(Server::Impl& s, httplib::Response& res, bool stream, const char* content_type,
+             std::shared_ptr<RequestGuard> guard,
+             std::function<std::string(size_t, SeqEvent&)> on_event,
+             std::function<std::string()> at_end) {
+    if (!stream) {
+        std::string error;
+        drive(s, guard->handles, [&](size_t i, SeqEvent& ev) {
+            if (ev.finish_reason == "error") error = ev.error;
+            on_event(i, ev);
+            return true;
+        });
+        if (!error.empty()) throw HttpError(500, error, "server_error");
+        res.set_content(at_end(), content_type);
+        return;
+    }
+    res.status = 200;
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        content_type, [&s, guard, on_event, at_end](size_t, httplib::DataSink& sink) {
+            bool ok = true;
+            drive(s, guard->handles, [&](size_t i, SeqEvent& ev) {
+                const std::string chunk = on_event(i, ev);
+                if (!chunk.empty()) ok = sink.write(chunk.data(), chunk.size());
+                return ok;  // a failed write: the client went away; drive cancels the rest
+            });
+            if (ok) {
+                const std::string last = at_end();
+                if (!last.empty()) sink.write(last.data(), last.size());
+                sink.done();
+            }
+            return ok;
+        });
+}
+
+void send_error(httplib::Response& res, Api api, const HttpError& e) {
+    res.status = e.status;
+    if (e.retry_after > 0) res.set_header("Retry-After", std::to_string(e.retry_after));
+    json body;
+    if (api == Api::OpenAI) {
+        body = {{"error",
+                 {{"message", e.what()},
+                  {"type", e.type},
+                  {"param", e.param.empty() ? json() : json(e.param)},
+                  {"code", e.status == 404 ? json("model_not_found") : json()}}}};
+    } else {
+        body = {{"error", e.what()}};
+    }
+    res.set_content(body.dump(), "application/json");
+}
+
+httplib::Server::Handler guarded(
+    Server::Impl& s, Api api, std::function<void(const httplib::Request&, httplib::Response&)> fn) {
+    return [&s, api, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            fn(req, res);
+            if (res.status == -1) res.status = 200;
+        } catch (const HttpError& e) {
+            send_error(res, api, e);
+        } catch (const std::exception& e) {
+            send_error(res, api, HttpError(500, e.what(), "server_error"));
+        }
+        {
+            std::lock_guard lk(s.metrics.mu);
+            ++s.metrics.requests[{req.path, res.status}];
+        }
+        // One structured line per request (streams log when their headers go out).
+        std::fprintf(
+            stderr, "{\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"ms\":%.1f}\n",
+            req.method.c_str(), req.path.c_str(), res.status,
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+    };
+}
+
+int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string rfc3339_now() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    const long us =
+        (long)(std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
+                   .count() %
+               1000000);
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+    return buf;
+}
+
+uint64_t random_seed() {
+    static std::mutex mu;
+    static std::mt19937_64 rng{std::random_device{}()};
+    std::lock_guard lk(mu);
+    return rng();
+}
+
+std::string random_id(const char* prefix) {
+    static const char* hex = "0123456789abcdef";
+    uint64_t r = random_seed();
+    std::string s = prefix;
+    for (int i = 0; i < 16; ++i, r >>= 4) s += hex[r & 15];
+    return s;
+}
+
+}  // namespace lokal::server

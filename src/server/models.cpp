@@ -1,0 +1,245 @@
+#include "server/models.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "store/store.h"
+
+namespace lokal::server {
+
+namespace fs = std::filesystem;
+
+// Plain "role: text" lines; BOS comes from tokenization (see build_chat_prompt).
+const char* const kDefaultChatTemplate =
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}";
+
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    try {
+        size_t used = 0;
+        const double v = std::stod(s, &used);
+        if (used == s.size()) return std::chrono::milliseconds((int64_t)(v * 1000));
+    } catch (...) {
+    }
+    // Go-style: sequence of <number><unit> with units h, m, s, ms.
+    int64_t total = 0;
+    bool neg = false;
+    size_t i = 0;
+    if (s[0] == '-') neg = true, i = 1;
+    while (i < s.size()) {
+        size_t j = i;
+        while (j < s.size() && (isdigit((unsigned char)s[j]) || s[j] == '.')) ++j;
+        if (j == i) return std::nullopt;
+        const double v = std::stod(s.substr(i, j - i));
+        size_t k = j;
+        while (k < s.size() && isalpha((unsigned char)s[k])) ++k;
+        const std::string unit = s.substr(j, k - j);
+        double ms;
+        if (unit == "h")
+            ms = v * 3600e3;
+        else if (unit == "m")
+            ms = v * 60e3;
+        else if (unit == "s")
+            ms = v * 1e3;
+        else if (unit == "ms")
+            ms = v;
+        else
+            return std::nullopt;
+        total += (int64_t)ms;
+        i = k;
+    }
+    return std::chrono::milliseconds(neg ? -total : total);
+}
+
+ModelRegistry::ModelRegistry(ModelOptions opts) : opts_(std::move(opts)) {
+    sweeper_ = std::thread([this] {
+        std::unique_lock lk(mu_);
+        while (!stop_) {
+            cv_.wait_for(lk, std::chrono::milliseconds(250));
+            lk.unlock();
+            sweep();
+            lk.lock();
+        }
+    });
+}
+
+ModelRegistry::~ModelRegistry() {
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    sweeper_.join();
+}
+
+std::string ModelRegistry::resolve_path(const std::string& name) const {
+    std::error_code ec;
+    if (!opts_.models_dir.empty()) {
+        for (const std::string& cand :
+             {opts_.models_dir + "/" + name + ".gguf", opts_.models_dir + "/" + name})
+            if (fs::is_regular_file(cand, ec)) return cand;
+    }
+    if (fs::is_regular_file(name, ec)) return name;
+    try {
+        if (auto p = store::resolve_model(name, opts_.store_dir)) return *p;
+    } catch (const std::exception&) {
+    }
+    return {};
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
+    const std::string path = resolve_path(name);
+    if (path.empty())
+        throw ModelNotFound("model '" + name +
+                            "' not found: no such file, and no model of that name in " +
+                            (opts_.models_dir.empty() ? "" : "the models dir or ") + "the store");
+    auto m = std::make_shared<ServedModel>();
+    const auto t0 = Clock::now();
+    m->name = name;
+    m->path = path;
+    try {
+        if (!fs::is_regular_file(name)) m->config = store::load_model_config(name, opts_.store_dir);
+    } catch (const std::exception&) {
+    }
+    m->model = Model::load(path);
+    m->vocab = Vocab::from_gguf(*m->model->file);
+    if (m->vocab->n_tokens() != m->model->hp.n_vocab)
+        throw std::runtime_error(
+            "the vocabulary and the model's embedding disagree on the vocabulary size");
+    if (m->config && m->config->chat_template) m->chat_template = *m->config->chat_template;
+    if (m->chat_template.empty())
+        if (auto t = m->model->file->get_string("tokenizer.chat_template"))
+            m->chat_template = std::string(*t);
+    if (m->chat_template.empty()) {
+        m->chat_template = kDefaultChatTemplate;
+        m->default_template = true;
+        std::fprintf(
+            stderr,
+            "lokal serve: model '%s' has no chat template; using the default 'role: text' format\n",
+            name.c_str());
+    }
+    ContextParams cp;
+    cp.n_ctx = opts_.n_ctx;
+    if (cp.n_ctx <= 0 && m->config && m->config->parameters.num_ctx)
+        cp.n_ctx = *m->config->parameters.num_ctx;
+    cp.n_seq_max = std::max(1, opts_.parallel);
+    cp.n_threads = opts_.n_threads;
+    cp.n_batch = opts_.n_batch;
+    m->ctx = std::make_unique<Context>(*m->model, cp);
+    SchedulerParams sp;
+    sp.max_running = std::max(1, opts_.parallel);
+    sp.max_queue = opts_.max_queue;
+    sp.step_tokens = opts_.n_batch;
+    sp.prefix_cache = opts_.prefix_cache;
+    m->sched = std::make_unique<Scheduler>(*m->ctx, *m->vocab, sp);
+    m->load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    m->loaded_at = std::chrono::system_clock::now();
+    m->last_used = Clock::now();
+    std::fprintf(stderr, "lokal serve: loaded '%s' (%s) in %.0f ms, context %d, %d KV blocks\n",
+                 name.c_str(), path.c_str(), m->load_ms, m->ctx->n_ctx(),
+                 m->ctx->cache().n_blocks());
+    return m;
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
+    {
+        std::lock_guard lk(mu_);
+        auto it = models_.find(name);
+        if (it != models_.end()) {
+            ++it->second->active;
+            it->second->last_used = Clock::now();
+            return it->second;
+        }
+    }
+    std::lock_guard load_lk(load_mu_);
+    {
+        std::lock_guard lk(mu_);  // another request may have loaded it meanwhile
+        auto it = models_.find(name);
+        if (it != models_.end()) {
+            ++it->second->active;
+            return it->second;
+        }
+    }
+    auto m = load(name);
+    std::lock_guard lk(mu_);
+    // Make room: unload idle models least recently used first.
+    while ((int)models_.size() >= std::max(1, opts_.max_loaded)) {
+        auto victim = models_.end();
+        for (auto it = models_.begin(); it != models_.end(); ++it)
+            if (it->second->active == 0 &&
+                (victim == models_.end() || it->second->last_used < victim->second->last_used))
+                victim = it;
+        if (victim == models_.end()) break;  // all busy: go over the limit rather than fail
+        std::fprintf(stderr, "lokal serve: unloading '%s' (least recently used)\n",
+                     victim->first.c_str());
+        models_.erase(victim);
+    }
+    ++m->active;
+    models_[name] = m;
+    return m;
+}
+
+void ModelRegistry::release(const std::shared_ptr<ServedModel>& m,
+                            std::optional<std::chrono::milliseconds> keep_alive) {
+    std::lock_guard lk(mu_);
+    --m->active;
+    m->last_used = Clock::now();
+    const auto ka = keep_alive.value_or(opts_.keep_alive);
+    if (ka.count() < 0)
+        m->expires.reset();
+    else
+        m->expires = Clock::now() + ka;
+}
+
+void ModelRegistry::unload(const std::string& name) {
+    std::lock_guard lk(mu_);
+    models_.erase(name);
+}
+
+void ModelRegistry::sweep() {
+    std::vector<std::shared_ptr<ServedModel>> dropped;  // destroyed outside the lock
+    {
+        std::lock_guard lk(mu_);
+        const auto now = Clock::now();
+        for (auto it = models_.begin(); it != models_.end();) {
+            if (it->second->active == 0 && it->second->expires && *it->second->expires <= now) {
+                std::fprintf(stderr, "lokal serve: unloading '%s' (keep_alive expired)\n",
+                             it->first.c_str());
+                dropped.push_back(std::move(it->second));
+                it = models_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+}
+
+std::vector<std::shared_ptr<ServedModel>> ModelRegistry::loaded() const {
+    std::lock_guard lk(mu_);
+    std::vector<std::shared_ptr<ServedModel>> out;
+    for (auto& [_, m] : models_) out.push_back(m);
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a->name < b->name; });
+    return out;
+}
+
+std::vector<ModelListing> ModelRegistry::available() const {
+    std::vector<ModelListing> out;
+    std::error_code ec;
+    if (!opts_.models_dir.empty())
+        for (auto& e : fs::directory_iterator(opts_.models_dir, ec)) {
+            if (!e.is_regular_file(ec) || e.path().extension() != ".gguf") continue;
+            out.push_back({e.path().stem().string(), e.path().string(), (uint64_t)e.file_size(ec),
+                           e.last_write_time(ec)});
+        }
+    try {
+        store::Store st(opts_.store_dir.empty() ? store::default_store_dir() : opts_.store_dir);
+        for (auto& e : st.list()) out.push_back({e.name.display(), "", e.size, e.modified});
+    } catch (const std::exception&) {
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
+    return out;
+}
+
+}  // namespace lokal::server

@@ -1,0 +1,113 @@
+// Models the server has loaded: each with its own Context (paged KV pool) and Scheduler
+// loop. Loaded on demand by name (a GGUF path, a file in --models-dir, or a store name),
+// kept for keep_alive after their last request, unloaded least recently used when more
+// than max_loaded are needed. Requests hold a shared_ptr, so an unloaded model stays
+// alive until its last request ends.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/context.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+#include "store/resolve.h"
+#include "tokenizer/vocab.h"
+
+namespace lokal::server {
+
+using Clock = std::chrono::steady_clock;
+
+// Thrown when a model cannot be found or loaded; the server answers 404 or 500.
+struct ModelNotFound : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Used when a model ships no chat template (documented in docs/SERVER.md).
+extern const char* const kDefaultChatTemplate;
+
+struct ServedModel {
+    std::string name;  // as the client named it
+    std::string path;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Vocab> vocab;
+    std::optional<store::ModelConfig> config;
+    std::string chat_template;
+    bool default_template = false;
+    std::unique_ptr<Context> ctx;  // destroyed after sched (declared before it)
+    std::unique_ptr<Scheduler> sched;
+    double load_ms = 0;
+    std::chrono::system_clock::time_point loaded_at;
+
+    // Guarded by the registry's mutex.
+    int active = 0;
+    Clock::time_point last_used;
+    std::optional<Clock::time_point> expires;  // nullopt: never
+
+    std::string token_text(int32_t id) const {
+        return id >= 0 ? vocab->token_to_piece(id, true) : std::string();
+    }
+};
+
+struct ModelOptions {
+    std::string store_dir;   // "" = default
+    std::string models_dir;  // GGUF files listed by /api/tags, addressed by file stem
+    int n_ctx = 0;           // 0: the model's, at most 4096
+    int parallel = 4;
+    int n_threads = 0;
+    int n_batch = 512;
+    int max_queue = 64;
+    int max_loaded = 3;
+    bool prefix_cache = true;
+    std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
+};
+
+struct ModelListing {
+    std::string name, path;
+    uint64_t size = 0;
+    std::filesystem::file_time_type modified;
+};
+
+class ModelRegistry {
+  public:
+    explicit ModelRegistry(ModelOptions opts);
+    ~ModelRegistry();
+
+    // Loaded (or loads) the model and marks a request as active on it; release() ends it.
+    std::shared_ptr<ServedModel> acquire(const std::string& name);
+    // keep_alive: how long to keep the model after this request (nullopt: the default).
+    void release(const std::shared_ptr<ServedModel>& m,
+                 std::optional<std::chrono::milliseconds> keep_alive);
+    void unload(const std::string& name);
+
+    std::vector<std::shared_ptr<ServedModel>> loaded() const;
+    std::vector<ModelListing> available() const;  // models-dir files and the store
+    const ModelOptions& options() const { return opts_; }
+    std::string resolve_path(const std::string& name) const;  // "" when not found
+
+  private:
+    std::shared_ptr<ServedModel> load(const std::string& name);
+    void sweep();
+
+    ModelOptions opts_;
+    mutable std::mutex mu_;
+    std::mutex load_mu_;  // one load at a time
+    std::unordered_map<std::string, std::shared_ptr<ServedModel>> models_;
+    bool stop_ = false;
+    std::condition_variable cv_;
+    std::thread sweeper_;
+};
+
+// Parses Ollama-style durations: a number of seconds, or "5m", "1h30m", "10s", "-1".
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& s);
+
+}  // namespace lokal::server

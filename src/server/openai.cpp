@@ -1,0 +1,437 @@
+// OpenAI API: /v1/chat/completions, /v1/completions, /v1/embeddings.
+#include <chrono>
+#include <cstring>
+
+#include "server/server_impl.h"
+
+namespace lokal::server {
+
+namespace {
+
+const char* finish_reason(const std::string& f) {
+    return f == "length" || f == "context" ? "length" : "stop";
+}
+
+double ranged(const json& b, const char* key, double lo, double hi, double def) {
+    auto v = get_number(b, key);
+    if (!v) return def;
+    if (*v < lo || *v > hi)
+        throw HttpError(400,
+                        std::string("'") + key + "' must be between " + std::to_string(lo) +
+                            " and " + std::to_string(hi),
+                        "invalid_request_error", key);
+    return *v;
+}
+
+// The sampling fields both completion endpoints share.
+SeqRequest make_request(const ServedModel& m, const json& b) {
+    SeqRequest r;
+    SamplerParams& sp = r.sampling;
+    // OpenAI semantics: no top-k / min-p filtering unless asked.
+    sp.top_k = 0;
+    sp.min_p = 0;
+    sp.temperature = (float)ranged(b, "temperature", 0, 2, 1.0);
+    sp.top_p = (float)ranged(b, "top_p", 0, 1, 1.0);
+    sp.presence_penalty = (float)ranged(b, "presence_penalty", -2, 2, 0);
+    sp.frequency_penalty = (float)ranged(b, "frequency_penalty", -2, 2, 0);
+    sp.penalty_last_n = -1;
+    auto seed = get_int(b, "seed");
+    sp.seed = seed ? (uint64_t)*seed : random_seed();
+    if (auto v = get_int(b, "max_completion_tokens"))
+        r.n_predict = (int)*v;
+    else if (auto v2 = get_int(b, "max_tokens"))
+        r.n_predict = (int)*v2;
+    if (r.n_predict < -1 || r.n_predict == 0)
+        if (b.contains("max_tokens") || b.contains("max_completion_tokens"))
+            throw HttpError(400, "'max_tokens' must be at least 1", "invalid_request_error",
+                            "max_tokens");
+    r.stop = get_string_list(b, "stop");
+    if (r.stop.size() > 4)
+        throw HttpError(400, "at most 4 stop sequences are allowed", "invalid_request_error",
+                        "stop");
+    if (m.config)
+        for (auto& s : m.config->parameters.stop) r.stop.push_back(s);
+    if (auto it = b.find("logit_bias"); it != b.end() && !it->is_null()) {
+        if (!it->is_object())
+            throw HttpError(400, "'logit_bias' must be an object", "invalid_request_error",
+                            "logit_bias");
+        for (auto& [k, v] : it->items()) {
+            int32_t id = -1;
+            try {
+                size_t used = 0;
+                id = std::stoi(k, &used);
+                if (used != k.size()) id = -1;
+            } catch (...) {
+            }
+            if (id < 0 || id >= m.vocab->n_tokens() || !v.is_number() || v.get<double>() < -100 ||
+                v.get<double>() > 100)
+                throw HttpError(
+                    400, "'logit_bias' maps token ids of this model to numbers in [-100, 100]",
+                    "invalid_request_error", "logit_bias");
+            sp.logit_bias.push_back({id, v.get<float>()});
+        }
+    }
+    return r;
+}
+
+int choices_n(const json& b) {
+    const int64_t n = get_int(b, "n").value_or(1);
+    if (n < 1 || n > 16)
+        throw HttpError(400, "'n' must be between 1 and 16", "invalid_request_error", "n");
+    return (int)n;
+}
+
+json bytes_of(const std::string& s) {
+    json a = json::array();
+    for (unsigned char c : s) a.push_back(c);
+    return a;
+}
+
+struct Choice {
+    std::string text;
+    std::string finish;
+    json logprobs_chat = json::array();
+    json lp_tokens = json::array(), lp_values = json::array(), lp_top = json::array(),
+         lp_offsets = json::array();
+    int prompt_tokens = 0, completion_tokens = 0, cached = 0;
+    bool started = false;
+};
+
+struct Job {
+    std::string id;
+    int64_t created = unix_now();
+    std::string model;
+    bool chat = true;
+    int top_logprobs = -1;
+    bool include_usage = false;
+    std::vector<Choice> choices;
+
+    json usage() const {
+        int p = 0, c = 0, cached = 0;
+        for (auto& ch : choices) c += ch.completion_tokens;
+        if (!choices.empty()) p = choices[0].prompt_tokens, cached = choices[0].cached;
+        return {{"prompt_tokens", p},
+                {"completion_tokens", c},
+                {"total_tokens", p + c},
+                {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+    }
+};
+
+// Logprob entries for one token event, in both response shapes.
+void add_logprobs(Job& job, Choice& ch, const ServedModel& m, const SeqEvent& ev, json* chunk_lp) {
+    if (job.top_logprobs < 0 || ev.token < 0) return;
+    const std::string tok = m.vocab->token_to_piece(ev.token, true);
+    if (job.chat) {
+        json top = json::array();
+        for (auto& t : ev.top) {
+            const std::string s = m.vocab->token_to_piece(t.token, true);
+            top.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}});
+        }
+        json e = {{"token", tok},
+                  {"logprob", ev.logprob},
+                  {"bytes", bytes_of(tok)},
+                  {"top_logprobs", top}};
+        ch.logprobs_chat.push_back(e);
+        if (chunk_lp) *chunk_lp = {{"content", json::array({e})}};
+    } else {
+        json top = json::object();
+        for (auto& t : ev.top) top[m.vocab->token_to_piece(t.token, true)] = t.logprob;
+        ch.lp_offsets.push_back(ch.text.size());
+        ch.lp_tokens.push_back(tok);
+        ch.lp_values.push_back(ev.logprob);
+        ch.lp_top.push_back(top);
+        if (chunk_lp)
+            *chunk_lp = {{"tokens", {tok}},
+                         {"token_logprobs", {ev.logprob}},
+                         {"top_logprobs", {top}},
+                         {"text_offset", {ch.text.size()}}};
+    }
+}
+
+void run(Server::Impl& s, httplib::Response& res, const json& body,
+         std::shared_ptr<RequestGuard> guard, std::vector<SeqRequest> reqs,
+         std::shared_ptr<Job> job) {
+    const bool stream = get_bool(body, "stream").value_or(false);
+    if (auto it = body.find("stream_options"); it != body.end() && it->is_object())
+        job->include_usage = get_bool(*it, "include_usage").value_or(false);
+    job->choices.resize(reqs.size());
+    for (auto& r : reqs) guard->handles.push_back(submit(s, *guard->model, std::move(r)));
+    const ServedModel* m = guard->model.get();
+    const std::string object = job->chat ? "chat.completion.chunk" : "text_completion";
+    auto chunk = [job, object](json choice) {
+        return "data: " +
+               json{{"id", job->id},
+                    {"object", object},
+                    {"created", job->created},
+                    {"model", job->model},
+                    {"system_fingerprint", "lokal"},
+                    {"choices", json::array({choice})}}
+                   .dump() +
+               "\n\n";
+    };
+    auto on_event = [job, m, stream, chunk](size_t i, SeqEvent& ev) -> std::string {
+        Choice& ch = job->choices[i];
+        json lp;
+        add_logprobs(*job, ch, *m, ev, stream ? &lp : nullptr);
+        std::string out;
+        if (stream && ev.done && ev.finish_reason == "error")
+            return "data: " +
+                   json{{"error", {{"message", ev.error}, {"type", "server_error"}}}}.dump() +
+                   "\n\n";
+        if (stream && job->chat && !ch.started)
+            out += chunk({{"index", i},
+                          {"delta", {{"role", "assistant"}, {"content", ""}}},
+                          {"logprobs", nullptr},
+                          {"finish_reason", nullptr}});
+        ch.started = true;
+        ch.text += ev.text;
+        if (ev.done) {
+            ch.finish = finish_reason(ev.finish_reason);
+            ch.prompt_tokens = ev.prompt_tokens;
+            ch.completion_tokens = ev.completion_tokens;
+            ch.cached = ev.cached_tokens;
+        }
+        if (!stream) return out;
+        if (!ev.text.empty() || !lp.is_null()) {
+            json c = {
+                {"index", i}, {"logprobs", lp.is_null() ? json() : lp}, {"finish_reason", nullptr}};
+            if (job->chat)
+                c["delta"] = {{"content", ev.text}};
+            else
+                c["text"] = ev.text;
+            out += chunk(c);
+        }
+        if (ev.done && ev.finish_reason != "cancelled") {
+            json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", ch.finish}};
+            if (job->chat)
+                c["delta"] = json::object();
+            else
+                c["text"] = "";
+            out += chunk(c);
+        }
+        return out;
+    };
+    auto at_end = [job, stream]() -> std::string {
+        if (stream) {
+            std::string out;
+            if (job->include_usage)
+                out += "data: " +
+                       json{{"id", job->id},
+                            {"object", "chat.completion.chunk"},
+                            {"created", job->created},
+                            {"model", job->model},
+                            {"choices", json::array()},
+                            {"usage", job->usage()}}
+                           .dump() +
+                       "\n\n";
+            return out + "data: [DONE]\n\n";
+        }
+        json choices = json::array();
+        for (size_t i = 0; i < job->choices.size(); ++i) {
+            const Choice& ch = job->choices[i];
+            json c = {{"index", i}, {"finish_reason", ch.finish}};
+            if (job->chat) {
+                c["message"] = {{"role", "assistant"}, {"content", ch.text}};
+                c["logprobs"] =
+                    job->top_logprobs >= 0 ? json{{"content", ch.logprobs_chat}} : json();
+            } else {
+                c["text"] = ch.text;
+                c["logprobs"] = job->top_logprobs >= 0 ? json{{"tokens", ch.lp_tokens},
+                                                              {"token_logprobs", ch.lp_values},
+                                                              {"top_logprobs", ch.lp_top},
+                                                              {"text_offset", ch.lp_offsets}}
+                                                       : json();
+            }
+            choices.push_back(c);
+        }
+        return json{{"id", job->id},
+                    {"object", job->chat ? "chat.completion" : "text_completion"},
+                    {"created", job->created},
+                    {"model", job->model},
+                    {"system_fingerprint", "lokal"},
+                    {"choices", choices},
+                    {"usage", job->usage()}}
+            .dump();
+    };
+    respond(s, res, stream, stream ? "text/event-stream" : "application/json", guard, on_event,
+            at_end);
+}
+
+// The OpenAI clients ask for base64 by default: little-endian float32 bytes.
+std::string base64_floats(const std::vector<float>& v) {
+    static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string bytes(v.size() * 4, '\0');
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    std::string out;
+    for (size_t i = 0; i < bytes.size(); i += 3) {
+        const size_t n = std::min<size_t>(3, bytes.size() - i);
+        uint32_t x = 0;
+        for (size_t k = 0; k < 3; ++k) x = x << 8 | (k < n ? (uint8_t)bytes[i + k] : 0);
+        for (size_t k = 0; k < 4; ++k) out += k <= n ? tbl[(x >> (18 - 6 * k)) & 63] : '=';
+    }
+    return out;
+}
+
+void check_response_format(const json& body) {
+    auto it = body.find("response_format");
+    if (it == body.end() || it->is_null()) return;
+    if (it->is_object() && it->value("type", "") == "text") return;
+    throw HttpError(
+        400, "'response_format' other than {\"type\": \"text\"} is not implemented by lokal yet",
+        "invalid_request_error", "response_format");
+}
+
+}  // namespace
+
+void register_openai(Server::Impl& s) {
+    s.http.Post("/v1/chat/completions",
+                guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+                    const json body = parse_body(req, s.opts.max_json_depth);
+                    reject_fields(body, {"tools", "functions", "tool_choice", "function_call",
+                                         "audio", "prediction"});
+                    check_response_format(body);
+                    if (!body.contains("messages"))
+                        throw HttpError(400, "field 'messages' is required",
+                                        "invalid_request_error", "messages");
+                    const int n = choices_n(body);
+                    auto job = std::make_shared<Job>();
+                    job->id = random_id("chatcmpl-");
+                    if (get_bool(body, "logprobs").value_or(false)) {
+                        job->top_logprobs = (int)get_int(body, "top_logprobs").value_or(0);
+                        if (job->top_logprobs < 0 || job->top_logprobs > 20)
+                            throw HttpError(400, "'top_logprobs' must be between 0 and 20",
+                                            "invalid_request_error", "top_logprobs");
+                    }
+                    auto guard = std::make_shared<RequestGuard>(
+                        RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+                    const ServedModel& m = *guard->model;
+                    job->model = m.name;
+                    const std::vector<int32_t> prompt = chat_prompt(m, body["messages"]);
+                    check_prompt_fits(m, prompt.size());
+                    std::vector<SeqRequest> reqs;
+                    for (int i = 0; i < n; ++i) {
+                        SeqRequest r = make_request(m, body);
+                        r.prompt = prompt;
+                        r.top_logprobs = job->top_logprobs;
+                        r.sampling.seed +=
+                            (uint64_t)i;  // n choices from one seed differ but reproduce
+                        reqs.push_back(std::move(r));
+                    }
+                    run(s, res, body, guard, std::move(reqs), job);
+                }));
+    s.http.Post(
+        "/v1/completions",
+        guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+            const json body = parse_body(req, s.opts.max_json_depth);
+            reject_fields(body, {"suffix", "tools"});
+            if (get_bool(body, "echo").value_or(false))
+                throw HttpError(400, "'echo' is not implemented by lokal yet",
+                                "invalid_request_error", "echo");
+            if (get_int(body, "best_of").value_or(1) != 1)
+                throw HttpError(400, "'best_of' other than 1 is not implemented by lokal yet",
+                                "invalid_request_error", "best_of");
+            const int n = choices_n(body);
+            auto job = std::make_shared<Job>();
+            job->id = random_id("cmpl-");
+            job->chat = false;
+            if (auto lp = get_int(body, "logprobs")) {
+                if (*lp < 0 || *lp > 20)
+                    throw HttpError(400, "'logprobs' must be between 0 and 20",
+                                    "invalid_request_error", "logprobs");
+                job->top_logprobs = (int)*lp;
+            }
+            auto guard = std::make_shared<RequestGuard>(
+                RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+            const ServedModel& m = *guard->model;
+            job->model = m.name;
+            std::vector<int32_t> prompt;
+            auto it = body.find("prompt");
+            if (it == body.end() || it->is_null())
+                throw HttpError(400, "field 'prompt' is required", "invalid_request_error",
+                                "prompt");
+            if (it->is_string()) {
+                prompt = text_prompt(m, it->get<std::string>());
+            } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
+                prompt = text_prompt(m, (*it)[0].get<std::string>());
+            } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
+                for (auto& t : *it) {
+                    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+                        t.get<int64_t>() >= m.vocab->n_tokens())
+                        throw HttpError(400, "'prompt' holds an invalid token id",
+                                        "invalid_request_error", "prompt");
+                    prompt.push_back(t.get<int32_t>());
+                }
+            } else {
+                throw HttpError(
+                    400,
+                    "'prompt' must be a string, a list of one string, or a list of token ids "
+                    "(several prompts in one request are not implemented yet)",
+                    "invalid_request_error", "prompt");
+            }
+            check_prompt_fits(m, prompt.size());
+            std::vector<SeqRequest> reqs;
+            for (int i = 0; i < n; ++i) {
+                SeqRequest r = make_request(m, body);
+                r.prompt = prompt;
+                r.top_logprobs = job->top_logprobs;
+                r.sampling.seed += (uint64_t)i;
+                reqs.push_back(std::move(r));
+            }
+            run(s, res, body, guard, std::move(reqs), job);
+        }));
+    s.http.Post(
+        "/v1/embeddings",
+        guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+            const json body = parse_body(req, s.opts.max_json_depth);
+            reject_fields(body, {"dimensions"});
+            const std::string format = get_string(body, "encoding_format").value_or("float");
+            if (format != "float" && format != "base64")
+                throw HttpError(400, "'encoding_format' must be \"float\" or \"base64\"",
+                                "invalid_request_error", "encoding_format");
+            if (!body.contains("input"))
+                throw HttpError(400, "field 'input' is required", "invalid_request_error", "input");
+            auto guard = std::make_shared<RequestGuard>(
+                RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+            const ServedModel& m = *guard->model;
+            std::vector<std::vector<int32_t>> prompts;
+            const json& in = body["input"];
+            if (in.is_array() && !in.empty() && in[0].is_number_integer()) {
+                prompts.push_back(in.get<std::vector<int32_t>>());
+            } else {
+                for (auto& t : get_string_list(body, "input")) prompts.push_back(text_prompt(m, t));
+            }
+            std::vector<SeqRequest> reqs;
+            for (auto& p : prompts) {
+                check_prompt_fits(m, p.size(), true);
+                SeqRequest r;
+                r.embed = true;
+                r.prompt = p;
+                reqs.push_back(std::move(r));
+            }
+            for (auto& r : reqs) guard->handles.push_back(submit(s, *guard->model, std::move(r)));
+            std::vector<std::vector<float>> out(reqs.size());
+            int tokens = 0;
+            respond(
+                s, res, false, "application/json", guard,
+                [&](size_t i, SeqEvent& ev) {
+                    if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
+                    return std::string();
+                },
+                [&]() -> std::string {
+                    json data = json::array();
+                    for (size_t i = 0; i < out.size(); ++i)
+                        data.push_back(
+                            {{"object", "embedding"},
+                             {"index", i},
+                             {"embedding",
+                              format == "base64" ? json(base64_floats(out[i])) : json(out[i])}});
+                    return json{{"object", "list"},
+                                {"data", data},
+                                {"model", m.name},
+                                {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}}
+                        .dump();
+                });
+        }));
+}
+
+}  // namespace lokal::server

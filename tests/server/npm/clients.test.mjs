@@ -1,0 +1,80 @@
+// The real npm clients against a live `lokal serve`: LOKAL_BIN (the built binary) and
+// LOKAL_SHARED (test data) come from the environment; the server is started here.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import OpenAI from 'openai';
+import { Ollama } from 'ollama';
+
+const BIN = process.env.LOKAL_BIN ?? '../../../build/bin/lokal';
+const SHARED = process.env.LOKAL_SHARED ?? '../../../../shared';
+const PORT = 21000 + (process.pid % 10000);
+const BASE = `http://127.0.0.1:${PORT}`;
+let server;
+
+before(async () => {
+  server = spawn(BIN, ['serve', '--port', String(PORT), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
+                       '-c', '256', '-t', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(`${BASE}/health`)).ok) return; } catch {}
+    await new Promise(r => setTimeout(r, 100));
+  }
+  throw new Error('lokal serve did not start');
+});
+after(() => server?.kill('SIGTERM'));
+
+const openai = () => new OpenAI({ baseURL: `${BASE}/v1`, apiKey: 'unused', maxRetries: 0 });
+const ollama = () => new Ollama({ host: BASE });
+
+test('openai: chat, completion, streaming, models, embeddings', async () => {
+  const c = openai();
+  const chat = await c.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }],
+                                                 max_tokens: 8, temperature: 0 });
+  assert.equal(chat.choices[0].finish_reason, 'length');
+  assert.equal(chat.usage.completion_tokens, 8);
+  const cmpl = await c.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 6 });
+  assert.ok(cmpl.choices[0].text.length > 0);
+  const stream = await c.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }],
+                                                   max_tokens: 8, temperature: 0, stream: true });
+  let text = '';
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+  assert.equal(text, chat.choices[0].message.content);
+  const models = await c.models.list();
+  assert.ok(models.data.some(m => m.id === 'stories260K'));
+  const emb = await c.embeddings.create({ model: 'stories260K', input: ['a cat', 'a dog'] });
+  assert.equal(emb.data.length, 2);
+});
+
+test('openai: abort mid-stream and error cases', async () => {
+  const c = openai();
+  const stream = await c.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }],
+                                                   max_tokens: 200, stream: true });
+  let n = 0;
+  for await (const _ of stream) { if (++n === 3) { stream.controller.abort(); break; } }
+  await assert.rejects(c.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }],
+                                                   tools: [{ type: 'function', function: { name: 'f' } }] }),
+                       e => e.status === 400 && /tools/.test(e.message));
+  await assert.rejects(c.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
+                       e => e.status === 404);
+});
+
+test('ollama: generate, chat stream, abort, list, embed, errors', async () => {
+  const o = ollama();
+  const g = await o.generate({ model: 'stories260K', prompt: 'Once', raw: true, options: { num_predict: 5 } });
+  assert.equal(g.done, true);
+  assert.equal(g.eval_count, 5);
+  const s = await o.chat({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], stream: true,
+                           options: { num_predict: 6 } });
+  let parts = 0, last;
+  for await (const part of s) { parts++; last = part; }
+  assert.ok(parts >= 2);
+  assert.equal(last.done, true);
+  const long = await o.generate({ model: 'stories260K', prompt: 'Once', stream: true, options: { num_predict: 200 } });
+  let k = 0;
+  for await (const _ of long) { if (++k === 2) { long.abort(); break; } }
+  const list = await o.list();
+  assert.ok(list.models.some(m => m.name === 'stories260K'));
+  const e = await o.embed({ model: 'stories260K', input: 'a cat' });
+  assert.equal(e.embeddings.length, 1);
+  await assert.rejects(o.generate({ model: 'nope', prompt: 'x' }), err => err.status_code === 404);
+});

@@ -1,0 +1,226 @@
+// The continuous-batching scheduler: batch invariance, prefix caching, preemption,
+// cancellation, the bounded queue and embeddings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/scheduler.h"
+#include "shared_path.h"
+
+namespace lokal {
+namespace {
+
+struct Loaded {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Vocab> vocab;
+};
+
+const Loaded& stories() {
+    static Loaded l = [] {
+        Loaded x;
+        x.model = Model::load(test::shared_path("models/stories260K.gguf"));
+        x.vocab = Vocab::from_gguf(*x.model->file);
+        return x;
+    }();
+    return l;
+}
+
+struct Result {
+    std::string text;
+    std::vector<int32_t> tokens;
+    SeqEvent last;
+};
+
+Result collect(SeqHandle& h) {
+    Result r;
+    SeqEvent ev;
+    for (;;) {
+        if (!h.next(ev, std::chrono::seconds(60))) {
+            ADD_FAILURE() << "timed out waiting for the scheduler";
+            return r;
+        }
+        r.text += ev.text;
+        if (ev.token >= 0) r.tokens.push_back(ev.token);
+        if (ev.done) {
+            r.last = ev;
+            return r;
+        }
+    }
+}
+
+SeqRequest greedy(const std::string& prompt, int n) {
+    SeqRequest r;
+    r.prompt = stories().vocab->tokenize(prompt, true, false);
+    r.n_predict = n;
+    r.sampling.temperature = 0;
+    r.ignore_eos = true;
+    return r;
+}
+
+const std::vector<std::string> kPrompts = {"Once upon a time", "The little dog",
+                                           "Lily went to the park and", "One day, a big bear"};
+
+ContextParams params(int n_ctx, int n_seq) {
+    ContextParams cp;
+    cp.n_ctx = n_ctx;
+    cp.n_seq_max = n_seq;
+    cp.n_threads = 2;
+    return cp;
+}
+
+TEST(Scheduler, GreedyOutputSameAloneAndBesideFifteenOthers) {
+    const Loaded& m = stories();
+    std::vector<Result> solo;
+    {
+        Context ctx(*m.model, params(256, 1));
+        SchedulerParams sp;
+        sp.max_running = 1;
+        sp.prefix_cache = false;
+        Scheduler s(ctx, *m.vocab, sp);
+        for (auto& p : kPrompts) solo.push_back(collect(*s.submit(greedy(p, 48))));
+    }
+    Context ctx(*m.model, params(256, 16));
+    SchedulerParams sp;
+    sp.max_running = 16;
+    sp.step_tokens = 37;  // odd budget: prompts are split into chunks at varying points
+    sp.prefix_cache = false;
+    Scheduler s(ctx, *m.vocab, sp);
+    std::vector<std::shared_ptr<SeqHandle>> hs;
+    for (int i = 0; i < 16; ++i) hs.push_back(s.submit(greedy(kPrompts[i % 4], 48)));
+    for (int i = 0; i < 16; ++i) {
+        Result r = collect(*hs[i]);
+        EXPECT_EQ(r.tokens, solo[i % 4].tokens) << "request " << i;
+        EXPECT_EQ(r.text, solo[i % 4].text);
+        EXPECT_EQ(r.last.finish_reason, "length");
+        EXPECT_EQ(r.last.completion_tokens, 48);
+    }
+    EXPECT_GT(s.stats().steps, 0);
+}
+
+TEST(Scheduler, PrefixCacheReusesFullBlocks) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(256, 2));
+    Scheduler s(ctx, *m.vocab, SchedulerParams{});
+    SeqRequest req = greedy(
+        "Once upon a time there was a little girl named Lily. She loved to play outside in the sun "
+        "with her friends every day.",
+        16);
+    ASSERT_GE(req.prompt.size(), 33u);
+    const int full_blocks = (int)(req.prompt.size() - 1) / 16;
+    Result a = collect(*s.submit(req));
+    EXPECT_EQ(a.last.cached_tokens, 0);
+    Result b = collect(*s.submit(req));
+    EXPECT_EQ(b.last.cached_tokens, full_blocks * 16);
+    EXPECT_EQ(a.tokens, b.tokens);  // cached K/V are the very values a recompute gives
+    EXPECT_EQ(s.stats().prefix_hit_tokens, full_blocks * 16);
+    EXPECT_GT(s.stats().kv_cached, 0);
+}
+
+TEST(Scheduler, PreemptsUnderATinyKvBudgetAndStillCompletes) {
+    const Loaded& m = stories();
+    std::vector<Result> solo;
+    {
+        Context ctx(*m.model, params(64, 4));
+        Scheduler s(ctx, *m.vocab, SchedulerParams{});
+        for (int i = 0; i < 3; ++i) solo.push_back(collect(*s.submit(greedy(kPrompts[i], 40))));
+    }
+    // 64 positions in all (4 blocks) for three sequences of ~45 positions each.
+    Context ctx(*m.model, params(64, 1));
+    SchedulerParams sp;
+    sp.max_running = 3;
+    Scheduler s(ctx, *m.vocab, sp);
+    std::vector<std::shared_ptr<SeqHandle>> hs;
+    for (int i = 0; i < 3; ++i) hs.push_back(s.submit(greedy(kPrompts[i], 40)));
+    for (int i = 0; i < 3; ++i) {
+        Result r = collect(*hs[i]);
+        EXPECT_EQ(r.last.finish_reason, "length") << r.last.error;
+        EXPECT_EQ(r.tokens, solo[i].tokens) << "request " << i;
+    }
+    EXPECT_GT(s.stats().preemptions, 0);
+}
+
+TEST(Scheduler, CancellationFreesTheSequence) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(512, 1));
+    SchedulerParams sp;
+    sp.step_tokens = 1;  // a long prefill takes many steps
+    sp.prefix_cache = false;
+    Scheduler s(ctx, *m.vocab, sp);
+    SeqRequest r;
+    r.prompt.assign(400, 300);
+    r.n_predict = 100;
+    auto h = s.submit(r);
+    h->cancel();
+    Result res = collect(*h);
+    EXPECT_EQ(res.last.finish_reason, "cancelled");
+    for (int i = 0; i < 100 && !s.idle(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(s.idle());
+    EXPECT_EQ(ctx.cache().free_blocks(), ctx.cache().n_blocks());
+}
+
+TEST(Scheduler, RefusesBeyondTheQueueBound) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(512, 1));
+    SchedulerParams sp;
+    sp.max_running = 1;
+    sp.max_queue = 2;
+    sp.step_tokens = 1;
+    Scheduler s(ctx, *m.vocab, sp);
+    SeqRequest r;
+    r.prompt.assign(400, 300);
+    std::vector<std::shared_ptr<SeqHandle>> accepted;
+    int refused = 0;
+    for (int i = 0; i < 10; ++i) {
+        auto h = s.submit(r);
+        if (h)
+            accepted.push_back(h);
+        else
+            ++refused;
+    }
+    EXPECT_GE(refused, 7);
+    for (auto& h : accepted) h->cancel();
+    for (auto& h : accepted) EXPECT_EQ(collect(*h).last.finish_reason, "cancelled");
+}
+
+TEST(Scheduler, PromptLongerThanContextIsAnError) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(32, 1));
+    Scheduler s(ctx, *m.vocab, SchedulerParams{});
+    SeqRequest r;
+    r.prompt.assign(40, 300);
+    Result res = collect(*s.submit(r));
+    EXPECT_EQ(res.last.finish_reason, "error");
+    EXPECT_NE(res.last.error.find("context"), std::string::npos);
+}
+
+TEST(Scheduler, StopStringsAndEmbeddings) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(256, 4));
+    Scheduler s(ctx, *m.vocab, SchedulerParams{});
+    Result full = collect(*s.submit(greedy("Once upon a time", 40)));
+    ASSERT_GT(full.text.size(), 10u);
+    SeqRequest r = greedy("Once upon a time", 40);
+    const std::string stop = full.text.substr(5, 3);
+    r.stop = {stop};
+    Result cut = collect(*s.submit(r));
+    EXPECT_EQ(cut.last.finish_reason, "stop");
+    EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
+
+    // Embeddings batched beside a generation: unit length, deterministic.
+    auto gen = s.submit(greedy("The little dog", 30));
+    SeqRequest e;
+    e.embed = true;
+    e.prompt = m.vocab->tokenize("a happy cat", true, false);
+    Result e1 = collect(*s.submit(e));
+    Result e2 = collect(*s.submit(e));
+    collect(*gen);
+    ASSERT_EQ((int)e1.last.embedding.size(), m.model->hp.dim);
+    double norm = 0;
+    for (float v : e1.last.embedding) norm += (double)v * v;
+    EXPECT_NEAR(norm, 1.0, 1e-4);
+    EXPECT_EQ(e1.last.embedding, e2.last.embedding);
+}
+
+}  // namespace
+}  // namespace lokal

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Runs the built `lokal serve` binary: raw protocol with curl, then SIGTERM must drain
+# and exit 0. Usage: serve_smoke.sh LOKAL_BIN SHARED_DIR
+set -eu
+BIN=$1
+SHARED=$2
+PORT=$((20000 + $$ % 20000))
+LOG=$(mktemp)
+"$BIN" serve --port "$PORT" --models-dir "$SHARED/models" -m stories260K -c 128 -t 1 2>"$LOG" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+for i in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+fail() { echo "FAIL: $*"; cat "$LOG"; exit 1; }
+curl -sfI "http://127.0.0.1:$PORT/" >/dev/null || fail "HEAD /"
+out=$(curl -sf "http://127.0.0.1:$PORT/api/generate" -d '{"model":"stories260K","prompt":"Once","raw":true,"options":{"num_predict":4,"temperature":0}}')
+echo "$out" | tail -n 1 | grep -q '"done":true' || fail "generate: $out"
+out=$(curl -sf -N "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"stories260K","prompt":"Once","max_tokens":3,"stream":true}')
+echo "$out" | tail -n 2 | grep -q 'data: \[DONE\]' || fail "SSE: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/api/chat" -d '{bad')
+[ "$code" = 400 ] || fail "malformed JSON gave $code"
+kill -TERM $PID
+wait $PID || fail "exit status $? after SIGTERM"
+trap - EXIT
+rm -f "$LOG"
+echo ok
