@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "ops/attention_isa.h"
+#include "ops/kernels.h"
 #include "quant/fp16.h"
 
 namespace lokal {
@@ -26,10 +29,10 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;  // keys attended
     buf.assign((size_t)(2 * group * hd + hd + group * n), 0.0f);
-    float* q = buf.data();                // [group][hd]
-    float* acc = q + (size_t)group * hd;  // [group][hd]
+    float* q = buf.data();                  // [group][hd]
+    float* acc = q + (size_t)group * hd;    // [group][hd]
     float* row = acc + (size_t)group * hd;  // [hd] one converted K or V row
-    float* scores = row + hd;             // [group][n]
+    float* scores = row + hd;               // [group][n]
     for (int g = 0; g < group; ++g) {
         const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
         for (int i = 0; i < hd; ++i) q[g * hd + i] = fp16_to_fp32(fp32_to_fp16(src[i]));
@@ -71,16 +74,43 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
         std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
 }
 
-}  // namespace
+using GroupFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*,
+                         const AttentionQuery&, int, std::vector<float>&);
 
-void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
-                     const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
+void run(ThreadPool& pool, GroupFn fn, const AttentionShape& shape, const uint16_t* k_cache,
+         const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
     std::vector<std::vector<float>> buffers(pool.n_threads());
     pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int thread) {
         const int64_t qi = task / shape.n_kv_head;
         const int kv_head = (int)(task % shape.n_kv_head);
-        attend_group(shape, k_cache, v_cache, queries[qi], kv_head, buffers[thread]);
+        fn(shape, k_cache, v_cache, queries[qi], kv_head, buffers[thread]);
     });
+}
+
+}  // namespace
+
+void attention_paged_ref(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
+                         const uint16_t* v_cache, const AttentionQuery* queries,
+                         int64_t n_queries) {
+    run(pool, &attend_group, shape, k_cache, v_cache, queries, n_queries);
+}
+
+void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
+                     const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
+    // The SIMD kernels follow the dispatch (LOKAL_ISA=scalar keeps the reference).
+    static const int level =
+        std::strcmp(kernels().isa, "avx512") == 0 || std::strcmp(kernels().isa, "amx") == 0 ? 2
+        : std::strcmp(kernels().isa, "avx2") == 0                                           ? 1
+                                                                                            : 0;
+    GroupFn fn = &attend_group;
+    if (level == 2 && shape.head_dim % 16 == 0 && shape.head_dim <= 128 && shape.head_dim != 112)
+        fn = [](const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                const AttentionQuery& q, int h, std::vector<float>& b) {
+            if (!attend_group_avx512(s, k, v, q, h, b)) attend_group_avx2(s, k, v, q, h, b);
+        };
+    else if (level >= 1 && shape.head_dim % 8 == 0)
+        fn = &attend_group_avx2;
+    run(pool, fn, shape, k_cache, v_cache, queries, n_queries);
 }
 
 }  // namespace lokal

@@ -30,7 +30,15 @@ struct AttentionQuery {
 };
 
 // Every query's K/V (positions up to and including its own) must already be in the cache.
+// Runs a SIMD kernel (attention_avx512.cpp for head_dim 32/64/80/96/128 on the avx512 path,
+// else attention_avx2.cpp for head_dim % 8 == 0) or the scalar reference; they agree within
+// float rounding (tests/ops/attention_test.cpp). Each (query, K/V head) is computed by one
+// task in a fixed order, so results do not depend on the thread count or on the batch.
 void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
                      const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
+
+// The scalar reference (the numerics the SIMD kernel follows), for tests.
+void attention_paged_ref(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
+                         const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
 
 }  // namespace lokal

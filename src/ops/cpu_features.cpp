@@ -57,8 +57,8 @@ CpuFeatures detect() {
     const bool avx = (l1.c >> 28) & 1;
     if (!osxsave || !avx) return f;
     const uint64_t xcr0 = xgetbv0();
-    const bool os_ymm = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
-    const bool os_zmm = (xcr0 & 0xE6) == 0xE6;          // + opmask, ZMM_Hi256, Hi16_ZMM
+    const bool os_ymm = (xcr0 & 0x6) == 0x6;                     // SSE + AVX state
+    const bool os_zmm = (xcr0 & 0xE6) == 0xE6;                   // + opmask, ZMM_Hi256, Hi16_ZMM
     const bool os_tile = (xcr0 & (3ull << 17)) == (3ull << 17);  // XTILECFG + XTILEDATA
     if (!os_ymm) return f;
 
@@ -88,7 +88,9 @@ CpuFeatures detect() {
 
 #else
 
-CpuFeatures detect() { return CpuFeatures{}; }
+CpuFeatures detect() {
+    return CpuFeatures{};
+}
 
 #endif
 

@@ -7,11 +7,16 @@
 // sums are needed and one unpacked block serves every token of the batch. Integer block sums
 // feed the canonical per-(row, token) fma chain of gemm_common.h, identical for 1 or 512
 // tokens, so outputs are batch invariant by construction.
+// GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
+#include "ops/gemm_amx.h"
 #include "ops/gemm_isa.h"
 #include "quant/blocks.h"
 
@@ -20,26 +25,24 @@ namespace {
 
 constexpr int RG = 16;
 
-// The 16 rows of a group; rows past the end repeat the last valid one (results masked off).
+// The 16 rows of a group, at a fixed stride (a partial last group is copied into a padded
+// buffer first, so the kernels never need per-row pointers).
 struct Rows {
-    const uint8_t* p[RG];
-    __m512i idx;  // byte offset of each row from p[0], for gathers
     const uint8_t* base;
-    int n_valid;
+    size_t s;
+    __m512i idx;  // byte offset of each row, for gathers
 
-    Rows(const GemmArgs& a, int64_t r0, int nv) : base(a.w + (size_t)r0 * a.w_stride), n_valid(nv) {
-        alignas(64) int32_t off[RG];
-        for (int i = 0; i < RG; ++i) {
-            const int r = std::min(i, nv - 1);
-            p[i] = base + (size_t)r * a.w_stride;
-            off[i] = (int32_t)((size_t)r * a.w_stride);
-        }
-        idx = _mm512_load_si512(off);
+    Rows(const uint8_t* b, size_t stride) : base(b), s(stride) {
+        idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32((int32_t)stride));
     }
     __m512i gather(size_t off) const { return _mm512_i32gather_epi32(idx, base + off, 1); }
 };
 
-inline __m128i ld128(const uint8_t* p) { return _mm_loadu_si128((const __m128i*)p); }
+inline __m128i ld128(const uint8_t* p) {
+    return _mm_loadu_si128((const __m128i*)p);
+}
 inline int32_t ld32(const uint8_t* p) {
     int32_t v;
     std::memcpy(&v, p, 4);
@@ -52,14 +55,24 @@ inline float ldf(const uint32_t* p) {
 }
 
 // T[k] = dword k of the 16 bytes at offset `off` of each row (lane i = row i).
-inline void load_t4(const Rows& R, size_t off, __m512i T[4]) {
+[[gnu::always_inline]] inline void load_t4(const Rows& R, size_t off, __m512i T[4]) {
+    // Row i+4c of A[i] sits in 128-bit lane c; four base pointers and s, 3s address all 16.
+    const size_t s = R.s, s3 = 3 * s;
+    const uint8_t* q0 = R.base + off;
+    const uint8_t* q4 = q0 + 4 * s;
+    const uint8_t* q8 = q0 + 8 * s;
+    const uint8_t* q12 = q4 + 8 * s;
+    auto lane = [](const uint8_t* a, const uint8_t* b, const uint8_t* c, const uint8_t* d) {
+        __m512i v = _mm512_castsi128_si512(ld128(a));
+        v = _mm512_inserti32x4(v, ld128(b), 1);
+        v = _mm512_inserti32x4(v, ld128(c), 2);
+        return _mm512_inserti32x4(v, ld128(d), 3);
+    };
     __m512i A[4];
-    for (int j = 0; j < 4; ++j) {
-        __m512i v = _mm512_castsi128_si512(ld128(R.p[j] + off));
-        v = _mm512_inserti32x4(v, ld128(R.p[j + 4] + off), 1);
-        v = _mm512_inserti32x4(v, ld128(R.p[j + 8] + off), 2);
-        A[j] = _mm512_inserti32x4(v, ld128(R.p[j + 12] + off), 3);
-    }
+    A[0] = lane(q0, q4, q8, q12);
+    A[1] = lane(q0 + s, q4 + s, q8 + s, q12 + s);
+    A[2] = lane(q0 + 2 * s, q4 + 2 * s, q8 + 2 * s, q12 + 2 * s);
+    A[3] = lane(q0 + s3, q4 + s3, q8 + s3, q12 + s3);
     const __m512i t0 = _mm512_unpacklo_epi32(A[0], A[1]), t1 = _mm512_unpackhi_epi32(A[0], A[1]);
     const __m512i t2 = _mm512_unpacklo_epi32(A[2], A[3]), t3 = _mm512_unpackhi_epi32(A[2], A[3]);
     T[0] = _mm512_unpacklo_epi64(t0, t2);
@@ -68,16 +81,26 @@ inline void load_t4(const Rows& R, size_t off, __m512i T[4]) {
     T[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-inline __m512i lo4(__m512i v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0F)); }
-inline __m512i hi4(__m512i v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F)); }
+inline __m512i lo4(__m512i v) {
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+inline __m512i hi4(__m512i v) {
+    return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+}
 // a | (b & c)
-inline __m512i or_and(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0xF8); }
+inline __m512i or_and(__m512i a, __m512i b, __m512i c) {
+    return _mm512_ternarylogic_epi32(a, b, c, 0xF8);
+}
 // Shift left by s (negative: right) in 32-bit lanes.
 inline __m512i shl(__m512i v, int s) {
     return s >= 0 ? _mm512_slli_epi32(v, (unsigned)s) : _mm512_srli_epi32(v, (unsigned)-s);
 }
-inline __m512 half_lo(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); }
-inline __m512 half_hi(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))); }
+inline __m512 half_lo(__m512i g) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+inline __m512 half_hi(__m512i g) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+}
 inline __m512i bits(__m512i v, int shift, int mask) {
     return _mm512_and_si512(_mm512_srli_epi32(v, (unsigned)shift), _mm512_set1_epi32(mask));
 }
@@ -116,10 +139,12 @@ struct alignas(64) PK {
 struct TQ4_0 {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
     static constexpr bool kMin = false;
-    static void unpack(const Rows& R, int64_t b, P32& P) {
+    static constexpr int NSUB = 1;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
         const size_t o = (size_t)b * BB;
         __m512i T[4];
         load_t4(R, o + 2, T);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
         P.d = half_lo(R.gather(o));
     }
@@ -127,7 +152,8 @@ struct TQ4_0 {
 struct TIQ4_NL {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
     static constexpr bool kMin = false;
-    static void unpack(const Rows& R, int64_t b, P32& P) {
+    static constexpr int NSUB = 1;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
         const size_t o = (size_t)b * BB;
         __m512i T[4];
         load_t4(R, o + 2, T);
@@ -142,10 +168,12 @@ struct TIQ4_NL {
 struct TQ4_1 {
     static constexpr int QK = 32, BB = 20, AB = 36, AO = 4;
     static constexpr bool kMin = true;
-    static void unpack(const Rows& R, int64_t b, P32& P) {
+    static constexpr int NSUB = 1;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
         const size_t o = (size_t)b * BB;
         __m512i T[4];
         load_t4(R, o + 4, T);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
         const __m512i g = R.gather(o);
         P.d = half_lo(g);
@@ -157,7 +185,8 @@ struct TQ5 {
     static constexpr int QK = 32, BB = One ? 24 : 22, AB = One ? 36 : 34, AO = One ? 4 : 2;
     static constexpr int QH = One ? 4 : 2, QS = One ? 8 : 6;
     static constexpr bool kMin = One;
-    static void unpack(const Rows& R, int64_t b, P32& P) {
+    static constexpr int NSUB = 1;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
         const size_t o = (size_t)b * BB;
         __m512i T[4];
         load_t4(R, o + QS, T);
@@ -174,7 +203,8 @@ struct TQ5 {
 struct TQ8_0 {
     static constexpr int QK = 32, BB = 34, AB = 34, AO = 2;
     static constexpr bool kMin = false;
-    static void unpack(const Rows& R, int64_t b, P32& P) {
+    static constexpr int NSUB = 1;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
         const size_t o = (size_t)b * BB;
         __m512i T[4], U[4];
         load_t4(R, o + 2, T);
@@ -193,18 +223,28 @@ struct TQ8_0 {
 struct TQ2_K {
     static constexpr int BB = 84, NSUB = 16, NM = 8;
     static constexpr bool CORR = false;
-    static void unpack(const Rows& R, int64_t b, PK& P) {
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
         const size_t o = (size_t)b * BB;
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m512i Qa[4], Qb[4];
             load_t4(R, o + 16 + 32 * h, Qa);
             load_t4(R, o + 32 + 32 * h, Qb);
+#pragma GCC unroll 16
             for (int s = 0; s < 4; ++s)
+#pragma GCC unroll 16
                 for (int k = 0; k < 4; ++k) {
-                    P.w[32 * h + 8 * s + k] = _mm512_and_si512(_mm512_srli_epi32(Qa[k], 2 * s), _mm512_set1_epi8(3));
-                    P.w[32 * h + 8 * s + 4 + k] = _mm512_and_si512(_mm512_srli_epi32(Qb[k], 2 * s), _mm512_set1_epi8(3));
+                    put(32 * h + 8 * s + k,
+                        _mm512_and_si512(_mm512_srli_epi32(Qa[k], 2 * s), _mm512_set1_epi8(3)));
+                    put(32 * h + 8 * s + 4 + k,
+                        _mm512_and_si512(_mm512_srli_epi32(Qb[k], 2 * s), _mm512_set1_epi8(3)));
                 }
         }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
         __m512i D[4];
         for (int i = 0; i < 4; ++i) D[i] = R.gather(o + 4 * i);
         __m512i m[16];
@@ -212,7 +252,8 @@ struct TQ2_K {
             P.sc[j] = bits(D[j / 4], 8 * (j % 4), 0xF);
             m[j] = bits(D[j / 4], 8 * (j % 4) + 4, 0xF);
         }
-        for (int p = 0; p < 8; ++p) P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
+        for (int p = 0; p < 8; ++p)
+            P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
         const __m512i g = R.gather(o + 80);
         P.d = half_lo(g);
         P.dm = half_hi(g);
@@ -221,33 +262,42 @@ struct TQ2_K {
 struct TQ3_K {
     static constexpr int BB = 110, NSUB = 16, NM = 0;
     static constexpr bool CORR = true;
-    static void unpack(const Rows& R, int64_t b, PK& P) {
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
         const size_t o = (size_t)b * BB;
         __m512i Ma[4], Mb[4];
         load_t4(R, o, Ma);
         load_t4(R, o + 16, Mb);
         const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m512i Qa[4], Qb[4];
             load_t4(R, o + 32 + 32 * h, Qa);
             load_t4(R, o + 48 + 32 * h, Qb);
+#pragma GCC unroll 16
             for (int s = 0; s < 4; ++s) {
                 const int sh = 2 - (4 * h + s);  // bit 4h+s of hmask to bit 2
+#pragma GCC unroll 16
                 for (int k = 0; k < 4; ++k) {
                     const __m512i la = _mm512_and_si512(_mm512_srli_epi32(Qa[k], 2 * s), three);
                     const __m512i lb = _mm512_and_si512(_mm512_srli_epi32(Qb[k], 2 * s), three);
-                    P.w[32 * h + 8 * s + k] = or_and(la, shl(Ma[k], sh), four);
-                    P.w[32 * h + 8 * s + 4 + k] = or_and(lb, shl(Mb[k], sh), four);
+                    put(32 * h + 8 * s + k, or_and(la, shl(Ma[k], sh), four));
+                    put(32 * h + 8 * s + 4 + k, or_and(lb, shl(Mb[k], sh), four));
                 }
             }
         }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
         __m512i D[3];
         for (int i = 0; i < 3; ++i) D[i] = R.gather(o + 96 + 4 * i);
         for (int j = 0; j < 16; ++j) {
             const int jj = j % 8;
             const __m512i low = bits(D[jj / 4], 8 * (jj % 4) + 4 * (j / 8), 0xF);
             const __m512i high = bits(D[2], 8 * (j % 4) + 2 * (j / 4), 3);
-            P.sc[j] = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+            P.sc[j] = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)),
+                                       _mm512_set1_epi32(32));
         }
         P.d = half_hi(R.gather(o + 106));
     }
@@ -257,7 +307,9 @@ struct TQ45_K {
     static constexpr int BB = Five ? 176 : 144, NSUB = 8, NM = 4;
     static constexpr int QS = Five ? 48 : 16;
     static constexpr bool CORR = false;
-    static void unpack(const Rows& R, int64_t b, PK& P) {
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
         const size_t o = (size_t)b * BB;
         __m512i Ha[4], Hb[4];
         if (Five) {
@@ -265,10 +317,12 @@ struct TQ45_K {
             load_t4(R, o + 32, Hb);
         }
         const __m512i b4 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 16
         for (int c = 0; c < 4; ++c) {
             __m512i Ta[4], Tb[4];
             load_t4(R, o + QS + 32 * c, Ta);
             load_t4(R, o + QS + 32 * c + 16, Tb);
+#pragma GCC unroll 16
             for (int k = 0; k < 4; ++k) {
                 __m512i w0 = lo4(Ta[k]), w1 = lo4(Tb[k]), w2 = hi4(Ta[k]), w3 = hi4(Tb[k]);
                 if (Five) {
@@ -277,21 +331,27 @@ struct TQ45_K {
                     w2 = or_and(w2, shl(Ha[k], 3 - 2 * c), b4);
                     w3 = or_and(w3, shl(Hb[k], 3 - 2 * c), b4);
                 }
-                P.w[16 * c + k] = w0;
-                P.w[16 * c + 4 + k] = w1;
-                P.w[16 * c + 8 + k] = w2;
-                P.w[16 * c + 12 + k] = w3;
+                put(16 * c + k, w0);
+                put(16 * c + 4 + k, w1);
+                put(16 * c + 8 + k, w2);
+                put(16 * c + 12 + k, w3);
             }
         }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
         const __m512i D0 = R.gather(o + 4), D1 = R.gather(o + 8), D2 = R.gather(o + 12);
         __m512i m[8];
         for (int j = 0; j < 4; ++j) {
             P.sc[j] = bits(D0, 8 * j, 63);
             m[j] = bits(D1, 8 * j, 63);
-            P.sc[4 + j] = _mm512_or_si512(bits(D2, 8 * j, 0xF), _mm512_slli_epi32(bits(D0, 8 * j + 6, 3), 4));
-            m[4 + j] = _mm512_or_si512(bits(D2, 8 * j + 4, 0xF), _mm512_slli_epi32(bits(D1, 8 * j + 6, 3), 4));
+            P.sc[4 + j] =
+                _mm512_or_si512(bits(D2, 8 * j, 0xF), _mm512_slli_epi32(bits(D0, 8 * j + 6, 3), 4));
+            m[4 + j] = _mm512_or_si512(bits(D2, 8 * j + 4, 0xF),
+                                       _mm512_slli_epi32(bits(D1, 8 * j + 6, 3), 4));
         }
-        for (int p = 0; p < 4; ++p) P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
+        for (int p = 0; p < 4; ++p)
+            P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
         const __m512i g = R.gather(o);
         P.d = half_lo(g);
         P.dm = half_hi(g);
@@ -300,22 +360,33 @@ struct TQ45_K {
 struct TQ6_K {
     static constexpr int BB = 210, NSUB = 16, NM = 0;
     static constexpr bool CORR = true;
-    static void unpack(const Rows& R, int64_t b, PK& P) {
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
         const size_t o = (size_t)b * BB;
         const __m512i m30 = _mm512_set1_epi8(0x30);
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m512i L[4][4], H[2][4];
+#pragma GCC unroll 16
             for (int i = 0; i < 4; ++i) load_t4(R, o + 64 * h + 16 * i, L[i]);
             load_t4(R, o + 128 + 32 * h, H[0]);
             load_t4(R, o + 144 + 32 * h, H[1]);
+#pragma GCC unroll 16
             for (int s = 0; s < 4; ++s)
+#pragma GCC unroll 16
                 for (int part = 0; part < 2; ++part)
+#pragma GCC unroll 16
                     for (int k = 0; k < 4; ++k) {
                         const __m512i l = L[2 * (s & 1) + part][k];
                         const __m512i nib = s < 2 ? lo4(l) : hi4(l);
-                        P.w[32 * h + 8 * s + 4 * part + k] = or_and(nib, shl(H[part][k], 4 - 2 * s), m30);
+                        put(32 * h + 8 * s + 4 * part + k,
+                            or_and(nib, shl(H[part][k], 4 - 2 * s), m30));
                     }
         }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
         for (int i = 0; i < 4; ++i) {
             const __m512i D = R.gather(o + 192 + 4 * i);
             for (int j = 0; j < 4; ++j)
@@ -327,17 +398,24 @@ struct TQ6_K {
 struct TIQ4_XS {
     static constexpr int BB = 136, NSUB = 8, NM = 0;
     static constexpr bool CORR = true;
-    static void unpack(const Rows& R, int64_t b, PK& P) {
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
         const size_t o = (size_t)b * BB;
         const __m512i lut = iq4_lut();
+#pragma GCC unroll 16
         for (int ib = 0; ib < 8; ++ib) {
             __m512i T[4];
             load_t4(R, o + 8 + 16 * ib, T);
+#pragma GCC unroll 16
             for (int k = 0; k < 4; ++k) {
-                P.w[8 * ib + k] = _mm512_shuffle_epi8(lut, lo4(T[k]));
-                P.w[8 * ib + 4 + k] = _mm512_shuffle_epi8(lut, hi4(T[k]));
+                put(8 * ib + k, _mm512_shuffle_epi8(lut, lo4(T[k])));
+                put(8 * ib + 4 + k, _mm512_shuffle_epi8(lut, hi4(T[k])));
             }
         }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
         const __m512i g0 = R.gather(o), g1 = R.gather(o + 4);
         for (int ib = 0; ib < 8; ++ib) {
             const __m512i ls = _mm512_or_si512(bits(g1, 8 * (ib / 2) + 4 * (ib % 2), 0xF),
@@ -355,32 +433,69 @@ struct Tok {
     const uint32_t* side;  // its side record
 };
 
-template <class Ty, int T>
-[[gnu::always_inline]] inline void compute32(const P32* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, __m512* facc) {
-    for (int b = 0; b < nbc; ++b) {
-        const P32& P = pan[b];
-        const int64_t bg = b0 + b;
-        __m512i w[8];
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(&P.w[k]);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* y = tk[t].act + bg * Ty::AB + Ty::AO;
-            const uint32_t* sd = tk[t].side;
-            __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
-            __m512i s1 = _mm512_setzero_si512();
-            for (int k = 0; k < 8; k += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-            }
-            const __m512 d = _mm512_mul_ps(P.d, _mm512_set1_ps(ldf(sd + bg)));
-            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, facc[t]);
-            if (Ty::kMin) facc[t] = _mm512_fmadd_ps(P.m, _mm512_set1_ps(ldf(sd + nb + bg)), facc[t]);
-        }
+// The canonical fma step(s) of one 32-element block for one token, from its exact sum.
+template <class Ty>
+[[gnu::always_inline]] inline __m512 finish32(__m512i isum, __m512 d, __m512 m, const Tok& tk,
+                                              int64_t bg, int64_t nb, __m512 f) {
+    const uint32_t* sd = tk.side;
+    const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(ldf(sd + bg)));
+    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, f);
+    if (Ty::kMin) f = _mm512_fmadd_ps(m, _mm512_set1_ps(ldf(sd + nb + bg)), f);
+    return f;
+}
+
+// One unpacked block (w: the 8 dword vectors) times one token.
+template <class Ty>
+[[gnu::always_inline]] inline __m512 step32(const __m512i* w, __m512 d, __m512 m, const Tok& tk,
+                                            int64_t bg, int64_t nb, __m512 f) {
+    const uint8_t* y = tk.act + bg * Ty::AB + Ty::AO;
+    const uint32_t* sd = tk.side;
+    __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
+    __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
     }
+    return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
 }
 
 template <class Ty, int T>
-[[gnu::always_inline]] inline void computeK(const PK* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, __m512* facc) {
+[[gnu::always_inline]] inline void compute32(const P32* pan, int nbc, int64_t b0, int64_t nb,
+                                             const Tok* tk, __m512* facc) {
+    for (int b = 0; b < nbc; ++b) {
+        const P32& P = pan[b];
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(&P.w[k]);
+        const __m512 d = P.d, m = Ty::kMin ? P.m : d;
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) facc[t] = step32<Ty>(w, d, m, tk[t], b0 + b, nb, facc[t]);
+    }
+}
+
+// The canonical fma step(s) of one K block for one token, from its exact integer sum.
+template <class Ty>
+[[gnu::always_inline]] inline __m512 finishK(const PK& P, __m512i isum, const Tok& tk, int64_t bg,
+                                             int64_t nb, __m512 f) {
+    constexpr int NC = Ty::CORR ? Ty::NSUB : 0;
+    const float dy = ldf(tk.side + bg);
+    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(P.d, _mm512_set1_ps(dy)), f);
+    if constexpr (Ty::NM > 0) {
+        const uint32_t* ys = tk.side + nb + nb * NC + bg * Ty::NM;
+        __m512i ms = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int p = 0; p < Ty::NM; ++p)
+            ms =
+                _mm512_add_epi32(ms, _mm512_madd_epi16(P.mn[p], _mm512_set1_epi32((int32_t)ys[p])));
+        f = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(P.dm, _mm512_set1_ps(dy)), f);
+    }
+    return f;
+}
+
+template <class Ty, int T>
+[[gnu::always_inline]] inline void computeK(const PK* pan, int nbc, int64_t b0, int64_t nb,
+                                            const Tok* tk, __m512* facc) {
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
     constexpr int NC = Ty::CORR ? NS : 0;
     for (int b = 0; b < nbc; ++b) {
@@ -390,6 +505,7 @@ template <class Ty, int T>
         for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
         for (int j = 0; j < NS; ++j) {
             __m512i w[DW];
+#pragma GCC unroll 8
             for (int k = 0; k < DW; ++k) w[k] = _mm512_load_si512(&P.w[DW * j + k]);
             const __m512i sc = _mm512_load_si512(&P.sc[j]);
 #pragma GCC unroll 8
@@ -398,28 +514,108 @@ template <class Ty, int T>
                 __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j])
                                       : _mm512_setzero_si512();
                 __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
                 for (int k = 0; k < DW; k += 2) {
                     s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
                     s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
                 }
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                isum[t] =
+                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
             }
         }
 #pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            const float dy = ldf(tk[t].side + bg);
-            const __m512 d = _mm512_mul_ps(P.d, _mm512_set1_ps(dy));
-            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), d, facc[t]);
-            if constexpr (Ty::NM > 0) {
-                const uint32_t* ys = tk[t].side + nb + nb * NC + bg * Ty::NM;
-                __m512i ms = _mm512_setzero_si512();
-                for (int p = 0; p < Ty::NM; ++p)
-                    ms = _mm512_add_epi32(ms, _mm512_madd_epi16(P.mn[p], _mm512_set1_epi32((int32_t)ys[p])));
-                const __m512 dm = _mm512_mul_ps(P.dm, _mm512_set1_ps(dy));
-                facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), dm, facc[t]);
+        for (int t = 0; t < T; ++t) facc[t] = finishK<Ty>(P, isum[t], tk[t], bg, nb, facc[t]);
+    }
+}
+
+template <class Ty>
+[[gnu::always_inline]] inline void unpack_k(const Rows& R, int64_t b, PK& P) {
+    Ty::weights(R, b, [&](int k, __m512i v) { _mm512_store_si512(&P.w[k], v); });
+    Ty::scales(R, b, P);
+}
+
+// Decode, K-quants: the block's dword vectors go straight into the sub-block sums.
+template <class Ty>
+[[gnu::always_inline]] inline __m512 gemv_k(const Rows& R, int64_t b, int64_t nb, const Tok& tk,
+                                            __m512 f) {
+    constexpr int NS = Ty::NSUB, DW = 64 / NS;
+    constexpr int NC = Ty::CORR ? NS : 0;
+    PK P;  // scales only
+    Ty::scales(R, b, P);
+    __m512i S[NS];
+#pragma GCC unroll 16
+    for (int j = 0; j < NS; ++j)
+        S[j] = Ty::CORR ? _mm512_set1_epi32((int32_t)tk.side[nb + b * NC + j])
+                        : _mm512_setzero_si512();
+    const uint8_t* y = tk.act + b * 292 + 4;
+    Ty::weights(R, b, [&](int k, __m512i v) {
+        S[k / DW] = _mm512_dpbusd_epi32(S[k / DW], v, _mm512_set1_epi32(ld32(y + 4 * k)));
+    });
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int j = 0; j < NS; ++j) isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(S[j], P.sc[j]));
+    return finishK<Ty>(P, isum, tk, b, nb, f);
+}
+
+// ---- AMX: 16-token tiles, integer sums from the tile unit, the same float epilogue ----
+
+constexpr size_t kPanelBytes = 48 * 1024, kTileSumBytes = 64 * 1024;
+
+template <class Pan, class Ty>
+void amx_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const GemmArgs& a, int64_t t0,
+              int32_t* C, float* acc_buf, bool first) {
+    constexpr bool k32 = sizeof(Pan) == sizeof(P32);
+    Tok tk[16];
+    __m512 f[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; ++t) {
+        tk[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
+                 a.side + (size_t)(t0 + t) * a.side_stride};
+        f[t] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_buf + 16 * t);
+    }
+    if constexpr (k32) {
+        amx::block_sums(tk[0].act + b0 * Ty::AB + Ty::AO, a.act_stride, Ty::AB,
+                        reinterpret_cast<const uint8_t*>(pan[0].w), sizeof(P32), nbc, C);
+        for (int b = 0; b < nbc; ++b) {
+            const int64_t bg = b0 + b;
+            const __m512 d = pan[b].d, m = Ty::kMin ? pan[b].m : d;
+            const int32_t* cb = C + b * 256;
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; ++t) {
+                __m512i isum = _mm512_load_si512(cb + 16 * t);
+                if (!Ty::kMin)
+                    isum = _mm512_add_epi32(isum, _mm512_set1_epi32((int32_t)tk[t].side[nb + bg]));
+                f[t] = finish32<Ty>(isum, d, m, tk[t], bg, nb, f[t]);
+            }
+        }
+    } else {
+        constexpr int NS = Ty::NSUB, DW = 64 / NS;
+        constexpr int NC = Ty::CORR ? NS : 0;
+        for (int b = 0; b < nbc; ++b)
+            amx::block_sums(tk[0].act + (b0 + b) * 292 + 4, a.act_stride, 4 * DW,
+                            reinterpret_cast<const uint8_t*>(pan[b].w), 64 * DW, NS,
+                            C + b * NS * 256);
+        for (int b = 0; b < nbc; ++b) {
+            const int64_t bg = b0 + b;
+            const PK& P = pan[b];
+            const int32_t* cb = C + b * NS * 256;
+#pragma GCC unroll 4
+            for (int t = 0; t < 16; ++t) {
+                __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 16
+                for (int j = 0; j < NS; ++j) {
+                    __m512i sj = _mm512_load_si512(cb + j * 256 + 16 * t);
+                    if (Ty::CORR)
+                        sj = _mm512_add_epi32(
+                            sj, _mm512_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j]));
+                    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(sj, P.sc[j]));
+                }
+                f[t] = finishK<Ty>(P, isum, tk[t], bg, nb, f[t]);
             }
         }
     }
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; ++t) _mm512_store_ps(acc_buf + 16 * t, f[t]);
 }
 
 // ---- driver ----
@@ -434,21 +630,72 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm512_store_ps(acc_buf + 16 * t, facc[t]);
 }
 
-template <class Pan, class Ty, template <class, int> class Compute, int CB>
+template <class Pan, class Ty, template <class, int> class Compute, int CB, bool Amx>
 void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
     Pan* pan = static_cast<Pan*>(scratch);
-    float* acc = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + 48 * 1024);
-    static_assert(sizeof(Pan) * CB <= 48 * 1024);
+    int32_t* tile_sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(scratch) + kPanelBytes);
+    float* acc =
+        reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + kPanelBytes + kTileSumBytes);
+    static_assert(sizeof(Pan) * CB <= kPanelBytes);
+    static_assert(QK == 32 ? CB * 1024 <= kTileSumBytes : CB * Ty::NSUB * 1024 <= kTileSumBytes);
+    // Full 16-token tiles go to the AMX tile unit (same bits as the VNNI tiles).
+    const bool use_amx = Amx && a.n_tokens >= 16;
+    if (use_amx) amx::configure(QK == 32 ? 32 : 256 / Ty::NSUB);
     const int64_t nb = a.n / QK;
     Tok tk_all[8];
+    std::vector<uint8_t> pad;
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
-        const Rows R(a, g, nv);
+        const uint8_t* base = a.w + (size_t)g * a.w_stride;
+        if (nv < RG) {  // a partial group: pad to 16 rows (the extra outputs are discarded)
+            pad.assign((size_t)RG * a.w_stride, 0);
+            std::memcpy(pad.data(), base, (size_t)nv * a.w_stride);
+            base = pad.data();
+        }
+        const Rows R(base, a.w_stride);
+        if (a.n_tokens == 1) {
+            // Decode: each unpacked block is used once, straight from registers.
+            const Tok tk = {a.act, a.side};
+            __m512 f = _mm512_setzero_ps();
+            constexpr int64_t BB = Ty::BB;
+            // 16 row streams: prefetch each ~kAhead bytes ahead, one line per row per 64 bytes.
+            constexpr int kAhead = 1024;
+            const int64_t row_bytes = nb * BB;
+            int64_t next_pf = 0;
+            for (int64_t b = 0; b < nb; ++b) {
+                if (b * BB >= next_pf) {
+                    const int64_t off = next_pf + kAhead;
+                    if (off < row_bytes)
+                        for (int i = 0; i < RG; ++i)
+                            _mm_prefetch((const char*)(R.base + i * R.s + off), _MM_HINT_T0);
+                    next_pf += 64;
+                }
+                Pan P;
+                if constexpr (QK == 32) {
+                    Ty::unpack(R, b, P);
+                    f = step32<Ty>(P.w, P.d, Ty::kMin ? P.m : P.d, tk, b, nb, f);
+                } else {
+                    f = gemv_k<Ty>(R, b, nb, tk, f);
+                }
+            }
+            _mm512_mask_storeu_ps(a.y + g, (__mmask16)((1u << nv) - 1), f);
+            continue;
+        }
         for (int64_t c0 = 0; c0 < nb; c0 += CB) {
             const int nbc = (int)std::min<int64_t>(CB, nb - c0);
-            for (int b = 0; b < nbc; ++b) Ty::unpack(R, c0 + b, pan[b]);
-            for (int64_t t0 = 0; t0 < a.n_tokens;) {
+            for (int b = 0; b < nbc; ++b) {
+                if constexpr (QK == 32) {
+                    Ty::unpack(R, c0 + b, pan[b]);
+                } else {
+                    unpack_k<Ty>(R, c0 + b, pan[b]);
+                }
+            }
+            int64_t t0 = 0;
+            if (use_amx)
+                for (; t0 + 16 <= a.n_tokens; t0 += 16)
+                    amx_tile<Pan, Ty>(pan, nbc, c0, nb, a, t0, tile_sums, acc + 16 * t0, c0 == 0);
+            while (t0 < a.n_tokens) {
                 const int64_t left = a.n_tokens - t0;
                 const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
                 for (int t = 0; t < T; ++t)
@@ -457,10 +704,18 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
                 float* ab = acc + 16 * t0;
                 const bool first = c0 == 0;
                 switch (T) {
-                    case 8: run_tile<Compute<Ty, 8>, Pan, 8>(pan, nbc, c0, nb, tk_all, ab, first); break;
-                    case 4: run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk_all, ab, first); break;
-                    case 2: run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk_all, ab, first); break;
-                    default: run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk_all, ab, first); break;
+                    case 8:
+                        run_tile<Compute<Ty, 8>, Pan, 8>(pan, nbc, c0, nb, tk_all, ab, first);
+                        break;
+                    case 4:
+                        run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk_all, ab, first);
+                        break;
+                    case 2:
+                        run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk_all, ab, first);
+                        break;
+                    default:
+                        run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk_all, ab, first);
+                        break;
                 }
                 t0 += T;
             }
@@ -469,39 +724,60 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
         for (int64_t t = 0; t < a.n_tokens; ++t)
             _mm512_mask_storeu_ps(a.y + t * a.ldy + g, m, _mm512_load_ps(acc + 16 * t));
     }
+    if (use_amx) amx::release();
 }
 
 template <class Ty, int T>
 struct C32 {
-    [[gnu::always_inline]] static void fn(const P32* p, int n, int64_t b0, int64_t nb, const Tok* tk, __m512* f) {
+    [[gnu::always_inline]] static void fn(const P32* p, int n, int64_t b0, int64_t nb,
+                                          const Tok* tk, __m512* f) {
         compute32<Ty, T>(p, n, b0, nb, tk, f);
     }
 };
 template <class Ty, int T>
 struct CK {
-    [[gnu::always_inline]] static void fn(const PK* p, int n, int64_t b0, int64_t nb, const Tok* tk, __m512* f) {
+    [[gnu::always_inline]] static void fn(const PK* p, int n, int64_t b0, int64_t nb, const Tok* tk,
+                                          __m512* f) {
         computeK<Ty, T>(p, n, b0, nb, tk, f);
     }
 };
 
+template <bool Amx>
+GemmFn quant_gemm_for(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0:
+            return &gemm_quant<P32, TQ4_0, C32, 32, Amx>;
+        case TensorType::Q4_1:
+            return &gemm_quant<P32, TQ4_1, C32, 32, Amx>;
+        case TensorType::Q5_0:
+            return &gemm_quant<P32, TQ5<false>, C32, 32, Amx>;
+        case TensorType::Q5_1:
+            return &gemm_quant<P32, TQ5<true>, C32, 32, Amx>;
+        case TensorType::Q8_0:
+            return &gemm_quant<P32, TQ8_0, C32, 32, Amx>;
+        case TensorType::IQ4_NL:
+            return &gemm_quant<P32, TIQ4_NL, C32, 32, Amx>;
+        case TensorType::Q2_K:
+            return &gemm_quant<PK, TQ2_K, CK, 4, Amx>;
+        case TensorType::Q3_K:
+            return &gemm_quant<PK, TQ3_K, CK, 4, Amx>;
+        case TensorType::Q4_K:
+            return &gemm_quant<PK, TQ45_K<false>, CK, 4, Amx>;
+        case TensorType::Q5_K:
+            return &gemm_quant<PK, TQ45_K<true>, CK, 4, Amx>;
+        case TensorType::Q6_K:
+            return &gemm_quant<PK, TQ6_K, CK, 4, Amx>;
+        case TensorType::IQ4_XS:
+            return &gemm_quant<PK, TIQ4_XS, CK, 4, Amx>;
+        default:
+            return nullptr;
+    }
+}
+
 }  // namespace
 
-GemmFn quant_gemm(TensorType t) {
-    switch (t) {
-        case TensorType::Q4_0: return &gemm_quant<P32, TQ4_0, C32, 32>;
-        case TensorType::Q4_1: return &gemm_quant<P32, TQ4_1, C32, 32>;
-        case TensorType::Q5_0: return &gemm_quant<P32, TQ5<false>, C32, 32>;
-        case TensorType::Q5_1: return &gemm_quant<P32, TQ5<true>, C32, 32>;
-        case TensorType::Q8_0: return &gemm_quant<P32, TQ8_0, C32, 32>;
-        case TensorType::IQ4_NL: return &gemm_quant<P32, TIQ4_NL, C32, 32>;
-        case TensorType::Q2_K: return &gemm_quant<PK, TQ2_K, CK, 4>;
-        case TensorType::Q3_K: return &gemm_quant<PK, TQ3_K, CK, 4>;
-        case TensorType::Q4_K: return &gemm_quant<PK, TQ45_K<false>, CK, 4>;
-        case TensorType::Q5_K: return &gemm_quant<PK, TQ45_K<true>, CK, 4>;
-        case TensorType::Q6_K: return &gemm_quant<PK, TQ6_K, CK, 4>;
-        case TensorType::IQ4_XS: return &gemm_quant<PK, TIQ4_XS, CK, 4>;
-        default: return nullptr;
-    }
+GemmFn quant_gemm(TensorType t, bool amx) {
+    return amx ? quant_gemm_for<true>(t) : quant_gemm_for<false>(t);
 }
 
 }  // namespace lokal::gemm::avx512

@@ -16,14 +16,20 @@ namespace {
 // The unsigned-byte offset the kernels add to each weight type's signed values.
 int weight_offset(TensorType t) {
     switch (t) {
-        case TensorType::Q4_0: return 8;
-        case TensorType::Q5_0: return 16;
+        case TensorType::Q4_0:
+            return 8;
+        case TensorType::Q5_0:
+            return 16;
         case TensorType::Q8_0:
         case TensorType::IQ4_NL:
-        case TensorType::IQ4_XS: return 128;
-        case TensorType::Q3_K: return 4;
-        case TensorType::Q6_K: return 32;
-        default: return 0;
+        case TensorType::IQ4_XS:
+            return 128;
+        case TensorType::Q3_K:
+            return 4;
+        case TensorType::Q6_K:
+            return 32;
+        default:
+            return 0;
     }
 }
 
@@ -35,7 +41,9 @@ uint32_t f32_word(float f) {
 
 // Two int16 in one word, low first: the kernels multiply them by int16 pairs of weight mins
 // with one pmaddwd.
-uint32_t pair16(int lo, int hi) { return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+uint32_t pair16(int lo, int hi) {
+    return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
+}
 
 }  // namespace
 
@@ -52,8 +60,10 @@ bool is_gemm_quant(TensorType t) {
         case TensorType::Q4_K:
         case TensorType::Q5_K:
         case TensorType::Q6_K:
-        case TensorType::IQ4_XS: return true;
-        default: return false;
+        case TensorType::IQ4_XS:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -65,14 +75,25 @@ SideLayout side_layout(TensorType t) {
         case TensorType::Q8_0:
         case TensorType::IQ4_NL:
         case TensorType::Q4_1:
-        case TensorType::Q5_1: s.nc = 1; break;  // Q4_1/Q5_1: the word holds sy (float)
-        case TensorType::Q2_K: s.nm = 8; break;
+        case TensorType::Q5_1:
+            s.nc = 1;
+            break;  // Q4_1/Q5_1: the word holds sy (float)
+        case TensorType::Q2_K:
+            s.nm = 8;
+            break;
         case TensorType::Q3_K:
-        case TensorType::Q6_K: s.nc = 16; break;
+        case TensorType::Q6_K:
+            s.nc = 16;
+            break;
         case TensorType::Q4_K:
-        case TensorType::Q5_K: s.nm = 4; break;
-        case TensorType::IQ4_XS: s.nc = 8; break;
-        default: return s;
+        case TensorType::Q5_K:
+            s.nm = 4;
+            break;
+        case TensorType::IQ4_XS:
+            s.nc = 8;
+            break;
+        default:
+            return s;
     }
     s.words_per_block = 1 + s.nc + s.nm;
     return s;
@@ -126,8 +147,9 @@ void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side) 
 }
 
 size_t scratch_bytes(int64_t n_tokens) {
-    // Weight panel (< 32 KiB on every path) + per-token float accumulators of one row group.
-    return 64 * 1024 + (size_t)n_tokens * 16 * sizeof(float) + 64;
+    // Weight panel (48 KiB) + AMX tile sums (64 KiB) + per-token float accumulators of one
+    // row group.
+    return 112 * 1024 + (size_t)n_tokens * 16 * sizeof(float) + 64;
 }
 
 float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const void* act_row) {

@@ -10,8 +10,9 @@ namespace lokal::gemm {
 float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const void* act_row);
 
 namespace avx512 {
-GemmFn quant_gemm(TensorType t);  // gemm_avx512.cpp
-}
+// gemm_avx512.cpp; amx: 16-token tiles through the AMX tile unit (same results).
+GemmFn quant_gemm(TensorType t, bool amx);
+}  // namespace avx512
 namespace avx2 {
 GemmFn quant_gemm(TensorType t);  // gemm_avx2.cpp
 }

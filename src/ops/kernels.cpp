@@ -38,6 +38,7 @@ KernelTable make_reference_table() {
 }
 
 int isa_rank(const char* isa) {
+    if (std::strcmp(isa, "amx") == 0) return 3;
     if (std::strcmp(isa, "avx512") == 0) return 2;
     if (std::strcmp(isa, "avx2") == 0) return 1;
     return 0;
@@ -48,9 +49,23 @@ const KernelTable& select_table() {
     int best = f.has_avx512_path() ? 2 : f.has_avx2_path() ? 1 : 0;
     if (const char* want = std::getenv("LOKAL_ISA"); want && *want) {
         const int r = isa_rank(want);
-        if (r < best) best = r;
+        // AMX only on request: with per-block exact sums (K = 32 per tile op) and the float
+        // epilogue per block, it measured no faster than VNNI (see docs in gemm_amx.cpp).
+        if (r == 3 && best == 2 && f.amx_int8)
+            best = 3;
+        else if (r < best)
+            best = r;
     }
-    return best == 2 ? avx512_kernels() : best == 1 ? avx2_kernels() : scalar_kernels();
+    switch (best) {
+        case 3:
+            return amx_kernels();
+        case 2:
+            return avx512_kernels();
+        case 1:
+            return avx2_kernels();
+        default:
+            return scalar_kernels();
+    }
 }
 
 }  // namespace
@@ -68,9 +83,14 @@ const KernelTable& kernels() {
 const KernelTable* kernels_for(const char* isa) {
     const CpuFeatures& f = cpu_features();
     switch (isa_rank(isa)) {
-        case 2: return f.has_avx512_path() ? &avx512_kernels() : nullptr;
-        case 1: return f.has_avx2_path() ? &avx2_kernels() : nullptr;
-        default: return std::strcmp(isa, "scalar") == 0 ? &scalar_kernels() : nullptr;
+        case 3:
+            return f.has_avx512_path() && f.amx_int8 ? &amx_kernels() : nullptr;
+        case 2:
+            return f.has_avx512_path() ? &avx512_kernels() : nullptr;
+        case 1:
+            return f.has_avx2_path() ? &avx2_kernels() : nullptr;
+        default:
+            return std::strcmp(isa, "scalar") == 0 ? &scalar_kernels() : nullptr;
     }
 }
 

@@ -30,18 +30,22 @@ struct KernelTable {
 };
 
 // The table in use, selected on first call: the best of avx512 > avx2 > scalar the CPU runs.
-// LOKAL_ISA=scalar|avx2|avx512 forces a lower path (a higher one than the CPU has is ignored).
+// LOKAL_ISA=scalar|avx2|avx512 forces a lower path (a higher one than the CPU has is ignored);
+// LOKAL_ISA=amx selects the AVX-512 table with AMX int8 tiles for batches of 16+ tokens where
+// the CPU has them (same results; not faster so far, so not the default).
 const KernelTable& kernels();
 
-// A specific path, or null when this CPU cannot run it ("scalar", "avx2", "avx512").
+// A specific path, or null when this CPU cannot run it ("scalar", "avx2", "avx512", "amx").
 const KernelTable* kernels_for(const char* isa);
 
 // The quant layer's scalar reference dots (vec_dot only; tests compare against it).
 const KernelTable& reference_kernels();
 
-// Per-path tables, defined in kernels_scalar.cpp / kernels_avx2.cpp / kernels_avx512.cpp.
+// Per-path tables, defined in kernels_scalar.cpp / kernels_avx2.cpp / kernels_avx512.cpp
+// (amx too). Only call those the CPU runs.
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+const KernelTable& amx_kernels();
 
 }  // namespace lokal

@@ -1,5 +1,9 @@
-// The AVX-512 table: quantized GEMM from gemm_avx512.cpp, float-weight GEMM and activation
-// conversion here. Requires F/BW/DQ/VL/VNNI (CpuFeatures::has_avx512_path).
+// The AVX-512 tables: quantized GEMM from gemm_avx512.cpp, float-weight GEMM and activation
+// conversion here. Requires F/BW/DQ/VL/VNNI (CpuFeatures::has_avx512_path); the "amx" table
+// also AMX-INT8, which it uses for prompt-sized batches (identical results).
+// GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cmath>
@@ -40,30 +44,46 @@ inline float reduce16(__m512 v) {
 
 template <TensorType Ty, int R, int T>
 void float_tile(const GemmArgs& a, int64_t r, int64_t t) {
+    // F16 weights take f32 activations (type_traits(F16).dot_type); BF16 takes BF16.
+    constexpr TensorType At = Ty == TensorType::BF16 ? TensorType::BF16 : TensorType::F32;
     __m512 acc[R][T];
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
         for (int j = 0; j < T; ++j) acc[i][j] = _mm512_setzero_ps();
     const uint8_t* wp[R];
     const uint8_t* xp[T];
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
+#pragma GCC unroll 4
     for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
     int64_t k = 0;
     for (; k + 16 <= a.n; k += 16) {
         __m512 w[R], x[T];
+#pragma GCC unroll 4
         for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, 0xFFFF);
-        for (int j = 0; j < T; ++j) x[j] = load16<Ty>(xp[j], k, 0xFFFF);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) x[j] = load16<At>(xp[j], k, 0xFFFF);
+#pragma GCC unroll 4
         for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
             for (int j = 0; j < T; ++j) acc[i][j] = _mm512_fmadd_ps(w[i], x[j], acc[i][j]);
     }
     if (k < a.n) {
         const __mmask16 m = (__mmask16)((1u << (a.n - k)) - 1);
         __m512 w[R], x[T];
+#pragma GCC unroll 4
         for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, m);
-        for (int j = 0; j < T; ++j) x[j] = load16<Ty>(xp[j], k, m);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) x[j] = load16<At>(xp[j], k, m);
+#pragma GCC unroll 4
         for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
             for (int j = 0; j < T; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(w[i], x[j], acc[i][j], m);
     }
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
         for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = reduce16(acc[i][j]);
 }
 
@@ -84,21 +104,26 @@ void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
 
 // ---- activation conversion, bit-identical to quantize_row_dot ----
 
-inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
+inline float hmax(__m512 v) {
+    return _mm512_reduce_max_ps(v);
+}
 
 void quantize_q8_0(const float* x, void* dst, int64_t n) {
     BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        const float amax = hmax(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        const float amax =
+            hmax(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
         const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[b].d = fp32_to_fp16(d);
         const __m512 s = _mm512_set1_ps(id);
         // cvtps rounds to nearest even, as std::nearbyint in the default rounding mode.
-        _mm_storeu_si128((__m128i*)y[b].qs, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, s))));
-        _mm_storeu_si128((__m128i*)(y[b].qs + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, s))));
+        _mm_storeu_si128((__m128i*)y[b].qs,
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, s))));
+        _mm_storeu_si128((__m128i*)(y[b].qs + 16),
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, s))));
     }
 }
 
@@ -107,7 +132,8 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
         __m512 am = _mm512_setzero_ps();
-        for (int i = 0; i < 16; ++i) am = _mm512_max_ps(am, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)));
+        for (int i = 0; i < 16; ++i)
+            am = _mm512_max_ps(am, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)));
         const float amax = hmax(am);
         if (amax == 0.0f) {
             std::memset(&y[b], 0, sizeof(BlockQ8_K));
@@ -117,7 +143,8 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
         float max = 0;
         const __m512 vam = _mm512_set1_ps(amax);
         for (int i = 0; i < 16; ++i) {
-            const __mmask16 m = _mm512_cmpeq_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)), vam);
+            const __mmask16 m =
+                _mm512_cmpeq_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * i)), vam);
             if (m) {
                 max = x[16 * i + __builtin_ctz(m)];
                 break;
@@ -127,7 +154,8 @@ void quantize_q8_k(const float* x, void* dst, int64_t n) {
         const __m512 s = _mm512_set1_ps(iscale);
         const __m512i hi = _mm512_set1_epi32(127);
         for (int i = 0; i < 16; ++i) {
-            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * i), s)), hi);
+            const __m512i q = _mm512_min_epi32(
+                _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * i), s)), hi);
             _mm_storeu_si128((__m128i*)(y[b].qs + 16 * i), _mm512_cvtepi32_epi8(q));
             y[b].bsums[i] = (int16_t)_mm512_reduce_add_epi32(q);
         }
@@ -139,7 +167,8 @@ void quantize_f16(const float* x, void* dst, int64_t n) {
     uint8_t* d = static_cast<uint8_t*>(dst);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i*)(d + 2 * i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_si256((__m256i*)(d + 2 * i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
     if (i < n) quantize_row_dot(TensorType::F16, x + i, d + 2 * i, n - i);
 }
 
@@ -151,9 +180,11 @@ void quantize_bf16(const float* x, void* dst, int64_t n) {
         const __m512i u = _mm512_loadu_si512(x + i);
         // Round to nearest even; NaNs keep their payload top and get the quiet bit.
         const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
         const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(64)));
+        r = _mm512_mask_mov_epi32(r, nan,
+                                  _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(64)));
         _mm256_storeu_si256((__m256i*)(d + 2 * i), _mm512_cvtepi32_epi16(r));
     }
     if (i < n) quantize_row_dot(TensorType::BF16, x + i, d + 2 * i, n - i);
@@ -167,11 +198,12 @@ void quantize_scalar(const float* x, void* dst, int64_t n) {
 template <TensorType T>
 float vec_dot(int64_t n, const void* w, const void* a);
 
-KernelTable make_table();
+KernelTable make_table(bool amx);
 
-const KernelTable& table() {
-    static const KernelTable t = make_table();
-    return t;
+const KernelTable& table(bool amx = false) {
+    static const KernelTable t = make_table(false);
+    static const KernelTable ta = make_table(true);
+    return amx ? ta : t;
 }
 
 template <TensorType T>
@@ -179,9 +211,9 @@ float vec_dot(int64_t n, const void* w, const void* a) {
     return gemm::vec_dot_via(table().gemm[(int)T], T, n, w, a);
 }
 
-KernelTable make_table() {
+KernelTable make_table(bool amx) {
     KernelTable t;
-    t.isa = "avx512";
+    t.isa = amx ? "amx" : "avx512";
     t.row_group = 16;
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
@@ -189,7 +221,7 @@ KernelTable make_table() {
     for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})
-        t.gemm[(int)ty] = gemm::avx512::quant_gemm(ty);
+        t.gemm[(int)ty] = gemm::avx512::quant_gemm(ty, amx);
 #define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
     LOKAL_VD(F32)
     LOKAL_VD(F16)
@@ -218,6 +250,11 @@ KernelTable make_table() {
 
 }  // namespace
 
-const KernelTable& avx512_kernels() { return table(); }
+const KernelTable& avx512_kernels() {
+    return table(false);
+}
+const KernelTable& amx_kernels() {
+    return table(true);
+}
 
 }  // namespace lokal

@@ -12,7 +12,9 @@
 namespace lokal {
 namespace {
 
-float h2f(uint16_t h) { return fp16_to_fp32(h); }
+float h2f(uint16_t h) {
+    return fp16_to_fp32(h);
+}
 
 float dot_q4_0(int64_t nb, const BlockQ4_0* x, const BlockQ8_0* y) {
     float acc = 0;
@@ -197,6 +199,18 @@ struct LoadHalf {
     }
 };
 
+// F16 weights meet f32 activations (see type_traits(F16).dot_type).
+struct LoadF16F32 {
+    const uint8_t* pw;
+    const float* pa;
+    float w(int64_t k) const {
+        uint16_t h;
+        std::memcpy(&h, pw + 2 * k, 2);
+        return fp16_to_fp32(h);
+    }
+    float a(int64_t k) const { return pa[k]; }
+};
+
 struct LoadFloat {
     const float* pw;
     const float* pa;
@@ -210,11 +224,11 @@ float vec_dot_canon(int64_t n, const void* w, const void* a) {
     if constexpr (T == TensorType::F32) {
         return dot_lanes(n, LoadFloat{static_cast<const float*>(w), static_cast<const float*>(a)});
     } else if constexpr (T == TensorType::F16) {
-        return dot_lanes(n, LoadHalf<fp16_to_fp32>{static_cast<const uint8_t*>(w),
-                                                    static_cast<const uint8_t*>(a)});
+        return dot_lanes(n,
+                         LoadF16F32{static_cast<const uint8_t*>(w), static_cast<const float*>(a)});
     } else if constexpr (T == TensorType::BF16) {
         return dot_lanes(n, LoadHalf<bf16_to_fp32>{static_cast<const uint8_t*>(w),
-                                                    static_cast<const uint8_t*>(a)});
+                                                   static_cast<const uint8_t*>(a)});
     } else if constexpr (T == TensorType::Q4_0) {
         return dot_q4_0(nb, static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(a));
     } else if constexpr (T == TensorType::Q4_1) {
@@ -262,7 +276,7 @@ KernelTable make_scalar_table() {
     KernelTable t;
     t.isa = "scalar";
     t.row_group = 1;
-#define LOKAL_CANON(T)                                               \
+#define LOKAL_CANON(T)                                             \
     t.vec_dot[(int)TensorType::T] = &vec_dot_canon<TensorType::T>; \
     t.gemm[(int)TensorType::T] = &gemm_canon<TensorType::T>;
     LOKAL_CANON(F32)

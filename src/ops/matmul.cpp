@@ -1,32 +1,154 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
 
+#include "ops/gemm_common.h"
 #include "ops/kernels.h"
-#include "quant/quant.h"
 
 namespace lokal {
 
-void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,
-            float* y, int64_t ldy, MatmulScratch& scratch) {
-    const TensorType dot_type = type_traits(w.type).dot_type;
-    const size_t act_row = row_size(dot_type, w.n_cols);
-    scratch.act.resize(act_row * (size_t)n_tokens);
+void MatmulScratch::Free::operator()(void* p) const {
+    std::free(p);
+}
+
+namespace {
+
+struct Conv {  // one activation format the batch needs
+    TensorType dot;
+    size_t row = 0, offset = 0;  // bytes per token row, start in scratch.act
+};
+struct Side {  // one weight type's side records
+    TensorType type;
+    size_t words = 0, offset = 0;
+};
+
+uint8_t* thread_scratch(MatmulScratch& s, int thread) {
+    return s.per_thread[(size_t)thread].get();
+}
+
+void ensure_thread_scratch(MatmulScratch& s, int n_threads, size_t bytes) {
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes > s.per_thread_bytes) {
+        s.per_thread.clear();
+        s.per_thread_bytes = bytes;
+    }
+    while ((int)s.per_thread.size() < n_threads) {
+        void* p = std::aligned_alloc(64, s.per_thread_bytes);
+        if (!p) throw std::bad_alloc();
+        s.per_thread.emplace_back(static_cast<uint8_t*>(p));
+    }
+}
+
+}  // namespace
+
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
+                  int64_t n_tokens, MatmulScratch& scratch) {
+    if (n_tokens <= 0 || n_outs <= 0) return;
+    const KernelTable& kt = kernels();
+    const int64_t n = outs[0].w.n_cols;
+    // Reused per calling thread: a decode step makes ~150 of these calls, so no per-call
+    // allocation. Bound to locals so the worker lambdas see the caller's instances.
+    thread_local std::vector<Conv> tl_convs;
+    thread_local std::vector<Side> tl_sides;
+    thread_local std::vector<int64_t> tl_first_unit;
+    thread_local std::vector<gemm::GemmArgs> tl_args;
+    std::vector<Conv>& convs = tl_convs;
+    std::vector<Side>& sides = tl_sides;
+    std::vector<int64_t>& first_unit = tl_first_unit;
+    std::vector<gemm::GemmArgs>& args = tl_args;
+    convs.clear();
+    sides.clear();
+    size_t act_bytes = 0, side_words = 0;
+    for (int i = 0; i < n_outs; ++i) {
+        const MatView& w = outs[i].w;
+        if (w.n_cols != n) throw std::invalid_argument("matmul_multi: weights differ in width");
+        if (!kt.gemm[(int)w.type]) throw std::invalid_argument("matmul: unsupported weight type");
+        const TensorType dot = type_traits(w.type).dot_type;
+        if (dot != TensorType::F32 &&
+            std::none_of(convs.begin(), convs.end(), [&](const Conv& c) { return c.dot == dot; })) {
+            convs.push_back({dot, row_size(dot, n), act_bytes});
+            act_bytes += convs.back().row * (size_t)n_tokens;
+        }
+        if (gemm::is_gemm_quant(w.type) &&
+            std::none_of(sides.begin(), sides.end(),
+                         [&](const Side& s) { return s.type == w.type; })) {
+            sides.push_back({w.type, gemm::side_words(w.type, n), side_words});
+            side_words += sides.back().words * (size_t)n_tokens;
+        }
+    }
+    if (scratch.act.size() < act_bytes) scratch.act.resize(act_bytes);
+    if (scratch.side.size() < side_words) scratch.side.resize(side_words);
+    ensure_thread_scratch(scratch, pool.n_threads(), gemm::scratch_bytes(n_tokens));
     uint8_t* act = scratch.act.data();
+    uint32_t* side = scratch.side.data();
 
-    pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t)
-            quantize_row_dot(dot_type, x + t * ldx, act + (size_t)t * act_row, w.n_cols);
-    });
+    // Activations: converted once per format, side records once per weight type.
+    if (!convs.empty()) {
+        pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) {
+                for (const Conv& c : convs)
+                    kt.quantize[(int)c.dot](x + t * ldx, act + c.offset + (size_t)t * c.row, n);
+                for (const Side& s : sides) {
+                    const Conv& c = *std::find_if(convs.begin(), convs.end(), [&](const Conv& c) {
+                        return c.dot == type_traits(s.type).dot_type;
+                    });
+                    gemm::prepare_side(s.type, act + c.offset + (size_t)t * c.row, n,
+                                       side + s.offset + (size_t)t * s.words);
+                }
+            }
+        });
+    }
 
-    const VecDotFn dot = kernels().vec_dot[(int)w.type];
-    pool.parallel_for(w.n_rows, [&](int64_t r0, int64_t r1, int) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const uint8_t* wr = w.row(r);
-            for (int64_t t = 0; t < n_tokens; ++t)
-                y[t * ldy + r] = dot(w.n_cols, wr, act + (size_t)t * act_row);
+    // Work units: row groups of every output, split in contiguous runs across threads.
+    const int rg = kt.row_group;
+    first_unit.assign((size_t)n_outs + 1, 0);
+    args.assign((size_t)n_outs, gemm::GemmArgs{});
+    for (int i = 0; i < n_outs; ++i) {
+        const MatView& w = outs[i].w;
+        gemm::GemmArgs& a = args[(size_t)i];
+        a.type = w.type;
+        a.n = n;
+        a.w = w.data;
+        a.w_stride = w.row_bytes;
+        a.n_rows = w.n_rows;
+        const TensorType dot = type_traits(w.type).dot_type;
+        if (dot == TensorType::F32) {
+            a.act = reinterpret_cast<const uint8_t*>(x);
+            a.act_stride = (size_t)ldx * sizeof(float);
+        } else {
+            const Conv& c = *std::find_if(convs.begin(), convs.end(),
+                                          [&](const Conv& c) { return c.dot == dot; });
+            a.act = act + c.offset;
+            a.act_stride = c.row;
+        }
+        for (const Side& s : sides)
+            if (s.type == w.type) a.side = side + s.offset, a.side_stride = s.words;
+        a.n_tokens = n_tokens;
+        a.y = outs[i].y;
+        a.ldy = outs[i].ldy;
+        first_unit[(size_t)i + 1] = first_unit[(size_t)i] + (w.n_rows + rg - 1) / rg;
+    }
+    const int64_t n_units = first_unit[(size_t)n_outs];
+    pool.parallel_for(n_units, [&](int64_t u0, int64_t u1, int thread) {
+        uint8_t* s = thread_scratch(scratch, thread);
+        for (int i = 0; i < n_outs && u0 < u1; ++i) {
+            const int64_t b = std::max(u0, first_unit[(size_t)i]),
+                          e = std::min(u1, first_unit[(size_t)i + 1]);
+            if (b >= e) continue;
+            const gemm::GemmArgs& a = args[(size_t)i];
+            const int64_t r0 = (b - first_unit[(size_t)i]) * rg;
+            const int64_t r1 = std::min(a.n_rows, (e - first_unit[(size_t)i]) * rg);
+            kt.gemm[(int)a.type](a, r0, r1, s);
         }
     });
+}
+
+void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,
+            float* y, int64_t ldy, MatmulScratch& scratch) {
+    MatmulOut o{w, y, ldy};
+    matmul_multi(pool, &o, 1, x, ldx, n_tokens, scratch);
 }
 
 }  // namespace lokal

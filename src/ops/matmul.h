@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "ops/thread_pool.h"
@@ -23,16 +24,33 @@ struct MatView {
     bool empty() const { return data == nullptr; }
 };
 
-// Reusable buffers so a forward pass allocates nothing per op.
+// Reusable buffers so a forward pass allocates nothing per op (after the first).
 struct MatmulScratch {
-    std::vector<uint8_t> act;  // activations converted to the weight's dot format
+    std::vector<uint8_t> act;    // activations converted to the weight's dot format
+    std::vector<uint32_t> side;  // per-token block sums/scales the quantized kernels read
+    struct Free {
+        void operator()(void* p) const;
+    };
+    std::vector<std::unique_ptr<uint8_t, Free>> per_thread;  // GEMM panels, 64-byte aligned
+    size_t per_thread_bytes = 0;
 };
 
 // y[t * ldy + o] = dot(W[o, :], x[t * ldx + :]) for t < n_tokens, o < W.n_rows.
 // Activations are converted to the weight type's dot format once per row and reused for
-// every output row. Each output is one dot product over the same data in the same order
-// whatever n_tokens or the thread count is, so results are batch invariant.
+// every output row. Every output follows the canonical arithmetic of ops/gemm_common.h,
+// whatever n_tokens, the thread count or the kernel path is, so results are batch invariant.
 void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,
             float* y, int64_t ldy, MatmulScratch& scratch);
+
+// Several weights applied to the same activations (Q/K/V, gate/up): the activations are
+// converted once per dot format and all products run in one parallel region, so small
+// matrices (K/V) do not leave threads idle. Same results as separate matmul calls.
+struct MatmulOut {
+    MatView w;
+    float* y = nullptr;
+    int64_t ldy = 0;
+};
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
+                  int64_t n_tokens, MatmulScratch& scratch);
 
 }  // namespace lokal

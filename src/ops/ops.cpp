@@ -1,10 +1,24 @@
 #include "ops/ops.h"
 
 #include <cmath>
+#include <cstring>
+
+#include "ops/kernels.h"
+#include "ops/ops_isa.h"
 
 namespace lokal {
+namespace {
+
+// The SIMD row kernels follow the matmul dispatch (LOKAL_ISA=scalar keeps these).
+bool use_simd() {
+    static const bool simd = std::strcmp(kernels().isa, "scalar") != 0;
+    return simd;
+}
+
+}  // namespace
 
 void rmsnorm(const float* x, const float* weight, float* out, int64_t n, float eps) {
+    if (use_simd()) return rmsnorm_avx2(x, weight, out, n, eps);
     // The sum of squares is accumulated in double, as the reference engine does.
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += (double)(x[i] * x[i]);
@@ -14,6 +28,7 @@ void rmsnorm(const float* x, const float* weight, float* out, int64_t n, float e
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+    if (use_simd()) return swiglu_avx2(gate, up, out, n);
     for (int64_t i = 0; i < n; ++i) {
         const float g = gate[i];
         out[i] = g / (1.0f + std::exp(-g)) * up[i];

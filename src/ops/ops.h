@@ -1,5 +1,6 @@
-// Element-wise and row-wise kernels of the transformer forward pass (scalar reference
-// versions; each works on one row so callers parallelize over rows).
+// Element-wise and row-wise kernels of the transformer forward pass; each works on one row
+// so callers parallelize over rows. rmsnorm and swiglu run AVX2 versions (ops_avx2.cpp)
+// unless the dispatch is scalar.
 #pragma once
 
 #include <cstdint>

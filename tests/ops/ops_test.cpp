@@ -32,7 +32,8 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
             pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
                 for (int64_t i = b; i < e; ++i) hits[i]++;
             });
-            for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n;
+            for (int64_t i = 0; i < n; ++i)
+                ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n;
         }
     }
 }
@@ -75,7 +76,8 @@ TEST(Ops, RopeRotatesPairsByPositionAngle) {
         for (int h = 0; h < 2; ++h)
             for (int i = 0; i < hd / 2; ++i) {
                 const double theta = 7.0 * std::pow(10000.0, -2.0 * i / hd);
-                const int a = h * hd + (neox ? i : 2 * i), b = h * hd + (neox ? i + hd / 2 : 2 * i + 1);
+                const int a = h * hd + (neox ? i : 2 * i),
+                          b = h * hd + (neox ? i + hd / 2 : 2 * i + 1);
                 EXPECT_NEAR(x[a], orig[a] * std::cos(theta) - orig[b] * std::sin(theta), 1e-4);
                 EXPECT_NEAR(x[b], orig[a] * std::sin(theta) + orig[b] * std::cos(theta), 1e-4);
             }
@@ -89,7 +91,8 @@ TEST(Ops, RopeRotatesPairsByPositionAngle) {
 TEST(Matmul, F32MatchesNaiveAndIsThreadCountInvariant) {
     const int64_t n_in = 96, n_out = 37, n_tok = 5;
     auto w = random_vec(n_in * n_out, 5), x = random_vec(n_in * n_tok, 6);
-    MatView m{TensorType::F32, n_in, n_out, (size_t)n_in * 4, reinterpret_cast<const uint8_t*>(w.data())};
+    MatView m{TensorType::F32, n_in, n_out, (size_t)n_in * 4,
+              reinterpret_cast<const uint8_t*>(w.data())};
     std::vector<float> first;
     for (int threads : {1, 2, 3, 4}) {
         ThreadPool pool(threads);
@@ -114,13 +117,15 @@ TEST(Matmul, F32MatchesNaiveAndIsThreadCountInvariant) {
 }
 
 // Attention over a paged cache with scattered blocks equals a plain softmax attention
-// over the same (f16-rounded) keys and values.
+// over the same (f16-rounded) keys and values, with probabilities rounded to f16 as the
+// reference engine does.
 TEST(Attention, PagedMatchesNaiveSoftmax) {
     const int n_head = 4, n_kv = 2, hd = 16, bs = 4, n_blocks = 12, len = 19;
     const int kv_dim = n_kv * hd;
     std::vector<uint16_t> kc(n_blocks * bs * kv_dim), vc(kc.size());
     std::vector<int32_t> table = {7, 2, 11, 0, 5};  // scattered, enough for 20 positions
-    auto kf = random_vec(len * kv_dim, 7), vf = random_vec(len * kv_dim, 8), qf = random_vec(len * n_head * hd, 9);
+    auto kf = random_vec(len * kv_dim, 7), vf = random_vec(len * kv_dim, 8),
+         qf = random_vec(len * n_head * hd, 9);
     for (int p = 0; p < len; ++p)
         for (int i = 0; i < kv_dim; ++i) {
             const size_t slot = ((size_t)table[p / bs] * bs + p % bs) * kv_dim + i;
@@ -130,7 +135,8 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
     for (int window : {0, 5}) {
         std::vector<float> out(len * n_head * hd);
         std::vector<AttentionQuery> qs(len);
-        for (int p = 0; p < len; ++p) qs[p] = {qf.data() + p * n_head * hd, out.data() + p * n_head * hd, p, table.data()};
+        for (int p = 0; p < len; ++p)
+            qs[p] = {qf.data() + p * n_head * hd, out.data() + p * n_head * hd, p, table.data()};
         AttentionShape shape{n_head, n_kv, hd, bs, 1.0f / std::sqrt((float)hd), window};
         ThreadPool pool(2);
         attention_paged(pool, shape, kc.data(), vc.data(), qs.data(), len);
@@ -143,7 +149,8 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
                 for (int j = first; j <= p; ++j) {
                     double d = 0;
                     for (int i = 0; i < hd; ++i)
-                        d += (double)r16(qf[(p * n_head + h) * hd + i]) * r16(kf[j * kv_dim + kvh * hd + i]);
+                        d += (double)r16(qf[(p * n_head + h) * hd + i]) *
+                             r16(kf[j * kv_dim + kvh * hd + i]);
                     s.push_back(d / std::sqrt((double)hd));
                 }
                 const double mx = *std::max_element(s.begin(), s.end());
@@ -151,8 +158,11 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
                 for (double& v : s) sum += v = std::exp(v - mx);
                 for (int i = 0; i < hd; ++i) {
                     double ref = 0;
-                    for (int j = first; j <= p; ++j) ref += s[j - first] / sum * r16(vf[j * kv_dim + kvh * hd + i]);
-                    ASSERT_NEAR(out[(p * n_head + h) * hd + i], ref, 1e-4) << "pos " << p << " head " << h;
+                    for (int j = first; j <= p; ++j)
+                        ref +=
+                            r16((float)(s[j - first] / sum)) * r16(vf[j * kv_dim + kvh * hd + i]);
+                    ASSERT_NEAR(out[(p * n_head + h) * hd + i], ref, 1e-4)
+                        << "pos " << p << " head " << h;
                 }
             }
     }

@@ -1,0 +1,200 @@
+// Kernel benchmarks: matmul at TinyLlama-1.1B shapes (decode, batched decode, prefill), the
+// single-row dot per type, activation conversion, and the machine's read bandwidth as the
+// roofline for decode (bytes/s of weights read vs bytes/s the memory delivers).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "ops/attention.h"
+#include "ops/kernels.h"
+#include "ops/matmul.h"
+#include "ops/thread_pool.h"
+#include "quant/quant.h"
+#include "quant/quantize.h"
+
+namespace lokal {
+namespace {
+
+ThreadPool& pool_for(int threads) {
+    static std::unique_ptr<ThreadPool> pools[9];
+    if (!pools[threads]) pools[threads] = std::make_unique<ThreadPool>(threads);
+    return *pools[threads];
+}
+
+// Random weights quantized once per (type, shape); quantizing K-quants is slow, so only one
+// distinct row block is quantized and repeated (the kernels do not care).
+const std::vector<uint8_t>& weights(TensorType t, int64_t rows, int64_t cols) {
+    static std::vector<std::pair<std::tuple<int, int64_t, int64_t>, std::vector<uint8_t>>> cache;
+    const auto key = std::make_tuple((int)t, rows, cols);
+    for (auto& [k, v] : cache)
+        if (k == key) return v;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> d(0, 1);
+    const size_t rb = row_size(t, cols);
+    std::vector<uint8_t> w(rb * (size_t)rows);
+    const int64_t distinct = std::min<int64_t>(rows, 64);
+    std::vector<float> x((size_t)cols);
+    for (int64_t r = 0; r < distinct; ++r) {
+        for (float& v : x) v = d(rng);
+        quantize_row(t, x.data(), w.data() + rb * (size_t)r, cols, nullptr);
+    }
+    for (int64_t r = distinct; r < rows; ++r)
+        std::memcpy(w.data() + rb * (size_t)r, w.data() + rb * (size_t)(r % distinct), rb);
+    cache.emplace_back(key, std::move(w));
+    return cache.back().second;
+}
+
+// args: type, rows, cols, tokens, threads
+void BM_Matmul(benchmark::State& st) {
+    const TensorType t = (TensorType)st.range(0);
+    const int64_t rows = st.range(1), cols = st.range(2), tokens = st.range(3);
+    ThreadPool& pool = pool_for((int)st.range(4));
+    const auto& w = weights(t, rows, cols);
+    MatView m{t, cols, rows, row_size(t, cols), w.data()};
+    std::mt19937 rng(2);
+    std::normal_distribution<float> d(0, 1);
+    std::vector<float> x((size_t)(cols * tokens)), y((size_t)(rows * tokens));
+    for (float& v : x) v = d(rng);
+    MatmulScratch s;
+    for (auto _ : st) {
+        matmul(pool, m, x.data(), cols, tokens, y.data(), rows, s);
+        benchmark::DoNotOptimize(y.data());
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)w.size());
+    st.counters["tok/s"] =
+        benchmark::Counter((double)tokens * (double)st.iterations(), benchmark::Counter::kIsRate);
+    st.counters["GMAC/s"] = benchmark::Counter((double)rows * cols * tokens * st.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
+    st.SetLabel(std::string(type_name(t)) + " " + kernels().isa);
+}
+
+void matmul_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"type", "rows", "cols", "tok", "thr"});
+    const TensorType types[] = {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K,
+                                TensorType::Q8_0, TensorType::F16};
+    const int64_t shapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
+    for (TensorType t : types)
+        for (auto& sh : shapes)
+            for (int64_t tok : {1, 8, 512}) {
+                if (tok == 512 && sh[0] == 32000) continue;  // the output layer runs for 1 token
+                for (int thr : {1, 2}) b->Args({(int64_t)t, sh[0], sh[1], tok, thr});
+            }
+}
+BENCHMARK(BM_Matmul)->Apply(matmul_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Compute-bound view: a matrix that stays in L2 (256 x 2048), one thread.
+void matmul_l2_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"type", "rows", "cols", "tok", "thr"});
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
+                         TensorType::Q5_K, TensorType::IQ4_XS, TensorType::F16})
+        for (int64_t tok : {1, 8, 64}) b->Args({(int64_t)t, 256, 2048, tok, 1});
+}
+BENCHMARK(BM_Matmul)->Name("BM_MatmulL2")->Apply(matmul_l2_args)->Unit(benchmark::kMicrosecond);
+
+// Single-row dot, n = 4096 (vec_dot runs the GEMM kernel on one row).
+void BM_VecDot(benchmark::State& st) {
+    const TensorType t = (TensorType)st.range(0);
+    const int64_t n = 4096;
+    const auto& w = weights(t, 1, n);
+    std::vector<float> x((size_t)n, 0.5f);
+    std::vector<uint8_t> a(row_size(type_traits(t).dot_type, n));
+    quantize_row_dot(type_traits(t).dot_type, x.data(), a.data(), n);
+    const VecDotFn f = (st.range(1) ? reference_kernels() : kernels()).vec_dot[(int)t];
+    if (!f) {
+        st.SkipWithError("unsupported type");
+        return;
+    }
+    for (auto _ : st) benchmark::DoNotOptimize(f(n, w.data(), a.data()));
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)w.size());
+    st.SetLabel(std::string(type_name(t)) + (st.range(1) ? " vec_dot_ref" : " ") +
+                (st.range(1) ? "" : kernels().isa));
+}
+// ref:1 is the quant layer's scalar reference (the matmul's inner loop before this work).
+BENCHMARK(BM_VecDot)
+    ->ArgsProduct({{0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20, 23, 30}, {0, 1}})
+    ->ArgNames({"type", "ref"});
+
+void BM_QuantizeAct(benchmark::State& st) {
+    const TensorType d = (TensorType)st.range(0);
+    const int64_t n = 4096;
+    std::vector<float> x((size_t)n);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0, 1);
+    for (float& v : x) v = nd(rng);
+    std::vector<uint8_t> out(row_size(d, n));
+    const QuantizeRowFn f = kernels().quantize[(int)d];
+    for (auto _ : st) {
+        f(x.data(), out.data(), n);
+        benchmark::DoNotOptimize(out.data());
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * n * 4);
+    st.SetLabel(type_name(d));
+}
+BENCHMARK(BM_QuantizeAct)
+    ->Arg((int)TensorType::Q8_0)
+    ->Arg((int)TensorType::Q8_K)
+    ->Arg((int)TensorType::BF16);
+
+// One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
+// `ctx` cached positions; arg 1 selects the scalar reference.
+void BM_AttentionDecode(benchmark::State& st) {
+    const int ctx = (int)st.range(0), n_head = 32, n_kv = 4, hd = 64, bs = 16;
+    ThreadPool& pool = pool_for((int)st.range(2));
+    const int n_blocks = (ctx + bs - 1) / bs;
+    std::vector<int32_t> table(n_blocks);
+    for (int i = 0; i < n_blocks; ++i) table[i] = i;
+    std::vector<uint16_t> kc((size_t)n_blocks * bs * n_kv * hd, 0x3C00), vc(kc.size(), 0x3800);
+    std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
+    AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
+    AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
+    for (auto _ : st) {
+        if (st.range(1))
+            attention_paged_ref(pool, shape, kc.data(), vc.data(), &aq, 1);
+        else
+            attention_paged(pool, shape, kc.data(), vc.data(), &aq, 1);
+        benchmark::DoNotOptimize(out.data());
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * n_kv * hd * 2 * 2);
+}
+BENCHMARK(BM_AttentionDecode)
+    ->ArgNames({"ctx", "ref", "thr"})
+    ->Args({4096, 0, 1})
+    ->Args({4096, 1, 1})
+    ->Args({4096, 0, 2})
+    ->Args({512, 0, 1})
+    ->Unit(benchmark::kMicrosecond);
+
+// Read bandwidth: sum a 1 GiB buffer split across the pool's threads.
+void BM_MemRead(benchmark::State& st) {
+    ThreadPool& pool = pool_for((int)st.range(0));
+    static std::vector<uint64_t> buf = [] {
+        std::vector<uint64_t> v((size_t)1 << 27);
+        for (size_t i = 0; i < v.size(); ++i) v[i] = i;
+        return v;
+    }();
+    std::vector<uint64_t> sums(8);
+    for (auto _ : st) {
+        pool.parallel_for((int64_t)buf.size() / 8, [&](int64_t b, int64_t e, int th) {
+            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int64_t i = b * 8; i < e * 8; i += 8) {
+                s0 += buf[i] + buf[i + 4];
+                s1 += buf[i + 1] + buf[i + 5];
+                s2 += buf[i + 2] + buf[i + 6];
+                s3 += buf[i + 3] + buf[i + 7];
+            }
+            sums[th] = s0 + s1 + s2 + s3;
+        });
+        benchmark::DoNotOptimize(sums.data());
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)(buf.size() * 8));
+}
+BENCHMARK(BM_MemRead)->Arg(1)->Arg(2)->ArgName("thr")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace lokal
+
+BENCHMARK_MAIN();

@@ -1,0 +1,233 @@
+// AVX-512 attention for one query token and one K/V head group: the reference's two-pass
+// numerics (attention.cpp), 16 lanes wide.
+//
+// K and V rows are converted from f16 straight out of the cache and shared by a block of
+// query heads held in registers. Pass 1 keeps one partial-sum vector per (head, key) and
+// reduces 16 keys at a time with one transposing tree (no per-key horizontal sums); the
+// softmax uses a vector exp and a double sum, probabilities are rounded to f16 as the
+// reference does, and pass 2 accumulates p * V with the head block's outputs in registers.
+// GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ops/attention_isa.h"
+
+namespace lokal {
+namespace {
+
+constexpr int TK = 16;      // keys per tile (one vector of scores)
+constexpr int TC = 64;      // keys per chunk (their K or V rows stay in L1 across head blocks)
+constexpr int kAhead = 64;  // rows prefetched ahead: K/V rows are strided, so hardware
+                            // prefetchers alone leave the loop waiting on memory
+
+// e^x, as exp256 in attention_avx2.cpp.
+inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+// out[i] = sum of the 16 lanes of v[i], for 16 vectors.
+inline __m512 hsum16x16(const __m512* v) {
+    __m512 t[8], u[4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)  // quarters q0+q2, q1+q3 of v[2i] and v[2i+1]
+        t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)  // one quarter per key: keys 4i .. 4i+3
+        u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xDD));
+    const __m512 w0 = _mm512_add_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1]));
+    const __m512 w1 = _mm512_add_ps(_mm512_unpacklo_ps(u[2], u[3]), _mm512_unpackhi_ps(u[2], u[3]));
+    const __m512 r = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(w0), _mm512_castps_pd(w1))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(w0), _mm512_castps_pd(w1))));
+    // Lane 4c + i of r holds key 4i + c.
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+inline __m512 round_f16(__m512 v) {
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+inline __m512 load_h(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
+}
+
+// NC = head_dim / 16, HB = query heads per register block.
+template <int NC, int HB>
+void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+            const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    constexpr int hd = NC * 16;
+    const int group = s.n_head / s.n_kv_head;
+    const int64_t kv_dim = (int64_t)s.n_kv_head * hd;
+    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int64_t n = query.pos - first + 1;
+    const int64_t n_pad = (n + TK - 1) / TK * TK;
+    buf.resize((size_t)(2 * group * hd + HB * TK * 16 + group * n_pad) + 16);
+    float* q = buf.data();                        // [group][hd], f16-rounded
+    float* acc = q + (size_t)group * hd;          // [group][hd] outputs between chunks
+    float* part = acc + (size_t)group * hd;       // [HB][TK][16] partial dot vectors
+    float* scores = part + (size_t)HB * TK * 16;  // [group][n_pad]
+    for (int g = 0; g < group; ++g) {
+        const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
+        for (int c = 0; c < NC; ++c)
+            _mm512_storeu_ps(q + g * hd + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
+    }
+    auto row = [&](const uint16_t* cache, int64_t j) {
+        const int64_t p = first + j;
+        const int64_t block = query.block_table[p / s.block_size];
+        return cache + (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
+    };
+    auto prefetch = [&](const uint16_t* cache, int64_t j) {
+        if (j >= n) return;
+        const char* r = (const char*)row(cache, j);
+        for (int b = 0; b < hd * 2; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+    };
+    const __m512 scale = _mm512_set1_ps(s.scale);
+
+    // Pass 1: scores. Keys in chunks of TC (read from memory once; the chunk's rows stay in
+    // L1 for every head block), heads in blocks of HB with their q in registers, 16 keys
+    // reduced at a time.
+    for (int64_t c0 = 0; c0 < n; c0 += TC) {
+        const int64_t c1 = std::min<int64_t>(n, c0 + TC);
+        for (int g0 = 0; g0 < group; g0 += HB) {
+            const int hb = std::min(HB, group - g0);
+            __m512 qr[HB][NC];
+            for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 8
+                for (int c = 0; c < NC; ++c)
+                    qr[h][c] = _mm512_loadu_ps(q + (g0 + std::min(h, hb - 1)) * hd + 16 * c);
+            for (int64_t j0 = c0; j0 < c1; j0 += TK) {
+                const int m = (int)std::min<int64_t>(TK, c1 - j0);
+                for (int i = 0; i < m; ++i) {
+                    if (g0 == 0) prefetch(k_cache, j0 + i + kAhead);
+                    const uint16_t* kr = row(k_cache, j0 + i);
+                    __m512 k[NC];
+#pragma GCC unroll 8
+                    for (int c = 0; c < NC; ++c) k[c] = load_h(kr + 16 * c);
+#pragma GCC unroll 8
+                    for (int h = 0; h < HB; ++h) {
+                        __m512 a = _mm512_mul_ps(qr[h][0], k[0]);
+#pragma GCC unroll 8
+                        for (int c = 1; c < NC; ++c) a = _mm512_fmadd_ps(qr[h][c], k[c], a);
+                        _mm512_storeu_ps(part + (h * TK + i) * 16, a);
+                    }
+                }
+                for (int h = 0; h < hb; ++h) {
+                    float* ph = part + h * TK * 16;
+                    for (int i = m; i < TK; ++i) _mm512_storeu_ps(ph + i * 16, _mm512_setzero_ps());
+                    __m512 v[TK];
+#pragma GCC unroll 16
+                    for (int i = 0; i < TK; ++i) v[i] = _mm512_loadu_ps(ph + i * 16);
+                    _mm512_storeu_ps(scores + (g0 + h) * n_pad + j0,
+                                     _mm512_mul_ps(hsum16x16(v), scale));
+                }
+            }
+        }
+    }
+
+    // Softmax per head; probabilities rounded to f16. Padding lanes get probability 0.
+    for (int g = 0; g < group; ++g) {
+        float* sg = scores + g * n_pad;
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < n_pad; j += 16) {
+            const __mmask16 live =
+                n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+            mx = _mm512_mask_max_ps(mx, live, mx, _mm512_loadu_ps(sg + j));
+        }
+        const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+        for (int64_t j = 0; j < n_pad; j += 16) {
+            const __mmask16 live =
+                n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+            const __m512 e =
+                _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_loadu_ps(sg + j), vmax)));
+            _mm512_storeu_ps(sg + j, e);
+            sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        }
+        const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+        for (int64_t j = 0; j < n_pad; j += 16)
+            _mm512_storeu_ps(sg + j, round_f16(_mm512_mul_ps(_mm512_loadu_ps(sg + j), inv)));
+    }
+
+    // Pass 2: probability-weighted values, chunk by chunk as pass 1; a head block's outputs
+    // stay in registers for the chunk and in `acc` between chunks.
+    std::fill(acc, acc + (size_t)group * hd, 0.0f);
+    for (int64_t c0 = 0; c0 < n; c0 += TC) {
+        const int64_t c1 = std::min<int64_t>(n, c0 + TC);
+        for (int g0 = 0; g0 < group; g0 += HB) {
+            const int hb = std::min(HB, group - g0);
+            __m512 a[HB][NC];
+            for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 8
+                for (int c = 0; c < NC; ++c)
+                    a[h][c] = _mm512_loadu_ps(acc + (g0 + std::min(h, hb - 1)) * hd + 16 * c);
+            const float* p0 = scores + g0 * n_pad;
+            for (int64_t j = c0; j < c1; ++j) {
+                if (g0 == 0) prefetch(v_cache, j + kAhead);
+                const uint16_t* vr = row(v_cache, j);
+                __m512 v[NC];
+#pragma GCC unroll 8
+                for (int c = 0; c < NC; ++c) v[c] = load_h(vr + 16 * c);
+#pragma GCC unroll 8
+                for (int h = 0; h < HB; ++h) {
+                    // Heads past the group's end redo the last head; their results are dropped.
+                    const __m512 p = _mm512_set1_ps(p0[std::min(h, hb - 1) * n_pad + j]);
+#pragma GCC unroll 8
+                    for (int c = 0; c < NC; ++c) a[h][c] = _mm512_fmadd_ps(p, v[c], a[h][c]);
+                }
+            }
+            for (int h = 0; h < hb; ++h)
+                for (int c = 0; c < NC; ++c)
+                    _mm512_storeu_ps(acc + (g0 + h) * hd + 16 * c, a[h][c]);
+        }
+    }
+    for (int g = 0; g < group; ++g)
+        std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
+}
+
+}  // namespace
+
+bool attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                         const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    switch (s.head_dim) {
+        case 64:
+            attend<4, 4>(s, k_cache, v_cache, query, kv_head, buf);
+            return true;
+        case 128:
+            attend<8, 2>(s, k_cache, v_cache, query, kv_head, buf);
+            return true;
+        case 32:
+            attend<2, 8>(s, k_cache, v_cache, query, kv_head, buf);
+            return true;
+        case 80:
+            attend<5, 3>(s, k_cache, v_cache, query, kv_head, buf);
+            return true;
+        case 96:
+            attend<6, 2>(s, k_cache, v_cache, query, kv_head, buf);
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace lokal

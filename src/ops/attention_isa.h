@@ -1,0 +1,19 @@
+// Internal to src/ops: per-ISA attention kernels (one query token x one K/V head group).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ops/attention.h"
+
+namespace lokal {
+
+// attention_avx2.cpp (AVX2 + FMA + F16C); head_dim a multiple of 8.
+void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                       const AttentionQuery& query, int kv_head, std::vector<float>& buf);
+
+// attention_avx512.cpp; returns false (doing nothing) for head sizes it has no kernel for.
+bool attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                         const AttentionQuery& query, int kv_head, std::vector<float>& buf);
+
+}  // namespace lokal

@@ -1,0 +1,698 @@
+// AVX2 GEMM for the quantized weight types: the AVX-512 design (gemm_avx512.cpp) on 8-row
+// groups, with vpmaddubsw instead of vpdpbusd.
+//
+// vpmaddubsw adds two u8*s8 products into a saturating int16, so sums stay exact only while
+// they fit: per weight type, GD dwords are summed in int16 before widening (8 for 4-bit
+// values, 4 for 5-bit, 2 for 6-bit), and byte-wide values (Q8_0, IQ4) are split into two
+// nibble planes, u = 16 * hi + lo. Integer block sums are exact, so results are bit-identical
+// to the other paths.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "ops/gemm_isa.h"
+#include "quant/blocks.h"
+
+namespace lokal::gemm::avx2 {
+namespace {
+
+constexpr int RG = 8;
+
+// The 8 rows of a group at a fixed stride (a partial group is padded first, see gemm_quant).
+struct Rows {
+    const uint8_t* base;
+    size_t s;
+    __m256i idx;  // byte offset of each row, for gathers
+
+    Rows(const uint8_t* b, size_t stride) : base(b), s(stride) {
+        idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                 _mm256_set1_epi32((int32_t)stride));
+    }
+    __m256i gather(size_t off) const {
+        return _mm256_i32gather_epi32((const int*)(base + off), idx, 1);
+    }
+};
+
+inline __m128i ld128(const uint8_t* p) {
+    return _mm_loadu_si128((const __m128i*)p);
+}
+inline int32_t ld32(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+inline float ldf(const uint32_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// T[k] = dword k of the 16 bytes at `off` of each of the 8 rows (lane i = row i).
+[[gnu::always_inline]] inline void load_t4(const Rows& R, size_t off, __m256i T[4]) {
+    // Rows j and j+4 in the two 128-bit lanes of A[j].
+    const size_t s = R.s;
+    const uint8_t* q0 = R.base + off;
+    const uint8_t* q4 = q0 + 4 * s;
+    __m256i A[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j)
+        A[j] = _mm256_inserti128_si256(_mm256_castsi128_si256(ld128(q0 + j * s)), ld128(q4 + j * s),
+                                       1);
+    const __m256i t0 = _mm256_unpacklo_epi32(A[0], A[1]), t1 = _mm256_unpackhi_epi32(A[0], A[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(A[2], A[3]), t3 = _mm256_unpackhi_epi32(A[2], A[3]);
+    T[0] = _mm256_unpacklo_epi64(t0, t2);
+    T[1] = _mm256_unpackhi_epi64(t0, t2);
+    T[2] = _mm256_unpacklo_epi64(t1, t3);
+    T[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+inline __m256i c8(int v) {
+    return _mm256_set1_epi8((char)v);
+}
+inline __m256i lo4(__m256i v) {
+    return _mm256_and_si256(v, c8(0x0F));
+}
+inline __m256i hi4(__m256i v) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, 4), c8(0x0F));
+}
+inline __m256i or_and(__m256i a, __m256i b, __m256i c) {
+    return _mm256_or_si256(a, _mm256_and_si256(b, c));
+}
+inline __m256i shl(__m256i v, int s) {
+    return s >= 0 ? _mm256_slli_epi32(v, s) : _mm256_srli_epi32(v, -s);
+}
+inline __m256 half_lo(__m256i g) {
+    const __m256i x = _mm256_and_si256(g, _mm256_set1_epi32(0xFFFF));
+    return _mm256_cvtph_ps(
+        _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)));
+}
+inline __m256 half_hi(__m256i g) {
+    return half_lo(_mm256_srli_epi32(g, 16));
+}
+inline __m256i bits(__m256i v, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(mask));
+}
+inline __m256i q5_high(__m256i W, __m256i qh, int k) {
+    const __m256i ctrl = _mm256_add_epi8(_mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0,
+                                                           0x04040404, 0x08080808, 0x0C0C0C0C),
+                                         c8(k / 2));
+    const __m256i sel = _mm256_set1_epi32(k % 2 ? (int)0x80402010 : 0x08040201);
+    const __m256i hit =
+        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, ctrl), sel), sel);
+    return _mm256_or_si256(W, _mm256_and_si256(hit, c8(0x10)));
+}
+inline __m256i iq4_lut() {
+    const __m128i l =
+        _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166,
+                      (char)181, (char)197, (char)217, (char)241);
+    return _mm256_broadcastsi128_si256(l);
+}
+
+struct alignas(32) P32 {
+    __m256i w[16];  // [0,8): values (or low nibble plane); [8,16): high nibble plane (split)
+    __m256 d, m;
+};
+struct alignas(32) PK {
+    __m256i w[128];
+    __m256i sc[16];
+    __m256i mn[8];
+    __m256 d, dm;
+};
+
+// Byte values into the split planes when the type needs them.
+template <bool Split>
+inline void put(__m256i* w, int k, int nw, __m256i v) {
+    if (Split) {
+        w[k] = lo4(v);
+        w[nw + k] = hi4(v);
+    } else {
+        w[k] = v;
+    }
+}
+
+struct TQ4_0 {
+    static constexpr int QK = 32, BB = 18, AB = 34, AO = 2, GD = 8;
+    static constexpr bool kMin = false, Split = false;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i T[4];
+        load_t4(R, o + 2, T);
+        for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
+        P.d = half_lo(R.gather(o));
+    }
+};
+struct TIQ4_NL {
+    static constexpr int QK = 32, BB = 18, AB = 34, AO = 2, GD = 8;
+    static constexpr bool kMin = false, Split = true;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i T[4];
+        load_t4(R, o + 2, T);
+        const __m256i lut = iq4_lut();
+        for (int k = 0; k < 4; ++k) {
+            put<true>(P.w, k, 8, _mm256_shuffle_epi8(lut, lo4(T[k])));
+            put<true>(P.w, 4 + k, 8, _mm256_shuffle_epi8(lut, hi4(T[k])));
+        }
+        P.d = half_lo(R.gather(o));
+    }
+};
+struct TQ4_1 {
+    static constexpr int QK = 32, BB = 20, AB = 36, AO = 4, GD = 8;
+    static constexpr bool kMin = true, Split = false;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i T[4];
+        load_t4(R, o + 4, T);
+        for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
+        const __m256i g = R.gather(o);
+        P.d = half_lo(g);
+        P.m = half_hi(g);
+    }
+};
+template <bool One>
+struct TQ5 {
+    static constexpr int QK = 32, BB = One ? 24 : 22, AB = One ? 36 : 34, AO = One ? 4 : 2, GD = 4;
+    static constexpr int QH = One ? 4 : 2, QS = One ? 8 : 6;
+    static constexpr bool kMin = One, Split = false;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i T[4];
+        load_t4(R, o + QS, T);
+        const __m256i qh = R.gather(o + QH);
+        for (int k = 0; k < 4; ++k) {
+            P.w[k] = q5_high(lo4(T[k]), qh, k);
+            P.w[4 + k] = q5_high(hi4(T[k]), qh, 4 + k);
+        }
+        const __m256i g = R.gather(o);
+        P.d = half_lo(g);
+        if (One) P.m = half_hi(g);
+    }
+};
+struct TQ8_0 {
+    static constexpr int QK = 32, BB = 34, AB = 34, AO = 2, GD = 8;
+    static constexpr bool kMin = false, Split = true;
+    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i T[4], U[4];
+        load_t4(R, o + 2, T);
+        load_t4(R, o + 18, U);
+        for (int k = 0; k < 4; ++k) {
+            put<true>(P.w, k, 8, _mm256_xor_si256(T[k], c8(0x80)));
+            put<true>(P.w, 4 + k, 8, _mm256_xor_si256(U[k], c8(0x80)));
+        }
+        P.d = half_lo(R.gather(o));
+    }
+};
+
+// Split-plane types hand put() the two nibble planes as dwords k and 64 + k.
+template <class Put>
+[[gnu::always_inline]] inline void put_split(Put& put, int k, __m256i v) {
+    put(k, lo4(v));
+    put(64 + k, hi4(v));
+}
+
+struct TQ2_K {
+    static constexpr int BB = 84, NSUB = 16, NM = 8, GD = 4;
+    static constexpr bool CORR = false, Split = false;
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
+        const size_t o = (size_t)b * BB;
+#pragma GCC unroll 16
+        for (int h = 0; h < 2; ++h) {
+            __m256i Qa[4], Qb[4];
+            load_t4(R, o + 16 + 32 * h, Qa);
+            load_t4(R, o + 32 + 32 * h, Qb);
+#pragma GCC unroll 16
+            for (int s = 0; s < 4; ++s)
+#pragma GCC unroll 16
+                for (int k = 0; k < 4; ++k) {
+                    put(32 * h + 8 * s + k,
+                        _mm256_and_si256(_mm256_srli_epi32(Qa[k], 2 * s), c8(3)));
+                    put(32 * h + 8 * s + 4 + k,
+                        _mm256_and_si256(_mm256_srli_epi32(Qb[k], 2 * s), c8(3)));
+                }
+        }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i D[4], m[16];
+        for (int i = 0; i < 4; ++i) D[i] = R.gather(o + 4 * i);
+        for (int j = 0; j < 16; ++j) {
+            P.sc[j] = bits(D[j / 4], 8 * (j % 4), 0xF);
+            m[j] = bits(D[j / 4], 8 * (j % 4) + 4, 0xF);
+        }
+        for (int p = 0; p < 8; ++p)
+            P.mn[p] = _mm256_or_si256(m[2 * p], _mm256_slli_epi32(m[2 * p + 1], 16));
+        const __m256i g = R.gather(o + 80);
+        P.d = half_lo(g);
+        P.dm = half_hi(g);
+    }
+};
+struct TQ3_K {
+    static constexpr int BB = 110, NSUB = 16, NM = 0, GD = 4;
+    static constexpr bool CORR = true, Split = false;
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
+        const size_t o = (size_t)b * BB;
+        __m256i Ma[4], Mb[4];
+        load_t4(R, o, Ma);
+        load_t4(R, o + 16, Mb);
+#pragma GCC unroll 16
+        for (int h = 0; h < 2; ++h) {
+            __m256i Qa[4], Qb[4];
+            load_t4(R, o + 32 + 32 * h, Qa);
+            load_t4(R, o + 48 + 32 * h, Qb);
+#pragma GCC unroll 16
+            for (int s = 0; s < 4; ++s) {
+                const int sh = 2 - (4 * h + s);
+#pragma GCC unroll 16
+                for (int k = 0; k < 4; ++k) {
+                    const __m256i la = _mm256_and_si256(_mm256_srli_epi32(Qa[k], 2 * s), c8(3));
+                    const __m256i lb = _mm256_and_si256(_mm256_srli_epi32(Qb[k], 2 * s), c8(3));
+                    put(32 * h + 8 * s + k, or_and(la, shl(Ma[k], sh), c8(4)));
+                    put(32 * h + 8 * s + 4 + k, or_and(lb, shl(Mb[k], sh), c8(4)));
+                }
+            }
+        }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        __m256i D[3];
+        for (int i = 0; i < 3; ++i) D[i] = R.gather(o + 96 + 4 * i);
+        for (int j = 0; j < 16; ++j) {
+            const int jj = j % 8;
+            const __m256i low = bits(D[jj / 4], 8 * (jj % 4) + 4 * (j / 8), 0xF);
+            const __m256i high = bits(D[2], 8 * (j % 4) + 2 * (j / 4), 3);
+            P.sc[j] = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)),
+                                       _mm256_set1_epi32(32));
+        }
+        P.d = half_hi(R.gather(o + 106));
+    }
+};
+template <bool Five>
+struct TQ45_K {
+    static constexpr int BB = Five ? 176 : 144, NSUB = 8, NM = 4, GD = Five ? 4 : 8;
+    static constexpr int QS = Five ? 48 : 16;
+    static constexpr bool CORR = false, Split = false;
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
+        const size_t o = (size_t)b * BB;
+        __m256i Ha[4], Hb[4];
+        if (Five) {
+            load_t4(R, o + 16, Ha);
+            load_t4(R, o + 32, Hb);
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < 4; ++c) {
+            __m256i Ta[4], Tb[4];
+            load_t4(R, o + QS + 32 * c, Ta);
+            load_t4(R, o + QS + 32 * c + 16, Tb);
+#pragma GCC unroll 16
+            for (int k = 0; k < 4; ++k) {
+                __m256i w0 = lo4(Ta[k]), w1 = lo4(Tb[k]), w2 = hi4(Ta[k]), w3 = hi4(Tb[k]);
+                if (Five) {
+                    w0 = or_and(w0, shl(Ha[k], 4 - 2 * c), c8(0x10));
+                    w1 = or_and(w1, shl(Hb[k], 4 - 2 * c), c8(0x10));
+                    w2 = or_and(w2, shl(Ha[k], 3 - 2 * c), c8(0x10));
+                    w3 = or_and(w3, shl(Hb[k], 3 - 2 * c), c8(0x10));
+                }
+                put(16 * c + k, w0);
+                put(16 * c + 4 + k, w1);
+                put(16 * c + 8 + k, w2);
+                put(16 * c + 12 + k, w3);
+            }
+        }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        const __m256i D0 = R.gather(o + 4), D1 = R.gather(o + 8), D2 = R.gather(o + 12);
+        __m256i m[8];
+        for (int j = 0; j < 4; ++j) {
+            P.sc[j] = bits(D0, 8 * j, 63);
+            m[j] = bits(D1, 8 * j, 63);
+            P.sc[4 + j] =
+                _mm256_or_si256(bits(D2, 8 * j, 0xF), _mm256_slli_epi32(bits(D0, 8 * j + 6, 3), 4));
+            m[4 + j] = _mm256_or_si256(bits(D2, 8 * j + 4, 0xF),
+                                       _mm256_slli_epi32(bits(D1, 8 * j + 6, 3), 4));
+        }
+        for (int p = 0; p < 4; ++p)
+            P.mn[p] = _mm256_or_si256(m[2 * p], _mm256_slli_epi32(m[2 * p + 1], 16));
+        const __m256i g = R.gather(o);
+        P.d = half_lo(g);
+        P.dm = half_hi(g);
+    }
+};
+struct TQ6_K {
+    static constexpr int BB = 210, NSUB = 16, NM = 0, GD = 2;
+    static constexpr bool CORR = true, Split = false;
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
+        const size_t o = (size_t)b * BB;
+#pragma GCC unroll 16
+        for (int h = 0; h < 2; ++h) {
+            __m256i L[4][4], H[2][4];
+#pragma GCC unroll 16
+            for (int i = 0; i < 4; ++i) load_t4(R, o + 64 * h + 16 * i, L[i]);
+            load_t4(R, o + 128 + 32 * h, H[0]);
+            load_t4(R, o + 144 + 32 * h, H[1]);
+#pragma GCC unroll 16
+            for (int s = 0; s < 4; ++s)
+#pragma GCC unroll 16
+                for (int part = 0; part < 2; ++part)
+#pragma GCC unroll 16
+                    for (int k = 0; k < 4; ++k) {
+                        const __m256i l = L[2 * (s & 1) + part][k];
+                        const __m256i nib = s < 2 ? lo4(l) : hi4(l);
+                        put(32 * h + 8 * s + 4 * part + k,
+                            or_and(nib, shl(H[part][k], 4 - 2 * s), c8(0x30)));
+                    }
+        }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        for (int i = 0; i < 4; ++i) {
+            const __m256i D = R.gather(o + 192 + 4 * i);
+            for (int j = 0; j < 4; ++j)
+                P.sc[4 * i + j] = _mm256_srai_epi32(_mm256_slli_epi32(D, 24 - 8 * j), 24);
+        }
+        P.d = half_hi(R.gather(o + 206));
+    }
+};
+struct TIQ4_XS {
+    static constexpr int BB = 136, NSUB = 8, NM = 0, GD = 8;
+    static constexpr bool CORR = true, Split = true;
+    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    template <class Put>
+    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
+        const size_t o = (size_t)b * BB;
+        const __m256i lut = iq4_lut();
+#pragma GCC unroll 16
+        for (int ib = 0; ib < 8; ++ib) {
+            __m256i T[4];
+            load_t4(R, o + 8 + 16 * ib, T);
+#pragma GCC unroll 16
+            for (int k = 0; k < 4; ++k) {
+                put_split(put, 8 * ib + k, _mm256_shuffle_epi8(lut, lo4(T[k])));
+                put_split(put, 8 * ib + 4 + k, _mm256_shuffle_epi8(lut, hi4(T[k])));
+            }
+        }
+    }
+    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
+        const size_t o = (size_t)b * BB;
+        const __m256i g0 = R.gather(o), g1 = R.gather(o + 4);
+        for (int ib = 0; ib < 8; ++ib) {
+            const __m256i ls = _mm256_or_si256(bits(g1, 8 * (ib / 2) + 4 * (ib % 2), 0xF),
+                                               _mm256_slli_epi32(bits(g0, 16 + 2 * ib, 3), 4));
+            P.sc[ib] = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+        }
+        P.d = half_lo(g0);
+    }
+};
+
+struct Tok {
+    const uint8_t* act;
+    const uint32_t* side;
+};
+
+// Exact sum over dwords [k0, k0 + n) of w (u8) x y (s8) for T tokens, added to s[t].
+// Plane offset nw: when Split, w[nw + k] is the high nibble plane (weight 16).
+template <int T, int GD, bool Split>
+[[gnu::always_inline]] inline void dot_dwords(const __m256i* w, int nw, int k0, int n,
+                                              const uint8_t* const* y, __m256i* s) {
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+    for (int g = 0; g < n; g += GD) {
+        __m256i p[T], q[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) p[t] = q[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = k0 + g; k < k0 + g + GD; ++k) {
+            const __m256i wl = _mm256_load_si256(&w[k]);
+            const __m256i wh = Split ? _mm256_load_si256(&w[nw + k]) : wl;
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) {
+                const __m256i yb = _mm256_set1_epi32(ld32(y[t] + 4 * k));
+                p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wl, yb));
+                if (Split) q[t] = _mm256_add_epi16(q[t], _mm256_maddubs_epi16(wh, yb));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p[t], ones));
+            if (Split)
+                s[t] = _mm256_add_epi32(s[t], _mm256_slli_epi32(_mm256_madd_epi16(q[t], ones), 4));
+        }
+    }
+}
+
+template <class Ty, int T>
+[[gnu::always_inline]] inline void compute32(const P32* pan, int nbc, int64_t b0, int64_t nb,
+                                             const Tok* tk, __m256* facc) {
+    for (int b = 0; b < nbc; ++b) {
+        const P32& P = pan[b];
+        const int64_t bg = b0 + b;
+        const uint8_t* y[T];
+        __m256i s[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            y[t] = tk[t].act + bg * Ty::AB + Ty::AO;
+            s[t] =
+                Ty::kMin ? _mm256_setzero_si256() : _mm256_set1_epi32((int32_t)tk[t].side[nb + bg]);
+        }
+        dot_dwords<T, Ty::GD, Ty::Split>(P.w, 8, 0, 8, y, s);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const __m256 d = _mm256_mul_ps(P.d, _mm256_set1_ps(ldf(tk[t].side + bg)));
+            facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), d, facc[t]);
+            if (Ty::kMin)
+                facc[t] = _mm256_fmadd_ps(P.m, _mm256_set1_ps(ldf(tk[t].side + nb + bg)), facc[t]);
+        }
+    }
+}
+
+template <class Ty>
+[[gnu::always_inline]] inline __m256 finishK(const PK& P, __m256i isum, const Tok& tk, int64_t bg,
+                                             int64_t nb, __m256 f) {
+    constexpr int NC = Ty::CORR ? Ty::NSUB : 0;
+    const float dy = ldf(tk.side + bg);
+    f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(P.d, _mm256_set1_ps(dy)), f);
+    if constexpr (Ty::NM > 0) {
+        const uint32_t* ys = tk.side + nb + nb * NC + bg * Ty::NM;
+        __m256i ms = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int p = 0; p < Ty::NM; ++p)
+            ms =
+                _mm256_add_epi32(ms, _mm256_madd_epi16(P.mn[p], _mm256_set1_epi32((int32_t)ys[p])));
+        f = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(P.dm, _mm256_set1_ps(dy)), f);
+    }
+    return f;
+}
+
+template <class Ty, int T>
+[[gnu::always_inline]] inline void computeK(const PK* pan, int nbc, int64_t b0, int64_t nb,
+                                            const Tok* tk, __m256* facc) {
+    constexpr int NS = Ty::NSUB, DW = 64 / NS;
+    constexpr int NC = Ty::CORR ? NS : 0;
+    for (int b = 0; b < nbc; ++b) {
+        const PK& P = pan[b];
+        const int64_t bg = b0 + b;
+        const uint8_t* y[T];
+        __m256i isum[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            y[t] = tk[t].act + bg * 292 + 4;
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (int j = 0; j < NS; ++j) {
+            __m256i s[T];
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t)
+                s[t] = Ty::CORR ? _mm256_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j])
+                                : _mm256_setzero_si256();
+            dot_dwords<T, Ty::GD, Ty::Split>(P.w, 64, DW * j, DW, y, s);
+            const __m256i sc = _mm256_load_si256(&P.sc[j]);
+            for (int t = 0; t < T; ++t)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s[t], sc));
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) facc[t] = finishK<Ty>(P, isum[t], tk[t], bg, nb, facc[t]);
+    }
+}
+
+template <class Ty>
+[[gnu::always_inline]] inline void unpack_k(const Rows& R, int64_t b, PK& P) {
+    Ty::weights(R, b, [&](int k, __m256i v) { _mm256_store_si256(&P.w[k], v); });
+    Ty::scales(R, b, P);
+}
+
+// Decode, K-quants: each dword vector goes straight into its sub-block's exact sum.
+template <class Ty>
+[[gnu::always_inline]] inline __m256 gemv_k(const Rows& R, int64_t b, int64_t nb, const Tok& tk,
+                                            __m256 f) {
+    constexpr int NS = Ty::NSUB, DW = 64 / NS;
+    constexpr int NC = Ty::CORR ? NS : 0;
+    PK P;  // scales only
+    Ty::scales(R, b, P);
+    __m256i S[NS];
+#pragma GCC unroll 16
+    for (int j = 0; j < NS; ++j)
+        S[j] = Ty::CORR ? _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j])
+                        : _mm256_setzero_si256();
+    const uint8_t* y = tk.act + b * 292 + 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    Ty::weights(R, b, [&](int k, __m256i v) {
+        const int kk = k & 63;  // k >= 64: the high nibble plane of split types (weight 16)
+        __m256i p =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(v, _mm256_set1_epi32(ld32(y + 4 * kk))), ones);
+        if (k >= 64) p = _mm256_slli_epi32(p, 4);
+        S[kk / DW] = _mm256_add_epi32(S[kk / DW], p);
+    });
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 16
+    for (int j = 0; j < NS; ++j) isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(S[j], P.sc[j]));
+    return finishK<Ty>(P, isum, tk, b, nb, f);
+}
+
+template <class Ty, int T>
+struct C32 {
+    [[gnu::always_inline]] static void fn(const P32* p, int n, int64_t b0, int64_t nb,
+                                          const Tok* tk, __m256* f) {
+        compute32<Ty, T>(p, n, b0, nb, tk, f);
+    }
+};
+template <class Ty, int T>
+struct CK {
+    [[gnu::always_inline]] static void fn(const PK* p, int n, int64_t b0, int64_t nb, const Tok* tk,
+                                          __m256* f) {
+        computeK<Ty, T>(p, n, b0, nb, tk, f);
+    }
+};
+
+template <class C, class Pan, int T>
+void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, float* acc_buf,
+              bool first) {
+    __m256 facc[T];
+    for (int t = 0; t < T; ++t)
+        facc[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(acc_buf + 8 * t);
+    C::fn(pan, nbc, b0, nb, tk, facc);
+    for (int t = 0; t < T; ++t) _mm256_store_ps(acc_buf + 8 * t, facc[t]);
+}
+
+template <class Pan, class Ty, template <class, int> class Compute, int CB>
+void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    static_assert(sizeof(Pan) * CB <= 48 * 1024);
+    Pan* pan = static_cast<Pan*>(scratch);
+    float* acc = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + 48 * 1024);
+    const int64_t nb = a.n / QK;
+    Tok tk[4];
+    std::vector<uint8_t> pad;
+    for (int64_t g = r0; g < r1; g += RG) {
+        const int nv = (int)std::min<int64_t>(RG, r1 - g);
+        const uint8_t* base = a.w + (size_t)g * a.w_stride;
+        if (nv < RG) {  // a partial group: pad to 8 rows (the extra outputs are discarded)
+            pad.assign((size_t)RG * a.w_stride, 0);
+            std::memcpy(pad.data(), base, (size_t)nv * a.w_stride);
+            base = pad.data();
+        }
+        const Rows R(base, a.w_stride);
+        if (a.n_tokens == 1) {
+            // Decode: each unpacked block is used once, straight from registers.
+            const Tok t1 = {a.act, a.side};
+            __m256 f = _mm256_setzero_ps();
+            // 8 row streams: prefetch each ~kAhead bytes ahead, one line per row per 64 bytes.
+            constexpr int kAhead = 1024;
+            const int64_t row_bytes = nb * Ty::BB;
+            int64_t next_pf = 0;
+            for (int64_t b = 0; b < nb; ++b) {
+                if (b * Ty::BB >= next_pf) {
+                    const int64_t off = next_pf + kAhead;
+                    if (off < row_bytes)
+                        for (int i = 0; i < RG; ++i)
+                            _mm_prefetch((const char*)(R.base + i * R.s + off), _MM_HINT_T0);
+                    next_pf += 64;
+                }
+                if constexpr (QK == 32) {
+                    Pan P;
+                    Ty::unpack(R, b, P);
+                    compute32<Ty, 1>(&P, 1, b, nb, &t1, &f);
+                } else {
+                    f = gemv_k<Ty>(R, b, nb, t1, f);
+                }
+            }
+            alignas(32) float out[8];
+            _mm256_store_ps(out, f);
+            for (int i = 0; i < nv; ++i) a.y[g + i] = out[i];
+            continue;
+        }
+        for (int64_t c0 = 0; c0 < nb; c0 += CB) {
+            const int nbc = (int)std::min<int64_t>(CB, nb - c0);
+            for (int b = 0; b < nbc; ++b) {
+                if constexpr (QK == 32) {
+                    Ty::unpack(R, c0 + b, pan[b]);
+                } else {
+                    unpack_k<Ty>(R, c0 + b, pan[b]);
+                }
+            }
+            for (int64_t t0 = 0; t0 < a.n_tokens;) {
+                const int64_t left = a.n_tokens - t0;
+                const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                for (int t = 0; t < T; ++t)
+                    tk[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
+                             a.side + (size_t)(t0 + t) * a.side_stride};
+                float* ab = acc + 8 * t0;
+                const bool first = c0 == 0;
+                if (T == 4)
+                    run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk, ab, first);
+                else if (T == 2)
+                    run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk, ab, first);
+                else
+                    run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk, ab, first);
+                t0 += T;
+            }
+        }
+        for (int64_t t = 0; t < a.n_tokens; ++t)
+            for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = acc[8 * t + i];
+    }
+}
+
+}  // namespace
+
+GemmFn quant_gemm(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0:
+            return &gemm_quant<P32, TQ4_0, C32, 32>;
+        case TensorType::Q4_1:
+            return &gemm_quant<P32, TQ4_1, C32, 32>;
+        case TensorType::Q5_0:
+            return &gemm_quant<P32, TQ5<false>, C32, 32>;
+        case TensorType::Q5_1:
+            return &gemm_quant<P32, TQ5<true>, C32, 32>;
+        case TensorType::Q8_0:
+            return &gemm_quant<P32, TQ8_0, C32, 32>;
+        case TensorType::IQ4_NL:
+            return &gemm_quant<P32, TIQ4_NL, C32, 32>;
+        case TensorType::Q2_K:
+            return &gemm_quant<PK, TQ2_K, CK, 4>;
+        case TensorType::Q3_K:
+            return &gemm_quant<PK, TQ3_K, CK, 4>;
+        case TensorType::Q4_K:
+            return &gemm_quant<PK, TQ45_K<false>, CK, 4>;
+        case TensorType::Q5_K:
+            return &gemm_quant<PK, TQ45_K<true>, CK, 4>;
+        case TensorType::Q6_K:
+            return &gemm_quant<PK, TQ6_K, CK, 4>;
+        case TensorType::IQ4_XS:
+            return &gemm_quant<PK, TIQ4_XS, CK, 4>;
+        default:
+            return nullptr;
+    }
+}
+
+}  // namespace lokal::gemm::avx2

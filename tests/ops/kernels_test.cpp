@@ -1,0 +1,327 @@
+// Kernel paths against each other and against the quant layer's reference:
+//  - the scalar (canonical) table agrees with vec_dot_ref within rounding, per type;
+//  - every SIMD table this machine runs gives bit-identical vec_dot/GEMM outputs and
+//    activation conversions to the scalar table (odd row counts, tails, 1..N tokens);
+//  - matmul is batch invariant and thread-count invariant, bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/cpu_features.h"
+#include "ops/gemm_common.h"
+#include "ops/kernels.h"
+#include "ops/matmul.h"
+#include "quant/fp16.h"
+#include "quant/quant.h"
+#include "quant/quantize.h"
+
+namespace lokal {
+namespace {
+
+const std::vector<TensorType>& all_types() {
+    static const std::vector<TensorType> v = {
+        TensorType::F32,  TensorType::F16,    TensorType::BF16,  TensorType::Q4_0,
+        TensorType::Q4_1, TensorType::Q5_0,   TensorType::Q5_1,  TensorType::Q8_0,
+        TensorType::Q2_K, TensorType::Q3_K,   TensorType::Q4_K,  TensorType::Q5_K,
+        TensorType::Q6_K, TensorType::IQ4_NL, TensorType::IQ4_XS};
+    return v;
+}
+
+std::vector<float> gaussian(std::mt19937& rng, size_t n, float sigma = 1.0f) {
+    std::normal_distribution<float> d(0.0f, sigma);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+// Byte offsets of the fp16 scale fields in a block (they must stay finite in random blocks).
+std::vector<int> half_fields(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_1:
+        case TensorType::Q5_1:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+            return {0, 2};
+        case TensorType::Q2_K:
+            return {80, 82};
+        case TensorType::Q3_K:
+            return {108};
+        case TensorType::Q6_K:
+            return {208};
+        default:
+            return {0};
+    }
+}
+
+// n_rows rows of type t. Random bytes (every bit pattern of the packed fields) with finite
+// scales, or, with `realistic`, gaussian weights through the quantizer.
+std::vector<uint8_t> make_rows(TensorType t, int64_t n_rows, int64_t n, std::mt19937& rng,
+                               bool realistic) {
+    const size_t rb = row_size(t, n);
+    std::vector<uint8_t> out(rb * (size_t)n_rows);
+    if (realistic || t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const auto x = gaussian(rng, (size_t)n);
+            quantize_row(t, x.data(), out.data() + rb * (size_t)r, n, nullptr);
+        }
+        return out;
+    }
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& b : out) b = (uint8_t)byte(rng);
+    std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+    const TypeTraits& tr = type_traits(t);
+    const int64_t nb = (int64_t)out.size() / tr.type_size;
+    for (int64_t b = 0; b < nb; ++b)
+        for (int off : half_fields(t)) {
+            const uint16_t h = fp32_to_fp16(scale(rng));
+            std::memcpy(out.data() + b * tr.type_size + off, &h, 2);
+        }
+    return out;
+}
+
+std::vector<uint8_t> make_acts(TensorType t, int64_t n_tok, int64_t n, std::mt19937& rng,
+                               std::vector<float>* floats = nullptr) {
+    const TensorType dot = type_traits(t).dot_type;
+    const size_t rb = row_size(dot, n);
+    std::vector<uint8_t> out(rb * (size_t)n_tok);
+    for (int64_t i = 0; i < n_tok; ++i) {
+        const auto x = gaussian(rng, (size_t)n);
+        if (floats) floats->insert(floats->end(), x.begin(), x.end());
+        quantize_row_dot(dot, x.data(), out.data() + rb * (size_t)i, n);
+    }
+    return out;
+}
+
+std::vector<int64_t> lengths_for(TensorType t) {
+    const int bs = type_traits(t).block_size;
+    if (bs == 1) return {1, 7, 16, 33, 100, 256, 1000};
+    if (bs == 32) return {32, 96, 256, 1056, 2304};
+    return {256, 768, 1280, 2304};
+}
+
+// Uint bits of a float, for exact comparisons that also distinguish -0 and NaN payloads.
+uint32_t bits_of(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+
+std::vector<const KernelTable*> simd_tables() {
+    std::vector<const KernelTable*> v;
+    for (const char* isa : {"avx2", "avx512", "amx"})
+        if (const KernelTable* t = kernels_for(isa)) v.push_back(t);
+    return v;
+}
+
+TEST(CpuFeatures, DetectsConsistentLevels) {
+    const CpuFeatures& f = cpu_features();
+    if (f.has_avx512_path()) {
+        EXPECT_TRUE(f.has_avx2_path());
+    }
+    EXPECT_FALSE(f.describe().empty());
+    const std::string isa = kernels().isa;
+    EXPECT_TRUE(isa == "scalar" || isa == "avx2" || isa == "avx512" || isa == "amx") << isa;
+    const char* want = std::getenv("LOKAL_ISA");
+    if (want && std::string(want) == "avx2" && f.has_avx2_path()) {
+        EXPECT_EQ(isa, "avx2");
+    }
+    if (want && std::string(want) == "scalar") {
+        EXPECT_EQ(isa, "scalar");
+    }
+    std::printf("cpu: %s; kernels: %s\n", f.describe().c_str(), kernels().isa);
+}
+
+// The canonical arithmetic agrees with the reference dot products within float rounding.
+TEST(Kernels, CanonicalMatchesReferenceWithinRounding) {
+    std::mt19937 rng(11);
+    for (TensorType t : all_types()) {
+        for (int64_t n : lengths_for(t)) {
+            const auto w = make_rows(t, 4, n, rng, true);
+            std::vector<float> xf;
+            const auto a = make_acts(t, 1, n, rng, &xf);
+            std::vector<float> wf((size_t)n);
+            for (int r = 0; r < 4; ++r) {
+                const uint8_t* wr = w.data() + (size_t)r * row_size(t, n);
+                dequantize_row(t, wr, wf.data(), n);
+                double mag = 0;
+                for (int64_t i = 0; i < n; ++i) mag += std::fabs((double)wf[i] * xf[i]);
+                const float ref = reference_kernels().vec_dot[(int)t](n, wr, a.data());
+                const float can = scalar_kernels().vec_dot[(int)t](n, wr, a.data());
+                EXPECT_NEAR(can, ref, 2e-5 * mag + 1e-6) << type_name(t) << " n=" << n;
+            }
+        }
+    }
+}
+
+// Runs a table's GEMM on rows [0, n_rows) the way matmul does (side data, row groups).
+std::vector<float> run_gemm(const KernelTable& kt, TensorType t, const std::vector<uint8_t>& w,
+                            int64_t n_rows, const std::vector<uint8_t>& act, int64_t n_tok,
+                            int64_t n) {
+    gemm::GemmArgs a;
+    a.type = t;
+    a.n = n;
+    a.w = w.data();
+    a.w_stride = row_size(t, n);
+    a.n_rows = n_rows;
+    a.act = act.data();
+    a.act_stride = row_size(type_traits(t).dot_type, n);
+    std::vector<uint32_t> side;
+    if (gemm::is_gemm_quant(t)) {
+        const size_t sw = gemm::side_words(t, n);
+        side.resize(sw * (size_t)n_tok);
+        for (int64_t i = 0; i < n_tok; ++i)
+            gemm::prepare_side(t, act.data() + a.act_stride * (size_t)i, n,
+                               side.data() + sw * (size_t)i);
+        a.side = side.data();
+        a.side_stride = sw;
+    }
+    a.n_tokens = n_tok;
+    std::vector<float> y((size_t)(n_rows * n_tok), NAN);
+    a.y = y.data();
+    a.ldy = n_rows;
+    void* scratch = std::aligned_alloc(64, gemm::scratch_bytes(n_tok));
+    // Split at a row-group boundary, as matmul's work split does.
+    const int64_t mid = std::min(n_rows, (int64_t)kt.row_group * ((n_rows / 2) / kt.row_group));
+    if (mid > 0) kt.gemm[(int)t](a, 0, mid, scratch);
+    if (mid < n_rows) kt.gemm[(int)t](a, mid, n_rows, scratch);
+    std::free(scratch);
+    return y;
+}
+
+TEST(Kernels, SimdGemmBitIdenticalToScalar) {
+    const auto tables = simd_tables();
+    if (tables.empty()) GTEST_SKIP() << "no SIMD path on this CPU";
+    std::mt19937 rng(12);
+    for (TensorType t : all_types()) {
+        for (int64_t n : lengths_for(t)) {
+            for (bool realistic : {false, true}) {
+                const int64_t n_rows = 19, n_tok = 37;  // 2 AMX tiles of 16 + a tail
+                const auto w = make_rows(t, n_rows, n, rng, realistic);
+                const auto a = make_acts(t, n_tok, n, rng);
+                const auto ref = run_gemm(scalar_kernels(), t, w, n_rows, a, n_tok, n);
+                for (const KernelTable* kt : tables) {
+                    const auto y = run_gemm(*kt, t, w, n_rows, a, n_tok, n);
+                    for (size_t i = 0; i < y.size(); ++i)
+                        ASSERT_EQ(bits_of(y[i]), bits_of(ref[i]))
+                            << kt->isa << " " << type_name(t) << " n=" << n << " out " << i << ": "
+                            << y[i] << " vs " << ref[i];
+                    // vec_dot is the same arithmetic.
+                    const size_t ar = row_size(type_traits(t).dot_type, n);
+                    for (int64_t r = 0; r < 3; ++r)
+                        ASSERT_EQ(bits_of(kt->vec_dot[(int)t](n, w.data() + r * row_size(t, n),
+                                                              a.data() + ar)),
+                                  bits_of(ref[(size_t)(1 * n_rows + r)]))
+                            << kt->isa << " vec_dot " << type_name(t);
+                }
+            }
+        }
+    }
+}
+
+TEST(Kernels, SimdActivationConversionBitIdentical) {
+    std::mt19937 rng(13);
+    for (const KernelTable* kt : simd_tables()) {
+        for (TensorType d : {TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q8_1,
+                             TensorType::Q8_K, TensorType::F32}) {
+            for (int64_t n : {256, 512, 4096}) {
+                for (int variant = 0; variant < 4; ++variant) {
+                    auto x = gaussian(rng, (size_t)n, variant == 1 ? 1e-3f : 3.0f);
+                    if (variant == 2)  // a zero block and exact ties at .5 steps
+                        for (int64_t i = 0; i < n; ++i)
+                            x[i] = i < 256 ? 0.0f : (float)((i % 9) - 4) * 0.5f;
+                    if (variant == 3)  // largest magnitude appears with both signs
+                        for (int64_t i = 0; i < n; i += 37) x[i] = (i / 37) % 2 ? 7.0f : -7.0f;
+                    const size_t rb = row_size(d, n);
+                    std::vector<uint8_t> want(rb), got(rb, 0xAB);
+                    quantize_row_dot(d, x.data(), want.data(), n);
+                    kt->quantize[(int)d](x.data(), got.data(), n);
+                    ASSERT_EQ(got, want)
+                        << kt->isa << " " << type_name(d) << " n=" << n << " v" << variant;
+                }
+            }
+        }
+    }
+}
+
+// matmul: each token's outputs are the same bits alone or in any batch, with any thread
+// count, and equal to the scalar definition.
+TEST(Matmul, BatchAndThreadInvariantForEveryType) {
+    std::mt19937 rng(14);
+    const int64_t n_rows = 37;
+    std::vector<ThreadPool*> pools;
+    for (int th = 1; th <= 4; ++th) pools.push_back(new ThreadPool(th));
+    for (TensorType t : all_types()) {
+        const int64_t n = type_traits(t).block_size == 1 ? 200 : 2304;
+        const auto wbytes = make_rows(t, n_rows, n, rng, true);
+        MatView w{t, n, n_rows, row_size(t, n), wbytes.data()};
+        const int64_t max_tok = 17;
+        std::vector<float> x;
+        for (int64_t i = 0; i < max_tok; ++i) {
+            const auto r = gaussian(rng, (size_t)n);
+            x.insert(x.end(), r.begin(), r.end());
+        }
+        // Alone, one thread: the reference bits for every token.
+        std::vector<float> alone((size_t)(max_tok * n_rows));
+        MatmulScratch s;
+        for (int64_t i = 0; i < max_tok; ++i)
+            matmul(*pools[0], w, x.data() + i * n, n, 1, alone.data() + i * n_rows, n_rows, s);
+        // The scalar definition (activations converted as matmul does).
+        for (int64_t i = 0; i < max_tok; ++i) {
+            std::vector<uint8_t> a(row_size(type_traits(t).dot_type, n));
+            quantize_row_dot(type_traits(t).dot_type, x.data() + i * n, a.data(), n);
+            for (int64_t r = 0; r < n_rows; ++r)
+                ASSERT_EQ(bits_of(alone[(size_t)(i * n_rows + r)]),
+                          bits_of(scalar_kernels().vec_dot[(int)t](n, w.row(r), a.data())))
+                    << type_name(t) << " token " << i << " row " << r;
+        }
+        for (ThreadPool* pool : pools) {
+            for (int64_t batch = 1; batch <= max_tok; ++batch) {
+                // Tokens [off, off + batch) of the set, so each appears at varying positions.
+                const int64_t off = (batch * 5) % (max_tok - batch + 1);
+                std::vector<float> y((size_t)(batch * n_rows));
+                matmul(*pool, w, x.data() + off * n, n, batch, y.data(), n_rows, s);
+                for (int64_t i = 0; i < batch; ++i)
+                    for (int64_t r = 0; r < n_rows; ++r)
+                        ASSERT_EQ(bits_of(y[(size_t)(i * n_rows + r)]),
+                                  bits_of(alone[(size_t)((off + i) * n_rows + r)]))
+                            << type_name(t) << " threads " << pool->n_threads() << " batch "
+                            << batch << " token " << i << " row " << r;
+            }
+        }
+    }
+    for (ThreadPool* p : pools) delete p;
+}
+
+TEST(Matmul, MultiEqualsSeparateCalls) {
+    std::mt19937 rng(15);
+    const int64_t n = 512, n_tok = 5;
+    ThreadPool pool(3);
+    const auto x = gaussian(rng, (size_t)(n * n_tok));
+    const TensorType types[3] = {TensorType::Q4_K, TensorType::Q6_K, TensorType::Q8_0};
+    const int64_t rows[3] = {48, 16, 23};
+    std::vector<std::vector<uint8_t>> wb;
+    std::vector<MatmulOut> outs;
+    std::vector<std::vector<float>> ys(3);
+    for (int i = 0; i < 3; ++i) {
+        wb.push_back(make_rows(types[i], rows[i], n, rng, true));
+        ys[(size_t)i].resize((size_t)(rows[i] * n_tok));
+    }
+    for (int i = 0; i < 3; ++i)
+        outs.push_back({MatView{types[i], n, rows[i], row_size(types[i], n), wb[(size_t)i].data()},
+                        ys[(size_t)i].data(), rows[i]});
+    MatmulScratch s;
+    matmul_multi(pool, outs.data(), 3, x.data(), n, n_tok, s);
+    for (int i = 0; i < 3; ++i) {
+        std::vector<float> y((size_t)(rows[i] * n_tok));
+        matmul(pool, outs[(size_t)i].w, x.data(), n, n_tok, y.data(), rows[i], s);
+        EXPECT_EQ(y, ys[(size_t)i]) << type_name(types[i]);
+    }
+}
+
+}  // namespace
+}  // namespace lokal
