@@ -59,6 +59,22 @@ void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, i
     matmul(pool_, w.mat(expert), x, ldx, n, y, ldy, mm_scratch_);
 }
 
+// Several weights over the same input (Q/K/V, gate/up) in one parallel region, with the
+// activations converted once; the results are the bits separate mm() calls would give.
+void Forward::mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs, const float* x,
+                              int64_t ldx, int64_t n) {
+    MatmulOut mo[4];
+    int k = 0;
+    for (auto [w, y] : outs) {
+        if (observer) observer(*w, 0, x, n);
+        mo[k].w = w->mat(0);
+        mo[k].y = y;
+        mo[k].ldy = w->ne[1];
+        ++k;
+    }
+    matmul_multi(pool_, mo, k, x, ldx, n, mm_scratch_);
+}
+
 void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden) {
     const HParams& hp = model_.hp;
     check_batch(batch, hp, kv);
@@ -130,9 +146,7 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     const LayerWeights& L = model_.layers[il];
     const int64_t n = batch.size(), dim = hp.dim, qd = hp.q_dim(), kvd = hp.kv_dim();
 
-    mm(L.wq, 0, xb_.data(), dim, n, q_.data(), qd);
-    mm(L.wk, 0, xb_.data(), dim, n, k_.data(), kvd);
-    mm(L.wv, 0, xb_.data(), dim, n, v_.data(), kvd);
+    mm_shared_input({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb_.data(), dim, n);
     add_bias(q_.data(), L.bq, n, qd);
     add_bias(k_.data(), L.bk, n, kvd);
     add_bias(v_.data(), L.bv, n, kvd);
@@ -179,8 +193,7 @@ void Forward::ffn_dense(int il, int64_t n) {
     const HParams& hp = model_.hp;
     const LayerWeights& L = model_.layers[il];
     const int64_t dim = hp.dim, ff = hp.n_ff;
-    mm(L.w_gate, 0, xb_.data(), dim, n, hb_.data(), ff);
-    mm(L.w_up, 0, xb_.data(), dim, n, hb2_.data(), ff);
+    mm_shared_input({{&L.w_gate, hb_.data()}, {&L.w_up, hb2_.data()}}, xb_.data(), dim, n);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) swiglu(hb_.data() + t * ff, hb2_.data() + t * ff, hb_.data() + t * ff, ff);
     });

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -68,6 +70,8 @@ private:
     void ffn_dense(int il, int64_t n);
     void ffn_moe(int il, int64_t n);
     void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
+    void mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs, const float* x, int64_t ldx,
+                         int64_t n);
 
     const Model& model_;
     ThreadPool& pool_;
