@@ -17,7 +17,8 @@ void register_info(CLI::App& app) {
         bool json = false;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* cmd = app.add_subcommand("info", "Show a model's architecture, size, tensor types and vocabulary");
+    CLI::App* cmd = app.add_subcommand(
+        "info", "Show a model's architecture, size, tensor types and vocabulary");
     cmd->add_option("-m,--model", o->model, "GGUF file or stored model name")->required();
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("--store", o->store, "Model store directory");
@@ -32,7 +33,8 @@ void register_info(CLI::App& app) {
             e.second += t.n_bytes;
         }
         const bool has_template = m.file->find("tokenizer.chat_template") != nullptr;
-        const double bpw = 8.0 * (double)m.weight_bytes() / (double)std::max<uint64_t>(1, m.n_params());
+        const double bpw =
+            8.0 * (double)m.weight_bytes() / (double)std::max<uint64_t>(1, m.n_params());
         nlohmann::json j = {
             {"path", lm.path},
             {"architecture", hp.arch},
@@ -60,27 +62,36 @@ void register_info(CLI::App& app) {
             {"kernel_path", kernels().isa},
             {"threads_default", ThreadPool::default_threads()},
         };
-        for (auto& [name, e] : types) j["tensor_types"][name] = {{"tensors", e.first}, {"bytes", e.second}};
+        for (auto& [name, e] : types)
+            j["tensor_types"][name] = {{"tensors", e.first}, {"bytes", e.second}};
         if (o->json) {
-            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+            std::printf("%s\n",
+                        j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
             return;
         }
-        std::printf("file:          %s (%.2f MiB, GGUF v%u)\n", lm.path.c_str(), m.file->file_size() / 1048576.0,
-                    m.file->version());
-        std::printf("architecture:  %s%s\n", hp.arch.c_str(), hp.n_expert ? " (mixture of experts)" : "");
-        std::printf("parameters:    %llu (%.2f bits per weight)\n", (unsigned long long)m.n_params(), bpw);
+        std::printf("file:          %s (%.2f MiB, GGUF v%u)\n", lm.path.c_str(),
+                    m.file->file_size() / 1048576.0, m.file->version());
+        std::printf("architecture:  %s%s\n", hp.arch.c_str(),
+                    hp.n_expert ? " (mixture of experts)" : "");
+        std::printf("parameters:    %llu (%.2f bits per weight)\n",
+                    (unsigned long long)m.n_params(), bpw);
         std::printf("layers:        %d, embedding %d, ffn %d\n", hp.n_layer, hp.dim, hp.n_ff);
-        std::printf("attention:     %d heads, %d KV heads, head dim %d, rope base %g%s\n", hp.n_head, hp.n_kv_head,
-                    hp.head_dim, hp.rope.freq_base, hp.rope.neox ? " (neox)" : "");
-        if (hp.n_expert) std::printf("experts:       %d, %d used per token\n", hp.n_expert, hp.n_expert_used);
+        std::printf("attention:     %d heads, %d KV heads, head dim %d, rope base %g%s\n",
+                    hp.n_head, hp.n_kv_head, hp.head_dim, hp.rope.freq_base,
+                    hp.rope.neox ? " (neox)" : "");
+        if (hp.n_expert)
+            std::printf("experts:       %d, %d used per token\n", hp.n_expert, hp.n_expert_used);
         std::printf("context:       %d (training)\n", hp.n_ctx_train);
         std::printf("vocabulary:    %d tokens, %s/%s, bos %d, eos %d\n", lm.vocab->n_tokens(),
-                    lm.vocab->model_type().c_str(), lm.vocab->pre_type().c_str(), lm.vocab->bos(), lm.vocab->eos());
+                    lm.vocab->model_type().c_str(), lm.vocab->pre_type().c_str(), lm.vocab->bos(),
+                    lm.vocab->eos());
         std::printf("chat template: %s\n", has_template ? "yes" : "no");
         std::printf("tensor types:\n");
         for (auto& [name, e] : types)
-            std::printf("  %-8s %5d tensors %10.2f MiB\n", name.c_str(), e.first, e.second / 1048576.0);
-        std::printf("kernels:       %s, %d threads by default\n", kernels().isa, ThreadPool::default_threads());
+            std::printf("  %-8s %5d tensors %10.2f MiB\n", name.c_str(), e.first,
+                        e.second / 1048576.0);
+        std::printf("kernels:       %s, %d threads by default\n", kernels().isa,
+                    ThreadPool::default_threads());
     });
 }
 

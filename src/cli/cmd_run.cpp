@@ -17,7 +17,8 @@ struct RunOpts {
     std::string model, prompt, prompt_file, system, store;
     std::vector<std::string> stop;
     int n_predict = -1, ctx = 0, threads = 0, batch = 512, repeat_last_n = 64, top_k = 40;
-    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, presence = 0, frequency = 0;
+    float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, presence = 0,
+          frequency = 0;
     uint64_t seed = 0;
     bool json = false, no_parse_special = false;
 };
@@ -29,9 +30,11 @@ constexpr const char* kDefaultChatTemplate =
 
 void print_stats(const LoadedModel& lm, const GenerateResult& r) {
     auto rate = [](double n, double ms) { return ms > 0 ? n * 1000.0 / ms : 0.0; };
-    std::fprintf(stderr, "\nload %.1f ms | prompt %d tokens, %.1f ms, %.1f t/s | generation %zu tokens, %.1f ms, %.1f t/s\n",
-                 lm.load_ms, r.prompt_tokens, r.prompt_ms, rate(r.prompt_tokens, r.prompt_ms), r.tokens.size(),
-                 r.eval_ms, rate((double)r.tokens.size(), r.eval_ms));
+    std::fprintf(stderr,
+                 "\nload %.1f ms | prompt %d tokens, %.1f ms, %.1f t/s | generation %zu tokens, "
+                 "%.1f ms, %.1f t/s\n",
+                 lm.load_ms, r.prompt_tokens, r.prompt_ms, rate(r.prompt_tokens, r.prompt_ms),
+                 r.tokens.size(), r.eval_ms, rate((double)r.tokens.size(), r.eval_ms));
 }
 
 void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateOptions gen) {
@@ -40,17 +43,23 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
         if (auto t = lm.model->file->get_string("tokenizer.chat_template")) tmpl = std::string(*t);
     }
     if (tmpl.empty()) {
-        std::fprintf(stderr, "note: the model has no chat template; using lokal's plain 'role: text' format\n");
+        std::fprintf(
+            stderr,
+            "note: the model has no chat template; using lokal's plain 'role: text' format\n");
         tmpl = kDefaultChatTemplate;
         gen.stop.push_back("\nuser:");
     }
     const Vocab& vocab = *lm.vocab;
-    auto text_of = [&](int32_t id) { return id >= 0 ? vocab.token_to_piece(id, true) : std::string(); };
+    auto text_of = [&](int32_t id) {
+        return id >= 0 ? vocab.token_to_piece(id, true) : std::string();
+    };
     nlohmann::json messages = nlohmann::json::array();
-    std::string system = !o.system.empty() ? o.system : (lm.config && lm.config->system ? *lm.config->system : "");
+    std::string system =
+        !o.system.empty() ? o.system : (lm.config && lm.config->system ? *lm.config->system : "");
     if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
     if (lm.config)
-        for (const auto& m : lm.config->messages) messages.push_back({{"role", m.role}, {"content", m.content}});
+        for (const auto& m : lm.config->messages)
+            messages.push_back({{"role", m.role}, {"content", m.content}});
 
     const int32_t seq = ctx.cache().create_sequence();
     std::vector<int32_t> cached;  // tokens whose K/V are in the cache for `seq`
@@ -61,16 +70,19 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
         messages.push_back({{"role", "user"}, {"content", line}});
-        const std::string rendered = tmpl::apply_chat_template(tmpl, messages, true, text_of(vocab.bos()), text_of(vocab.eos()));
+        const std::string rendered = tmpl::apply_chat_template(
+            tmpl, messages, true, text_of(vocab.bos()), text_of(vocab.eos()));
         // The template writes BOS itself when the model wants it.
         std::vector<int32_t> all = vocab.tokenize(rendered, false, true);
         // Reuse the cached prefix; evaluate only what changed.
         size_t common = 0;
-        while (common < cached.size() && common < all.size() && cached[common] == all[common]) ++common;
+        while (common < cached.size() && common < all.size() && cached[common] == all[common])
+            ++common;
         if (common == all.size()) common = all.size() - 1;  // at least one token must be evaluated
         ctx.cache().truncate(seq, (int32_t)common);
         std::vector<int32_t> delta(all.begin() + (ptrdiff_t)common, all.end());
-        if ((int)all.size() >= ctx.n_ctx()) throw UsageError("the conversation no longer fits the context (-c)");
+        if ((int)all.size() >= ctx.n_ctx())
+            throw UsageError("the conversation no longer fits the context (-c)");
         GenerateResult r = generate(ctx, vocab, seq, delta, gen, [](const std::string& s) {
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);
@@ -79,7 +91,8 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
         std::printf("\n");
         cached = all;
         cached.insert(cached.end(), r.tokens.begin(), r.tokens.end());
-        ctx.cache().truncate(seq, (int32_t)std::min<size_t>(cached.size(), ctx.cache().length(seq)));
+        ctx.cache().truncate(seq,
+                             (int32_t)std::min<size_t>(cached.size(), ctx.cache().length(seq)));
         cached.resize(ctx.cache().length(seq));
         messages.push_back({{"role", "assistant"}, {"content", r.text}});
     }
@@ -89,27 +102,41 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
 
 void register_run(CLI::App& app) {
     auto o = std::make_shared<RunOpts>();
-    CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt, or chat when no prompt is given");
+    CLI::App* cmd =
+        app.add_subcommand("run", "Generate text from a prompt, or chat when no prompt is given");
     cmd->add_option("-m,--model,model", o->model, "GGUF file or stored model name")->required();
-    cmd->add_option("-p,--prompt", o->prompt, "Prompt; its continuation is printed (the prompt is not echoed)");
+    cmd->add_option("-p,--prompt", o->prompt,
+                    "Prompt; its continuation is printed (the prompt is not echoed)");
     cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
-    auto* n = cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until the end or a full context)");
-    auto* temp = cmd->add_option("--temp", o->temp, "Temperature; 0 is greedy")->capture_default_str();
-    auto* top_k = cmd->add_option("--top-k", o->top_k, "Top-k sampling (0: off)")->capture_default_str();
-    auto* top_p = cmd->add_option("--top-p", o->top_p, "Top-p sampling (1: off)")->capture_default_str();
-    auto* min_p = cmd->add_option("--min-p", o->min_p, "Min-p sampling (0: off)")->capture_default_str();
-    auto* rp = cmd->add_option("--repeat-penalty", o->repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
-    auto* rln = cmd->add_option("--repeat-last-n", o->repeat_last_n, "Tokens the penalties look back on")->capture_default_str();
+    auto* n = cmd->add_option("-n,--n-predict", o->n_predict,
+                              "Tokens to generate (-1: until the end or a full context)");
+    auto* temp =
+        cmd->add_option("--temp", o->temp, "Temperature; 0 is greedy")->capture_default_str();
+    auto* top_k =
+        cmd->add_option("--top-k", o->top_k, "Top-k sampling (0: off)")->capture_default_str();
+    auto* top_p =
+        cmd->add_option("--top-p", o->top_p, "Top-p sampling (1: off)")->capture_default_str();
+    auto* min_p =
+        cmd->add_option("--min-p", o->min_p, "Min-p sampling (0: off)")->capture_default_str();
+    auto* rp = cmd->add_option("--repeat-penalty", o->repeat_penalty, "Repetition penalty (1: off)")
+                   ->capture_default_str();
+    auto* rln =
+        cmd->add_option("--repeat-last-n", o->repeat_last_n, "Tokens the penalties look back on")
+            ->capture_default_str();
     auto* pp = cmd->add_option("--presence-penalty", o->presence, "Presence penalty");
     auto* fp = cmd->add_option("--frequency-penalty", o->frequency, "Frequency penalty");
     auto* seed = cmd->add_option("--seed", o->seed, "RNG seed (default: random)");
-    auto* ctxo = cmd->add_option("-c,--ctx-size", o->ctx, "Context size in tokens (default: the model's, at most 4096)");
-    cmd->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(0, 1024));
-    cmd->add_option("-b,--batch-size", o->batch, "Prompt tokens per forward pass")->check(CLI::Range(1, 1 << 16));
+    auto* ctxo = cmd->add_option("-c,--ctx-size", o->ctx,
+                                 "Context size in tokens (default: the model's, at most 4096)");
+    cmd->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")
+        ->check(CLI::Range(0, 1024));
+    cmd->add_option("-b,--batch-size", o->batch, "Prompt tokens per forward pass")
+        ->check(CLI::Range(1, 1 << 16));
     auto* stop = cmd->add_option("--stop", o->stop, "Stop string (repeatable)");
     cmd->add_option("--system", o->system, "System message for chat");
     cmd->add_flag("--json", o->json, "Print one JSON object at the end instead of streaming");
-    cmd->add_flag("--no-parse-special", o->no_parse_special, "Treat special-token text in the prompt as plain text");
+    cmd->add_flag("--no-parse-special", o->no_parse_special,
+                  "Treat special-token text in the prompt as plain text");
     cmd->add_option("--store", o->store, "Model store directory");
     ctxo->check(CLI::Range(0, 1 << 22));
     temp->check(CLI::Range(0.0f, 100.0f));
@@ -135,7 +162,8 @@ void register_run(CLI::App& app) {
             if (!n->count() && p.num_predict) o->n_predict = *p.num_predict;
             if (!stop->count()) o->stop = p.stop;
         }
-        if (!seed->count() && !(lm.config && lm.config->parameters.seed)) o->seed = std::random_device{}();
+        if (!seed->count() && !(lm.config && lm.config->parameters.seed))
+            o->seed = std::random_device{}();
 
         GenerateOptions gen;
         gen.n_predict = o->n_predict;
@@ -167,8 +195,9 @@ void register_run(CLI::App& app) {
         const std::vector<int32_t> ids = lm.vocab->tokenize(prompt, true, !o->no_parse_special);
         if (ids.empty()) throw UsageError("the prompt tokenizes to nothing");
         if ((int)ids.size() >= ctx.n_ctx())
-            throw UsageError("the prompt has " + std::to_string(ids.size()) + " tokens but the context holds " +
-                             std::to_string(ctx.n_ctx()) + "; raise -c or shorten the prompt");
+            throw UsageError("the prompt has " + std::to_string(ids.size()) +
+                             " tokens but the context holds " + std::to_string(ctx.n_ctx()) +
+                             "; raise -c or shorten the prompt");
         const int32_t seq = ctx.cache().create_sequence();
         const bool stream = !o->json;
         GenerateResult r = generate(ctx, *lm.vocab, seq, ids, gen, [stream](const std::string& s) {
@@ -179,10 +208,16 @@ void register_run(CLI::App& app) {
             return true;
         });
         if (o->json) {
-            nlohmann::json j = {{"text", r.text},           {"tokens", r.tokens},     {"prompt_tokens", r.prompt_tokens},
-                                {"eval_tokens", r.tokens.size()}, {"prompt_ms", r.prompt_ms}, {"eval_ms", r.eval_ms},
-                                {"stop_reason", r.stop_reason}, {"seed", o->seed}};
-            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+            nlohmann::json j = {{"text", r.text},
+                                {"tokens", r.tokens},
+                                {"prompt_tokens", r.prompt_tokens},
+                                {"eval_tokens", r.tokens.size()},
+                                {"prompt_ms", r.prompt_ms},
+                                {"eval_ms", r.eval_ms},
+                                {"stop_reason", r.stop_reason},
+                                {"seed", o->seed}};
+            std::printf("%s\n",
+                        j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         }
         print_stats(lm, r);
     });

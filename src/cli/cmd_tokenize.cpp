@@ -16,18 +16,22 @@ void register_tokenize(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-    cmd->add_option("-m,--model", o->model, "GGUF file (a vocabulary-only file works) or stored model name")->required();
+    cmd->add_option("-m,--model", o->model,
+                    "GGUF file (a vocabulary-only file works) or stored model name")
+        ->required();
     auto* p = cmd->add_option("-p,--prompt", o->prompt, "Text to tokenize");
     auto* f = cmd->add_option("-f,--file", o->file, "Read the text from a file");
     auto* s = cmd->add_flag("--stdin", o->from_stdin, "Read the text from standard input");
     p->excludes(f)->excludes(s);
     f->excludes(s);
     cmd->add_flag("--no-bos", o->no_bos, "Do not add the BOS token the vocabulary asks for");
-    cmd->add_flag("--no-parse-special", o->no_parse_special, "Treat special-token text as plain text");
+    cmd->add_flag("--no-parse-special", o->no_parse_special,
+                  "Treat special-token text as plain text");
     cmd->add_flag("--pieces", o->pieces, "Print [id, piece] pairs instead of ids");
     cmd->add_option("--store", o->store, "Model store directory (default $LOKAL_HOME or ~/.lokal)");
     cmd->callback([o, p, f, s] {
-        if (!p->count() && !f->count() && !s->count()) throw UsageError("tokenize needs -p TEXT, -f FILE or --stdin");
+        if (!p->count() && !f->count() && !s->count())
+            throw UsageError("tokenize needs -p TEXT, -f FILE or --stdin");
         std::string text = o->prompt;
         if (f->count()) text = read_text_file(o->file);
         if (o->from_stdin) text.assign(std::istreambuf_iterator<char>(std::cin), {});

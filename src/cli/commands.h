@@ -14,8 +14,9 @@ void register_tokenize(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_info(CLI::App& app);
 void register_store_commands(CLI::App& app);
-void register_serve(CLI::App& app);  // the Ollama/OpenAI-compatible server
+void register_serve(CLI::App& app);              // the Ollama/OpenAI-compatible server
 void register_quantize_commands(CLI::App& app);  // quantize, imatrix, quant-report, quant-error
-void register_bench_commands(CLI::App& app);     // bench, synth  // pull, push, create, convert, list, show, rm, cp, prune
+void register_bench_commands(
+    CLI::App& app);  // bench, synth  // pull, push, create, convert, list, show, rm, cp, prune
 
 }  // namespace lokal::cli

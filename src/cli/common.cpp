@@ -8,7 +8,8 @@
 
 namespace lokal::cli {
 
-LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir, bool vocab_only) {
+LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir,
+                       bool vocab_only) {
     LoadedModel lm;
     auto t0 = std::chrono::steady_clock::now();
     std::error_code ec;
@@ -20,8 +21,9 @@ LoadedModel load_model(const std::string& name_or_path, const std::string& store
     } else if (std::filesystem::exists(name_or_path, ec)) {
         throw UsageError("'" + name_or_path + "' is not a regular file");
     } else {
-        throw UsageError("model '" + name_or_path +
-                         "' not found: no such file, and no model of that name in the store (see `lokal list`)");
+        throw UsageError(
+            "model '" + name_or_path +
+            "' not found: no such file, and no model of that name in the store (see `lokal list`)");
     }
     if (vocab_only) {
         lm.vocab_file = gguf::File::open(lm.path);
@@ -34,8 +36,10 @@ LoadedModel load_model(const std::string& name_or_path, const std::string& store
     }
     lm.vocab = Vocab::from_gguf(lm.file());
     if (lm.model && lm.vocab->n_tokens() != lm.model->hp.n_vocab)
-        throw UsageError("the vocabulary has " + std::to_string(lm.vocab->n_tokens()) + " tokens but the model's "
-                         "embedding has " + std::to_string(lm.model->hp.n_vocab) + " rows");
+        throw UsageError("the vocabulary has " + std::to_string(lm.vocab->n_tokens()) +
+                         " tokens but the model's "
+                         "embedding has " +
+                         std::to_string(lm.model->hp.n_vocab) + " rows");
     lm.load_ms = ms_since(t0);
     return lm;
 }

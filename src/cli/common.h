@@ -19,9 +19,9 @@ struct UsageError : std::runtime_error {
 };
 
 struct LoadedModel {
-    std::string path;                          // the GGUF file actually opened
-    std::unique_ptr<Model> model;              // null when only the vocabulary was loaded
-    std::unique_ptr<gguf::File> vocab_file;    // set when only the vocabulary was loaded
+    std::string path;                        // the GGUF file actually opened
+    std::unique_ptr<Model> model;            // null when only the vocabulary was loaded
+    std::unique_ptr<gguf::File> vocab_file;  // set when only the vocabulary was loaded
     std::unique_ptr<Vocab> vocab;
     std::optional<store::ModelConfig> config;  // Modelfile settings of a stored model
     double load_ms = 0;
@@ -31,7 +31,8 @@ struct LoadedModel {
 
 // `name_or_path`: a GGUF path or a model name in the store. With vocab_only, a
 // vocabulary-only GGUF (no tensors) is accepted and no weights are validated.
-LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir, bool vocab_only = false);
+LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir,
+                       bool vocab_only = false);
 
 // Whole file as bytes; UsageError naming the file when it cannot be read.
 std::string read_text_file(const std::string& path);

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
         known = known || sub->check_name(argv[1]);
     }
     if (!known) {
-        std::fprintf(stderr, "lokal: unknown command '%s' (commands: %s)\n", argv[1], names.c_str());
+        std::fprintf(stderr, "lokal: unknown command '%s' (commands: %s)\n", argv[1],
+                     names.c_str());
         return 2;
     }
     try {

@@ -18,13 +18,15 @@ Context::Context(const Model& model, const ContextParams& params)
       params_(params),
       n_ctx_(resolve_ctx(model, params.n_ctx)),
       pool_(params.n_threads),
-      cache_(model.hp, (int64_t)resolve_ctx(model, params.n_ctx) * std::max(1, params.n_seq_max), params.block_size),
+      cache_(model.hp, (int64_t)resolve_ctx(model, params.n_ctx) * std::max(1, params.n_seq_max),
+             params.block_size),
       forward_(model, pool_) {
     if (params_.n_batch <= 0) params_.n_batch = 512;
     if (n_ctx_ > (1 << 22)) throw ContextError("context size too large");
 }
 
-void Context::eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits) {
+void Context::eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits,
+                   std::vector<float>& logits) {
     const int32_t start = cache_.length(seq);
     if ((int64_t)start + (int64_t)tokens.size() > n_ctx_)
         throw ContextError("the sequence needs " + std::to_string(start + tokens.size()) +
@@ -41,7 +43,8 @@ void Context::eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits
         batch_.block_tables.push_back(&cache_.table(seq));
         const bool last_chunk = done + n == tokens.size();
         for (size_t i = 0; i < n; ++i)
-            batch_.add(tokens[done + i], from + (int32_t)i, 0, all_logits || (last_chunk && i + 1 == n));
+            batch_.add(tokens[done + i], from + (int32_t)i, 0,
+                       all_logits || (last_chunk && i + 1 == n));
         forward_.run(batch_, cache_.storage, out_);
         cache_.set_length(seq, to);
         logits.insert(logits.end(), out_.logits.begin(), out_.logits.end());

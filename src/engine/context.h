@@ -20,15 +20,15 @@ struct ContextError : std::runtime_error {
 };
 
 struct ContextParams {
-    int n_ctx = 0;       // positions per sequence; 0: the model's training context, capped at 4096
-    int n_seq_max = 1;   // sequences the KV pool is sized for
-    int n_threads = 0;   // 0: physical cores
-    int n_batch = 512;   // tokens per forward pass
-    int block_size = 16; // KV block size in positions
+    int n_ctx = 0;        // positions per sequence; 0: the model's training context, capped at 4096
+    int n_seq_max = 1;    // sequences the KV pool is sized for
+    int n_threads = 0;    // 0: physical cores
+    int n_batch = 512;    // tokens per forward pass
+    int block_size = 16;  // KV block size in positions
 };
 
 class Context {
-public:
+  public:
     Context(const Model& model, const ContextParams& params);
 
     const Model& model() const { return model_; }
@@ -42,12 +42,13 @@ public:
     // Fills `logits` with the last token's logits row, or with every token's rows
     // ([tokens.size()][n_vocab]) when all_logits. Throws ContextError when the sequence
     // would exceed n_ctx or the KV pool is exhausted.
-    void eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits);
+    void eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits,
+              std::vector<float>& logits);
 
     // Run a batch whose block tables the caller prepared (see KvCache::prepare).
     void decode(const Batch& batch, ForwardOutput& out, bool want_hidden = false);
 
-private:
+  private:
     const Model& model_;
     ContextParams params_;
     int n_ctx_;

@@ -43,8 +43,9 @@ std::string StopMatcher::flush() {
     return out;
 }
 
-GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq, const std::vector<int32_t>& prompt,
-                        const GenerateOptions& opts, const std::function<bool(const std::string&)>& on_text) {
+GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq,
+                        const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+                        const std::function<bool(const std::string&)>& on_text) {
     using Clock = std::chrono::steady_clock;
     auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration<double, std::milli>(Clock::now() - t).count();

@@ -20,22 +20,23 @@ struct GenerateOptions {
 };
 
 struct GenerateResult {
-    std::string text;                  // the continuation, stop string excluded
-    std::vector<int32_t> tokens;       // generated ids (end-of-generation token excluded)
+    std::string text;             // the continuation, stop string excluded
+    std::vector<int32_t> tokens;  // generated ids (end-of-generation token excluded)
     int prompt_tokens = 0;
     double prompt_ms = 0;
     double eval_ms = 0;
-    std::string stop_reason;           // "eog", "stop", "length", "context", "cancelled"
+    std::string stop_reason;  // "eog", "stop", "length", "context", "cancelled"
 };
 
 // Streams text as it becomes final (valid UTF-8 that cannot be the start of a stop
 // string) through on_text; return false from on_text to cancel.
-GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq, const std::vector<int32_t>& prompt,
-                        const GenerateOptions& opts, const std::function<bool(const std::string&)>& on_text);
+GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq,
+                        const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+                        const std::function<bool(const std::string&)>& on_text);
 
 // Holds back text that might be the beginning of a stop string and detects stop strings.
 class StopMatcher {
-public:
+  public:
     explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
     // Add text; returns the part that is now safe to emit. Sets stopped() when a stop
     // string completed (the text before it is returned, the rest dropped).
@@ -43,7 +44,7 @@ public:
     std::string flush();  // remaining held-back text at the end
     bool stopped() const { return stopped_; }
 
-private:
+  private:
     std::vector<std::string> stops_;
     std::string pending_;
     bool stopped_ = false;

@@ -61,8 +61,10 @@ void KvCache::release_block(int32_t b) {
 void KvCache::copy_block(int32_t dst, int32_t src) {
     const size_t n = (size_t)storage.block_size * storage.kv_dim;
     for (int l = 0; l < storage.n_layer; ++l) {
-        std::copy_n(storage.k[l].data() + (size_t)src * n, n, storage.k[l].data() + (size_t)dst * n);
-        std::copy_n(storage.v[l].data() + (size_t)src * n, n, storage.v[l].data() + (size_t)dst * n);
+        std::copy_n(storage.k[l].data() + (size_t)src * n, n,
+                    storage.k[l].data() + (size_t)dst * n);
+        std::copy_n(storage.v[l].data() + (size_t)src * n, n,
+                    storage.v[l].data() + (size_t)dst * n);
     }
 }
 

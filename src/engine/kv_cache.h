@@ -13,7 +13,7 @@
 namespace lokal {
 
 class KvCache {
-public:
+  public:
     // Room for `capacity_tokens` positions in total over all sequences, rounded up to blocks.
     KvCache(const HParams& hp, int64_t capacity_tokens, int block_size = 16);
 
@@ -40,7 +40,9 @@ public:
     const std::vector<int32_t>& table(int32_t seq) const { return seqs_[seq].blocks; }
     int32_t length(int32_t seq) const { return seqs_[seq].length; }
     void set_length(int32_t seq, int32_t n) { seqs_[seq].length = n; }
-    bool valid(int32_t seq) const { return seq >= 0 && seq < (int32_t)seqs_.size() && seqs_[seq].live; }
+    bool valid(int32_t seq) const {
+        return seq >= 0 && seq < (int32_t)seqs_.size() && seqs_[seq].live;
+    }
 
     // Block-level sharing for prefix caching (engine/scheduler): a holder outside any
     // sequence keeps a block alive with retain_block and lets it go with release_block;
@@ -50,7 +52,7 @@ public:
     int32_t refcount(int32_t b) const { return refcount_[b]; }
     void attach(int32_t seq, const std::vector<int32_t>& blocks, int32_t length);
 
-private:
+  private:
     struct Seq {
         std::vector<int32_t> blocks;
         int32_t length = 0;  // positions whose K/V are in the cache

@@ -12,8 +12,9 @@ PerplexityResult perplexity(const Model& model, int n_threads, const std::vector
     if (n_ctx < 4) throw ContextError("perplexity needs a context of at least 4 tokens");
     const int n_chunks = (int)(tokens.size() / (size_t)n_ctx);
     if (n_chunks == 0)
-        throw ContextError("the text has " + std::to_string(tokens.size()) + " tokens, fewer than the context of " +
-                           std::to_string(n_ctx) + " (use a longer text or a smaller -c)");
+        throw ContextError("the text has " + std::to_string(tokens.size()) +
+                           " tokens, fewer than the context of " + std::to_string(n_ctx) +
+                           " (use a longer text or a smaller -c)");
     // Several chunks per forward pass when they fit in one batch.
     const int per_pass = std::max(1, std::min(n_chunks, 512 / n_ctx));
     ContextParams cp;
@@ -66,7 +67,8 @@ PerplexityResult perplexity(const Model& model, int n_threads, const std::vector
         }
         r.chunks += nc;
         r.tokens_evaluated += (int64_t)nc * n_ctx;
-        if (opts.progress) opts.progress(r.chunks, n_chunks, std::exp(nll_sum / (double)r.tokens_scored));
+        if (opts.progress)
+            opts.progress(r.chunks, n_chunks, std::exp(nll_sum / (double)r.tokens_scored));
     }
     r.nll_mean = nll_sum / (double)r.tokens_scored;
     r.ppl = std::exp(r.nll_mean);

@@ -7,7 +7,8 @@
 
 namespace lokal {
 
-Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : p_(params), n_vocab_(n_vocab), rng_(params.seed) {}
+Sampler::Sampler(const SamplerParams& params, int32_t n_vocab)
+    : p_(params), n_vocab_(n_vocab), rng_(params.seed) {}
 
 void Sampler::accept(int32_t token) {
     if (p_.penalty_last_n == 0) return;
@@ -24,7 +25,8 @@ int32_t Sampler::sample(const float* logits) {
     work_.assign(logits, logits + n_vocab_);
     for (auto [tok, bias] : p_.logit_bias)
         if (tok >= 0 && tok < n_vocab_) work_[tok] += bias;
-    const bool penalize = p_.repeat_penalty != 1.0f || p_.frequency_penalty != 0 || p_.presence_penalty != 0;
+    const bool penalize =
+        p_.repeat_penalty != 1.0f || p_.frequency_penalty != 0 || p_.presence_penalty != 0;
     if (penalize) {
         for (auto [tok, count] : counts_) {
             float& l = work_[tok];
@@ -46,7 +48,9 @@ int32_t Sampler::sample(const float* logits) {
     // Candidates sorted by logit (only the top k when top-k is on).
     std::vector<std::pair<float, int32_t>> c((size_t)n_vocab_);
     for (int32_t i = 0; i < n_vocab_; ++i) c[i] = {work_[i], i};
-    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    auto by_logit = [](const auto& a, const auto& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     size_t k = c.size();
     if (p_.top_k > 0 && (size_t)p_.top_k < k) {
         k = (size_t)p_.top_k;

@@ -13,13 +13,13 @@ namespace lokal {
 
 struct SamplerParams {
     float temperature = 0.8f;
-    int top_k = 40;              // <= 0: off
-    float top_p = 0.95f;         // >= 1: off
-    float min_p = 0.05f;         // <= 0: off
-    float repeat_penalty = 1.0f; // 1: off. logit / r when positive, * r when negative
-    float frequency_penalty = 0; // minus count * f
-    float presence_penalty = 0;  // minus p once a token appeared
-    int penalty_last_n = 64;     // window of recent tokens the penalties look at (-1: all)
+    int top_k = 40;               // <= 0: off
+    float top_p = 0.95f;          // >= 1: off
+    float min_p = 0.05f;          // <= 0: off
+    float repeat_penalty = 1.0f;  // 1: off. logit / r when positive, * r when negative
+    float frequency_penalty = 0;  // minus count * f
+    float presence_penalty = 0;   // minus p once a token appeared
+    int penalty_last_n = 64;      // window of recent tokens the penalties look at (-1: all)
     uint64_t seed = 0xC0FFEE;
     std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit before anything else
 };
@@ -30,7 +30,7 @@ struct TokenProb {
 };
 
 class Sampler {
-public:
+  public:
     Sampler(const SamplerParams& params, int32_t n_vocab);
 
     // Choose the next token from one row of logits [n_vocab].
@@ -43,7 +43,7 @@ public:
     const std::vector<TokenProb>& last_candidates() const { return cands_; }
     const SamplerParams& params() const { return p_; }
 
-private:
+  private:
     SamplerParams p_;
     int32_t n_vocab_;
     std::mt19937_64 rng_;

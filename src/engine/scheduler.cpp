@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "engine/generate.h"
 #include "tokenizer/detokenize.h"
@@ -35,6 +36,8 @@ struct Scheduler::Seq {
     std::vector<double> pooled;  // embedding accumulator
     Clock::time_point t_admit, t_first;
     bool got_first = false;
+    // Same-prompt requests waiting for this one's prefill (submit_group); forked then.
+    std::vector<std::unique_ptr<Seq>> followers;
 };
 
 bool SeqHandle::next(SeqEvent& ev, std::chrono::milliseconds timeout) {
@@ -73,31 +76,51 @@ Scheduler::~Scheduler() {
 }
 
 std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest req) {
-    auto s = std::make_unique<Seq>(std::move(req), vocab_, ctx_.model().hp.n_vocab);
-    auto handle = s->handle;
+    std::vector<SeqRequest> one;
+    one.push_back(std::move(req));
+    auto hs = submit_group(std::move(one));
+    return hs.empty() ? nullptr : hs[0];
+}
+
+std::vector<std::shared_ptr<SeqHandle>> Scheduler::submit_group(std::vector<SeqRequest> reqs) {
+    if (reqs.empty()) return {};
+    for (auto& r : reqs)
+        if (r.prompt != reqs[0].prompt || (reqs.size() > 1 && r.embed))
+            throw std::invalid_argument("submit_group: generations of one and the same prompt");
+    std::vector<std::unique_ptr<Seq>> seqs;
+    std::vector<std::shared_ptr<SeqHandle>> handles;
+    for (auto& r : reqs) {
+        seqs.push_back(std::make_unique<Seq>(std::move(r), vocab_, ctx_.model().hp.n_vocab));
+        handles.push_back(seqs.back()->handle);
+    }
     // Generation needs one free position after the prompt; an embedding needs none.
-    const size_t limit = (size_t)ctx_.n_ctx() - (s->req.embed ? 0 : 1);
-    if (s->req.prompt.empty() || s->req.prompt.size() > limit) {
+    const std::vector<int32_t>& prompt = seqs[0]->req.prompt;
+    const size_t limit = (size_t)ctx_.n_ctx() - (seqs[0]->req.embed ? 0 : 1);
+    if (prompt.empty() || prompt.size() > limit) {
         SeqEvent ev;
         ev.done = true;
         ev.finish_reason = "error";
-        ev.error = s->req.prompt.empty()
-                       ? "the prompt is empty"
-                       : "the prompt has " + std::to_string(s->req.prompt.size()) +
-                             " tokens but the context holds " + std::to_string(ctx_.n_ctx());
-        handle->push(std::move(ev));
-        return handle;
+        ev.error = prompt.empty() ? "the prompt is empty"
+                                  : "the prompt has " + std::to_string(prompt.size()) +
+                                        " tokens but the context holds " +
+                                        std::to_string(ctx_.n_ctx());
+        for (auto& h : handles) h->push(ev);
+        return handles;
     }
-    s->tokens = s->req.prompt;
-    for (int32_t t : s->req.prompt) s->sampler.accept(t);
+    for (auto& s : seqs) {
+        s->tokens = s->req.prompt;
+        for (int32_t t : s->req.prompt) s->sampler.accept(t);
+    }
+    std::unique_ptr<Seq> leader = std::move(seqs[0]);
+    for (size_t i = 1; i < seqs.size(); ++i) leader->followers.push_back(std::move(seqs[i]));
     {
         std::lock_guard lk(mu_);
-        if ((int)waiting_.size() >= params_.max_queue) return nullptr;
-        waiting_.push_back(std::move(s));
+        if ((int)waiting_.size() >= params_.max_queue) return {};
+        waiting_.push_back(std::move(leader));
         stats_.waiting = (int)waiting_.size();
     }
     cv_.notify_all();
-    return handle;
+    return handles;
 }
 
 Scheduler::Stats Scheduler::stats() const {
@@ -258,6 +281,10 @@ bool Scheduler::reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch) {
 }
 
 void Scheduler::finish(Seq& s, const std::string& reason, const std::string& error) {
+    // Followers not forked yet share the leader's fate (its prompt failed, or the
+    // scheduler stops); a cancelled leader hands them on with promote() first.
+    for (auto& f : s.followers) finish(*f, reason, error);
+    s.followers.clear();
     SeqEvent ev;
     ev.done = true;
     ev.finish_reason = reason;
@@ -331,33 +358,94 @@ void Scheduler::emit_token(Seq& s, const float* logits) {
         finish(s, "context");
 }
 
-bool Scheduler::step() {
-    // Drop cancelled sequences (their clients went away) before spending work on them.
+std::unique_ptr<Scheduler::Seq> Scheduler::promote(Seq& leader) {
+    std::unique_ptr<Seq> next;
+    for (auto& f : leader.followers) {
+        if (f->handle->cancelled())
+            finish(*f, "cancelled");
+        else if (!next)
+            next = std::move(f);
+        else
+            next->followers.push_back(std::move(f));
+    }
+    leader.followers.clear();
+    return next;
+}
+
+// Drop cancelled sequences (their clients went away) before spending work on them.
+void Scheduler::drop_cancelled() {
+    std::vector<std::unique_ptr<Seq>> requeue;  // live followers of cancelled running leaders
     for (size_t i = 0; i < running_.size();) {
-        if (running_[i]->handle->cancelled()) {
-            finish(*running_[i], "cancelled");
-            running_.erase(running_.begin() + (long)i);
-        } else {
+        Seq& s = *running_[i];
+        if (!s.handle->cancelled()) {
             ++i;
+            continue;
         }
+        if (auto next = promote(s)) requeue.push_back(std::move(next));
+        finish(s, "cancelled");
+        running_.erase(running_.begin() + (long)i);
     }
-    {
-        std::lock_guard lk(mu_);
-        for (auto it = waiting_.begin(); it != waiting_.end();) {
-            if ((*it)->handle->cancelled()) {
-                finish(**it, "cancelled");
-                it = waiting_.erase(it);
-            } else {
-                ++it;
-            }
+    std::lock_guard lk(mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (!(*it)->handle->cancelled()) {
+            ++it;
+            continue;
         }
+        auto next = promote(**it);
+        finish(**it, "cancelled");
+        if (next)
+            *it++ = std::move(next);  // keeps the group's place in the queue
+        else
+            it = waiting_.erase(it);
     }
-    // Admit waiting requests while there is room; they take blocks only when stepped.
+    for (auto& r : requeue) waiting_.push_front(std::move(r));
+}
+
+int Scheduler::slots() const {
+    int n = 0;
+    for (auto& s : running_) n += 1 + (int)s->followers.size();
+    return n;
+}
+
+void Scheduler::fork_followers(Seq& s, const float* logits,
+                               std::vector<std::unique_ptr<Seq>>& started) {
+    KvCache& kv = ctx_.cache();
+    int64_t forked = 0;
+    for (auto& f : s.followers) {
+        if (f->handle->cancelled()) {
+            finish(*f, "cancelled");
+            continue;
+        }
+        // Shares every block of the prompt; the partly filled last block is copied when
+        // either sequence writes its next position (KvCache::prepare).
+        f->cache_seq = kv.fork_sequence(s.cache_seq);
+        f->n_past = s.n_past;
+        f->registered = s.registered;
+        f->chain = s.chain;
+        f->order = ++admissions_;
+        f->admitted_once = true;
+        f->t_admit = s.t_admit;
+        f->cached_tokens = s.cached_tokens;
+        ++forked;
+        emit_token(*f, logits);
+        if (f->cache_seq >= 0) started.push_back(std::move(f));  // else finished at once
+    }
+    s.followers.clear();
+    std::lock_guard lk(mu_);
+    stats_.forks += forked;
+}
+
+bool Scheduler::step() {
+    drop_cancelled();
+    // Admit waiting requests while there is room; they take blocks only when stepped. A
+    // group is admitted whole (alone when it is larger than max_running).
     for (;;) {
         std::unique_ptr<Seq> s;
         {
             std::lock_guard lk(mu_);
-            if (waiting_.empty() || (int)running_.size() >= params_.max_running) break;
+            if (waiting_.empty()) break;
+            const int need = 1 + (int)waiting_.front()->followers.size();
+            if (!running_.empty() && slots() + need > params_.max_running) break;
             // A preempted sequence needs at least one free block to make progress.
             if (!running_.empty() && ctx_.cache().free_blocks() == 0 && (int)prefix_.size() == 0)
                 break;
@@ -412,11 +500,13 @@ bool Scheduler::step() {
     {
         std::lock_guard lk(mu_);
         ++stats_.steps;
+        for (int32_t c : counts) stats_.batch_tokens += c;
     }
 
     const int nv = ctx_.model().hp.n_vocab, dim = ctx_.model().hp.dim;
     size_t row = 0;
     std::vector<Seq*> done;
+    std::vector<std::unique_ptr<Seq>> started;  // forked followers
     for (size_t i = 0; i < in_batch.size(); ++i) {
         Seq& s = *in_batch[i];
         s.n_past += counts[i];
@@ -438,8 +528,10 @@ bool Scheduler::step() {
         }
         register_blocks(s);
         if (s.n_past != (int32_t)s.tokens.size()) continue;  // prefill continues next step
-        emit_token(s, out_.logits.data() + row * (size_t)nv);
+        const float* logits = out_.logits.data() + row * (size_t)nv;
         ++row;
+        if (!s.followers.empty()) fork_followers(s, logits, started);
+        emit_token(s, logits);
         if (s.cache_seq < 0) done.push_back(&s);  // finish() freed it
     }
     for (Seq* s : done) {
@@ -447,6 +539,7 @@ bool Scheduler::step() {
             std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == s; });
         if (it != running_.end()) running_.erase(it);
     }
+    for (auto& f : started) running_.push_back(std::move(f));
     return true;
 }
 

@@ -101,11 +101,19 @@ class Scheduler {
     // Queue a request; nullptr when the wait queue is full. A prompt that can never fit
     // gets an immediate error event.
     std::shared_ptr<SeqHandle> submit(SeqRequest req);
+    // Queue requests with one and the same prompt (OpenAI's n > 1): the first is prefilled,
+    // then the others fork its KV blocks (shared, copy-on-write) and sample their first
+    // token from the same logits, so the prompt is computed once. The group takes one
+    // place in the wait queue and is admitted when all of it fits beside the running
+    // sequences. Empty when the queue is full.
+    std::vector<std::shared_ptr<SeqHandle>> submit_group(std::vector<SeqRequest> reqs);
 
     struct Stats {
         int running = 0, waiting = 0;
         int kv_blocks = 0, kv_used = 0, kv_cached = 0;
         int64_t steps = 0, preemptions = 0, prefix_hit_tokens = 0, tokens_in = 0, tokens_out = 0;
+        int64_t batch_tokens = 0;  // tokens run through the model (prefill and decode)
+        int64_t forks = 0;         // sequences started from a group leader's prompt blocks
     };
     Stats stats() const;
     bool idle() const;  // nothing running or waiting
@@ -122,7 +130,12 @@ class Scheduler {
 
     void loop();
     bool step();  // false when there was nothing to do
+    void drop_cancelled();
+    // A cancelled group leader hands its followers to the first live one (nullptr: none).
+    std::unique_ptr<Seq> promote(Seq& leader);
+    int slots() const;  // running places taken, a group's followers included
     void admit(Seq& s);
+    void fork_followers(Seq& s, const float* logits, std::vector<std::unique_ptr<Seq>>& started);
     bool reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch);
     void preempt(Seq& s);
     void finish(Seq& s, const std::string& reason, const std::string& error = {});

@@ -5,7 +5,8 @@ namespace {
 
 // name, rope, qkv_bias, tied_output, default_rope_base
 constexpr ArchSpec kArchs[] = {
-    {"llama", RopeStyle::Normal, false, true, 10000.0f},    // Llama 1/2/3, Mistral, Mixtral, TinyLlama, SmolLM
+    {"llama", RopeStyle::Normal, false, true,
+     10000.0f},  // Llama 1/2/3, Mistral, Mixtral, TinyLlama, SmolLM
     {"mistral", RopeStyle::Normal, false, true, 10000.0f},  // newer converters name Mistral so
     {"qwen2", RopeStyle::Neox, true, true, 1000000.0f},     // Qwen2 / Qwen2.5
 };
@@ -18,6 +19,8 @@ const ArchSpec* find_arch(std::string_view name) {
     return nullptr;
 }
 
-const char* supported_arch_names() { return "llama, mistral, qwen2"; }
+const char* supported_arch_names() {
+    return "llama, mistral, qwen2";
+}
 
 }  // namespace lokal

@@ -13,11 +13,11 @@ enum class RopeStyle {
 };
 
 struct ArchSpec {
-    const char* name;        // general.architecture
+    const char* name;  // general.architecture
     RopeStyle rope;
-    bool qkv_bias;           // attention projections carry biases (loaded when present)
-    bool tied_output;        // output.weight may be absent: reuse token_embd
-    float default_rope_base; // when {arch}.rope.freq_base is absent
+    bool qkv_bias;            // attention projections carry biases (loaded when present)
+    bool tied_output;         // output.weight may be absent: reuse token_embd
+    float default_rope_base;  // when {arch}.rope.freq_base is absent
 };
 
 // nullptr when the architecture is not supported.

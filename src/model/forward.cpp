@@ -31,19 +31,23 @@ namespace {
 
 void check_batch(const Batch& b, const HParams& hp, const KvStorage& kv) {
     const int64_t n = b.size();
-    if ((int64_t)b.pos.size() != n || (int64_t)b.seq.size() != n || (int64_t)b.want_logits.size() != n)
+    if ((int64_t)b.pos.size() != n || (int64_t)b.seq.size() != n ||
+        (int64_t)b.want_logits.size() != n)
         throw std::invalid_argument("batch: field lengths differ");
     for (int64_t i = 0; i < n; ++i) {
         if (b.tokens[i] < 0 || b.tokens[i] >= hp.n_vocab)
-            throw std::invalid_argument("batch: token id " + std::to_string(b.tokens[i]) + " is outside the vocabulary");
+            throw std::invalid_argument("batch: token id " + std::to_string(b.tokens[i]) +
+                                        " is outside the vocabulary");
         if (b.seq[i] < 0 || b.seq[i] >= (int32_t)b.block_tables.size() || !b.block_tables[b.seq[i]])
             throw std::invalid_argument("batch: token has no block table");
         if (b.pos[i] < 0) throw std::invalid_argument("batch: negative position");
         const auto& table = *b.block_tables[b.seq[i]];
         const size_t blk = (size_t)b.pos[i] / kv.block_size;
-        if (blk >= table.size()) throw std::invalid_argument("batch: position beyond the sequence's KV blocks");
+        if (blk >= table.size())
+            throw std::invalid_argument("batch: position beyond the sequence's KV blocks");
         for (size_t j = 0; j <= blk; ++j)
-            if (table[j] < 0 || table[j] >= kv.n_blocks) throw std::invalid_argument("batch: bad KV block id");
+            if (table[j] < 0 || table[j] >= kv.n_blocks)
+                throw std::invalid_argument("batch: bad KV block id");
     }
 }
 
@@ -54,15 +58,16 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n, int64_t width
 
 }  // namespace
 
-void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
+                 int64_t ldy) {
     if (observer) observer(w, expert, x, n);
     matmul(pool_, w.mat(expert), x, ldx, n, y, ldy, mm_scratch_);
 }
 
 // Several weights over the same input (Q/K/V, gate/up) in one parallel region, with the
 // activations converted once; the results are the bits separate mm() calls would give.
-void Forward::mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs, const float* x,
-                              int64_t ldx, int64_t n) {
+void Forward::mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs,
+                              const float* x, int64_t ldx, int64_t n) {
     MatmulOut mo[4];
     int k = 0;
     for (auto [w, y] : outs) {
@@ -100,7 +105,8 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     const size_t embd_row = model_.token_embd.row_bytes();
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t)
-            dequantize_row(model_.token_embd.type, model_.token_embd.data + (size_t)batch.tokens[t] * embd_row,
+            dequantize_row(model_.token_embd.type,
+                           model_.token_embd.data + (size_t)batch.tokens[t] * embd_row,
                            x_.data() + t * dim, dim);
     });
 
@@ -108,7 +114,8 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
         const LayerWeights& L = model_.layers[il];
         pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t)
-                rmsnorm(x_.data() + t * dim, L.attn_norm.data(), xb_.data() + t * dim, dim, hp.rms_eps);
+                rmsnorm(x_.data() + t * dim, L.attn_norm.data(), xb_.data() + t * dim, dim,
+                        hp.rms_eps);
         });
         attention_block(batch, il, kv);
         mm(L.wo, 0, att_.data(), hp.q_dim(), n, xb_.data(), dim);
@@ -116,7 +123,8 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
 
         pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t)
-                rmsnorm(x_.data() + t * dim, L.ffn_norm.data(), xb_.data() + t * dim, dim, hp.rms_eps);
+                rmsnorm(x_.data() + t * dim, L.ffn_norm.data(), xb_.data() + t * dim, dim,
+                        hp.rms_eps);
         });
         if (hp.n_expert == 0)
             ffn_dense(il, n);
@@ -134,7 +142,8 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     std::vector<float> normed((size_t)(nw * dim));
     pool_.parallel_for(nw, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i)
-            rmsnorm(x_.data() + wanted[i] * dim, model_.output_norm.data(), normed.data() + i * dim, dim, hp.rms_eps);
+            rmsnorm(x_.data() + wanted[i] * dim, model_.output_norm.data(), normed.data() + i * dim,
+                    dim, hp.rms_eps);
     });
     out.logits.resize((size_t)(nw * hp.n_vocab));
     mm(model_.output, 0, normed.data(), dim, nw, out.logits.data(), hp.n_vocab);
@@ -146,7 +155,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     const LayerWeights& L = model_.layers[il];
     const int64_t n = batch.size(), dim = hp.dim, qd = hp.q_dim(), kvd = hp.kv_dim();
 
-    mm_shared_input({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb_.data(), dim, n);
+    mm_shared_input({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb_.data(), dim,
+                    n);
     add_bias(q_.data(), L.bq, n, qd);
     add_bias(k_.data(), L.bk, n, kvd);
     add_bias(v_.data(), L.bv, n, kvd);
@@ -162,7 +172,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
             rope(q_.data() + t * qd, hp.n_head, hp.head_dim, pos, rp);
             rope(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, pos, rp);
             const auto& table = *batch.block_tables[batch.seq[t]];
-            const int64_t slot = (int64_t)table[pos / kv.block_size] * kv.block_size + pos % kv.block_size;
+            const int64_t slot =
+                (int64_t)table[pos / kv.block_size] * kv.block_size + pos % kv.block_size;
             uint16_t* kd = kc + slot * kvd;
             uint16_t* vd = vc + slot * kvd;
             for (int64_t i = 0; i < kvd; ++i) {
@@ -195,7 +206,8 @@ void Forward::ffn_dense(int il, int64_t n) {
     const int64_t dim = hp.dim, ff = hp.n_ff;
     mm_shared_input({{&L.w_gate, hb_.data()}, {&L.w_up, hb2_.data()}}, xb_.data(), dim, n);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t) swiglu(hb_.data() + t * ff, hb2_.data() + t * ff, hb_.data() + t * ff, ff);
+        for (int64_t t = t0; t < t1; ++t)
+            swiglu(hb_.data() + t * ff, hb2_.data() + t * ff, hb_.data() + t * ff, ff);
     });
     mm(L.w_down, 0, hb_.data(), ff, n, xb_.data(), dim);
 }
@@ -219,7 +231,8 @@ void Forward::ffn_moe(int il, int64_t n) {
         softmax(p, ne);
         std::vector<int32_t> order((size_t)ne);
         std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int32_t a, int32_t b) { return p[a] > p[b]; });
         float sum = 0;
         for (int64_t j = 0; j < k; ++j) sum += p[order[j]];
         for (int64_t j = 0; j < k; ++j) {
@@ -243,7 +256,8 @@ void Forward::ffn_moe(int il, int64_t n) {
             std::copy_n(xb_.data() + (rows[r] / k) * dim, dim, xe_.data() + r * dim);
         mm(L.gate_exps, e, xe_.data(), dim, m, he_.data(), ff);
         mm(L.up_exps, e, xe_.data(), dim, m, he2_.data(), ff);
-        for (int64_t r = 0; r < m; ++r) swiglu(he_.data() + r * ff, he2_.data() + r * ff, he_.data() + r * ff, ff);
+        for (int64_t r = 0; r < m; ++r)
+            swiglu(he_.data() + r * ff, he2_.data() + r * ff, he_.data() + r * ff, ff);
         mm(L.down_exps, e, he_.data(), ff, m, ye.data(), dim);
         for (int64_t r = 0; r < m; ++r) {
             const float w = weight[rows[r]];

@@ -38,16 +38,20 @@ struct Batch {
     std::vector<uint8_t> want_logits;
     std::vector<const std::vector<int32_t>*> block_tables;  // indexed by seq[i]
 
-    void clear() { tokens.clear(), pos.clear(), seq.clear(), want_logits.clear(), block_tables.clear(); }
+    void clear() {
+        tokens.clear(), pos.clear(), seq.clear(), want_logits.clear(), block_tables.clear();
+    }
     void add(int32_t token, int32_t position, int32_t seq_index, bool logits) {
-        tokens.push_back(token), pos.push_back(position), seq.push_back(seq_index), want_logits.push_back(logits);
+        tokens.push_back(token), pos.push_back(position), seq.push_back(seq_index),
+            want_logits.push_back(logits);
     }
     int64_t size() const { return (int64_t)tokens.size(); }
 };
 
 // Sees the input of every matrix multiplication (importance-matrix collection).
 // x is [n_tokens][w.ne[0]]; for an expert tensor, `expert` says which slice.
-using MatmulObserver = std::function<void(const Tensor& w, int64_t expert, const float* x, int64_t n_tokens)>;
+using MatmulObserver =
+    std::function<void(const Tensor& w, int64_t expert, const float* x, int64_t n_tokens)>;
 
 struct ForwardOutput {
     std::vector<float> logits;  // [n_wanted][n_vocab]
@@ -56,7 +60,7 @@ struct ForwardOutput {
 
 // Scratch buffers reused across calls so a forward pass allocates only when batches grow.
 class Forward {
-public:
+  public:
     Forward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
 
     // Runs the batch, writes its K/V into `kv`, fills out.logits (and out.hidden if
@@ -65,13 +69,14 @@ public:
 
     MatmulObserver observer;  // optional
 
-private:
+  private:
     void attention_block(const Batch& batch, int il, KvStorage& kv);
     void ffn_dense(int il, int64_t n);
     void ffn_moe(int il, int64_t n);
-    void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
-    void mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs, const float* x, int64_t ldx,
-                         int64_t n);
+    void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
+            int64_t ldy);
+    void mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs,
+                         const float* x, int64_t ldx, int64_t n);
 
     const Model& model_;
     ThreadPool& pool_;

@@ -25,17 +25,17 @@ struct HParams {
     std::string arch;
     int n_vocab = 0;
     int n_ctx_train = 0;
-    int dim = 0;            // embedding length
+    int dim = 0;  // embedding length
     int n_layer = 0;
     int n_head = 0;
     int n_kv_head = 0;
-    int head_dim = 0;       // dim / n_head unless key_length says otherwise
-    int n_ff = 0;           // FFN hidden size (per expert for MoE)
-    int n_expert = 0;       // 0 = dense FFN
+    int head_dim = 0;  // dim / n_head unless key_length says otherwise
+    int n_ff = 0;      // FFN hidden size (per expert for MoE)
+    int n_expert = 0;  // 0 = dense FFN
     int n_expert_used = 0;
     float rms_eps = 1e-5f;
-    RopeParams rope;        // n_rot, base, scale, style
-    int sliding_window = 0; // 0 = none
+    RopeParams rope;         // n_rot, base, scale, style
+    int sliding_window = 0;  // 0 = none
 
     int q_dim() const { return n_head * head_dim; }
     int kv_dim() const { return n_kv_head * head_dim; }
@@ -55,28 +55,28 @@ struct Tensor {
 };
 
 struct LayerWeights {
-    std::vector<float> attn_norm;  // [dim]
-    Tensor wq;                     // [q_dim rows][dim]
-    Tensor wk, wv;                 // [kv_dim rows][dim]
-    Tensor wo;                     // [dim rows][q_dim]
-    std::vector<float> bq, bk, bv; // [q_dim], [kv_dim], [kv_dim]; empty when absent
-    std::vector<float> ffn_norm;   // [dim]
+    std::vector<float> attn_norm;   // [dim]
+    Tensor wq;                      // [q_dim rows][dim]
+    Tensor wk, wv;                  // [kv_dim rows][dim]
+    Tensor wo;                      // [dim rows][q_dim]
+    std::vector<float> bq, bk, bv;  // [q_dim], [kv_dim], [kv_dim]; empty when absent
+    std::vector<float> ffn_norm;    // [dim]
     // Dense FFN (n_expert == 0)
-    Tensor w_gate, w_up;           // [n_ff rows][dim]
-    Tensor w_down;                 // [dim rows][n_ff]
+    Tensor w_gate, w_up;  // [n_ff rows][dim]
+    Tensor w_down;        // [dim rows][n_ff]
     // Mixture of experts (n_expert > 0)
-    Tensor router;                 // [n_expert rows][dim]
-    Tensor gate_exps, up_exps;     // [n_expert][n_ff rows][dim]
-    Tensor down_exps;              // [n_expert][dim rows][n_ff]
+    Tensor router;              // [n_expert rows][dim]
+    Tensor gate_exps, up_exps;  // [n_expert][n_ff rows][dim]
+    Tensor down_exps;           // [n_expert][dim rows][n_ff]
 };
 
 struct Model {
     std::unique_ptr<gguf::File> file;
     const ArchSpec* spec = nullptr;
     HParams hp;
-    Tensor token_embd;              // [n_vocab rows][dim]
-    std::vector<float> output_norm; // [dim]
-    Tensor output;                  // [n_vocab rows][dim]; token_embd when tied
+    Tensor token_embd;                     // [n_vocab rows][dim]
+    std::vector<float> output_norm;        // [dim]
+    Tensor output;                         // [n_vocab rows][dim]; token_embd when tied
     std::vector<float> rope_freq_factors;  // [n_rot/2] or empty
     std::vector<LayerWeights> layers;
 

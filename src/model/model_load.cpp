@@ -16,7 +16,7 @@ std::string fmt_shape(const int64_t* ne, int n) {
 }
 
 class Loader {
-public:
+  public:
     explicit Loader(const gguf::File& f) : f_(f) {}
 
     const gguf::File& f_;
@@ -43,7 +43,8 @@ public:
         return v ? (float)*v : fallback;
     }
 
-    Tensor tensor(const std::string& name, std::initializer_list<int64_t> shape, bool required) const {
+    Tensor tensor(const std::string& name, std::initializer_list<int64_t> shape,
+                  bool required) const {
         const gguf::TensorInfo* ti = f_.find_tensor(name);
         Tensor t;
         t.name = name;
@@ -61,8 +62,8 @@ public:
             int64_t expect[4] = {1, 1, 1, 1};
             int n = 0;
             for (int64_t want : shape) expect[n++] = want;
-            throw ModelError("model: tensor '" + name + "' has shape " + fmt_shape(ti->ne, ti->n_dims) +
-                             ", expected " + fmt_shape(expect, n));
+            throw ModelError("model: tensor '" + name + "' has shape " +
+                             fmt_shape(ti->ne, ti->n_dims) + ", expected " + fmt_shape(expect, n));
         }
         if (!type_traits(ti->type).is_supported)
             throw ModelError("model: tensor '" + name + "' has type " + type_name(ti->type) +
@@ -102,12 +103,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     Loader ld(f);
 
     auto arch = f.get_string("general.architecture");
-    if (!arch) throw ModelError("model: '" + path + "' has no general.architecture (a vocabulary-only file?)");
+    if (!arch)
+        throw ModelError("model: '" + path +
+                         "' has no general.architecture (a vocabulary-only file?)");
     ld.arch = std::string(*arch);
     model->spec = find_arch(ld.arch);
     if (!model->spec)
-        throw ModelError("model: architecture '" + ld.arch + "' is not supported (supported: " +
-                         supported_arch_names() + ")");
+        throw ModelError("model: architecture '" + ld.arch +
+                         "' is not supported (supported: " + supported_arch_names() + ")");
 
     HParams& hp = model->hp;
     hp.arch = ld.arch;
@@ -124,15 +127,18 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 
     if (hp.dim <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_kv_head <= 0 || hp.n_ff <= 0)
         throw ModelError("model: dimensions must be positive (embedding, blocks, heads, ffn)");
-    if (hp.n_layer > 4096 || hp.n_head > 4096) throw ModelError("model: implausible layer or head count");
+    if (hp.n_layer > 4096 || hp.n_head > 4096)
+        throw ModelError("model: implausible layer or head count");
     if (hp.n_head % hp.n_kv_head != 0)
         throw ModelError("model: head_count " + std::to_string(hp.n_head) +
                          " is not a multiple of head_count_kv " + std::to_string(hp.n_kv_head));
     hp.head_dim = ld.get_int("attention.key_length", hp.dim / hp.n_head, false);
     const int v_len = ld.get_int("attention.value_length", hp.head_dim, false);
-    if (v_len != hp.head_dim) throw ModelError("model: key_length != value_length is not supported");
+    if (v_len != hp.head_dim)
+        throw ModelError("model: key_length != value_length is not supported");
     if (hp.head_dim <= 0 || hp.head_dim > 1024 || hp.head_dim % 2 != 0)
-        throw ModelError("model: head dimension " + std::to_string(hp.head_dim) + " is not supported");
+        throw ModelError("model: head dimension " + std::to_string(hp.head_dim) +
+                         " is not supported");
     if (hp.n_expert > 0) {
         if (hp.n_expert_used <= 0 || hp.n_expert_used > hp.n_expert || hp.n_expert > 512)
             throw ModelError("model: expert_used_count must be in 1..expert_count (<= 512)");
@@ -150,7 +156,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
         scale = ld.get_float("rope.scaling.factor", 1.0f);
     else if (!type)
         scale = ld.get_float("rope.scale_linear", 1.0f);
-    if (!(scale > 0) || !std::isfinite(scale)) throw ModelError("model: rope scaling factor must be positive");
+    if (!(scale > 0) || !std::isfinite(scale))
+        throw ModelError("model: rope scaling factor must be positive");
     hp.rope.freq_scale = 1.0f / scale;
     if (!(hp.rope.freq_base > 0) || !std::isfinite(hp.rope.freq_base))
         throw ModelError("model: rope.freq_base must be positive");
@@ -159,7 +166,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     // The vocabulary size is the embedding's row count.
     const gguf::TensorInfo* te = f.find_tensor("token_embd.weight");
     if (!te) throw ModelError("model: missing tensor 'token_embd.weight'");
-    if (te->ne[1] <= 0 || te->ne[1] > (1 << 24)) throw ModelError("model: implausible vocabulary size");
+    if (te->ne[1] <= 0 || te->ne[1] > (1 << 24))
+        throw ModelError("model: implausible vocabulary size");
     hp.n_vocab = (int)te->ne[1];
     const int64_t nv = hp.n_vocab;
 

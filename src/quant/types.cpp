@@ -51,7 +51,9 @@ const TypeTraits& type_traits(TensorType type) {
     return kTraits[i];
 }
 
-bool is_valid_type_id(uint32_t raw) { return raw < (uint32_t)T::COUNT && kTraits[raw].is_known; }
+bool is_valid_type_id(uint32_t raw) {
+    return raw < (uint32_t)T::COUNT && kTraits[raw].is_known;
+}
 
 std::optional<TensorType> parse_type_name(std::string_view name) {
     std::string lower;

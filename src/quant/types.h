@@ -54,9 +54,9 @@ struct TypeTraits {
     int block_size;    // elements per block (1 for plain types)
     int type_size;     // bytes per block
     bool is_quantized;
-    bool is_known;         // a type lokal can store and read (block geometry known)
-    bool is_supported;     // lokal can dequantize it and compute with it
-    TensorType dot_type;   // the activation format its dot product consumes
+    bool is_known;        // a type lokal can store and read (block geometry known)
+    bool is_supported;    // lokal can dequantize it and compute with it
+    TensorType dot_type;  // the activation format its dot product consumes
 };
 
 const TypeTraits& type_traits(TensorType type);
@@ -64,7 +64,9 @@ const TypeTraits& type_traits(TensorType type);
 // Is `raw` a type id lokal knows the geometry of? (Untrusted ids from files go through this.)
 bool is_valid_type_id(uint32_t raw);
 
-inline const char* type_name(TensorType t) { return type_traits(t).name; }
+inline const char* type_name(TensorType t) {
+    return type_traits(t).name;
+}
 
 // Bytes of one row of n elements; n must be a multiple of the block size.
 inline size_t row_size(TensorType t, int64_t n) {

@@ -31,9 +31,12 @@ std::string slurp(const std::string& path) {
 // Runs build/bin/lokal with shell-quoted args; stdout and stderr captured separately.
 Result lokal(const std::string& args, const std::string& stdin_text = "") {
     static int counter = 0;
-    const std::string base = std::filesystem::temp_directory_path() / ("lokal_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    const std::string base =
+        std::filesystem::temp_directory_path() /
+        ("lokal_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
     std::ofstream(base + ".in") << stdin_text;
-    const std::string cmd = std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args + " <" + base + ".in >" + base + ".out 2>" + base + ".err";
+    const std::string cmd = std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args + " <" + base +
+                            ".in >" + base + ".out 2>" + base + ".err";
     Result r;
     const int status = std::system(cmd.c_str());
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -43,9 +46,15 @@ Result lokal(const std::string& args, const std::string& stdin_text = "") {
     return r;
 }
 
-std::string q(const std::string& s) { return "'" + s + "'"; }
-std::string model(const std::string& name) { return q(lokal::test::shared_path("models/" + name)); }
-json reference(const std::string& name) { return json::parse(slurp(lokal::test::shared_path("reference/" + name + ".json"))); }
+std::string q(const std::string& s) {
+    return "'" + s + "'";
+}
+std::string model(const std::string& name) {
+    return q(lokal::test::shared_path("models/" + name));
+}
+json reference(const std::string& name) {
+    return json::parse(slurp(lokal::test::shared_path("reference/" + name + ".json")));
+}
 
 size_t count_lines(const std::string& s) {
     size_t n = 0;
@@ -56,7 +65,8 @@ size_t count_lines(const std::string& s) {
 TEST(Cli, RunStreamsOnlyTheGreedyContinuation) {
     const json ref = reference("stories260K");
     const json& p = ref["prompts"][0];
-    const Result r = lokal("run -m " + model("stories260K.gguf") + " -p " + q(p["prompt"]) + " --temp 0 -n 32 -t 2");
+    const Result r = lokal("run -m " + model("stories260K.gguf") + " -p " + q(p["prompt"]) +
+                           " --temp 0 -n 32 -t 2");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(r.out, p["greedy_text"].get<std::string>());
     EXPECT_NE(r.err.find("t/s"), std::string::npos) << "timings belong on stderr: " << r.err;
@@ -65,7 +75,8 @@ TEST(Cli, RunStreamsOnlyTheGreedyContinuation) {
 TEST(Cli, RunJsonReportsTokensAndTimings) {
     const json ref = reference("TinyStories-656K.f16");
     const json& p = ref["prompts"][1];
-    const Result r = lokal("run -m " + model("TinyStories-656K.f16.gguf") + " -p " + q(p["prompt"]) + " --temp 0 -n 32 --json");
+    const Result r = lokal("run -m " + model("TinyStories-656K.f16.gguf") + " -p " +
+                           q(p["prompt"]) + " --temp 0 -n 32 --json");
     ASSERT_EQ(r.code, 0) << r.err;
     const json j = json::parse(r.out);
     EXPECT_EQ(j["tokens"], p["greedy_ids"]);
@@ -77,11 +88,13 @@ TEST(Cli, RunJsonReportsTokensAndTimings) {
 }
 
 TEST(Cli, SameSeedSameSample) {
-    const std::string args = "run -m " + model("stories260K.gguf") + " -p 'Once upon a time' -n 24 --temp 1.0 --seed 7 --json";
+    const std::string args = "run -m " + model("stories260K.gguf") +
+                             " -p 'Once upon a time' -n 24 --temp 1.0 --seed 7 --json";
     const Result a = lokal(args), b = lokal(args);
     ASSERT_EQ(a.code, 0) << a.err;
     EXPECT_EQ(json::parse(a.out)["tokens"], json::parse(b.out)["tokens"]);
-    const Result c = lokal("run -m " + model("stories260K.gguf") + " -p 'Once upon a time' -n 24 --temp 1.0 --seed 8 --json");
+    const Result c = lokal("run -m " + model("stories260K.gguf") +
+                           " -p 'Once upon a time' -n 24 --temp 1.0 --seed 8 --json");
     EXPECT_NE(json::parse(a.out)["tokens"], json::parse(c.out)["tokens"]);
 }
 
@@ -96,7 +109,10 @@ TEST(Cli, TokenizePrintsIdsAsJson) {
         }
     }
     // A vocabulary-only file, stdin, --no-bos.
-    const Result r = lokal("tokenize -m " + q(lokal::test::shared_path("vocab/ggml-vocab-llama-spm.gguf")) + " --stdin --no-bos", "Hello world");
+    const Result r =
+        lokal("tokenize -m " + q(lokal::test::shared_path("vocab/ggml-vocab-llama-spm.gguf")) +
+                  " --stdin --no-bos",
+              "Hello world");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(json::parse(r.out), json::parse("[15043, 3186]"));
 }
@@ -114,7 +130,8 @@ TEST(Cli, NoParseSpecialTreatsMarkupAsText) {
 // Without -p: a chat over stdin, rendered with the model's template (or lokal's default
 // when it has none, said on stderr); each reply is printed on stdout.
 TEST(Cli, ChatReadsTurnsFromStdin) {
-    const Result r = lokal("run -m " + model("stories260K.gguf") + " --temp 0 -n 8 -c 256", "Hello there\nTell me a story\n");
+    const Result r = lokal("run -m " + model("stories260K.gguf") + " --temp 0 -n 8 -c 256",
+                           "Hello there\nTell me a story\n");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find("no chat template"), std::string::npos) << r.err;
     EXPECT_EQ(count_lines(r.out), 2u) << r.out;  // one reply per turn
@@ -127,7 +144,8 @@ TEST(Cli, PerplexityJsonMatchesReference) {
                            q(lokal::test::shared_path("text/stories.txt")) + " -c 128 --json");
     ASSERT_EQ(r.code, 0) << r.err;
     const json j = json::parse(r.out);
-    EXPECT_NEAR(j["ppl"].get<double>(), ref["perplexity"].get<double>(), ref["perplexity"].get<double>() * 0.002);
+    EXPECT_NEAR(j["ppl"].get<double>(), ref["perplexity"].get<double>(),
+                ref["perplexity"].get<double>() * 0.002);
     EXPECT_GT(j["chunks"].get<int>(), 0);
     EXPECT_EQ(j["tokens"].get<int>(), j["chunks"].get<int>() * 128);
     EXPECT_NE(r.err.find("chunk"), std::string::npos) << "progress goes to stderr";
@@ -148,7 +166,8 @@ TEST(Cli, InfoDescribesTheModel) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-    for (const char* cmd : {"", "run", "tokenize", "perplexity", "info", "list", "pull", "show", "rm", "create", "convert"}) {
+    for (const char* cmd : {"", "run", "tokenize", "perplexity", "info", "list", "pull", "show",
+                            "rm", "create", "convert"}) {
         const Result r = lokal(std::string(cmd) + " --help");
         EXPECT_EQ(r.code, 0) << cmd;
         EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
@@ -166,14 +185,22 @@ void expect_clean_failure(const Result& r, const std::string& must_mention) {
 
 TEST(Cli, BadInputFailsCleanly) {
     expect_clean_failure(lokal("run -m /nonexistent/model.gguf -p hi"), "not found");
-    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi --bogus-flag"), "bogus");
-    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi -n notanumber"), "n-predict");
-    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p 'Once upon a time there was a little girl' -c 4"), "context");
-    expect_clean_failure(lokal("perplexity -m " + model("stories260K.gguf") + " -f /nonexistent.txt"), "nonexistent");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi --bogus-flag"),
+                         "bogus");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi -n notanumber"),
+                         "n-predict");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") +
+                               " -p 'Once upon a time there was a little girl' -c 4"),
+                         "context");
+    expect_clean_failure(
+        lokal("perplexity -m " + model("stories260K.gguf") + " -f /nonexistent.txt"),
+        "nonexistent");
     expect_clean_failure(lokal("tokenize -m " + model("stories260K.gguf")), "-p");
     expect_clean_failure(lokal("frobnicate"), "frobnicate");
     // A vocabulary-only file cannot run.
-    expect_clean_failure(lokal("run -m " + q(lokal::test::shared_path("vocab/ggml-vocab-gpt-2.gguf")) + " -p hi"), "architecture");
+    expect_clean_failure(
+        lokal("run -m " + q(lokal::test::shared_path("vocab/ggml-vocab-gpt-2.gguf")) + " -p hi"),
+        "architecture");
 }
 
 TEST(Cli, MalformedGgufFilesFailCleanly) {

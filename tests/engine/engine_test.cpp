@@ -15,10 +15,12 @@
 namespace lokal {
 namespace {
 
-std::unique_ptr<Model> load(const char* name) { return Model::load(test::shared_path(std::string("models/") + name)); }
+std::unique_ptr<Model> load(const char* name) {
+    return Model::load(test::shared_path(std::string("models/") + name));
+}
 
-const std::vector<int32_t> kTokens = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
-                                      338, 401, 396, 267, 337, 410, 408, 419};
+const std::vector<int32_t> kTokens = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315,
+                                      421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419};
 
 // Decoding token by token with the cache gives the logits a fresh full pass gives.
 TEST(Engine, CachedDecodeEqualsRecompute) {
@@ -41,7 +43,8 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
             ctx.eval(fresh, std::span<const int32_t>(kTokens.data(), i + 1), false, full);
             ctx.cache().free_sequence(fresh);
             ASSERT_EQ(step.size(), (size_t)nv);
-            for (int v = 0; v < nv; ++v) ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
+            for (int v = 0; v < nv; ++v)
+                ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
         }
     }
 }
@@ -50,7 +53,8 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
 TEST(Engine, BatchedSequencesEqualSeparateRuns) {
     auto model = load("tiny-k.Q8_0.gguf");
     const int nv = model->hp.n_vocab;
-    const std::vector<int32_t> a(kTokens.begin(), kTokens.begin() + 11), b(kTokens.begin() + 5, kTokens.end());
+    const std::vector<int32_t> a(kTokens.begin(), kTokens.begin() + 11),
+        b(kTokens.begin() + 5, kTokens.end());
     ContextParams cp;
     cp.n_ctx = 64;
     cp.n_seq_max = 4;

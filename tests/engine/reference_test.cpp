@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -84,14 +84,16 @@ TEST_P(Reference, LogitsTokensAndGreedyMatch) {
             EXPECT_EQ(ours, ref_top1) << "top-1 at position " << pos;
             std::vector<int> idx(nv);
             for (int i = 0; i < nv; ++i) idx[i] = i;
-            std::partial_sort(idx.begin(), idx.begin() + 8, idx.end(), [&](int a, int b) { return row[a] > row[b]; });
+            std::partial_sort(idx.begin(), idx.begin() + 8, idx.end(),
+                              [&](int a, int b) { return row[a] > row[b]; });
             std::set<int> mine(idx.begin(), idx.begin() + 8);
             for (const json& e : top8) {
                 overlap += mine.count(e[0].get<int>()) ? 1 : 0;
                 ++total;
             }
         }
-        EXPECT_GE(overlap, total * (exact ? 7 : 5) / 8) << "top-8 overlap " << overlap << "/" << total;
+        EXPECT_GE(overlap, total * (exact ? 7 : 5) / 8)
+            << "top-8 overlap " << overlap << "/" << total;
 
         // Full logits of the last position, where the reference has them.
         if (p.contains("last_logits")) {
@@ -103,7 +105,8 @@ TEST_P(Reference, LogitsTokensAndGreedyMatch) {
             float max_diff = 0;
             for (int i = 0; i < nv; ++i) max_diff = std::max(max_diff, std::fabs(row[i] - last[i]));
             const float tol = is_float ? 1e-3f : (exact ? 1e-2f : 6e-2f);
-            EXPECT_LE(max_diff, tol * range) << "max |logit diff| " << max_diff << " of range " << range;
+            EXPECT_LE(max_diff, tol * range)
+                << "max |logit diff| " << max_diff << " of range " << range;
         } else {
             // Compare the top-8 logit values instead.
             for (size_t pos = 0; pos < ids.size(); ++pos)
@@ -126,10 +129,12 @@ TEST_P(Reference, LogitsTokensAndGreedyMatch) {
                 const int32_t tok = (int32_t)(std::max_element(l.begin(), l.end()) - l.begin());
                 if (i < (int)want.size() && tok != want[i]) {
                     EXPECT_GE(l[want[i]], l[tok] - kGreedyTie)
-                        << "greedy step " << i << ": ours " << tok << " (" << l[tok] << "), reference " << want[i]
-                        << " (" << l[want[i]] << ")";
-                    std::printf("note: %s greedy step %d is a tie (%.5f vs %.5f); stopping the comparison there\n",
-                                name.c_str(), i, l[tok], l[want[i]]);
+                        << "greedy step " << i << ": ours " << tok << " (" << l[tok]
+                        << "), reference " << want[i] << " (" << l[want[i]] << ")";
+                    std::printf(
+                        "note: %s greedy step %d is a tie (%.5f vs %.5f); stopping the comparison "
+                        "there\n",
+                        name.c_str(), i, l[tok], l[want[i]]);
                     got.assign(want.begin(), want.end());
                     break;
                 }
@@ -162,15 +167,17 @@ TEST_P(Reference, PerplexityMatches) {
         // 794.6 on the same file; exact float math over the file's weights gives 794.8).
         // Compare with the reference engine itself at micro-batch 8, run here.
         const std::string anchor = test::shared_path("anchor");
-        const std::string cmd = "cd '" + anchor + "' && LD_LIBRARY_PATH=. ./llama-perplexity -m '" +
-                                test::shared_path("models/" + ref["model"].get<std::string>()) + "' -f '" +
-                                test::shared_path(ref["text"].get<std::string>()) +
-                                "' -c 128 -b 128 -ub 8 -t 2 2>&1 | grep -o 'PPL = [0-9.]*' | cut -d' ' -f3";
+        const std::string cmd =
+            "cd '" + anchor + "' && LD_LIBRARY_PATH=. ./llama-perplexity -m '" +
+            test::shared_path("models/" + ref["model"].get<std::string>()) + "' -f '" +
+            test::shared_path(ref["text"].get<std::string>()) +
+            "' -c 128 -b 128 -ub 8 -t 2 2>&1 | grep -o 'PPL = [0-9.]*' | cut -d' ' -f3";
         FILE* pipe = popen(cmd.c_str(), "r");
         char buf[64] = {0};
         const bool ok = pipe && std::fgets(buf, sizeof buf, pipe) != nullptr;
         if (pipe) pclose(pipe);
-        if (!ok || std::atof(buf) <= 0) GTEST_SKIP() << "the reference engine in shared/anchor could not run";
+        if (!ok || std::atof(buf) <= 0)
+            GTEST_SKIP() << "the reference engine in shared/anchor could not run";
         want = std::atof(buf);
     }
     const double tol = is_float_type(name) ? 0.002 : 0.01;
