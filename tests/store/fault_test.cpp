@@ -293,6 +293,7 @@ TEST(StoreFault, KilledMidDownloadThenResumed) {
         try {
             auto o = fast_opts();
             o.parallel = 1;
+            o.http.stall_timeout_s = 30;  // it is meant to be killed, not to give up
             pull(s, reg.name(), o);
         } catch (...) {
         }
