@@ -138,6 +138,26 @@ TEST(Cli, ChatReadsTurnsFromStdin) {
     EXPECT_GT(r.out.size(), 4u);
 }
 
+// A Hugging Face checkpoint converted to GGUF behaves like the reference's own GGUF of the
+// same weights: same prompt tokens, same greedy continuation, same perplexity.
+TEST(Cli, ConvertedCheckpointMatchesReference) {
+    const std::string out = std::filesystem::temp_directory_path() / ("lokal_convert_" + std::to_string(getpid()) + ".gguf");
+    const Result c = lokal("convert " + q(lokal::test::shared_path("models/TinyStories-656K-hf")) + " -o " + q(out) + " --type f16");
+    ASSERT_EQ(c.code, 0) << c.err;
+    const json ref = reference("TinyStories-656K.f16");
+    for (const json& p : ref["prompts"]) {
+        const Result r = lokal("run -m " + q(out) + " -p " + q(p["prompt"]) + " --temp 0 -n 32 --json");
+        ASSERT_EQ(r.code, 0) << r.err;
+        const json j = json::parse(r.out);
+        EXPECT_EQ(j["prompt_tokens"], p["prompt_ids"].size());
+        EXPECT_EQ(j["tokens"], p["greedy_ids"]) << p["prompt"];
+    }
+    const Result ppl = lokal("perplexity -m " + q(out) + " -f " + q(lokal::test::shared_path("text/stories.txt")) + " -c 128 --json");
+    ASSERT_EQ(ppl.code, 0) << ppl.err;
+    EXPECT_NEAR(json::parse(ppl.out)["ppl"].get<double>(), ref["perplexity"].get<double>(), ref["perplexity"].get<double>() * 0.002);
+    std::filesystem::remove(out);
+}
+
 TEST(Cli, PerplexityJsonMatchesReference) {
     const json ref = reference("stories260K");
     const Result r = lokal("perplexity -m " + model("stories260K.gguf") + " -f " +
