@@ -1,0 +1,26 @@
+// This machine's memory read bandwidth: the roofline that single-sequence generation is
+// measured against (decoding one token reads every weight once).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace lokal::cli {
+
+// A buffer several times the last-level cache (at least 1 GiB), capped by physical memory,
+// so the reads come from DRAM and not from cache.
+size_t default_bandwidth_buffer_bytes();
+
+// Best-of-`passes` read bandwidth in bytes per second with `threads` threads streaming
+// disjoint slices of a `bytes` buffer (wide SIMD loads where the CPU has them).
+double measure_read_bandwidth(int threads, size_t bytes, int passes = 5);
+
+// Peak resident set (VmHWM) in bytes, 0 when unknown; reset_peak_rss asks the kernel to
+// restart it from the current RSS and says whether that worked.
+size_t peak_rss_bytes();
+bool reset_peak_rss();
+
+// "model name" of /proc/cpuinfo, or "unknown".
+std::string cpu_model_name();
+
+}  // namespace lokal::cli

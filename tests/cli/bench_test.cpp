@@ -1,0 +1,247 @@
+// `lokal synth` and `lokal bench`, run as a user would. Everything here uses the test-sized
+// presets so the whole file runs in seconds; speed itself is never asserted (benchmarks
+// are measured with bench/compare, not with timed tests).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gguf/gguf.h"
+#include "model/synth.h"
+#include "shared_path.h"
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+namespace gguf = lokal::gguf;
+
+struct Result {
+    int code = -1;
+    std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+Result lokal(const std::string& args) {
+    static int counter = 0;
+    const std::string base =
+        fs::temp_directory_path() /
+        ("lokal_bench_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    const std::string cmd = std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args + " </dev/null >" +
+                            base + ".out 2>" + base + ".err";
+    Result r;
+    const int status = std::system(cmd.c_str());
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(base + ".out");
+    r.err = slurp(base + ".err");
+    fs::remove(base + ".out");
+    fs::remove(base + ".err");
+    return r;
+}
+
+std::string q(const std::string& s) {
+    return "'" + s + "'";
+}
+
+size_t count_lines(const std::string& s) {
+    size_t n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+// A scratch directory removed with the fixture.
+class Synth : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("lokal_synth_" + std::to_string(getpid()));
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    // Synthesizes once per name; fails the test on a non-zero exit.
+    std::string make(const std::string& preset, const std::string& type,
+                     const std::string& extra = "") {
+        const std::string p = path(preset + "." + type + ".gguf");
+        const Result r = lokal("synth --preset " + preset + " --type " + type + " -q -t 2 " +
+                               extra + " -o " + q(p));
+        EXPECT_EQ(r.code, 0) << r.err;
+        return p;
+    }
+
+    fs::path dir_;
+};
+
+std::map<std::string, std::string> tensor_types(const gguf::File& f) {
+    std::map<std::string, std::string> m;
+    for (const auto& t : f.tensors()) m[t.name] = lokal::type_name(t.type);
+    return m;
+}
+
+// The tiny preset is ../shared's tiny-k shape, whose files llama-quantize made: every
+// tensor must get the same type and shape as the reference quantizer chose.
+TEST_F(Synth, TypeMixMatchesLlamaQuantize) {
+    for (const char* type : {"Q4_0", "Q4_1", "Q5_0", "Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M",
+                             "Q6_K", "IQ4_XS"}) {
+        const std::string mine = make("tiny", type);
+        auto a = gguf::File::open(mine);
+        auto b = gguf::File::open(
+            lokal::test::shared_path(std::string("models/tiny-k.") + type + ".gguf"));
+        EXPECT_EQ(tensor_types(*a), tensor_types(*b)) << type;
+        for (const auto& t : b->tensors()) {
+            const gguf::TensorInfo* m = a->find_tensor(t.name);
+            ASSERT_NE(m, nullptr) << t.name;
+            for (int d = 0; d < 4; ++d) EXPECT_EQ(m->ne[d], t.ne[d]) << t.name;
+        }
+        EXPECT_EQ(a->get_uint("general.file_type"), b->get_uint("general.file_type")) << type;
+    }
+}
+
+// The published files of these models have these per-type tensor counts.
+TEST(SynthPlan, RealPresetsHaveTheDownloadedFilesMix) {
+    const auto counts = [](const char* preset, const char* type) {
+        std::map<std::string, int> c;
+        for (const auto& t : lokal::synth::plan_tensors(*lokal::synth::find_preset(preset),
+                                                        *lokal::synth::find_mix(type)))
+            c[lokal::type_name(t.type)]++;
+        return c;
+    };
+    using M = std::map<std::string, int>;
+    EXPECT_EQ(counts("tinyllama-1.1b", "Q4_K_M"), (M{{"f32", 45}, {"q4_K", 135}, {"q6_K", 21}}));
+    EXPECT_EQ(counts("tinyllama-1.1b", "Q4_0"), (M{{"f32", 45}, {"q4_0", 155}, {"q6_K", 1}}));
+    EXPECT_EQ(counts("llama-3.2-1b", "Q4_K_M"), (M{{"f32", 34}, {"q4_K", 96}, {"q6_K", 17}}));
+    // 896-wide rows are not a multiple of 256: K types fall back to Q5_0 / Q8_0.
+    EXPECT_EQ(counts("qwen2.5-0.5b", "Q4_K_M"),
+              (M{{"f32", 121}, {"q4_K", 12}, {"q5_0", 132}, {"q6_K", 12}, {"q8_0", 13}}));
+    const auto mix = counts("mixtral-8x-tiny", "Q4_K_M");
+    EXPECT_EQ(mix.at("q8_0"), 16);  // attn_k and attn_v of an 8-expert model
+    uint64_t bytes = 0;
+    for (const auto& t : lokal::synth::plan_tensors(*lokal::synth::find_preset("llama-2-7b"),
+                                                    *lokal::synth::find_mix("Q4_0")))
+        bytes += t.bytes;
+    EXPECT_NEAR(bytes / 1048576.0, 3647.87, 1.0);  // llama-2-7b.Q4_0.gguf: 3.56 GiB of tensors
+}
+
+TEST_F(Synth, ModelsLoadAndRun) {
+    for (auto [preset, type] : {std::pair{"tiny", "Q4_0"},
+                                {"tiny-moe", "Q8_0"},
+                                {"tiny-qwen2", "Q4_K_M"},
+                                {"tiny", "F16"}}) {
+        const std::string m = make(preset, type);
+        const Result run =
+            lokal("run -m " + q(m) + " -p 'Once upon a time' -n 8 --temp 0 -t 2 --json");
+        ASSERT_EQ(run.code, 0) << preset << " " << type << ": " << run.err;
+        const json j = json::parse(run.out);
+        EXPECT_EQ(j["eval_tokens"], 8) << preset;
+        const Result info = lokal("info -m " + q(m) + " --json");
+        ASSERT_EQ(info.code, 0) << info.err;
+        const json ji = json::parse(info.out);
+        EXPECT_EQ(ji["name"], std::string("synth-") + preset);
+        EXPECT_EQ(ji["vocab_size"], 512);
+        if (std::string(preset) == "tiny-moe") {
+            EXPECT_EQ(ji["expert_count"], 4);
+        }
+        if (std::string(preset) == "tiny-qwen2") {
+            EXPECT_EQ(ji["architecture"], "qwen2");
+        }
+    }
+}
+
+TEST_F(Synth, SameSeedSameBytesAndVocabFromFile) {
+    const std::string a = make("tiny", "Q4_K_M", "--seed 7");
+    const std::string a_bytes = slurp(a);
+    fs::rename(a, path("first.gguf"));
+    EXPECT_EQ(slurp(make("tiny", "Q4_K_M", "--seed 7")), a_bytes);
+    EXPECT_NE(slurp(make("tiny", "Q4_K_M", "--seed 8")), a_bytes);
+
+    const std::string v =
+        make("tiny", "Q4_0",
+             "--vocab " + q(lokal::test::shared_path("vocab/ggml-vocab-llama-spm.gguf")));
+    auto f = gguf::File::open(v);
+    EXPECT_EQ(f->find_tensor("token_embd.weight")->ne[1], 32000);
+    const Result tok = lokal("tokenize -m " + q(v) + " -p 'Hello world'");
+    ASSERT_EQ(tok.code, 0) << tok.err;
+    EXPECT_EQ(json::parse(tok.out), json({1, 15043, 3186}));
+}
+
+TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
+    const std::string m = make("tiny", "Q4_0");
+    const Result r =
+        lokal("bench -m " + q(m) +
+              " -p 16 -n 4 -b 1,2 -r 2 -d 8 --npp 4 --ntg 2 -t 2 --roofline 10 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines(r.out), 1u);
+    const json j = json::parse(r.out);
+    for (const char* k :
+         {"model", "architecture", "parameters", "weight_bytes", "weight_bytes_per_token", "cpu",
+          "kernel_path", "threads", "reps", "roofline_gbps", "roofline_measured"})
+        EXPECT_TRUE(j.contains(k)) << k;
+    EXPECT_EQ(j["threads"], 2);
+    EXPECT_EQ(j["roofline_gbps"], 10.0);
+    EXPECT_FALSE(j["roofline_measured"].get<bool>());
+    for (const char* test : {"pp", "tg", "tg_depth"}) {
+        ASSERT_TRUE(j.contains(test)) << test;
+        EXPECT_GT(j[test]["tps_mean"].get<double>(), 0) << test;
+        EXPECT_GE(j[test]["tps_sd"].get<double>(), 0) << test;
+        EXPECT_EQ(j[test]["samples"].size(), 2u) << test;
+    }
+    EXPECT_EQ(j["pp"]["n_prompt"], 16);
+    EXPECT_EQ(j["tg"]["n_gen"], 4);
+    EXPECT_GT(j["tg"]["roofline_fraction"].get<double>(), 0);
+    EXPECT_GT(j["tg"]["gbps"].get<double>(), 0);
+    EXPECT_EQ(j["tg_depth"]["depth"], 8);
+    EXPECT_GT(j["tg_depth"]["ratio_to_tg"].get<double>(), 0);
+    ASSERT_EQ(j["batched"].size(), 2u);
+    EXPECT_EQ(j["batched"][1]["batch"], 2);
+    EXPECT_EQ(j["batched"][1]["ntg"], 2);
+    EXPECT_GT(j["batched"][1]["tps_mean"].get<double>(), 0);
+    EXPECT_GT(j["batched"][1]["speedup"].get<double>(), 0);
+    EXPECT_TRUE(j["memory"].contains("peak_rss_bytes"));
+    EXPECT_GT(j["memory"]["kv_bytes"].get<double>(), 0);
+    // The weights one token reads: everything but all rows of the untied embedding.
+    EXPECT_LT(j["weight_bytes_per_token"].get<double>(), j["weight_bytes"].get<double>());
+}
+
+TEST(Bench, MemoryReportsOneAndNThreads) {
+    const Result r = lokal("bench --memory --buffer-mib 64 -t 2 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_EQ(j["results"].size(), 2u);
+    EXPECT_EQ(j["results"][0]["threads"], 1);
+    EXPECT_EQ(j["results"][1]["threads"], 2);
+    EXPECT_GT(j["results"][1]["gbps"].get<double>(), 0);
+    EXPECT_EQ(j["buffer_bytes"], 64 << 20);
+}
+
+TEST(Bench, BadFlagsFailWithOneLine) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    for (const std::string& args : std::vector<std::string>{
+             "bench", "bench -m " + m + " -b 1,x", "bench -m " + m + " -b 0,4",
+             "bench -m " + m + " -p -1", "bench -m " + m + " --memory",
+             "bench -m /nonexistent.gguf --roofline 1", "bench --bogus",
+             "synth --preset nope --type q4_0 -o /tmp/x.gguf",
+             "synth --preset tiny --type q9_9 -o /tmp/x.gguf", "synth --preset tiny --type q4_0",
+             "synth --preset tiny --type q4_0 --vocab /nonexistent.gguf -o /tmp/x.gguf"}) {
+        const Result r = lokal(args);
+        EXPECT_NE(r.code, 0) << args;
+        EXPECT_EQ(count_lines(r.err), 1u) << args << ": " << r.err;
+        EXPECT_EQ(r.err.rfind("lokal: ", 0), 0u) << args << ": " << r.err;
+        EXPECT_TRUE(r.out.empty()) << args;
+    }
+}
+
+}  // namespace
