@@ -2,8 +2,9 @@
 // with a fixed chat context. Any lokal::tmpl::Error is an accepted outcome; a crash, a hang, a
 // sanitizer report or another exception type is a bug.
 //
-//   clang build:  ./build/bin/template_fuzz -max_len=4096 tests/template/malformed ../shared/templates
-//   other builds: template_fuzz_smoke FILE_OR_DIR...   (replays inputs, used by ctest)
+//   clang build:  ./build/bin/template_fuzz -max_len=4096 tests/template/malformed
+//   ../shared/templates other builds: template_fuzz_smoke FILE_OR_DIR...   (replays inputs, used by
+//   ctest)
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -50,7 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     opts.limits.max_steps = 200000;
     try {
         lokal::tmpl::ChatTemplate t(source);
-        t.apply(messages(), true, "<s>", "</s>", tools(), nlohmann::ordered_json{{"extra", 1}}, opts);
+        t.apply(messages(), true, "<s>", "</s>", tools(), nlohmann::ordered_json{{"extra", 1}},
+                opts);
     } catch (const lokal::tmpl::Error&) {
     }
     return 0;

@@ -22,8 +22,21 @@ struct Node {
 // ---- expressions ---------------------------------------------------------------------------
 
 enum class ExprKind : uint8_t {
-    Const, Name, Seq, Dict, Getattr, Getitem, Slice, Call, Filter, Test, Unary, Binary, Compare,
-    Concat, Cond,
+    Const,
+    Name,
+    Seq,
+    Dict,
+    Getattr,
+    Getitem,
+    Slice,
+    Call,
+    Filter,
+    Test,
+    Unary,
+    Binary,
+    Compare,
+    Concat,
+    Cond,
 };
 
 struct Expr : Node {
@@ -137,9 +150,26 @@ struct CondExpr : Expr {
 // ---- statements ----------------------------------------------------------------------------
 
 enum class StmtKind : uint8_t {
-    Text, Print, If, For, Set, SetBlock, Macro, CallBlock, FilterBlock, With, Break, Continue,
-    Block, Unsupported,
+    Text,
+    Print,
+    If,
+    For,
+    Set,
+    SetBlock,
+    Macro,
+    CallBlock,
+    FilterBlock,
+    With,
+    Break,
+    Continue,
+    Block,
+    Unsupported,
 };
+
+// Names a frame (template, loop body, macro...) assigns before reading them. jinja binds such
+// a name to undefined when the frame starts, so code nested in the frame that runs before
+// the assignment sees undefined rather than an outer or context value.
+using Predeclared = std::vector<std::string>;
 
 struct Stmt : Node {
     explicit Stmt(StmtKind k) : kind(k) {}
@@ -181,6 +211,7 @@ struct ForStmt : Stmt {
     ExprPtr filter;  // may be null
     Body body, otherwise;
     bool recursive = false;
+    Predeclared body_locals, otherwise_locals;
 };
 
 struct SetStmt : Stmt {
@@ -194,6 +225,7 @@ struct SetBlockStmt : Stmt {
     Target target;
     std::vector<std::unique_ptr<FilterExpr>> filters;
     Body body;
+    Predeclared locals;
 };
 
 struct MacroDef {
@@ -203,6 +235,7 @@ struct MacroDef {
     Body body;
     bool uses_caller = false, uses_varargs = false, uses_kwargs = false;
     int line = 0;
+    Predeclared locals;
 };
 
 struct MacroStmt : Stmt {
@@ -220,6 +253,7 @@ struct FilterBlockStmt : Stmt {
     FilterBlockStmt() : Stmt(StmtKind::FilterBlock) {}
     std::vector<std::unique_ptr<FilterExpr>> filters;
     Body body;
+    Predeclared locals;
 };
 
 struct WithStmt : Stmt {
@@ -227,12 +261,14 @@ struct WithStmt : Stmt {
     std::vector<Target> targets;
     std::vector<ExprPtr> values;
     Body body;
+    Predeclared locals;
 };
 
 struct BlockStmt : Stmt {
     BlockStmt() : Stmt(StmtKind::Block) {}
     std::string name;
     Body body;
+    Predeclared locals;
 };
 
 struct UnsupportedStmt : Stmt {  // extends / include / import: no loader, fails when run
@@ -242,6 +278,7 @@ struct UnsupportedStmt : Stmt {  // extends / include / import: no loader, fails
 
 struct Program {
     Body body;
+    Predeclared locals;
 };
 
 struct ParseOptions {
@@ -251,5 +288,8 @@ struct ParseOptions {
 
 // Throws Error(ErrorKind::Syntax).
 std::unique_ptr<Program> parse_program(std::string_view source, const ParseOptions& opts);
+
+// Binds filters and tests, checks unknown names (resolve.cpp); called by parse_program.
+void resolve_program(Program& program);
 
 }  // namespace lokal::tmpl

@@ -41,10 +41,11 @@ Value chat_value(const Value& messages, bool add_generation_prompt, const std::s
 std::string render_chat(const Template& t, const Value& context, const ChatOptions& options) {
     RenderOptions ro;
     ro.limits = options.limits;
-    ro.globals.emplace_back("raise_exception", make_function("raise_exception", [](Context&, CallArgs& a) -> Value {
-        ArgReader r(a, "raise_exception", {"message"});
-        throw Error(ErrorKind::Raised, r.has(0) ? to_str(*r.get(0)) : "");
-    }));
+    ro.globals.emplace_back("raise_exception",
+                            make_function("raise_exception", [](Context&, CallArgs& a) -> Value {
+                                ArgReader r(a, "raise_exception", {"message"});
+                                throw Error(ErrorKind::Raised, r.has(0) ? to_str(*r.get(0)) : "");
+                            }));
     std::tm now{};
     if (options.now) {
         now = *options.now;
@@ -52,11 +53,13 @@ std::string render_chat(const Template& t, const Value& context, const ChatOptio
         const time_t secs = std::time(nullptr);
         localtime_r(&secs, &now);
     }
-    ro.globals.emplace_back("strftime_now", make_function("strftime_now", [now](Context&, CallArgs& a) {
-        ArgReader r(a, "strftime_now", {"format"});
-        if (!r.has(0) || !r.get(0)->is_string()) throw_type("strftime_now() argument must be str");
-        return Value(strftime_tm(r.get(0)->s(), now));
-    }));
+    ro.globals.emplace_back("strftime_now",
+                            make_function("strftime_now", [now](Context&, CallArgs& a) {
+                                ArgReader r(a, "strftime_now", {"format"});
+                                if (!r.has(0) || !r.get(0)->is_string())
+                                    throw_type("strftime_now() argument must be str");
+                                return Value(strftime_tm(r.get(0)->s(), now));
+                            }));
     return t.render(context, ro);
 }
 

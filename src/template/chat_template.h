@@ -19,7 +19,7 @@ struct ChatOptions {
 };
 
 class ChatTemplate {
-public:
+  public:
     explicit ChatTemplate(std::string_view source);  // throws Error on syntax errors
 
     // tools: null (not passed to the template) or a list; extra: null or an object whose
@@ -32,7 +32,7 @@ public:
 
     const Template& tmpl() const { return tmpl_; }
 
-private:
+  private:
     Template tmpl_;
 };
 

@@ -16,7 +16,7 @@ enum class ErrorKind {
 };
 
 class Error : public std::exception {
-public:
+  public:
     Error(ErrorKind kind, std::string message, int line = 0, int column = 0)
         : kind_(kind), message_(std::move(message)) {
         set_location(line, column);
@@ -37,7 +37,7 @@ public:
                          : message_;
     }
 
-private:
+  private:
     ErrorKind kind_;
     std::string message_;
     std::string what_;
@@ -45,7 +45,9 @@ private:
     int column_ = 0;
 };
 
-[[noreturn]] inline void throw_type(std::string msg) { throw Error(ErrorKind::Type, std::move(msg)); }
+[[noreturn]] inline void throw_type(std::string msg) {
+    throw Error(ErrorKind::Type, std::move(msg));
+}
 [[noreturn]] inline void throw_runtime(std::string msg) {
     throw Error(ErrorKind::Runtime, std::move(msg));
 }

@@ -8,7 +8,9 @@ namespace lokal::tmpl {
 
 // ---- scopes, arguments, context --------------------------------------------------------------
 
-Scope::~Scope() { clear(); }
+Scope::~Scope() {
+    clear();
+}
 
 void Scope::clear() {
     ReleaseScope rs;
@@ -75,6 +77,10 @@ Context::~Context() {
     for (auto& o : objs) o->clear();
 }
 
+void predeclare(Scope& scope, const Predeclared& names) {
+    for (const auto& n : names) scope.set(n, Value::undefined("'" + n + "' is undefined"));
+}
+
 Value make_function(std::string name, NativeFunction::Fn fn) {
     return Value::object(std::make_shared<NativeFunction>(std::move(name), std::move(fn)));
 }
@@ -98,7 +104,9 @@ void append_out(std::string& out, std::string_view s, Context& ctx) {
 
 void assign(const Target& t, const Value& v, const ScopePtr& scope) {
     switch (t.kind) {
-        case Target::Kind::Name: scope->set(t.name, v); return;
+        case Target::Kind::Name:
+            scope->set(t.name, v);
+            return;
         case Target::Kind::NsAttr: {
             const Value* ns = scope->find(t.name);
             if (!ns || !ns->is_namespace())
@@ -110,10 +118,12 @@ void assign(const Target& t, const Value& v, const ScopePtr& scope) {
         case Target::Kind::Tuple: {
             std::vector<Value> items = iterate(v);
             if (items.size() < t.items.size())
-                throw_type("not enough values to unpack (expected " + std::to_string(t.items.size()) +
-                           ", got " + std::to_string(items.size()) + ")");
+                throw_type("not enough values to unpack (expected " +
+                           std::to_string(t.items.size()) + ", got " +
+                           std::to_string(items.size()) + ")");
             if (items.size() > t.items.size())
-                throw_type("too many values to unpack (expected " + std::to_string(t.items.size()) + ")");
+                throw_type("too many values to unpack (expected " + std::to_string(t.items.size()) +
+                           ")");
             for (size_t i = 0; i < items.size(); ++i) assign(t.items[i], items[i], scope);
             return;
         }
@@ -123,7 +133,7 @@ void assign(const Target& t, const Value& v, const ScopePtr& scope) {
 // ---- macros --------------------------------------------------------------------------------
 
 class MacroObject : public Object {
-public:
+  public:
     MacroObject(const MacroDef* def, ScopePtr closure) : def_(def), closure_(std::move(closure)) {}
     std::string type_name() const override { return "Macro"; }
     std::string repr() const override { return "<Macro '" + def_->name + "'>"; }
@@ -146,6 +156,7 @@ public:
         ctx.step();
         const MacroDef& d = *def_;
         auto scope = std::make_shared<Scope>(closure_);
+        predeclare(*scope, d.locals);
         const size_t n = d.params.size();
         const size_t npos = args.pos.size();
         if (npos > n && !d.uses_varargs)
@@ -163,7 +174,8 @@ public:
             if (it != d.params.end()) {
                 const size_t idx = static_cast<size_t>(it - d.params.begin());
                 if (filled[idx])
-                    throw_type("macro '" + d.name + "' got multiple values for argument '" + k + "'");
+                    throw_type("macro '" + d.name + "' got multiple values for argument '" + k +
+                               "'");
                 scope->set(k, v);
                 filled[idx] = true;
             } else if (k == "caller" && d.uses_caller) {
@@ -195,7 +207,7 @@ public:
         return Value(std::move(out));
     }
 
-private:
+  private:
     const MacroDef* def_;
     ScopePtr closure_;
 };
@@ -212,13 +224,14 @@ void run_loop(const ForStmt& s, const Value& iterable, int depth0, Context& ctx,
               const ScopePtr& scope, std::string& out);
 
 class LoopObject : public Object, public std::enable_shared_from_this<LoopObject> {
-public:
+  public:
     LoopObject(std::vector<Value> items, int depth0, const ForStmt* stmt, ScopePtr scope)
         : items_(std::move(items)), depth0_(depth0), stmt_(stmt), scope_(std::move(scope)) {}
 
     std::string type_name() const override { return "LoopContext"; }
     std::string repr() const override {
-        return "<LoopContext " + std::to_string(index0 + 1) + "/" + std::to_string(items_.size()) + ">";
+        return "<LoopContext " + std::to_string(index0 + 1) + "/" + std::to_string(items_.size()) +
+               ">";
     }
     bool callable() const override { return true; }
     void clear() override {
@@ -231,7 +244,8 @@ public:
 
     Value call(Context& ctx, CallArgs& args) override {
         if (!stmt_->recursive)
-            throw_type("Tried to call non recursive loop.  Maybe you forgot the 'recursive' modifier.");
+            throw_type(
+                "Tried to call non recursive loop.  Maybe you forgot the 'recursive' modifier.");
         ArgReader r(args, "loop", {"iterable"});
         if (!r.has(0)) throw_type("loop() missing required argument 'iterable'");
         std::string out;
@@ -279,7 +293,7 @@ public:
 
     size_t index0 = 0;
 
-private:
+  private:
     std::vector<Value> items_;
     int depth0_;
     const ForStmt* stmt_;
@@ -302,7 +316,9 @@ void run_loop(const ForStmt& s, const Value& iterable, int depth0, Context& ctx,
         items = std::move(kept);
     }
     if (items.empty()) {
-        exec_body(s.otherwise, ctx, std::make_shared<Scope>(scope), out);
+        auto es = std::make_shared<Scope>(scope);
+        predeclare(*es, s.otherwise_locals);
+        exec_body(s.otherwise, ctx, es, out);
         return;
     }
     const size_t n = items.size();
@@ -313,6 +329,7 @@ void run_loop(const ForStmt& s, const Value& iterable, int depth0, Context& ctx,
         ctx.step();
         loop->index0 = i;
         auto it = std::make_shared<Scope>(scope);
+        predeclare(*it, s.body_locals);
         assign(s.target, items[i], it);
         it->set("loop", loopv);
         if (exec_body(s.body, ctx, it, out) == Flow::Break) break;
@@ -334,32 +351,52 @@ CallArgs eval_args(const CallArgsExpr& a, Context& ctx, const ScopePtr& scope) {
         if (!m.is_mapping()) throw_type("argument after ** must be a mapping, not " + type_name(m));
         for (const auto& [k, v] : m.dict().entries()) {
             if (!k.is_string()) throw_type("keywords must be strings");
-            if (out.kwarg(k.s())) throw_type("got multiple values for keyword argument '" + k.s() + "'");
+            if (out.kwarg(k.s()))
+                throw_type("got multiple values for keyword argument '" + k.s() + "'");
             out.kw.emplace_back(k.s(), v);
         }
     }
     return out;
 }
 
+// Filters jinja's optimizer may evaluate: not the ones that need the render context.
+FilterFn foldable_filter(const std::string& name) {
+    static const char* const kContextFilters[] = {"map",        "select",     "reject",
+                                                  "selectattr", "rejectattr", "random"};
+    for (const char* n : kContextFilters)
+        if (name == n) return nullptr;
+    return find_filter(name);
+}
+
 bool compare(CmpOp op, const Value& a, const Value& b) {
     switch (op) {
-        case CmpOp::Eq: return py_equal(a, b);
-        case CmpOp::Ne: return !py_equal(a, b);
-        case CmpOp::Lt: return py_compare(a, b) < 0;
-        case CmpOp::Le: return py_compare(a, b) <= 0;
-        case CmpOp::Gt: return py_compare(a, b) > 0;
-        case CmpOp::Ge: return py_compare(a, b) >= 0;
-        case CmpOp::In: return contains(b, a);
-        case CmpOp::NotIn: return !contains(b, a);
+        case CmpOp::Eq:
+            return py_equal(a, b);
+        case CmpOp::Ne:
+            return !py_equal(a, b);
+        case CmpOp::Lt:
+            return py_compare(a, b) < 0;
+        case CmpOp::Le:
+            return py_compare(a, b) <= 0;
+        case CmpOp::Gt:
+            return py_compare(a, b) > 0;
+        case CmpOp::Ge:
+            return py_compare(a, b) >= 0;
+        case CmpOp::In:
+            return contains(b, a);
+        case CmpOp::NotIn:
+            return !contains(b, a);
     }
     return false;
 }
 
 Value eval_inner(const Expr& e, Context& ctx, const ScopePtr& scope) {
     switch (e.kind) {
-        case ExprKind::Const: return static_cast<const ConstExpr&>(e).value;
+        case ExprKind::Const:
+            return static_cast<const ConstExpr&>(e).value;
         case ExprKind::Name: {
             const auto& n = static_cast<const NameExpr&>(e).name;
+            if (ctx.folding) throw Error(ErrorKind::Runtime, "not a constant");
             if (const Value* v = scope->find(n)) return *v;
             return Value::undefined("'" + n + "' is undefined");
         }
@@ -387,33 +424,47 @@ Value eval_inner(const Expr& e, Context& ctx, const ScopePtr& scope) {
             Value obj = eval(*g.obj, ctx, scope);
             if (g.index->kind == ExprKind::Slice) {
                 const auto& s = static_cast<const SliceExpr&>(*g.index);
-                auto part = [&](const ExprPtr& p) { return p ? eval(*p, ctx, scope) : Value::none(); };
+                auto part = [&](const ExprPtr& p) {
+                    return p ? eval(*p, ctx, scope) : Value::none();
+                };
                 Value a = part(s.start), b = part(s.stop), c = part(s.step);
                 if (obj.is_undefined()) undefined_error(obj);
+                if (ctx.folding) {  // jinja folds constants through environment.getitem
+                    try {
+                        return slice_value(obj, a, b, c);
+                    } catch (const Error& e) {
+                        if (e.kind() != ErrorKind::Type) throw;
+                        return make_undefined(obj, Value("slice"));
+                    }
+                }
                 return slice_value(obj, a, b, c);
             }
             return get_item(obj, eval(*g.index, ctx, scope));
         }
-        case ExprKind::Slice: return Value::undefined("slice outside a subscript");
+        case ExprKind::Slice:
+            return Value::undefined("slice outside a subscript");
         case ExprKind::Call: {
             const auto& c = static_cast<const CallExpr&>(e);
+            if (ctx.folding) throw Error(ErrorKind::Runtime, "not a constant");
             Value callee = eval(*c.callee, ctx, scope);
             CallArgs args = eval_args(c.args, ctx, scope);
             return call_value(callee, args, ctx);
         }
         case ExprKind::Filter: {
             const auto& f = static_cast<const FilterExpr&>(e);
-            Value input = f.base ? eval(*f.base, ctx, scope) : Value();
+            const FilterFn fn = f.fn || !ctx.folding ? f.fn : foldable_filter(f.name);
+            if (!fn) throw Error(ErrorKind::Runtime, "No filter named '" + f.name + "'.");
             CallArgs args = eval_args(f.args, ctx, scope);
-            if (!f.fn) throw Error(ErrorKind::Runtime, "No filter named '" + f.name + "'.");
-            return f.fn(ctx, input, args);
+            Value input = f.base ? eval(*f.base, ctx, scope) : Value();
+            return fn(ctx, input, args);
         }
         case ExprKind::Test: {
             const auto& t = static_cast<const TestExpr&>(e);
-            Value input = eval(*t.base, ctx, scope);
+            const TestFn fn = t.fn || !ctx.folding ? t.fn : find_test(t.name);
+            if (!fn) throw Error(ErrorKind::Runtime, "No test named '" + t.name + "'.");
             CallArgs args = eval_args(t.args, ctx, scope);
-            if (!t.fn) throw Error(ErrorKind::Runtime, "No test named '" + t.name + "'.");
-            return Value(t.fn(ctx, input, args));
+            Value input = eval(*t.base, ctx, scope);
+            return Value(fn(ctx, input, args));
         }
         case ExprKind::Unary: {
             const auto& u = static_cast<const UnaryExpr&>(e);
@@ -463,7 +514,8 @@ std::string run_filters(const std::vector<std::unique_ptr<FilterExpr>>& filters,
                         Context& ctx, const ScopePtr& scope) {
     for (const auto& f : filters) {
         CallArgs args = eval_args(f->args, ctx, scope);
-        if (!f->fn) throw Error(ErrorKind::Runtime, "No filter named '" + f->name + "'.", f->line, f->col);
+        if (!f->fn)
+            throw Error(ErrorKind::Runtime, "No filter named '" + f->name + "'.", f->line, f->col);
         v = f->fn(ctx, v, args);
     }
     return to_str(v);
@@ -471,7 +523,9 @@ std::string run_filters(const std::vector<std::unique_ptr<FilterExpr>>& filters,
 
 Flow exec_stmt(const Stmt& st, Context& ctx, const ScopePtr& scope, std::string& out) {
     switch (st.kind) {
-        case StmtKind::Text: append_out(out, static_cast<const TextStmt&>(st).text, ctx); break;
+        case StmtKind::Text:
+            append_out(out, static_cast<const TextStmt&>(st).text, ctx);
+            break;
         case StmtKind::Print: {
             Value v = eval(*static_cast<const PrintStmt&>(st).expr, ctx, scope);
             if (v.is_string())
@@ -499,8 +553,11 @@ Flow exec_stmt(const Stmt& st, Context& ctx, const ScopePtr& scope, std::string&
         case StmtKind::SetBlock: {
             const auto& s = static_cast<const SetBlockStmt&>(st);
             std::string buf;
-            exec_body(s.body, ctx, std::make_shared<Scope>(scope), buf);
-            assign(s.target, Value(run_filters(s.filters, Value(std::move(buf)), ctx, scope)), scope);
+            auto inner = std::make_shared<Scope>(scope);
+            predeclare(*inner, s.locals);
+            exec_body(s.body, ctx, inner, buf);
+            assign(s.target, Value(run_filters(s.filters, Value(std::move(buf)), ctx, scope)),
+                   scope);
             break;
         }
         case StmtKind::Macro: {
@@ -520,25 +577,35 @@ Flow exec_stmt(const Stmt& st, Context& ctx, const ScopePtr& scope, std::string&
         case StmtKind::FilterBlock: {
             const auto& s = static_cast<const FilterBlockStmt&>(st);
             std::string buf;
-            exec_body(s.body, ctx, std::make_shared<Scope>(scope), buf);
+            auto inner = std::make_shared<Scope>(scope);
+            predeclare(*inner, s.locals);
+            exec_body(s.body, ctx, inner, buf);
             append_out(out, run_filters(s.filters, Value(std::move(buf)), ctx, scope), ctx);
             break;
         }
         case StmtKind::With: {
             const auto& s = static_cast<const WithStmt&>(st);
             auto inner = std::make_shared<Scope>(scope);
+            predeclare(*inner, s.locals);
             for (size_t i = 0; i < s.targets.size(); ++i)
                 assign(s.targets[i], eval(*s.values[i], ctx, scope), inner);
             return exec_body(s.body, ctx, inner, out);
         }
-        case StmtKind::Break: return Flow::Break;
-        case StmtKind::Continue: return Flow::Continue;
-        case StmtKind::Block:
-            exec_body(static_cast<const BlockStmt&>(st).body, ctx, std::make_shared<Scope>(scope), out);
+        case StmtKind::Break:
+            return Flow::Break;
+        case StmtKind::Continue:
+            return Flow::Continue;
+        case StmtKind::Block: {
+            const auto& b = static_cast<const BlockStmt&>(st);
+            auto inner = std::make_shared<Scope>(scope);
+            predeclare(*inner, b.locals);
+            exec_body(b.body, ctx, inner, out);
             break;
+        }
         case StmtKind::Unsupported:
-            throw Error(ErrorKind::Runtime, "'" + static_cast<const UnsupportedStmt&>(st).what +
-                                                "' is not supported: templates are rendered standalone");
+            throw Error(ErrorKind::Runtime,
+                        "'" + static_cast<const UnsupportedStmt&>(st).what +
+                            "' is not supported: templates are rendered standalone");
     }
     return Flow::Normal;
 }

@@ -13,22 +13,22 @@
 namespace lokal::tmpl {
 
 struct Limits {
-    size_t max_output = size_t{64} << 20;   // bytes of rendered output, and of any one string
-    size_t max_items = size_t{1} << 22;     // elements of any one list / dict
-    uint64_t max_steps = 5'000'000;         // loop iterations + macro calls + filter items
-    int max_depth = 1000;                   // nesting of statement/expression evaluation
+    size_t max_output = size_t{64} << 20;  // bytes of rendered output, and of any one string
+    size_t max_items = size_t{1} << 22;    // elements of any one list / dict
+    uint64_t max_steps = 5'000'000;        // loop iterations + macro calls + filter items
+    int max_depth = 1000;                  // nesting of statement/expression evaluation
 };
 
 class Scope {
-public:
+  public:
     explicit Scope(std::shared_ptr<Scope> parent = nullptr) : parent_(std::move(parent)) {}
     ~Scope();
     const Value* find(std::string_view name) const;  // this scope, then parents
-    void set(std::string_view name, Value v);         // in this scope
+    void set(std::string_view name, Value v);        // in this scope
     const std::shared_ptr<Scope>& parent() const { return parent_; }
     void clear();
 
-private:
+  private:
     std::shared_ptr<Scope> parent_;
     std::vector<std::pair<std::string, Value>> vars_;
 };
@@ -42,7 +42,7 @@ struct CallArgs {
 
 // Binds CallArgs to a fixed parameter list like a Python signature without *args/**kwargs.
 class ArgReader {
-public:
+  public:
     ArgReader(const CallArgs& args, std::string_view fn, std::initializer_list<const char*> params,
               size_t skip_pos = 0);
     const Value* get(size_t i) const { return i < bound_.size() ? bound_[i] : nullptr; }
@@ -52,12 +52,12 @@ public:
         return v ? *v : std::move(def);
     }
 
-private:
+  private:
     std::vector<const Value*> bound_;
 };
 
 class Context {
-public:
+  public:
     explicit Context(const Limits& limits) : limits(limits) {}
     ~Context();
     Context(const Context&) = delete;
@@ -80,8 +80,9 @@ public:
     Limits limits;
     uint64_t steps = 0;
     int depth = 0;
+    bool folding = false;  // evaluating constants at parse time (jinja's optimizer)
 
-private:
+  private:
     std::vector<std::weak_ptr<Object>> objects_;
     std::vector<std::weak_ptr<Dict>> namespaces_;
 };
@@ -99,7 +100,7 @@ struct DepthGuard {
 
 // A built-in function or bound method.
 class NativeFunction : public Object {
-public:
+  public:
     using Fn = std::function<Value(Context&, CallArgs&)>;
     NativeFunction(std::string name, Fn fn, std::string type = "builtin_function_or_method")
         : name_(std::move(name)), type_(std::move(type)), fn_(std::move(fn)) {}
@@ -108,12 +109,15 @@ public:
     bool callable() const override { return true; }
     Value call(Context& ctx, CallArgs& args) override { return fn_(ctx, args); }
 
-private:
+  private:
     std::string name_, type_;
     Fn fn_;
 };
 
 Value make_function(std::string name, NativeFunction::Fn fn);
+
+// Binds the names to undefined in scope (see Predeclared in ast.h).
+void predeclare(Scope& scope, const Predeclared& names);
 
 // ---- interpreter (eval.cpp) -----------------------------------------------------------------
 

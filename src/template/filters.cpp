@@ -15,17 +15,21 @@ namespace lokal::tmpl {
 
 std::string hash_key(const Value& v) {
     switch (v.kind()) {
-        case Value::Kind::String: return "s" + v.s();
+        case Value::Kind::String:
+            return "s" + v.s();
         case Value::Kind::Bool:
-        case Value::Kind::Int: return "i" + std::to_string(v.i());
+        case Value::Kind::Int:
+            return "i" + std::to_string(v.i());
         case Value::Kind::Float: {
             const double d = v.f();
             if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.2e18)
                 return "i" + std::to_string(static_cast<int64_t>(d));
             return "f" + format_float(d);
         }
-        case Value::Kind::None: return "n";
-        case Value::Kind::Undefined: return "u";
+        case Value::Kind::None:
+            return "n";
+        case Value::Kind::Undefined:
+            return "u";
         case Value::Kind::List:
             if (v.list_kind() == ListKind::Tuple) {
                 std::string k = "t(";
@@ -39,7 +43,8 @@ std::string hash_key(const Value& v) {
             std::snprintf(buf, sizeof buf, "p%p", v.identity());
             return buf;
         }
-        default: break;
+        default:
+            break;
     }
     throw_type("unhashable type: '" + type_name(v) + "'");
 }
@@ -55,7 +60,8 @@ static bool parse_py_int(std::string_view text, int64_t base, int64_t& out) {
     if (base == 0) {
         base = prefixed('x') ? 16 : prefixed('o') ? 8 : prefixed('b') ? 2 : 10;
         if (base != 10) i += 2;
-    } else if ((base == 16 && prefixed('x')) || (base == 8 && prefixed('o')) || (base == 2 && prefixed('b'))) {
+    } else if ((base == 16 && prefixed('x')) || (base == 8 && prefixed('o')) ||
+               (base == 2 && prefixed('b'))) {
         i += 2;
     }
     if (base < 2 || base > 36 || i >= s.size()) return false;
@@ -69,7 +75,8 @@ static bool parse_py_int(std::string_view text, int64_t base, int64_t& out) {
             continue;
         }
         int d = uni::digit_value(c);
-        if (d < 0 && c < 0x80 && (c | 0x20) >= 'a' && (c | 0x20) <= 'z') d = static_cast<int>((c | 0x20) - 'a' + 10);
+        if (d < 0 && c < 0x80 && (c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+            d = static_cast<int>((c | 0x20) - 'a' + 10);
         if (d < 0 || d >= base) return false;
         if (v > (static_cast<uint64_t>(INT64_MAX) - d) / base) return false;
         v = v * base + d;
@@ -99,7 +106,8 @@ static bool parse_py_float(std::string_view text, double& out) {
             digits = prev_digit = true;
             clean += c;
         } else if (c == '_') {
-            if (!prev_digit || k + 1 >= rest.size() || rest[k + 1] < '0' || rest[k + 1] > '9') return false;
+            if (!prev_digit || k + 1 >= rest.size() || rest[k + 1] < '0' || rest[k + 1] > '9')
+                return false;
             prev_digit = false;
         } else if (c == '.' && !dot && !exp) {
             dot = true;
@@ -109,7 +117,8 @@ static bool parse_py_float(std::string_view text, double& out) {
             exp = true;
             prev_digit = false;
             clean += 'e';
-            if (k + 1 < rest.size() && (rest[k + 1] == '+' || rest[k + 1] == '-')) clean += rest[++k];
+            if (k + 1 < rest.size() && (rest[k + 1] == '+' || rest[k + 1] == '-'))
+                clean += rest[++k];
             if (k + 1 >= rest.size()) return false;
         } else {
             return false;
@@ -146,7 +155,8 @@ bool py_to_int(const Value& v, int64_t base, int64_t& out) {
 int64_t int_param(const Value* v, const char* what, int64_t def) {
     if (!v || v->is_none()) return def;
     if (!v->is_integral())
-        throw_type("'" + type_name(*v) + "' object cannot be interpreted as an integer (" + what + ")");
+        throw_type("'" + type_name(*v) + "' object cannot be interpreted as an integer (" + what +
+                   ")");
     return v->i();
 }
 
@@ -158,10 +168,13 @@ Value get_path(const Value& obj, const Value& attribute) {
     size_t start = 0;
     while (true) {
         size_t dot = a.find('.', start);
-        std::string part = a.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-        const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
-        cur = get_item(cur, digits && part.size() < 18 ? Value(static_cast<int64_t>(std::stoll(part)))
-                                                       : Value(part));
+        std::string part =
+            a.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        const bool digits =
+            !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+        cur =
+            get_item(cur, digits && part.size() < 18 ? Value(static_cast<int64_t>(std::stoll(part)))
+                                                     : Value(part));
         if (dot == std::string::npos) break;
         start = dot + 1;
     }
@@ -197,13 +210,15 @@ Value f_title(Context&, const Value& v, CallArgs& a) {
     std::string out;
     bool word_start = true;
     for (uint32_t c : cps) {
-        const bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || uni::is_space(c);
+        const bool sep =
+            c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || uni::is_space(c);
         if (sep) {
             uni::append(out, c);
             word_start = true;
         } else if (word_start) {
-            if (c == 0xDF) out += "Ss";
-            else uni::append(out, uni::to_upper(c));
+            std::string ch;
+            uni::append(ch, c);
+            out += uni::upper(ch);  // str.upper of the first character (ß -> SS)
             word_start = false;
         } else {
             uni::append(out, uni::to_lower(c));
@@ -263,7 +278,8 @@ Value f_center(Context& ctx, const Value& v, CallArgs& a) {
 Value f_indent(Context& ctx, const Value& v, CallArgs& a) {
     ArgReader r(a, "indent", {"width", "first", "blank"});
     if (v.is_undefined()) undefined_error(v);
-    if (!v.is_string()) throw_type("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
+    if (!v.is_string())
+        throw_type("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
     const Value width = r.get_or(0, Value(int64_t{4}));
     std::string ind;
     if (width.is_string()) {
@@ -300,10 +316,16 @@ Value f_truncate(Context&, const Value& v, CallArgs& a) {
     const std::string end = r.has(2) ? to_str(*r.get(2)) : "...";
     const int64_t leeway = int_param(r.get(3), "truncate", 5);
     auto end_len = static_cast<int64_t>(uni::length(end));
-    if (length < end_len) throw_type("expected length >= " + std::to_string(end_len) + ", got " + std::to_string(length));
+    if (length < end_len)
+        throw_type("expected length >= " + std::to_string(end_len) + ", got " +
+                   std::to_string(length));
     if (leeway < 0) throw_type("expected leeway >= 0, got " + std::to_string(leeway));
-    auto cps = uni::to_cps(to_str(v));
-    if (static_cast<int64_t>(cps.size()) <= length + leeway) return soft_str(v);
+    if (!v.is_string()) {  // jinja measures and slices the value itself
+        if (py_len(v) <= length + leeway) return v;
+        throw_type("can only concatenate " + type_name(v) + " (not \"str\") to " + type_name(v));
+    }
+    auto cps = uni::to_cps(v.s());
+    if (static_cast<int64_t>(cps.size()) <= length + leeway) return v;
     std::string head = uni::from_cps(cps.data(), static_cast<size_t>(length - end_len));
     if (killwords) return Value(head + end);
     const size_t sp = head.rfind(' ');
@@ -321,78 +343,6 @@ Value f_wordcount(Context&, const Value& v, CallArgs& a) {
         in_word = w;
     }
     return Value(n);
-}
-
-Value f_wordwrap(Context&, const Value& v, CallArgs& a) {
-    ArgReader r(a, "wordwrap", {"width", "break_long_words", "wrapstring", "break_on_hyphens"});
-    const int64_t width = int_param(r.get(0), "wordwrap", 79);
-    if (width <= 0) throw_type("invalid width " + std::to_string(width) + " (must be > 0)");
-    const bool break_long = !r.has(1) || truthy(*r.get(1));
-    const std::string wrap = r.has(2) && !r.get(2)->is_none() ? to_str(*r.get(2)) : "\n";
-    std::string out;
-    bool first_para = true;
-    std::string text = to_str(v);
-    std::vector<std::string> paras;
-    {
-        size_t s = 0;
-        for (size_t i = 0; i <= text.size(); ++i) {
-            if (i == text.size() || text[i] == '\n') {
-                std::string p = text.substr(s, i - s);
-                if (!p.empty() && p.back() == '\r') p.pop_back();
-                paras.push_back(p);
-                s = i + 1;
-            }
-        }
-        if (!text.empty() && text.back() == '\n') paras.pop_back();
-    }
-    for (const auto& para : paras) {
-        if (!first_para) out += wrap;
-        first_para = false;
-        std::vector<std::vector<uint32_t>> words;
-        std::vector<uint32_t> cur;
-        for (uint32_t c : uni::to_cps(para)) {
-            if (uni::is_space(c)) {
-                if (!cur.empty()) words.push_back(cur);
-                cur.clear();
-            } else {
-                cur.push_back(c);
-            }
-        }
-        if (!cur.empty()) words.push_back(cur);
-        std::vector<uint32_t> line;
-        bool first_line = true;
-        auto flush = [&]() {
-            if (!first_line) out += wrap;
-            first_line = false;
-            out += uni::from_cps(line);
-            line.clear();
-        };
-        for (auto w : words) {
-            while (true) {
-                const size_t need = line.empty() ? w.size() : line.size() + 1 + w.size();
-                if (need <= static_cast<size_t>(width)) {
-                    if (!line.empty()) line.push_back(' ');
-                    line.insert(line.end(), w.begin(), w.end());
-                    break;
-                }
-                if (!line.empty()) {
-                    flush();
-                    continue;
-                }
-                if (!break_long) {
-                    line = w;
-                    flush();
-                    break;
-                }
-                line.assign(w.begin(), w.begin() + width);
-                w.erase(w.begin(), w.begin() + width);
-                flush();
-                if (w.empty()) break;
-            }
-        }
-        if (!line.empty()) flush();
-    }
-    return Value(std::move(out));
 }
 
 Value f_format(Context& ctx, const Value& v, CallArgs& a) {
@@ -509,64 +459,100 @@ Value f_filesizeformat(Context&, const Value& v, CallArgs& a) {
     for (int i = 0; i < 8; ++i) {
         unit *= base;
         if (bytes < unit || i == 7) {
-            std::snprintf(buf, sizeof buf, "%.1f %s", base * bytes / unit, binary ? kBin[i] : kDec[i]);
+            std::snprintf(buf, sizeof buf, "%.1f %s", base * bytes / unit,
+                          binary ? kBin[i] : kDec[i]);
             break;
         }
     }
     return Value(buf);
 }
 
+// html.unescape for the common named entities and numeric references.
+std::string html_unescape(const std::string& s) {
+    static const std::pair<const char*, const char*> kNamed[] = {{"amp", "&"},
+                                                                 {"lt", "<"},
+                                                                 {"gt", ">"},
+                                                                 {"quot", "\""},
+                                                                 {"apos", "'"},
+                                                                 {"nbsp", "\xC2\xA0"},
+                                                                 {"copy", "\xC2\xA9"},
+                                                                 {"reg", "\xC2\xAE"},
+                                                                 {"raquo", "\xC2\xBB"},
+                                                                 {"laquo", "\xC2\xAB"},
+                                                                 {"hellip", "\xE2\x80\xA6"},
+                                                                 {"mdash", "\xE2\x80\x94"},
+                                                                 {"ndash", "\xE2\x80\x93"},
+                                                                 {"euro", "\xE2\x82\xAC"}};
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        if (s[i] != '&') {
+            out += s[i++];
+            continue;
+        }
+        const size_t semi = s.find(';', i + 1);
+        if (semi != std::string::npos && semi - i <= 10) {
+            const std::string name = s.substr(i + 1, semi - i - 1);
+            if (name.size() > 1 && name[0] == '#') {
+                const bool hex = name[1] == 'x' || name[1] == 'X';
+                const std::string digits = name.substr(hex ? 2 : 1);
+                char* endp = nullptr;
+                const long cp =
+                    digits.empty() ? -1 : std::strtol(digits.c_str(), &endp, hex ? 16 : 10);
+                if (endp && *endp == '\0' && cp > 0 && cp < 0x110000) {
+                    uni::append(out, static_cast<uint32_t>(cp));
+                    i = semi + 1;
+                    continue;
+                }
+            }
+            bool hit = false;
+            for (const auto& [n, r] : kNamed) {
+                if (name == n) {
+                    out += r;
+                    i = semi + 1;
+                    hit = true;
+                    break;
+                }
+            }
+            if (hit) continue;
+        }
+        out += s[i++];
+    }
+    return out;
+}
+
+// markupsafe's Markup.striptags: drop comments, then tags, collapse whitespace, unescape.
 Value f_striptags(Context&, const Value& v, CallArgs& a) {
     ArgReader(a, "striptags", {});
-    const std::string s = to_str(v);
-    std::string text;
-    for (size_t i = 0; i < s.size();) {
-        if (s.compare(i, 4, "<!--") == 0) {
-            size_t e = s.find("-->", i + 4);
-            if (e == std::string::npos) break;
-            i = e + 3;
-        } else if (s[i] == '<' && i + 1 < s.size() && s.find('>', i + 1) != std::string::npos) {
-            i = s.find('>', i + 1) + 1;
-        } else {
-            text += s[i++];
-        }
+    std::string s = to_str(v);
+    for (size_t start; (start = s.find("<!--")) != std::string::npos;) {
+        const size_t end = s.find("-->", start);
+        if (end == std::string::npos) break;
+        s.erase(start, end + 3 - start);
+    }
+    for (size_t start; (start = s.find('<')) != std::string::npos;) {
+        const size_t end = s.find('>', start);
+        if (end == std::string::npos) break;
+        s.erase(start, end + 1 - start);
     }
     std::string collapsed;
-    {
-        auto cps = uni::to_cps(text);
-        bool space = false;
-        for (uint32_t c : cps) {
-            if (uni::is_space(c)) {
-                space = true;
-                continue;
-            }
-            if (space && !collapsed.empty()) collapsed += ' ';
-            space = false;
-            uni::append(collapsed, c);
+    bool space = false;
+    for (uint32_t c : uni::to_cps(s)) {
+        if (uni::is_space(c)) {
+            space = true;
+            continue;
         }
+        if (space && !collapsed.empty()) collapsed += ' ';
+        space = false;
+        uni::append(collapsed, c);
     }
-    static const std::pair<const char*, const char*> kEntities[] = {
-        {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&#34;", "\""}, {"&#39;", "'"}, {"&apos;", "'"}};
-    std::string out;
-    for (size_t i = 0; i < collapsed.size();) {
-        bool hit = false;
-        for (const auto& [e, r] : kEntities) {
-            if (collapsed.compare(i, std::char_traits<char>::length(e), e) == 0) {
-                out += r;
-                i += std::char_traits<char>::length(e);
-                hit = true;
-                break;
-            }
-        }
-        if (!hit) out += collapsed[i++];
-    }
-    return Value(std::move(out));
+    return Value(html_unescape(collapsed));
 }
 
 std::string url_quote(const std::string& s, bool for_qs) {
     std::string out;
     for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' || (!for_qs && c == '/')) {
+        if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' ||
+            (!for_qs && c == '/')) {
             out += static_cast<char>(c);
         } else if (for_qs && c == ' ') {
             out += '+';
@@ -581,7 +567,8 @@ std::string url_quote(const std::string& s, bool for_qs) {
 
 Value f_urlencode(Context&, const Value& v, CallArgs& a) {
     ArgReader(a, "urlencode", {});
-    if (v.is_string()) return Value(url_quote(v.s(), false));
+    const bool iterable = v.is_list() || v.is_dict() || v.is_generator() || v.is_undefined();
+    if (v.is_string() || !iterable) return Value(url_quote(to_str(v), false));
     std::vector<std::pair<Value, Value>> pairs;
     if (v.is_mapping()) {
         for (const auto& kv : v.dict().entries()) pairs.push_back(kv);
@@ -595,7 +582,8 @@ Value f_urlencode(Context&, const Value& v, CallArgs& a) {
     std::string out;
     for (size_t i = 0; i < pairs.size(); ++i) {
         if (i) out += '&';
-        out += url_quote(to_str(pairs[i].first), true) + "=" + url_quote(to_str(pairs[i].second), true);
+        out += url_quote(to_str(pairs[i].first), true) + "=" +
+               url_quote(to_str(pairs[i].second), true);
     }
     return Value(std::move(out));
 }
@@ -606,12 +594,16 @@ Value f_xmlattr(Context&, const Value& v, CallArgs& a) {
     std::string out;
     for (const auto& [k, val] : v.dict().entries()) {
         if (val.is_none() || val.is_undefined()) continue;
-        const std::string key = to_str(k);
+        if (!k.is_string())
+            throw_type("expected string or bytes-like object, got '" + type_name(k) + "'");
+        const std::string key = k.s();
         for (char c : key)
-            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '/' || c == '>' || c == '=')
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '/' ||
+                c == '>' || c == '=')
                 throw_type("Invalid character in attribute name: " + quote_str(key));
         if (!out.empty()) out += ' ';
-        out += html_escape(key) + "=\"" + (val.is_safe() ? val.s() : html_escape(to_str(val))) + "\"";
+        out +=
+            html_escape(key) + "=\"" + (val.is_safe() ? val.s() : html_escape(to_str(val))) + "\"";
     }
     if (!out.empty() && (!r.has(0) || truthy(*r.get(0)))) out = " " + out;
     return Value(std::move(out));
@@ -659,7 +651,7 @@ void register_text_filters(FilterTable& t) {
     t["indent"] = f_indent;
     t["truncate"] = f_truncate;
     t["wordcount"] = f_wordcount;
-    t["wordwrap"] = f_wordwrap;
+    t["wordwrap"] = wordwrap_filter;
     t["format"] = f_format;
     t["int"] = f_int;
     t["float"] = f_float;

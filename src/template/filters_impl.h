@@ -15,7 +15,9 @@ void register_text_filters(FilterTable& t);      // filters.cpp
 void register_sequence_filters(FilterTable& t);  // filters_seq.cpp
 
 // jinja's soft_str: str(v) unless v is already a string (keeps Markup).
-inline Value soft_str(const Value& v) { return v.is_string() ? v : Value(to_str(v)); }
+inline Value soft_str(const Value& v) {
+    return v.is_string() ? v : Value(to_str(v));
+}
 
 // A hashable key for set/dict membership with Python equality (1 == 1.0 == True).
 std::string hash_key(const Value& v);
@@ -25,5 +27,7 @@ bool py_to_int(const Value& v, int64_t base, int64_t& out);
 bool py_to_float(const Value& v, double& out);
 
 int64_t int_param(const Value* v, const char* what, int64_t def);
+
+Value wordwrap_filter(Context& ctx, const Value& v, CallArgs& a);  // wordwrap.cpp
 
 }  // namespace lokal::tmpl

@@ -12,7 +12,9 @@ namespace lokal::tmpl {
 
 namespace {
 
-Value ignore_case(const Value& v) { return v.is_string() ? Value(uni::lower(v.s())) : v; }
+Value ignore_case(const Value& v) {
+    return v.is_string() ? Value(uni::lower(v.s())) : v;
+}
 
 Value f_length(Context&, const Value& v, CallArgs& a) {
     ArgReader(a, "length", {});
@@ -68,9 +70,12 @@ Value f_map(Context& ctx, const Value& v, CallArgs& a) {
     if (a.pos.empty() && a.kwarg("attribute")) {
         Value attribute, def;
         for (const auto& [k, x] : a.kw) {
-            if (k == "attribute") attribute = x;
-            else if (k == "default") def = x;
-            else throw_type("Unexpected keyword argument '" + k + "'");
+            if (k == "attribute")
+                attribute = x;
+            else if (k == "default")
+                def = x;
+            else
+                throw_type("Unexpected keyword argument '" + k + "'");
         }
         for (const auto& item : iterate(v)) {
             ctx.step();
@@ -115,7 +120,8 @@ Value select_or_reject(Context& ctx, const Value& v, CallArgs& a, bool select, b
         return g;
     }
     CallArgs rest;
-    if (has_test) rest.pos.assign(a.pos.begin() + static_cast<std::ptrdiff_t>(off + 1), a.pos.end());
+    if (has_test)
+        rest.pos.assign(a.pos.begin() + static_cast<std::ptrdiff_t>(off + 1), a.pos.end());
     rest.kw = a.kw;
     std::vector<Value> out;
     for (const auto& item : iterate(v)) {
@@ -133,10 +139,18 @@ Value select_or_reject(Context& ctx, const Value& v, CallArgs& a, bool select, b
     return Value::generator(std::move(out), "generator object select_or_reject");
 }
 
-Value f_select(Context& c, const Value& v, CallArgs& a) { return select_or_reject(c, v, a, true, false); }
-Value f_reject(Context& c, const Value& v, CallArgs& a) { return select_or_reject(c, v, a, false, false); }
-Value f_selectattr(Context& c, const Value& v, CallArgs& a) { return select_or_reject(c, v, a, true, true); }
-Value f_rejectattr(Context& c, const Value& v, CallArgs& a) { return select_or_reject(c, v, a, false, true); }
+Value f_select(Context& c, const Value& v, CallArgs& a) {
+    return select_or_reject(c, v, a, true, false);
+}
+Value f_reject(Context& c, const Value& v, CallArgs& a) {
+    return select_or_reject(c, v, a, false, false);
+}
+Value f_selectattr(Context& c, const Value& v, CallArgs& a) {
+    return select_or_reject(c, v, a, true, true);
+}
+Value f_rejectattr(Context& c, const Value& v, CallArgs& a) {
+    return select_or_reject(c, v, a, false, true);
+}
 
 Value f_items(Context&, const Value& v, CallArgs& a) {
     ArgReader(a, "items", {});
@@ -156,7 +170,8 @@ Value f_dictsort(Context& ctx, const Value& v, CallArgs& a) {
     const bool cs = r.has(0) && truthy(*r.get(0));
     const std::string by = r.has(1) ? to_str(*r.get(1)) : "key";
     const bool rev = r.has(2) && truthy(*r.get(2));
-    if (by != "key" && by != "value") throw_type("You can only sort by either \"key\" or \"value\"");
+    if (by != "key" && by != "value")
+        throw_type("You can only sort by either \"key\" or \"value\"");
     if (v.is_undefined()) undefined_error(v);
     if (!v.is_mapping()) throw_type("'" + type_name(v) + "' object has no attribute 'items'");
     std::vector<Value> items;
@@ -182,7 +197,9 @@ Value sort_key(const Value& item, const Value& attribute, bool case_sensitive, b
         size_t start = 0;
         while (true) {
             size_t comma = s.find(',', start);
-            Value k = get_path(item, Value(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+            Value k =
+                get_path(item, Value(s.substr(start, comma == std::string::npos ? std::string::npos
+                                                                                : comma - start)));
             keys.push_back(case_sensitive ? k : ignore_case(k));
             if (comma == std::string::npos) break;
             start = comma + 1;
@@ -225,7 +242,9 @@ Value f_unique(Context& ctx, const Value& v, CallArgs& a) {
     std::vector<Value> out;
     for (const auto& item : iterate(v)) {
         ctx.step();
-        if (seen.insert(hash_key(sort_key(item, attribute.is_none() ? Value() : attribute, cs, false))).second)
+        if (seen.insert(
+                    hash_key(sort_key(item, attribute.is_none() ? Value() : attribute, cs, false)))
+                .second)
             out.push_back(item);
     }
     return Value::generator(std::move(out), "generator object sync_do_unique");
@@ -246,7 +265,8 @@ Value f_reverse(Context&, const Value& v, CallArgs& a) {
     if (v.is_list() || v.is_mapping() || v.is_undefined()) {
         std::vector<Value> items = iterate(v);
         std::reverse(items.begin(), items.end());
-        std::string kind = v.is_mapping() ? "dict_reversekeyiterator" : type_name(v) + "_reverseiterator";
+        std::string kind =
+            v.is_mapping() ? "dict_reversekeyiterator" : type_name(v) + "_reverseiterator";
         if (v.is_undefined()) kind = "reversed";
         return Value::generator(std::move(items), kind + " object");
     }
@@ -259,7 +279,8 @@ Value f_sum(Context& ctx, const Value& v, CallArgs& a) {
     if (total.is_string()) throw_type("sum() can't sum strings [use ''.join(seq) instead]");
     for (const auto& item : iterate(v)) {
         ctx.step();
-        total = binary_op(BinOp::Add, total, r.has(0) && !r.get(0)->is_none() ? get_path(item, *r.get(0)) : item, ctx);
+        total = binary_op(BinOp::Add, total,
+                          r.has(0) && !r.get(0)->is_none() ? get_path(item, *r.get(0)) : item, ctx);
     }
     return total;
 }
@@ -284,8 +305,12 @@ Value min_max(Context& ctx, const Value& v, CallArgs& a, bool is_max) {
     return items[best];
 }
 
-Value f_min(Context& c, const Value& v, CallArgs& a) { return min_max(c, v, a, false); }
-Value f_max(Context& c, const Value& v, CallArgs& a) { return min_max(c, v, a, true); }
+Value f_min(Context& c, const Value& v, CallArgs& a) {
+    return min_max(c, v, a, false);
+}
+Value f_max(Context& c, const Value& v, CallArgs& a) {
+    return min_max(c, v, a, true);
+}
 
 Value f_batch(Context& ctx, const Value& v, CallArgs& a) {
     ArgReader r(a, "batch", {"linecount", "fill_with"});
@@ -329,7 +354,8 @@ Value f_slice(Context& ctx, const Value& v, CallArgs& a) {
         if (s < extra) ++offset;
         const int64_t end = offset + (s + 1) * per;
         std::vector<Value> tmp;
-        for (int64_t i = std::max<int64_t>(start, 0); i < std::min(end, len); ++i) tmp.push_back(seq[static_cast<size_t>(i)]);
+        for (int64_t i = std::max<int64_t>(start, 0); i < std::min(end, len); ++i)
+            tmp.push_back(seq[static_cast<size_t>(i)]);
         if (fill && !fill->is_none() && s >= extra) tmp.push_back(*fill);
         out.push_back(Value::list(std::move(tmp)));
     }
@@ -358,7 +384,8 @@ Value f_groupby(Context& ctx, const Value& v, CallArgs& a) {
     for (size_t i = 0; i < keyed.size();) {
         size_t j = i;
         std::vector<Value> group;
-        while (j < keyed.size() && py_equal(keyed[j].first, keyed[i].first)) group.push_back(keyed[j++].second);
+        while (j < keyed.size() && py_equal(keyed[j].first, keyed[i].first))
+            group.push_back(keyed[j++].second);
         Value grouper = cs ? keyed[i].first : key_of(group.front(), false);
         Value t = Value::tuple({grouper, Value::list(std::move(group))});
         const_cast<Array&>(t.arr()).fields = kFields;

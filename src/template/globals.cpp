@@ -9,17 +9,20 @@ namespace {
 constexpr int64_t kMaxRange = 100000;  // jinja2.sandbox.MAX_RANGE
 
 void fill_dict(Dict& d, CallArgs& a, const char* fn) {
-    if (a.pos.size() > 1) throw_type(std::string(fn) + " expected at most 1 argument, got " + std::to_string(a.pos.size()));
+    if (a.pos.size() > 1)
+        throw_type(std::string(fn) + " expected at most 1 argument, got " +
+                   std::to_string(a.pos.size()));
     if (!a.pos.empty()) {
         const Value& src = a.pos[0];
+        if (src.is_undefined()) undefined_error(src);  // dict() probes .keys on it
         if (src.is_mapping()) {
             for (const auto& [k, v] : src.dict().entries()) d.set(k, v);
         } else {
             for (const auto& item : iterate(src)) {
                 std::vector<Value> kv = iterate(item);
                 if (kv.size() != 2)
-                    throw_type("dictionary update sequence element has length " + std::to_string(kv.size()) +
-                               "; 2 is required");
+                    throw_type("dictionary update sequence element has length " +
+                               std::to_string(kv.size()) + "; 2 is required");
                 d.set(kv[0], kv[1]);
             }
         }
@@ -67,7 +70,7 @@ Value g_namespace(Context& ctx, CallArgs& a) {
 }
 
 class Cycler : public Object, public std::enable_shared_from_this<Cycler> {
-public:
+  public:
     explicit Cycler(std::vector<Value> items) : items_(std::move(items)) {}
     std::string type_name() const override { return "Cycler"; }
     void clear() override {
@@ -95,7 +98,7 @@ public:
         return Object::attr(name);
     }
 
-private:
+  private:
     std::vector<Value> items_;
     size_t pos_ = 0;
 };
@@ -108,7 +111,7 @@ Value g_cycler(Context& ctx, CallArgs& a) {
 }
 
 class Joiner : public Object {
-public:
+  public:
     explicit Joiner(std::string sep) : sep_(std::move(sep)) {}
     std::string type_name() const override { return "Joiner"; }
     bool callable() const override { return true; }
@@ -121,7 +124,7 @@ public:
         return Value(sep_);
     }
 
-private:
+  private:
     std::string sep_;
     bool used_ = false;
 };

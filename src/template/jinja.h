@@ -31,7 +31,7 @@ struct RenderOptions {
 };
 
 class Template {
-public:
+  public:
     static Template parse(std::string_view source, const ParseOptions& options = {});
 
     // The context must be a JSON object. Use nlohmann::ordered_json to keep key order:
@@ -40,7 +40,7 @@ public:
     std::string render(const nlohmann::ordered_json& context) const;
     std::string render(const Value& context, const RenderOptions& options) const;
 
-private:
+  private:
     std::shared_ptr<const Program> program_;
 };
 

@@ -18,24 +18,28 @@ struct OpSpelling {
 
 // Longest first, as jinja sorts its operator regex.
 constexpr OpSpelling kOps[] = {
-    {"//", Op::FloorDiv}, {"**", Op::Pow},      {"==", Op::Eq},       {"!=", Op::Ne},
-    {">=", Op::Ge},       {"<=", Op::Le},       {"+", Op::Add},       {"-", Op::Sub},
-    {"/", Op::Div},       {"*", Op::Mul},       {"%", Op::Mod},       {"~", Op::Tilde},
-    {"[", Op::LBracket},  {"]", Op::RBracket},  {"(", Op::LParen},    {")", Op::RParen},
-    {"{", Op::LBrace},    {"}", Op::RBrace},    {">", Op::Gt},        {"<", Op::Lt},
-    {"=", Op::Assign},    {".", Op::Dot},       {":", Op::Colon},     {"|", Op::Pipe},
+    {"//", Op::FloorDiv}, {"**", Op::Pow},      {"==", Op::Eq},    {"!=", Op::Ne},
+    {">=", Op::Ge},       {"<=", Op::Le},       {"+", Op::Add},    {"-", Op::Sub},
+    {"/", Op::Div},       {"*", Op::Mul},       {"%", Op::Mod},    {"~", Op::Tilde},
+    {"[", Op::LBracket},  {"]", Op::RBracket},  {"(", Op::LParen}, {")", Op::RParen},
+    {"{", Op::LBrace},    {"}", Op::RBrace},    {">", Op::Gt},     {"<", Op::Lt},
+    {"=", Op::Assign},    {".", Op::Dot},       {":", Op::Colon},  {"|", Op::Pipe},
     {",", Op::Comma},     {";", Op::Semicolon},
 };
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 bool is_name_start(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
            static_cast<unsigned char>(c) >= 0x80;
 }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_name_char(char c) {
+    return is_name_start(c) || is_digit(c);
+}
 
 class Lexer {
-public:
+  public:
     Lexer(std::string_view source, const LexOptions& opts) : opts_(opts) {
         // Normalize newlines like jinja (\r\n and \r become \n) and drop one trailing newline
         // (keep_trailing_newline is false).
@@ -90,7 +94,7 @@ public:
         return std::move(toks_);
     }
 
-private:
+  private:
     [[noreturn]] void fail(const std::string& msg, size_t at) {
         int line = 0, col = 0;
         position(at, line, col);
@@ -121,7 +125,8 @@ private:
 
     size_t find_tag_start(size_t from) const {
         for (size_t k = src_.find('{', from); k != std::string::npos; k = src_.find('{', k + 1)) {
-            if (k + 1 < src_.size() && (src_[k + 1] == '{' || src_[k + 1] == '%' || src_[k + 1] == '#'))
+            if (k + 1 < src_.size() &&
+                (src_[k + 1] == '{' || src_[k + 1] == '%' || src_[k + 1] == '#'))
                 return k;
         }
         return std::string::npos;
@@ -167,9 +172,7 @@ private:
         }
     }
 
-    bool starts(size_t at, std::string_view s) const {
-        return src_.compare(at, s.size(), s) == 0;
-    }
+    bool starts(size_t at, std::string_view s) const { return src_.compare(at, s.size(), s) == 0; }
 
     // {%[-+]?\s*raw\s*(-%}\s*|%})
     bool match_raw_begin(size_t k, size_t& end) const {
@@ -196,8 +199,13 @@ private:
 
     void lex_raw(size_t body_start) {
         set_line_starting(body_start - 1, body_start);
+        if (body_start >= src_.size()) {  // nothing after {% raw %}: jinja ends quietly
+            pos_ = body_start;
+            return;
+        }
         const size_t n = src_.size();
-        for (size_t k = src_.find("{%", body_start); k != std::string::npos; k = src_.find("{%", k + 1)) {
+        for (size_t k = src_.find("{%", body_start); k != std::string::npos;
+             k = src_.find("{%", k + 1)) {
             size_t i = k + 2;
             char sign = 0;
             if (i < n && (src_[i] == '-' || src_[i] == '+')) sign = src_[i++];
@@ -226,6 +234,10 @@ private:
     }
 
     void lex_comment(size_t k, size_t content) {
+        if (content >= src_.size()) {  // jinja ends quietly on "{#" at the very end
+            pos_ = content;
+            return;
+        }
         const size_t q = src_.find("#}", content);
         if (q == std::string::npos) fail("Missing end of comment tag", k);
         size_t end = q + 2;
@@ -373,12 +385,15 @@ private:
         // integer: 0b.. 0o.. 0x.. | [1-9](_?\d)* | 0(_?0)*
         int base = 10;
         size_t body = s, len = 0;
-        if (src_[s] == '0' && s + 1 < n && std::string_view("bBoOxX").find(src_[s + 1]) != std::string_view::npos) {
+        if (src_[s] == '0' && s + 1 < n &&
+            std::string_view("bBoOxX").find(src_[s + 1]) != std::string_view::npos) {
             const char p = static_cast<char>(src_[s + 1] | 0x20);
             base = p == 'b' ? 2 : p == 'o' ? 8 : 16;
-            auto ok = base == 2    ? +[](char c) { return c == '0' || c == '1'; }
+            auto ok = base == 2   ? +[](char c) { return c == '0' || c == '1'; }
                       : base == 8 ? +[](char c) { return c >= '0' && c <= '7'; }
-                                  : +[](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+                                  : +[](char c) {
+                                        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+                                    };
             size_t i = s + 2;
             if (i < n && src_[i] == '_') ++i;
             len = scan_digits(i, ok);
@@ -391,7 +406,8 @@ private:
         if (base == 10) {
             if (src_[s] == '0') {
                 size_t e = s + 1;
-                while (e < n && (src_[e] == '0' || (src_[e] == '_' && e + 1 < n && src_[e + 1] == '0')))
+                while (e < n &&
+                       (src_[e] == '0' || (src_[e] == '_' && e + 1 < n && src_[e + 1] == '0')))
                     e += src_[e] == '_' ? 2 : 1;
                 len = e - s;
             } else {
@@ -404,7 +420,8 @@ private:
             const int d = std::isdigit(static_cast<unsigned char>(src_[k]))
                               ? src_[k] - '0'
                               : (src_[k] | 0x20) - 'a' + 10;
-            if (v > (static_cast<uint64_t>(INT64_MAX) - d) / base) fail("integer literal too large", s);
+            if (v > (static_cast<uint64_t>(INT64_MAX) - d) / base)
+                fail("integer literal too large", s);
             v = v * base + d;
         }
         Token& t = push(Tok::Int, s);
@@ -423,7 +440,9 @@ private:
             for (int k = 0; k < count; ++k) {
                 const char c = src_[at + k];
                 if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
-                cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (c | 0x20) - 'a' + 10);
+                cp =
+                    cp * 16 +
+                    (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (c | 0x20) - 'a' + 10);
             }
             return true;
         };
@@ -439,30 +458,53 @@ private:
             const char c = src_[i + 1];
             i += 2;
             switch (c) {
-                case '\n': break;
-                case '\\': out += '\\'; break;
-                case '\'': out += '\''; break;
-                case '"': out += '"'; break;
-                case 'a': out += '\a'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
-                case 'v': out += '\v'; break;
+                case '\n':
+                    break;
+                case '\\':
+                    out += '\\';
+                    break;
+                case '\'':
+                    out += '\'';
+                    break;
+                case '"':
+                    out += '"';
+                    break;
+                case 'a':
+                    out += '\a';
+                    break;
+                case 'b':
+                    out += '\b';
+                    break;
+                case 'f':
+                    out += '\f';
+                    break;
+                case 'n':
+                    out += '\n';
+                    break;
+                case 'r':
+                    out += '\r';
+                    break;
+                case 't':
+                    out += '\t';
+                    break;
+                case 'v':
+                    out += '\v';
+                    break;
                 case 'x':
                 case 'u':
                 case 'U': {
                     const int count = c == 'x' ? 2 : c == 'u' ? 4 : 8;
                     uint32_t cp;
                     if (!hex(i, count, cp))
-                        fail(std::string("truncated \\") + c + std::string(count, 'X') + " escape", i);
+                        fail(std::string("truncated \\") + c + std::string(count, 'X') + " escape",
+                             i);
                     if (cp > 0x10FFFF) fail("illegal Unicode character", i);
                     uni::append(out, cp);
                     i += count;
                     break;
                 }
-                case 'N': fail("\\N{...} escapes are not supported", i);
+                case 'N':
+                    fail("\\N{...} escapes are not supported", i);
                 default:
                     if (c >= '0' && c <= '7') {
                         uint32_t cp = c - '0';
@@ -475,7 +517,8 @@ private:
                         const uint32_t cp = uni::decode(src_, j);
                         char buf[16];
                         if (cp >= 0x110000 || cp < 0x100)
-                            std::snprintf(buf, sizeof buf, "\\x%02x", cp >= 0x110000 ? cp - 0x110000 : cp);
+                            std::snprintf(buf, sizeof buf, "\\x%02x",
+                                          cp >= 0x110000 ? cp - 0x110000 : cp);
                         else if (cp < 0x10000)
                             std::snprintf(buf, sizeof buf, "\\u%04x", cp);
                         else
@@ -509,17 +552,28 @@ const char* op_spelling(Op op) {
 
 std::string describe(const Token& t) {
     switch (t.type) {
-        case Tok::Data: return "template data / text";
-        case Tok::VarBegin: return "begin of print statement";
-        case Tok::VarEnd: return "end of print statement";
-        case Tok::BlockBegin: return "begin of statement block";
-        case Tok::BlockEnd: return "end of statement block";
-        case Tok::Name: return t.text;
-        case Tok::String: return "string";
-        case Tok::Int: return "integer";
-        case Tok::Float: return "float";
-        case Tok::Op: return op_spelling(t.op);
-        case Tok::Eof: return "end of template";
+        case Tok::Data:
+            return "template data / text";
+        case Tok::VarBegin:
+            return "begin of print statement";
+        case Tok::VarEnd:
+            return "end of print statement";
+        case Tok::BlockBegin:
+            return "begin of statement block";
+        case Tok::BlockEnd:
+            return "end of statement block";
+        case Tok::Name:
+            return t.text;
+        case Tok::String:
+            return "string";
+        case Tok::Int:
+            return "integer";
+        case Tok::Float:
+            return "float";
+        case Tok::Op:
+            return op_spelling(t.op);
+        case Tok::Eof:
+            return "end of template";
     }
     return "token";
 }

@@ -13,11 +13,47 @@ struct LexOptions {
     bool lstrip_blocks = true;
 };
 
-enum class Tok : uint8_t { Data, VarBegin, VarEnd, BlockBegin, BlockEnd, Name, String, Int, Float, Op, Eof };
+enum class Tok : uint8_t {
+    Data,
+    VarBegin,
+    VarEnd,
+    BlockBegin,
+    BlockEnd,
+    Name,
+    String,
+    Int,
+    Float,
+    Op,
+    Eof
+};
 
 enum class Op : uint8_t {
-    Add, Sub, Div, FloorDiv, Mul, Mod, Pow, Tilde, LBracket, RBracket, LParen, RParen, LBrace,
-    RBrace, Eq, Ne, Gt, Ge, Lt, Le, Assign, Dot, Colon, Pipe, Comma, Semicolon,
+    Add,
+    Sub,
+    Div,
+    FloorDiv,
+    Mul,
+    Mod,
+    Pow,
+    Tilde,
+    LBracket,
+    RBracket,
+    LParen,
+    RParen,
+    LBrace,
+    RBrace,
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Assign,
+    Dot,
+    Colon,
+    Pipe,
+    Comma,
+    Semicolon,
 };
 
 struct Token {

@@ -17,15 +17,16 @@ using Cps = std::vector<uint32_t>;
 
 const std::string& str_arg(const Value* v, const char* fn) {
     if (!v || !v->is_string())
-        throw_type(std::string(fn) + "() argument must be str, not " + (v ? type_name(*v) : "None"));
+        throw_type(std::string(fn) + "() argument must be str, not " +
+                   (v ? type_name(*v) : "None"));
     return v->s();
 }
 
 int64_t int_arg(const Value* v, const char* fn, int64_t def) {
     if (!v || v->is_none()) return def;
     if (!v->is_integral())
-        throw_type(std::string("'") + type_name(*v) + "' object cannot be interpreted as an integer (" +
-                   fn + ")");
+        throw_type(std::string("'") + type_name(*v) +
+                   "' object cannot be interpreted as an integer (" + fn + ")");
     return v->i();
 }
 
@@ -44,10 +45,12 @@ size_t find_cps(const Cps& h, const Cps& nd, size_t b, size_t e, bool reverse) {
     if (e < b || nd.size() > e - b) return std::string::npos;
     if (!reverse) {
         for (size_t i = b; i + nd.size() <= e; ++i)
-            if (std::equal(nd.begin(), nd.end(), h.begin() + static_cast<std::ptrdiff_t>(i))) return i;
+            if (std::equal(nd.begin(), nd.end(), h.begin() + static_cast<std::ptrdiff_t>(i)))
+                return i;
     } else {
         for (size_t i = e - nd.size() + 1; i-- > b;)
-            if (std::equal(nd.begin(), nd.end(), h.begin() + static_cast<std::ptrdiff_t>(i))) return i;
+            if (std::equal(nd.begin(), nd.end(), h.begin() + static_cast<std::ptrdiff_t>(i)))
+                return i;
     }
     return std::string::npos;
 }
@@ -59,7 +62,8 @@ Value str_of(const Value& self, std::string s) {
 Value strip_impl(const Value& self, CallArgs& a, const char* fn, bool l, bool r) {
     ArgReader ar(a, fn, {"chars"});
     const Value* c = ar.get(0);
-    if (c && !c->is_none() && !c->is_string()) throw_type(std::string(fn) + " arg must be None or str");
+    if (c && !c->is_none() && !c->is_string())
+        throw_type(std::string(fn) + " arg must be None or str");
     const std::string* chars = (c && c->is_string()) ? &c->s() : nullptr;
     return str_of(self, uni::strip(self.s(), chars, l, r));
 }
@@ -74,9 +78,6 @@ std::vector<std::string> split_ws(const std::string& s, int64_t maxsplit, bool f
             while (i < n && uni::is_space(c[i])) ++i;
             if (i >= n) break;
             if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit) {
-                size_t e = n;
-                while (e > i && uni::is_space(c[e - 1])) --e;
-                (void)e;
                 parts.push_back(uni::from_cps(c.data() + i, n - i));
                 break;
             }
@@ -148,8 +149,8 @@ Value split_impl(const Value& self, CallArgs& a, const char* fn, bool from_right
 }
 
 bool is_linebreak(uint32_t c) {
-    return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
-           c == 0x85 || c == 0x2028 || c == 0x2029;
+    return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
+           c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
 }
 
 Value find_impl(const Value& self, CallArgs& a, const char* fn, bool reverse, bool raise) {
@@ -180,7 +181,8 @@ Value fix_affix(const Value& self, CallArgs& a, const char* fn, bool ends) {
         Cps x = uni::to_cps(str_arg(&c, fn));
         if (e < b || x.size() > e - b) continue;
         const size_t at = ends ? e - x.size() : b;
-        if (std::equal(x.begin(), x.end(), h.begin() + static_cast<std::ptrdiff_t>(at))) return Value(true);
+        if (std::equal(x.begin(), x.end(), h.begin() + static_cast<std::ptrdiff_t>(at)))
+            return Value(true);
     }
     if (!p) throw_type(std::string(fn) + "() takes at least 1 argument (0 given)");
     return Value(false);
@@ -193,8 +195,12 @@ Value all_chars(const Value& self) {
     return Value(std::all_of(c.begin(), c.end(), Pred));
 }
 
-bool ascii_pred(uint32_t c) { return c < 0x80; }
-bool printable_pred(uint32_t c) { return uni::is_printable(c) || c == ' '; }
+bool ascii_pred(uint32_t c) {
+    return c < 0x80;
+}
+bool printable_pred(uint32_t c) {
+    return uni::is_printable(c) || c == ' ';
+}
 
 Value pad_impl(Context& ctx, const Value& self, CallArgs& a, const char* fn, int mode) {
     ArgReader r(a, fn, {"width", "fillchar"});
@@ -202,8 +208,9 @@ Value pad_impl(Context& ctx, const Value& self, CallArgs& a, const char* fn, int
     std::string fill = " ";
     if (r.has(1)) {
         fill = str_arg(r.get(1), fn);
-        if (uni::length(fill) != 1) throw_type("The fill character must be exactly one character long");
-        if (self.is_safe() && !r.get(1)->is_safe()) fill = html_escape(fill);
+        if (self.is_safe() && !r.get(1)->is_safe()) fill = html_escape(fill);  // markupsafe
+        if (uni::length(fill) != 1)
+            throw_type("The fill character must be exactly one character long");
     }
     const int64_t len = static_cast<int64_t>(uni::length(self.s()));
     if (width <= len) return self;
@@ -265,20 +272,50 @@ struct MethodEntry {
 };
 
 const MethodEntry kStrMethods[] = {
-    {"upper", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "upper", {}); return str_of(s, uni::upper(s.s())); }},
-    {"lower", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "lower", {}); return str_of(s, uni::lower(s.s())); }},
-    {"casefold", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "casefold", {}); return str_of(s, uni::lower(s.s())); }},
-    {"title", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "title", {}); return str_of(s, uni::title(s.s())); }},
-    {"capitalize", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "capitalize", {}); return str_of(s, uni::capitalize(s.s())); }},
-    {"swapcase", [](Context&, const Value& s, CallArgs& a) { ArgReader(a, "swapcase", {}); return str_of(s, uni::swapcase(s.s())); }},
-    {"strip", [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "strip", true, true); }},
-    {"lstrip", [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "lstrip", true, false); }},
-    {"rstrip", [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "rstrip", false, true); }},
-    {"split", [](Context&, const Value& s, CallArgs& a) { return split_impl(s, a, "split", false); }},
-    {"rsplit", [](Context&, const Value& s, CallArgs& a) { return split_impl(s, a, "rsplit", true); }},
-    {"splitlines", [](Context&, const Value& s, CallArgs& a) {
+    {"upper",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "upper", {});
+         return str_of(s, uni::upper(s.s()));
+     }},
+    {"lower",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "lower", {});
+         return str_of(s, uni::lower(s.s()));
+     }},
+    {"casefold",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "casefold", {});
+         return str_of(s, uni::lower(s.s()));
+     }},
+    {"title",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "title", {});
+         return str_of(s, uni::title(s.s()));
+     }},
+    {"capitalize",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "capitalize", {});
+         return str_of(s, uni::capitalize(s.s()));
+     }},
+    {"swapcase",
+     [](Context&, const Value& s, CallArgs& a) {
+         ArgReader(a, "swapcase", {});
+         return str_of(s, uni::swapcase(s.s()));
+     }},
+    {"strip",
+     [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "strip", true, true); }},
+    {"lstrip",
+     [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "lstrip", true, false); }},
+    {"rstrip",
+     [](Context&, const Value& s, CallArgs& a) { return strip_impl(s, a, "rstrip", false, true); }},
+    {"split",
+     [](Context&, const Value& s, CallArgs& a) { return split_impl(s, a, "split", false); }},
+    {"rsplit",
+     [](Context&, const Value& s, CallArgs& a) { return split_impl(s, a, "rsplit", true); }},
+    {"splitlines",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "splitlines", {"keepends"});
-         const bool keep = r.has(0) && truthy(*r.get(0));
+         const bool keep = int_arg(r.get(0), "splitlines", 0) != 0;
          Cps c = uni::to_cps(s.s());
          std::vector<Value> out;
          size_t i = 0;
@@ -286,19 +323,27 @@ const MethodEntry kStrMethods[] = {
              size_t j = i;
              while (j < c.size() && !is_linebreak(c[j])) ++j;
              size_t eol = j;
-             if (j < c.size()) eol = (c[j] == '\r' && j + 1 < c.size() && c[j + 1] == '\n') ? j + 2 : j + 1;
+             if (j < c.size())
+                 eol = (c[j] == '\r' && j + 1 < c.size() && c[j + 1] == '\n') ? j + 2 : j + 1;
              out.push_back(str_of(s, uni::from_cps(c.data() + i, (keep ? eol : j) - i)));
              i = eol;
          }
          return Value::list(std::move(out));
      }},
-    {"startswith", [](Context&, const Value& s, CallArgs& a) { return fix_affix(s, a, "startswith", false); }},
-    {"endswith", [](Context&, const Value& s, CallArgs& a) { return fix_affix(s, a, "endswith", true); }},
-    {"find", [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "find", false, false); }},
-    {"rfind", [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "rfind", true, false); }},
-    {"index", [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "index", false, true); }},
-    {"rindex", [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "rindex", true, true); }},
-    {"count", [](Context&, const Value& s, CallArgs& a) {
+    {"startswith",
+     [](Context&, const Value& s, CallArgs& a) { return fix_affix(s, a, "startswith", false); }},
+    {"endswith",
+     [](Context&, const Value& s, CallArgs& a) { return fix_affix(s, a, "endswith", true); }},
+    {"find",
+     [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "find", false, false); }},
+    {"rfind",
+     [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "rfind", true, false); }},
+    {"index",
+     [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "index", false, true); }},
+    {"rindex",
+     [](Context&, const Value& s, CallArgs& a) { return find_impl(s, a, "rindex", true, true); }},
+    {"count",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "count", {"sub", "start", "end"});
          Cps h = uni::to_cps(s.s()), nd = uni::to_cps(str_arg(r.get(0), "count"));
          size_t b, e;
@@ -306,44 +351,57 @@ const MethodEntry kStrMethods[] = {
          if (e < b) return Value(int64_t{0});
          if (nd.empty()) return Value(static_cast<int64_t>(e - b + 1));
          int64_t n = 0;
-         for (size_t k = find_cps(h, nd, b, e, false); k != std::string::npos; k = find_cps(h, nd, k + nd.size(), e, false)) ++n;
+         for (size_t k = find_cps(h, nd, b, e, false); k != std::string::npos;
+              k = find_cps(h, nd, k + nd.size(), e, false))
+             ++n;
          return Value(n);
      }},
-    {"replace", [](Context& ctx, const Value& s, CallArgs& a) {
+    {"replace",
+     [](Context& ctx, const Value& s, CallArgs& a) {
          ArgReader r(a, "replace", {"old", "new", "count"});
          Value o = r.get_or(0, Value()), n = esc_arg(s, r.get_or(1, Value()));
-         return replace_impl(ctx, s, str_arg(&o, "replace"), str_arg(&n, "replace"), int_arg(r.get(2), "replace", -1));
+         return replace_impl(ctx, s, str_arg(&o, "replace"), str_arg(&n, "replace"),
+                             int_arg(r.get(2), "replace", -1));
      }},
-    {"join", [](Context& ctx, const Value& s, CallArgs& a) {
+    {"join",
+     [](Context& ctx, const Value& s, CallArgs& a) {
          ArgReader r(a, "join", {"iterable"});
          if (!r.has(0)) throw_type("join() takes exactly one argument (0 given)");
          std::string out;
          size_t i = 0;
          for (const auto& v : iterate(*r.get(0))) {
              if (!v.is_string() && !s.is_safe())
-                 throw_type("sequence item " + std::to_string(i) + ": expected str instance, " + type_name(v) + " found");
+                 throw_type("sequence item " + std::to_string(i) + ": expected str instance, " +
+                            type_name(v) + " found");
              if (i++) out += s.s();
              out += s.is_safe() && !v.is_safe() ? html_escape(to_str(v)) : v.s();
              ctx.check_size(out.size());
          }
          return str_of(s, std::move(out));
      }},
-    {"format", [](Context& ctx, const Value& s, CallArgs& a) {
+    {"format",
+     [](Context& ctx, const Value& s, CallArgs& a) {
          auto kw = std::make_shared<Dict>();
          for (auto& [k, v] : a.kw) kw->set(Value(k), v);
          std::string out = str_format(s.s(), a.pos, *kw, s.is_safe());
          ctx.check_size(out.size());
          return str_of(s, std::move(out));
      }},
-    {"format_map", [](Context&, const Value& s, CallArgs& a) {
+    {"format_map",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "format_map", {"mapping"});
-         if (!r.has(0) || !r.get(0)->is_mapping()) throw_type("format_map() argument must be a mapping");
+         if (!r.has(0) || !r.get(0)->is_mapping())
+             throw_type("format_map() argument must be a mapping");
          return str_of(s, str_format(s.s(), {}, r.get(0)->dict(), s.is_safe()));
      }},
-    {"center", [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "center", 0); }},
-    {"ljust", [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "ljust", 1); }},
-    {"rjust", [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "rjust", 2); }},
-    {"zfill", [](Context& ctx, const Value& s, CallArgs& a) {
+    {"center",
+     [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "center", 0); }},
+    {"ljust",
+     [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "ljust", 1); }},
+    {"rjust",
+     [](Context& ctx, const Value& s, CallArgs& a) { return pad_impl(ctx, s, a, "rjust", 2); }},
+    {"zfill",
+     [](Context& ctx, const Value& s, CallArgs& a) {
          ArgReader r(a, "zfill", {"width"});
          const int64_t width = int_arg(r.get(0), "zfill", 0);
          const int64_t len = static_cast<int64_t>(uni::length(s.s()));
@@ -356,32 +414,39 @@ const MethodEntry kStrMethods[] = {
          }
          return str_of(s, sign + std::string(static_cast<size_t>(width - len), '0') + body);
      }},
-    {"partition", [](Context&, const Value& s, CallArgs& a) {
+    {"partition",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "partition", {"sep"});
          const std::string& sep = str_arg(r.get(0), "partition");
          if (sep.empty()) throw_type("empty separator");
          size_t k = s.s().find(sep);
          if (k == std::string::npos) return Value::tuple({s, str_of(s, ""), str_of(s, "")});
-         return Value::tuple({str_of(s, s.s().substr(0, k)), str_of(s, sep), str_of(s, s.s().substr(k + sep.size()))});
+         return Value::tuple({str_of(s, s.s().substr(0, k)), str_of(s, sep),
+                              str_of(s, s.s().substr(k + sep.size()))});
      }},
-    {"rpartition", [](Context&, const Value& s, CallArgs& a) {
+    {"rpartition",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "rpartition", {"sep"});
          const std::string& sep = str_arg(r.get(0), "rpartition");
          if (sep.empty()) throw_type("empty separator");
          size_t k = s.s().rfind(sep);
          if (k == std::string::npos) return Value::tuple({str_of(s, ""), str_of(s, ""), s});
-         return Value::tuple({str_of(s, s.s().substr(0, k)), str_of(s, sep), str_of(s, s.s().substr(k + sep.size()))});
+         return Value::tuple({str_of(s, s.s().substr(0, k)), str_of(s, sep),
+                              str_of(s, s.s().substr(k + sep.size()))});
      }},
-    {"removeprefix", [](Context&, const Value& s, CallArgs& a) {
+    {"removeprefix",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "removeprefix", {"prefix"});
          const std::string& p = str_arg(r.get(0), "removeprefix");
          if (s.s().compare(0, p.size(), p) == 0) return str_of(s, s.s().substr(p.size()));
          return s;
      }},
-    {"removesuffix", [](Context&, const Value& s, CallArgs& a) {
+    {"removesuffix",
+     [](Context&, const Value& s, CallArgs& a) {
          ArgReader r(a, "removesuffix", {"suffix"});
          const std::string& p = str_arg(r.get(0), "removesuffix");
-         if (!p.empty() && s.s().size() >= p.size() && s.s().compare(s.s().size() - p.size(), p.size(), p) == 0)
+         if (!p.empty() && s.s().size() >= p.size() &&
+             s.s().compare(s.s().size() - p.size(), p.size(), p) == 0)
              return str_of(s, s.s().substr(0, s.s().size() - p.size()));
          return s;
      }},
@@ -391,14 +456,19 @@ const MethodEntry kStrMethods[] = {
     {"isalpha", [](Context&, const Value& s, CallArgs&) { return all_chars<uni::is_alpha>(s); }},
     {"isalnum", [](Context&, const Value& s, CallArgs&) { return all_chars<uni::is_alnum>(s); }},
     {"isspace", [](Context&, const Value& s, CallArgs&) { return all_chars<uni::is_space>(s); }},
-    {"isascii", [](Context&, const Value& s, CallArgs&) {
-         return Value(std::all_of(s.s().begin(), s.s().end(), [](char c) { return ascii_pred(static_cast<unsigned char>(c)); }));
+    {"isascii",
+     [](Context&, const Value& s, CallArgs&) {
+         return Value(std::all_of(s.s().begin(), s.s().end(), [](char c) {
+             return ascii_pred(static_cast<unsigned char>(c));
+         }));
      }},
-    {"isprintable", [](Context&, const Value& s, CallArgs&) {
+    {"isprintable",
+     [](Context&, const Value& s, CallArgs&) {
          Cps c = uni::to_cps(s.s());
          return Value(std::all_of(c.begin(), c.end(), printable_pred));
      }},
-    {"isupper", [](Context&, const Value& s, CallArgs&) {
+    {"isupper",
+     [](Context&, const Value& s, CallArgs&) {
          Cps c = uni::to_cps(s.s());
          bool cased = false;
          for (uint32_t x : c) {
@@ -407,7 +477,8 @@ const MethodEntry kStrMethods[] = {
          }
          return Value(cased);
      }},
-    {"islower", [](Context&, const Value& s, CallArgs&) {
+    {"islower",
+     [](Context&, const Value& s, CallArgs&) {
          Cps c = uni::to_cps(s.s());
          bool cased = false;
          for (uint32_t x : c) {
@@ -416,7 +487,8 @@ const MethodEntry kStrMethods[] = {
          }
          return Value(cased);
      }},
-    {"istitle", [](Context&, const Value& s, CallArgs&) {
+    {"istitle",
+     [](Context&, const Value& s, CallArgs&) {
          Cps c = uni::to_cps(s.s());
          bool prev_cased = false, any = false;
          for (uint32_t x : c) {
@@ -432,7 +504,8 @@ const MethodEntry kStrMethods[] = {
          }
          return Value(any);
      }},
-    {"isidentifier", [](Context&, const Value& s, CallArgs&) {
+    {"isidentifier",
+     [](Context&, const Value& s, CallArgs&) {
          Cps c = uni::to_cps(s.s());
          if (c.empty() || uni::is_digit(c[0])) return Value(false);
          return Value(std::all_of(c.begin(), c.end(), [](uint32_t x) { return uni::is_word(x); }));
@@ -440,25 +513,30 @@ const MethodEntry kStrMethods[] = {
 };
 
 const MethodEntry kDictMethods[] = {
-    {"keys", [](Context&, const Value& d, CallArgs& a) {
+    {"keys",
+     [](Context&, const Value& d, CallArgs& a) {
          ArgReader(a, "keys", {});
          std::vector<Value> out;
          for (const auto& kv : d.dict().entries()) out.push_back(kv.first);
          return Value::list(std::move(out), ListKind::Keys);
      }},
-    {"values", [](Context&, const Value& d, CallArgs& a) {
+    {"values",
+     [](Context&, const Value& d, CallArgs& a) {
          ArgReader(a, "values", {});
          std::vector<Value> out;
          for (const auto& kv : d.dict().entries()) out.push_back(kv.second);
          return Value::list(std::move(out), ListKind::Values);
      }},
-    {"items", [](Context&, const Value& d, CallArgs& a) {
+    {"items",
+     [](Context&, const Value& d, CallArgs& a) {
          ArgReader(a, "items", {});
          std::vector<Value> out;
-         for (const auto& kv : d.dict().entries()) out.push_back(Value::tuple({kv.first, kv.second}));
+         for (const auto& kv : d.dict().entries())
+             out.push_back(Value::tuple({kv.first, kv.second}));
          return Value::list(std::move(out), ListKind::Items);
      }},
-    {"get", [](Context&, const Value& d, CallArgs& a) {
+    {"get",
+     [](Context&, const Value& d, CallArgs& a) {
          ArgReader r(a, "get", {"key", "default"});
          if (!r.has(0)) throw_type("get expected at least 1 argument, got 0");
          const Value& k = *r.get(0);
@@ -466,7 +544,8 @@ const MethodEntry kDictMethods[] = {
          if (const Value* v = d.dict().find(k)) return *v;
          return r.get_or(1, Value::none());
      }},
-    {"copy", [](Context&, const Value& d, CallArgs& a) {
+    {"copy",
+     [](Context&, const Value& d, CallArgs& a) {
          ArgReader(a, "copy", {});
          auto c = std::make_shared<Dict>();
          for (const auto& [k, v] : d.dict().entries()) c->set(k, v);
@@ -475,7 +554,8 @@ const MethodEntry kDictMethods[] = {
 };
 
 const MethodEntry kListMethods[] = {
-    {"index", [](Context&, const Value& l, CallArgs& a) {
+    {"index",
+     [](Context&, const Value& l, CallArgs& a) {
          ArgReader r(a, "index", {"value", "start", "stop"});
          const auto& items = l.arr().items;
          size_t b, e;
@@ -484,20 +564,23 @@ const MethodEntry kListMethods[] = {
              if (py_equal(items[i], r.get_or(0, Value()))) return Value(static_cast<int64_t>(i));
          throw_type(repr(r.get_or(0, Value())) + " is not in list");
      }},
-    {"count", [](Context&, const Value& l, CallArgs& a) {
+    {"count",
+     [](Context&, const Value& l, CallArgs& a) {
          ArgReader r(a, "count", {"value"});
          int64_t n = 0;
          for (const auto& v : l.arr().items) n += py_equal(v, r.get_or(0, Value())) ? 1 : 0;
          return Value(n);
      }},
-    {"copy", [](Context&, const Value& l, CallArgs& a) {
+    {"copy",
+     [](Context&, const Value& l, CallArgs& a) {
          ArgReader(a, "copy", {});
          return Value::list(l.arr().items);
      }},
 };
 
 const char* const kDictMutators[] = {"pop", "popitem", "setdefault", "update", "clear"};
-const char* const kListMutators[] = {"append", "extend", "insert", "pop", "remove", "reverse", "sort", "clear"};
+const char* const kListMutators[] = {"append", "extend",  "insert", "pop",
+                                     "remove", "reverse", "sort",   "clear"};
 
 template <size_t N>
 const MethodEntry* lookup(const MethodEntry (&table)[N], std::string_view name) {
@@ -538,7 +621,8 @@ Value get_method(const Value& obj, std::string_view name, bool* found) {
             const ListKind k = obj.list_kind();
             if (k == ListKind::List || k == ListKind::Tuple || k == ListKind::Range) {
                 if (const MethodEntry* m = lookup(kListMethods, name)) {
-                    if (k == ListKind::List || std::strcmp(m->name, "copy") != 0) return bind(obj, m);
+                    if (k == ListKind::List || std::strcmp(m->name, "copy") != 0)
+                        return bind(obj, m);
                 }
                 if (k == ListKind::List && listed(kListMutators, name))
                     return Value::unsafe("access to attribute '" + std::string(name) +
@@ -554,11 +638,13 @@ Value get_method(const Value& obj, std::string_view name, bool* found) {
             if (name == "is_integer" && obj.is_float()) {
                 const double d = obj.f();
                 return make_function("is_integer", [d](Context&, CallArgs&) {
-                    return Value(std::isfinite(d) && d == static_cast<double>(static_cast<int64_t>(d)));
+                    return Value(std::isfinite(d) &&
+                                 d == static_cast<double>(static_cast<int64_t>(d)));
                 });
             }
             break;
-        default: break;
+        default:
+            break;
     }
     *found = false;
     return Value();

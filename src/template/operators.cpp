@@ -15,7 +15,9 @@ namespace {
                "' and '" + type_name(b) + "'");
 }
 
-[[noreturn]] void overflow() { throw_type("integer overflow (values beyond 64 bits are not supported)"); }
+[[noreturn]] void overflow() {
+    throw_type("integer overflow (values beyond 64 bits are not supported)");
+}
 
 Value checked(bool overflowed, const int64_t& r) {
     if (overflowed) overflow();
@@ -59,7 +61,8 @@ Value repeat(const Value& seq, int64_t count, Context& ctx) {
     out.reserve(items.size() * static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) out.insert(out.end(), items.begin(), items.end());
     ctx.step(out.size() / 16);
-    return Value::list(std::move(out), seq.list_kind() == ListKind::Tuple ? ListKind::Tuple : ListKind::List);
+    return Value::list(std::move(out),
+                       seq.list_kind() == ListKind::Tuple ? ListKind::Tuple : ListKind::List);
 }
 
 bool is_plain_seq(const Value& v) {
@@ -82,6 +85,7 @@ Value escape_format_args(const Value& args) {
         for (const auto& [k, v] : args.dict().entries()) d->set(k, esc(v));
         return Value::dict(std::move(d));
     }
+    if (args.is_list()) return args;  // subscriptable: used as a mapping by markupsafe
     return esc(args);
 }
 
@@ -101,7 +105,8 @@ Value concat_strings(const Value& a, const Value& b, Context& ctx) {
 
 Value binary_op(BinOp op, const Value& a, const Value& b, Context& ctx) {
     if (a.is_undefined()) undefined_error(a);
-    if (b.is_undefined()) undefined_error(b);
+    // str % Undefined formats it (Undefined has __getitem__, so it acts as a mapping).
+    if (b.is_undefined() && !(op == BinOp::Mod && a.is_string())) undefined_error(b);
     const bool nums = a.is_number() && b.is_number();
     const bool ints = a.is_integral() && b.is_integral();
     int64_t r = 0;
@@ -189,10 +194,12 @@ Value binary_op(BinOp op, const Value& a, const Value& b, Context& ctx) {
             if (a.f() == 0 && b.f() < 0)
                 throw Error(ErrorKind::Runtime, "0.0 cannot be raised to a negative power");
             if (a.f() < 0 && b.f() != std::floor(b.f()))
-                throw_type("negative number cannot be raised to a fractional power (complex result)");
+                throw_type(
+                    "negative number cannot be raised to a fractional power (complex result)");
             return Value(std::pow(a.f(), b.f()));
         case BinOp::And:
-        case BinOp::Or: break;
+        case BinOp::Or:
+            break;
     }
     return Value();
 }
@@ -223,7 +230,8 @@ bool contains(const Value& c, const Value& item) {
             if (c.is_namespace()) break;
             if (!is_hashable(item)) throw_type("unhashable type: '" + type_name(item) + "'");
             return c.dict().find(item) != nullptr;
-        case Value::Kind::Undefined: return false;
+        case Value::Kind::Undefined:
+            return false;
         case Value::Kind::Generator: {
             GenState& g = c.gen();
             if (!g.error.empty()) throw_type(g.error);
@@ -231,7 +239,8 @@ bool contains(const Value& c, const Value& item) {
                 if (py_equal(g.items[g.pos++], item)) return true;
             return false;
         }
-        default: break;
+        default:
+            break;
     }
     throw_type("argument of type '" + type_name(c) + "' is not iterable");
 }
@@ -245,8 +254,22 @@ static Value unsafe_attr(const Value& obj, std::string_view name) {
                          "' object is unsafe.");
 }
 
+// Special methods jinja's Undefined class has (the sandbox then hides them).
+static bool undefined_has(std::string_view n) {
+    static const char* const kNames[] = {
+        "__class__",   "__init__",         "__new__",    "__len__",    "__iter__",   "__str__",
+        "__repr__",    "__eq__",           "__ne__",     "__hash__",   "__bool__",   "__call__",
+        "__getitem__", "__add__",          "__radd__",   "__sub__",    "__mul__",    "__lt__",
+        "__le__",      "__gt__",           "__ge__",     "__doc__",    "__module__", "__slots__",
+        "__getattr__", "__format__",       "__reduce__", "__sizeof__", "__dir__",    "__setattr__",
+        "__delattr__", "__getattribute__", "__aiter__"};
+    for (const char* k : kNames)
+        if (n == k) return true;
+    return false;
+}
+
 Value get_attr(const Value& obj, std::string_view name) {
-    if (obj.is_undefined()) undefined_error(obj);
+    if (obj.is_undefined() && !(is_dunder(name) && undefined_has(name))) undefined_error(obj);
     if (is_dunder(name)) return unsafe_attr(obj, name);
     if (obj.is_namespace()) {
         if (const Value* v = obj.dict().find(name)) return *v;
@@ -283,9 +306,9 @@ Value get_item(const Value& obj, const Value& key) {
                 if (const Value* v = obj.dict().find(key)) return *v;
             break;
         case Value::Kind::List:
-            if (key.is_integral() && (obj.list_kind() == ListKind::List ||
-                                      obj.list_kind() == ListKind::Tuple ||
-                                      obj.list_kind() == ListKind::Range)) {
+            if (key.is_integral() &&
+                (obj.list_kind() == ListKind::List || obj.list_kind() == ListKind::Tuple ||
+                 obj.list_kind() == ListKind::Range)) {
                 Value v = index_of(obj.arr().items, key.i());
                 if (!v.is_undefined()) return v;
             }
@@ -302,7 +325,8 @@ Value get_item(const Value& obj, const Value& key) {
                 }
             }
             break;
-        default: break;
+        default:
+            break;
     }
     if (key.is_string()) {
         if (is_dunder(key.s())) return unsafe_attr(obj, key.s());
@@ -338,7 +362,7 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
     if (!idx_ok(start) || !idx_ok(stop) || !idx_ok(step))
         throw_type("slice indices must be integers or None or have an __index__ method");
     const int64_t st = step.is_none() ? 1 : step.i();
-    if (st == 0) throw_type("slice step cannot be zero");
+    if (st == 0) throw Error(ErrorKind::Runtime, "slice step cannot be zero");
     std::vector<uint32_t> cps;
     if (is_str) cps = uni::to_cps(obj.s());
     const auto n = static_cast<int64_t>(is_str ? cps.size() : obj.arr().items.size());
@@ -362,10 +386,20 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
         for (size_t i : picks) uni::append(out, cps[i]);
         return obj.is_safe() ? Value::markup(std::move(out)) : Value(std::move(out));
     }
+    if (obj.list_kind() == ListKind::Range) {  // a slice of a range is a range
+        const Array& r = obj.arr();
+        int64_t nb, ne, ns;
+        if (__builtin_mul_overflow(b, r.step, &nb) || __builtin_add_overflow(nb, r.start, &nb) ||
+            __builtin_mul_overflow(e, r.step, &ne) || __builtin_add_overflow(ne, r.start, &ne) ||
+            __builtin_mul_overflow(r.step, st, &ns))
+            overflow();
+        return Value::range(nb, ne, ns);
+    }
     std::vector<Value> items;
     items.reserve(picks.size());
     for (size_t i : picks) items.push_back(obj.arr().items[i]);
-    return Value::list(std::move(items), obj.list_kind() == ListKind::Tuple ? ListKind::Tuple : ListKind::List);
+    return Value::list(std::move(items),
+                       obj.list_kind() == ListKind::Tuple ? ListKind::Tuple : ListKind::List);
 }
 
 }  // namespace lokal::tmpl

@@ -1,23 +1,22 @@
-// Recursive-descent parser following jinja2/parser.py, plus the compile-time checks jinja's
-// code generator makes (unknown filters and tests, break/continue outside loops).
+// Recursive-descent parser following jinja2/parser.py (break/continue outside loops are
+// rejected here; filter and test names are checked by resolve.cpp).
 #include <algorithm>
 #include <functional>
 
 #include "template/ast.h"
-#include "template/builtins.h"
 #include "template/lexer.h"
 
 namespace lokal::tmpl {
 
 namespace {
 
-constexpr int kMaxNesting = 100;     // statement and parenthesis nesting
-constexpr int kMaxExprDepth = 256;   // height of an expression tree (filter chains, a+b+c...)
+constexpr int kMaxNesting = 100;    // statement and parenthesis nesting
+constexpr int kMaxExprDepth = 256;  // height of an expression tree (filter chains, a+b+c...)
 
 using EndRules = std::vector<std::string>;
 
 class Parser {
-public:
+  public:
     explicit Parser(std::vector<Token> toks) : t_(std::move(toks)) {}
 
     std::unique_ptr<Program> parse() {
@@ -26,7 +25,7 @@ public:
         return prog;
     }
 
-private:
+  private:
     // ---- token stream --------------------------------------------------------------------
     const Token& cur() const { return t_[i_]; }
     const Token& look() const { return t_[std::min(i_ + 1, t_.size() - 1)]; }
@@ -111,7 +110,9 @@ private:
                     see(v);
                 }
                 break;
-            case ExprKind::Getattr: see(static_cast<GetattrExpr*>(x)->obj); break;
+            case ExprKind::Getattr:
+                see(static_cast<GetattrExpr*>(x)->obj);
+                break;
             case ExprKind::Getitem:
                 see(static_cast<GetitemExpr*>(x)->obj);
                 see(static_cast<GetitemExpr*>(x)->index);
@@ -135,7 +136,9 @@ private:
                 see(static_cast<TestExpr*>(x)->base);
                 see_args(static_cast<TestExpr*>(x)->args);
                 break;
-            case ExprKind::Unary: see(static_cast<UnaryExpr*>(x)->operand); break;
+            case ExprKind::Unary:
+                see(static_cast<UnaryExpr*>(x)->operand);
+                break;
             case ExprKind::Binary:
                 see(static_cast<BinaryExpr*>(x)->left);
                 see(static_cast<BinaryExpr*>(x)->right);
@@ -154,7 +157,8 @@ private:
                 see(c->otherwise);
                 break;
             }
-            default: break;
+            default:
+                break;
         }
         e->depth = d + 1;
         if (e->depth > kMaxExprDepth)
@@ -181,7 +185,7 @@ private:
             } else if (t.type == Tok::VarBegin) {
                 next();
                 auto s = node<PrintStmt>(cur());
-                s->expr = parse_tuple(false, true, {}, false);
+                s->expr = parse_tuple(true, {}, false);
                 expect(Tok::VarEnd, "end of print statement");
                 body.push_back(std::move(s));
             } else if (t.type == Tok::BlockBegin) {
@@ -209,16 +213,20 @@ private:
     [[noreturn]] void fail_tag(const std::string* name, const EndRules* extra) {
         std::vector<EndRules> stack = end_stack_;
         if (extra) stack.push_back(*extra);
-        std::string msg = name ? "Encountered unknown tag '" + *name + "'." : "Unexpected end of template.";
+        std::string msg =
+            name ? "Encountered unknown tag '" + *name + "'." : "Unexpected end of template.";
         if (!stack.empty()) {
             bool expected = false;
             for (const auto& r : stack)
                 if (name && std::find(r.begin(), r.end(), *name) != r.end()) expected = true;
             if (expected)
-                msg += " You probably made a nesting mistake. Jinja is expecting this tag, but "
-                       "currently looking for " + join_rules(stack.back()) + ".";
+                msg +=
+                    " You probably made a nesting mistake. Jinja is expecting this tag, but "
+                    "currently looking for " +
+                    join_rules(stack.back()) + ".";
             else
-                msg += " Jinja was looking for the following tags: " + join_rules(stack.back()) + ".";
+                msg +=
+                    " Jinja was looking for the following tags: " + join_rules(stack.back()) + ".";
         }
         if (!tag_stack_.empty())
             msg += " The innermost block that needs to be closed is '" + tag_stack_.back() + "'.";
@@ -239,12 +247,11 @@ private:
         const Token tok = cur();
         if (tok.type != Tok::Name) fail("tag name expected");
         const std::string& n = tok.text;
-        static const char* kTags[] = {"for",   "if",    "set",     "macro",    "call",
-                                      "filter", "with", "block",   "print",    "break",
-                                      "continue", "extends", "include", "import", "from",
-                                      "autoescape"};
-        if (std::find_if(std::begin(kTags), std::end(kTags), [&](const char* k) { return n == k; }) ==
-            std::end(kTags))
+        static const char* kTags[] = {
+            "for",   "if",    "set",      "macro",   "call",    "filter", "with", "block",
+            "print", "break", "continue", "extends", "include", "import", "from", "autoescape"};
+        if (std::find_if(std::begin(kTags), std::end(kTags),
+                         [&](const char* k) { return n == k; }) == std::end(kTags))
             fail_tag(&n, nullptr);
         tag_stack_.push_back(n);
         struct Pop {
@@ -274,7 +281,8 @@ private:
         if (n == "break" || n == "continue") {
             if (loop_depth_ == 0) fail("'" + n + "' outside loop");
             next();
-            out.push_back(std::make_unique<Stmt>(n == "break" ? StmtKind::Break : StmtKind::Continue));
+            out.push_back(
+                std::make_unique<Stmt>(n == "break" ? StmtKind::Break : StmtKind::Continue));
             out.back()->line = tok.line;
             out.back()->col = tok.col;
             return;
@@ -291,9 +299,9 @@ private:
     StmtPtr parse_for() {
         auto s = node<ForStmt>(cur());
         next();
-        s->target = parse_assign_target(true, false, {"in"}, false);
+        s->target = parse_assign_target(true, {"in"}, false);
         expect_keyword("in");
-        s->iter = parse_tuple(false, false, {"recursive"}, false);
+        s->iter = parse_tuple(false, {"recursive"}, false);
         if (skip_name("if")) s->filter = parse_expression(true);
         s->recursive = skip_name("recursive");
         ++loop_depth_;
@@ -312,7 +320,7 @@ private:
         auto s = node<IfStmt>(cur());
         next();
         while (true) {
-            ExprPtr test = parse_tuple(false, false, {}, false);
+            ExprPtr test = parse_tuple(false, {}, false);
             Body body = parse_statements({"elif", "else", "endif"}, false);
             s->branches.emplace_back(std::move(test), std::move(body));
             const std::string tag = cur().text;
@@ -327,11 +335,11 @@ private:
     StmtPtr parse_set() {
         const Token at = cur();
         next();
-        Target target = parse_assign_target(true, false, {}, true);
+        Target target = parse_assign_target(true, {}, true);
         if (skip_op(Op::Assign)) {
             auto s = node<SetStmt>(at);
             s->target = std::move(target);
-            s->value = parse_tuple(false, true, {}, false);
+            s->value = parse_tuple(true, {}, false);
             return s;
         }
         auto s = node<SetBlockStmt>(at);
@@ -408,7 +416,7 @@ private:
         next();
         while (cur().type != Tok::BlockEnd) {
             if (!s->targets.empty()) expect_op(Op::Comma);
-            s->targets.push_back(parse_assign_target(true, false, {}, false));
+            s->targets.push_back(parse_assign_target(true, {}, false));
             expect_op(Op::Assign);
             s->values.push_back(parse_expression(true));
         }
@@ -419,12 +427,17 @@ private:
     StmtPtr parse_block() {
         auto s = node<BlockStmt>(cur());
         next();
+        const Token name_tok = cur();
         s->name = expect_name();
+        if (std::find(block_names_.begin(), block_names_.end(), s->name) != block_names_.end())
+            fail_at("block '" + s->name + "' defined twice", name_tok);
+        block_names_.push_back(s->name);
         skip_name("scoped");
         skip_name("required");
         if (is_op(Op::Sub))
-            fail("Block names in Jinja have to be valid Python identifiers and may not contain "
-                 "hyphens, use an underscore instead.");
+            fail(
+                "Block names in Jinja have to be valid Python identifiers and may not contain "
+                "hyphens, use an underscore instead.");
         s->body = parse_statements({"endblock"}, true);
         skip_name(s->name);
         return s;
@@ -449,25 +462,43 @@ private:
         }
         if (e->kind == ExprKind::Seq && static_cast<SeqExpr*>(e.get())->tuple) {
             t.kind = Target::Kind::Tuple;
-            for (auto& item : static_cast<SeqExpr*>(e.get())->items) t.items.push_back(target_from(std::move(item)));
+            for (auto& item : static_cast<SeqExpr*>(e.get())->items)
+                t.items.push_back(target_from(std::move(item)));
             return t;
         }
         const char* what = "expression";
         switch (e->kind) {
-            case ExprKind::Const: what = "const"; break;
-            case ExprKind::Seq: what = "list"; break;
-            case ExprKind::Dict: what = "dict"; break;
-            case ExprKind::Getattr: what = "getattr"; break;
-            case ExprKind::Getitem: what = "getitem"; break;
-            case ExprKind::Call: what = "call"; break;
-            case ExprKind::Filter: what = "filter"; break;
-            default: break;
+            case ExprKind::Const:
+                what = "const";
+                break;
+            case ExprKind::Seq:
+                what = "list";
+                break;
+            case ExprKind::Dict:
+                what = "dict";
+                break;
+            case ExprKind::Getattr:
+                what = "getattr";
+                break;
+            case ExprKind::Getitem:
+                what = "getitem";
+                break;
+            case ExprKind::Call:
+                what = "call";
+                break;
+            case ExprKind::Filter:
+                what = "filter";
+                break;
+            default:
+                break;
         }
-        throw Error(ErrorKind::Syntax, std::string("can't assign to '") + what + "'", e->line, e->col);
+        throw Error(ErrorKind::Syntax, std::string("can't assign to '") + what + "'", e->line,
+                    e->col);
     }
 
     Target parse_target_item(bool with_namespace) {
-        if (with_namespace && cur().type == Tok::Name && look().type == Tok::Op && look().op == Op::Dot) {
+        if (with_namespace && cur().type == Tok::Name && look().type == Tok::Op &&
+            look().op == Op::Dot) {
             Target t;
             t.kind = Target::Kind::NsAttr;
             t.line = cur().line;
@@ -481,7 +512,7 @@ private:
         return target_from(parse_primary());
     }
 
-    Target parse_assign_target(bool with_tuple, bool, const EndRules& extra, bool with_namespace) {
+    Target parse_assign_target(bool with_tuple, const EndRules& extra, bool with_namespace) {
         if (!with_tuple) return parse_target_item(with_namespace);
         const Token at = cur();
         std::vector<Target> items;
@@ -511,12 +542,13 @@ private:
 
     bool is_tuple_end(const EndRules& extra) const {
         const Token& t = cur();
-        if (t.type == Tok::VarEnd || t.type == Tok::BlockEnd || (t.type == Tok::Op && t.op == Op::RParen))
+        if (t.type == Tok::VarEnd || t.type == Tok::BlockEnd ||
+            (t.type == Tok::Op && t.op == Op::RParen))
             return true;
         return in_rules(extra, t);
     }
 
-    ExprPtr parse_tuple(bool, bool with_condexpr, const EndRules& extra, bool explicit_parens) {
+    ExprPtr parse_tuple(bool with_condexpr, const EndRules& extra, bool explicit_parens) {
         const Token at = cur();
         std::vector<ExprPtr> items;
         bool is_tuple = false;
@@ -608,13 +640,20 @@ private:
         while (true) {
             const Token& t = cur();
             CmpOp op;
-            if (t.type == Tok::Op && t.op == Op::Eq) op = CmpOp::Eq;
-            else if (t.type == Tok::Op && t.op == Op::Ne) op = CmpOp::Ne;
-            else if (t.type == Tok::Op && t.op == Op::Lt) op = CmpOp::Lt;
-            else if (t.type == Tok::Op && t.op == Op::Le) op = CmpOp::Le;
-            else if (t.type == Tok::Op && t.op == Op::Gt) op = CmpOp::Gt;
-            else if (t.type == Tok::Op && t.op == Op::Ge) op = CmpOp::Ge;
-            else if (is_name("in")) op = CmpOp::In;
+            if (t.type == Tok::Op && t.op == Op::Eq)
+                op = CmpOp::Eq;
+            else if (t.type == Tok::Op && t.op == Op::Ne)
+                op = CmpOp::Ne;
+            else if (t.type == Tok::Op && t.op == Op::Lt)
+                op = CmpOp::Lt;
+            else if (t.type == Tok::Op && t.op == Op::Le)
+                op = CmpOp::Le;
+            else if (t.type == Tok::Op && t.op == Op::Gt)
+                op = CmpOp::Gt;
+            else if (t.type == Tok::Op && t.op == Op::Ge)
+                op = CmpOp::Ge;
+            else if (is_name("in"))
+                op = CmpOp::In;
             else if (is_name("not") && look().type == Tok::Name && look().text == "in") {
                 next();
                 op = CmpOp::NotIn;
@@ -657,8 +696,10 @@ private:
         while (is_op(Op::Mul) || is_op(Op::Div) || is_op(Op::FloorDiv) || is_op(Op::Mod)) {
             const Token at = cur();
             const Op o = cur().op;
-            const BinOp op = o == Op::Mul ? BinOp::Mul : o == Op::Div ? BinOp::Div
-                             : o == Op::FloorDiv ? BinOp::FloorDiv : BinOp::Mod;
+            const BinOp op = o == Op::Mul        ? BinOp::Mul
+                             : o == Op::Div      ? BinOp::Div
+                             : o == Op::FloorDiv ? BinOp::FloorDiv
+                                                 : BinOp::Mod;
             next();
             left = binary(op, std::move(left), parse_pow(), at);
         }
@@ -698,9 +739,12 @@ private:
             case Tok::Name: {
                 next();
                 auto c = node<ConstExpr>(t);
-                if (t.text == "true" || t.text == "True") c->value = Value(true);
-                else if (t.text == "false" || t.text == "False") c->value = Value(false);
-                else if (t.text == "none" || t.text == "None") c->value = Value::none();
+                if (t.text == "true" || t.text == "True")
+                    c->value = Value(true);
+                else if (t.text == "false" || t.text == "False")
+                    c->value = Value(false);
+                else if (t.text == "none" || t.text == "None")
+                    c->value = Value::none();
                 else {
                     auto n = node<NameExpr>(t);
                     n->name = t.text;
@@ -728,14 +772,15 @@ private:
             case Tok::Op:
                 if (t.op == Op::LParen) {
                     next();
-                    ExprPtr e = parse_tuple(false, true, {}, true);
+                    ExprPtr e = parse_tuple(true, {}, true);
                     expect_op(Op::RParen);
                     return e;
                 }
                 if (t.op == Op::LBracket) return parse_list();
                 if (t.op == Op::LBrace) return parse_dict();
                 break;
-            default: break;
+            default:
+                break;
         }
         if (t.type == Tok::Eof) fail("unexpected end of template");
         fail("unexpected '" + describe(t) + "'");
@@ -886,7 +931,8 @@ private:
                 ensure(!a.dyn_kw);
                 next();
                 a.dyn_kw = parse_expression(true);
-            } else if (cur().type == Tok::Name && look().type == Tok::Op && look().op == Op::Assign) {
+            } else if (cur().type == Tok::Name && look().type == Tok::Op &&
+                       look().op == Op::Assign) {
                 ensure(!a.dyn_kw);
                 std::string key = cur().text;
                 next();
@@ -974,161 +1020,7 @@ private:
     int loop_depth_ = 0;
     std::vector<EndRules> end_stack_;
     std::vector<std::string> tag_stack_;
-};
-
-// ---- post-parse pass: filter/test lookup and macro signatures ------------------------------
-
-class Resolver {
-public:
-    void body(Body& b, bool soft) {
-        for (auto& s : b) stmt(*s, soft);
-    }
-
-private:
-    void args(CallArgsExpr& a, bool soft) {
-        for (auto& e : a.pos) expr(e.get(), soft);
-        for (auto& [k, e] : a.kw) expr(e.get(), soft);
-        expr(a.dyn_pos.get(), soft);
-        expr(a.dyn_kw.get(), soft);
-    }
-
-    void filter(FilterExpr& f, bool soft) {
-        expr(f.base.get(), soft);
-        args(f.args, soft);
-        f.fn = find_filter(f.name);
-        if (!f.fn && !soft)
-            throw Error(ErrorKind::Syntax, "No filter named '" + f.name + "'.", f.line, f.col);
-    }
-
-    void expr(Expr* e, bool soft) {
-        if (!e) return;
-        switch (e->kind) {
-            case ExprKind::Name: {
-                const std::string& n = static_cast<NameExpr*>(e)->name;
-                for (MacroDef* m : macros_) {
-                    if (n == "caller") m->uses_caller = true;
-                    if (n == "varargs") m->uses_varargs = true;
-                    if (n == "kwargs") m->uses_kwargs = true;
-                }
-                break;
-            }
-            case ExprKind::Seq:
-                for (auto& c : static_cast<SeqExpr*>(e)->items) expr(c.get(), soft);
-                break;
-            case ExprKind::Dict:
-                for (auto& [k, v] : static_cast<DictExpr*>(e)->items) {
-                    expr(k.get(), soft);
-                    expr(v.get(), soft);
-                }
-                break;
-            case ExprKind::Getattr: expr(static_cast<GetattrExpr*>(e)->obj.get(), soft); break;
-            case ExprKind::Getitem:
-                expr(static_cast<GetitemExpr*>(e)->obj.get(), soft);
-                expr(static_cast<GetitemExpr*>(e)->index.get(), soft);
-                break;
-            case ExprKind::Slice: {
-                auto* s = static_cast<SliceExpr*>(e);
-                expr(s->start.get(), soft);
-                expr(s->stop.get(), soft);
-                expr(s->step.get(), soft);
-                break;
-            }
-            case ExprKind::Call:
-                expr(static_cast<CallExpr*>(e)->callee.get(), soft);
-                args(static_cast<CallExpr*>(e)->args, soft);
-                break;
-            case ExprKind::Filter: filter(*static_cast<FilterExpr*>(e), soft); break;
-            case ExprKind::Test: {
-                auto* t = static_cast<TestExpr*>(e);
-                expr(t->base.get(), soft);
-                args(t->args, soft);
-                t->fn = find_test(t->name);
-                if (!t->fn && !soft)
-                    throw Error(ErrorKind::Syntax, "No test named '" + t->name + "'.", t->line, t->col);
-                break;
-            }
-            case ExprKind::Unary: expr(static_cast<UnaryExpr*>(e)->operand.get(), soft); break;
-            case ExprKind::Binary:
-                expr(static_cast<BinaryExpr*>(e)->left.get(), soft);
-                expr(static_cast<BinaryExpr*>(e)->right.get(), soft);
-                break;
-            case ExprKind::Compare:
-                expr(static_cast<CompareExpr*>(e)->first.get(), soft);
-                for (auto& [op, c] : static_cast<CompareExpr*>(e)->ops) expr(c.get(), soft);
-                break;
-            case ExprKind::Concat:
-                for (auto& c : static_cast<ConcatExpr*>(e)->parts) expr(c.get(), soft);
-                break;
-            case ExprKind::Cond: {
-                auto* c = static_cast<CondExpr*>(e);
-                expr(c->test.get(), true);
-                expr(c->then.get(), true);
-                expr(c->otherwise.get(), true);
-                break;
-            }
-            case ExprKind::Const: break;
-        }
-    }
-
-    void macro(MacroDef& def) {
-        for (auto& d : def.defaults) expr(d.get(), false);
-        macros_.push_back(&def);
-        body(def.body, false);
-        macros_.pop_back();
-    }
-
-    void stmt(Stmt& s, bool soft) {
-        switch (s.kind) {
-            case StmtKind::Print: expr(static_cast<PrintStmt&>(s).expr.get(), soft); break;
-            case StmtKind::If: {
-                auto& i = static_cast<IfStmt&>(s);
-                for (auto& [test, b] : i.branches) {
-                    expr(test.get(), true);
-                    body(b, true);
-                }
-                body(i.otherwise, true);
-                break;
-            }
-            case StmtKind::For: {
-                auto& f = static_cast<ForStmt&>(s);
-                expr(f.iter.get(), soft);
-                expr(f.filter.get(), false);
-                body(f.body, false);
-                body(f.otherwise, false);
-                break;
-            }
-            case StmtKind::Set: expr(static_cast<SetStmt&>(s).value.get(), soft); break;
-            case StmtKind::SetBlock: {
-                auto& b = static_cast<SetBlockStmt&>(s);
-                for (auto& f : b.filters) filter(*f, soft);
-                body(b.body, false);
-                break;
-            }
-            case StmtKind::Macro: macro(*static_cast<MacroStmt&>(s).def); break;
-            case StmtKind::CallBlock: {
-                auto& c = static_cast<CallBlockStmt&>(s);
-                expr(c.call.get(), soft);
-                macro(*c.caller);
-                break;
-            }
-            case StmtKind::FilterBlock: {
-                auto& b = static_cast<FilterBlockStmt&>(s);
-                for (auto& f : b.filters) filter(*f, soft);
-                body(b.body, false);
-                break;
-            }
-            case StmtKind::With: {
-                auto& w = static_cast<WithStmt&>(s);
-                for (auto& v : w.values) expr(v.get(), soft);
-                body(w.body, false);
-                break;
-            }
-            case StmtKind::Block: body(static_cast<BlockStmt&>(s).body, false); break;
-            default: break;
-        }
-    }
-
-    std::vector<MacroDef*> macros_;
+    std::vector<std::string> block_names_;
 };
 
 }  // namespace
@@ -1136,7 +1028,7 @@ private:
 std::unique_ptr<Program> parse_program(std::string_view source, const ParseOptions& opts) {
     Parser p(tokenize(source, LexOptions{opts.trim_blocks, opts.lstrip_blocks}));
     auto prog = p.parse();
-    Resolver().body(prog->body, false);
+    resolve_program(*prog);
     return prog;
 }
 

@@ -15,9 +15,13 @@ const Value& arg1(CallArgs& a, const char* name, const char* test) {
     return *r.get(0);
 }
 
-void no_args(CallArgs& a, const char* test) { ArgReader(a, test, {}); }
+void no_args(CallArgs& a, const char* test) {
+    ArgReader(a, test, {});
+}
 
-Value mod2(Context& ctx, const Value& v, const Value& m) { return binary_op(BinOp::Mod, v, m, ctx); }
+Value mod2(Context& ctx, const Value& v, const Value& m) {
+    return binary_op(BinOp::Mod, v, m, ctx);
+}
 
 bool t_odd(Context& c, const Value& v, CallArgs& a) {
     no_args(a, "odd");
@@ -104,13 +108,16 @@ bool t_sequence(Context&, const Value& v, CallArgs& a) {
     no_args(a, "sequence");
     switch (v.kind()) {
         case Value::Kind::String:
-        case Value::Kind::Undefined: return true;
+        case Value::Kind::Undefined:
+            return true;
         case Value::Kind::List: {
             const ListKind k = v.list_kind();
             return k == ListKind::List || k == ListKind::Tuple || k == ListKind::Range;
         }
-        case Value::Kind::Dict: return v.is_mapping();
-        default: return false;
+        case Value::Kind::Dict:
+            return v.is_mapping();
+        default:
+            return false;
     }
 }
 bool t_iterable(Context&, const Value& v, CallArgs& a) {
@@ -119,10 +126,14 @@ bool t_iterable(Context&, const Value& v, CallArgs& a) {
         case Value::Kind::String:
         case Value::Kind::Undefined:
         case Value::Kind::List:
-        case Value::Kind::Generator: return true;
-        case Value::Kind::Dict: return v.is_mapping();
-        case Value::Kind::Object: return v.obj().type_name() == "LoopContext";
-        default: return false;
+        case Value::Kind::Generator:
+            return true;
+        case Value::Kind::Dict:
+            return v.is_mapping();
+        case Value::Kind::Object:
+            return v.obj().type_name() == "LoopContext";
+        default:
+            return false;
     }
 }
 bool t_callable(Context&, const Value& v, CallArgs& a) {
@@ -133,41 +144,87 @@ bool t_sameas(Context&, const Value& v, CallArgs& a) {
     const Value& o = arg1(a, "other", "sameas");
     if (v.kind() != o.kind()) return false;
     switch (v.kind()) {
-        case Value::Kind::None: return true;
-        case Value::Kind::Bool: return v.b() == o.b();
-        case Value::Kind::Int: return v.i() == o.i() && v.i() >= -5 && v.i() <= 256;
-        case Value::Kind::Float: return false;
-        case Value::Kind::Undefined: return v.undef() == o.undef();
-        default: return v.identity() == o.identity();
+        case Value::Kind::None:
+            return true;
+        case Value::Kind::Bool:
+            return v.b() == o.b();
+        case Value::Kind::Int:
+            return v.i() == o.i() && v.i() >= -5 && v.i() <= 256;
+        case Value::Kind::Float:
+            return false;
+        case Value::Kind::Undefined:
+            return v.undef() == o.undef();
+        default:
+            return v.identity() == o.identity();
     }
 }
 bool t_escaped(Context&, const Value& v, CallArgs& a) {
     no_args(a, "escaped");
     return v.is_safe();
 }
-bool t_in(Context&, const Value& v, CallArgs& a) { return contains(arg1(a, "seq", "in"), v); }
-bool t_eq(Context&, const Value& v, CallArgs& a) { return py_equal(v, arg1(a, "b", "eq")); }
-bool t_ne(Context&, const Value& v, CallArgs& a) { return !py_equal(v, arg1(a, "b", "ne")); }
-bool t_gt(Context&, const Value& v, CallArgs& a) { return py_compare(v, arg1(a, "b", "gt")) > 0; }
-bool t_ge(Context&, const Value& v, CallArgs& a) { return py_compare(v, arg1(a, "b", "ge")) >= 0; }
-bool t_lt(Context&, const Value& v, CallArgs& a) { return py_compare(v, arg1(a, "b", "lt")) < 0; }
-bool t_le(Context&, const Value& v, CallArgs& a) { return py_compare(v, arg1(a, "b", "le")) <= 0; }
+bool t_in(Context&, const Value& v, CallArgs& a) {
+    return contains(arg1(a, "seq", "in"), v);
+}
+bool t_eq(Context&, const Value& v, CallArgs& a) {
+    return py_equal(v, arg1(a, "b", "eq"));
+}
+bool t_ne(Context&, const Value& v, CallArgs& a) {
+    return !py_equal(v, arg1(a, "b", "ne"));
+}
+bool t_gt(Context&, const Value& v, CallArgs& a) {
+    return py_compare(v, arg1(a, "b", "gt")) > 0;
+}
+bool t_ge(Context&, const Value& v, CallArgs& a) {
+    return py_compare(v, arg1(a, "b", "ge")) >= 0;
+}
+bool t_lt(Context&, const Value& v, CallArgs& a) {
+    return py_compare(v, arg1(a, "b", "lt")) < 0;
+}
+bool t_le(Context&, const Value& v, CallArgs& a) {
+    return py_compare(v, arg1(a, "b", "le")) <= 0;
+}
 
 const TestTable& test_table() {
     static const TestTable table = {
-        {"odd", t_odd},         {"even", t_even},       {"divisibleby", t_divisibleby},
-        {"defined", t_defined}, {"undefined", t_undefined}, {"filter", t_filter},
-        {"test", t_test},       {"none", t_none},       {"boolean", t_boolean},
-        {"false", t_false},     {"true", t_true},       {"integer", t_integer},
-        {"float", t_float},     {"lower", t_lower},     {"upper", t_upper},
-        {"string", t_string},   {"mapping", t_mapping}, {"number", t_number},
-        {"sequence", t_sequence}, {"iterable", t_iterable}, {"callable", t_callable},
-        {"sameas", t_sameas},   {"escaped", t_escaped}, {"in", t_in},
-        {"==", t_eq},           {"eq", t_eq},           {"equalto", t_eq},
-        {"!=", t_ne},           {"ne", t_ne},           {">", t_gt},
-        {"gt", t_gt},           {"greaterthan", t_gt},  {">=", t_ge},
-        {"ge", t_ge},           {"<", t_lt},            {"lt", t_lt},
-        {"lessthan", t_lt},     {"<=", t_le},           {"le", t_le},
+        {"odd", t_odd},
+        {"even", t_even},
+        {"divisibleby", t_divisibleby},
+        {"defined", t_defined},
+        {"undefined", t_undefined},
+        {"filter", t_filter},
+        {"test", t_test},
+        {"none", t_none},
+        {"boolean", t_boolean},
+        {"false", t_false},
+        {"true", t_true},
+        {"integer", t_integer},
+        {"float", t_float},
+        {"lower", t_lower},
+        {"upper", t_upper},
+        {"string", t_string},
+        {"mapping", t_mapping},
+        {"number", t_number},
+        {"sequence", t_sequence},
+        {"iterable", t_iterable},
+        {"callable", t_callable},
+        {"sameas", t_sameas},
+        {"escaped", t_escaped},
+        {"in", t_in},
+        {"==", t_eq},
+        {"eq", t_eq},
+        {"equalto", t_eq},
+        {"!=", t_ne},
+        {"ne", t_ne},
+        {">", t_gt},
+        {"gt", t_gt},
+        {"greaterthan", t_gt},
+        {">=", t_ge},
+        {"ge", t_ge},
+        {"<", t_lt},
+        {"lt", t_lt},
+        {"lessthan", t_lt},
+        {"<=", t_le},
+        {"le", t_le},
     };
     return table;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "template/eval.h"
 #include "template/unicode.h"
 
 namespace lokal::tmpl {
@@ -17,14 +18,29 @@ static void json_string(std::string& out, std::string_view s, bool ensure_ascii)
         const uint32_t c = uni::decode(s, i);
         char buf[16];
         switch (c) {
-            case '"': out += "\\\""; continue;
-            case '\\': out += "\\\\"; continue;
-            case '\n': out += "\\n"; continue;
-            case '\r': out += "\\r"; continue;
-            case '\t': out += "\\t"; continue;
-            case '\b': out += "\\b"; continue;
-            case '\f': out += "\\f"; continue;
-            default: break;
+            case '"':
+                out += "\\\"";
+                continue;
+            case '\\':
+                out += "\\\\";
+                continue;
+            case '\n':
+                out += "\\n";
+                continue;
+            case '\r':
+                out += "\\r";
+                continue;
+            case '\t':
+                out += "\\t";
+                continue;
+            case '\b':
+                out += "\\b";
+                continue;
+            case '\f':
+                out += "\\f";
+                continue;
+            default:
+                break;
         }
         if (c < 0x20 || (ensure_ascii && c >= 0x7F && c < 0x110000)) {
             if (c >= 0x10000) {
@@ -61,11 +77,16 @@ struct JsonWriter {
 
     std::string key_string(const Value& k) {
         switch (k.kind()) {
-            case Value::Kind::String: return k.s();
-            case Value::Kind::Int: return std::to_string(k.i());
-            case Value::Kind::Float: return json_float(k.f());
-            case Value::Kind::Bool: return k.b() ? "true" : "false";
-            case Value::Kind::None: return "null";
+            case Value::Kind::String:
+                return k.s();
+            case Value::Kind::Int:
+                return std::to_string(k.i());
+            case Value::Kind::Float:
+                return json_float(k.f());
+            case Value::Kind::Bool:
+                return k.b() ? "true" : "false";
+            case Value::Kind::None:
+                return "null";
             default:
                 throw_type("keys must be str, int, float, bool or None, not " + type_name(k));
         }
@@ -74,11 +95,21 @@ struct JsonWriter {
     void write(const Value& v, int level) {
         if (level > kMaxValueDepth) throw_limit("value nested too deeply for tojson");
         switch (v.kind()) {
-            case Value::Kind::None: out += "null"; return;
-            case Value::Kind::Bool: out += v.b() ? "true" : "false"; return;
-            case Value::Kind::Int: out += std::to_string(v.i()); return;
-            case Value::Kind::Float: out += json_float(v.f()); return;
-            case Value::Kind::String: json_string(out, v.s(), o.ensure_ascii); return;
+            case Value::Kind::None:
+                out += "null";
+                return;
+            case Value::Kind::Bool:
+                out += v.b() ? "true" : "false";
+                return;
+            case Value::Kind::Int:
+                out += std::to_string(v.i());
+                return;
+            case Value::Kind::Float:
+                out += json_float(v.f());
+                return;
+            case Value::Kind::String:
+                json_string(out, v.s(), o.ensure_ascii);
+                return;
             case Value::Kind::List:
                 if (v.list_kind() == ListKind::List || v.list_kind() == ListKind::Tuple) {
                     const auto& items = v.arr().items;
@@ -122,7 +153,8 @@ struct JsonWriter {
                     return;
                 }
                 break;
-            default: break;
+            default:
+                break;
         }
         throw_type("Object of type " + type_name(v) + " is not JSON serializable");
     }
@@ -130,8 +162,10 @@ struct JsonWriter {
 }  // namespace
 
 std::string json_dumps(const Value& v, const JsonDumpOptions& opts) {
-    JsonWriter w{opts, opts.item_separator.value_or(opts.indent ? "," : ", "),
-                 opts.key_separator.value_or(": "), {}};
+    JsonWriter w{opts,
+                 opts.item_separator.value_or(opts.indent ? "," : ", "),
+                 opts.key_separator.value_or(": "),
+                 {}};
     w.write(v, 0);
     return std::move(w.out);
 }
@@ -230,12 +264,18 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         bool left = false, zero = false, plus = false, space = false, alt = false;
         for (; i < n; ++i) {
             char c = fmt[i];
-            if (c == '-') left = true;
-            else if (c == '0') zero = true;
-            else if (c == '+') plus = true;
-            else if (c == ' ') space = true;
-            else if (c == '#') alt = true;
-            else break;
+            if (c == '-')
+                left = true;
+            else if (c == '0')
+                zero = true;
+            else if (c == '+')
+                plus = true;
+            else if (c == ' ')
+                space = true;
+            else if (c == '#')
+                alt = true;
+            else
+                break;
         }
         auto next_arg = [&]() -> const Value& {
             if (argi >= pos.size()) throw_type("not enough arguments for format string");
@@ -285,7 +325,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
                 body = conv == 's' ? to_str(v) : repr(v);
                 if (prec >= 0) {
                     auto cps = uni::to_cps(body);
-                    if (cps.size() > static_cast<size_t>(prec)) body = uni::from_cps(cps.data(), prec);
+                    if (cps.size() > static_cast<size_t>(prec))
+                        body = uni::from_cps(cps.data(), prec);
                 }
                 numeric = false;
                 break;
@@ -329,8 +370,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
                 break;
             }
             default:
-                throw Error(ErrorKind::Type, std::string("unsupported format character '") + conv +
-                                                 "'");
+                throw Error(ErrorKind::Type,
+                            std::string("unsupported format character '") + conv + "'");
         }
         std::string s = sign + prefix + body;
         const int len = static_cast<int>(uni::length(s));
@@ -345,7 +386,9 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         }
         out += s;
     }
-    if (!mapping && argi < pos.size())
+    // Like CPython, a single argument with __getitem__ (list, dict) is exempt from the check.
+    const bool subscriptable = single && (args.is_dict() || args.is_list() || args.is_undefined());
+    if (!mapping && !subscriptable && argi < pos.size())
         throw_type("not all arguments converted during string formatting");
     return out;
 }
@@ -393,6 +436,8 @@ std::string format_spec(const Value& v, const std::string& spec) {
     if (i < cps.size() && cps[i] == '.') {
         ++i;
         prec = 0;
+        if (i >= cps.size() || cps[i] < '0' || cps[i] > '9')
+            throw Error(ErrorKind::Type, "Format specifier missing precision");
         while (i < cps.size() && cps[i] >= '0' && cps[i] <= '9') {
             prec = prec * 10 + static_cast<int>(cps[i++] - '0');
             if (prec > 1000) throw_limit("format precision too large");
@@ -408,8 +453,8 @@ std::string format_spec(const Value& v, const std::string& spec) {
         if (!v.is_string()) {
             throw_type("unsupported format string passed to " + type_name(v) + ".__format__");
         }
-        if (type && type != 's') throw_type(std::string("Unknown format code '") + type +
-                                            "' for object of type 'str'");
+        if (type && type != 's')
+            throw_type(std::string("Unknown format code '") + type + "' for object of type 'str'");
         if (sign) throw Error(ErrorKind::Type, "Sign not allowed in string format specifier");
         body = v.s();
         if (prec >= 0) {
@@ -420,8 +465,9 @@ std::string format_spec(const Value& v, const std::string& spec) {
     } else {
         numeric = true;
         if (!align) align = '>';
-        const bool as_int = v.is_integral() && (type == 0 || std::string_view("dbcoxXn").find(type) !=
-                                                                  std::string_view::npos);
+        const bool as_int =
+            v.is_integral() &&
+            (type == 0 || std::string_view("dbcoxXn").find(type) != std::string_view::npos);
         if (as_int) {
             const int64_t x = v.i();
             int base = 10;
@@ -440,7 +486,10 @@ std::string format_spec(const Value& v, const std::string& spec) {
             sgn = x < 0 ? "-" : sign == '+' ? "+" : sign == ' ' ? " " : "";
         } else {
             const double d = v.f();
-            sgn = std::signbit(d) && !std::isnan(d) ? "-" : sign == '+' ? "+" : sign == ' ' ? " " : "";
+            sgn = std::signbit(d) && !std::isnan(d) ? "-"
+                  : sign == '+'                     ? "+"
+                  : sign == ' '                     ? " "
+                                                    : "";
             if (type == 0 && prec < 0) {
                 body = format_float(std::fabs(d));
             } else if (type == '%') {
@@ -472,10 +521,14 @@ std::string format_spec(const Value& v, const std::string& spec) {
     if (width <= len) return sgn + body;
     const int pad = width - len;
     switch (align) {
-        case '<': return sgn + body + rep(pad);
-        case '^': return rep(pad / 2) + sgn + body + rep(pad - pad / 2);
-        case '=': return numeric ? sgn + rep(pad) + body : rep(pad) + body;
-        default: return rep(pad) + sgn + body;
+        case '<':
+            return sgn + body + rep(pad);
+        case '^':
+            return rep(pad / 2) + sgn + body + rep(pad - pad / 2);
+        case '=':
+            return numeric ? sgn + rep(pad) + body : rep(pad) + body;
+        default:
+            return rep(pad) + sgn + body;
     }
 }
 
@@ -503,7 +556,8 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
                 throw Error(ErrorKind::Type, "Replacement index " + std::to_string(auto_idx) +
                                                  " out of range for positional args tuple");
             cur = pos[auto_idx++];
-        } else if (std::all_of(head.begin(), head.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        } else if (std::all_of(head.begin(), head.end(),
+                               [](char c) { return c >= '0' && c <= '9'; })) {
             if (used_auto)
                 throw Error(ErrorKind::Type,
                             "cannot switch from automatic field numbering to manual field "
@@ -520,34 +574,29 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
             cur = *v;
         }
         while (k < field.size()) {
-            std::string key;
-            bool is_index = false;
+            // jinja's SandboxedFormatter resolves fields with the sandboxed getattr/getitem:
+            // missing or unsafe attributes become undefined (printed as '').
             if (field[k] == '.') {
                 size_t e = k + 1;
                 while (e < field.size() && field[e] != '.' && field[e] != '[') ++e;
-                key = field.substr(k + 1, e - k - 1);
+                if (e == k + 1) throw Error(ErrorKind::Type, "Empty attribute in format string");
+                cur = get_attr(cur, std::string_view(field).substr(k + 1, e - k - 1));
                 k = e;
-            } else {
+            } else if (field[k] == '[') {
                 size_t e = field.find(']', k);
-                if (e == std::string::npos) throw Error(ErrorKind::Type, "Missing ']' in format string");
-                key = field.substr(k + 1, e - k - 1);
-                is_index = !key.empty() &&
-                           std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+                if (e == std::string::npos)
+                    throw Error(ErrorKind::Type, "Missing ']' in format string");
+                const std::string key = field.substr(k + 1, e - k - 1);
+                if (key.empty()) throw Error(ErrorKind::Type, "Empty attribute in format string");
+                const bool digits =
+                    key.size() < 18 && std::all_of(key.begin(), key.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+                cur = get_item(cur,
+                               digits ? Value(static_cast<int64_t>(std::stoll(key))) : Value(key));
                 k = e + 1;
-            }
-            if (!key.empty() && key[0] == '_') return Value();  // sandbox: unsafe -> undefined
-            if (cur.is_dict()) {
-                const Value* v = cur.dict().find(std::string_view(key));
-                if (!v) throw Error(ErrorKind::Type, "KeyError: " + quote_str(key));
-                cur = *v;
-            } else if (cur.is_list() && is_index) {
-                size_t idx = key.size() > 9 ? SIZE_MAX : std::stoul(key);
-                if (idx >= cur.arr().items.size())
-                    throw Error(ErrorKind::Type, "IndexError: list index out of range");
-                cur = cur.arr().items[idx];
             } else {
-                throw Error(ErrorKind::Type, "'" + type_name(cur) + "' object has no attribute " +
-                                                 quote_str(key));
+                throw Error(ErrorKind::Type,
+                            "Only '.' or '[' may follow ']' in format field specifier");
             }
         }
         return cur;
@@ -573,10 +622,17 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
             ++i;
             continue;
         }
-        // find the matching '}' allowing one nested {...} in the spec
+        // find the matching '}': braces nest (format specs may hold fields), and a '}'
+        // inside [...] of the field name belongs to the key.
         size_t j = i + 1;
         int depth = 1;
+        bool in_key = false;
         for (; j < n; ++j) {
+            if (in_key) {
+                in_key = fmt[j] != ']';
+                continue;
+            }
+            if (fmt[j] == '[' && depth == 1) in_key = true;
             if (fmt[j] == '{') ++depth;
             if (fmt[j] == '}' && --depth == 0) break;
         }
@@ -589,7 +645,8 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
         for (size_t k = 0; k < inner.size(); ++k) {
             if (inner[k] == '[') ++br;
             if (inner[k] == ']') --br;
-            if (br == 0 && inner[k] == '!' && bang == std::string::npos && colon == std::string::npos)
+            if (br == 0 && inner[k] == '!' && bang == std::string::npos &&
+                colon == std::string::npos)
                 bang = k;
             if (br == 0 && inner[k] == ':' && colon == std::string::npos) {
                 colon = k;
@@ -615,7 +672,8 @@ std::string str_format(const std::string& fmt, const std::vector<Value>& pos, co
         }
         if (spec.find('{') != std::string::npos) spec = str_format(spec, pos, kw);
         if (escape_fields && v.is_safe()) {
-            if (!spec.empty()) throw Error(ErrorKind::Type, "Unsupported format specification for Markup.");
+            if (!spec.empty())
+                throw Error(ErrorKind::Type, "Unsupported format specification for Markup.");
             out += v.s();
         } else if (escape_fields) {
             out += html_escape(format_spec(v, spec));

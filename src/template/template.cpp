@@ -35,6 +35,7 @@ std::string Template::render(const Value& context, const RenderOptions& options)
             top->set(k.s(), v);
         }
     }
+    predeclare(*top, program_->locals);
     render_body(program_->body, ctx, top, out);
     return out;
 }

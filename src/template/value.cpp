@@ -1,5 +1,6 @@
 #include "template/value.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -15,7 +16,9 @@ thread_local std::vector<std::shared_ptr<void>> g_trash;
 thread_local int g_release_depth = 0;
 }  // namespace
 
-ReleaseScope::ReleaseScope() { ++g_release_depth; }
+ReleaseScope::ReleaseScope() {
+    ++g_release_depth;
+}
 
 ReleaseScope::~ReleaseScope() {
     if (--g_release_depth != 0) return;
@@ -55,7 +58,9 @@ GenState::~GenState() {
     for (auto& v : items) v.release_into_trash();
 }
 
-Dict::~Dict() { clear(); }
+Dict::~Dict() {
+    clear();
+}
 
 void Dict::clear() {
     ReleaseScope rs;
@@ -146,9 +151,13 @@ Value Value::generator(std::vector<Value> items, std::string name) {
 
 // ---- Object defaults -------------------------------------------------------------------------
 
-std::string Object::repr() const { return "<" + type_name() + " object>"; }
+std::string Object::repr() const {
+    return "<" + type_name() + " object>";
+}
 
-Value Object::call(Context&, CallArgs&) { throw_type("'" + type_name() + "' object is not callable"); }
+Value Object::call(Context&, CallArgs&) {
+    throw_type("'" + type_name() + "' object is not callable");
+}
 
 Value Object::attr(std::string_view name) {
     return Value::undefined("'" + type_name() + " object' has no attribute '" + std::string(name) +
@@ -276,12 +285,23 @@ std::string html_escape(std::string_view s) {
     out.reserve(s.size());
     for (char c : s) {
         switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&#34;"; break;
-            case '\'': out += "&#39;"; break;
-            default: out += c;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&#34;";
+                break;
+            case '\'':
+                out += "&#39;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -289,25 +309,40 @@ std::string html_escape(std::string_view s) {
 
 std::string type_name(const Value& v) {
     switch (v.kind()) {
-        case Value::Kind::Undefined: return "Undefined";
-        case Value::Kind::None: return "NoneType";
-        case Value::Kind::Bool: return "bool";
-        case Value::Kind::Int: return "int";
-        case Value::Kind::Float: return "float";
-        case Value::Kind::String: return v.is_safe() ? "Markup" : "str";
+        case Value::Kind::Undefined:
+            return "Undefined";
+        case Value::Kind::None:
+            return "NoneType";
+        case Value::Kind::Bool:
+            return "bool";
+        case Value::Kind::Int:
+            return "int";
+        case Value::Kind::Float:
+            return "float";
+        case Value::Kind::String:
+            return v.is_safe() ? "Markup" : "str";
         case Value::Kind::List:
             switch (v.list_kind()) {
-                case ListKind::List: return "list";
-                case ListKind::Tuple: return "tuple";
-                case ListKind::Keys: return "dict_keys";
-                case ListKind::Values: return "dict_values";
-                case ListKind::Items: return "dict_items";
-                case ListKind::Range: return "range";
+                case ListKind::List:
+                    return "list";
+                case ListKind::Tuple:
+                    return "tuple";
+                case ListKind::Keys:
+                    return "dict_keys";
+                case ListKind::Values:
+                    return "dict_values";
+                case ListKind::Items:
+                    return "dict_items";
+                case ListKind::Range:
+                    return "range";
             }
             return "list";
-        case Value::Kind::Dict: return v.is_namespace() ? "Namespace" : "dict";
-        case Value::Kind::Object: return v.obj().type_name();
-        case Value::Kind::Generator: return "generator";
+        case Value::Kind::Dict:
+            return v.is_namespace() ? "Namespace" : "dict";
+        case Value::Kind::Object:
+            return v.obj().type_name();
+        case Value::Kind::Generator:
+            return "generator";
     }
     return "object";
 }
@@ -319,32 +354,50 @@ std::string object_type_repr(const Value& v) {
     return type_name(v) + " object";
 }
 
-static void repr_into(std::string& out, const Value& v, int depth);
+namespace {
+// Containers being printed, to print a self-reference as Python does ([...], {...}).
+using ReprStack = std::vector<const void*>;
+struct ReprGuard {
+    ReprGuard(ReprStack& s, const void* p) : stack(s) { stack.push_back(p); }
+    ~ReprGuard() { stack.pop_back(); }
+    ReprStack& stack;
+};
+}  // namespace
 
-static void repr_seq(std::string& out, const std::vector<Value>& items, int depth) {
+static void repr_into(std::string& out, const Value& v, int depth, ReprStack& seen);
+
+static void repr_seq(std::string& out, const std::vector<Value>& items, int depth,
+                     ReprStack& seen) {
     for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += ", ";
-        repr_into(out, items[i], depth + 1);
+        repr_into(out, items[i], depth + 1, seen);
     }
 }
 
-static void repr_dict(std::string& out, const Dict& d, int depth) {
+static void repr_dict(std::string& out, const Dict& d, int depth, ReprStack& seen) {
+    if (std::find(seen.begin(), seen.end(), &d) != seen.end()) {
+        out += "{...}";
+        return;
+    }
+    ReprGuard g(seen, &d);
     out += '{';
     bool first = true;
     for (const auto& [k, val] : d.entries()) {
         if (!first) out += ", ";
         first = false;
-        repr_into(out, k, depth + 1);
+        repr_into(out, k, depth + 1, seen);
         out += ": ";
-        repr_into(out, val, depth + 1);
+        repr_into(out, val, depth + 1, seen);
     }
     out += '}';
 }
 
-static void repr_into(std::string& out, const Value& v, int depth) {
+static void repr_into(std::string& out, const Value& v, int depth, ReprStack& seen) {
     if (depth > kMaxValueDepth) throw_limit("maximum recursion depth exceeded in repr");
     switch (v.kind()) {
-        case Value::Kind::Undefined: out += "Undefined"; return;
+        case Value::Kind::Undefined:
+            out += "Undefined";
+            return;
         case Value::Kind::String:
             if (v.is_safe()) {
                 out += "Markup(" + quote_str(v.s()) + ")";
@@ -355,14 +408,20 @@ static void repr_into(std::string& out, const Value& v, int depth) {
         case Value::Kind::List: {
             const Array& a = v.arr();
             switch (a.kind) {
-                case ListKind::List:
+                case ListKind::List: {
+                    if (std::find(seen.begin(), seen.end(), &a) != seen.end()) {
+                        out += "[...]";
+                        return;
+                    }
+                    ReprGuard g(seen, &a);
                     out += '[';
-                    repr_seq(out, a.items, depth);
+                    repr_seq(out, a.items, depth, seen);
                     out += ']';
                     return;
+                }
                 case ListKind::Tuple:
                     out += '(';
-                    repr_seq(out, a.items, depth);
+                    repr_seq(out, a.items, depth, seen);
                     if (a.items.size() == 1) out += ',';
                     out += ')';
                     return;
@@ -373,7 +432,7 @@ static void repr_into(std::string& out, const Value& v, int depth) {
                     return;
                 default:
                     out += type_name(v) + "([";
-                    repr_seq(out, a.items, depth);
+                    repr_seq(out, a.items, depth, seen);
                     out += "])";
                     return;
             }
@@ -381,10 +440,10 @@ static void repr_into(std::string& out, const Value& v, int depth) {
         case Value::Kind::Dict:
             if (v.is_namespace()) {
                 out += "<Namespace ";
-                repr_dict(out, v.dict(), depth);
+                repr_dict(out, v.dict(), depth, seen);
                 out += '>';
             } else {
-                repr_dict(out, v.dict(), depth);
+                repr_dict(out, v.dict(), depth, seen);
             }
             return;
         default:
@@ -394,22 +453,32 @@ static void repr_into(std::string& out, const Value& v, int depth) {
 
 std::string repr(const Value& v) {
     std::string out;
-    repr_into(out, v, 0);
+    ReprStack seen;
+    repr_into(out, v, 0, seen);
     return out;
 }
 
 std::string to_str(const Value& v) {
     switch (v.kind()) {
-        case Value::Kind::Undefined: return "";
-        case Value::Kind::None: return "None";
-        case Value::Kind::Bool: return v.b() ? "True" : "False";
-        case Value::Kind::Int: return std::to_string(v.i());
-        case Value::Kind::Float: return format_float(v.f());
-        case Value::Kind::String: return v.s();
-        case Value::Kind::Object: return v.obj().repr();
-        case Value::Kind::Generator: return "<" + v.gen().name + " at 0x0>";
+        case Value::Kind::Undefined:
+            return "";
+        case Value::Kind::None:
+            return "None";
+        case Value::Kind::Bool:
+            return v.b() ? "True" : "False";
+        case Value::Kind::Int:
+            return std::to_string(v.i());
+        case Value::Kind::Float:
+            return format_float(v.f());
+        case Value::Kind::String:
+            return v.s();
+        case Value::Kind::Object:
+            return v.obj().repr();
+        case Value::Kind::Generator:
+            return "<" + v.gen().name + " at 0x0>";
         case Value::Kind::List:
-        case Value::Kind::Dict: return repr(v);
+        case Value::Kind::Dict:
+            return repr(v);
     }
     return "";
 }
@@ -434,8 +503,10 @@ static bool equal_at(const Value& a, const Value& b, int depth) {
     if (a.kind() != b.kind()) return false;
     switch (a.kind()) {
         case Value::Kind::Undefined:
-        case Value::Kind::None: return true;
-        case Value::Kind::String: return a.s() == b.s();
+        case Value::Kind::None:
+            return true;
+        case Value::Kind::String:
+            return a.s() == b.s();
         case Value::Kind::List: {
             auto ka = a.list_kind(), kb = b.list_kind();
             if (ka != kb) return false;
@@ -452,11 +523,14 @@ static bool equal_at(const Value& a, const Value& b, int depth) {
             }
             return true;
         }
-        default: return a.identity() == b.identity();
+        default:
+            return a.identity() == b.identity();
     }
 }
 
-bool py_equal(const Value& a, const Value& b) { return equal_at(a, b, 0); }
+bool py_equal(const Value& a, const Value& b) {
+    return equal_at(a, b, 0);
+}
 
 static int compare_at(const Value& a, const Value& b, int depth) {
     if (depth > kMaxValueDepth) throw_limit("maximum recursion depth exceeded in comparison");
@@ -484,7 +558,9 @@ static int compare_at(const Value& a, const Value& b, int depth) {
                type_name(b) + "'");
 }
 
-int py_compare(const Value& a, const Value& b) { return compare_at(a, b, 0); }
+int py_compare(const Value& a, const Value& b) {
+    return compare_at(a, b, 0);
+}
 
 bool is_hashable(const Value& v) {
     switch (v.kind()) {
@@ -494,29 +570,41 @@ bool is_hashable(const Value& v) {
             for (const auto& e : v.arr().items)
                 if (!is_hashable(e)) return false;
             return true;
-        case Value::Kind::Dict: return v.is_namespace();
-        default: return true;
+        case Value::Kind::Dict:
+            return v.is_namespace();
+        default:
+            return true;
     }
 }
 
 bool truthy(const Value& v) {
     switch (v.kind()) {
         case Value::Kind::Undefined:
-        case Value::Kind::None: return false;
-        case Value::Kind::Bool: return v.b();
-        case Value::Kind::Int: return v.i() != 0;
-        case Value::Kind::Float: return v.f() != 0.0;
-        case Value::Kind::String: return !v.s().empty();
-        case Value::Kind::List: return !v.arr().items.empty();
-        case Value::Kind::Dict: return v.is_namespace() || v.dict().size() > 0;
-        default: return true;
+        case Value::Kind::None:
+            return false;
+        case Value::Kind::Bool:
+            return v.b();
+        case Value::Kind::Int:
+            return v.i() != 0;
+        case Value::Kind::Float:
+            return v.f() != 0.0;
+        case Value::Kind::String:
+            return !v.s().empty();
+        case Value::Kind::List:
+            return !v.arr().items.empty();
+        case Value::Kind::Dict:
+            return v.is_namespace() || v.dict().size() > 0;
+        default:
+            return true;
     }
 }
 
 std::vector<Value> iterate(const Value& v) {
     switch (v.kind()) {
-        case Value::Kind::Undefined: return {};
-        case Value::Kind::List: return v.arr().items;
+        case Value::Kind::Undefined:
+            return {};
+        case Value::Kind::List:
+            return v.arr().items;
         case Value::Kind::String: {
             std::vector<Value> out;
             const std::string& s = v.s();
@@ -538,24 +626,30 @@ std::vector<Value> iterate(const Value& v) {
         case Value::Kind::Generator: {
             GenState& g = v.gen();
             if (!g.error.empty()) throw_type(g.error);
-            std::vector<Value> out(g.items.begin() + static_cast<std::ptrdiff_t>(g.pos), g.items.end());
+            std::vector<Value> out(g.items.begin() + static_cast<std::ptrdiff_t>(g.pos),
+                                   g.items.end());
             g.pos = g.items.size();
             return out;
         }
-        default: break;
+        default:
+            break;
     }
     throw_type("'" + type_name(v) + "' object is not iterable");
 }
 
 int64_t py_len(const Value& v) {
     switch (v.kind()) {
-        case Value::Kind::Undefined: return 0;
-        case Value::Kind::String: return static_cast<int64_t>(uni::length(v.s()));
-        case Value::Kind::List: return static_cast<int64_t>(v.arr().items.size());
+        case Value::Kind::Undefined:
+            return 0;
+        case Value::Kind::String:
+            return static_cast<int64_t>(uni::length(v.s()));
+        case Value::Kind::List:
+            return static_cast<int64_t>(v.arr().items.size());
         case Value::Kind::Dict:
             if (!v.is_namespace()) return static_cast<int64_t>(v.dict().size());
             break;
-        default: break;
+        default:
+            break;
     }
     throw_type("object of type '" + type_name(v) + "' has no len()");
 }
@@ -584,11 +678,16 @@ Value make_undefined(const Value& obj, const Value& name) {
 static nlohmann::ordered_json to_json_at(const Value& v, int depth) {
     if (depth > kMaxValueDepth) throw_limit("value nested too deeply");
     switch (v.kind()) {
-        case Value::Kind::None: return nullptr;
-        case Value::Kind::Bool: return v.b();
-        case Value::Kind::Int: return v.i();
-        case Value::Kind::Float: return v.f();
-        case Value::Kind::String: return v.s();
+        case Value::Kind::None:
+            return nullptr;
+        case Value::Kind::Bool:
+            return v.b();
+        case Value::Kind::Int:
+            return v.i();
+        case Value::Kind::Float:
+            return v.f();
+        case Value::Kind::String:
+            return v.s();
         case Value::Kind::List:
             if (v.list_kind() == ListKind::List || v.list_kind() == ListKind::Tuple) {
                 auto arr = nlohmann::ordered_json::array();
@@ -604,11 +703,14 @@ static nlohmann::ordered_json to_json_at(const Value& v, int depth) {
                 return obj;
             }
             break;
-        default: break;
+        default:
+            break;
     }
     throw_type("Object of type " + type_name(v) + " is not JSON serializable");
 }
 
-nlohmann::ordered_json to_json(const Value& v) { return to_json_at(v, 0); }
+nlohmann::ordered_json to_json(const Value& v) {
+    return to_json_at(v, 0);
+}
 
 }  // namespace lokal::tmpl

@@ -30,8 +30,19 @@ struct GenState;
 struct UndefInfo;
 
 class Value {
-public:
-    enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dict, Object, Generator };
+  public:
+    enum class Kind : uint8_t {
+        Undefined,
+        None,
+        Bool,
+        Int,
+        Float,
+        String,
+        List,
+        Dict,
+        Object,
+        Generator
+    };
 
     Value() : i_(0) {}
     Value(std::nullptr_t) : kind_(Kind::None), i_(0) {}
@@ -93,7 +104,7 @@ public:
     // Moves a container payload to the deferred-release list (see ReleaseScope).
     void release_into_trash();
 
-private:
+  private:
     Kind kind_ = Kind::Undefined;
     bool safe_ = false;
     union {
@@ -107,13 +118,13 @@ private:
 struct Array {
     std::vector<Value> items;
     ListKind kind = ListKind::List;
-    int64_t start = 0, stop = 0, step = 1;                 // the arguments of a range
+    int64_t start = 0, stop = 0, step = 1;                   // the arguments of a range
     std::shared_ptr<const std::vector<std::string>> fields;  // namedtuple field names
     ~Array();
 };
 
 class Dict {
-public:
+  public:
     ~Dict();
     const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
     size_t size() const { return entries_.size(); }
@@ -124,7 +135,7 @@ public:
 
     bool is_namespace = false;
 
-private:
+  private:
     std::vector<std::pair<Value, Value>> entries_;
     std::unordered_map<std::string_view, size_t> index_;  // string keys, built when large
     bool has_other_keys_ = false;
@@ -132,7 +143,7 @@ private:
 
 // Functions, macros, loop contexts, cyclers: anything with behaviour.
 class Object {
-public:
+  public:
     virtual ~Object() = default;
     virtual std::string type_name() const = 0;  // Python class name, for messages
     virtual std::string repr() const;
@@ -155,10 +166,18 @@ struct UndefInfo {
     bool security = false;
 };
 
-inline ListKind Value::list_kind() const { return arr().kind; }
-inline bool Value::is_mapping() const { return kind_ == Kind::Dict && !dict().is_namespace; }
-inline bool Value::is_namespace() const { return kind_ == Kind::Dict && dict().is_namespace; }
-inline bool Value::is_callable() const { return kind_ == Kind::Object && obj().callable(); }
+inline ListKind Value::list_kind() const {
+    return arr().kind;
+}
+inline bool Value::is_mapping() const {
+    return kind_ == Kind::Dict && !dict().is_namespace;
+}
+inline bool Value::is_namespace() const {
+    return kind_ == Kind::Dict && dict().is_namespace;
+}
+inline bool Value::is_callable() const {
+    return kind_ == Kind::Object && obj().callable();
+}
 
 // Containers release their children through a thread-local list drained by the outermost
 // ReleaseScope, so destroying a deeply nested value never recurses deeply.

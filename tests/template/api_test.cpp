@@ -21,14 +21,18 @@ TEST(TemplateApi, RendersJsonContexts) {
     // nlohmann::json sorts keys; ordered_json keeps insertion order like a Python dict.
     const json sorted = {{"b", 1}, {"a", 2}};
     const ordered_json ordered = {{"b", 1}, {"a", 2}};
-    EXPECT_EQ(Template::parse("{{ d|tojson }}").render(json{{"d", sorted}}), "{\"a\": 2, \"b\": 1}");
-    EXPECT_EQ(Template::parse("{{ d|tojson }}").render(ordered_json{{"d", ordered}}), "{\"b\": 1, \"a\": 2}");
+    EXPECT_EQ(Template::parse("{{ d|tojson }}").render(json{{"d", sorted}}),
+              "{\"a\": 2, \"b\": 1}");
+    EXPECT_EQ(Template::parse("{{ d|tojson }}").render(ordered_json{{"d", ordered}}),
+              "{\"b\": 1, \"a\": 2}");
     EXPECT_EQ(render("{{ x }}"), "");  // undefined prints nothing
 }
 
 TEST(TemplateApi, PythonStylePrinting) {
-    const ordered_json ctx = {{"v", {{"s", "it's"}, {"f", 1.0}, {"n", nullptr}, {"b", true}, {"l", {1, 2.5, "x"}}}}};
-    EXPECT_EQ(render("{{ v }}", ctx), "{'s': \"it's\", 'f': 1.0, 'n': None, 'b': True, 'l': [1, 2.5, 'x']}");
+    const ordered_json ctx = {
+        {"v", {{"s", "it's"}, {"f", 1.0}, {"n", nullptr}, {"b", true}, {"l", {1, 2.5, "x"}}}}};
+    EXPECT_EQ(render("{{ v }}", ctx),
+              "{'s': \"it's\", 'f': 1.0, 'n': None, 'b': True, 'l': [1, 2.5, 'x']}");
     EXPECT_EQ(render("{{ 1e16 }} {{ 1e-5 }} {{ 0.1 + 0.2 }} {{ 3.0 }} {{ -0.0 }} {{ 10 / 4 }}"),
               "1e+16 1e-05 0.30000000000000004 3.0 -0.0 2.5");
     EXPECT_EQ(render("{{ (1,) }}{{ ('a', none) }}{{ {} }}{{ [] }}"), "(1,)('a', None){}[]");
@@ -59,14 +63,17 @@ TEST(TemplateApi, ParseOnceRenderManyAndConcurrently) {
     for (size_t i = 0; i < outputs.size(); ++i) {
         threads.emplace_back([&, i] {
             ordered_json msgs = ordered_json::array();
-            for (size_t k = 0; k <= i; ++k) msgs.push_back({{"role", "user"}, {"content", " m" + std::to_string(k) + " "}});
-            for (int rep = 0; rep < 200; ++rep) outputs[i] = (i % 2 ? copy : t).render(ordered_json{{"messages", msgs}});
+            for (size_t k = 0; k <= i; ++k)
+                msgs.push_back({{"role", "user"}, {"content", " m" + std::to_string(k) + " "}});
+            for (int rep = 0; rep < 200; ++rep)
+                outputs[i] = (i % 2 ? copy : t).render(ordered_json{{"messages", msgs}});
         });
     }
     for (auto& th : threads) th.join();
     for (size_t i = 0; i < outputs.size(); ++i) {
         std::string want;
-        for (size_t k = 0; k <= i; ++k) want += (k ? "|" : "") + std::string("user:m") + std::to_string(k);
+        for (size_t k = 0; k <= i; ++k)
+            want += (k ? "|" : "") + std::string("user:m") + std::to_string(k);
         EXPECT_EQ(outputs[i], want + "#" + std::to_string(i + 1));
     }
 }
@@ -83,7 +90,8 @@ TEST(TemplateApi, ParseOptions) {
 TEST(TemplateApi, ChatHelper) {
     const std::string src =
         "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
-        "{% if tools is defined %}T{{ tools|length }}{% endif %}{% if add_generation_prompt %}[assistant]{% endif %}"
+        "{% if tools is defined %}T{{ tools|length }}{% endif %}{% if add_generation_prompt "
+        "%}[assistant]{% endif %}"
         "{{ eos_token }}|{{ strftime_now('%Y-%m-%d %a') }}|{{ custom }}";
     const json msgs = json::array({{{"role", "user"}, {"content", "hi"}}});
     ChatOptions opts;
@@ -92,8 +100,9 @@ TEST(TemplateApi, ChatHelper) {
     day.tm_mon = 10;
     day.tm_mday = 21;
     opts.now = day;
-    EXPECT_EQ(apply_chat_template(src, msgs, true, "<s>", "</s>", nullptr, json{{"custom", 7}}, opts),
-              "<s>[user]hi[assistant]</s>|2026-11-21 Sat|7");
+    EXPECT_EQ(
+        apply_chat_template(src, msgs, true, "<s>", "</s>", nullptr, json{{"custom", 7}}, opts),
+        "<s>[user]hi[assistant]</s>|2026-11-21 Sat|7");
     EXPECT_EQ(apply_chat_template(src, msgs, false, "", "", json::array({1, 2}), {}, opts),
               "[user]hiT2|2026-11-21 Sat|");
     // Without a fixed date strftime_now formats the local time.
@@ -107,8 +116,8 @@ TEST(TemplateApi, ChatHelper) {
 TEST(TemplateApi, CustomGlobals) {
     RenderOptions opts;
     opts.globals.emplace_back("twice", make_function("twice", [](Context& ctx, CallArgs& a) {
-        return binary_op(BinOp::Mul, a.pos.at(0), Value(int64_t{2}), ctx);
-    }));
+                                  return binary_op(BinOp::Mul, a.pos.at(0), Value(int64_t{2}), ctx);
+                              }));
     opts.globals.emplace_back("version", Value("1.2"));
     const Value ctx = from_json(ordered_json{{"version", "ctx wins"}});
     EXPECT_EQ(Template::parse("{{ twice(21) }} {{ twice('ab') }} {{ version }}").render(ctx, opts),

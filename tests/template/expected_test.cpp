@@ -23,9 +23,12 @@ std::string read_file(const std::string& path) {
 std::string escape_for_message(std::string_view s) {
     std::string out;
     for (char c : s) {
-        if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else out += c;
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else
+            out += c;
     }
     return out;
 }
@@ -86,9 +89,10 @@ TEST(TemplateExpected, AllRecordedRenderingsMatch) {
         try {
             auto& t = parsed[name];
             if (!t) t = std::make_unique<lokal::tmpl::ChatTemplate>(read_file(dir + name));
-            got = t->apply(c.at("messages"), c.at("add_generation_prompt").get<bool>(),
-                           c.at("bos_token").get<std::string>(), c.at("eos_token").get<std::string>(),
-                           c.contains("tools") ? c.at("tools") : ordered_json(nullptr), nullptr, opts);
+            got = t->apply(
+                c.at("messages"), c.at("add_generation_prompt").get<bool>(),
+                c.at("bos_token").get<std::string>(), c.at("eos_token").get<std::string>(),
+                c.contains("tools") ? c.at("tools") : ordered_json(nullptr), nullptr, opts);
         } catch (const lokal::tmpl::Error& e) {
             threw = true;
             error = e.what();

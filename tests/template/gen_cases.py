@@ -295,6 +295,38 @@ add(
 )
 
 
+# ---- round 3: scoping (jinja's idtracking), constant folding, Markup methods ----
+add(
+    "{{ s }}{% set s = 'x' %}{{ s }}", "{% for i in [1] %}[{{ s }}]{% endfor %}{% set s = 'x' %}",
+    "{% if true %}[{{ s }}]{% endif %}{% set s = 'x' %}",
+    "{% macro m() %}[{{ s }}]{% endmacro %}{{ m() }}{% set s = 'x' %}{{ m() }}",
+    "{% for i in [1] %}[{{ s }}]{% set s = 'y' %}{% endfor %}",
+    "{% for i in [1] %}{% for j in [1] %}[{{ s }}]{% endfor %}{% endfor %}{% set s = 'x' %}",
+    "{% if false %}{% set s = 'x' %}{% endif %}{% for i in [1] %}[{{ s }}]{% endfor %}",
+    "{% with %}[{{ s }}]{% endwith %}{% set s = 'x' %}",
+    "{% for i in [1] %}[{{ s }}]{% endfor %}{% if t %}{% set s = 1 %}{% else %}{% set s = 2 %}{% endif %}",
+    "{% for i in [1] %}[{{ s }}]{% endfor %}{% set s, q = 1, 2 %}",
+    "{% for i in [1] %}[{{ s }}]{% endfor %}{% set s %}x{% endset %}",
+    "{% for i in [1] %}[{{ m }}]{% endfor %}{% macro m() %}{% endmacro %}",
+    "{% for i in a %}{% for j in [1] %}[{{ x }}]{% endfor %}{% set x = i %}{% endfor %}",
+    "{% macro m() %}{% for i in [1] %}[{{ s }}]{% endfor %}{% set s = 2 %}{% endmacro %}{{ m() }}",
+    "{% for i in [1] %}{{ s }}{% set s = 1 %}{% for j in [1] %}[{{ s }}]{% endfor %}{% endfor %}",
+    "{% set d2 = s %}{% for i in [1] %}[{{ s }}]{% endfor %}{% set s = 1 %}",
+    "{% set s = n + 1 %}{% for x in [1, 2] %}{% macro m() %}{{ s }}{% endmacro %}{{ m() }}{% set s = 0 %}{% endfor %}",
+    "{% set y = 'b' %}{% macro m() %}{% macro m2() %}{{ y }}{% endmacro %}{{ m2() }}{% set y %}{% endset %}{% endmacro %}{{ m() }}",
+    "{% for i in range(2) %}{% macro w() %}{{ caller() }}{% endmacro %}{% call w() %}{{ s ~ n }}{% endcall %}{% set s = 'z' %}{% endfor %}{{ s }}",
+    "{{ {'k': 1}[1:] }}|{{ 1[1:] is sequence }}|{{ not 0[1:] }}|{{ (-2 // -2)[:2]|items|list }}|{{ ''[-1] is defined }}",
+    "{% set x = {'k': 1}[1:] %}", "{% set x = none[::-1] %}", "{{ ''[-1][1:] }}", "{{ range(3)[::-1] }}{{ range(10)[2:8:2] }}{{ range(3)[5:] }}",
+    "{{ true or x|nosuch }}|{{ 1 if true else x|nosuch }}", "{% set v = {'k': 'x'['k']} is not false or {} is not nosuchtest %}{{ v }}",
+    "{{ ('a<b'|safe).replace('<', '&') }}|{{ ('<i>'|safe).join([1, '<']) }}|{{ ('{}'|safe).format('<') }}|{{ ('x'|safe).center(5, '<') }}|{{ (html|safe)[0:2] }}",
+    "{{ ('%s'|safe) % [1] }}|{{ '' % undefined_var }}|{{ ' pad ' % [1, 2] }}|{{ '%s' % undefined_var }}",
+    "{{ 'a ß x'|title }}|{{ nul|urlencode }}|{{ 0|urlencode }}|{{ range(3)[::-1]|truncate(5, leeway=0) }}",
+    "{{ '{0.22e}'.format(3.5) }}|{{ '{0[k]}{0.k}{0.nope}'.format(d) }}", "{{ '{0._[x}'.format(1) }}", "{{ '{:05.}'.format(1.5) }}",
+    "{% set ns = namespace() %}{% set ns.me = ns %}{% set ns.l = [ns] %}{{ ns }}",
+    "{{ 'a-b c--d e---f g-h-i-j'|wordwrap(4) }}|{{ 'one-two three'|wordwrap(5, break_on_hyphens=false) }}|{{ '  lead  trail  '|wordwrap(6) }}",
+    "{{ namespace(undefined_var) }}", "{{ {false: 1}|xmlattr }}", "{{ 'a\nb'.splitlines(undefined_var) }}",
+)
+
 # Behaviour lokal does not reproduce (documented gaps): Python big integers, \N{name}
 # escapes, the Unicode database's unassigned code points, CPython's "%5%" quirk and the
 # reprs of built-in callables (addresses).

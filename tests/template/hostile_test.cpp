@@ -40,17 +40,22 @@ std::optional<Error> run(const std::string& src, const Limits& limits = {}) {
 
 TEST(TemplateHostile, MalformedCorpusFailsCleanly) {
     const fs::path dir = fs::path(LOKAL_SOURCE_DIR) / "tests/template/malformed";
+    Limits limits;  // the defaults, scaled down to keep the test fast
+    limits.max_steps = 1'000'000;
+    limits.max_output = size_t{16} << 20;
     size_t n = 0;
     for (const auto& entry : fs::directory_iterator(dir)) {
         if (entry.path().extension() != ".jinja") continue;
         ++n;
         const std::string src = read_file(entry.path());
         const auto t0 = std::chrono::steady_clock::now();
-        const auto err = run(src);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto err = run(src, limits);
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         EXPECT_TRUE(err.has_value()) << entry.path().filename() << " rendered without error";
         if (err) {
-            EXPECT_GT(err->line(), 0) << entry.path().filename() << ": no location in " << err->what();
+            EXPECT_GT(err->line(), 0)
+                << entry.path().filename() << ": no location in " << err->what();
             EXPECT_FALSE(err->message().empty()) << entry.path().filename();
         }
         EXPECT_LT(secs, 10.0) << entry.path().filename() << " took " << secs << " s";
@@ -77,7 +82,9 @@ TEST(TemplateHostile, ErrorLocations) {
     EXPECT_EQ(e->column(), 9);
     EXPECT_NE(std::string(e->what()).find("line 2, column 9"), std::string::npos) << e->what();
 
-    e = run("{% for m in messages %}\n{% if m.role == 'user' %}\n{{ m.content.nope.deeper }}\n{% endif %}{% endfor %}");
+    e =
+        run("{% for m in messages %}\n{% if m.role == 'user' %}\n{{ m.content.nope.deeper }}\n{% "
+            "endif %}{% endfor %}");
     ASSERT_TRUE(e);
     EXPECT_EQ(e->line(), 3) << e->what();
     EXPECT_EQ(e->kind(), ErrorKind::Undefined);
@@ -101,23 +108,29 @@ TEST(TemplateHostile, LimitsAreConfigurable) {
 
     Limits depth;
     depth.max_depth = 50;
-    EXPECT_EQ(run("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(40) }}", depth)->kind(),
-              ErrorKind::Limit);
+    EXPECT_EQ(
+        run("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(40) }}", depth)
+            ->kind(),
+        ErrorKind::Limit);
     // Recursion as deep as Python Jinja2 allows works with the default limits.
-    EXPECT_FALSE(run("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(150) }}"));
+    EXPECT_FALSE(
+        run("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(150) }}"));
 }
 
 TEST(TemplateHostile, DeepValuesDoNotOverflowTheStack) {
     // 200k nested lists built at run time are destroyed without recursion.
-    EXPECT_FALSE(run("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}"
-                     "{% endfor %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}"));
+    EXPECT_FALSE(
+        run("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}"
+            "{% endfor %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}"));
     // A chain of namespaces dropped mid-render.
-    EXPECT_FALSE(run("{% set ns = namespace(head=namespace()) %}{% set root = ns.head %}"
-                     "{% for i in range(100000) %}{% set n = namespace(next=ns.head) %}"
-                     "{% set ns.head = n %}{% endfor %}{% set ns.head = none %}"));
+    EXPECT_FALSE(
+        run("{% set ns = namespace(head=namespace()) %}{% set root = ns.head %}"
+            "{% for i in range(100000) %}{% set n = namespace(next=ns.head) %}"
+            "{% set ns.head = n %}{% endfor %}{% set ns.head = none %}"));
     // Reference cycles (namespace containing itself, macros in scopes) are released.
-    EXPECT_FALSE(run("{% set ns = namespace() %}{% set ns.me = ns %}{% macro m() %}{{ ns }}{% endmacro %}"
-                     "{% set ns.m = m %}"));
+    EXPECT_FALSE(
+        run("{% set ns = namespace() %}{% set ns.me = ns %}{% macro m() %}{{ ns }}{% endmacro %}"
+            "{% set ns.m = m %}"));
 }
 
 }  // namespace

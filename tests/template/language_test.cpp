@@ -30,9 +30,10 @@ TEST(TemplateLanguage, MatchesJinja2Corpus) {
     const auto doc = nlohmann::ordered_json::parse(read_file(path));
     const Value context = from_json(doc.at("context"));
     RenderOptions opts;
-    opts.globals.emplace_back("raise_exception", make_function("raise_exception", [](Context&, CallArgs& a) -> Value {
-        throw Error(ErrorKind::Raised, a.pos.empty() ? "" : to_str(a.pos[0]));
-    }));
+    opts.globals.emplace_back(
+        "raise_exception", make_function("raise_exception", [](Context&, CallArgs& a) -> Value {
+            throw Error(ErrorKind::Raised, a.pos.empty() ? "" : to_str(a.pos[0]));
+        }));
     size_t passed = 0;
     const auto& cases = doc.at("cases");
     for (const auto& c : cases) {
