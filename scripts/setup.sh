@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(libcpp-httplib-dev libcurl4-openssl-dev libssl-dev docker-registry nginx-light build-essential cmake ninja-build ccache pkg-config clang libclang-rt-dev
+PACKAGES=(chromium libcpp-httplib-dev libcurl4-openssl-dev libssl-dev docker-registry nginx-light build-essential cmake ninja-build ccache pkg-config clang libclang-rt-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev libgmock-dev
           libbenchmark-dev)
 
@@ -33,7 +33,7 @@ if [ "$install" = 1 ]; then
 fi
 
 # The npm openai/ollama clients the server tests drive (skipped when npm cannot install them).
-if command -v npm >/dev/null 2>&1 && [ ! -d tests/server/npm/node_modules ]; then
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/server/npm/node_modules/puppeteer-core ]; then
     (cd tests/server/npm && npm install --no-audit --no-fund >&2) || echo "setup.sh: npm install failed; the npm client tests will be skipped" >&2
 fi
 

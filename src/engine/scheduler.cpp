@@ -100,10 +100,10 @@ std::vector<std::shared_ptr<SeqHandle>> Scheduler::submit_group(std::vector<SeqR
         SeqEvent ev;
         ev.done = true;
         ev.finish_reason = "error";
-        ev.error = prompt.empty() ? "the prompt is empty"
-                                  : "the prompt has " + std::to_string(prompt.size()) +
-                                        " tokens but the context holds " +
-                                        std::to_string(ctx_.n_ctx());
+        ev.error = prompt.empty()
+                       ? "the prompt is empty"
+                       : "the prompt has " + std::to_string(prompt.size()) +
+                             " tokens but the context holds " + std::to_string(ctx_.n_ctx());
         for (auto& h : handles) h->push(ev);
         return handles;
     }

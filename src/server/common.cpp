@@ -202,21 +202,32 @@ void check_prompt_fits(const ServedModel& m, size_t n, bool embed) {
                         "invalid_request_error", "prompt");
 }
 
+static HttpError busy(Server::Impl& s) {
+    ++s.metrics.rejected;
+    HttpError e(503, "the server is busy: the wait queue is full; retry later", "server_busy");
+    e.retry_after = 1;
+    return e;
+}
+
 std::shared_ptr<SeqHandle> submit(Server::Impl& s, ServedModel& m, SeqRequest req) {
     const size_t n = req.prompt.size();
     auto h = m.sched->submit(std::move(req));
-    if (!h) {
-        ++s.metrics.rejected;
-        HttpError e(503, "the server is busy: the wait queue is full; retry later", "server_busy");
-        e.retry_after = 1;
-        throw e;
-    }
+    if (!h) throw busy(s);
     s.metrics.tokens_in += n;
     return h;
 }
 
-void drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
-           const std::function<bool(size_t, SeqEvent&)>& on_event) {
+std::vector<std::shared_ptr<SeqHandle>> submit_group(Server::Impl& s, ServedModel& m,
+                                                     std::vector<SeqRequest> reqs) {
+    const size_t n = reqs.empty() ? 0 : reqs[0].prompt.size();
+    auto hs = m.sched->submit_group(std::move(reqs));
+    if (hs.empty()) throw busy(s);
+    s.metrics.tokens_in += n;  // computed once for the whole group
+    return hs;
+}
+
+bool drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
+           const std::function<bool(size_t, SeqEvent&)>& on_event, PeerWatch* peer) {
     using namespace std::chrono;
     const auto start = steady_clock::now();
     const auto deadline = start + seconds(s.opts.request_timeout_s);
@@ -224,21 +235,45 @@ void drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
     std::vector<steady_clock::time_point> last(handles.size(), start);
     std::vector<bool> first(handles.size(), true);
     size_t left = handles.size();
-    const auto wait = handles.size() == 1 ? milliseconds(100) : milliseconds(2);
+    const auto wait = handles.size() == 1 ? milliseconds(50) : milliseconds(2);
+    // The socket is looked at every 50 ms, and first only after 50 ms: short requests,
+    // most of them, never pay for finding it.
+    auto next_check = start + milliseconds(50);
     bool alive = true;
+    auto client_gone = [&](steady_clock::time_point now) {
+        if (!peer || now < next_check) return false;
+        next_check = now + milliseconds(50);
+        return peer->gone();
+    };
+    bool timed_out = false;
     SeqEvent ev;
-    while (left > 0 && alive) {
-        if (steady_clock::now() > deadline) break;
-        for (size_t i = 0; i < handles.size() && alive; ++i) {
+    while (left > 0 && alive && !timed_out) {
+        const auto now = steady_clock::now();
+        if (now > deadline) break;
+        if (client_gone(now)) {
+            alive = false;
+            break;
+        }
+        for (size_t i = 0; i < handles.size() && alive && !timed_out; ++i) {
             if (done[i]) continue;
             while (alive && handles[i]->next(ev, wait)) {
-                const auto now = steady_clock::now();
+                const auto t = steady_clock::now();
+                // Events can come back to back for as long as the generation runs, so the
+                // deadline and the client are checked here too, not only between waits.
+                if (t > deadline) {
+                    timed_out = true;
+                    break;
+                }
+                if (client_gone(t)) {
+                    alive = false;
+                    break;
+                }
                 if (ev.token >= 0) {
                     ++s.metrics.tokens_out;
-                    const double dt = duration<double>(now - last[i]).count();
+                    const double dt = duration<double>(t - last[i]).count();
                     (first[i] ? s.metrics.ttft : s.metrics.itl).observe(dt);
                     first[i] = false;
-                    last[i] = now;
+                    last[i] = t;
                 }
                 const bool fin = ev.done;
                 if (fin && ev.finish_reason == "cancelled") ++s.metrics.cancelled;
@@ -256,6 +291,7 @@ void drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
             handles[i]->cancel();
             ++s.metrics.cancelled;
         }
+    return alive;
 }
 
 RequestGuard::~RequestGuard() {
@@ -263,17 +299,23 @@ RequestGuard::~RequestGuard() {
     if (model) s.registry.release(model, keep_alive);
 }
 
-void respond(Server::Impl& s, httplib::Response& res, bool stream, const char* content_type,
-             std::shared_ptr<RequestGuard> guard,
+void respond(Server::Impl& s, const httplib::Request& req, httplib::Response& res, bool stream,
+             const char* content_type, std::shared_ptr<RequestGuard> guard,
              std::function<std::string(size_t, SeqEvent&)> on_event,
              std::function<std::string()> at_end) {
+    auto peer = std::make_shared<PeerWatch>(req);
     if (!stream) {
         std::string error;
-        drive(s, guard->handles, [&](size_t i, SeqEvent& ev) {
-            if (ev.finish_reason == "error") error = ev.error;
-            on_event(i, ev);
-            return true;
-        });
+        const bool alive = drive(
+            s, guard->handles,
+            [&](size_t i, SeqEvent& ev) {
+                if (ev.finish_reason == "error") error = ev.error;
+                on_event(i, ev);
+                return true;
+            },
+            peer.get());
+        // nginx's "client closed request": nobody reads it, but the log and metrics say it.
+        if (!alive) throw HttpError(499, "the client closed the connection", "client_gone");
         if (!error.empty()) throw HttpError(500, error, "server_error");
         res.set_content(at_end(), content_type);
         return;
@@ -281,20 +323,24 @@ void respond(Server::Impl& s, httplib::Response& res, bool stream, const char* c
     res.status = 200;
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
+    // A stream notices a closed connection at its next write, but a long prefill or text
+    // held back (stop strings, partial UTF-8) writes nothing for a while: watch it too.
     res.set_chunked_content_provider(
-        content_type, [&s, guard, on_event, at_end](size_t, httplib::DataSink& sink) {
+        content_type, [&s, guard, on_event, at_end, peer](size_t, httplib::DataSink& sink) {
             bool ok = true;
-            drive(s, guard->handles, [&](size_t i, SeqEvent& ev) {
-                const std::string chunk = on_event(i, ev);
-                if (!chunk.empty()) ok = sink.write(chunk.data(), chunk.size());
-                return ok;  // a failed write: the client went away; drive cancels the rest
-            });
-            if (ok) {
-                const std::string last = at_end();
-                if (!last.empty()) sink.write(last.data(), last.size());
-                sink.done();
-            }
-            return ok;
+            const bool alive = drive(
+                s, guard->handles,
+                [&](size_t i, SeqEvent& ev) {
+                    const std::string chunk = on_event(i, ev);
+                    if (!chunk.empty()) ok = sink.write(chunk.data(), chunk.size());
+                    return ok;  // a failed write: the client went away; drive cancels the rest
+                },
+                peer.get());
+            if (!alive || !ok) return false;
+            const std::string last = at_end();
+            if (!last.empty()) sink.write(last.data(), last.size());
+            sink.done();
+            return true;
         });
 }
 

@@ -93,9 +93,9 @@ json final_fields(const GenState& st) {
 }
 
 // generate and chat differ only in the prompt and in how a piece of text is wrapped.
-void run_generation(Server::Impl& s, httplib::Response& res, const json& body,
-                    std::shared_ptr<ServedModel> m, double load_ms, std::vector<int32_t> prompt,
-                    bool chat) {
+void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
+                    const json& body, std::shared_ptr<ServedModel> m, double load_ms,
+                    std::vector<int32_t> prompt, bool chat) {
     auto st = std::make_shared<GenState>();
     auto guard = std::make_shared<RequestGuard>(RequestGuard{s, m, std::nullopt, {}});
     guard->keep_alive = keep_alive_of(body);
@@ -131,8 +131,8 @@ void run_generation(Server::Impl& s, httplib::Response& res, const json& body,
         if (!chat) j["context"] = st->tokens;
         return j.dump() + (stream ? "\n" : "");
     };
-    respond(s, res, stream, stream ? "application/x-ndjson" : "application/json", guard, on_event,
-            at_end);
+    respond(s, req, res, stream, stream ? "application/x-ndjson" : "application/json", guard,
+            on_event, at_end);
 }
 
 // An empty prompt loads (or, with keep_alive 0, unloads) the model.
@@ -177,7 +177,8 @@ struct Hold {
     std::shared_ptr<ServedModel> take() { return std::exchange(m, nullptr); }
 };
 
-void embed(Server::Impl& s, httplib::Response& res, const json& body, bool legacy) {
+void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res, const json& body,
+           bool legacy) {
     reject_fields(body, {"dimensions"});
     auto [model, load_ms] = model_for(s, body);
     Hold hold{s, model};
@@ -207,7 +208,7 @@ void embed(Server::Impl& s, httplib::Response& res, const json& body, bool legac
     int tokens = 0;
     const auto t0 = Clock::now();
     respond(
-        s, res, false, "application/json", guard,
+        s, req, res, false, "application/json", guard,
         [&](size_t i, SeqEvent& ev) {
             if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
             return std::string();
@@ -262,7 +263,8 @@ void register_ollama(Server::Impl& s) {
                         tokens = chat_prompt(*model, messages);
                     }
                     tokens.insert(tokens.begin(), ctx_tokens.begin(), ctx_tokens.end());
-                    run_generation(s, res, body, hold.take(), load_ms, std::move(tokens), false);
+                    run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens),
+                                   false);
                 }));
     s.http.Post("/api/chat",
                 guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
@@ -276,15 +278,16 @@ void register_ollama(Server::Impl& s) {
                         return;
                     }
                     std::vector<int32_t> tokens = chat_prompt(*model, *it);
-                    run_generation(s, res, body, hold.take(), load_ms, std::move(tokens), true);
+                    run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens),
+                                   true);
                 }));
     s.http.Post("/api/embed",
                 guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    embed(s, res, parse_body(req, s.opts.max_json_depth), false);
+                    embed(s, req, res, parse_body(req, s.opts.max_json_depth), false);
                 }));
     s.http.Post("/api/embeddings",
                 guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    embed(s, res, parse_body(req, s.opts.max_json_depth), true);
+                    embed(s, req, res, parse_body(req, s.opts.max_json_depth), true);
                 }));
 }
 

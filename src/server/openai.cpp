@@ -148,14 +148,14 @@ void add_logprobs(Job& job, Choice& ch, const ServedModel& m, const SeqEvent& ev
     }
 }
 
-void run(Server::Impl& s, httplib::Response& res, const json& body,
+void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, const json& body,
          std::shared_ptr<RequestGuard> guard, std::vector<SeqRequest> reqs,
          std::shared_ptr<Job> job) {
     const bool stream = get_bool(body, "stream").value_or(false);
     if (auto it = body.find("stream_options"); it != body.end() && it->is_object())
         job->include_usage = get_bool(*it, "include_usage").value_or(false);
     job->choices.resize(reqs.size());
-    for (auto& r : reqs) guard->handles.push_back(submit(s, *guard->model, std::move(r)));
+    guard->handles = submit_group(s, *guard->model, std::move(reqs));
     const ServedModel* m = guard->model.get();
     const std::string object = job->chat ? "chat.completion.chunk" : "text_completion";
     auto chunk = [job, object](json choice) {
@@ -253,7 +253,7 @@ void run(Server::Impl& s, httplib::Response& res, const json& body,
                     {"usage", job->usage()}}
             .dump();
     };
-    respond(s, res, stream, stream ? "text/event-stream" : "application/json", guard, on_event,
+    respond(s, req, res, stream, stream ? "text/event-stream" : "application/json", guard, on_event,
             at_end);
 }
 
@@ -317,7 +317,7 @@ void register_openai(Server::Impl& s) {
                             (uint64_t)i;  // n choices from one seed differ but reproduce
                         reqs.push_back(std::move(r));
                     }
-                    run(s, res, body, guard, std::move(reqs), job);
+                    run(s, req, res, body, guard, std::move(reqs), job);
                 }));
     s.http.Post(
         "/v1/completions",
@@ -377,7 +377,7 @@ void register_openai(Server::Impl& s) {
                 r.sampling.seed += (uint64_t)i;
                 reqs.push_back(std::move(r));
             }
-            run(s, res, body, guard, std::move(reqs), job);
+            run(s, req, res, body, guard, std::move(reqs), job);
         }));
     s.http.Post(
         "/v1/embeddings",
@@ -412,7 +412,7 @@ void register_openai(Server::Impl& s) {
             std::vector<std::vector<float>> out(reqs.size());
             int tokens = 0;
             respond(
-                s, res, false, "application/json", guard,
+                s, req, res, false, "application/json", guard,
                 [&](size_t i, SeqEvent& ev) {
                     if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
                     return std::string();

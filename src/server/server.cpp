@@ -1,5 +1,8 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -24,9 +27,21 @@ std::string host_name(const std::string& h) {
     return c == std::string::npos ? h : h.substr(0, c);
 }
 
+bool is_ip_literal(const std::string& h) {
+    unsigned char buf[sizeof(in6_addr)];
+    return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
 // Without configured origins, browsers pages served from this machine may call the API
-// (as Ollama does); other sites may not.
-bool origin_allowed(const ServerOptions& o, const std::string& origin) {
+// (as Ollama does); other sites may not. The chat page's own origin is allowed when its
+// host is an IP address or an --allowed-host: a DNS-rebinding page always comes with a
+// host name of the attacker's, so it cannot pass for same-origin.
+bool origin_allowed(const ServerOptions& o, const std::string& origin, const std::string& host) {
+    const std::string h = host_name(host);
+    if (!host.empty() && (origin == "http://" + host || origin == "https://" + host) &&
+        (is_ip_literal(h) ||
+         std::find(o.allowed_hosts.begin(), o.allowed_hosts.end(), h) != o.allowed_hosts.end()))
+        return true;
     if (o.cors_origins.empty()) {
         for (const char* p : {"http://localhost", "https://localhost", "http://127.0.0.1",
                               "https://127.0.0.1", "http://[::1]", "https://[::1]"}) {
@@ -77,13 +92,22 @@ std::string iso_time(std::filesystem::file_time_type t) {
 Server::Impl::Impl(ServerOptions o) : opts(std::move(o)), registry(opts.models) {}
 
 void Server::Impl::setup() {
+    // Enough for every request the scheduler may hold (running and queued) plus as many
+    // again of idle keep-alive clients, streams being written and quick GETs. Idle threads
+    // cost little (stacks are touched only as deep as they go).
     const size_t threads =
-        (size_t)std::max(32, opts.models.max_queue + opts.models.parallel * 2 + 16);
+        opts.http_threads > 0
+            ? (size_t)opts.http_threads
+            : (size_t)std::max(128, 2 * (opts.models.max_queue + opts.models.parallel) + 16);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(opts.max_body_bytes);
     http.set_read_timeout(30, 0);
     http.set_write_timeout(30, 0);
     http.set_keep_alive_max_count(1000);
+    // Answers go out in several small writes (headers, then body or stream chunks); with
+    // Nagle's algorithm each one after the first waits for the client's delayed ACK, 40 ms
+    // on Linux. Accepted sockets inherit this from the listening one.
+    http.set_tcp_nodelay(true);
 
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         auto deny = [&](int status, const std::string& msg) {
@@ -106,7 +130,7 @@ void Server::Impl::setup() {
         }
         const std::string origin = req.get_header_value("Origin");
         if (!origin.empty()) {
-            if (!origin_allowed(opts, origin))
+            if (!origin_allowed(opts, origin, req.get_header_value("Host")))
                 return deny(403, "origin '" + origin + "' is not allowed (see --cors-origin)");
             res.set_header("Access-Control-Allow-Origin", origin);
             res.set_header("Vary", "Origin");
@@ -144,10 +168,28 @@ void Server::Impl::setup() {
         res.set_content(json{{"status", "ok"}, {"models_loaded", registry.loaded().size()}}.dump(),
                         "application/json");
     });
-    auto root = [](const httplib::Request&, httplib::Response& res) {
-        res.set_content("Ollama is running", "text/plain");
+    // Browsers (Accept: text/html) get the chat page; API clients and health checks that
+    // probe "/" keep Ollama's plain answer.
+    auto page_headers = [](httplib::Response& res) {
+        res.set_header("Content-Security-Policy",
+                       "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+                       "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                       "frame-ancestors 'none'");
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_header("Cache-Control", "no-cache");
     };
-    http.Get("/", root);
+    http.Get("/", [page_headers](const httplib::Request& req, httplib::Response& res) {
+        if (req.get_header_value("Accept").find("text/html") != std::string::npos) {
+            page_headers(res);
+            res.set_content(kChatPageHtml, "text/html; charset=utf-8");
+        } else {
+            res.set_content("Ollama is running", "text/plain");
+        }
+    });
+    http.Get("/chat.js", [page_headers](const httplib::Request&, httplib::Response& res) {
+        page_headers(res);
+        res.set_content(kChatPageJs, "text/javascript; charset=utf-8");
+    });
     http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(json{{"version", "0.5.0"}, {"lokal", "0.1.0"}}.dump(), "application/json");
     });
@@ -297,18 +339,7 @@ void Server::Impl::setup() {
                 }
             throw HttpError(404, "model '" + id + "' not found", "not_found_error", "model");
         }));
-    for (const char* p : {"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/blobs"}) {
-        http.Post(p, guarded(*this, Api::Ollama, [p](const httplib::Request&, httplib::Response&) {
-                      throw HttpError(501, std::string(p) +
-                                               " is not implemented by lokal serve yet; use the "
-                                               "lokal CLI (lokal pull/push/create/cp)");
-                  }));
-    }
-    http.Delete("/api/delete",
-                guarded(*this, Api::Ollama, [](const httplib::Request&, httplib::Response&) {
-                    throw HttpError(
-                        501, "/api/delete is not implemented by lokal serve yet; use `lokal rm`");
-                }));
+    register_store(*this);
     register_ollama(*this);
     register_openai(*this);
 }
@@ -331,6 +362,10 @@ int Server::bind() {
     }
     if (port < 0)
         throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(o.port));
+    // cpp-httplib 0.11 listens with a backlog of 5: a burst of new clients (64 connecting
+    // at once) overflows it, and the kernel drops their handshakes until they time out.
+    // listen() again on the bound socket only resizes the queue.
+    ::listen(impl_->http.listener(), SOMAXCONN);
     if (!o.default_model.empty()) {
         auto m = impl_->registry.acquire(o.default_model);
         impl_->registry.release(m,

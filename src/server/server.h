@@ -18,7 +18,11 @@ struct ServerOptions {
     size_t max_body_bytes = 8u << 20;
     int max_json_depth = 64;
     int request_timeout_s = 600;  // a request is cancelled after this long
-    std::string default_model;    // loaded at start and used when a request names none
+    // HTTP worker threads (0: auto). cpp-httplib gives each open connection a thread, and an
+    // idle keep-alive connection keeps it for its keep-alive time: fewer threads than
+    // concurrent keep-alive clients leaves the extra clients waiting.
+    int http_threads = 0;
+    std::string default_model;  // loaded at start and used when a request names none
     ModelOptions models;
 };
 

@@ -57,10 +57,15 @@ struct Metrics {
     Histogram itl{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
 };
 
+// httplib's server with its listening socket reachable (to deepen the accept backlog).
+struct HttpServer : httplib::Server {
+    socket_t listener() const { return svr_sock_; }
+};
+
 struct Server::Impl {
     ServerOptions opts;
     ModelRegistry registry;
-    httplib::Server http;
+    HttpServer http;
     Metrics metrics;
     std::atomic<bool> running{false};
 
@@ -94,12 +99,30 @@ void check_prompt_fits(const ServedModel& m, size_t n_tokens, bool embed = false
 
 // Submit one request; 503 (with Retry-After) when the queue is full.
 std::shared_ptr<SeqHandle> submit(Server::Impl& s, ServedModel& m, SeqRequest req);
+// Submit choices of one prompt (OpenAI n > 1): prefilled once, KV blocks shared.
+std::vector<std::shared_ptr<SeqHandle>> submit_group(Server::Impl& s, ServedModel& m,
+                                                     std::vector<SeqRequest> reqs);
+
+// Is the client of a request still there? (See peer.cpp for why this looks at sockets.)
+class PeerWatch {
+  public:
+    explicit PeerWatch(const httplib::Request& req);
+    // True once the client closed or reset its connection. Cheap after the first call.
+    bool gone();
+
+  private:
+    int find() const;
+    std::string remote_addr_, local_addr_;
+    int remote_port_, local_port_;
+    int fd_ = -2;  // -2: not looked up yet, -1: not found
+};
 
 // Feed events of all handles to on_event(index, event) until every handle is done, the
-// deadline passes, or on_event returns false (the client went away); unfinished handles
-// are cancelled. Records time-to-first-token and inter-token latency.
-void drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
-           const std::function<bool(size_t, SeqEvent&)>& on_event);
+// deadline passes, on_event returns false or `peer` reports the client gone; unfinished
+// handles are cancelled (freed at the scheduler's next step). Records time-to-first-token
+// and inter-token latency. Returns false when the client went away.
+bool drive(Server::Impl& s, std::vector<std::shared_ptr<SeqHandle>>& handles,
+           const std::function<bool(size_t, SeqEvent&)>& on_event, PeerWatch* peer = nullptr);
 
 // Releases the model (with its keep_alive) and cancels unfinished handles when the
 // response is done with them, including when a stream's client went away.
@@ -114,9 +137,9 @@ struct RequestGuard {
 // Streams (chunked, content_type) or waits for the end. on_event returns the text to
 // write for an event (streaming) and may accumulate state; at_end returns the last chunk
 // (streaming) or the whole body (not streaming). Not streaming, an event with
-// finish_reason "error" becomes a 500.
-void respond(Server::Impl& s, httplib::Response& res, bool stream, const char* content_type,
-             std::shared_ptr<RequestGuard> guard,
+// finish_reason "error" becomes a 500, and a client that hangs up a 499 (logged only).
+void respond(Server::Impl& s, const httplib::Request& req, httplib::Response& res, bool stream,
+             const char* content_type, std::shared_ptr<RequestGuard> guard,
              std::function<std::string(size_t, SeqEvent&)> on_event,
              std::function<std::string()> at_end);
 
@@ -129,6 +152,9 @@ httplib::Server::Handler guarded(
 
 void register_ollama(Server::Impl& s);
 void register_openai(Server::Impl& s);
+extern const char* const kChatPageHtml;  // GET / for browsers (chat_page.cpp)
+extern const char* const kChatPageJs;    // GET /chat.js
+void register_store(Server::Impl& s);    // pull, push, create, copy, delete, blobs
 
 int64_t unix_now();
 std::string rfc3339_now();

@@ -1,11 +1,16 @@
 // The HTTP API against a live in-process server on a loopback port.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "live_server.h"
 #include "server/server.h"
 #include "shared_path.h"
 
@@ -13,27 +18,9 @@ namespace lokal::server {
 namespace {
 
 using json = nlohmann::json;
-
-struct Live {
-    explicit Live(ServerOptions o) : srv(std::move(o)) {
-        port = srv.bind();
-        thread = std::thread([this] { srv.run(); });
-        for (int i = 0; i < 200 && !srv.running(); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ~Live() {
-        srv.stop();
-        thread.join();
-    }
-    httplib::Client client() {
-        httplib::Client c("127.0.0.1", port);
-        c.set_read_timeout(60, 0);
-        return c;
-    }
-    Server srv;
-    int port = 0;
-    std::thread thread;
-};
+using test::Live;
+using test::ndjson;
+using test::sse;
 
 ServerOptions base_options() {
     ServerOptions o;
@@ -55,22 +42,6 @@ Live& live() {
 
 httplib::Result post(const std::string& path, const json& body, httplib::Headers h = {}) {
     return live().client().Post(path.c_str(), h, body.dump(), "application/json");
-}
-
-std::vector<json> ndjson(const std::string& body) {
-    std::vector<json> out;
-    std::istringstream in(body);
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty()) out.push_back(json::parse(line));
-    return out;
-}
-
-std::vector<std::string> sse(const std::string& body) {
-    std::vector<std::string> out;
-    std::istringstream in(body);
-    for (std::string line; std::getline(in, line);)
-        if (line.rfind("data: ", 0) == 0) out.push_back(line.substr(6));
-    return out;
 }
 
 TEST(Http, HealthVersionTagsAndHead) {
@@ -311,6 +282,103 @@ TEST(Http, ConcurrentStreamsAndMetrics) {
     auto m = live().client().Get("/metrics");
     EXPECT_NE(m->body.find("lokal_time_to_first_token_seconds_bucket"), std::string::npos);
     EXPECT_NE(m->body.find("lokal_kv_blocks_total{model=\"stories260K\"}"), std::string::npos);
+}
+
+TEST(Http, ChatPageForBrowsersPlainAnswerForClients) {
+    auto c = live().client();
+    auto r = c.Get("/", {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+    EXPECT_NE(r->body.find("<select id=\"model\">"), std::string::npos);
+    EXPECT_NE(r->get_header_value("Content-Security-Policy").find("script-src 'self'"),
+              std::string::npos);
+    r = c.Get("/chat.js");
+    EXPECT_EQ(r->status, 200);
+    EXPECT_NE(r->body.find("/api/chat"), std::string::npos);
+    r = c.Get("/");  // no Accept: html, as Ollama clients and health probes ask
+    EXPECT_EQ(r->body, "Ollama is running");
+}
+
+// The page's own origin: allowed for an IP-literal Host, refused for a host name (a
+// DNS-rebinding page) unless --allowed-host names it.
+TEST(Http, SameOriginNeedsAnIpHostOrAnAllowedName) {
+    ServerOptions o = base_options();
+    o.cors_origins = {"https://app.example"};  // the localhost defaults are off
+    o.host = "127.0.0.1";
+    o.allowed_hosts = {"lokal.lan"};
+    Live l(o);
+    const std::string self = "127.0.0.1:" + std::to_string(l.port);
+    auto c = l.client();
+    EXPECT_EQ(c.Get("/api/version", {{"Host", self}, {"Origin", "http://" + self}})->status, 200);
+    EXPECT_EQ(
+        c.Get("/api/version", {{"Host", "lokal.lan:1"}, {"Origin", "http://lokal.lan:1"}})->status,
+        200);
+    EXPECT_EQ(
+        c.Get("/api/version", {{"Host", "localhost:1"}, {"Origin", "http://localhost:1"}})->status,
+        403);
+}
+
+// Raw socket: send a request, never read the answer.
+int send_and_leave_open(int port, const std::string& path, const json& body) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, (sockaddr*)&a, sizeof a) != 0) return -1;
+    const std::string b = body.dump();
+    const std::string req = "POST " + path +
+                            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            "Content-Length: " +
+                            std::to_string(b.size()) + "\r\n\r\n" + b;
+    if (::write(fd, req.data(), req.size()) != (ssize_t)req.size()) return -1;
+    return fd;
+}
+
+// A non-streaming client that hangs up mid-generation: its sequence is freed within a
+// few scheduler steps, not after the thousands of tokens it asked for.
+TEST(Http, ClientThatHangsUpFreesItsSequence) {
+    ServerOptions o = base_options();
+    o.models.n_ctx = 16384;
+    o.models.parallel = 1;
+    o.models.prefix_cache = false;  // so "KV blocks used" falls to zero
+    Live l(o);
+    const std::string running = "lokal_running_sequences{model=\"stories260K\"}";
+    const std::string used = "lokal_kv_blocks_used{model=\"stories260K\"}";
+    const double cancelled0 = test::metric(l, "lokal_requests_cancelled_total");
+    // EOS (id 2) can never be sampled: only 16000 tokens would end this request.
+    const json body = {{"model", "stories260K"},
+                       {"prompt", "Once upon a time"},
+                       {"max_tokens", 16000},
+                       {"temperature", 0},
+                       {"logit_bias", {{"2", -100}}}};
+    for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+        json b = body;
+        if (std::string(path) == "/v1/chat/completions") {
+            b.erase("prompt");
+            b["messages"] = {{{"role", "user"}, {"content", "Once upon a time"}}};
+        }
+        const int fd = send_and_leave_open(l.port, path, b);
+        ASSERT_GE(fd, 0);
+        for (int i = 0; i < 500 && test::metric(l, running) != 1; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        ASSERT_EQ(test::metric(l, running), 1) << "the request ended before the hang-up";
+        EXPECT_GT(test::metric(l, used), 0);
+        ::close(fd);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (test::metric(l, running) != 0 &&
+               std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        EXPECT_LT(secs, 2.0) << path;
+        EXPECT_EQ(test::metric(l, used), 0) << path;
+    }
+    EXPECT_EQ(test::metric(l, "lokal_requests_cancelled_total"), cancelled0 + 2);
+    auto m = l.client().Get("/metrics");
+    EXPECT_NE(m->body.find("status=\"499\""), std::string::npos);
 }
 
 }  // namespace

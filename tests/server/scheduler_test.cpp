@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
+#include <thread>
 
 #include "engine/scheduler.h"
 #include "shared_path.h"
@@ -220,6 +222,70 @@ TEST(Scheduler, StopStringsAndEmbeddings) {
     for (float v : e1.last.embedding) norm += (double)v * v;
     EXPECT_NEAR(norm, 1.0, 1e-4);
     EXPECT_EQ(e1.last.embedding, e2.last.embedding);
+}
+
+// n > 1: the prompt is computed once and its blocks shared; each choice is exactly what
+// the same request (same seed) gives alone.
+TEST(Scheduler, GroupForksThePromptInsteadOfRecomputingIt) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(256, 4));
+    SchedulerParams sp;
+    sp.prefix_cache = false;  // sharing must come from the fork, not from the prefix cache
+    Scheduler s(ctx, *m.vocab, sp);
+    std::vector<SeqRequest> reqs;
+    for (int i = 0; i < 4; ++i) {
+        SeqRequest r = greedy(
+            "Once upon a time there was a little girl named Lily. She loved to play outside", 16);
+        r.sampling.temperature = 0.9f;
+        r.sampling.seed = 100 + (uint64_t)i;
+        reqs.push_back(r);
+    }
+    const int64_t prompt = (int64_t)reqs[0].prompt.size();
+    ASSERT_GT(prompt, 16);
+    std::vector<Result> alone;
+    for (auto& r : reqs) alone.push_back(collect(*s.submit(r)));
+    const auto before = s.stats();
+    auto hs = s.submit_group(reqs);
+    ASSERT_EQ(hs.size(), 4u);
+    std::set<std::vector<int32_t>> distinct;
+    for (int i = 0; i < 4; ++i) {
+        Result r = collect(*hs[i]);
+        EXPECT_EQ(r.tokens, alone[i].tokens) << "choice " << i;
+        EXPECT_EQ(r.last.finish_reason, "length");
+        EXPECT_EQ(r.last.prompt_tokens, prompt);
+        distinct.insert(r.tokens);
+    }
+    EXPECT_GT(distinct.size(), 1u);  // different seeds, different choices
+    const auto after = s.stats();
+    EXPECT_EQ(after.forks - before.forks, 3);
+    // Once the prompt, then 15 decode steps per choice (the first token of each comes from
+    // the prompt's logits); alone, each of the four computed its own prompt.
+    EXPECT_EQ(after.batch_tokens - before.batch_tokens, prompt + 4 * 15);
+    EXPECT_EQ(before.batch_tokens, 4 * (prompt + 15));
+    for (int i = 0; i < 100 && !s.idle(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(ctx.cache().free_blocks(), ctx.cache().n_blocks());  // shared blocks all freed
+}
+
+// A cancelled group leader hands the prompt to a follower; the others still complete.
+TEST(Scheduler, CancelledGroupLeaderPromotesAFollower) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(256, 4));
+    SchedulerParams sp;
+    sp.prefix_cache = false;
+    Scheduler s(ctx, *m.vocab, sp);
+    std::vector<SeqRequest> reqs(3, greedy("The little dog ran to the park", 12));
+    for (int i = 0; i < 3; ++i) reqs[i].sampling.seed = (uint64_t)i;
+    const Result alone = collect(*s.submit(reqs[1]));
+    auto hs = s.submit_group(reqs);
+    hs[0]->cancel();
+    EXPECT_EQ(collect(*hs[0]).last.finish_reason, "cancelled");
+    for (int i = 1; i < 3; ++i) {
+        Result r = collect(*hs[i]);
+        EXPECT_EQ(r.last.finish_reason, "length");
+        EXPECT_EQ(r.tokens, alone.tokens);  // greedy: every choice the same
+    }
+    EXPECT_THROW(s.submit_group({greedy("a", 1), greedy("b", 1)}), std::invalid_argument);
 }
 
 }  // namespace

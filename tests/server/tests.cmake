@@ -10,6 +10,19 @@ endif()
 find_program(NPM_PROGRAM npm)
 if(TARGET test_server AND NPM_PROGRAM AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/npm/node_modules/openai)
   add_test(NAME server_npm_clients COMMAND ${NPM_PROGRAM} test WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/npm)
-  set_tests_properties(server_npm_clients PROPERTIES TIMEOUT 90
+  # Also the chat page in headless chromium (skipped without /usr/bin/chromium or
+  # puppeteer-core).
+  set_tests_properties(server_npm_clients PROPERTIES TIMEOUT 120
     ENVIRONMENT "LOKAL_BIN=$<TARGET_FILE:lokal>;LOKAL_SHARED=${LOKAL_SHARED_DEFAULT}")
+endif()
+
+# Bounded load test: 64 keep-alive clients, 10,000 short requests against the binary.
+if(TARGET test_server)
+  add_executable(test_server_load ${CMAKE_CURRENT_LIST_DIR}/load/load_test.cpp)
+  target_link_libraries(test_server_load PRIVATE PkgConfig::HTTPLIB nlohmann_json::nlohmann_json
+                        Threads::Threads)
+  add_dependencies(test_server_load lokal)
+  add_test(NAME server_load
+           COMMAND test_server_load $<TARGET_FILE:lokal> ${LOKAL_SHARED_DEFAULT})
+  set_tests_properties(server_load PROPERTIES TIMEOUT 120)
 endif()

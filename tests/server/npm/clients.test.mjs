@@ -3,6 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { Ollama } from 'ollama';
 
@@ -11,17 +14,21 @@ const SHARED = process.env.LOKAL_SHARED ?? '../../../../shared';
 const PORT = 21000 + (process.pid % 10000);
 const BASE = `http://127.0.0.1:${PORT}`;
 let server;
+const STORE = mkdtempSync(join(tmpdir(), 'lokal-npm-store-'));  // never the user's ~/.lokal
 
 before(async () => {
   server = spawn(BIN, ['serve', '--port', String(PORT), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
-                       '-c', '256', '-t', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+                       '-c', '256', '-t', '1', '--store', STORE], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
     try { if ((await fetch(`${BASE}/health`)).ok) return; } catch {}
     await new Promise(r => setTimeout(r, 100));
   }
   throw new Error('lokal serve did not start');
 });
-after(() => server?.kill('SIGTERM'));
+after(() => {
+  server?.kill('SIGTERM');
+  rmSync(STORE, { recursive: true, force: true });
+});
 
 const openai = () => new OpenAI({ baseURL: `${BASE}/v1`, apiKey: 'unused', maxRetries: 0 });
 const ollama = () => new Ollama({ host: BASE });
@@ -77,4 +84,29 @@ test('ollama: generate, chat stream, abort, list, embed, errors', async () => {
   const e = await o.embed({ model: 'stories260K', input: 'a cat' });
   assert.equal(e.embeddings.length, 1);
   await assert.rejects(o.generate({ model: 'nope', prompt: 'x' }), err => err.status_code === 404);
+});
+
+test('ollama: create, streamed create, copy, delete', async () => {
+  const o = ollama();
+  const made = await o.create({ model: 'teller', from: 'stories260K', system: 'Tell a story.',
+                                parameters: { temperature: 0.3, stop: ['THE END'] } });
+  assert.equal(made.status, 'success');
+  const stream = await o.create({ model: 'teller2', from: 'teller', template: '{{ messages }}', stream: true });
+  const statuses = [];
+  for await (const p of stream) statuses.push(p.status);
+  assert.equal(statuses.at(-1), 'success');
+  await o.copy({ source: 'teller', destination: 'teller-copy' });
+  let names = (await o.list()).models.map(m => m.name);
+  assert.ok(names.includes('teller:latest') && names.includes('teller-copy:latest'), names.join());
+  const shown = await o.show({ model: 'teller' });
+  assert.equal(shown.system, 'Tell a story.');
+  const g = await o.generate({ model: 'teller-copy', prompt: 'Once', raw: true, options: { num_predict: 3 } });
+  assert.equal(g.eval_count, 3);
+  await o.delete({ model: 'teller-copy' });
+  await o.delete({ model: 'teller2' });
+  names = (await o.list()).models.map(m => m.name);
+  assert.ok(!names.includes('teller-copy:latest') && names.includes('teller:latest'), names.join());
+  await assert.rejects(o.delete({ model: 'teller-copy' }), err => err.status_code === 404);
+  // Pulling from an unreachable registry: the error comes back in the stream.
+  await assert.rejects(o.pull({ model: '127.0.0.1:9/x/y:z', insecure: true }), err => /error|refused|connect/i.test(err.message));
 });

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Serving benchmark: `lokal serve` beside the anchor's llama-server, same model, same run.
+
+    bench/serve.py --model M.gguf [--lokal build/bin/lokal] [--anchor ../shared/anchor]
+                   [--threads 2] [--parallel 8] [--only lokal|anchor] [--json OUT]
+
+Both servers get the same threads, the same number of parallel sequences and the same
+context per sequence, and are measured one after the other over /v1/completions:
+
+  single      one streaming request, generation tokens/s (first token to last)
+  parallel8   8 concurrent streaming requests, total generated tokens / wall time
+  ttft        time to first token of a short request, idle and while 7 long ones run
+  prefix      time to first token of a 500-token prompt, then of a second prompt that
+              shares its first 500 tokens (the prefix cache's work)
+  rtt         idle HTTP round trip (GET /health on a kept-alive connection), p50 / p99
+
+Generations have a fixed length: EOS is banned with logit_bias (and ignore_eos for
+llama-server), so both servers produce exactly max_tokens tokens. Standard library only.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+EOS = 2  # llama / SentencePiece vocabularies
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name, argv, port, env=None):
+        self.name, self.port = name, port
+        self.log = open(f"/tmp/bench-serve-{name}.log", "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"{name} exited at start (see {self.log.name})")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        sys.exit(f"{name} did not become healthy")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=600)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv(s):
+    # Acknowledge at once: a delayed ACK (40 ms on Linux) would hold back the next small
+    # write of a server that leaves Nagle's algorithm on, and time the client, not it.
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    return s.recv(1 << 16)
+
+
+def complete(port, prompt, max_tokens, anchor):
+    """One streaming completion: (seconds to first token, seconds to the end)."""
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "logit_bias": {str(EOS): -100}}
+    if anchor:
+        body["ignore_eos"] = True
+        body["cache_prompt"] = True
+    # No "model": each server answers with the one it was started with.
+    data = json.dumps(body).encode()
+    s = connect(port)
+    t0 = time.perf_counter()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(data) + data)
+    first, got = None, b""
+    while True:
+        chunk = recv(s)
+        if not chunk:
+            break
+        got += chunk
+        # SSE events are written whole; the first one carries the first token.
+        if first is None and b"data: " in got:
+            first = time.perf_counter() - t0
+    end = time.perf_counter() - t0
+    s.close()
+    if not got.startswith(b"HTTP/1.1 200") or b"data: [DONE]" not in got:
+        raise RuntimeError(f"bad answer: {got[:300]!r}")
+    return first, end
+
+
+def round_trips(port, n):
+    """Seconds per GET /health on a kept-alive connection (reconnecting, inside the timed
+    span, when the server closes it: httplib servers allow a few requests per connection)."""
+    s = None
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        if s is None:
+            s = connect(port)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        got = b""
+        while True:
+            chunk = recv(s)
+            if not chunk:
+                raise RuntimeError("the server closed the connection mid-answer")
+            got += chunk
+            head, sep, rest = got.partition(b"\r\n\r\n")
+            if sep:
+                length = 0
+                for line in head.lower().split(b"\r\n"):
+                    if line.startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if len(rest) >= length:
+                    break
+        if b"\r\nconnection: close" in head.lower():
+            s.close()
+            s = None
+        out.append(time.perf_counter() - t0)
+    if s:
+        s.close()
+    return out
+
+
+def words(n, seed):
+    rnd = random.Random(seed)
+    vocab = ["cat", "dog", "sun", "tree", "house", "river", "bird", "stone", "light", "cloud",
+             "green", "small", "happy", "quick", "blue", "old", "road", "night", "song", "rain"]
+    return " ".join(rnd.choice(vocab) for _ in range(n))
+
+
+def measure(port, anchor, gen_tokens, long_tokens):
+    out = {}
+    prompt = "Once upon a time there was a little girl named Lily. She"
+    complete(port, prompt, 4, anchor)  # warm-up: pages the weights in
+
+    say = lambda what: print(f"  {what}", file=sys.stderr, flush=True)
+    say("single")
+    # One request alone.
+    first, end = complete(port, prompt, gen_tokens, anchor)
+    out["single_tps"] = (gen_tokens - 1) / (end - first)
+
+    say("parallel8")
+    # Eight at once.
+    results = [None] * 8
+
+    def run(i):
+        results[i] = complete(port, f"{prompt} {i}", gen_tokens, anchor)
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out["parallel8_tps"] = 8 * gen_tokens / (time.perf_counter() - t0)
+    out["parallel8_speedup"] = out["parallel8_tps"] / out["single_tps"]
+
+    say("ttft")
+    # Short request: idle, then beside 7 long generations (already decoding).
+    short = "The dog"
+    idle = [complete(port, f"{short} {i}", 1, anchor)[0] for i in range(5)]
+    out["ttft_idle_ms"] = 1000 * statistics.median(idle)
+    started = threading.Barrier(8)
+    longs = []
+
+    def long_run(i):
+        started.wait()
+        complete(port, f"{prompt} and {i}", long_tokens, anchor)
+
+    for i in range(7):
+        t = threading.Thread(target=long_run, args=(i,))
+        t.start()
+        longs.append(t)
+    started.wait()
+    time.sleep(3.0)  # their prompts are in; they are generating
+    busy = [complete(port, f"{short} busy {i}", 1, anchor)[0] for i in range(5)]
+    for t in longs:
+        t.join()
+    out["ttft_busy_ms"] = 1000 * statistics.median(busy)
+    out["ttft_ratio"] = out["ttft_busy_ms"] / out["ttft_idle_ms"]
+
+    say("prefix")
+    # Prefix cache: a 500-token prompt, then another with the same first 500 tokens.
+    nonce = random.randrange(1 << 30)
+    prefix = f"{nonce} " + words(491, nonce)  # 500 tokens with a llama vocabulary
+    a = complete(port, prefix + " Then the cat said", 1, anchor)[0]
+    b = complete(port, prefix + " Then the dog ran", 1, anchor)[0]
+    out["prefix_first_ms"], out["prefix_second_ms"] = 1000 * a, 1000 * b
+    out["prefix_speedup"] = a / b
+
+    say("rtt")
+    # Idle round trip.
+    rtts = sorted(round_trips(port, 1200)[200:])
+    out["rtt_p50_ms"] = 1000 * rtts[len(rtts) // 2]
+    out["rtt_p99_ms"] = 1000 * rtts[int(len(rtts) * 0.99)]
+    return out
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--lokal", default=os.path.join(root, "build/bin/lokal"))
+    ap.add_argument("--anchor", default=os.path.join(root, "../shared/anchor"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--ctx", type=int, default=1024, help="context per sequence")
+    ap.add_argument("--gen", type=int, default=64, help="tokens per generation")
+    ap.add_argument("--long", type=int, default=128, help="tokens of the 7 long generations")
+    ap.add_argument("--only", choices=["lokal", "anchor"])
+    ap.add_argument("--rounds", type=int, default=1, help="repeat, engines interleaved; keep the best")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    rounds = {}
+    names = [n for n in ["lokal", "anchor"] if not args.only or args.only == n]
+    for rnd in range(args.rounds):
+        for name in names:
+            rounds.setdefault(name, []).append(run_one(name, args, rnd))
+    # Best of the rounds per measure (load on a shared machine comes and goes, hitting
+    # both engines alike), the ratios recomputed from those.
+    runs = {}
+    for name, rs in rounds.items():
+        best = {}
+        for key in rs[0]:
+            vals = [r[key] for r in rs]
+            best[key] = min(vals) if key.endswith("_ms") else max(vals)
+        best["parallel8_speedup"] = best["parallel8_tps"] / best["single_tps"]
+        best["ttft_ratio"] = best["ttft_busy_ms"] / best["ttft_idle_ms"]
+        best["prefix_speedup"] = best["prefix_first_ms"] / best["prefix_second_ms"]
+        runs[name] = best
+    report(runs, rounds, args)
+
+
+def run_one(name, args, rnd):
+    port = free_port()
+    if name == "lokal":
+        argv = [args.lokal, "serve", "--port", str(port), "-m", args.model, "-t",
+                str(args.threads), "--parallel", str(args.parallel), "-c", str(args.ctx)]
+        env = None
+    else:
+        argv = [os.path.join(args.anchor, "llama-server"), "-m", args.model, "--port",
+                str(port), "-t", str(args.threads), "-tb", str(args.threads), "--parallel",
+                str(args.parallel), "-c", str(args.ctx * args.parallel), "--no-webui"]
+        env = dict(os.environ, LD_LIBRARY_PATH=args.anchor)
+    print(f"{name}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    srv = Server(name, argv, port, env)
+    try:
+        res = measure(port, name == "anchor", args.gen, args.long)
+    finally:
+        srv.stop()
+    print(f"{name} round {rnd + 1}: {json.dumps(res)}", file=sys.stderr)
+    return res
+
+
+def report(runs, rounds, args):
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}, {args.threads} threads, --parallel {args.parallel}, "
+          f"best of {args.rounds} round(s), {os.path.basename(args.model)}\n")
+    rows = [("single request, tokens/s", "single_tps", "%.1f"),
+            ("8 concurrent streams, total tokens/s", "parallel8_tps", "%.1f"),
+            ("  ratio to a single request", "parallel8_speedup", "%.2fx"),
+            ("TTFT short request, idle (ms)", "ttft_idle_ms", "%.0f"),
+            ("TTFT short request beside 7 long (ms)", "ttft_busy_ms", "%.0f"),
+            ("  ratio busy / idle", "ttft_ratio", "%.2fx"),
+            ("TTFT 500-token prompt, first (ms)", "prefix_first_ms", "%.0f"),
+            ("TTFT same 500-token prefix, second (ms)", "prefix_second_ms", "%.0f"),
+            ("  prefix-cache speedup", "prefix_speedup", "%.1fx"),
+            ("idle round trip p50 (ms)", "rtt_p50_ms", "%.3f"),
+            ("idle round trip p99 (ms)", "rtt_p99_ms", "%.3f")]
+    names = list(runs)
+    print("| measure | " + " | ".join(names) + (" | lokal / anchor |" if len(names) == 2 else " |"))
+    print("|---|" + "---|" * (len(names) + (1 if len(names) == 2 else 0)))
+    for label, key, fmt in rows:
+        cells = [fmt % runs[n][key] for n in names]
+        if len(names) == 2:
+            cells.append("%.2f" % (runs["lokal"][key] / runs["anchor"][key]))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "best": runs, "rounds": rounds}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
