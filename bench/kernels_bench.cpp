@@ -55,6 +55,16 @@ void BM_Matmul(benchmark::State& st) {
     ThreadPool& pool = pool_for((int)st.range(4));
     const auto& w = weights(t, rows, cols);
     MatView m{t, cols, rows, row_size(t, cols), w.data()};
+    // pack:1 runs on row-interleaved weights (what the model loader makes) when the kernels
+    // read them.
+    std::vector<uint8_t> packed;
+    const bool pack = st.range(5) && matmul_can_pack(t);
+    if (pack) {
+        packed = w;
+        matmul_pack(t, cols, rows, packed.data());
+        m.data = packed.data();
+        m.packed = true;
+    }
     std::mt19937 rng(2);
     std::normal_distribution<float> d(0, 1);
     std::vector<float> x((size_t)(cols * tokens)), y((size_t)(rows * tokens));
@@ -69,11 +79,11 @@ void BM_Matmul(benchmark::State& st) {
         benchmark::Counter((double)tokens * (double)st.iterations(), benchmark::Counter::kIsRate);
     st.counters["GMAC/s"] = benchmark::Counter((double)rows * cols * tokens * st.iterations() / 1e9,
                                                benchmark::Counter::kIsRate);
-    st.SetLabel(std::string(type_name(t)) + " " + kernels().isa);
+    st.SetLabel(std::string(type_name(t)) + " " + kernels().isa + (pack ? " packed" : ""));
 }
 
 void matmul_args(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"type", "rows", "cols", "tok", "thr"});
+    b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
     const TensorType types[] = {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K,
                                 TensorType::Q8_0, TensorType::F16};
     const int64_t shapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
@@ -81,17 +91,19 @@ void matmul_args(benchmark::internal::Benchmark* b) {
         for (auto& sh : shapes)
             for (int64_t tok : {1, 8, 512}) {
                 if (tok == 512 && sh[0] == 32000) continue;  // the output layer runs for 1 token
-                for (int thr : {1, 2}) b->Args({(int64_t)t, sh[0], sh[1], tok, thr});
+                for (int thr : {1, 2})
+                    for (int pack : {0, 1}) b->Args({(int64_t)t, sh[0], sh[1], tok, thr, pack});
             }
 }
 BENCHMARK(BM_Matmul)->Apply(matmul_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Compute-bound view: a matrix that stays in L2 (256 x 2048), one thread.
 void matmul_l2_args(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"type", "rows", "cols", "tok", "thr"});
+    b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
     for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
                          TensorType::Q5_K, TensorType::IQ4_XS, TensorType::F16})
-        for (int64_t tok : {1, 8, 64}) b->Args({(int64_t)t, 256, 2048, tok, 1});
+        for (int64_t tok : {1, 8, 64})
+            for (int pack : {0, 1}) b->Args({(int64_t)t, 256, 2048, tok, 1, pack});
 }
 BENCHMARK(BM_Matmul)->Name("BM_MatmulL2")->Apply(matmul_l2_args)->Unit(benchmark::kMicrosecond);
 

@@ -169,7 +169,7 @@ constexpr uint64_t kMinTensorInfoBytes =
     8 + 4 + 8 + 4 + 8;  // name len, n_dims, ne[0], type, offset
 
 class Cursor {
-public:
+  public:
     Cursor(const uint8_t* base, size_t size, const std::string& prefix)
         : base_(base), size_(size), prefix_(prefix) {}
 
@@ -207,7 +207,7 @@ public:
         return std::string_view(reinterpret_cast<const char*>(p), (size_t)len);
     }
 
-private:
+  private:
     const uint8_t* base_;
     size_t size_;
     size_t pos_ = 0;
@@ -333,6 +333,16 @@ std::unique_ptr<File> File::open(const std::string& path) {
     f->mapped_ = size > 0;
     f->parse();  // on throw, ~File unmaps
     return f;
+}
+
+uint8_t* File::writable(const TensorInfo& t) {
+    if (!mapped_ || t.n_bytes == 0 || t.data < base_ || t.data + t.n_bytes > base_ + size_)
+        return nullptr;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = (uintptr_t)t.data & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)t.data + t.n_bytes + page - 1) & ~(page - 1);
+    if (mprotect((void*)begin, end - begin, PROT_READ | PROT_WRITE) != 0) return nullptr;
+    return const_cast<uint8_t*>(t.data);
 }
 
 std::unique_ptr<File> File::from_memory(const uint8_t* data, size_t size) {

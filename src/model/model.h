@@ -47,6 +47,7 @@ struct Tensor {
     TensorType type = TensorType::F32;
     int64_t ne[4] = {1, 1, 1, 1};
     const uint8_t* data = nullptr;
+    bool packed = false;  // rows interleaved in place for the kernels (matmul_pack)
 
     bool present() const { return data != nullptr; }
     size_t row_bytes() const { return row_size(type, ne[0]); }
@@ -81,6 +82,8 @@ struct Model {
     std::vector<LayerWeights> layers;
 
     // Open, validate and map a model. Throws ModelError / gguf::Error with one line.
+    // The matmul weights are repacked in place for the kernels in use (matmul_pack) unless
+    // LOKAL_REPACK=0; the mapping is private, so the file is never written.
     static std::unique_ptr<Model> load(const std::string& path);
 
     uint64_t n_params() const;

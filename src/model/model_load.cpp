@@ -1,6 +1,7 @@
 // Model loading: hyperparameters from metadata, every tensor's presence, type and shape
 // checked against them before the forward pass may touch it.
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "model/model.h"
@@ -84,10 +85,37 @@ class Loader {
     }
 };
 
+// Repacks the weights only matmul reads (not token_embd, which get_rows reads by row; a tied
+// output shares it) into the kernels' row-interleaved layout, in the private mapping: the
+// bytes stay where they are, so peak memory does not grow.
+void pack_weights(Model& m) {
+    const char* env = std::getenv("LOKAL_REPACK");
+    if (env && std::string(env) == "0") return;
+    gguf::File& f = *m.file;
+    auto pack = [&](Tensor& t) {
+        if (!t.present() || t.packed || t.data == m.token_embd.data) return;
+        if (!matmul_can_pack(t.type)) return;
+        const gguf::TensorInfo* ti = f.find_tensor(t.name);
+        if (!ti) return;
+        uint8_t* w = f.writable(*ti);
+        if (!w) return;  // not mapped writable: the row-major kernels still work
+        const size_t slice = (size_t)t.ne[1] * t.row_bytes();
+        for (int64_t e = 0; e < t.ne[2] * t.ne[3]; ++e)
+            matmul_pack(t.type, t.ne[0], t.ne[1], w + (size_t)e * slice);
+        t.packed = true;
+    };
+    pack(m.output);
+    for (LayerWeights& L : m.layers)
+        for (Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_exps,
+                          &L.up_exps, &L.down_exps})
+            pack(*t);
+}
+
 }  // namespace
 
 MatView Tensor::mat(int64_t expert) const {
     MatView m;
+    m.packed = packed;
     m.type = type;
     m.n_cols = ne[0];
     m.n_rows = ne[1];
@@ -203,6 +231,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
             L.down_exps = ld.tensor(p + "ffn_down_exps.weight", {ff, dim, ne}, true);
         }
     }
+    pack_weights(*model);
     return model;
 }
 

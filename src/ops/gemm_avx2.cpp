@@ -68,6 +68,51 @@ inline float ldf(const uint32_t* p) {
     T[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
+// Where a type's unpack reads 8 rows of block b: byte x of the block (a constant after
+// inlining). t4: dwords x..x+3 (16 bytes) as 4 vectors, lane i = row i; g: the dword at x;
+// h: the fp16 at x as floats.
+//
+// Strided: row-major rows, transposed on the fly (shuffles and gathers).
+template <int BB>
+struct Strided {
+    Rows R;
+    [[gnu::always_inline]] void t4(int64_t b, int x, __m256i T[4]) const {
+        load_t4(R, (size_t)b * BB + x, T);
+    }
+    [[gnu::always_inline]] __m256i g(int64_t b, int x) const {
+        return R.gather((size_t)b * BB + x);
+    }
+    __m256 h(int64_t b, int x) const;
+    void prefetch(int64_t) const {}
+};
+// Packed: the group is row-interleaved at load (gemm_common.h), so every access is a load.
+template <TensorType TT>
+struct Packed {
+    static constexpr PackLayout L = pack_layout(TT);
+    const uint8_t* base;  // the group's first byte
+    [[gnu::always_inline]] const uint8_t* at(int64_t b, int x) const {
+        return base + (size_t)b * (kPackRows * L.block_bytes) + L.pos(x);
+    }
+    [[gnu::always_inline]] void t4(int64_t b, int x, __m256i T[4]) const {
+        const uint8_t* p = at(b, x);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) T[k] = _mm256_loadu_si256((const __m256i*)(p + 32 * k));
+    }
+    [[gnu::always_inline]] __m256i g(int64_t b, int x) const {
+        return _mm256_loadu_si256((const __m256i*)at(b, x));
+    }
+    [[gnu::always_inline]] __m256 h(int64_t b, int x) const {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)at(b, x)));
+    }
+    // Decode streams the group front to back: fetch block b's run some blocks early.
+    [[gnu::always_inline]] void prefetch(int64_t b) const {
+        constexpr int kRun = kPackRows * L.block_bytes, kAhead = 2048;
+        const char* p = (const char*)base + (size_t)b * kRun + kAhead;
+#pragma GCC unroll 32
+        for (int o = 0; o < kRun; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+};
+
 inline __m256i c8(int v) {
     return _mm256_set1_epi8((char)v);
 }
@@ -90,6 +135,12 @@ inline __m256 half_lo(__m256i g) {
 }
 inline __m256 half_hi(__m256i g) {
     return half_lo(_mm256_srli_epi32(g, 16));
+}
+// A 2-byte field at the end of a block is read with the two bytes before it (no read past
+// the last row's end).
+template <int BB>
+[[gnu::always_inline]] inline __m256 Strided<BB>::h(int64_t b, int x) const {
+    return x + 4 <= BB ? half_lo(g(b, x)) : half_hi(g(b, x - 2));
 }
 inline __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(mask));
@@ -135,38 +186,41 @@ inline void put(__m256i* w, int k, int nw, __m256i v) {
 struct TQ4_0 {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2, GD = 8;
     static constexpr bool kMin = false, Split = false;
-    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4];
-        load_t4(R, o + 2, T);
+        R.t4(b, 2, T);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
-        P.d = half_lo(R.gather(o));
+        P.d = R.h(b, 0);
     }
 };
 struct TIQ4_NL {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2, GD = 8;
     static constexpr bool kMin = false, Split = true;
-    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4];
-        load_t4(R, o + 2, T);
+        R.t4(b, 2, T);
         const __m256i lut = iq4_lut();
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             put<true>(P.w, k, 8, _mm256_shuffle_epi8(lut, lo4(T[k])));
             put<true>(P.w, 4 + k, 8, _mm256_shuffle_epi8(lut, hi4(T[k])));
         }
-        P.d = half_lo(R.gather(o));
+        P.d = R.h(b, 0);
     }
 };
 struct TQ4_1 {
     static constexpr int QK = 32, BB = 20, AB = 36, AO = 4, GD = 8;
     static constexpr bool kMin = true, Split = false;
-    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4];
-        load_t4(R, o + 4, T);
+        R.t4(b, 4, T);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) P.w[k] = lo4(T[k]), P.w[4 + k] = hi4(T[k]);
-        const __m256i g = R.gather(o);
+        const __m256i g = R.g(b, 0);
         P.d = half_lo(g);
         P.m = half_hi(g);
     }
@@ -176,33 +230,39 @@ struct TQ5 {
     static constexpr int QK = 32, BB = One ? 24 : 22, AB = One ? 36 : 34, AO = One ? 4 : 2, GD = 4;
     static constexpr int QH = One ? 4 : 2, QS = One ? 8 : 6;
     static constexpr bool kMin = One, Split = false;
-    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4];
-        load_t4(R, o + QS, T);
-        const __m256i qh = R.gather(o + QH);
+        R.t4(b, QS, T);
+        const __m256i qh = R.g(b, QH);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             P.w[k] = q5_high(lo4(T[k]), qh, k);
             P.w[4 + k] = q5_high(hi4(T[k]), qh, 4 + k);
         }
-        const __m256i g = R.gather(o);
-        P.d = half_lo(g);
-        if (One) P.m = half_hi(g);
+        if (One) {
+            const __m256i g = R.g(b, 0);
+            P.d = half_lo(g);
+            P.m = half_hi(g);
+        } else {
+            P.d = R.h(b, 0);
+        }
     }
 };
 struct TQ8_0 {
     static constexpr int QK = 32, BB = 34, AB = 34, AO = 2, GD = 8;
     static constexpr bool kMin = false, Split = true;
-    [[gnu::always_inline]] static void unpack(const Rows& R, int64_t b, P32& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4], U[4];
-        load_t4(R, o + 2, T);
-        load_t4(R, o + 18, U);
+        R.t4(b, 2, T);
+        R.t4(b, 18, U);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             put<true>(P.w, k, 8, _mm256_xor_si256(T[k], c8(0x80)));
             put<true>(P.w, 4 + k, 8, _mm256_xor_si256(U[k], c8(0x80)));
         }
-        P.d = half_lo(R.gather(o));
+        P.d = R.h(b, 0);
     }
 };
 
@@ -217,14 +277,13 @@ struct TQ2_K {
     static constexpr int BB = 84, NSUB = 16, NM = 8, GD = 4;
     static constexpr bool CORR = false, Split = false;
     // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
-    template <class Put>
-    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
-        const size_t o = (size_t)b * BB;
+    template <class S, class Put>
+    [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
 #pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m256i Qa[4], Qb[4];
-            load_t4(R, o + 16 + 32 * h, Qa);
-            load_t4(R, o + 32 + 32 * h, Qb);
+            R.t4(b, 16 + 32 * h, Qa);
+            R.t4(b, 32 + 32 * h, Qb);
 #pragma GCC unroll 16
             for (int s = 0; s < 4; ++s)
 #pragma GCC unroll 16
@@ -236,17 +295,20 @@ struct TQ2_K {
                 }
         }
     }
-    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
         __m256i D[4], m[16];
-        for (int i = 0; i < 4; ++i) D[i] = R.gather(o + 4 * i);
+#pragma GCC unroll 16
+        for (int i = 0; i < 4; ++i) D[i] = R.g(b, 4 * i);
+#pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) {
             P.sc[j] = bits(D[j / 4], 8 * (j % 4), 0xF);
             m[j] = bits(D[j / 4], 8 * (j % 4) + 4, 0xF);
         }
+#pragma GCC unroll 16
         for (int p = 0; p < 8; ++p)
             P.mn[p] = _mm256_or_si256(m[2 * p], _mm256_slli_epi32(m[2 * p + 1], 16));
-        const __m256i g = R.gather(o + 80);
+        const __m256i g = R.g(b, 80);
         P.d = half_lo(g);
         P.dm = half_hi(g);
     }
@@ -255,17 +317,16 @@ struct TQ3_K {
     static constexpr int BB = 110, NSUB = 16, NM = 0, GD = 4;
     static constexpr bool CORR = true, Split = false;
     // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
-    template <class Put>
-    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
-        const size_t o = (size_t)b * BB;
+    template <class S, class Put>
+    [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         __m256i Ma[4], Mb[4];
-        load_t4(R, o, Ma);
-        load_t4(R, o + 16, Mb);
+        R.t4(b, 0, Ma);
+        R.t4(b, 16, Mb);
 #pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m256i Qa[4], Qb[4];
-            load_t4(R, o + 32 + 32 * h, Qa);
-            load_t4(R, o + 48 + 32 * h, Qb);
+            R.t4(b, 32 + 32 * h, Qa);
+            R.t4(b, 48 + 32 * h, Qb);
 #pragma GCC unroll 16
             for (int s = 0; s < 4; ++s) {
                 const int sh = 2 - (4 * h + s);
@@ -279,10 +340,12 @@ struct TQ3_K {
             }
         }
     }
-    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
         __m256i D[3];
-        for (int i = 0; i < 3; ++i) D[i] = R.gather(o + 96 + 4 * i);
+#pragma GCC unroll 16
+        for (int i = 0; i < 3; ++i) D[i] = R.g(b, 96 + 4 * i);
+#pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) {
             const int jj = j % 8;
             const __m256i low = bits(D[jj / 4], 8 * (jj % 4) + 4 * (j / 8), 0xF);
@@ -290,7 +353,7 @@ struct TQ3_K {
             P.sc[j] = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)),
                                        _mm256_set1_epi32(32));
         }
-        P.d = half_hi(R.gather(o + 106));
+        P.d = R.h(b, 108);
     }
 };
 template <bool Five>
@@ -299,19 +362,18 @@ struct TQ45_K {
     static constexpr int QS = Five ? 48 : 16;
     static constexpr bool CORR = false, Split = false;
     // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
-    template <class Put>
-    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
-        const size_t o = (size_t)b * BB;
+    template <class S, class Put>
+    [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         __m256i Ha[4], Hb[4];
         if (Five) {
-            load_t4(R, o + 16, Ha);
-            load_t4(R, o + 32, Hb);
+            R.t4(b, 16, Ha);
+            R.t4(b, 32, Hb);
         }
 #pragma GCC unroll 16
         for (int c = 0; c < 4; ++c) {
             __m256i Ta[4], Tb[4];
-            load_t4(R, o + QS + 32 * c, Ta);
-            load_t4(R, o + QS + 32 * c + 16, Tb);
+            R.t4(b, QS + 32 * c, Ta);
+            R.t4(b, QS + 32 * c + 16, Tb);
 #pragma GCC unroll 16
             for (int k = 0; k < 4; ++k) {
                 __m256i w0 = lo4(Ta[k]), w1 = lo4(Tb[k]), w2 = hi4(Ta[k]), w3 = hi4(Tb[k]);
@@ -328,10 +390,11 @@ struct TQ45_K {
             }
         }
     }
-    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
-        const size_t o = (size_t)b * BB;
-        const __m256i D0 = R.gather(o + 4), D1 = R.gather(o + 8), D2 = R.gather(o + 12);
+    template <class S>
+    [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
+        const __m256i D0 = R.g(b, 4), D1 = R.g(b, 8), D2 = R.g(b, 12);
         __m256i m[8];
+#pragma GCC unroll 16
         for (int j = 0; j < 4; ++j) {
             P.sc[j] = bits(D0, 8 * j, 63);
             m[j] = bits(D1, 8 * j, 63);
@@ -340,9 +403,10 @@ struct TQ45_K {
             m[4 + j] = _mm256_or_si256(bits(D2, 8 * j + 4, 0xF),
                                        _mm256_slli_epi32(bits(D1, 8 * j + 6, 3), 4));
         }
+#pragma GCC unroll 16
         for (int p = 0; p < 4; ++p)
             P.mn[p] = _mm256_or_si256(m[2 * p], _mm256_slli_epi32(m[2 * p + 1], 16));
-        const __m256i g = R.gather(o);
+        const __m256i g = R.g(b, 0);
         P.d = half_lo(g);
         P.dm = half_hi(g);
     }
@@ -351,16 +415,15 @@ struct TQ6_K {
     static constexpr int BB = 210, NSUB = 16, NM = 0, GD = 2;
     static constexpr bool CORR = true, Split = false;
     // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
-    template <class Put>
-    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
-        const size_t o = (size_t)b * BB;
+    template <class S, class Put>
+    [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
 #pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m256i L[4][4], H[2][4];
 #pragma GCC unroll 16
-            for (int i = 0; i < 4; ++i) load_t4(R, o + 64 * h + 16 * i, L[i]);
-            load_t4(R, o + 128 + 32 * h, H[0]);
-            load_t4(R, o + 144 + 32 * h, H[1]);
+            for (int i = 0; i < 4; ++i) R.t4(b, 64 * h + 16 * i, L[i]);
+            R.t4(b, 128 + 32 * h, H[0]);
+            R.t4(b, 144 + 32 * h, H[1]);
 #pragma GCC unroll 16
             for (int s = 0; s < 4; ++s)
 #pragma GCC unroll 16
@@ -374,28 +437,29 @@ struct TQ6_K {
                     }
         }
     }
-    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
-        const size_t o = (size_t)b * BB;
+    template <class S>
+    [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
+#pragma GCC unroll 16
         for (int i = 0; i < 4; ++i) {
-            const __m256i D = R.gather(o + 192 + 4 * i);
+            const __m256i D = R.g(b, 192 + 4 * i);
+#pragma GCC unroll 16
             for (int j = 0; j < 4; ++j)
                 P.sc[4 * i + j] = _mm256_srai_epi32(_mm256_slli_epi32(D, 24 - 8 * j), 24);
         }
-        P.d = half_hi(R.gather(o + 206));
+        P.d = R.h(b, 208);
     }
 };
 struct TIQ4_XS {
     static constexpr int BB = 136, NSUB = 8, NM = 0, GD = 8;
     static constexpr bool CORR = true, Split = true;
     // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
-    template <class Put>
-    [[gnu::always_inline]] static void weights(const Rows& R, int64_t b, Put&& put) {
-        const size_t o = (size_t)b * BB;
+    template <class S, class Put>
+    [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         const __m256i lut = iq4_lut();
 #pragma GCC unroll 16
         for (int ib = 0; ib < 8; ++ib) {
             __m256i T[4];
-            load_t4(R, o + 8 + 16 * ib, T);
+            R.t4(b, 8 + 16 * ib, T);
 #pragma GCC unroll 16
             for (int k = 0; k < 4; ++k) {
                 put_split(put, 8 * ib + k, _mm256_shuffle_epi8(lut, lo4(T[k])));
@@ -403,9 +467,10 @@ struct TIQ4_XS {
             }
         }
     }
-    [[gnu::always_inline]] static void scales(const Rows& R, int64_t b, PK& P) {
-        const size_t o = (size_t)b * BB;
-        const __m256i g0 = R.gather(o), g1 = R.gather(o + 4);
+    template <class S>
+    [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
+        const __m256i g0 = R.g(b, 0), g1 = R.g(b, 4);
+#pragma GCC unroll 16
         for (int ib = 0; ib < 8; ++ib) {
             const __m256i ls = _mm256_or_si256(bits(g1, 8 * (ib / 2) + 4 * (ib % 2), 0xF),
                                                _mm256_slli_epi32(bits(g0, 16 + 2 * ib, 3), 4));
@@ -525,37 +590,51 @@ template <class Ty, int T>
     }
 }
 
-template <class Ty>
-[[gnu::always_inline]] inline void unpack_k(const Rows& R, int64_t b, PK& P) {
+template <class Ty, class S>
+[[gnu::always_inline]] inline void unpack_k(const S& R, int64_t b, PK& P) {
     Ty::weights(R, b, [&](int k, __m256i v) { _mm256_store_si256(&P.w[k], v); });
     Ty::scales(R, b, P);
 }
 
-// Decode, K-quants: each dword vector goes straight into its sub-block's exact sum.
-template <class Ty>
-[[gnu::always_inline]] inline __m256 gemv_k(const Rows& R, int64_t b, int64_t nb, const Tok& tk,
+// Decode, K-quants: each dword vector's products go into an int16 sum of its chunk (GD
+// dwords, never more than a sub-block, so the sum is exact), widened once per chunk.
+template <class Ty, class S>
+[[gnu::always_inline]] inline __m256 gemv_k(const S& R, int64_t b, int64_t nb, const Tok& tk,
                                             __m256 f) {
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
     constexpr int NC = Ty::CORR ? NS : 0;
-    PK P;  // scales only
+    constexpr int CH = Ty::GD < DW ? Ty::GD : DW;  // dwords per int16 chunk
+    constexpr int NCH = 64 / CH;
+    constexpr int PL = Ty::Split ? 2 : 1;  // planes (split types: low and high nibbles)
+    PK P;                                  // scales only
     Ty::scales(R, b, P);
-    __m256i S[NS];
-#pragma GCC unroll 16
-    for (int j = 0; j < NS; ++j)
-        S[j] = Ty::CORR ? _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j])
-                        : _mm256_setzero_si256();
+    __m256i acc16[PL][NCH];
+#pragma GCC unroll 64
+    for (int c = 0; c < NCH; ++c)
+#pragma GCC unroll 2
+        for (int pl = 0; pl < PL; ++pl) acc16[pl][c] = _mm256_setzero_si256();
     const uint8_t* y = tk.act + b * 292 + 4;
-    const __m256i ones = _mm256_set1_epi16(1);
     Ty::weights(R, b, [&](int k, __m256i v) {
         const int kk = k & 63;  // k >= 64: the high nibble plane of split types (weight 16)
-        __m256i p =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(v, _mm256_set1_epi32(ld32(y + 4 * kk))), ones);
-        if (k >= 64) p = _mm256_slli_epi32(p, 4);
-        S[kk / DW] = _mm256_add_epi32(S[kk / DW], p);
+        const int pl = k >= 64 ? PL - 1 : 0;
+        acc16[pl][kk / CH] = _mm256_add_epi16(
+            acc16[pl][kk / CH], _mm256_maddubs_epi16(v, _mm256_set1_epi32(ld32(y + 4 * kk))));
     });
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256i isum = _mm256_setzero_si256();
 #pragma GCC unroll 16
-    for (int j = 0; j < NS; ++j) isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(S[j], P.sc[j]));
+    for (int j = 0; j < NS; ++j) {
+        __m256i sj = Ty::CORR ? _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j])
+                              : _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = j * DW / CH; c < (j + 1) * DW / CH; ++c) {
+            sj = _mm256_add_epi32(sj, _mm256_madd_epi16(acc16[0][c], ones));
+            if (Ty::Split)
+                sj = _mm256_add_epi32(
+                    sj, _mm256_slli_epi32(_mm256_madd_epi16(acc16[PL - 1][c], ones), 4));
+        }
+        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sj, P.sc[j]));
+    }
     return finishK<Ty>(P, isum, tk, b, nb, f);
 }
 
@@ -584,81 +663,83 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm256_store_ps(acc_buf + 8 * t, facc[t]);
 }
 
-template <class Pan, class Ty, template <class, int> class Compute, int CB>
-void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
+// One group of 8 rows (g) for every token, reading the weights through S (Strided/Packed).
+template <class Pan, class Ty, template <class, int> class Compute, int CB, class S>
+void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, float* acc) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    const int64_t nb = a.n / QK;
+    if (a.n_tokens == 1) {
+        // Decode: each unpacked block is used once, straight from registers.
+        const Tok t1 = {a.act, a.side};
+        __m256 f = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; ++b) {
+            R.prefetch(b);
+            if constexpr (QK == 32) {
+                Pan P;
+                Ty::unpack(R, b, P);
+                compute32<Ty, 1>(&P, 1, b, nb, &t1, &f);
+            } else {
+                f = gemv_k<Ty>(R, b, nb, t1, f);
+            }
+        }
+        alignas(32) float out[8];
+        _mm256_store_ps(out, f);
+        for (int i = 0; i < nv; ++i) a.y[g + i] = out[i];
+        return;
+    }
+    Tok tk[4];
+    for (int64_t c0 = 0; c0 < nb; c0 += CB) {
+        const int nbc = (int)std::min<int64_t>(CB, nb - c0);
+        for (int b = 0; b < nbc; ++b) {
+            if constexpr (QK == 32) {
+                Ty::unpack(R, c0 + b, pan[b]);
+            } else {
+                unpack_k<Ty>(R, c0 + b, pan[b]);
+            }
+        }
+        for (int64_t t0 = 0; t0 < a.n_tokens;) {
+            const int64_t left = a.n_tokens - t0;
+            const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            for (int t = 0; t < T; ++t)
+                tk[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
+                         a.side + (size_t)(t0 + t) * a.side_stride};
+            float* ab = acc + 8 * t0;
+            const bool first = c0 == 0;
+            if (T == 4)
+                run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk, ab, first);
+            else if (T == 2)
+                run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk, ab, first);
+            else
+                run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk, ab, first);
+            t0 += T;
+        }
+    }
+    for (int64_t t = 0; t < a.n_tokens; ++t)
+        for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = acc[8 * t + i];
+}
+
+template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB>
+void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     static_assert(sizeof(Pan) * CB <= 48 * 1024);
+    constexpr int BB = pack_layout(TT).block_bytes;
     Pan* pan = static_cast<Pan*>(scratch);
     float* acc = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + 48 * 1024);
-    const int64_t nb = a.n / QK;
-    Tok tk[4];
+    // Rows of a last partial group are row-major even in a packed matrix.
+    const int64_t full_end = a.n_rows - a.n_rows % RG;
     std::vector<uint8_t> pad;
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;
+        if (a.packed && g + RG <= full_end) {
+            gemm_group<Pan, Ty, Compute, CB>(a, Packed<TT>{base}, g, nv, pan, acc);
+            continue;
+        }
         if (nv < RG) {  // a partial group: pad to 8 rows (the extra outputs are discarded)
             pad.assign((size_t)RG * a.w_stride, 0);
             std::memcpy(pad.data(), base, (size_t)nv * a.w_stride);
             base = pad.data();
         }
-        const Rows R(base, a.w_stride);
-        if (a.n_tokens == 1) {
-            // Decode: each unpacked block is used once, straight from registers.
-            const Tok t1 = {a.act, a.side};
-            __m256 f = _mm256_setzero_ps();
-            // 8 row streams: prefetch each ~kAhead bytes ahead, one line per row per 64 bytes.
-            constexpr int kAhead = 1024;
-            const int64_t row_bytes = nb * Ty::BB;
-            int64_t next_pf = 0;
-            for (int64_t b = 0; b < nb; ++b) {
-                if (b * Ty::BB >= next_pf) {
-                    const int64_t off = next_pf + kAhead;
-                    if (off < row_bytes)
-                        for (int i = 0; i < RG; ++i)
-                            _mm_prefetch((const char*)(R.base + i * R.s + off), _MM_HINT_T0);
-                    next_pf += 64;
-                }
-                if constexpr (QK == 32) {
-                    Pan P;
-                    Ty::unpack(R, b, P);
-                    compute32<Ty, 1>(&P, 1, b, nb, &t1, &f);
-                } else {
-                    f = gemv_k<Ty>(R, b, nb, t1, f);
-                }
-            }
-            alignas(32) float out[8];
-            _mm256_store_ps(out, f);
-            for (int i = 0; i < nv; ++i) a.y[g + i] = out[i];
-            continue;
-        }
-        for (int64_t c0 = 0; c0 < nb; c0 += CB) {
-            const int nbc = (int)std::min<int64_t>(CB, nb - c0);
-            for (int b = 0; b < nbc; ++b) {
-                if constexpr (QK == 32) {
-                    Ty::unpack(R, c0 + b, pan[b]);
-                } else {
-                    unpack_k<Ty>(R, c0 + b, pan[b]);
-                }
-            }
-            for (int64_t t0 = 0; t0 < a.n_tokens;) {
-                const int64_t left = a.n_tokens - t0;
-                const int T = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-                for (int t = 0; t < T; ++t)
-                    tk[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
-                             a.side + (size_t)(t0 + t) * a.side_stride};
-                float* ab = acc + 8 * t0;
-                const bool first = c0 == 0;
-                if (T == 4)
-                    run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk, ab, first);
-                else if (T == 2)
-                    run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk, ab, first);
-                else
-                    run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk, ab, first);
-                t0 += T;
-            }
-        }
-        for (int64_t t = 0; t < a.n_tokens; ++t)
-            for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = acc[8 * t + i];
+        gemm_group<Pan, Ty, Compute, CB>(a, Strided<BB>{Rows(base, a.w_stride)}, g, nv, pan, acc);
     }
 }
 
@@ -667,29 +748,29 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
 GemmFn quant_gemm(TensorType t) {
     switch (t) {
         case TensorType::Q4_0:
-            return &gemm_quant<P32, TQ4_0, C32, 32>;
+            return &gemm_quant<P32, TQ4_0, TensorType::Q4_0, C32, 32>;
         case TensorType::Q4_1:
-            return &gemm_quant<P32, TQ4_1, C32, 32>;
+            return &gemm_quant<P32, TQ4_1, TensorType::Q4_1, C32, 32>;
         case TensorType::Q5_0:
-            return &gemm_quant<P32, TQ5<false>, C32, 32>;
+            return &gemm_quant<P32, TQ5<false>, TensorType::Q5_0, C32, 32>;
         case TensorType::Q5_1:
-            return &gemm_quant<P32, TQ5<true>, C32, 32>;
+            return &gemm_quant<P32, TQ5<true>, TensorType::Q5_1, C32, 32>;
         case TensorType::Q8_0:
-            return &gemm_quant<P32, TQ8_0, C32, 32>;
+            return &gemm_quant<P32, TQ8_0, TensorType::Q8_0, C32, 32>;
         case TensorType::IQ4_NL:
-            return &gemm_quant<P32, TIQ4_NL, C32, 32>;
+            return &gemm_quant<P32, TIQ4_NL, TensorType::IQ4_NL, C32, 32>;
         case TensorType::Q2_K:
-            return &gemm_quant<PK, TQ2_K, CK, 4>;
+            return &gemm_quant<PK, TQ2_K, TensorType::Q2_K, CK, 4>;
         case TensorType::Q3_K:
-            return &gemm_quant<PK, TQ3_K, CK, 4>;
+            return &gemm_quant<PK, TQ3_K, TensorType::Q3_K, CK, 4>;
         case TensorType::Q4_K:
-            return &gemm_quant<PK, TQ45_K<false>, CK, 4>;
+            return &gemm_quant<PK, TQ45_K<false>, TensorType::Q4_K, CK, 4>;
         case TensorType::Q5_K:
-            return &gemm_quant<PK, TQ45_K<true>, CK, 4>;
+            return &gemm_quant<PK, TQ45_K<true>, TensorType::Q5_K, CK, 4>;
         case TensorType::Q6_K:
-            return &gemm_quant<PK, TQ6_K, CK, 4>;
+            return &gemm_quant<PK, TQ6_K, TensorType::Q6_K, CK, 4>;
         case TensorType::IQ4_XS:
-            return &gemm_quant<PK, TIQ4_XS, CK, 4>;
+            return &gemm_quant<PK, TIQ4_XS, TensorType::IQ4_XS, CK, 4>;
         default:
             return nullptr;
     }

@@ -146,6 +146,52 @@ void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side) 
     }
 }
 
+namespace {
+
+// Moves the full 8-row groups between row-major and packed order through one temporary.
+void repack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, bool to_packed) {
+    const PackLayout L = pack_layout(t);
+    if (L.block_bytes == 0) return;
+    const size_t row_bytes = row_size(t, n_cols);
+    const int64_t nb = n_cols / type_traits(t).block_size;
+    const size_t group_bytes = kPackRows * row_bytes;
+    std::vector<uint8_t> tmp(group_bytes);
+    for (int64_t g = 0; g + kPackRows <= n_rows; g += kPackRows) {
+        uint8_t* grp = data + (size_t)g * row_bytes;
+        std::memcpy(tmp.data(), grp, group_bytes);
+        for (int64_t b = 0; b < nb; ++b) {
+            uint8_t* run = (to_packed ? grp : tmp.data()) + (size_t)b * kPackRows * L.block_bytes;
+            int p = 0;
+            for (int fi = 0; fi < L.n_fields; ++fi) {
+                const PackField& f = L.fields[fi];
+                for (int i = 0; i < kPackRows; ++i) {
+                    uint8_t* row_field =
+                        (to_packed ? tmp.data() : grp) + i * row_bytes + b * L.block_bytes + f.off;
+                    for (int k = 0; k < f.size; k += (f.size == 2 ? 2 : 4)) {
+                        uint8_t* packed = run + p + (f.size == 2 ? 2 * i : 32 * (k / 4) + 4 * i);
+                        const int n = f.size == 2 ? 2 : 4;
+                        if (to_packed)
+                            std::memcpy(packed, row_field + k, n);
+                        else
+                            std::memcpy(row_field + k, packed, n);
+                    }
+                }
+                p += kPackRows * f.size;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
+    repack(t, n_cols, n_rows, data, true);
+}
+
+void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
+    repack(t, n_cols, n_rows, data, false);
+}
+
 size_t scratch_bytes(int64_t n_tokens) {
     // Weight panel (48 KiB) + AMX tile sums (64 KiB) + per-token float accumulators of one
     // row group.

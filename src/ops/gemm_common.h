@@ -48,11 +48,80 @@ size_t side_words(TensorType t, int64_t n);
 // act_row is in type_traits(t).dot_type format.
 void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side);
 
+// Row-interleaved weights ("packed", made once at load by matmul_pack): in every full group of
+// kPackRows consecutive rows, block b of the 8 rows lies in one run of 8 * block_bytes bytes,
+// field by field. A field whose size is a multiple of 4 is stored dword-transposed (dword k of
+// row i at field_pos + 32 k + 4 i); a 2-byte field (an fp16 scale) as 8 consecutive halves.
+// The kernels then load 8 rows' worth of a block with plain vector loads instead of
+// transposes and gathers. Rows of a last partial group stay row-major. The bytes are the
+// same, only their order differs, so packing is done in place.
+constexpr int kPackRows = 8;
+
+struct PackField {
+    int off, size;  // byte range of one block; size 2 or a multiple of 4
+};
+struct PackLayout {
+    int block_bytes = 0;
+    int n_fields = 0;
+    PackField fields[4] = {};
+
+    // Offset of block byte x (the start of a dword, or of a 2-byte field) within the packed
+    // run of 8 rows, -1 if x starts no packable unit.
+    constexpr int pos(int x) const {
+        int p = 0;
+        for (int i = 0; i < n_fields; ++i) {
+            const PackField& f = fields[i];
+            if (x >= f.off && x < f.off + f.size)
+                return f.size == 2 ? (x == f.off ? p : -1)
+                                   : ((x - f.off) % 4 ? -1 : p + (x - f.off) / 4 * 32);
+            p += kPackRows * f.size;
+        }
+        return -1;
+    }
+};
+
+// The layout of each packable type (block_bytes 0 for the others).
+constexpr PackLayout pack_layout(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0:
+        case TensorType::IQ4_NL:
+            return {18, 2, {{0, 2}, {2, 16}}};
+        case TensorType::Q4_1:
+            return {20, 2, {{0, 4}, {4, 16}}};
+        case TensorType::Q5_0:
+            return {22, 3, {{0, 2}, {2, 4}, {6, 16}}};
+        case TensorType::Q5_1:
+            return {24, 3, {{0, 4}, {4, 4}, {8, 16}}};
+        case TensorType::Q8_0:
+            return {34, 2, {{0, 2}, {2, 32}}};
+        case TensorType::Q2_K:
+            return {84, 3, {{0, 16}, {16, 64}, {80, 4}}};
+        case TensorType::Q3_K:
+            return {110, 4, {{0, 32}, {32, 64}, {96, 12}, {108, 2}}};
+        case TensorType::Q4_K:
+            return {144, 3, {{0, 4}, {4, 12}, {16, 128}}};
+        case TensorType::Q5_K:
+            return {176, 4, {{0, 4}, {4, 12}, {16, 32}, {48, 128}}};
+        case TensorType::Q6_K:
+            return {210, 4, {{0, 128}, {128, 64}, {192, 16}, {208, 2}}};
+        case TensorType::IQ4_XS:
+            return {136, 3, {{0, 4}, {4, 4}, {8, 128}}};
+        default:
+            return {};
+    }
+}
+
+// In place: rows [0, n_rows - n_rows % kPackRows) of a row-major matrix into the packed
+// layout, and back. Costs one pass over the data and an 8-row temporary.
+void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
+void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
+
 struct GemmArgs {
     TensorType type = TensorType::F32;
     int64_t n = 0;  // elements per row (K)
     const uint8_t* w = nullptr;
     size_t w_stride = 0;  // bytes between weight rows
+    bool packed = false;  // full 8-row groups in the packed layout (only gemm_packed reads it)
     int64_t n_rows = 0;
     const uint8_t* act = nullptr;  // n_tokens rows in dot format
     size_t act_stride = 0;

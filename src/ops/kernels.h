@@ -23,6 +23,9 @@ using QuantizeRowFn = void (*)(const float* x, void* dst, int64_t n);
 struct KernelTable {
     const char* isa = "scalar";  // name of the selected path, for `lokal info` / `bench`
     int row_group = 1;           // the GEMM's row tile; matmul splits work in these units
+    // The quantized gemm entries read GemmArgs::packed (row-interleaved weights,
+    // gemm_common.h), so the loader may pack weights for this table.
+    bool reads_packed = false;
     VecDotFn vec_dot[(int)TensorType::COUNT] = {};
     gemm::GemmFn gemm[(int)TensorType::COUNT] = {};
     // Indexed by the activation (dot) type: F32, F16, BF16, Q8_0, Q8_1, Q8_K.

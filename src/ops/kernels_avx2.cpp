@@ -254,6 +254,7 @@ KernelTable make_table() {
     KernelTable t;
     t.isa = "avx2";
     t.row_group = 8;
+    t.reads_packed = true;
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
     t.gemm[(int)TensorType::BF16] = &gemm_float<TensorType::BF16>;

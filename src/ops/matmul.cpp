@@ -65,6 +65,9 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
         const MatView& w = outs[i].w;
         if (w.n_cols != n) throw std::invalid_argument("matmul_multi: weights differ in width");
         if (!kt.gemm[(int)w.type]) throw std::invalid_argument("matmul: unsupported weight type");
+        if (w.packed && !kt.reads_packed)
+            throw std::invalid_argument(
+                "matmul: packed weights with kernels that cannot read them");
         const TensorType dot = type_traits(w.type).dot_type;
         if (dot != TensorType::F32 &&
             std::none_of(convs.begin(), convs.end(), [&](const Conv& c) { return c.dot == dot; })) {
@@ -112,6 +115,7 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
         a.n = n;
         a.w = w.data;
         a.w_stride = w.row_bytes;
+        a.packed = w.packed;
         a.n_rows = w.n_rows;
         const TensorType dot = type_traits(w.type).dot_type;
         if (dot == TensorType::F32) {
@@ -143,6 +147,16 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
             kt.gemm[(int)a.type](a, r0, r1, s);
         }
     });
+}
+
+bool matmul_can_pack(TensorType t) {
+    return kernels().reads_packed && gemm::is_gemm_quant(t) &&
+           gemm::pack_layout(t).block_bytes == (int)type_traits(t).type_size;
+}
+
+void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
+    if (!matmul_can_pack(t)) throw std::invalid_argument("matmul_pack: type cannot be packed");
+    gemm::pack_rows(t, n_cols, n_rows, data);
 }
 
 void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,

@@ -19,6 +19,7 @@ struct MatView {
     int64_t n_rows = 0;  // output features
     size_t row_bytes = 0;
     const uint8_t* data = nullptr;
+    bool packed = false;  // row-interleaved by matmul_pack: only matmul may read it
 
     const uint8_t* row(int64_t r) const { return data + (size_t)r * row_bytes; }
     bool empty() const { return data == nullptr; }
@@ -52,5 +53,15 @@ struct MatmulOut {
 };
 void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
                   int64_t n_tokens, MatmulScratch& scratch);
+
+// Weight repacking at load: decoding reads every weight once, and the kernels run fastest
+// when the 8 rows they compute together lie interleaved (gemm_common.h: block b of 8 rows in
+// one contiguous run), so they load instead of transposing and gathering. Same bytes, other
+// order, done in place (the caller provides writable memory, e.g. a private mapping); the
+// results are bit-identical to the row-major weights.
+// True when the kernels in use read packed weights of type t.
+bool matmul_can_pack(TensorType t);
+// Packs a row-major [n_rows][n_cols] matrix in place; a MatView over it needs packed = true.
+void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
 
 }  // namespace lokal

@@ -159,13 +159,15 @@ TEST(Kernels, CanonicalMatchesReferenceWithinRounding) {
 }
 
 // Runs a table's GEMM on rows [0, n_rows) the way matmul does (side data, row groups).
+// packed: the weights are in the row-interleaved layout (gemm::pack_rows).
 std::vector<float> run_gemm(const KernelTable& kt, TensorType t, const std::vector<uint8_t>& w,
                             int64_t n_rows, const std::vector<uint8_t>& act, int64_t n_tok,
-                            int64_t n) {
+                            int64_t n, bool packed = false) {
     gemm::GemmArgs a;
     a.type = t;
     a.n = n;
     a.w = w.data();
+    a.packed = packed;
     a.w_stride = row_size(t, n);
     a.n_rows = n_rows;
     a.act = act.data();
@@ -221,6 +223,47 @@ TEST(Kernels, SimdGemmBitIdenticalToScalar) {
             }
         }
     }
+}
+
+// Row-interleaved weights: packing is a permutation of the bytes (undone exactly), partial
+// last groups stay row-major, and every table that reads packed weights gives the scalar
+// table's bits on them, for decode (1 token) and batches.
+TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
+    std::mt19937 rng(21);
+    int tested = 0;
+    for (const KernelTable* kt : simd_tables()) {
+        if (!kt->reads_packed) continue;
+        for (TensorType t : all_types()) {
+            if (!gemm::is_gemm_quant(t)) continue;
+            ASSERT_EQ(gemm::pack_layout(t).block_bytes, type_traits(t).type_size) << type_name(t);
+            for (int64_t n : lengths_for(t)) {
+                for (int64_t n_rows : {8, 19, 40}) {
+                    const auto w = make_rows(t, n_rows, n, rng, true);
+                    auto p = w;
+                    gemm::pack_rows(t, n, n_rows, p.data());
+                    if (n_rows >= 8) ASSERT_NE(p, w) << type_name(t);
+                    const size_t full = (size_t)(n_rows - n_rows % 8) * row_size(t, n);
+                    ASSERT_TRUE(std::equal(w.begin() + (ptrdiff_t)full, w.end(),
+                                           p.begin() + (ptrdiff_t)full))
+                        << "tail rows must stay row-major";
+                    auto back = p;
+                    gemm::unpack_rows(t, n, n_rows, back.data());
+                    ASSERT_EQ(back, w) << type_name(t) << " pack/unpack round trip";
+                    for (int64_t n_tok : {1, 3, 9}) {
+                        const auto a = make_acts(t, n_tok, n, rng);
+                        const auto ref = run_gemm(scalar_kernels(), t, w, n_rows, a, n_tok, n);
+                        const auto y = run_gemm(*kt, t, p, n_rows, a, n_tok, n, true);
+                        for (size_t i = 0; i < y.size(); ++i)
+                            ASSERT_EQ(bits_of(y[i]), bits_of(ref[i]))
+                                << kt->isa << " packed " << type_name(t) << " n=" << n
+                                << " rows=" << n_rows << " tok=" << n_tok << " out " << i;
+                    }
+                    ++tested;
+                }
+            }
+        }
+    }
+    if (tested == 0) GTEST_SKIP() << "no kernel table here reads packed weights";
 }
 
 TEST(Kernels, SimdActivationConversionBitIdentical) {
