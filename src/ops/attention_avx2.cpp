@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "ops/attention_isa.h"
 #include "ops/simd_math_avx2.h"
@@ -62,10 +63,19 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
             _mm256_storeu_ps(q + g * hd + 8 * c, round_f16(_mm256_loadu_ps(src + 8 * c)));
     }
     std::fill(acc, acc + (size_t)group * hd, 0.0f);
-    auto cache_row = [&](int64_t p) {
-        const int64_t block = query.block_table[p / s.block_size];
-        return (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
-    };
+    // Element offset of key j's row (position first + j) in either cache, computed once per
+    // call by walking the block table (a division per key costs more than its dot product).
+    thread_local std::vector<int64_t> rows;
+    rows.resize((size_t)n);
+    {
+        int64_t bi = first / s.block_size, slot = first % s.block_size;
+        for (int64_t j = 0; j < n; ++j) {
+            rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
+                              (int64_t)kv_head * hd;
+            if (++slot == s.block_size) slot = 0, ++bi;
+        }
+    }
+    auto cache_row = [&](int64_t p) { return rows[(size_t)(p - first)]; };
     // Converts keys [j0, j0 + m) (positions first + j) of `cache` into the f32 tile.
     auto load_tile = [&](const uint16_t* cache, int64_t j0, int m) {
         // The rows are strided (kv_dim apart) and may jump between blocks: prefetch the next

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "ops/attention_isa.h"
 
@@ -90,11 +91,19 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         for (int c = 0; c < NC; ++c)
             _mm512_storeu_ps(q + g * hd + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
     }
-    auto row = [&](const uint16_t* cache, int64_t j) {
-        const int64_t p = first + j;
-        const int64_t block = query.block_table[p / s.block_size];
-        return cache + (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
-    };
+    // Element offset of key j's row (position first + j), computed once per call by walking
+    // the block table (a division per key costs more than its dot product).
+    thread_local std::vector<int64_t> rows;
+    rows.resize((size_t)n);
+    {
+        int64_t bi = first / s.block_size, slot = first % s.block_size;
+        for (int64_t j = 0; j < n; ++j) {
+            rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
+                              (int64_t)kv_head * hd;
+            if (++slot == s.block_size) slot = 0, ++bi;
+        }
+    }
+    auto row = [&](const uint16_t* cache, int64_t j) { return cache + rows[(size_t)j]; };
     auto prefetch = [&](const uint16_t* cache, int64_t j) {
         if (j >= n) return;
         const char* r = (const char*)row(cache, j);

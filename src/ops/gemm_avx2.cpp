@@ -505,6 +505,10 @@ template <int T, int GD, bool Split>
                 const __m256i yb = _mm256_set1_epi32(ld32(y[t] + 4 * k));
                 p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wl, yb));
                 if (Split) q[t] = _mm256_add_epi16(q[t], _mm256_maddubs_epi16(wh, yb));
+                // Keep the running sums a chain in registers: GCC otherwise reassociates
+                // them into trees with many live temporaries and spills them.
+                asm("" : "+x"(p[t]));
+                if (Split) asm("" : "+x"(q[t]));
             }
         }
 #pragma GCC unroll 8
