@@ -43,6 +43,7 @@ const char* const kChatPageHtml = R"HTML(<!doctype html>
   <label>Model <select id="model"></select></label>
   <label>Temperature <input id="temperature" type="number" min="0" max="2" step="0.1" value="0.8"></label>
   <label>Max tokens <input id="max-tokens" type="number" min="1" step="1" value="256"></label>
+  <label id="key-label" hidden>API key <input id="api-key" type="password" autocomplete="off"></label>
   <button id="clear" type="button">New chat</button>
   <span id="status" class="note"></span>
 </header>
@@ -65,6 +66,18 @@ let controller = null;
 
 function setStatus(text) { $('status').textContent = text; }
 
+// A server started with --api-key answers 401 until the key is given: the page asks for it
+// once and keeps it for this tab only (sessionStorage), sending it as a Bearer token.
+function authHeaders(extra) {
+  const key = sessionStorage.getItem('lokal-api-key') || '';
+  return key ? { ...extra, Authorization: 'Bearer ' + key } : { ...extra };
+}
+function needKey() {
+  $('key-label').hidden = false;
+  $('api-key').focus();
+  setStatus('this server needs an API key (lokal serve --api-key): enter it above');
+}
+
 function bubble(role, text) {
   const div = document.createElement('div');
   div.className = 'msg ' + role;
@@ -76,7 +89,8 @@ function bubble(role, text) {
 
 async function loadModels() {
   try {
-    const r = await fetch('/api/tags');
+    const r = await fetch('/api/tags', { headers: authHeaders({}) });
+    if (r.status === 401) { needKey(); return; }
     if (!r.ok) throw new Error((await r.json()).error || r.statusText);
     const { models } = await r.json();
     const sel = $('model');
@@ -136,10 +150,11 @@ async function send() {
   try {
     const r = await fetch('/api/chat', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: authHeaders({ 'Content-Type': 'application/json' }),
       body: JSON.stringify({ model, messages: history, stream: true, options }),
       signal: controller.signal,
     });
+    if (r.status === 401) needKey();
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
     for await (const part of ndjson(r.body)) {
       if (part.error) throw new Error(part.error);
@@ -173,6 +188,10 @@ async function send() {
   }
 }
 
+$('api-key').addEventListener('change', () => {
+  sessionStorage.setItem('lokal-api-key', $('api-key').value);
+  loadModels();
+});
 $('send').addEventListener('click', send);
 $('stop').addEventListener('click', () => controller?.abort());
 $('clear').addEventListener('click', () => {

@@ -147,7 +147,20 @@ void Server::Impl::setup() {
                 return httplib::Server::HandlerResponse::Handled;
             }
         }
-        if (!opts.api_key.empty() && req.path != "/health") {
+        // httplib caps Content-Length bodies at --max-body (413) but would buffer a chunked
+        // body whole, however long: refused unread, except for blob uploads, which stream
+        // to disk (store_routes.cpp) and come chunked from Ollama's CLI.
+        if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos &&
+            req.path.rfind("/api/blobs/", 0) != 0) {
+            res.set_header("Connection", "close");  // the unread body must not be parsed
+            return deny(411, "chunked request bodies are not accepted here; send Content-Length");
+        }
+        // The chat page's static files carry no data; the page sends the key on its calls.
+        const bool page = req.method == "GET" &&
+                          ((req.path == "/" && req.get_header_value("Accept").find("text/html") !=
+                                                   std::string::npos) ||
+                           req.path == "/chat.js");
+        if (!opts.api_key.empty() && req.path != "/health" && !page) {
             const std::string auth = req.get_header_value("Authorization");
             if (auth != "Bearer " + opts.api_key) {
                 res.set_header("WWW-Authenticate", "Bearer");

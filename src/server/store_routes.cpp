@@ -324,24 +324,34 @@ void register_store(Server::Impl& s) {
     s.http.Post("/api/copy", route(copy_route));
     s.http.Delete("/api/delete", route(delete_route));
 
-    // Blobs for /api/create's `files`. Uploads are bodies like any other, so --max-body
-    // bounds them (raise it to upload large GGUFs). httplib routes HEAD to GET handlers.
+    // Blobs for /api/create's `files`. Uploads stream to disk as they arrive, so memory stays
+    // flat: chunked ones (Ollama's CLI sends files so) of any size, Content-Length ones up to
+    // --max-body (httplib's cap). The blob is kept only if it hashes to the digest in the
+    // path. httplib routes HEAD to GET handlers.
     s.http.Get(R"(/api/blobs/([^/]+))",
                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
                    const store::Digest d = digest_param(req);
                    std::error_code ec;
                    res.status = fs::is_regular_file(open_store(s).blob_path(d), ec) ? 200 : 404;
                }));
-    s.http.Post(R"(/api/blobs/([^/]+))",
-                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    const store::Digest d = digest_param(req);
-                    if (store::sha256_hex(req.body) != d.hex)
-                        throw HttpError(400, "the body does not hash to " + d.str());
-                    store::Store st = open_store(s);
-                    auto lock = st.lock_shared();
-                    st.add_blob(req.body, "application/octet-stream");
-                    res.status = 201;
-                }));
+    s.http.Post(R"(/api/blobs/([^/]+))", [&s](const httplib::Request& req, httplib::Response& res,
+                                              const httplib::ContentReader& reader) {
+        guarded(s, Api::Ollama, [&](const httplib::Request& rq, httplib::Response& rs) {
+            const store::Digest d = digest_param(rq);
+            store::Store st = open_store(s);
+            auto lock = st.lock_shared();
+            try {
+                st.add_blob_stream(
+                    [&](const std::function<bool(const char*, size_t)>& sink) {
+                        return reader([&](const char* data, size_t n) { return sink(data, n); });
+                    },
+                    d, "application/octet-stream");
+            } catch (const store::Error& e) {
+                throw HttpError(400, e.what());
+            }
+            rs.status = 201;
+        })(req, res);
+    });
 }
 
 }  // namespace lokal::server

@@ -87,6 +87,38 @@ Layer Store::add_blob_file(const std::string& src, const std::string& media_type
     return l;
 }
 
+Layer Store::add_blob_stream(
+    const std::function<bool(const std::function<bool(const char*, size_t)>&)>& read,
+    const Digest& expected, const std::string& media_type) {
+    ensure_dirs();
+    std::string tmp = temp_path_for(blobs_dir() + "/upload");
+    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) throw Error("cannot create " + tmp + ": " + strerror(errno));
+    Layer l;
+    l.media_type = media_type;
+    try {
+        Sha256 h;
+        const bool ok = read([&](const char* data, size_t n) {
+            h.update(data, n);
+            write_all(out, data, n, tmp);
+            l.size += n;
+            return true;
+        });
+        if (!ok) throw Error("the upload ended early");
+        l.digest.hex = h.hex();
+        if (l.digest.hex != expected.hex)
+            throw Error("the body does not hash to " + expected.str());
+        if (::fsync(out) != 0) throw Error("cannot fsync " + tmp + ": " + strerror(errno));
+    } catch (...) {
+        ::close(out);
+        ::unlink(tmp.c_str());
+        throw;
+    }
+    ::close(out);
+    commit_blob(tmp, l.digest);
+    return l;
+}
+
 void Store::commit_blob(const std::string& file, const Digest& d) {
     std::string dst = blob_path(d);
     struct stat st {};

@@ -224,6 +224,21 @@ TEST(Http, ErrorsAreJsonWithTheRightStatus) {
     r = c.Post("/api/generate", std::string(9u << 20, ' '), "application/json");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 413);
+    // A chunked body has no length to check before it is read: refused unread (an endless
+    // one would otherwise be buffered whole).
+    r = c.Post(
+        "/api/generate",
+        [](size_t offset, httplib::DataSink& sink) {
+            if (offset == 0)
+                sink.write("{\"model\": 1}", 12);
+            else
+                sink.done();
+            return true;
+        },
+        "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 411);
+    EXPECT_NE(r->body.find("Content-Length"), std::string::npos);
     EXPECT_EQ(c.Get("/no/such/route")->status, 404);
 }
 
@@ -250,6 +265,11 @@ TEST(Http, ApiKeyGuardsEveryRouteButHealth) {
     EXPECT_EQ(c.Get("/api/tags")->status, 401);
     EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer wrong"}})->status, 401);
     EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer sekrit"}})->status, 200);
+    // The chat page's static files load without the key (a browser cannot send it on
+    // navigation); the page then sends it on its API calls. GET / for API clients is guarded.
+    EXPECT_EQ(c.Get("/", {{"Accept", "text/html"}})->status, 200);
+    EXPECT_EQ(c.Get("/chat.js")->status, 200);
+    EXPECT_EQ(c.Get("/")->status, 401);
 }
 
 TEST(Http, FullQueueIs503WithRetryAfter) {

@@ -138,9 +138,26 @@ TEST_F(StoreApi, BlobsThenCreateFromFiles) {
                   ->status,
               400);
     EXPECT_EQ(c.Head("/api/blobs/sha256:xyz")->status, 400);
-    auto r = c.Post(("/api/blobs/" + digest).c_str(), gguf, "application/octet-stream");
+    // Chunked, as Ollama's CLI uploads files: streamed to disk in pieces, hash checked.
+    auto chunked = [&](const std::string& body) {
+        return c.Post(("/api/blobs/" + digest).c_str(),
+                      [&body](size_t offset, httplib::DataSink& sink) {
+                          if (offset < body.size())
+                              sink.write(body.data() + offset,
+                                         std::min<size_t>(7000, body.size() - offset));
+                          else
+                              sink.done();
+                          return true;
+                      },
+                      "application/octet-stream");
+    };
+    EXPECT_EQ(chunked(gguf.substr(0, gguf.size() / 2))->status, 400);
+    EXPECT_EQ(c.Head(("/api/blobs/" + digest).c_str())->status, 404);
+    auto r = chunked(gguf);
     ASSERT_EQ(r->status, 201) << r->body;
     EXPECT_EQ(c.Head(("/api/blobs/" + digest).c_str())->status, 200);
+    r = c.Post(("/api/blobs/" + digest).c_str(), gguf, "application/octet-stream");
+    ASSERT_EQ(r->status, 201) << r->body;  // already there: fine
     r = post("/api/create",
              {{"model", "fromblob"}, {"files", {{"m.gguf", digest}}}, {"stream", false}});
     ASSERT_EQ(r->status, 200) << r->body;

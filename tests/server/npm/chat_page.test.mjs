@@ -96,3 +96,32 @@ test('chat page: pick a model, send a message, see the reply streamed', { skip }
   assert.deepEqual(errors.filter(e => !/aborted|AbortError/i.test(e)), []);
   await page.close();
 });
+
+test('chat page with --api-key: asks for the key, then lists models and chats', { skip }, async () => {
+  const port = PORT + 1;
+  const keyed = spawn(BIN, ['serve', '--port', String(port), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
+                            '-c', '256', '-t', '1', '--store', '/nonexistent-lokal-store', '--api-key', 'sekrit'],
+                      { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    for (let i = 0; i < 100; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) break; } catch {}
+      await new Promise(r => setTimeout(r, 100));
+    }
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'networkidle0' });
+    await page.waitForFunction(() => !document.getElementById('key-label').hidden);
+    assert.match(await page.$eval('#status', e => e.textContent), /API key/);
+    await page.type('#api-key', 'sekrit');
+    await page.$eval('#api-key', e => e.dispatchEvent(new Event('change')));
+    await page.waitForFunction(() => [...document.querySelectorAll('#model option')]
+      .some(o => o.value === 'stories260K'));
+    await page.$eval('#max-tokens', e => { e.value = '8'; });
+    await page.type('#input', 'Hello');
+    await page.click('#send');
+    await page.waitForSelector('.assistant[data-done="true"]', { timeout: 30000 });
+    assert.equal(await page.$eval('.assistant', e => e.classList.contains('error')), false);
+    await page.close();
+  } finally {
+    keyed.kill('SIGTERM');
+  }
+});
