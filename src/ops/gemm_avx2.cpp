@@ -601,7 +601,13 @@ template <class Ty, class S>
 }
 
 // Decode, K-quants: each dword vector's products go into an int16 sum of its chunk (GD
-// dwords, never more than a sub-block, so the sum is exact), widened once per chunk.
+// dwords, never more than a sub-block, so the sum is exact), widened into the sub-block's
+// int32 sum when the chunk is complete, and the sub-block is scaled into the block sum when
+// it is. Every weights() emits a chunk's dwords in increasing order, the high plane of a
+// split type right after the low one, so a chunk ends with its last dword (kk % CH == CH - 1)
+// and a sub-block with its last chunk; all of this resolves at compile time, and only a few
+// partial sums are live at once (no spills). Integer sums are exact: same result as any
+// other order.
 template <class Ty, class S>
 [[gnu::always_inline]] inline __m256 gemv_k(const S& R, int64_t b, int64_t nb, const Tok& tk,
                                             __m256 f) {
@@ -613,32 +619,28 @@ template <class Ty, class S>
     PK P;                                  // scales only
     Ty::scales(R, b, P);
     __m256i acc16[PL][NCH];
-#pragma GCC unroll 64
-    for (int c = 0; c < NCH; ++c)
-#pragma GCC unroll 2
-        for (int pl = 0; pl < PL; ++pl) acc16[pl][c] = _mm256_setzero_si256();
+    __m256i sub[NS];
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i isum = _mm256_setzero_si256();
     const uint8_t* y = tk.act + b * 292 + 4;
     Ty::weights(R, b, [&](int k, __m256i v) {
         const int kk = k & 63;  // k >= 64: the high nibble plane of split types (weight 16)
         const int pl = k >= 64 ? PL - 1 : 0;
-        acc16[pl][kk / CH] = _mm256_add_epi16(
-            acc16[pl][kk / CH], _mm256_maddubs_epi16(v, _mm256_set1_epi32(ld32(y + 4 * kk))));
+        const int c = kk / CH, j = kk / DW;
+        const __m256i p = _mm256_maddubs_epi16(v, _mm256_set1_epi32(ld32(y + 4 * kk)));
+        acc16[pl][c] = kk % CH == 0 ? p : _mm256_add_epi16(acc16[pl][c], p);
+        if (kk % CH != CH - 1 || pl != PL - 1) return;
+        __m256i w = _mm256_madd_epi16(acc16[0][c], ones);
+        if (Ty::Split)
+            w = _mm256_add_epi32(w,
+                                 _mm256_slli_epi32(_mm256_madd_epi16(acc16[PL - 1][c], ones), 4));
+        sub[j] = kk % DW == CH - 1 ? w : _mm256_add_epi32(sub[j], w);
+        if (kk % DW != DW - 1) return;
+        if (Ty::CORR)
+            sub[j] = _mm256_add_epi32(sub[j], _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j]));
+        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sub[j], P.sc[j]));
     });
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i isum = _mm256_setzero_si256();
-#pragma GCC unroll 16
-    for (int j = 0; j < NS; ++j) {
-        __m256i sj = Ty::CORR ? _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j])
-                              : _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int c = j * DW / CH; c < (j + 1) * DW / CH; ++c) {
-            sj = _mm256_add_epi32(sj, _mm256_madd_epi16(acc16[0][c], ones));
-            if (Ty::Split)
-                sj = _mm256_add_epi32(
-                    sj, _mm256_slli_epi32(_mm256_madd_epi16(acc16[PL - 1][c], ones), 4));
-        }
-        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sj, P.sc[j]));
-    }
+    (void)NCH;
     return finishK<Ty>(P, isum, tk, b, nb, f);
 }
 
