@@ -36,6 +36,9 @@ void register_serve(CLI::App& app) {
     cmd->add_option("--max-models", o->models.max_loaded, "Models kept loaded at once")
         ->capture_default_str();
     cmd->add_flag("!--no-prefix-cache", o->models.prefix_cache, "Disable KV prefix caching");
+    cmd->add_flag("!--no-prefill-first", o->models.prefill_first,
+                  "Always step decoding sequences with prompts (default: a step that can finish "
+                  "a new prompt runs it alone, for a faster first token)");
     cmd->add_option("--keep-alive", *keep_alive,
                     "How long an idle model stays loaded (e.g. 5m, 0, -1 = forever)")
         ->capture_default_str();

@@ -465,7 +465,18 @@ bool Scheduler::step() {
     std::vector<int32_t> counts;
     int budget = params_.step_tokens;
     bool want_hidden = false;
-    for (int pass = 0; pass < 2 && budget > 0; ++pass) {
+    bool prefill_only = false;
+    if (params_.prefill_first && !last_step_prefill_only_) {
+        bool any_decoding = false, finishable_prefill = false;
+        for (auto& s : running_) {
+            const size_t pending = s->tokens.size() - (size_t)s->n_past;
+            any_decoding |= pending == 1;
+            finishable_prefill |= pending > 1 && pending <= (size_t)budget;
+        }
+        prefill_only = any_decoding && finishable_prefill;
+    }
+    last_step_prefill_only_ = prefill_only;
+    for (int pass = prefill_only ? 1 : 0; pass < 2 && budget > 0; ++pass) {
         std::vector<Seq*> order;
         for (auto& s : running_) {
             const bool decoding = s->tokens.size() - (size_t)s->n_past == 1;
@@ -500,6 +511,7 @@ bool Scheduler::step() {
     {
         std::lock_guard lk(mu_);
         ++stats_.steps;
+        if (prefill_only) ++stats_.prefill_only_steps;
         for (int32_t c : counts) stats_.batch_tokens += c;
     }
 

@@ -38,6 +38,10 @@ struct SchedulerParams {
     int max_queue = 64;     // waiting requests beyond which submit() refuses
     int step_tokens = 512;  // tokens per step: decode tokens first, then prefill chunks
     bool prefix_cache = true;
+    // A step that can finish a prompt's prefill runs it without the decoding sequences, so
+    // a newcomer's first token does not wait for everybody's next token (they wait one
+    // step). Never two such steps in a row, so a stream of arrivals cannot stall decoding.
+    bool prefill_first = true;
 };
 
 enum class Pooling { Mean, Last };
@@ -112,8 +116,9 @@ class Scheduler {
         int running = 0, waiting = 0;
         int kv_blocks = 0, kv_used = 0, kv_cached = 0;
         int64_t steps = 0, preemptions = 0, prefix_hit_tokens = 0, tokens_in = 0, tokens_out = 0;
-        int64_t batch_tokens = 0;  // tokens run through the model (prefill and decode)
-        int64_t forks = 0;         // sequences started from a group leader's prompt blocks
+        int64_t batch_tokens = 0;        // tokens run through the model (prefill and decode)
+        int64_t forks = 0;               // sequences started from a group leader's prompt blocks
+        int64_t prefill_only_steps = 0;  // steps that ran a prompt without the decoders
     };
     Stats stats() const;
     bool idle() const;  // nothing running or waiting
@@ -147,6 +152,7 @@ class Scheduler {
     Context& ctx_;
     const Vocab& vocab_;
     SchedulerParams params_;
+    bool last_step_prefill_only_ = false;
 
     mutable std::mutex mu_;  // guards waiting_, stop_, stats_ (the loop owns the rest)
     std::condition_variable cv_;

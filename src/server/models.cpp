@@ -133,6 +133,7 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
     sp.max_queue = opts_.max_queue;
     sp.step_tokens = opts_.n_batch;
     sp.prefix_cache = opts_.prefix_cache;
+    sp.prefill_first = opts_.prefill_first;
     m->sched = std::make_unique<Scheduler>(*m->ctx, *m->vocab, sp);
     m->load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     m->loaded_at = std::chrono::system_clock::now();

@@ -68,6 +68,7 @@ struct ModelOptions {
     int max_queue = 64;
     int max_loaded = 3;
     bool prefix_cache = true;
+    bool prefill_first = true;  // SchedulerParams::prefill_first
     std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
 };
 

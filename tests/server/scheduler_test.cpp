@@ -141,6 +141,38 @@ TEST(Scheduler, PreemptsUnderATinyKvBudgetAndStillCompletes) {
     EXPECT_GT(s.stats().preemptions, 0);
 }
 
+// A newcomer's prompt runs in a step of its own while others decode (its first token does
+// not wait for theirs), never twice in a row, and the text is the same either way.
+TEST(Scheduler, PrefillFirstRunsANewPromptAlone) {
+    const Loaded& m = stories();
+    std::vector<std::string> texts[2];
+    for (bool first : {true, false}) {
+        Context ctx(*m.model, params(1024, 4));
+        SchedulerParams sp;
+        sp.max_running = 4;
+        sp.prefill_first = first;
+        Scheduler s(ctx, *m.vocab, sp);
+        auto a = s.submit(greedy("Once upon a time", 400));
+        SeqEvent ev;
+        for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->next(ev, std::chrono::seconds(60)));
+        ASSERT_FALSE(ev.done);  // a is decoding now
+        auto b = s.submit(greedy("Lily went to the park and", 8));
+        auto c = s.submit(greedy("One day, a big bear", 8));
+        texts[first].push_back(collect(*b).text);
+        texts[first].push_back(collect(*c).text);
+        a->cancel();
+        collect(*a);
+        const auto st = s.stats();
+        if (first) {
+            EXPECT_GE(st.prefill_only_steps, 1);
+            EXPECT_LE(st.prefill_only_steps * 2, st.steps + 1);  // never two in a row
+        } else {
+            EXPECT_EQ(st.prefill_only_steps, 0);
+        }
+    }
+    EXPECT_EQ(texts[0], texts[1]);
+}
+
 TEST(Scheduler, CancellationFreesTheSequence) {
     const Loaded& m = stories();
     Context ctx(*m.model, params(512, 1));
