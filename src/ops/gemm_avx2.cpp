@@ -276,7 +276,8 @@ template <class Put>
 struct TQ2_K {
     static constexpr int BB = 84, NSUB = 16, NM = 8, GD = 4;
     static constexpr bool CORR = false, Split = false;
-    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    // Calls put(k, v) for every dword vector k of the block; gemv_k needs each chunk's first
+    // and last dword to come first and last (the sums themselves are exact in any order).
     template <class S, class Put>
     [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
 #pragma GCC unroll 16
@@ -316,7 +317,8 @@ struct TQ2_K {
 struct TQ3_K {
     static constexpr int BB = 110, NSUB = 16, NM = 0, GD = 4;
     static constexpr bool CORR = true, Split = false;
-    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    // Calls put(k, v) for every dword vector k of the block; gemv_k needs each chunk's first
+    // and last dword to come first and last (the sums themselves are exact in any order).
     template <class S, class Put>
     [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         __m256i Ma[4], Mb[4];
@@ -361,7 +363,8 @@ struct TQ45_K {
     static constexpr int BB = Five ? 176 : 144, NSUB = 8, NM = 4, GD = Five ? 4 : 8;
     static constexpr int QS = Five ? 48 : 16;
     static constexpr bool CORR = false, Split = false;
-    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    // Calls put(k, v) for every dword vector k of the block; gemv_k needs each chunk's first
+    // and last dword to come first and last (the sums themselves are exact in any order).
     template <class S, class Put>
     [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         __m256i Ha[4], Hb[4];
@@ -414,28 +417,29 @@ struct TQ45_K {
 struct TQ6_K {
     static constexpr int BB = 210, NSUB = 16, NM = 0, GD = 2;
     static constexpr bool CORR = true, Split = false;
-    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    // Calls put(k, v) for every dword vector k of the block; gemv_k needs each chunk's first
+    // and last dword to come first and last (the sums themselves are exact in any order).
     template <class S, class Put>
     [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
+        // 16 bytes of ql hold sub-blocks s (low nibbles) and s + 2 (high), so both are
+        // emitted from one load; 8 vectors live at a time.
 #pragma GCC unroll 16
-        for (int h = 0; h < 2; ++h) {
-            __m256i L[4][4], H[2][4];
+        for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 16
-            for (int i = 0; i < 4; ++i) R.t4(b, 64 * h + 16 * i, L[i]);
-            R.t4(b, 128 + 32 * h, H[0]);
-            R.t4(b, 144 + 32 * h, H[1]);
+            for (int s = 0; s < 2; ++s)
 #pragma GCC unroll 16
-            for (int s = 0; s < 4; ++s)
-#pragma GCC unroll 16
-                for (int part = 0; part < 2; ++part)
+                for (int part = 0; part < 2; ++part) {
+                    __m256i L[4], H[4];
+                    R.t4(b, 64 * h + 16 * (2 * s + part), L);
+                    R.t4(b, 128 + 32 * h + 16 * part, H);
 #pragma GCC unroll 16
                     for (int k = 0; k < 4; ++k) {
-                        const __m256i l = L[2 * (s & 1) + part][k];
-                        const __m256i nib = s < 2 ? lo4(l) : hi4(l);
                         put(32 * h + 8 * s + 4 * part + k,
-                            or_and(nib, shl(H[part][k], 4 - 2 * s), c8(0x30)));
+                            or_and(lo4(L[k]), shl(H[k], 4 - 2 * s), c8(0x30)));
+                        put(32 * h + 8 * (s + 2) + 4 * part + k,
+                            or_and(hi4(L[k]), shl(H[k], -2 * s), c8(0x30)));
                     }
-        }
+                }
     }
     template <class S>
     [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
@@ -452,7 +456,8 @@ struct TQ6_K {
 struct TIQ4_XS {
     static constexpr int BB = 136, NSUB = 8, NM = 0, GD = 8;
     static constexpr bool CORR = true, Split = true;
-    // Calls put(k, v) for every dword vector k of the block (any order: sums are exact).
+    // Calls put(k, v) for every dword vector k of the block; gemv_k needs each chunk's first
+    // and last dword to come first and last (the sums themselves are exact in any order).
     template <class S, class Put>
     [[gnu::always_inline]] static void weights(const S& R, int64_t b, Put&& put) {
         const __m256i lut = iq4_lut();

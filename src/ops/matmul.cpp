@@ -135,7 +135,14 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
         first_unit[(size_t)i + 1] = first_unit[(size_t)i] + (w.n_rows + rg - 1) / rg;
     }
     const int64_t n_units = first_unit[(size_t)n_outs];
-    pool.parallel_for(n_units, [&](int64_t u0, int64_t u1, int thread) {
+    // Dealt dynamically in chunks of a few row groups: threads sharing memory bandwidth do
+    // not finish a static half at the same time, and the one that is done early takes more
+    // instead of waiting. Each row group is computed the same way on any thread.
+    const int64_t chunk = std::max<int64_t>(1, n_units / (4 * (int64_t)pool.n_threads()));
+    const int64_t n_chunks = (n_units + chunk - 1) / chunk;
+    pool.parallel_tasks(n_chunks, [&](int64_t c, int thread) {
+        int64_t u0 = c * chunk;
+        const int64_t u1 = std::min(n_units, u0 + chunk);
         uint8_t* s = thread_scratch(scratch, thread);
         for (int i = 0; i < n_outs && u0 < u1; ++i) {
             const int64_t b = std::max(u0, first_unit[(size_t)i]),
