@@ -360,6 +360,51 @@ void send_error(httplib::Response& res, Api api, const HttpError& e) {
     res.set_content(body.dump(), "application/json");
 }
 
+namespace {
+
+httplib::Server::HandlerWithContentReader with_body(Server::Impl& s, httplib::Server::Handler h) {
+    return [&s, h = std::move(h)](const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& reader) {
+        std::string body;
+        bool too_big = false;
+        const bool ok = reader([&](const char* data, size_t n) {
+            if (body.size() + n > s.opts.max_body_bytes) {
+                too_big = true;
+                return false;
+            }
+            body.append(data, n);
+            return true;
+        });
+        if (!ok) {
+            // The rest of the body is unread: the connection cannot carry another request.
+            res.set_header("Connection", "close");
+            too_big |= res.status == 413;  // a Content-Length over the cap, refused by httplib
+            res.status = too_big ? 413 : 400;
+            res.set_content(
+                json{{"error", too_big ? "the request body is too large (see --max-body)"
+                                       : "the request body could not be read"}}
+                    .dump(),
+                "application/json");
+            std::lock_guard lk(s.metrics.mu);
+            ++s.metrics.requests[{req.path, res.status}];
+            return;
+        }
+        httplib::Request with = req;  // handlers and their streams copy what they keep
+        with.body = std::move(body);
+        h(with, res);
+    };
+}
+
+}  // namespace
+
+void Server::Impl::post(const std::string& pattern, httplib::Server::Handler h) {
+    http.Post(pattern, with_body(*this, std::move(h)));
+}
+
+void Server::Impl::del(const std::string& pattern, httplib::Server::Handler h) {
+    http.Delete(pattern, with_body(*this, std::move(h)));
+}
+
 httplib::Server::Handler guarded(
     Server::Impl& s, Api api, std::function<void(const httplib::Request&, httplib::Response&)> fn) {
     return [&s, api, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {

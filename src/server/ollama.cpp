@@ -229,66 +229,64 @@ void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
 }  // namespace
 
 void register_ollama(Server::Impl& s) {
-    s.http.Post("/api/generate",
-                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    const json body = parse_body(req, s.opts.max_json_depth);
-                    reject_fields(body, {"format", "suffix", "images", "template", "tools"});
-                    auto [model, load_ms] = model_for(s, body);
-                    Hold hold{s, model};
-                    const std::string prompt = get_string(body, "prompt").value_or("");
-                    std::vector<int32_t> ctx_tokens;
-                    if (auto it = body.find("context"); it != body.end() && !it->is_null()) {
-                        if (!it->is_array())
-                            throw HttpError(400, "field 'context' must be a list of token ids");
-                        for (auto& t : *it) {
-                            if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-                                t.get<int64_t>() >= model->vocab->n_tokens())
-                                throw HttpError(400, "field 'context' holds an invalid token id");
-                            ctx_tokens.push_back(t.get<int32_t>());
-                        }
-                    }
-                    if (prompt.empty() && ctx_tokens.empty()) {
-                        load_only(s, res, body, hold.take(), false);
-                        return;
-                    }
-                    std::vector<int32_t> tokens;
-                    if (get_bool(body, "raw").value_or(false)) {
-                        tokens = ctx_tokens.empty() ? text_prompt(*model, prompt)
-                                                    : model->vocab->tokenize(prompt, false, true);
-                    } else {
-                        json messages = json::array();
-                        if (auto sys = get_string(body, "system"))
-                            messages.push_back({{"role", "system"}, {"content", *sys}});
-                        messages.push_back({{"role", "user"}, {"content", prompt}});
-                        tokens = chat_prompt(*model, messages);
-                    }
-                    tokens.insert(tokens.begin(), ctx_tokens.begin(), ctx_tokens.end());
-                    run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens),
-                                   false);
-                }));
-    s.http.Post("/api/chat",
-                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    const json body = parse_body(req, s.opts.max_json_depth);
-                    reject_fields(body, {"format", "tools"});
-                    auto [model, load_ms] = model_for(s, body);
-                    Hold hold{s, model};
-                    auto it = body.find("messages");
-                    if (it == body.end() || it->is_null() || (it->is_array() && it->empty())) {
-                        load_only(s, res, body, hold.take(), true);
-                        return;
-                    }
-                    std::vector<int32_t> tokens = chat_prompt(*model, *it);
-                    run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens),
-                                   true);
-                }));
-    s.http.Post("/api/embed",
-                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    embed(s, req, res, parse_body(req, s.opts.max_json_depth), false);
-                }));
-    s.http.Post("/api/embeddings",
-                guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                    embed(s, req, res, parse_body(req, s.opts.max_json_depth), true);
-                }));
+    s.post("/api/generate",
+           guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
+               const json body = parse_body(req, s.opts.max_json_depth);
+               reject_fields(body, {"format", "suffix", "images", "template", "tools"});
+               auto [model, load_ms] = model_for(s, body);
+               Hold hold{s, model};
+               const std::string prompt = get_string(body, "prompt").value_or("");
+               std::vector<int32_t> ctx_tokens;
+               if (auto it = body.find("context"); it != body.end() && !it->is_null()) {
+                   if (!it->is_array())
+                       throw HttpError(400, "field 'context' must be a list of token ids");
+                   for (auto& t : *it) {
+                       if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+                           t.get<int64_t>() >= model->vocab->n_tokens())
+                           throw HttpError(400, "field 'context' holds an invalid token id");
+                       ctx_tokens.push_back(t.get<int32_t>());
+                   }
+               }
+               if (prompt.empty() && ctx_tokens.empty()) {
+                   load_only(s, res, body, hold.take(), false);
+                   return;
+               }
+               std::vector<int32_t> tokens;
+               if (get_bool(body, "raw").value_or(false)) {
+                   tokens = ctx_tokens.empty() ? text_prompt(*model, prompt)
+                                               : model->vocab->tokenize(prompt, false, true);
+               } else {
+                   json messages = json::array();
+                   if (auto sys = get_string(body, "system"))
+                       messages.push_back({{"role", "system"}, {"content", *sys}});
+                   messages.push_back({{"role", "user"}, {"content", prompt}});
+                   tokens = chat_prompt(*model, messages);
+               }
+               tokens.insert(tokens.begin(), ctx_tokens.begin(), ctx_tokens.end());
+               run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens), false);
+           }));
+    s.post("/api/chat",
+           guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
+               const json body = parse_body(req, s.opts.max_json_depth);
+               reject_fields(body, {"format", "tools"});
+               auto [model, load_ms] = model_for(s, body);
+               Hold hold{s, model};
+               auto it = body.find("messages");
+               if (it == body.end() || it->is_null() || (it->is_array() && it->empty())) {
+                   load_only(s, res, body, hold.take(), true);
+                   return;
+               }
+               std::vector<int32_t> tokens = chat_prompt(*model, *it);
+               run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens), true);
+           }));
+    s.post("/api/embed",
+           guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
+               embed(s, req, res, parse_body(req, s.opts.max_json_depth), false);
+           }));
+    s.post("/api/embeddings",
+           guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
+               embed(s, req, res, parse_body(req, s.opts.max_json_depth), true);
+           }));
 }
 
 }  // namespace lokal::server

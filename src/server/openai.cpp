@@ -284,154 +284,154 @@ void check_response_format(const json& body) {
 }  // namespace
 
 void register_openai(Server::Impl& s) {
-    s.http.Post("/v1/chat/completions",
-                guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
-                    const json body = parse_body(req, s.opts.max_json_depth);
-                    reject_fields(body, {"tools", "functions", "tool_choice", "function_call",
-                                         "audio", "prediction"});
-                    check_response_format(body);
-                    if (!body.contains("messages"))
-                        throw HttpError(400, "field 'messages' is required",
-                                        "invalid_request_error", "messages");
-                    const int n = choices_n(body);
-                    auto job = std::make_shared<Job>();
-                    job->id = random_id("chatcmpl-");
-                    if (get_bool(body, "logprobs").value_or(false)) {
-                        job->top_logprobs = (int)get_int(body, "top_logprobs").value_or(0);
-                        if (job->top_logprobs < 0 || job->top_logprobs > 20)
-                            throw HttpError(400, "'top_logprobs' must be between 0 and 20",
-                                            "invalid_request_error", "top_logprobs");
-                    }
-                    auto guard = std::make_shared<RequestGuard>(
-                        RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
-                    const ServedModel& m = *guard->model;
-                    job->model = m.name;
-                    const std::vector<int32_t> prompt = chat_prompt(m, body["messages"]);
-                    check_prompt_fits(m, prompt.size());
-                    std::vector<SeqRequest> reqs;
-                    for (int i = 0; i < n; ++i) {
-                        SeqRequest r = make_request(m, body);
-                        r.prompt = prompt;
-                        r.top_logprobs = job->top_logprobs;
-                        r.sampling.seed +=
-                            (uint64_t)i;  // n choices from one seed differ but reproduce
-                        reqs.push_back(std::move(r));
-                    }
-                    run(s, req, res, body, guard, std::move(reqs), job);
-                }));
-    s.http.Post(
-        "/v1/completions",
-        guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
-            const json body = parse_body(req, s.opts.max_json_depth);
-            reject_fields(body, {"suffix", "tools"});
-            if (get_bool(body, "echo").value_or(false))
-                throw HttpError(400, "'echo' is not implemented by lokal yet",
-                                "invalid_request_error", "echo");
-            if (get_int(body, "best_of").value_or(1) != 1)
-                throw HttpError(400, "'best_of' other than 1 is not implemented by lokal yet",
-                                "invalid_request_error", "best_of");
-            const int n = choices_n(body);
-            auto job = std::make_shared<Job>();
-            job->id = random_id("cmpl-");
-            job->chat = false;
-            if (auto lp = get_int(body, "logprobs")) {
-                if (*lp < 0 || *lp > 20)
-                    throw HttpError(400, "'logprobs' must be between 0 and 20",
-                                    "invalid_request_error", "logprobs");
-                job->top_logprobs = (int)*lp;
-            }
-            auto guard = std::make_shared<RequestGuard>(
-                RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
-            const ServedModel& m = *guard->model;
-            job->model = m.name;
-            std::vector<int32_t> prompt;
-            auto it = body.find("prompt");
-            if (it == body.end() || it->is_null())
-                throw HttpError(400, "field 'prompt' is required", "invalid_request_error",
-                                "prompt");
-            if (it->is_string()) {
-                prompt = text_prompt(m, it->get<std::string>());
-            } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
-                prompt = text_prompt(m, (*it)[0].get<std::string>());
-            } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
-                for (auto& t : *it) {
-                    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-                        t.get<int64_t>() >= m.vocab->n_tokens())
-                        throw HttpError(400, "'prompt' holds an invalid token id",
-                                        "invalid_request_error", "prompt");
-                    prompt.push_back(t.get<int32_t>());
-                }
-            } else {
-                throw HttpError(
-                    400,
-                    "'prompt' must be a string, a list of one string, or a list of token ids "
-                    "(several prompts in one request are not implemented yet)",
-                    "invalid_request_error", "prompt");
-            }
-            check_prompt_fits(m, prompt.size());
-            std::vector<SeqRequest> reqs;
-            for (int i = 0; i < n; ++i) {
-                SeqRequest r = make_request(m, body);
-                r.prompt = prompt;
-                r.top_logprobs = job->top_logprobs;
-                r.sampling.seed += (uint64_t)i;
-                reqs.push_back(std::move(r));
-            }
-            run(s, req, res, body, guard, std::move(reqs), job);
-        }));
-    s.http.Post(
-        "/v1/embeddings",
-        guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
-            const json body = parse_body(req, s.opts.max_json_depth);
-            reject_fields(body, {"dimensions"});
-            const std::string format = get_string(body, "encoding_format").value_or("float");
-            if (format != "float" && format != "base64")
-                throw HttpError(400, "'encoding_format' must be \"float\" or \"base64\"",
-                                "invalid_request_error", "encoding_format");
-            if (!body.contains("input"))
-                throw HttpError(400, "field 'input' is required", "invalid_request_error", "input");
-            auto guard = std::make_shared<RequestGuard>(
-                RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
-            const ServedModel& m = *guard->model;
-            std::vector<std::vector<int32_t>> prompts;
-            const json& in = body["input"];
-            if (in.is_array() && !in.empty() && in[0].is_number_integer()) {
-                prompts.push_back(in.get<std::vector<int32_t>>());
-            } else {
-                for (auto& t : get_string_list(body, "input")) prompts.push_back(text_prompt(m, t));
-            }
-            std::vector<SeqRequest> reqs;
-            for (auto& p : prompts) {
-                check_prompt_fits(m, p.size(), true);
-                SeqRequest r;
-                r.embed = true;
-                r.prompt = p;
-                reqs.push_back(std::move(r));
-            }
-            for (auto& r : reqs) guard->handles.push_back(submit(s, *guard->model, std::move(r)));
-            std::vector<std::vector<float>> out(reqs.size());
-            int tokens = 0;
-            respond(
-                s, req, res, false, "application/json", guard,
-                [&](size_t i, SeqEvent& ev) {
-                    if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
-                    return std::string();
-                },
-                [&]() -> std::string {
-                    json data = json::array();
-                    for (size_t i = 0; i < out.size(); ++i)
-                        data.push_back(
-                            {{"object", "embedding"},
-                             {"index", i},
-                             {"embedding",
-                              format == "base64" ? json(base64_floats(out[i])) : json(out[i])}});
-                    return json{{"object", "list"},
-                                {"data", data},
-                                {"model", m.name},
-                                {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}}
-                        .dump();
-                });
-        }));
+    s.post("/v1/chat/completions",
+           guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+               const json body = parse_body(req, s.opts.max_json_depth);
+               reject_fields(body, {"tools", "functions", "tool_choice", "function_call", "audio",
+                                    "prediction"});
+               check_response_format(body);
+               if (!body.contains("messages"))
+                   throw HttpError(400, "field 'messages' is required", "invalid_request_error",
+                                   "messages");
+               const int n = choices_n(body);
+               auto job = std::make_shared<Job>();
+               job->id = random_id("chatcmpl-");
+               if (get_bool(body, "logprobs").value_or(false)) {
+                   job->top_logprobs = (int)get_int(body, "top_logprobs").value_or(0);
+                   if (job->top_logprobs < 0 || job->top_logprobs > 20)
+                       throw HttpError(400, "'top_logprobs' must be between 0 and 20",
+                                       "invalid_request_error", "top_logprobs");
+               }
+               auto guard = std::make_shared<RequestGuard>(
+                   RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+               const ServedModel& m = *guard->model;
+               job->model = m.name;
+               const std::vector<int32_t> prompt = chat_prompt(m, body["messages"]);
+               check_prompt_fits(m, prompt.size());
+               std::vector<SeqRequest> reqs;
+               for (int i = 0; i < n; ++i) {
+                   SeqRequest r = make_request(m, body);
+                   r.prompt = prompt;
+                   r.top_logprobs = job->top_logprobs;
+                   r.sampling.seed += (uint64_t)i;  // n choices from one seed differ but reproduce
+                   reqs.push_back(std::move(r));
+               }
+               run(s, req, res, body, guard, std::move(reqs), job);
+           }));
+    s.post("/v1/completions",
+           guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+               const json body = parse_body(req, s.opts.max_json_depth);
+               reject_fields(body, {"suffix", "tools"});
+               if (get_bool(body, "echo").value_or(false))
+                   throw HttpError(400, "'echo' is not implemented by lokal yet",
+                                   "invalid_request_error", "echo");
+               if (get_int(body, "best_of").value_or(1) != 1)
+                   throw HttpError(400, "'best_of' other than 1 is not implemented by lokal yet",
+                                   "invalid_request_error", "best_of");
+               const int n = choices_n(body);
+               auto job = std::make_shared<Job>();
+               job->id = random_id("cmpl-");
+               job->chat = false;
+               if (auto lp = get_int(body, "logprobs")) {
+                   if (*lp < 0 || *lp > 20)
+                       throw HttpError(400, "'logprobs' must be between 0 and 20",
+                                       "invalid_request_error", "logprobs");
+                   job->top_logprobs = (int)*lp;
+               }
+               auto guard = std::make_shared<RequestGuard>(
+                   RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+               const ServedModel& m = *guard->model;
+               job->model = m.name;
+               std::vector<int32_t> prompt;
+               auto it = body.find("prompt");
+               if (it == body.end() || it->is_null())
+                   throw HttpError(400, "field 'prompt' is required", "invalid_request_error",
+                                   "prompt");
+               if (it->is_string()) {
+                   prompt = text_prompt(m, it->get<std::string>());
+               } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
+                   prompt = text_prompt(m, (*it)[0].get<std::string>());
+               } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
+                   for (auto& t : *it) {
+                       if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+                           t.get<int64_t>() >= m.vocab->n_tokens())
+                           throw HttpError(400, "'prompt' holds an invalid token id",
+                                           "invalid_request_error", "prompt");
+                       prompt.push_back(t.get<int32_t>());
+                   }
+               } else {
+                   throw HttpError(
+                       400,
+                       "'prompt' must be a string, a list of one string, or a list of token ids "
+                       "(several prompts in one request are not implemented yet)",
+                       "invalid_request_error", "prompt");
+               }
+               check_prompt_fits(m, prompt.size());
+               std::vector<SeqRequest> reqs;
+               for (int i = 0; i < n; ++i) {
+                   SeqRequest r = make_request(m, body);
+                   r.prompt = prompt;
+                   r.top_logprobs = job->top_logprobs;
+                   r.sampling.seed += (uint64_t)i;
+                   reqs.push_back(std::move(r));
+               }
+               run(s, req, res, body, guard, std::move(reqs), job);
+           }));
+    s.post("/v1/embeddings",
+           guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
+               const json body = parse_body(req, s.opts.max_json_depth);
+               reject_fields(body, {"dimensions"});
+               const std::string format = get_string(body, "encoding_format").value_or("float");
+               if (format != "float" && format != "base64")
+                   throw HttpError(400, "'encoding_format' must be \"float\" or \"base64\"",
+                                   "invalid_request_error", "encoding_format");
+               if (!body.contains("input"))
+                   throw HttpError(400, "field 'input' is required", "invalid_request_error",
+                                   "input");
+               auto guard = std::make_shared<RequestGuard>(
+                   RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
+               const ServedModel& m = *guard->model;
+               std::vector<std::vector<int32_t>> prompts;
+               const json& in = body["input"];
+               if (in.is_array() && !in.empty() && in[0].is_number_integer()) {
+                   prompts.push_back(in.get<std::vector<int32_t>>());
+               } else {
+                   for (auto& t : get_string_list(body, "input"))
+                       prompts.push_back(text_prompt(m, t));
+               }
+               std::vector<SeqRequest> reqs;
+               for (auto& p : prompts) {
+                   check_prompt_fits(m, p.size(), true);
+                   SeqRequest r;
+                   r.embed = true;
+                   r.prompt = p;
+                   reqs.push_back(std::move(r));
+               }
+               for (auto& r : reqs)
+                   guard->handles.push_back(submit(s, *guard->model, std::move(r)));
+               std::vector<std::vector<float>> out(reqs.size());
+               int tokens = 0;
+               respond(
+                   s, req, res, false, "application/json", guard,
+                   [&](size_t i, SeqEvent& ev) {
+                       if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
+                       return std::string();
+                   },
+                   [&]() -> std::string {
+                       json data = json::array();
+                       for (size_t i = 0; i < out.size(); ++i)
+                           data.push_back(
+                               {{"object", "embedding"},
+                                {"index", i},
+                                {"embedding",
+                                 format == "base64" ? json(base64_floats(out[i])) : json(out[i])}});
+                       return json{{"object", "list"},
+                                   {"data", data},
+                                   {"model", m.name},
+                                   {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}}
+                           .dump();
+                   });
+           }));
 }
 
 }  // namespace lokal::server

@@ -147,14 +147,6 @@ void Server::Impl::setup() {
                 return httplib::Server::HandlerResponse::Handled;
             }
         }
-        // httplib caps Content-Length bodies at --max-body (413) but would buffer a chunked
-        // body whole, however long: refused unread, except for blob uploads, which stream
-        // to disk (store_routes.cpp) and come chunked from Ollama's CLI.
-        if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos &&
-            req.path.rfind("/api/blobs/", 0) != 0) {
-            res.set_header("Connection", "close");  // the unread body must not be parsed
-            return deny(411, "chunked request bodies are not accepted here; send Content-Length");
-        }
         // The chat page's static files carry no data; the page sends the key on its calls.
         const bool page = req.method == "GET" &&
                           ((req.path == "/" && req.get_header_value("Accept").find("text/html") !=
@@ -298,34 +290,33 @@ void Server::Impl::setup() {
                  }
                  res.set_content(json{{"models", models}}.dump(), "application/json");
              }));
-    http.Post(
-        "/api/show",
-        guarded(*this, Api::Ollama, [this](const httplib::Request& req, httplib::Response& res) {
-            json body = parse_body(req, opts.max_json_depth);
-            if (!body.contains("model") && body.contains("name")) body["model"] = body["name"];
-            auto m = acquire_model(*this, body);
-            json info = {{"general.architecture", m->model->hp.arch},
-                         {"general.parameter_count", m->model->n_params()},
-                         {m->model->hp.arch + ".context_length", m->model->hp.n_ctx_train},
-                         {m->model->hp.arch + ".embedding_length", m->model->hp.dim},
-                         {m->model->hp.arch + ".block_count", m->model->hp.n_layer},
-                         {m->model->hp.arch + ".attention.head_count", m->model->hp.n_head},
-                         {m->model->hp.arch + ".attention.head_count_kv", m->model->hp.n_kv_head},
-                         {"tokenizer.ggml.model", m->vocab->model_type()}};
-            std::string params;
-            if (m->config)
-                for (auto& s : m->config->parameters.stop) params += "stop \"" + s + "\"\n";
-            json out = {{"modelfile", "FROM " + m->path + "\n"},
-                        {"parameters", params},
-                        {"template", m->chat_template},
-                        {"details", model_details(m.get(), m->path)},
-                        {"model_info", info},
-                        {"capabilities", {"completion", "embedding"}},
-                        {"modified_at", rfc3339_now()}};
-            if (m->config && m->config->system) out["system"] = *m->config->system;
-            registry.release(m, std::nullopt);
-            res.set_content(out.dump(), "application/json");
-        }));
+    post("/api/show",
+         guarded(*this, Api::Ollama, [this](const httplib::Request& req, httplib::Response& res) {
+             json body = parse_body(req, opts.max_json_depth);
+             if (!body.contains("model") && body.contains("name")) body["model"] = body["name"];
+             auto m = acquire_model(*this, body);
+             json info = {{"general.architecture", m->model->hp.arch},
+                          {"general.parameter_count", m->model->n_params()},
+                          {m->model->hp.arch + ".context_length", m->model->hp.n_ctx_train},
+                          {m->model->hp.arch + ".embedding_length", m->model->hp.dim},
+                          {m->model->hp.arch + ".block_count", m->model->hp.n_layer},
+                          {m->model->hp.arch + ".attention.head_count", m->model->hp.n_head},
+                          {m->model->hp.arch + ".attention.head_count_kv", m->model->hp.n_kv_head},
+                          {"tokenizer.ggml.model", m->vocab->model_type()}};
+             std::string params;
+             if (m->config)
+                 for (auto& s : m->config->parameters.stop) params += "stop \"" + s + "\"\n";
+             json out = {{"modelfile", "FROM " + m->path + "\n"},
+                         {"parameters", params},
+                         {"template", m->chat_template},
+                         {"details", model_details(m.get(), m->path)},
+                         {"model_info", info},
+                         {"capabilities", {"completion", "embedding"}},
+                         {"modified_at", rfc3339_now()}};
+             if (m->config && m->config->system) out["system"] = *m->config->system;
+             registry.release(m, std::nullopt);
+             res.set_content(out.dump(), "application/json");
+         }));
     auto list_openai = [this](const httplib::Request&, httplib::Response& res) {
         json data = json::array();
         for (auto& e : registry.available())

@@ -71,6 +71,10 @@ struct Server::Impl {
 
     explicit Impl(ServerOptions o);
     void setup();
+    // Routes with a request body: the body is read here, chunked or not, up to --max-body
+    // (httplib 0.11 caps only Content-Length bodies and would buffer a chunked one whole).
+    void post(const std::string& pattern, httplib::Server::Handler h);
+    void del(const std::string& pattern, httplib::Server::Handler h);
 };
 
 // Body as JSON: 400 for malformed JSON, a non-object, or nesting deeper than max_depth.

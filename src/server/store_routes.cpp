@@ -318,11 +318,11 @@ void register_store(Server::Impl& s) {
             s, Api::Ollama,
             [&s, fn](const httplib::Request& req, httplib::Response& res) { fn(s, req, res); });
     };
-    s.http.Post("/api/pull", route(pull_route));
-    s.http.Post("/api/push", route(push_route));
-    s.http.Post("/api/create", route(create_route));
-    s.http.Post("/api/copy", route(copy_route));
-    s.http.Delete("/api/delete", route(delete_route));
+    s.post("/api/pull", route(pull_route));
+    s.post("/api/push", route(push_route));
+    s.post("/api/create", route(create_route));
+    s.post("/api/copy", route(copy_route));
+    s.del("/api/delete", route(delete_route));
 
     // Blobs for /api/create's `files`. Uploads stream to disk as they arrive, so memory stays
     // flat: chunked ones (Ollama's CLI sends files so) of any size, Content-Length ones up to

@@ -10,8 +10,26 @@ import { join } from 'node:path';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const BIN = process.env.LOKAL_BIN ?? '../../../build/bin/lokal';
 const SHARED = process.env.LOKAL_SHARED ?? '../../../../shared';
-const PORT = 31000 + (process.pid % 10000);
-const BASE = `http://127.0.0.1:${PORT}`;
+let BASE = '';
+
+// Starts `lokal serve` on a free port: a few random ones are tried, since another test may
+// hold one (a server that cannot bind exits at once).
+async function startServer(extra) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 40000);
+    const proc = spawn(BIN, ['serve', '--port', String(port), '--models-dir', `${SHARED}/models`,
+                             '-m', 'stories260K', '-c', '256', '-t', '1', '--store', '/nonexistent-lokal-store',
+                             ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
+    let exited = false;
+    proc.on('exit', () => { exited = true; });
+    for (let i = 0; i < 200 && !exited; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return { proc, base: `http://127.0.0.1:${port}` }; } catch {}
+      await new Promise(r => setTimeout(r, 100));
+    }
+    proc.kill('SIGKILL');
+  }
+  throw new Error('lokal serve did not start');
+}
 
 let puppeteer = null;
 try {
@@ -23,13 +41,7 @@ let server, browser, profile;
 
 before(async () => {
   if (skip) return;
-  server = spawn(BIN, ['serve', '--port', String(PORT), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
-                       '-c', '256', '-t', '1', '--store', '/nonexistent-lokal-store'],
-                 { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`${BASE}/health`)).ok) break; } catch {}
-    await new Promise(r => setTimeout(r, 100));
-  }
+  ({ proc: server, base: BASE } = await startServer([]));
   // A fresh profile, and everything that would reach the network switched off.
   profile = mkdtempSync(join(tmpdir(), 'lokal-chromium-'));
   browser = await puppeteer.launch({
@@ -98,17 +110,10 @@ test('chat page: pick a model, send a message, see the reply streamed', { skip }
 });
 
 test('chat page with --api-key: asks for the key, then lists models and chats', { skip }, async () => {
-  const port = PORT + 1;
-  const keyed = spawn(BIN, ['serve', '--port', String(port), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
-                            '-c', '256', '-t', '1', '--store', '/nonexistent-lokal-store', '--api-key', 'sekrit'],
-                      { stdio: ['ignore', 'ignore', 'inherit'] });
+  const { proc: keyed, base } = await startServer(['--api-key', 'sekrit']);
   try {
-    for (let i = 0; i < 100; i++) {
-      try { if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) break; } catch {}
-      await new Promise(r => setTimeout(r, 100));
-    }
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'networkidle0' });
+    await page.goto(`${base}/`, { waitUntil: 'networkidle0' });
     await page.waitForFunction(() => !document.getElementById('key-label').hidden);
     assert.match(await page.$eval('#status', e => e.textContent), /API key/);
     await page.type('#api-key', 'sekrit');
