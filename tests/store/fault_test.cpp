@@ -304,7 +304,8 @@ TEST(StoreFault, KilledMidDownloadThenResumed) {
     for (int i = 0; i < 6000 && partial < (200u << 10); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
         std::error_code ec;
-        partial = fs::file_size(s.partial_path(model), ec);
+        const uint64_t size = fs::file_size(s.partial_path(model), ec);
+        partial = ec ? 0 : size;  // on error file_size returns -1, which would end the wait
     }
     kill(pid, SIGKILL);
     int status = 0;
