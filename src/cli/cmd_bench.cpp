@@ -296,6 +296,7 @@ void run_model(const Opts& o) {
         {"weight_bytes_per_token", per_token},
         {"cpu", cpu_model_name()},
         {"kernel_path", kernels().isa},
+        {"packed_tensors", m.packed_tensors()},
         {"threads", threads},
         {"reps", o.reps},
         {"roofline_gbps", roof / 1e9},
@@ -304,8 +305,8 @@ void run_model(const Opts& o) {
     if (!o.json) {
         std::printf("model:    %s (%s, %.2f B parameters, %.1f MiB of weights)\n", lm.path.c_str(),
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
-        std::printf("machine:  %s; kernels %s, %d threads\n", cpu_model_name().c_str(),
-                    kernels().isa, threads);
+        std::printf("machine:  %s; kernels %s (%d weight tensors repacked), %d threads\n",
+                    cpu_model_name().c_str(), kernels().isa, m.packed_tensors(), threads);
         std::printf("roofline: %s read with %d threads%s\n\n", gbps(roof).c_str(), threads,
                     measured ? " (measured)" : " (given)");
         std::printf("| test | t/s | notes |\n|---|---:|---|\n");

@@ -60,6 +60,7 @@ void register_info(CLI::App& app) {
             {"eos", lm.vocab->eos()},
             {"chat_template", has_template},
             {"kernel_path", kernels().isa},
+            {"packed_tensors", lm.model->packed_tensors()},
             {"threads_default", ThreadPool::default_threads()},
         };
         for (auto& [name, e] : types)
@@ -90,8 +91,8 @@ void register_info(CLI::App& app) {
         for (auto& [name, e] : types)
             std::printf("  %-8s %5d tensors %10.2f MiB\n", name.c_str(), e.first,
                         e.second / 1048576.0);
-        std::printf("kernels:       %s, %d threads by default\n", kernels().isa,
-                    ThreadPool::default_threads());
+        std::printf("kernels:       %s, %d threads by default, %d weight tensors repacked\n",
+                    kernels().isa, ThreadPool::default_threads(), lm.model->packed_tensors());
     });
 }
 

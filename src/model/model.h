@@ -87,6 +87,7 @@ struct Model {
     static std::unique_ptr<Model> load(const std::string& path);
 
     uint64_t n_params() const;
+    int packed_tensors() const;     // weights repacked at load for the kernels in use
     uint64_t weight_bytes() const;  // bytes of tensor data in the file
 };
 

@@ -241,6 +241,15 @@ uint64_t Model::n_params() const {
     return n;
 }
 
+int Model::packed_tensors() const {
+    int n = output.packed && output.data != token_embd.data ? 1 : 0;
+    for (const LayerWeights& L : layers)
+        for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
+                                &L.gate_exps, &L.up_exps, &L.down_exps})
+            n += t->packed ? 1 : 0;
+    return n;
+}
+
 uint64_t Model::weight_bytes() const {
     uint64_t n = 0;
     for (const auto& t : file->tensors()) n += t.n_bytes;

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 
 #include "engine/context.h"
 #include "engine/generate.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
+#include "ops/kernels.h"
 #include "shared_path.h"
 
 namespace lokal {
@@ -46,6 +48,39 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
             for (int v = 0; v < nv; ++v)
                 ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
         }
+    }
+}
+
+// Weights repacked at load (when the kernels read packed weights) give the same logits,
+// bit for bit, as the file's row-major layout (LOKAL_REPACK=0), for decode and a batch.
+TEST(Engine, RepackedWeightsGiveTheSameLogits) {
+    for (const char* m : {"tiny-moe.Q8_0.gguf", "tiny-k.Q4_K_M.gguf", "tiny-k.Q4_0.gguf"}) {
+        SCOPED_TRACE(m);
+        std::vector<float> logits[2];
+        int packed[2] = {0, 0};
+        for (int plain = 0; plain < 2; ++plain) {
+            if (plain) setenv("LOKAL_REPACK", "0", 1);
+            auto model = load(m);
+            unsetenv("LOKAL_REPACK");
+            packed[plain] = model->packed_tensors();
+            ContextParams cp;
+            cp.n_ctx = 64;
+            Context ctx(*model, cp);
+            const int32_t seq = ctx.cache().create_sequence();
+            std::vector<float> out;
+            ctx.eval(seq, std::span<const int32_t>(kTokens.data(), 9), true, out);  // batch
+            logits[plain] = out;
+            const int32_t one[1] = {kTokens[9]};
+            ctx.eval(seq, one, false, out);  // decode
+            logits[plain].insert(logits[plain].end(), out.begin(), out.end());
+        }
+        EXPECT_EQ(packed[1], 0);
+        if (kernels().reads_packed) {
+            EXPECT_GT(packed[0], 0);
+        }
+        ASSERT_EQ(logits[0].size(), logits[1].size());
+        for (size_t i = 0; i < logits[0].size(); ++i)
+            ASSERT_EQ(logits[0][i], logits[1][i]) << "logit " << i;
     }
 }
 
