@@ -169,7 +169,7 @@ constexpr uint64_t kMinTensorInfoBytes =
     8 + 4 + 8 + 4 + 8;  // name len, n_dims, ne[0], type, offset
 
 class Cursor {
-  public:
+public:
     Cursor(const uint8_t* base, size_t size, const std::string& prefix)
         : base_(base), size_(size), prefix_(prefix) {}
 
@@ -207,7 +207,7 @@ class Cursor {
         return std::string_view(reinterpret_cast<const char*>(p), (size_t)len);
     }
 
-  private:
+private:
     const uint8_t* base_;
     size_t size_;
     size_t pos_ = 0;

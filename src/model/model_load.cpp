@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "model/model.h"
 #include "quant/quant.h"
@@ -85,6 +87,19 @@ class Loader {
     }
 };
 
+// The weights only matmul reads: the output and each layer's attention and FFN projections
+// (absent ones included; present() tells). M is Model or const Model.
+template <class M>
+auto matmul_weights(M& m) {
+    using T = std::conditional_t<std::is_const_v<M>, const Tensor, Tensor>;
+    std::vector<T*> v = {&m.output};
+    for (auto& L : m.layers)
+        for (T* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_exps,
+                     &L.up_exps, &L.down_exps})
+            v.push_back(t);
+    return v;
+}
+
 // Repacks the weights only matmul reads (not token_embd, which get_rows reads by row; a tied
 // output shares it) into the kernels' row-interleaved layout, in the private mapping: the
 // bytes stay where they are, so peak memory does not grow.
@@ -92,23 +107,18 @@ void pack_weights(Model& m) {
     const char* env = std::getenv("LOKAL_REPACK");
     if (env && std::string(env) == "0") return;
     gguf::File& f = *m.file;
-    auto pack = [&](Tensor& t) {
-        if (!t.present() || t.packed || t.data == m.token_embd.data) return;
-        if (!matmul_can_pack(t.type)) return;
+    for (Tensor* tp : matmul_weights(m)) {
+        Tensor& t = *tp;
+        if (!t.present() || t.data == m.token_embd.data) continue;
+        if (!matmul_can_pack(t.type)) continue;
         const gguf::TensorInfo* ti = f.find_tensor(t.name);
-        if (!ti) return;
-        uint8_t* w = f.writable(*ti);
-        if (!w) return;  // not mapped writable: the row-major kernels still work
+        uint8_t* w = ti ? f.writable(*ti) : nullptr;
+        if (!w) continue;  // not mapped writable: the row-major kernels still work
         const size_t slice = (size_t)t.ne[1] * t.row_bytes();
         for (int64_t e = 0; e < t.ne[2] * t.ne[3]; ++e)
             matmul_pack(t.type, t.ne[0], t.ne[1], w + (size_t)e * slice);
         t.packed = true;
-    };
-    pack(m.output);
-    for (LayerWeights& L : m.layers)
-        for (Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_exps,
-                          &L.up_exps, &L.down_exps})
-            pack(*t);
+    }
 }
 
 }  // namespace
@@ -242,11 +252,8 @@ uint64_t Model::n_params() const {
 }
 
 int Model::packed_tensors() const {
-    int n = output.packed && output.data != token_embd.data ? 1 : 0;
-    for (const LayerWeights& L : layers)
-        for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
-                                &L.gate_exps, &L.up_exps, &L.down_exps})
-            n += t->packed ? 1 : 0;
+    int n = 0;
+    for (const Tensor* t : matmul_weights(*this)) n += t->packed ? 1 : 0;
     return n;
 }
 

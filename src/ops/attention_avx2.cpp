@@ -48,7 +48,6 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
     const int group = s.n_head / s.n_kv_head;
     const int hd = s.head_dim;
     const int nc = NC ? NC : hd / 8;
-    const int64_t kv_dim = (int64_t)s.n_kv_head * hd;
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_pad = (n + 7) / 8 * 8;
@@ -63,18 +62,8 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
             _mm256_storeu_ps(q + g * hd + 8 * c, round_f16(_mm256_loadu_ps(src + 8 * c)));
     }
     std::fill(acc, acc + (size_t)group * hd, 0.0f);
-    // Element offset of key j's row (position first + j) in either cache, computed once per
-    // call by walking the block table (a division per key costs more than its dot product).
     thread_local std::vector<int64_t> rows;
-    rows.resize((size_t)n);
-    {
-        int64_t bi = first / s.block_size, slot = first % s.block_size;
-        for (int64_t j = 0; j < n; ++j) {
-            rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
-                              (int64_t)kv_head * hd;
-            if (++slot == s.block_size) slot = 0, ++bi;
-        }
-    }
+    kv_row_offsets(s, query, kv_head, first, n, rows);
     auto cache_row = [&](int64_t p) { return rows[(size_t)(p - first)]; };
     // Converts keys [j0, j0 + m) (positions first + j) of `cache` into the f32 tile.
     auto load_tile = [&](const uint16_t* cache, int64_t j0, int m) {

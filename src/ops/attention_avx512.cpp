@@ -77,7 +77,6 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
             const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     constexpr int hd = NC * 16;
     const int group = s.n_head / s.n_kv_head;
-    const int64_t kv_dim = (int64_t)s.n_kv_head * hd;
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_pad = (n + TK - 1) / TK * TK;
@@ -91,18 +90,8 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         for (int c = 0; c < NC; ++c)
             _mm512_storeu_ps(q + g * hd + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
     }
-    // Element offset of key j's row (position first + j), computed once per call by walking
-    // the block table (a division per key costs more than its dot product).
     thread_local std::vector<int64_t> rows;
-    rows.resize((size_t)n);
-    {
-        int64_t bi = first / s.block_size, slot = first % s.block_size;
-        for (int64_t j = 0; j < n; ++j) {
-            rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
-                              (int64_t)kv_head * hd;
-            if (++slot == s.block_size) slot = 0, ++bi;
-        }
-    }
+    kv_row_offsets(s, query, kv_head, first, n, rows);
     auto row = [&](const uint16_t* cache, int64_t j) { return cache + rows[(size_t)j]; };
     auto prefetch = [&](const uint16_t* cache, int64_t j) {
         if (j >= n) return;

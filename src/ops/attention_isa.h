@@ -8,6 +8,21 @@
 
 namespace lokal {
 
+// rows[j] = element offset of position first + j's K/V row for kv_head in either cache, for
+// j < n: the block table is walked once per call (a division per key would cost more than
+// its dot product).
+inline void kv_row_offsets(const AttentionShape& s, const AttentionQuery& query, int kv_head,
+                           int32_t first, int64_t n, std::vector<int64_t>& rows) {
+    const int64_t kv_dim = (int64_t)s.n_kv_head * s.head_dim;
+    rows.resize((size_t)n);
+    int64_t bi = first / s.block_size, slot = first % s.block_size;
+    for (int64_t j = 0; j < n; ++j) {
+        rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
+                          (int64_t)kv_head * s.head_dim;
+        if (++slot == s.block_size) slot = 0, ++bi;
+    }
+}
+
 // attention_avx2.cpp (AVX2 + FMA + F16C); head_dim a multiple of 8.
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf);

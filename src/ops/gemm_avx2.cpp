@@ -83,7 +83,14 @@ struct Strided {
         return R.gather((size_t)b * BB + x);
     }
     __m256 h(int64_t b, int x) const;
-    void prefetch(int64_t) const {}
+    // Decode reads 8 row streams: when block b starts a new cache line, fetch that line of
+    // each row 1 KiB ahead (a prefetch past the end is harmless).
+    [[gnu::always_inline]] void prefetch(int64_t b) const {
+        const size_t off = (size_t)b * BB;
+        if (off % 64 >= BB) return;
+        for (int i = 0; i < 8; ++i)
+            _mm_prefetch((const char*)(R.base + i * R.s + off + 1024), _MM_HINT_T0);
+    }
 };
 // Packed: the group is row-interleaved at load (gemm_common.h), so every access is a load.
 template <TensorType TT>
@@ -608,11 +615,10 @@ template <class Ty, class S>
 // Decode, K-quants: each dword vector's products go into an int16 sum of its chunk (GD
 // dwords, never more than a sub-block, so the sum is exact), widened into the sub-block's
 // int32 sum when the chunk is complete, and the sub-block is scaled into the block sum when
-// it is. Every weights() emits a chunk's dwords in increasing order, the high plane of a
-// split type right after the low one, so a chunk ends with its last dword (kk % CH == CH - 1)
-// and a sub-block with its last chunk; all of this resolves at compile time, and only a few
-// partial sums are live at once (no spills). Integer sums are exact: same result as any
-// other order.
+// it is. Every weights() emits a chunk's first dword first and its last dword last (the high
+// plane of a split type right after the low one), and a sub-block's chunks likewise, so the
+// ends are known from kk alone; all of this resolves at compile time, and only a few partial
+// sums are live at once (no spills). Integer sums are exact: same result as any other order.
 template <class Ty, class S>
 [[gnu::always_inline]] inline __m256 gemv_k(const S& R, int64_t b, int64_t nb, const Tok& tk,
                                             __m256 f) {
@@ -645,7 +651,6 @@ template <class Ty, class S>
             sub[j] = _mm256_add_epi32(sub[j], _mm256_set1_epi32((int32_t)tk.side[nb + b * NC + j]));
         isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sub[j], P.sc[j]));
     });
-    (void)NCH;
     return finishK<Ty>(P, isum, tk, b, nb, f);
 }
 

@@ -345,7 +345,7 @@ void register_store(Server::Impl& s) {
                     [&](const std::function<bool(const char*, size_t)>& sink) {
                         return reader([&](const char* data, size_t n) { return sink(data, n); });
                     },
-                    d, "application/octet-stream");
+                    &d, "application/octet-stream");
             } catch (const store::Error& e) {
                 throw HttpError(400, e.what());
             }

@@ -50,48 +50,31 @@ Layer Store::add_blob(std::string_view data, const std::string& media_type) {
 }
 
 Layer Store::add_blob_file(const std::string& src, const std::string& media_type) {
-    ensure_dirs();
     int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
     if (in < 0) throw Error("cannot open " + src + ": " + strerror(errno));
-    std::string tmp = temp_path_for(blobs_dir() + "/import");
-    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0) {
-        ::close(in);
-        throw Error("cannot create " + tmp + ": " + strerror(errno));
-    }
-    Layer l;
-    l.media_type = media_type;
-    try {
-        Sha256 h;
-        std::vector<char> buf(1 << 20);
-        for (;;) {
-            ssize_t r = ::read(in, buf.data(), buf.size());
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) throw Error("cannot read " + src + ": " + strerror(errno));
-            if (r == 0) break;
-            h.update(buf.data(), (size_t)r);
-            write_all(out, buf.data(), (size_t)r, tmp);
-            l.size += (uint64_t)r;
-        }
-        if (::fsync(out) != 0) throw Error("cannot fsync " + tmp + ": " + strerror(errno));
-        l.digest.hex = h.hex();
-    } catch (...) {
-        ::close(in);
-        ::close(out);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    ::close(in);
-    ::close(out);
-    commit_blob(tmp, l.digest);
-    return l;
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{in};
+    return add_blob_stream(
+        [&](const std::function<bool(const char*, size_t)>& sink) {
+            std::vector<char> buf(1 << 20);
+            for (;;) {
+                ssize_t r = ::read(in, buf.data(), buf.size());
+                if (r < 0 && errno == EINTR) continue;
+                if (r < 0) throw Error("cannot read " + src + ": " + strerror(errno));
+                if (r == 0) return true;
+                if (!sink(buf.data(), (size_t)r)) return false;
+            }
+        },
+        nullptr, media_type);
 }
 
 Layer Store::add_blob_stream(
     const std::function<bool(const std::function<bool(const char*, size_t)>&)>& read,
-    const Digest& expected, const std::string& media_type) {
+    const Digest* expected, const std::string& media_type) {
     ensure_dirs();
-    std::string tmp = temp_path_for(blobs_dir() + "/upload");
+    std::string tmp = temp_path_for(blobs_dir() + "/import");
     int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) throw Error("cannot create " + tmp + ": " + strerror(errno));
     Layer l;
@@ -104,10 +87,10 @@ Layer Store::add_blob_stream(
             l.size += n;
             return true;
         });
-        if (!ok) throw Error("the upload ended early");
+        if (!ok) throw Error("the data ended early");
         l.digest.hex = h.hex();
-        if (l.digest.hex != expected.hex)
-            throw Error("the body does not hash to " + expected.str());
+        if (expected && l.digest.hex != expected->hex)
+            throw Error("the body does not hash to " + expected->str());
         if (::fsync(out) != 0) throw Error("cannot fsync " + tmp + ": " + strerror(errno));
     } catch (...) {
         ::close(out);

@@ -48,13 +48,13 @@ class Store {
     // Add content (caller holds the shared lock). Returns the layer with digest and size.
     Layer add_blob(std::string_view data, const std::string& media_type);
     Layer add_blob_file(const std::string& src, const std::string& media_type);
-    // A blob whose bytes arrive in pieces (an HTTP upload): read(sink) calls sink(data, n)
-    // for each piece and returns false when the transfer failed. The bytes go to a temporary
-    // file as they come (memory stays flat whatever the size); the blob is added only when
-    // it hashes to `expected`. Throws Error otherwise.
+    // A blob whose bytes arrive in pieces (a file, an HTTP upload): read(sink) calls
+    // sink(data, n) for each piece and returns false when the transfer failed. The bytes go
+    // to a temporary file as they come (memory stays flat whatever the size), hashed on the
+    // way; with `expected`, the blob is added only when it hashes to it. Throws Error.
     Layer add_blob_stream(
         const std::function<bool(const std::function<bool(const char*, size_t)>&)>& read,
-        const Digest& expected, const std::string& media_type);
+        const Digest* expected, const std::string& media_type);
     // Move a fully written, fsynced file whose SHA-256 is `d` into blobs/ (the file is
     // consumed; an existing blob with that digest is kept).
     void commit_blob(const std::string& file, const Digest& d);
