@@ -159,25 +159,34 @@ void BM_AttentionDecode(benchmark::State& st) {
     const int n_blocks = (ctx + bs - 1) / bs;
     std::vector<int32_t> table(n_blocks);
     for (int i = 0; i < n_blocks; ++i) table[i] = i;
-    std::vector<uint16_t> kc((size_t)n_blocks * bs * n_kv * hd, 0x3C00), vc(kc.size(), 0x3800);
+    // layers > 1: that many separate caches, used in turn as a model's layers would be, so
+    // K/V come from memory rather than from the last level cache (the decode case).
+    const int layers = (int)st.range(3);
+    const size_t cache_elems = (size_t)n_blocks * bs * n_kv * hd;
+    std::vector<uint16_t> kc(cache_elems * layers, 0x3C00), vc(kc.size(), 0x3800);
     std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
     AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
     AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
+    int layer = 0;
     for (auto _ : st) {
+        const uint16_t* k = kc.data() + cache_elems * layer;
+        const uint16_t* v = vc.data() + cache_elems * layer;
+        layer = (layer + 1) % layers;
         if (st.range(1))
-            attention_paged_ref(pool, shape, kc.data(), vc.data(), &aq, 1);
+            attention_paged_ref(pool, shape, k, v, &aq, 1);
         else
-            attention_paged(pool, shape, kc.data(), vc.data(), &aq, 1);
+            attention_paged(pool, shape, k, v, &aq, 1);
         benchmark::DoNotOptimize(out.data());
     }
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * n_kv * hd * 2 * 2);
 }
 BENCHMARK(BM_AttentionDecode)
-    ->ArgNames({"ctx", "ref", "thr"})
-    ->Args({4096, 0, 1})
-    ->Args({4096, 1, 1})
-    ->Args({4096, 0, 2})
-    ->Args({512, 0, 1})
+    ->ArgNames({"ctx", "ref", "thr", "layers"})
+    ->Args({4096, 0, 1, 1})
+    ->Args({4096, 1, 1, 1})
+    ->Args({4096, 0, 2, 1})
+    ->Args({4096, 0, 2, 22})
+    ->Args({512, 0, 1, 1})
     ->Unit(benchmark::kMicrosecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.

@@ -165,6 +165,13 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     if (!model_.rope_freq_factors.empty()) rp.freq_factors = model_.rope_freq_factors.data();
     uint16_t* kc = kv.k[il].data();
     uint16_t* vc = kv.v[il].data();
+    AttentionShape shape;
+    shape.n_head = hp.n_head;
+    shape.n_kv_head = hp.n_kv_head;
+    shape.head_dim = hp.head_dim;
+    shape.block_size = kv.block_size;
+    shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
+    shape.window = hp.sliding_window;
     // RoPE on q and k, then K/V go into their cache slots (as f16) before anyone attends.
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
@@ -172,13 +179,15 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
             rope(q_.data() + t * qd, hp.n_head, hp.head_dim, pos, rp);
             rope(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, pos, rp);
             const auto& table = *batch.block_tables[batch.seq[t]];
-            const int64_t slot =
-                (int64_t)table[pos / kv.block_size] * kv.block_size + pos % kv.block_size;
-            uint16_t* kd = kc + slot * kvd;
-            uint16_t* vd = vc + slot * kvd;
-            for (int64_t i = 0; i < kvd; ++i) {
-                kd[i] = fp32_to_fp16(k_[t * kvd + i]);
-                vd[i] = fp32_to_fp16(v_[t * kvd + i]);
+            const int64_t block = table[pos / kv.block_size], slot = pos % kv.block_size;
+            for (int h = 0; h < hp.n_kv_head; ++h) {
+                const int64_t at = kv_cache_offset(shape, block, slot, h);
+                const float* ks = k_.data() + t * kvd + (int64_t)h * hp.head_dim;
+                const float* vs = v_.data() + t * kvd + (int64_t)h * hp.head_dim;
+                for (int i = 0; i < hp.head_dim; ++i) {
+                    kc[at + i] = fp32_to_fp16(ks[i]);
+                    vc[at + i] = fp32_to_fp16(vs[i]);
+                }
             }
         }
     });
@@ -190,13 +199,6 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
         queries[t].pos = batch.pos[t];
         queries[t].block_table = batch.block_tables[batch.seq[t]]->data();
     }
-    AttentionShape shape;
-    shape.n_head = hp.n_head;
-    shape.n_kv_head = hp.n_kv_head;
-    shape.head_dim = hp.head_dim;
-    shape.block_size = kv.block_size;
-    shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
-    shape.window = hp.sliding_window;
     attention_paged(pool_, shape, kc, vc, queries.data(), n);
 }
 

@@ -14,9 +14,9 @@
 namespace lokal {
 
 // The KV cache memory: per layer, K and V in fixed-size blocks of half floats.
-// k[layer] and v[layer] are each [n_blocks][block_size][kv_dim]. Which block holds which
-// positions of which sequence is decided by the caller (engine/kv_cache.h) through the
-// block tables passed with each batch.
+// k[layer] and v[layer] are each [n_blocks][n_kv_head][block_size][head_dim] (ops/attention.h).
+// Which block holds which positions of which sequence is decided by the caller (engine/kv_cache.h)
+// through the block tables passed with each batch.
 struct KvStorage {
     int n_layer = 0;
     int n_blocks = 0;

@@ -25,7 +25,6 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
                   const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     const int group = s.n_head / s.n_kv_head;
     const int hd = s.head_dim;
-    const int64_t kv_dim = (int64_t)s.n_kv_head * hd;
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;  // keys attended
     buf.assign((size_t)(2 * group * hd + hd + group * n), 0.0f);
@@ -38,8 +37,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
         for (int i = 0; i < hd; ++i) q[g * hd + i] = fp16_to_fp32(fp32_to_fp16(src[i]));
     }
     auto cache_row = [&](int32_t p) {
-        const int64_t block = query.block_table[p / s.block_size];
-        return (block * s.block_size + p % s.block_size) * kv_dim + (int64_t)kv_head * hd;
+        return kv_cache_offset(s, query.block_table[p / s.block_size], p % s.block_size, kv_head);
     };
     // Pass 1: scores against every key.
     for (int32_t p = first; p <= query.pos; ++p) {

@@ -64,7 +64,10 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
     std::fill(acc, acc + (size_t)group * hd, 0.0f);
     thread_local std::vector<int64_t> rows;
     kv_row_offsets(s, query, kv_head, first, n, rows);
-    auto cache_row = [&](int64_t p) { return rows[(size_t)(p - first)]; };
+    // A local pointer: every use of the thread_local vector itself goes through its TLS
+    // wrapper, which cost more than converting the row.
+    const int64_t* row_at = rows.data() - first;  // row_at[p]: position p's K/V row
+    auto cache_row = [row_at](int64_t p) { return row_at[p]; };
     // Converts keys [j0, j0 + m) (positions first + j) of `cache` into the f32 tile.
     auto load_tile = [&](const uint16_t* cache, int64_t j0, int m) {
         // The rows are strided (kv_dim apart) and may jump between blocks: prefetch the next
@@ -174,20 +177,187 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
 }
 
+// The decode-shaped kernel for GQA groups G in {1, 2, 4, 8} and head_dim = 8 NC.
+//
+// Nothing is staged: K and V rows are converted from f16 in registers where they are used.
+// (Converting rows into an f32 tile and reading it back took half of the generic kernel's
+// time, measured with BM_AttentionDecode.) Scores live key-major, scores[j * G + g], so the
+// 8 lanes of a vector always hold the same heads (lane l: head l % G): the max, the
+// exponentials and the sums of all G heads are lane-wise vector work.
+//
+// Scores: KB = 8 / G keys at a time, one f32 accumulator per (key, head) = 8 chains, and one
+// 8-way horizontal sum that yields the 8 scores already in key-major order.
+// Values: G heads x CB = 8 / G chunks of 8 dims per register block, every key's chunk
+// converted once per block and weighted by each head's probability.
+template <int NC, int G>
+void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                 const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    constexpr int KB = 8 / G, CB = 8 / G < NC ? 8 / G : NC, HD = 8 * NC;
+    static_assert(NC % CB == 0, "head_dim chunks must fill the register blocks");
+    constexpr int PD = 64;  // keys prefetched ahead (8 KiB of K or V rows at head_dim 64)
+    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int64_t n = query.pos - first + 1;
+    const int64_t n_pad = (n + KB - 1) / KB * KB + 8;  // keys, with room for a full vector
+    buf.resize((size_t)(2 * G * HD + n_pad * G) + 8);
+    float* q = buf.data();                 // [G][HD], f16-rounded
+    float* acc = q + (size_t)G * HD;       // [G][HD]
+    float* scores = acc + (size_t)G * HD;  // [n_pad][G]
+    for (int g = 0; g < G; ++g) {
+        const float* src = query.q + (int64_t)(kv_head * G + g) * HD;
+        for (int c = 0; c < NC; ++c)
+            _mm256_storeu_ps(q + g * HD + 8 * c, round_f16(_mm256_loadu_ps(src + 8 * c)));
+    }
+    thread_local std::vector<int64_t> rows_tl;
+    kv_row_offsets(s, query, kv_head, first, n, rows_tl);
+    // Padded to whole key blocks and the prefetch distance with the last row (its scores
+    // are overwritten with -inf below).
+    rows_tl.resize((size_t)(n_pad + PD), rows_tl[(size_t)n - 1]);
+    const int64_t* rows = rows_tl.data();
+    auto prefetch_row = [&](const uint16_t* cache, int64_t j) {
+        const char* r = (const char*)(cache + rows[j]);
+#pragma GCC unroll 4
+        for (int b = 0; b < HD * 2; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+    };
+    const __m256 scale = _mm256_set1_ps(s.scale);
+
+    // Scores, and their lane-wise max.
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    const int64_t n_blk = (n + KB - 1) / KB * KB;
+    for (int64_t j0 = 0; j0 < n_blk; j0 += KB) {
+#pragma GCC unroll 8
+        for (int kb = 0; kb < KB; ++kb) prefetch_row(k_cache, j0 + kb + PD);
+        __m256 d[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) d[i] = _mm256_setzero_ps();
+#pragma GCC unroll 16
+        for (int c = 0; c < NC; ++c) {
+#pragma GCC unroll 8
+            for (int kb = 0; kb < KB; ++kb) {
+                const __m256 k = _mm256_cvtph_ps(
+                    _mm_loadu_si128((const __m128i*)(k_cache + rows[j0 + kb] + 8 * c)));
+#pragma GCC unroll 8
+                for (int g = 0; g < G; ++g)
+                    d[kb * G + g] =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(q + g * HD + 8 * c), k, d[kb * G + g]);
+            }
+        }
+        const __m256 sc = _mm256_mul_ps(hsum8(d), scale);
+        _mm256_storeu_ps(scores + j0 * G, sc);
+        vmax = _mm256_max_ps(vmax, sc);
+    }
+    // The padding keys (copies of the last row) must not count: -inf scores, and the max
+    // taken again without them.
+    const int64_t n_real = n * G, n_vec = (n_real + 7) / 8 * 8;
+    if (n_blk != n) {
+        vmax = _mm256_set1_ps(-INFINITY);
+        for (int64_t i = n_real; i < n_vec; ++i) scores[i] = -INFINITY;
+        for (int64_t i = 0; i < n_vec; i += 8)
+            vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + i));
+    } else {
+        for (int64_t i = n_real; i < n_vec; ++i) scores[i] = -INFINITY;
+    }
+    // Lanes l and l + G hold the same head: fold them so every lane has its head's max.
+    if constexpr (G <= 4) vmax = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
+    if constexpr (G <= 2) vmax = _mm256_max_ps(vmax, _mm256_permute_ps(vmax, 0x4E));
+    if constexpr (G <= 1) vmax = _mm256_max_ps(vmax, _mm256_permute_ps(vmax, 0xB1));
+
+    // Softmax: exponentials, per-lane sums in double, probabilities rounded to f16.
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+    for (int64_t i = 0; i < n_vec; i += 8) {
+        const __m256 x = _mm256_loadu_ps(scores + i);
+        const __m256 e = _mm256_blendv_ps(exp256(_mm256_sub_ps(x, vmax)), _mm256_setzero_ps(),
+                                          _mm256_cmp_ps(x, ninf, _CMP_EQ_OQ));
+        _mm256_storeu_ps(scores + i, e);
+        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    alignas(32) double lane[8];
+    _mm256_store_pd(lane, sum0);
+    _mm256_store_pd(lane + 4, sum1);
+    alignas(32) float inv[8];
+    for (int l = 0; l < 8; ++l) {
+        double sum = 0;
+        for (int m = l % G; m < 8; m += G) sum += lane[m];
+        inv[l] = (float)(1.0 / sum);
+    }
+    const __m256 vinv = _mm256_load_ps(inv);
+    for (int64_t i = 0; i < n_vec; i += 8)
+        _mm256_storeu_ps(scores + i, round_f16(_mm256_mul_ps(_mm256_loadu_ps(scores + i), vinv)));
+
+    // Values: for each block of CB chunks, all keys; per key each chunk is converted once
+    // and weighted by the G probabilities. Keys are walked in tiles so that the later
+    // chunk blocks find the tile's rows in L1.
+    constexpr int TKV = 64;
+    for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < n; j0 += TKV) {
+        const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
+        for (int c0 = 0; c0 < NC; c0 += CB) {
+            __m256 a[G][CB];
+#pragma GCC unroll 8
+            for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb)
+                    a[g][cb] = _mm256_loadu_ps(acc + g * HD + 8 * (c0 + cb));
+            for (int64_t j = j0; j < j1; ++j) {
+                if (c0 == 0) prefetch_row(v_cache, j + PD);
+                const uint16_t* row = v_cache + rows[j];
+                __m256 v[CB];
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb)
+                    v[cb] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * (c0 + cb))));
+#pragma GCC unroll 8
+                for (int g = 0; g < G; ++g) {
+                    const __m256 p = _mm256_broadcast_ss(scores + j * G + g);
+#pragma GCC unroll 8
+                    for (int cb = 0; cb < CB; ++cb) a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
+                }
+            }
+#pragma GCC unroll 8
+            for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb)
+                    _mm256_storeu_ps(acc + g * HD + 8 * (c0 + cb), a[g][cb]);
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        std::copy_n(acc + g * HD, HD, query.out + (int64_t)(kv_head * G + g) * HD);
+}
+
+template <int NC>
+bool attend_fast_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                       const AttentionQuery& q, int h, std::vector<float>& buf) {
+    switch (s.n_head / s.n_kv_head) {
+        case 8:
+            return attend_fast<NC, 8>(s, k, v, q, h, buf), true;
+        case 4:
+            return attend_fast<NC, 4>(s, k, v, q, h, buf), true;
+        case 2:
+            return attend_fast<NC, 2>(s, k, v, q, h, buf), true;
+        case 1:
+            return attend_fast<NC, 1>(s, k, v, q, h, buf), true;
+        default:
+            return false;
+    }
+}
+
 }  // namespace
 
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     switch (s.head_dim) {
         case 64:
+            if (attend_fast_group<8>(s, k_cache, v_cache, query, kv_head, buf)) return;
             return attend<8>(s, k_cache, v_cache, query, kv_head, buf);
         case 128:
+            if (attend_fast_group<16>(s, k_cache, v_cache, query, kv_head, buf)) return;
             return attend<16>(s, k_cache, v_cache, query, kv_head, buf);
         case 80:
             return attend<10>(s, k_cache, v_cache, query, kv_head, buf);
         case 96:
             return attend<12>(s, k_cache, v_cache, query, kv_head, buf);
         case 32:
+            if (attend_fast_group<4>(s, k_cache, v_cache, query, kv_head, buf)) return;
             return attend<4>(s, k_cache, v_cache, query, kv_head, buf);
         default:
             return attend<0>(s, k_cache, v_cache, query, kv_head, buf);

@@ -13,12 +13,10 @@ namespace lokal {
 // its dot product).
 inline void kv_row_offsets(const AttentionShape& s, const AttentionQuery& query, int kv_head,
                            int32_t first, int64_t n, std::vector<int64_t>& rows) {
-    const int64_t kv_dim = (int64_t)s.n_kv_head * s.head_dim;
     rows.resize((size_t)n);
     int64_t bi = first / s.block_size, slot = first % s.block_size;
     for (int64_t j = 0; j < n; ++j) {
-        rows[(size_t)j] = ((int64_t)query.block_table[bi] * s.block_size + slot) * kv_dim +
-                          (int64_t)kv_head * s.head_dim;
+        rows[(size_t)j] = kv_cache_offset(s, query.block_table[bi], slot, kv_head);
         if (++slot == s.block_size) slot = 0, ++bi;
     }
 }

@@ -20,8 +20,13 @@ TEST(Attention, SimdMatchesReference) {
     struct Case {
         int n_head, n_kv, hd, bs, len, window;
     };
-    const Case cases[] = {{4, 2, 16, 4, 19, 0},  {8, 1, 64, 16, 300, 0}, {32, 4, 64, 16, 77, 0},
-                          {6, 3, 128, 8, 40, 9}, {4, 4, 80, 32, 65, 0},  {2, 1, 36, 4, 10, 0}};
+    // GQA groups 1, 2, 4 and 8 with head sizes 32, 64 and 128 take the decode kernel that
+    // converts rows in registers; other groups and sizes the tiled one.
+    const Case cases[] = {
+        {4, 2, 16, 4, 19, 0},    {8, 1, 64, 16, 300, 0}, {32, 4, 64, 16, 77, 0},
+        {6, 3, 128, 8, 40, 9},   {4, 4, 80, 32, 65, 0},  {2, 1, 36, 4, 10, 0},
+        {16, 4, 64, 16, 203, 0}, {4, 4, 128, 16, 45, 0}, {16, 2, 32, 8, 61, 13},
+        {8, 4, 64, 4, 33, 5},    {14, 2, 64, 16, 50, 0}, {8, 1, 128, 16, 1031, 0}};
     ThreadPool pool(2);
     for (const Case& c : cases) {
         const int kv_dim = c.n_kv * c.hd;

@@ -128,7 +128,9 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
          qf = random_vec(len * n_head * hd, 9);
     for (int p = 0; p < len; ++p)
         for (int i = 0; i < kv_dim; ++i) {
-            const size_t slot = ((size_t)table[p / bs] * bs + p % bs) * kv_dim + i;
+            // [block][kv head][slot][dim], written out here rather than by the library.
+            const int kvh = i / hd, d = i % hd;
+            const size_t slot = (((size_t)table[p / bs] * n_kv + kvh) * bs + p % bs) * hd + d;
             kc[slot] = fp32_to_fp16(kf[p * kv_dim + i]);
             vc[slot] = fp32_to_fp16(vf[p * kv_dim + i]);
         }
