@@ -23,7 +23,8 @@ void register_info(CLI::App& app) {
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("--store", o->store, "Model store directory");
     cmd->callback([o] {
-        LoadedModel lm = load_model(o->model, o->store);
+        // Nothing computes here: the weights stay untouched (and unread) in the mapping.
+        LoadedModel lm = load_model(o->model, o->store, false, /*repack=*/false);
         const Model& m = *lm.model;
         const HParams& hp = m.hp;
         std::map<std::string, std::pair<int, uint64_t>> types;  // type -> (tensors, bytes)
@@ -60,7 +61,7 @@ void register_info(CLI::App& app) {
             {"eos", lm.vocab->eos()},
             {"chat_template", has_template},
             {"kernel_path", kernels().isa},
-            {"packed_tensors", lm.model->packed_tensors()},
+            {"packed_tensors", lm.model->packable_tensors()},
             {"threads_default", ThreadPool::default_threads()},
         };
         for (auto& [name, e] : types)
@@ -91,8 +92,9 @@ void register_info(CLI::App& app) {
         for (auto& [name, e] : types)
             std::printf("  %-8s %5d tensors %10.2f MiB\n", name.c_str(), e.first,
                         e.second / 1048576.0);
-        std::printf("kernels:       %s, %d threads by default, %d weight tensors repacked\n",
-                    kernels().isa, ThreadPool::default_threads(), lm.model->packed_tensors());
+        std::printf(
+            "kernels:       %s, %d threads by default, %d weight tensors repacked when computing\n",
+            kernels().isa, ThreadPool::default_threads(), lm.model->packable_tensors());
     });
 }
 

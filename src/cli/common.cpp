@@ -9,7 +9,7 @@
 namespace lokal::cli {
 
 LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir,
-                       bool vocab_only) {
+                       bool vocab_only, bool repack) {
     LoadedModel lm;
     auto t0 = std::chrono::steady_clock::now();
     std::error_code ec;
@@ -29,10 +29,10 @@ LoadedModel load_model(const std::string& name_or_path, const std::string& store
         lm.vocab_file = gguf::File::open(lm.path);
         if (lm.vocab_file->find("general.architecture") && !lm.vocab_file->tensors().empty()) {
             lm.vocab_file.reset();
-            lm.model = Model::load(lm.path);
+            lm.model = Model::load(lm.path, repack);
         }
     } else {
-        lm.model = Model::load(lm.path);
+        lm.model = Model::load(lm.path, repack);
     }
     lm.vocab = Vocab::from_gguf(lm.file());
     if (lm.model && lm.vocab->n_tokens() != lm.model->hp.n_vocab)

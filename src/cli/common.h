@@ -30,9 +30,11 @@ struct LoadedModel {
 };
 
 // `name_or_path`: a GGUF path or a model name in the store. With vocab_only, a
-// vocabulary-only GGUF (no tensors) is accepted and no weights are validated.
+// vocabulary-only GGUF (no tensors) is accepted and no weights are validated. Commands that
+// never compute pass repack = false: repacking touches every weight page (seconds, and the
+// whole model resident) for nothing.
 LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir,
-                       bool vocab_only = false);
+                       bool vocab_only = false, bool repack = true);
 
 // Whole file as bytes; UsageError naming the file when it cannot be read.
 std::string read_text_file(const std::string& path);

@@ -169,7 +169,7 @@ constexpr uint64_t kMinTensorInfoBytes =
     8 + 4 + 8 + 4 + 8;  // name len, n_dims, ne[0], type, offset
 
 class Cursor {
-public:
+  public:
     Cursor(const uint8_t* base, size_t size, const std::string& prefix)
         : base_(base), size_(size), prefix_(prefix) {}
 
@@ -207,7 +207,7 @@ public:
         return std::string_view(reinterpret_cast<const char*>(p), (size_t)len);
     }
 
-private:
+  private:
     const uint8_t* base_;
     size_t size_;
     size_t pos_ = 0;
@@ -342,6 +342,11 @@ uint8_t* File::writable(const TensorInfo& t) {
     const uintptr_t begin = (uintptr_t)t.data & ~(page - 1);
     const uintptr_t end = ((uintptr_t)t.data + t.n_bytes + page - 1) & ~(page - 1);
     if (mprotect((void*)begin, end - begin, PROT_READ | PROT_WRITE) != 0) return nullptr;
+#ifdef MADV_POPULATE_WRITE
+    // Copy every page now in one call rather than in one fault per page as it is written
+    // (older kernels refuse the advice; the faults then do it).
+    madvise((void*)begin, end - begin, MADV_POPULATE_WRITE);
+#endif
     return const_cast<uint8_t*>(t.data);
 }
 

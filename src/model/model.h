@@ -82,12 +82,14 @@ struct Model {
     std::vector<LayerWeights> layers;
 
     // Open, validate and map a model. Throws ModelError / gguf::Error with one line.
-    // The matmul weights are repacked in place for the kernels in use (matmul_pack) unless
-    // LOKAL_REPACK=0; the mapping is private, so the file is never written.
-    static std::unique_ptr<Model> load(const std::string& path);
+    // With `repack` (for a model that will compute) the matmul weights are repacked in place
+    // for the kernels in use (matmul_pack) unless LOKAL_REPACK=0; the mapping is private, so
+    // the file is never written. Without it nothing is read beyond what validation needs.
+    static std::unique_ptr<Model> load(const std::string& path, bool repack = true);
 
     uint64_t n_params() const;
     int packed_tensors() const;     // weights repacked at load for the kernels in use
+    int packable_tensors() const;   // weights the kernels in use would repack
     uint64_t weight_bytes() const;  // bytes of tensor data in the file
 };
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "ops/thread_pool.h"
 #include "quant/quant.h"
 
 namespace lokal {
@@ -100,25 +101,43 @@ auto matmul_weights(M& m) {
     return v;
 }
 
-// Repacks the weights only matmul reads (not token_embd, which get_rows reads by row; a tied
-// output shares it) into the kernels' row-interleaved layout, in the private mapping: the
-// bytes stay where they are, so peak memory does not grow.
+// The weights only matmul reads (not token_embd, which get_rows reads by row; a tied output
+// shares it) that the kernels in use want row-interleaved.
+template <class M>
+auto packable_weights(M& m) {
+    auto v = matmul_weights(m);
+    v.clear();
+    for (auto* t : matmul_weights(m))
+        if (t->present() && t->data != m.token_embd.data && matmul_can_pack(t->type))
+            v.push_back(t);
+    return v;
+}
+
+// Repacks them in the private mapping: the bytes stay where they are, so peak memory does
+// not grow. writable() has the kernel make the private copies of the pages in one call; the
+// permutation then runs on all threads, one matrix (or expert slice) per task. (TinyLlama
+// Q4_0 on 2 Zen 3 cores: 1.4 s one thread faulting page by page, 0.6-0.9 s like this.)
 void pack_weights(Model& m) {
-    const char* env = std::getenv("LOKAL_REPACK");
-    if (env && std::string(env) == "0") return;
+    struct Job {
+        Tensor* t;
+        uint8_t* data;  // one [ne1][row] slice
+    };
+    std::vector<Job> jobs;
     gguf::File& f = *m.file;
-    for (Tensor* tp : matmul_weights(m)) {
-        Tensor& t = *tp;
-        if (!t.present() || t.data == m.token_embd.data) continue;
-        if (!matmul_can_pack(t.type)) continue;
-        const gguf::TensorInfo* ti = f.find_tensor(t.name);
+    for (Tensor* t : packable_weights(m)) {
+        const gguf::TensorInfo* ti = f.find_tensor(t->name);
         uint8_t* w = ti ? f.writable(*ti) : nullptr;
         if (!w) continue;  // not mapped writable: the row-major kernels still work
-        const size_t slice = (size_t)t.ne[1] * t.row_bytes();
-        for (int64_t e = 0; e < t.ne[2] * t.ne[3]; ++e)
-            matmul_pack(t.type, t.ne[0], t.ne[1], w + (size_t)e * slice);
-        t.packed = true;
+        const size_t slice = (size_t)t->ne[1] * t->row_bytes();
+        for (int64_t e = 0; e < t->ne[2] * t->ne[3]; ++e)
+            jobs.push_back({t, w + (size_t)e * slice});
+        t->packed = true;
     }
+    ThreadPool pool(ThreadPool::default_threads());
+    pool.parallel_tasks((int64_t)jobs.size(), [&](int64_t i, int) {
+        const Job& j = jobs[(size_t)i];
+        matmul_pack(j.t->type, j.t->ne[0], j.t->ne[1], j.data);
+    });
 }
 
 }  // namespace
@@ -134,7 +153,7 @@ MatView Tensor::mat(int64_t expert) const {
     return m;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, bool repack) {
     auto model = std::make_unique<Model>();
     model->file = gguf::File::open(path);
     const gguf::File& f = *model->file;
@@ -241,7 +260,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
             L.down_exps = ld.tensor(p + "ffn_down_exps.weight", {ff, dim, ne}, true);
         }
     }
-    pack_weights(*model);
+    const char* env = std::getenv("LOKAL_REPACK");
+    if (repack && !(env && std::string(env) == "0")) pack_weights(*model);
     return model;
 }
 
@@ -249,6 +269,10 @@ uint64_t Model::n_params() const {
     uint64_t n = 0;
     for (const auto& t : file->tensors()) n += (uint64_t)t.n_elements();
     return n;
+}
+
+int Model::packable_tensors() const {
+    return (int)packable_weights(*this).size();
 }
 
 int Model::packed_tensors() const {

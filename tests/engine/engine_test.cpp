@@ -78,6 +78,11 @@ TEST(Engine, RepackedWeightsGiveTheSameLogits) {
         if (kernels().reads_packed) {
             EXPECT_GT(packed[0], 0);
         }
+        // A load for a command that never computes (lokal info) leaves the weights alone
+        // but knows what a computing load would repack.
+        auto untouched = Model::load(test::shared_path(std::string("models/") + m), false);
+        EXPECT_EQ(untouched->packed_tensors(), 0);
+        EXPECT_EQ(untouched->packable_tensors(), packed[0]);
         ASSERT_EQ(logits[0].size(), logits[1].size());
         for (size_t i = 0; i < logits[0].size(); ++i)
             ASSERT_EQ(logits[0][i], logits[1][i]) << "logit " << i;
