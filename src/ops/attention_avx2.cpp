@@ -41,6 +41,20 @@ inline __m256 round_f16(__m256 v) {
     return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+// x[i] = e^(x[i] - vmax) for i < n (a multiple of 8), -inf scores giving exactly 0; the
+// per-lane sums in double go to sum[0] (lanes 0-3) and sum[1] (lanes 4-7).
+inline void exp_in_place(float* x, int64_t n, __m256 vmax, __m256d sum[2]) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        const __m256 e = _mm256_blendv_ps(exp256(_mm256_sub_ps(v, vmax)), _mm256_setzero_ps(),
+                                          _mm256_cmp_ps(v, ninf, _CMP_EQ_OQ));
+        _mm256_storeu_ps(x + j, e);
+        sum[0] = _mm256_add_pd(sum[0], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        sum[1] = _mm256_add_pd(sum[1], _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+}
+
 // NC = head_dim / 8 when known at compile time (full unrolling), 0 = read from the shape.
 template <int NC>
 void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
@@ -124,18 +138,10 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         float* sg = scores + g * n_pad;
         const float max = *std::max_element(sg, sg + n);
         for (int64_t j = n; j < n_pad; ++j) sg[j] = -INFINITY;
-        const __m256 vmax = _mm256_set1_ps(max), ninf = _mm256_set1_ps(-INFINITY);
-        __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
-        for (int64_t j = 0; j < n_pad; j += 8) {
-            const __m256 x = _mm256_loadu_ps(sg + j);
-            const __m256 e = _mm256_blendv_ps(exp256(_mm256_sub_ps(x, vmax)), _mm256_setzero_ps(),
-                                              _mm256_cmp_ps(x, ninf, _CMP_EQ_OQ));
-            _mm256_storeu_ps(sg + j, e);
-            sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-        }
+        __m256d sums[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+        exp_in_place(sg, n_pad, _mm256_set1_ps(max), sums);
         alignas(32) double parts[4];
-        _mm256_store_pd(parts, _mm256_add_pd(sum0, sum1));
+        _mm256_store_pd(parts, _mm256_add_pd(sums[0], sums[1]));
         const double sum = (parts[0] + parts[1]) + (parts[2] + parts[3]);
         const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
         for (int64_t j = 0; j < n_pad; j += 8)
@@ -248,13 +254,11 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // The padding keys (copies of the last row) must not count: -inf scores, and the max
     // taken again without them.
     const int64_t n_real = n * G, n_vec = (n_real + 7) / 8 * 8;
+    for (int64_t i = n_real; i < n_vec; ++i) scores[i] = -INFINITY;
     if (n_blk != n) {
         vmax = _mm256_set1_ps(-INFINITY);
-        for (int64_t i = n_real; i < n_vec; ++i) scores[i] = -INFINITY;
         for (int64_t i = 0; i < n_vec; i += 8)
             vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + i));
-    } else {
-        for (int64_t i = n_real; i < n_vec; ++i) scores[i] = -INFINITY;
     }
     // Lanes l and l + G hold the same head: fold them so every lane has its head's max.
     if constexpr (G <= 4) vmax = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
@@ -262,19 +266,11 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     if constexpr (G <= 1) vmax = _mm256_max_ps(vmax, _mm256_permute_ps(vmax, 0xB1));
 
     // Softmax: exponentials, per-lane sums in double, probabilities rounded to f16.
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
-    for (int64_t i = 0; i < n_vec; i += 8) {
-        const __m256 x = _mm256_loadu_ps(scores + i);
-        const __m256 e = _mm256_blendv_ps(exp256(_mm256_sub_ps(x, vmax)), _mm256_setzero_ps(),
-                                          _mm256_cmp_ps(x, ninf, _CMP_EQ_OQ));
-        _mm256_storeu_ps(scores + i, e);
-        sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
+    __m256d sums[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    exp_in_place(scores, n_vec, vmax, sums);
     alignas(32) double lane[8];
-    _mm256_store_pd(lane, sum0);
-    _mm256_store_pd(lane + 4, sum1);
+    _mm256_store_pd(lane, sums[0]);
+    _mm256_store_pd(lane + 4, sums[1]);
     alignas(32) float inv[8];
     for (int l = 0; l < 8; ++l) {
         double sum = 0;
