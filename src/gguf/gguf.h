@@ -57,7 +57,7 @@ struct Value {
     // ARRAY: element type, count, and for numeric elements the packed little-endian data.
     ValueType elem_type = ValueType::UINT8;
     uint64_t count = 0;
-    const uint8_t* elems = nullptr;        // numeric arrays: count * size_of(elem_type) bytes
+    const uint8_t* elems = nullptr;         // numeric arrays: count * size_of(elem_type) bytes
     std::vector<std::string_view> strings;  // string arrays, decoded once at open
     // The encoded value bytes (after the key and type tag) for verbatim copies by a writer.
     std::span<const uint8_t> raw;
@@ -88,7 +88,7 @@ struct TensorInfo {
 };
 
 class File {
-public:
+  public:
     // Map and validate a file. Throws Error.
     static std::unique_ptr<File> open(const std::string& path);
     // Validate a buffer the caller keeps alive (fuzzing, tests). Throws Error.
@@ -119,12 +119,7 @@ public:
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const TensorInfo* find_tensor(std::string_view name) const;
 
-    // Tensor data this process may rewrite in place (weight repacking at load): the pages
-    // become private copies (the mapping is MAP_PRIVATE, so the file never changes). Null
-    // when the file is not mapped (from_memory) or the pages cannot be made writable.
-    uint8_t* writable(const TensorInfo& t);
-
-private:
+  private:
     File() = default;
     void parse();
 
@@ -143,8 +138,8 @@ private:
 
 // Caps applied to untrusted files (generous for real models, small enough to never
 // allocate absurd amounts).
-inline constexpr uint64_t kMaxStringLength = 64ull << 20;   // 64 MiB per string
-inline constexpr uint64_t kMaxArrayCount = 1ull << 26;      // 67M elements
+inline constexpr uint64_t kMaxStringLength = 64ull << 20;  // 64 MiB per string
+inline constexpr uint64_t kMaxArrayCount = 1ull << 26;     // 67M elements
 inline constexpr uint64_t kMaxKeyValues = 1ull << 20;
 inline constexpr uint64_t kMaxTensors = 1ull << 20;
 inline constexpr uint64_t kMaxAlignment = 1ull << 20;
@@ -152,7 +147,7 @@ inline constexpr int kMaxDims = 4;
 
 // Builds a GGUF v3 file: metadata in insertion order, then tensor infos, then aligned data.
 class Writer {
-public:
+  public:
     void set_u8(const std::string& key, uint8_t v);
     void set_i8(const std::string& key, int8_t v);
     void set_u16(const std::string& key, uint16_t v);
@@ -179,14 +174,15 @@ public:
     // row_size(type, ne[0]) * rows bytes. Dimensions beyond n_dims are 1.
     void add_tensor(const std::string& name, TensorType type, std::vector<int64_t> ne,
                     const void* data);
-    void set_alignment(uint64_t alignment);  // default 32; also written as general.alignment if != 32
+    void set_alignment(
+        uint64_t alignment);  // default 32; also written as general.alignment if != 32
 
     // Write to `path` via a temporary file, fsync and rename. Throws Error.
     void write(const std::string& path) const;
     // Serialize to memory (tests).
     std::vector<uint8_t> to_bytes() const;
 
-private:
+  private:
     struct Entry {
         std::string key;
         std::vector<uint8_t> encoded;  // type tag + value

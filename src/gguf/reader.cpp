@@ -335,21 +335,6 @@ std::unique_ptr<File> File::open(const std::string& path) {
     return f;
 }
 
-uint8_t* File::writable(const TensorInfo& t) {
-    if (!mapped_ || t.n_bytes == 0 || t.data < base_ || t.data + t.n_bytes > base_ + size_)
-        return nullptr;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = (uintptr_t)t.data & ~(page - 1);
-    const uintptr_t end = ((uintptr_t)t.data + t.n_bytes + page - 1) & ~(page - 1);
-    if (mprotect((void*)begin, end - begin, PROT_READ | PROT_WRITE) != 0) return nullptr;
-#ifdef MADV_POPULATE_WRITE
-    // Copy every page now in one call rather than in one fault per page as it is written
-    // (older kernels refuse the advice; the faults then do it).
-    madvise((void*)begin, end - begin, MADV_POPULATE_WRITE);
-#endif
-    return const_cast<uint8_t*>(t.data);
-}
-
 std::unique_ptr<File> File::from_memory(const uint8_t* data, size_t size) {
     std::unique_ptr<File> f(new File());
     // An empty span may come with a null pointer; the cursor never dereferences it then.

@@ -1,7 +1,8 @@
 // A loaded model: hyperparameters from GGUF metadata and weight views into the mapping.
 //
-// Large weights are used in place from the memory-mapped file; only the small 1-D
-// tensors (norm weights, biases) are converted to f32 copies at load.
+// Large weights are used in place from the memory-mapped file, except the matmul weights of
+// a model loaded to compute, which are copied and repacked into an anonymous arena on huge
+// pages (Model::load); the small 1-D tensors (norm weights, biases) become f32 copies.
 #pragma once
 
 #include <cstdint>
@@ -71,8 +72,16 @@ struct LayerWeights {
     Tensor down_exps;           // [n_expert][dim rows][n_ff]
 };
 
+// Anonymous memory that holds the repacked weights (Model::load).
+struct ArenaUnmap {
+    size_t bytes = 0;
+    void operator()(uint8_t* p) const;
+};
+using WeightArena = std::unique_ptr<uint8_t, ArenaUnmap>;
+
 struct Model {
     std::unique_ptr<gguf::File> file;
+    WeightArena packed_weights;  // the matmul weights after repacking; empty without repack
     const ArchSpec* spec = nullptr;
     HParams hp;
     Tensor token_embd;                     // [n_vocab rows][dim]
@@ -82,9 +91,10 @@ struct Model {
     std::vector<LayerWeights> layers;
 
     // Open, validate and map a model. Throws ModelError / gguf::Error with one line.
-    // With `repack` (for a model that will compute) the matmul weights are repacked in place
-    // for the kernels in use (matmul_pack) unless LOKAL_REPACK=0; the mapping is private, so
-    // the file is never written. Without it nothing is read beyond what validation needs.
+    // With `repack` (for a model that will compute) the matmul weights are copied into
+    // packed_weights and repacked there for the kernels in use (matmul_pack) unless
+    // LOKAL_REPACK=0; the file is never written. Without it nothing is read beyond what
+    // validation needs.
     static std::unique_ptr<Model> load(const std::string& path, bool repack = true);
 
     uint64_t n_params() const;

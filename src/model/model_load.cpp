@@ -1,7 +1,11 @@
 // Model loading: hyperparameters from metadata, every tensor's presence, type and shape
 // checked against them before the forward pass may touch it.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -113,34 +117,67 @@ auto packable_weights(M& m) {
     return v;
 }
 
-// Repacks them in the private mapping: the bytes stay where they are, so peak memory does
-// not grow. writable() has the kernel make the private copies of the pages in one call; the
-// permutation then runs on all threads, one matrix (or expert slice) per task. (TinyLlama
-// Q4_0 on 2 Zen 3 cores: 1.4 s one thread faulting page by page, 0.6-0.9 s like this.)
+// Copies them into one anonymous arena and repacks them there, on all threads, one matrix
+// (or expert slice) per task. The arena asks for transparent huge pages: decoding streams
+// every weight once per token, and with 4 KiB pages the same kernel read 10-25% slower
+// (a 144 MiB Q4_0 matrix on 2 Zen 3 cores: 30-31 GB/s mapped from the file as before,
+// 33-35 GB/s on 2 MiB pages). Each slice's file pages are dropped from this process once
+// copied (they stay in the page cache), so resident memory ends at the weights' size and
+// peaks at most one slice above it.
 void pack_weights(Model& m) {
     struct Job {
         Tensor* t;
-        uint8_t* data;  // one [ne1][row] slice
+        const uint8_t* src;  // one [ne1][row] slice in the file mapping
+        uint8_t* dst;        // its place in the arena
+        size_t bytes;
     };
+    const auto tensors = packable_weights(m);
+    auto slice_bytes = [](const Tensor* t) { return (size_t)t->ne[1] * t->row_bytes(); };
+    auto round_up = [](size_t x, size_t a) { return (x + a - 1) / a * a; };
+    size_t total = 0;
+    for (const Tensor* t : tensors) total += round_up(slice_bytes(t) * t->ne[2] * t->ne[3], 64);
+    if (total == 0) return;
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t bytes = round_up(total, kHuge);
+    // Over-allocate by one huge page and trim, so the arena starts on a 2 MiB boundary.
+    void* raw =
+        mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return;  // no memory for a copy: the row-major kernels still work
+    const uintptr_t r = (uintptr_t)raw, start = round_up(r, kHuge);
+    if (start > r) munmap(raw, start - r);
+    if (start + bytes < r + bytes + kHuge) munmap((void*)(start + bytes), r + kHuge - start);
+    uint8_t* base = (uint8_t*)start;
+    m.packed_weights = WeightArena(base, ArenaUnmap{bytes});
+    madvise(base, bytes, MADV_HUGEPAGE);
+
     std::vector<Job> jobs;
-    gguf::File& f = *m.file;
-    for (Tensor* t : packable_weights(m)) {
-        const gguf::TensorInfo* ti = f.find_tensor(t->name);
-        uint8_t* w = ti ? f.writable(*ti) : nullptr;
-        if (!w) continue;  // not mapped writable: the row-major kernels still work
-        const size_t slice = (size_t)t->ne[1] * t->row_bytes();
+    size_t off = 0;
+    for (Tensor* t : tensors) {
+        const size_t slice = slice_bytes(t);
         for (int64_t e = 0; e < t->ne[2] * t->ne[3]; ++e)
-            jobs.push_back({t, w + (size_t)e * slice});
+            jobs.push_back({t, t->data + (size_t)e * slice, base + off + (size_t)e * slice, slice});
+        t->data = base + off;
         t->packed = true;
+        off += round_up(slice * t->ne[2] * t->ne[3], 64);
     }
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     ThreadPool pool(ThreadPool::default_threads());
     pool.parallel_tasks((int64_t)jobs.size(), [&](int64_t i, int) {
         const Job& j = jobs[(size_t)i];
-        matmul_pack(j.t->type, j.t->ne[0], j.t->ne[1], j.data);
+        std::memcpy(j.dst, j.src, j.bytes);
+        // Only whole pages inside the slice: the pages at its ends may hold other tensors.
+        const uintptr_t lo = round_up((uintptr_t)j.src, page);
+        const uintptr_t hi = ((uintptr_t)j.src + j.bytes) / page * page;
+        if (hi > lo) madvise((void*)lo, hi - lo, MADV_DONTNEED);
+        matmul_pack(j.t->type, j.t->ne[0], j.t->ne[1], j.dst);
     });
 }
 
 }  // namespace
+
+void ArenaUnmap::operator()(uint8_t* p) const {
+    if (p) munmap(p, bytes);
+}
 
 MatView Tensor::mat(int64_t expert) const {
     MatView m;

@@ -77,11 +77,13 @@ using GroupFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*
 
 void run(ThreadPool& pool, GroupFn fn, const AttentionShape& shape, const uint16_t* k_cache,
          const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
-    std::vector<std::vector<float>> buffers(pool.n_threads());
-    pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int thread) {
+    pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int) {
         const int64_t qi = task / shape.n_kv_head;
         const int kv_head = (int)(task % shape.n_kv_head);
-        fn(shape, k_cache, v_cache, queries[qi], kv_head, buffers[thread]);
+        // Kept per thread across calls: a fresh buffer of a long context's scores is an mmap
+        // and page faults in every layer of every token.
+        thread_local std::vector<float> buffer;
+        fn(shape, k_cache, v_cache, queries[qi], kv_head, buffer);
     });
 }
 

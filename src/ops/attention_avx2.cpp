@@ -284,7 +284,8 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // Values: for each block of CB chunks, all keys; per key each chunk is converted once
     // and weighted by the G probabilities. Keys are walked in tiles so that the later
     // chunk blocks find the tile's rows in L1.
-    constexpr int TKV = 64;
+    constexpr int TKV = 64, LR = HD * 2 / 64;  // keys per tile, cache lines per row
+    static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < n; j0 += TKV) {
         const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
@@ -295,8 +296,18 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
 #pragma GCC unroll 8
                 for (int cb = 0; cb < CB; ++cb)
                     a[g][cb] = _mm256_loadu_ps(acc + g * HD + 8 * (c0 + cb));
+            const int pass = c0 / CB;
             for (int64_t j = j0; j < j1; ++j) {
-                if (c0 == 0) prefetch_row(v_cache, j + PD);
+                // The next tile's rows: one line per key in each of the first passes keeps a
+                // steady number of misses in flight (a whole tile at once overflowed the miss
+                // buffers: from memory, values took twice as long as from L3).
+                if constexpr (NC / CB >= LR) {
+                    if (pass < LR)
+                        _mm_prefetch((const char*)(v_cache + rows[j + TKV]) + 64 * pass,
+                                     _MM_HINT_T0);
+                } else if (pass == 0) {
+                    prefetch_row(v_cache, j + TKV);
+                }
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
 #pragma GCC unroll 8

@@ -57,9 +57,9 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
 // Weight repacking at load: decoding reads every weight once, and the kernels run fastest
 // when the 8 rows they compute together lie interleaved (gemm_common.h: block b of 8 rows in
 // one contiguous run), so they load instead of transposing and gathering. Same bytes, other
-// order, done in place (the caller provides writable memory, e.g. a private mapping); the
-// results are bit-identical to the row-major weights.
-// True when the kernels in use read packed weights of type t.
+// order, done in place (the caller provides writable memory: the model loader copies the weights
+// into an arena); the results are bit-identical to the row-major weights. True when the kernels in
+// use read packed weights of type t.
 bool matmul_can_pack(TensorType t);
 // Packs a row-major [n_rows][n_cols] matrix in place; a MatView over it needs packed = true.
 void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);

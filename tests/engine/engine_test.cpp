@@ -2,6 +2,7 @@
 // change results, the paged cache shares and copies blocks correctly, sampling is
 // reproducible, stop strings are honoured.
 #include <gtest/gtest.h>
+#include <cstring>
 
 #include <cmath>
 #include <cstdlib>
@@ -63,6 +64,16 @@ TEST(Engine, RepackedWeightsGiveTheSameLogits) {
             auto model = load(m);
             unsetenv("LOKAL_REPACK");
             packed[plain] = model->packed_tensors();
+            // Repacked weights live in their own arena; the file's mapping keeps the bytes
+            // the file has (a second load of it must see row-major data).
+            const Tensor& wq = model->layers[0].wq;
+            const gguf::TensorInfo* ti = model->file->find_tensor(wq.name);
+            ASSERT_NE(ti, nullptr);
+            EXPECT_EQ(wq.packed, wq.data != ti->data);
+            if (wq.packed) {
+                EXPECT_EQ((uintptr_t)wq.data % 64, 0u);
+                EXPECT_NE(std::memcmp(wq.data, ti->data, ti->n_bytes), 0);
+            }
             ContextParams cp;
             cp.n_ctx = 64;
             Context ctx(*model, cp);

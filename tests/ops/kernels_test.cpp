@@ -241,7 +241,9 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
                     const auto w = make_rows(t, n_rows, n, rng, true);
                     auto p = w;
                     gemm::pack_rows(t, n, n_rows, p.data());
-                    if (n_rows >= 8) ASSERT_NE(p, w) << type_name(t);
+                    if (n_rows >= 8) {
+                        ASSERT_NE(p, w) << type_name(t);
+                    }
                     const size_t full = (size_t)(n_rows - n_rows % 8) * row_size(t, n);
                     ASSERT_TRUE(std::equal(w.begin() + (ptrdiff_t)full, w.end(),
                                            p.begin() + (ptrdiff_t)full))
