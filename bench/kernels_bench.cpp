@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ops/attention.h"
+#include "ops/huge_pages.h"
 #include "ops/kernels.h"
 #include "ops/matmul.h"
 #include "ops/thread_pool.h"
@@ -163,7 +164,9 @@ void BM_AttentionDecode(benchmark::State& st) {
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
     const size_t cache_elems = (size_t)n_blocks * bs * n_kv * hd;
-    std::vector<uint16_t> kc(cache_elems * layers, 0x3C00), vc(kc.size(), 0x3800);
+    // On huge pages, as the engine's KV cache is (model/forward.h).
+    std::vector<uint16_t, HugePageAllocator<uint16_t>> kc(cache_elems * layers, 0x3C00),
+        vc(kc.size(), 0x3800);
     std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
     AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
     AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};

@@ -23,8 +23,12 @@ void KvStorage::allocate(int layers, int blocks, int block_sz, int kv_dimension)
     block_size = block_sz;
     kv_dim = kv_dimension;
     const size_t per_layer = (size_t)blocks * block_sz * kv_dimension;
-    k.assign(layers, std::vector<uint16_t>(per_layer));
-    v.assign(layers, std::vector<uint16_t>(per_layer));
+    k.clear();
+    v.clear();
+    for (int l = 0; l < layers; ++l) {
+        k.emplace_back(per_layer);
+        v.emplace_back(per_layer);
+    }
 }
 
 namespace {

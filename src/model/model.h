@@ -73,11 +73,11 @@ struct LayerWeights {
 };
 
 // Anonymous memory that holds the repacked weights (Model::load).
-struct ArenaUnmap {
+struct ArenaFree {
     size_t bytes = 0;
-    void operator()(uint8_t* p) const;
+    void operator()(uint8_t* p) const;  // huge_free
 };
-using WeightArena = std::unique_ptr<uint8_t, ArenaUnmap>;
+using WeightArena = std::unique_ptr<uint8_t, ArenaFree>;
 
 struct Model {
     std::unique_ptr<gguf::File> file;

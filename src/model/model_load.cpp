@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "ops/huge_pages.h"
 #include "ops/thread_pool.h"
 #include "quant/quant.h"
 
@@ -118,12 +119,10 @@ auto packable_weights(M& m) {
 }
 
 // Copies them into one anonymous arena and repacks them there, on all threads, one matrix
-// (or expert slice) per task. The arena asks for transparent huge pages: decoding streams
-// every weight once per token, and with 4 KiB pages the same kernel read 10-25% slower
-// (a 144 MiB Q4_0 matrix on 2 Zen 3 cores: 30-31 GB/s mapped from the file as before,
-// 33-35 GB/s on 2 MiB pages). Each slice's file pages are dropped from this process once
-// copied (they stay in the page cache), so resident memory ends at the weights' size and
-// peaks at most one slice above it.
+// (or expert slice) per task. The arena is on huge pages (ops/huge_pages.h: decode reads
+// 10-20% faster than from the file's 4 KiB pages). Each slice's file pages are dropped from this
+// process once copied (they stay in the page cache), so resident memory ends at the weights' size
+// and peaks at most one slice above it.
 void pack_weights(Model& m) {
     struct Job {
         Tensor* t;
@@ -137,18 +136,9 @@ void pack_weights(Model& m) {
     size_t total = 0;
     for (const Tensor* t : tensors) total += round_up(slice_bytes(t) * t->ne[2] * t->ne[3], 64);
     if (total == 0) return;
-    constexpr size_t kHuge = size_t(2) << 20;
-    const size_t bytes = round_up(total, kHuge);
-    // Over-allocate by one huge page and trim, so the arena starts on a 2 MiB boundary.
-    void* raw =
-        mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return;  // no memory for a copy: the row-major kernels still work
-    const uintptr_t r = (uintptr_t)raw, start = round_up(r, kHuge);
-    if (start > r) munmap(raw, start - r);
-    if (start + bytes < r + bytes + kHuge) munmap((void*)(start + bytes), r + kHuge - start);
-    uint8_t* base = (uint8_t*)start;
-    m.packed_weights = WeightArena(base, ArenaUnmap{bytes});
-    madvise(base, bytes, MADV_HUGEPAGE);
+    uint8_t* base = static_cast<uint8_t*>(huge_alloc(total));
+    if (!base) return;  // no memory for a copy: the row-major kernels still work
+    m.packed_weights = WeightArena(base, ArenaFree{total});
 
     std::vector<Job> jobs;
     size_t off = 0;
@@ -175,8 +165,8 @@ void pack_weights(Model& m) {
 
 }  // namespace
 
-void ArenaUnmap::operator()(uint8_t* p) const {
-    if (p) munmap(p, bytes);
+void ArenaFree::operator()(uint8_t* p) const {
+    huge_free(p, bytes);
 }
 
 MatView Tensor::mat(int64_t expert) const {
