@@ -68,8 +68,9 @@ uint64_t read_bytes(const uint8_t* p, size_t n) {
 }
 #endif
 
-size_t status_field_kib(const char* field) {
-    std::ifstream in("/proc/self/status");
+// A "Name:   123 kB" field of a /proc file, in KiB; 0 when absent.
+size_t proc_field_kib(const char* file, const char* field) {
+    std::ifstream in(file);
     std::string line;
     const size_t len = std::strlen(field);
     while (std::getline(in, line))
@@ -147,7 +148,19 @@ double measure_read_bandwidth(int threads, size_t bytes, int passes) {
 }
 
 size_t peak_rss_bytes() {
-    return status_field_kib("VmHWM:") * 1024;
+    return proc_field_kib("/proc/self/status", "VmHWM:") * 1024;
+}
+
+size_t huge_page_bytes() {
+    return proc_field_kib("/proc/self/smaps_rollup", "AnonHugePages:") * 1024;
+}
+
+std::string transparent_huge_pages_mode() {
+    std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string line;
+    std::getline(in, line);  // e.g. "always [madvise] never": the bracketed one is in force
+    const size_t a = line.find('['), b = line.find(']');
+    return a != std::string::npos && b > a ? line.substr(a + 1, b - a - 1) : "unknown";
 }
 
 bool reset_peak_rss() {
@@ -157,7 +170,8 @@ bool reset_peak_rss() {
         out << "5";  // "5": reset the peak resident set size to the current one
         if (!out.flush()) return false;
     }
-    const size_t hwm = status_field_kib("VmHWM:"), rss = status_field_kib("VmRSS:");
+    const size_t hwm = proc_field_kib("/proc/self/status", "VmHWM:"),
+                 rss = proc_field_kib("/proc/self/status", "VmRSS:");
     return hwm > 0 && hwm <= rss + 4096;
 }
 

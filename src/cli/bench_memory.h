@@ -20,6 +20,12 @@ double measure_read_bandwidth(int threads, size_t bytes, int passes = 5);
 size_t peak_rss_bytes();
 bool reset_peak_rss();
 
+// Bytes of this process on transparent huge pages (AnonHugePages), and the system's THP
+// mode ("always", "madvise", "never"; "unknown" when unreadable). lokal advises huge pages
+// for its repacked weights and KV cache (ops/huge_pages.h); with "never" decode is slower.
+size_t huge_page_bytes();
+std::string transparent_huge_pages_mode();
+
 // "model name" of /proc/cpuinfo, or "unknown".
 std::string cpu_model_name();
 

@@ -297,6 +297,8 @@ void run_model(const Opts& o) {
         {"cpu", cpu_model_name()},
         {"kernel_path", kernels().isa},
         {"packed_tensors", m.packed_tensors()},
+        {"huge_page_bytes", huge_page_bytes()},
+        {"transparent_huge_pages", transparent_huge_pages_mode()},
         {"threads", threads},
         {"reps", o.reps},
         {"roofline_gbps", roof / 1e9},
@@ -307,6 +309,8 @@ void run_model(const Opts& o) {
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
         std::printf("machine:  %s; kernels %s (%d weight tensors repacked), %d threads\n",
                     cpu_model_name().c_str(), kernels().isa, m.packed_tensors(), threads);
+        std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
+                    huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
         std::printf("roofline: %s read with %d threads%s\n\n", gbps(roof).c_str(), threads,
                     measured ? " (measured)" : " (given)");
         std::printf("| test | t/s | notes |\n|---|---:|---|\n");

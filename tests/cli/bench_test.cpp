@@ -192,6 +192,13 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
         EXPECT_TRUE(j.contains(k)) << k;
     EXPECT_EQ(j["threads"], 2);
     EXPECT_EQ(j["roofline_gbps"], 10.0);
+    // Where the weights and KV cache live: the system's THP mode and how much of them.
+    EXPECT_TRUE(j["huge_page_bytes"].is_number_unsigned());
+    const std::string thp = j["transparent_huge_pages"].get<std::string>();
+    EXPECT_TRUE(thp == "always" || thp == "madvise" || thp == "never" || thp == "unknown") << thp;
+    if (thp == "never") {
+        EXPECT_EQ(j["huge_page_bytes"], 0);
+    }
     EXPECT_FALSE(j["roofline_measured"].get<bool>());
     for (const char* test : {"pp", "tg", "tg_depth"}) {
         ASSERT_TRUE(j.contains(test)) << test;
