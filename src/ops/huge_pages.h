@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <new>
 
 namespace lokal {
@@ -46,6 +47,54 @@ struct HugePageAllocator {
     bool operator==(const HugePageAllocator<U>&) const {
         return true;
     }
+};
+
+// A fixed-size, zero-filled array whose memory is committed only as it is first written
+// (fresh anonymous pages read as zero without being allocated). For a KV pool sized for the
+// worst case: `lokal serve -c 8192 --parallel 8` started in 9 s with 2 GiB resident when the
+// pool was zeroed up front, most of it the page faults of memory no request had used yet.
+// From 1 MiB up on huge pages (huge_alloc), below that calloc. Move-only.
+template <class T>
+class ZeroBuffer {
+  public:
+    ZeroBuffer() = default;
+    explicit ZeroBuffer(size_t n) : n_(n) {
+        const size_t bytes = n * sizeof(T);
+        if (bytes == 0) return;
+        p_ = static_cast<T*>(bytes >= kHugeMin ? huge_alloc(bytes) : std::calloc(n, sizeof(T)));
+        if (!p_) throw std::bad_alloc();
+    }
+    ZeroBuffer(ZeroBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    ZeroBuffer& operator=(ZeroBuffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            p_ = o.p_, n_ = o.n_;
+            o.p_ = nullptr, o.n_ = 0;
+        }
+        return *this;
+    }
+    ZeroBuffer(const ZeroBuffer&) = delete;
+    ZeroBuffer& operator=(const ZeroBuffer&) = delete;
+    ~ZeroBuffer() { release(); }
+
+    T* data() { return p_; }
+    const T* data() const { return p_; }
+    size_t size() const { return n_; }
+    T& operator[](size_t i) { return p_[i]; }
+    const T& operator[](size_t i) const { return p_[i]; }
+
+  private:
+    static constexpr size_t kHugeMin = size_t(1) << 20;
+    void release() {
+        if (!p_) return;
+        if (n_ * sizeof(T) >= kHugeMin)
+            huge_free(p_, n_ * sizeof(T));
+        else
+            std::free(p_);
+        p_ = nullptr;
+    }
+    T* p_ = nullptr;
+    size_t n_ = 0;
 };
 
 }  // namespace lokal

@@ -51,5 +51,28 @@ TEST(HugePages, AllocatorKeepsValuesAcrossGrowthAndSizes) {
     EXPECT_EQ(std::accumulate(large.begin(), large.end(), uint64_t(0)), 2100000u);
 }
 
+TEST(HugePages, ZeroBufferReadsZeroUntilWrittenAndMoves) {
+    for (size_t n : {size_t(0), size_t(3), size_t(1) << 19, (size_t(3) << 20) + 7}) {
+        ZeroBuffer<uint16_t> b(n);
+        ASSERT_EQ(b.size(), n);
+        if (n == 0) continue;
+        ASSERT_NE(b.data(), nullptr);
+        if (n * sizeof(uint16_t) >= (size_t(1) << 20)) {
+            EXPECT_EQ((uintptr_t)b.data() % kHuge, 0u) << n;
+        }
+        for (size_t i = 0; i < n; i += 997) ASSERT_EQ(b[i], 0) << i;
+        EXPECT_EQ(b[n - 1], 0);
+        b[n - 1] = 0x3c00;
+        ZeroBuffer<uint16_t> moved(std::move(b));
+        EXPECT_EQ(b.data(), nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty
+        EXPECT_EQ(b.size(), 0u);
+        EXPECT_EQ(moved[n - 1], 0x3c00);
+        ZeroBuffer<uint16_t> other(5);
+        other = std::move(moved);
+        EXPECT_EQ(other.size(), n);
+        EXPECT_EQ(other[n - 1], 0x3c00);
+    }
+}
+
 }  // namespace
 }  // namespace lokal
