@@ -164,9 +164,10 @@ void BM_AttentionDecode(benchmark::State& st) {
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
     const size_t cache_elems = (size_t)n_blocks * bs * n_kv * hd;
-    // On huge pages, as the engine's KV cache is (model/forward.h).
-    std::vector<uint16_t, HugePageAllocator<uint16_t>> kc(cache_elems * layers, 0x3C00),
-        vc(kc.size(), 0x3800);
+    // The engine's KV buffer type (model/forward.h): on huge pages.
+    ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
+    std::fill_n(kc.data(), kc.size(), (uint16_t)0x3C00);
+    std::fill_n(vc.data(), vc.size(), (uint16_t)0x3800);
     std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
     AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
     AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};

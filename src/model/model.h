@@ -13,6 +13,7 @@
 
 #include "gguf/gguf.h"
 #include "model/arch.h"
+#include "ops/huge_pages.h"
 #include "ops/matmul.h"
 #include "ops/ops.h"
 
@@ -72,16 +73,9 @@ struct LayerWeights {
     Tensor down_exps;           // [n_expert][dim rows][n_ff]
 };
 
-// Anonymous memory that holds the repacked weights (Model::load).
-struct ArenaFree {
-    size_t bytes = 0;
-    void operator()(uint8_t* p) const;  // huge_free
-};
-using WeightArena = std::unique_ptr<uint8_t, ArenaFree>;
-
 struct Model {
     std::unique_ptr<gguf::File> file;
-    WeightArena packed_weights;  // the matmul weights after repacking; empty without repack
+    ZeroBuffer<uint8_t> packed_weights;  // repacked matmul weights; empty without repack
     const ArchSpec* spec = nullptr;
     HParams hp;
     Tensor token_embd;                     // [n_vocab rows][dim]

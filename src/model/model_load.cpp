@@ -136,9 +136,12 @@ void pack_weights(Model& m) {
     size_t total = 0;
     for (const Tensor* t : tensors) total += round_up(slice_bytes(t) * t->ne[2] * t->ne[3], 64);
     if (total == 0) return;
-    uint8_t* base = static_cast<uint8_t*>(huge_alloc(total));
-    if (!base) return;  // no memory for a copy: the row-major kernels still work
-    m.packed_weights = WeightArena(base, ArenaFree{total});
+    try {
+        m.packed_weights = ZeroBuffer<uint8_t>(total);
+    } catch (const std::bad_alloc&) {
+        return;  // no memory for a copy: the row-major kernels still work
+    }
+    uint8_t* base = m.packed_weights.data();
 
     std::vector<Job> jobs;
     size_t off = 0;
@@ -164,10 +167,6 @@ void pack_weights(Model& m) {
 }
 
 }  // namespace
-
-void ArenaFree::operator()(uint8_t* p) const {
-    huge_free(p, bytes);
-}
 
 MatView Tensor::mat(int64_t expert) const {
     MatView m;

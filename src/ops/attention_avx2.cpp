@@ -41,6 +41,13 @@ inline __m256 round_f16(__m256 v) {
     return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+// q[0, n) = the group's query rows ([group][head_dim], n = group * head_dim, a multiple of
+// 8), rounded to f16 as the reference does.
+inline void load_group_queries(const AttentionQuery& query, int kv_head, int n, float* q) {
+    const float* src = query.q + (int64_t)kv_head * n;
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(q + i, round_f16(_mm256_loadu_ps(src + i)));
+}
+
 // x[i] = e^(x[i] - vmax) for i < n (a multiple of 8), -inf scores giving exactly 0; the
 // per-lane sums in double go to sum[0] (lanes 0-3) and sum[1] (lanes 4-7).
 inline void exp_in_place(float* x, int64_t n, __m256 vmax, __m256d sum[2]) {
@@ -70,11 +77,7 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
     float* acc = q + (size_t)group * hd;     // [group][hd]
     float* tile = acc + (size_t)group * hd;  // [TK][hd] converted K or V rows
     float* scores = tile + (size_t)TK * hd;  // [group][n_pad]
-    for (int g = 0; g < group; ++g) {
-        const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
-        for (int c = 0; c < nc; ++c)
-            _mm256_storeu_ps(q + g * hd + 8 * c, round_f16(_mm256_loadu_ps(src + 8 * c)));
-    }
+    load_group_queries(query, kv_head, group * hd, q);
     std::fill(acc, acc + (size_t)group * hd, 0.0f);
     thread_local std::vector<int64_t> rows;
     kv_row_offsets(s, query, kv_head, first, n, rows);
@@ -208,11 +211,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     float* q = buf.data();                 // [G][HD], f16-rounded
     float* acc = q + (size_t)G * HD;       // [G][HD]
     float* scores = acc + (size_t)G * HD;  // [n_pad][G]
-    for (int g = 0; g < G; ++g) {
-        const float* src = query.q + (int64_t)(kv_head * G + g) * HD;
-        for (int c = 0; c < NC; ++c)
-            _mm256_storeu_ps(q + g * HD + 8 * c, round_f16(_mm256_loadu_ps(src + 8 * c)));
-    }
+    load_group_queries(query, kv_head, G * HD, q);
     thread_local std::vector<int64_t> rows_tl;
     kv_row_offsets(s, query, kv_head, first, n, rows_tl);
     // Padded to whole key blocks and the prefetch distance with the last row (its scores

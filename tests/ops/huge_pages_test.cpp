@@ -1,11 +1,9 @@
-// Huge-page buffers (ops/huge_pages.h): the weight arena and the KV cache live in them.
+// Huge-page buffers (ops/huge_pages.h): the repacked weights and the KV cache live in them.
 #include "ops/huge_pages.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <numeric>
-#include <vector>
 
 namespace lokal {
 namespace {
@@ -32,31 +30,14 @@ TEST(HugePages, AllocIsAlignedZeroedAndWritable) {
     huge_free(nullptr, 10);  // like free(nullptr)
 }
 
-TEST(HugePages, AllocatorKeepsValuesAcrossGrowthAndSizes) {
-    using Vec = std::vector<uint16_t, HugePageAllocator<uint16_t>>;
-    // Below 1 MiB the ordinary heap, from 1 MiB huge_alloc (2 MiB aligned).
-    Vec small(1000, 7), large(HugePageAllocator<uint16_t>::kMinBytes / sizeof(uint16_t) + 1);
-    EXPECT_EQ(small[999], 7);
-    EXPECT_EQ((uintptr_t)large.data() % kHuge, 0u);
-    EXPECT_EQ(large.back(), 0);
-    Vec v;
-    for (uint32_t i = 0; i < 800000; ++i) v.push_back((uint16_t)i);  // grows across the 1 MiB
-    ASSERT_EQ(v.size(), 800000u);
-    for (uint32_t i = 0; i < v.size(); i += 4099) ASSERT_EQ(v[i], (uint16_t)i);
-    Vec copy = v;
-    EXPECT_TRUE(std::equal(copy.begin(), copy.end(), v.begin()));
-    large = small;  // a large buffer replaced by a small one and back
-    EXPECT_EQ(large.size(), 1000u);
-    large.assign(700000, 3);
-    EXPECT_EQ(std::accumulate(large.begin(), large.end(), uint64_t(0)), 2100000u);
-}
-
 TEST(HugePages, ZeroBufferReadsZeroUntilWrittenAndMoves) {
     for (size_t n : {size_t(0), size_t(3), size_t(1) << 19, (size_t(3) << 20) + 7}) {
         ZeroBuffer<uint16_t> b(n);
         ASSERT_EQ(b.size(), n);
         if (n == 0) continue;
         ASSERT_NE(b.data(), nullptr);
+        // Kernels read it with aligned vector loads; large buffers start on a huge page.
+        EXPECT_EQ((uintptr_t)b.data() % 64, 0u) << n;
         if (n * sizeof(uint16_t) >= (size_t(1) << 20)) {
             EXPECT_EQ((uintptr_t)b.data() % kHuge, 0u) << n;
         }
