@@ -24,8 +24,7 @@ struct KvStorage {
     int block_size = 0;
     int kv_dim = 0;
     // [n_layer] x [n_blocks * block_size * kv_dim]: zero until written, memory committed as
-    // blocks are first used, on huge pages when large (long-context attention streams them;
-    // fewer TLB misses, measured 10-20% faster from memory)
+    // blocks are first used, on huge pages when large (ops/huge_pages.h)
     std::vector<ZeroBuffer<uint16_t>> k, v;
 
     void allocate(int layers, int blocks, int block_sz, int kv_dimension);

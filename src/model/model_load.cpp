@@ -119,10 +119,9 @@ auto packable_weights(M& m) {
 }
 
 // Copies them into one anonymous arena and repacks them there, on all threads, one matrix
-// (or expert slice) per task. The arena is on huge pages (ops/huge_pages.h: decode reads
-// 10-20% faster than from the file's 4 KiB pages). Each slice's file pages are dropped from this
-// process once copied (they stay in the page cache), so resident memory ends at the weights' size
-// and peaks at most one slice above it.
+// (or expert slice) per task. The buffer is on huge pages (ops/huge_pages.h). Each slice's file
+// pages are dropped from this process once copied (they stay in the page cache), so resident memory
+// ends at the weights' size and peaks at most one slice above it.
 void pack_weights(Model& m) {
     struct Job {
         Tensor* t;

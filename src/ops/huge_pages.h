@@ -2,8 +2,8 @@
 //
 // Decoding streams every weight, and long-context attention every cached K/V row, once per
 // token; with 4 KiB pages each stream walks a new page every 4 KiB and the hardware
-// prefetchers stop at each boundary. Measured on 2 Zen 3 cores: a 144 MiB Q4_0 matrix-vector
-// product 30-31 GB/s on 4 KiB pages, 33-35 GB/s on huge pages; TinyLlama tg +10-20%.
+// prefetchers stop at each boundary. On 2 Zen 3 cores TinyLlama Q4_0 decode gained about 4%
+// (alternating the system THP mode, docs/PERFORMANCE.md).
 #pragma once
 
 #include <cstddef>
@@ -21,8 +21,8 @@ void huge_free(void* p, size_t bytes);
 // A fixed-size, zero-filled, 64-byte aligned array whose memory is committed only as it is
 // first written (fresh anonymous pages read as zero without being allocated). Holds the
 // repacked weights and the KV pool; for a pool sized for the worst case this matters:
-// `lokal serve -c 8192 --parallel 8` started in 9 s with 2 GiB resident when the pool was
-// zeroed up front, most of it the page faults of memory no request had used yet.
+// `lokal serve -c 8192 --parallel 8` had 2 GiB resident from the start (0.6 GiB now) and took
+// 0.8-7.5 s to start (0.5-0.7 s now), zeroing memory no request had used yet.
 // From 1 MiB up on huge pages (huge_alloc); below that the heap, zeroed. Move-only; throws
 // std::bad_alloc when the memory cannot be had.
 template <class T>
