@@ -357,7 +357,7 @@ void send_error(httplib::Response& res, Api api, const HttpError& e) {
     } else {
         body = {{"error", e.what()}};
     }
-    res.set_content(body.dump(), "application/json");
+    res.set_content(to_text(body), "application/json");
 }
 
 namespace {
@@ -381,9 +381,8 @@ httplib::Server::HandlerWithContentReader with_body(Server::Impl& s, httplib::Se
             too_big |= res.status == 413;  // a Content-Length over the cap, refused by httplib
             res.status = too_big ? 413 : 400;
             res.set_content(
-                json{{"error", too_big ? "the request body is too large (see --max-body)"
-                                       : "the request body could not be read"}}
-                    .dump(),
+                to_text(json{{"error", too_big ? "the request body is too large (see --max-body)"
+                                               : "the request body could not be read"}}),
                 "application/json");
             std::lock_guard lk(s.metrics.mu);
             ++s.metrics.requests[{req.path, res.status}];

@@ -74,14 +74,23 @@ ModelRegistry::~ModelRegistry() {
     sweeper_.join();
 }
 
+void ModelRegistry::allow_path(const std::string& path) {
+    allowed_paths_.push_back(path);
+}
+
 std::string ModelRegistry::resolve_path(const std::string& name) const {
     std::error_code ec;
-    if (!opts_.models_dir.empty()) {
+    // A file name, not a path: "../x" or "a/b" must not leave the models dir.
+    const bool plain = !name.empty() && name != "." && name != ".." &&
+                       name.find_first_of(std::string("/\\\0", 3)) == std::string::npos;
+    if (!opts_.models_dir.empty() && plain) {
         for (const std::string& cand :
              {opts_.models_dir + "/" + name + ".gguf", opts_.models_dir + "/" + name})
             if (fs::is_regular_file(cand, ec)) return cand;
     }
-    if (fs::is_regular_file(name, ec)) return name;
+    if (std::find(allowed_paths_.begin(), allowed_paths_.end(), name) != allowed_paths_.end() &&
+        fs::is_regular_file(name, ec))
+        return name;
     try {
         if (auto p = store::resolve_model(name, opts_.store_dir)) return *p;
     } catch (const std::exception&) {

@@ -93,6 +93,10 @@ class ModelRegistry {
     std::vector<std::shared_ptr<ServedModel>> loaded() const;
     std::vector<ModelListing> available() const;  // models-dir files and the store
     const ModelOptions& options() const { return opts_; }
+    // A GGUF path the operator named (`serve -m PATH`): requests may use it by that exact
+    // string. Any other name is looked up only as a plain file name in the models dir or as
+    // a store name, never as a path: a client must not make the server open its files.
+    void allow_path(const std::string& path);
     std::string resolve_path(const std::string& name) const;  // "" when not found
 
   private:
@@ -100,6 +104,7 @@ class ModelRegistry {
     void sweep();
 
     ModelOptions opts_;
+    std::vector<std::string> allowed_paths_;  // set before serving, read-only after
     mutable std::mutex mu_;
     std::mutex load_mu_;  // one load at a time
     std::unordered_map<std::string, std::shared_ptr<ServedModel>> models_;

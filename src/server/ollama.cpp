@@ -116,12 +116,13 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         st->text += ev.text;
         if (ev.done) st->last = ev;
         if (!stream) return {};
-        if (ev.done && ev.finish_reason == "error") return json{{"error", ev.error}}.dump() + "\n";
+        if (ev.done && ev.finish_reason == "error")
+            return to_text(json{{"error", ev.error}}) + "\n";
         if (ev.text.empty()) return {};
         json j = {{"model", name}, {"created_at", rfc3339_now()}};
         j.update(wrap(ev.text));
         j["done"] = false;
-        return j.dump() + "\n";
+        return to_text(j) + "\n";
     };
     auto at_end = [st, stream, name, wrap, chat]() -> std::string {
         if (st->last.finish_reason == "error" || st->last.finish_reason == "cancelled") return {};
@@ -129,7 +130,7 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         j.update(wrap(stream ? std::string() : st->text));
         j.update(final_fields(*st));
         if (!chat) j["context"] = st->tokens;
-        return j.dump() + (stream ? "\n" : "");
+        return to_text(j) + (stream ? "\n" : "");
     };
     respond(s, req, res, stream, stream ? "application/x-ndjson" : "application/json", guard,
             on_event, at_end);
@@ -150,7 +151,7 @@ bool load_only(Server::Impl& s, httplib::Response& res, const json& body,
         j["message"] = {{"role", "assistant"}, {"content", ""}};
     else
         j["response"] = "";
-    res.set_content(j.dump(), "application/json");
+    res.set_content(to_text(j), "application/json");
     return true;
 }
 
@@ -215,14 +216,13 @@ void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
         },
         [&]() -> std::string {
             if (legacy)
-                return json{{"embedding", out.empty() ? std::vector<float>() : out[0]}}.dump();
+                return to_text(json{{"embedding", out.empty() ? std::vector<float>() : out[0]}});
             const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-            return json{{"model", guard->model->name},
-                        {"embeddings", out},
-                        {"total_duration", ns(ms + load_ms)},
-                        {"load_duration", ns(load_ms)},
-                        {"prompt_eval_count", tokens}}
-                .dump();
+            return to_text(json{{"model", guard->model->name},
+                                {"embeddings", out},
+                                {"total_duration", ns(ms + load_ms)},
+                                {"load_duration", ns(load_ms)},
+                                {"prompt_eval_count", tokens}});
         });
 }
 

@@ -160,13 +160,12 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
     const std::string object = job->chat ? "chat.completion.chunk" : "text_completion";
     auto chunk = [job, object](json choice) {
         return "data: " +
-               json{{"id", job->id},
-                    {"object", object},
-                    {"created", job->created},
-                    {"model", job->model},
-                    {"system_fingerprint", "lokal"},
-                    {"choices", json::array({choice})}}
-                   .dump() +
+               to_text(json{{"id", job->id},
+                            {"object", object},
+                            {"created", job->created},
+                            {"model", job->model},
+                            {"system_fingerprint", "lokal"},
+                            {"choices", json::array({choice})}}) +
                "\n\n";
     };
     auto on_event = [job, m, stream, chunk](size_t i, SeqEvent& ev) -> std::string {
@@ -176,7 +175,7 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
         std::string out;
         if (stream && ev.done && ev.finish_reason == "error")
             return "data: " +
-                   json{{"error", {{"message", ev.error}, {"type", "server_error"}}}}.dump() +
+                   to_text(json{{"error", {{"message", ev.error}, {"type", "server_error"}}}}) +
                    "\n\n";
         if (stream && job->chat && !ch.started)
             out += chunk({{"index", i},
@@ -216,13 +215,12 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
             std::string out;
             if (job->include_usage)
                 out += "data: " +
-                       json{{"id", job->id},
-                            {"object", "chat.completion.chunk"},
-                            {"created", job->created},
-                            {"model", job->model},
-                            {"choices", json::array()},
-                            {"usage", job->usage()}}
-                           .dump() +
+                       to_text(json{{"id", job->id},
+                                    {"object", "chat.completion.chunk"},
+                                    {"created", job->created},
+                                    {"model", job->model},
+                                    {"choices", json::array()},
+                                    {"usage", job->usage()}}) +
                        "\n\n";
             return out + "data: [DONE]\n\n";
         }
@@ -244,14 +242,13 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
             }
             choices.push_back(c);
         }
-        return json{{"id", job->id},
-                    {"object", job->chat ? "chat.completion" : "text_completion"},
-                    {"created", job->created},
-                    {"model", job->model},
-                    {"system_fingerprint", "lokal"},
-                    {"choices", choices},
-                    {"usage", job->usage()}}
-            .dump();
+        return to_text(json{{"id", job->id},
+                            {"object", job->chat ? "chat.completion" : "text_completion"},
+                            {"created", job->created},
+                            {"model", job->model},
+                            {"system_fingerprint", "lokal"},
+                            {"choices", choices},
+                            {"usage", job->usage()}});
     };
     respond(s, req, res, stream, stream ? "text/event-stream" : "application/json", guard, on_event,
             at_end);
@@ -425,11 +422,11 @@ void register_openai(Server::Impl& s) {
                                 {"index", i},
                                 {"embedding",
                                  format == "base64" ? json(base64_floats(out[i])) : json(out[i])}});
-                       return json{{"object", "list"},
-                                   {"data", data},
-                                   {"model", m.name},
-                                   {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}}
-                           .dump();
+                       return to_text(
+                           json{{"object", "list"},
+                                {"data", data},
+                                {"model", m.name},
+                                {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
                    });
            }));
 }

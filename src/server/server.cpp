@@ -112,7 +112,7 @@ void Server::Impl::setup() {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         auto deny = [&](int status, const std::string& msg) {
             res.status = status;
-            res.set_content(json{{"error", msg}}.dump(), "application/json");
+            res.set_content(to_text(json{{"error", msg}}), "application/json");
             std::lock_guard lk(metrics.mu);
             ++metrics.requests[{req.path, status}];
             return httplib::Server::HandlerResponse::Handled;
@@ -166,12 +166,13 @@ void Server::Impl::setup() {
         std::string msg = res.status == 404   ? "no route " + req.method + " " + req.path
                           : res.status == 413 ? "the request body is too large"
                                               : "request failed";
-        res.set_content(json{{"error", msg}}.dump(), "application/json");
+        res.set_content(to_text(json{{"error", msg}}), "application/json");
     });
 
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-        res.set_content(json{{"status", "ok"}, {"models_loaded", registry.loaded().size()}}.dump(),
-                        "application/json");
+        res.set_content(
+            to_text(json{{"status", "ok"}, {"models_loaded", registry.loaded().size()}}),
+            "application/json");
     });
     // Browsers (Accept: text/html) get the chat page; API clients and health checks that
     // probe "/" keep Ollama's plain answer.
@@ -196,7 +197,8 @@ void Server::Impl::setup() {
         res.set_content(kChatPageJs, "text/javascript; charset=utf-8");
     });
     http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content(json{{"version", "0.5.0"}, {"lokal", "0.1.0"}}.dump(), "application/json");
+        res.set_content(to_text(json{{"version", "0.5.0"}, {"lokal", "0.1.0"}}),
+                        "application/json");
     });
 
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -258,7 +260,7 @@ void Server::Impl::setup() {
                                        {"size", e.size},
                                        {"digest", ""},
                                        {"details", model_details(nullptr, e.path)}});
-                 res.set_content(json{{"models", models}}.dump(), "application/json");
+                 res.set_content(to_text(json{{"models", models}}), "application/json");
              }));
     http.Get("/api/ps",
              guarded(*this, Api::Ollama, [this](const httplib::Request&, httplib::Response& res) {
@@ -288,7 +290,7 @@ void Server::Impl::setup() {
                                        {"context_length", m->ctx->n_ctx()},
                                        {"details", model_details(m.get(), m->path)}});
                  }
-                 res.set_content(json{{"models", models}}.dump(), "application/json");
+                 res.set_content(to_text(json{{"models", models}}), "application/json");
              }));
     post("/api/show",
          guarded(*this, Api::Ollama, [this](const httplib::Request& req, httplib::Response& res) {
@@ -315,7 +317,7 @@ void Server::Impl::setup() {
                          {"modified_at", rfc3339_now()}};
              if (m->config && m->config->system) out["system"] = *m->config->system;
              registry.release(m, std::nullopt);
-             res.set_content(out.dump(), "application/json");
+             res.set_content(to_text(out), "application/json");
          }));
     auto list_openai = [this](const httplib::Request&, httplib::Response& res) {
         json data = json::array();
@@ -324,7 +326,7 @@ void Server::Impl::setup() {
                             {"object", "model"},
                             {"created", unix_now()},
                             {"owned_by", "lokal"}});
-        res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+        res.set_content(to_text(json{{"object", "list"}, {"data", data}}), "application/json");
     };
     http.Get("/v1/models", guarded(*this, Api::OpenAI, list_openai));
     http.Get(
@@ -333,11 +335,10 @@ void Server::Impl::setup() {
             const std::string id = req.matches[1];
             for (auto& e : registry.available())
                 if (e.name == id) {
-                    res.set_content(json{{"id", e.name},
-                                         {"object", "model"},
-                                         {"created", unix_now()},
-                                         {"owned_by", "lokal"}}
-                                        .dump(),
+                    res.set_content(to_text(json{{"id", e.name},
+                                                 {"object", "model"},
+                                                 {"created", unix_now()},
+                                                 {"owned_by", "lokal"}}),
                                     "application/json");
                     return;
                 }
@@ -371,6 +372,7 @@ int Server::bind() {
     // listen() again on the bound socket only resizes the queue.
     ::listen(impl_->http.listener(), SOMAXCONN);
     if (!o.default_model.empty()) {
+        impl_->registry.allow_path(o.default_model);
         auto m = impl_->registry.acquire(o.default_model);
         impl_->registry.release(m,
                                 std::chrono::milliseconds(-1));  // the default model stays loaded

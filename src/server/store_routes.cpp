@@ -59,7 +59,7 @@ class Reporter {
         std::lock_guard lk(mu_);
         if (!sink_) return true;
         if (!ok_) return false;
-        const std::string line = j.dump() + "\n";
+        const std::string line = to_text(j) + "\n";
         ok_ = sink_->write(line.data(), line.size());
         return ok_;
     }
@@ -101,7 +101,7 @@ void run_job(httplib::Response& res, bool stream, std::function<void(Reporter&)>
         } catch (const std::exception& e) {
             throw store_error(e);
         }
-        res.set_content(json{{"status", "success"}}.dump(), "application/json");
+        res.set_content(to_text(json{{"status", "success"}}), "application/json");
         return;
     }
     res.status = 200;
@@ -141,7 +141,7 @@ std::vector<std::pair<std::string, std::string>> parameters_of(const json& body)
             if (x.is_string())
                 out.emplace_back(k, x.get<std::string>());
             else if (x.is_number())
-                out.emplace_back(k, x.dump());
+                out.emplace_back(k, to_text(x));
             else
                 throw HttpError(400, "parameter '" + k + "' must be a number or a string");
         };
@@ -161,7 +161,7 @@ std::string blob_file(const store::Store& st, const json& files, const char* fie
     const json& d = files.begin().value();
     if (!d.is_string()) throw HttpError(400, std::string("field '") + field + "' holds digests");
     auto digest = store::try_parse_digest(d.get<std::string>());
-    if (!digest) throw HttpError(400, "invalid blob digest " + d.dump());
+    if (!digest) throw HttpError(400, "invalid blob digest " + to_text(d));
     const std::string path = st.blob_path(*digest);
     std::error_code ec;
     if (!fs::is_regular_file(path, ec))
@@ -170,8 +170,8 @@ std::string blob_file(const store::Store& st, const json& files, const char* fie
 }
 
 // FROM over HTTP: a stored model (its layers are inherited), else a model the server can
-// load by that name (--models-dir stem or GGUF path). Never a directory: converting
-// arbitrary server folders is for the CLI.
+// load by that name (a --models-dir file name, or the path given to `serve -m`). Never
+// another server path or a directory: converting server folders is for the CLI.
 std::string resolve_from(Server::Impl& s, const store::Store& st, const std::string& from) {
     auto n = store::try_parse_name(from);
     if (n && st.read_manifest(*n)) return n->full();

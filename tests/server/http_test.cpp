@@ -254,6 +254,32 @@ TEST(Http, ErrorsAreJsonWithTheRightStatus) {
     EXPECT_EQ(c.Get("/no/such/route")->status, 404);
 }
 
+// Found by fuzz/http_fuzz.cpp: a model name is never a path into the server's files (it had
+// opened /etc/passwd as a GGUF and echoed its first bytes), and request bytes that are not
+// UTF-8 come back in a 400 (dumping them into the error message had thrown: a 500).
+TEST(Http, ModelNamesAreNotServerPathsAndBadUtf8IsA400) {
+    auto c = live().client();
+    for (const std::string name :
+         {"../../../../etc/passwd", "/etc/passwd", "../models/stories260K", "./stories260K"}) {
+        auto r = post("/v1/chat/completions",
+                      {{"model", name}, {"messages", {{{"role", "user"}, {"content", "x"}}}}});
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 404) << name << ": " << r->body;
+        EXPECT_EQ(r->body.find("root"), std::string::npos) << r->body;
+        r = post("/api/create", {{"model", "copy"}, {"from", name}});
+        EXPECT_EQ(r->status, 404) << name << ": " << r->body;
+    }
+    // The models dir still serves its files by name.
+    auto ok = post("/api/show", {{"model", "stories260K"}});
+    EXPECT_EQ(ok->status, 200);
+
+    auto r = c.Post("/api/generate", "{\"model\": \"stories260K\", \"prompt\": \"\xff\xfe\"}",
+                    "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_TRUE(json::parse(r->body).contains("error")) << r->body;
+}
+
 TEST(Http, HostCheckAndCors) {
     auto c = live().client();
     auto r = c.Get("/api/version", {{"Host", "evil.example"}});

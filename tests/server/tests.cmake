@@ -26,3 +26,18 @@ if(TARGET test_server)
            COMMAND test_server_load $<TARGET_FILE:lokal> ${LOKAL_SHARED_DEFAULT})
   set_tests_properties(server_load PROPERTIES TIMEOUT 120)
 endif()
+
+# Hostile requests (fuzz/http_fuzz.cpp): the corpus in tests/server/malformed replayed against
+# an in-process server; any 5xx but 503, an error without a JSON body, a broken stream or a
+# server that stops answering fails. The libFuzzer build of the same harness, with ASan and
+# UBSan over the whole server: fuzz/build_http.sh.
+if(TARGET lokal_server)
+  add_executable(http_fuzz_smoke ${CMAKE_SOURCE_DIR}/fuzz/http_fuzz.cpp)
+  target_compile_definitions(http_fuzz_smoke PRIVATE LOKAL_FUZZ_STANDALONE
+                             LOKAL_SHARED_DEFAULT="${LOKAL_SHARED_DEFAULT}")
+  target_link_libraries(http_fuzz_smoke PRIVATE lokal_server PkgConfig::HTTPLIB
+                        nlohmann_json::nlohmann_json)
+  add_test(NAME server_fuzz_smoke
+           COMMAND http_fuzz_smoke ${CMAKE_CURRENT_LIST_DIR}/malformed)
+  set_tests_properties(server_fuzz_smoke PROPERTIES TIMEOUT 300)
+endif()
