@@ -28,7 +28,7 @@ if(TARGET test_server)
 endif()
 
 # Hostile requests (fuzz/http_fuzz.cpp): the corpus in tests/server/malformed replayed against
-# an in-process server; any 5xx but 503, an error without a JSON body, a broken stream or a
+# an in-process server, then 20 s of random mutations of it; any 5xx but 503, an error without a JSON body, a broken stream or a
 # server that stops answering fails. The libFuzzer build of the same harness, with ASan and
 # UBSan over the whole server: fuzz/build_http.sh.
 if(TARGET lokal_server)
@@ -38,6 +38,6 @@ if(TARGET lokal_server)
   target_link_libraries(http_fuzz_smoke PRIVATE lokal_server PkgConfig::HTTPLIB
                         nlohmann_json::nlohmann_json)
   add_test(NAME server_fuzz_smoke
-           COMMAND http_fuzz_smoke ${CMAKE_CURRENT_LIST_DIR}/malformed)
+           COMMAND http_fuzz_smoke ${CMAKE_CURRENT_LIST_DIR}/malformed --mutate 20)
   set_tests_properties(server_fuzz_smoke PROPERTIES TIMEOUT 300)
 endif()
