@@ -18,9 +18,10 @@
 //   - a sanitizer report or a crash in the server (same process).
 // /api/pull and /api/push are skipped: they reach out to registries.
 //
-//   clang build:   fuzz/build_http.sh && build-fuzz-http/bin/http_fuzz -max_len=4096
+//   clang build:   fuzz/build_libfuzzer.sh && build-fuzz/bin/http_fuzz -max_len=4096
 //                  -timeout=30 /tmp/http-corpus tests/server/malformed
-//   other builds:  http_fuzz_smoke FILE_OR_DIR...  (replays inputs; the server_fuzz_smoke test)
+//   other builds:  http_fuzz_smoke FILE_OR_DIR... [--mutate SECONDS]  (fuzz/standalone_main.h;
+//                  the server_fuzz_smoke test)
 #include <httplib.h>
 
 #include <chrono>
@@ -188,110 +189,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 
 #ifdef LOKAL_FUZZ_STANDALONE
-// Replays files (or every file of the given directories) through the fuzz entry point. With
-// --mutate SECONDS, then keeps mutating them for that long (a plain random mutator for
-// builds without libFuzzer: byte edits, JSON-significant insertions, splices of two inputs);
-// the input in flight is kept in http_fuzz_last_input so a failure can be replayed.
-#include <algorithm>
-#include <fstream>
-#include <iterator>
-#include <random>
-#include <vector>
-
-namespace {
-
-std::string mutate(const std::vector<std::string>& pool, std::mt19937& rng) {
-    auto pick = [&](size_t n) {
-        return (size_t)std::uniform_int_distribution<size_t>(0, n - 1)(rng);
-    };
-    std::string s = pool[pick(pool.size())];
-    static const char* tokens[] = {"{",
-                                   "}",
-                                   "[",
-                                   "]",
-                                   "\"",
-                                   ",",
-                                   ":",
-                                   "null",
-                                   "true",
-                                   "-1",
-                                   "1e999",
-                                   "\\u0000",
-                                   "\\ud800",
-                                   "\xff",
-                                   "0.5",
-                                   "\"stream\":true,",
-                                   "\"n\":",
-                                   "\"options\":{",
-                                   "\"messages\":[",
-                                   "99999999999"};
-    const size_t body = s.find("\n\n");
-    const size_t lo = body == std::string::npos ? 0 : body + 2;  // mostly edit the body
-    for (int k = 0, n = 1 + (int)pick(4); k < n; ++k) {
-        const size_t at =
-            s.size() > lo && pick(8) ? lo + pick(s.size() - lo + 1) : pick(s.size() + 1);
-        switch (pick(5)) {
-            case 0:
-                if (at < s.size()) s[at] = (char)pick(256);
-                break;
-            case 1:
-                if (at < s.size()) s.erase(at, 1 + pick(std::min<size_t>(16, s.size() - at)));
-                break;
-            case 2:
-                s.insert(at, tokens[pick(sizeof tokens / sizeof *tokens)]);
-                break;
-            case 3: {  // splice: a piece of another input
-                const std::string& o = pool[pick(pool.size())];
-                const size_t from = pick(o.size() + 1);
-                s.insert(at, o.substr(from, pick(64)));
-                break;
-            }
-            default:
-                if (at < s.size()) s.insert(at, s.substr(at, pick(32)));
-        }
-    }
-    return s.size() > 16384 ? s.substr(0, 16384) : s;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-    namespace fs = std::filesystem;
-    double mutate_s = 0;
-    std::vector<fs::path> inputs;
-    for (int i = 1; i < argc; ++i) {
-        if (std::string(argv[i]) == "--mutate" && i + 1 < argc) {
-            mutate_s = std::atof(argv[++i]);
-        } else if (fs::is_directory(argv[i])) {
-            for (const auto& e : fs::recursive_directory_iterator(argv[i]))
-                if (e.is_regular_file()) inputs.push_back(e.path());
-        } else {
-            inputs.emplace_back(argv[i]);
-        }
-    }
-    std::sort(inputs.begin(), inputs.end());
-    std::vector<std::string> pool;
-    for (const auto& p : inputs) {
-        std::ifstream f(p, std::ios::binary);
-        pool.emplace_back((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        std::fprintf(stderr, "%s\n", p.c_str());
-        LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(pool.back().data()),
-                               pool.back().size());
-    }
-    std::printf("http_fuzz: %zu inputs replayed, no failures\n", inputs.size());
-    if (pool.empty()) return 1;
-    if (mutate_s > 0) {
-        std::mt19937 rng(12345);
-        const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(mutate_s);
-        long n = 0;
-        for (; std::chrono::steady_clock::now() < end; ++n) {
-            const std::string in = mutate(pool, rng);
-            std::ofstream("http_fuzz_last_input", std::ios::binary) << in;
-            LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(in.data()), in.size());
-        }
-        std::remove("http_fuzz_last_input");
-        std::printf("http_fuzz: %ld mutated inputs, no failures\n", n);
-    }
-    return 0;
-}
+#include "standalone_main.h"
 #endif

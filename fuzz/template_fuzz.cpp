@@ -59,29 +59,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 
 #ifdef LOKAL_FUZZ_STANDALONE
-// Replays files (or every file of the given directories) through the fuzz entry point.
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <vector>
-
-int main(int argc, char** argv) {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> inputs;
-    for (int i = 1; i < argc; ++i) {
-        if (fs::is_directory(argv[i])) {
-            for (const auto& e : fs::recursive_directory_iterator(argv[i]))
-                if (e.is_regular_file()) inputs.push_back(e.path());
-        } else {
-            inputs.emplace_back(argv[i]);
-        }
-    }
-    for (const auto& p : inputs) {
-        std::ifstream f(p, std::ios::binary);
-        const std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-    }
-    std::printf("replayed %zu inputs\n", inputs.size());
-    return 0;
-}
+#include "standalone_main.h"
 #endif

@@ -214,7 +214,8 @@ void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
             if (ev.done) out[i] = ev.embedding, tokens += ev.prompt_tokens;
             return std::string();
         },
-        [&]() -> std::string {
+        // load_ms by copy: clang before 16 cannot capture a structured binding by reference.
+        [&, load_ms = load_ms]() -> std::string {
             if (legacy)
                 return to_text(json{{"embedding", out.empty() ? std::vector<float>() : out[0]}});
             const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

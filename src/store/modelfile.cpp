@@ -176,7 +176,10 @@ const std::vector<std::string>& known_parameters() {
 
 nlohmann::json parameters_to_json(const std::vector<std::pair<std::string, std::string>>& ps) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& [name, value] : ps) {
+    for (const auto& param : ps) {
+        // Plain references, not a structured binding: clang before 16 cannot capture one.
+        const std::string& name = param.first;
+        const std::string& value = param.second;
         const ParamSpec* spec = nullptr;
         for (const auto& p : kParams)
             if (name == p.name) spec = &p;

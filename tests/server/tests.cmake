@@ -30,7 +30,7 @@ endif()
 # Hostile requests (fuzz/http_fuzz.cpp): the corpus in tests/server/malformed replayed against
 # an in-process server, then 20 s of random mutations of it; any 5xx but 503, an error without a JSON body, a broken stream or a
 # server that stops answering fails. The libFuzzer build of the same harness, with ASan and
-# UBSan over the whole server: fuzz/build_http.sh.
+# UBSan over the whole server: fuzz/build_libfuzzer.sh.
 if(TARGET lokal_server)
   add_executable(http_fuzz_smoke ${CMAKE_SOURCE_DIR}/fuzz/http_fuzz.cpp)
   target_compile_definitions(http_fuzz_smoke PRIVATE LOKAL_FUZZ_STANDALONE
