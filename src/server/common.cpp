@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -84,6 +86,18 @@ std::optional<int64_t> get_int(const json& j, const char* key) {
         std::abs(v->get<double>()) < 1e15)
         return (int64_t)v->get<double>();
     throw type_error(key, "an integer");
+}
+
+std::optional<float> get_float(const json& j, const char* key) {
+    auto v = get_number(j, key);
+    if (!v) return std::nullopt;
+    // A double past float's range converts to nothing meaningful (undefined behaviour).
+    if (!(std::abs(*v) <= 3.0e38)) throw type_error(key, "a number within float range");
+    return (float)*v;
+}
+
+int clamp_int(int64_t v) {
+    return (int)std::clamp<int64_t>(v, INT_MIN, INT_MAX);
 }
 
 std::optional<bool> get_bool(const json& j, const char* key) {

@@ -1,7 +1,10 @@
 #include "server/models.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "store/store.h"
@@ -15,42 +18,48 @@ const char* const kDefaultChatTemplate =
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}";
 
+std::optional<std::chrono::milliseconds> duration_of_ms(double ms) {
+    constexpr double kMax = 100 * 365.25 * 24 * 3600e3;  // 100 years: "forever" enough
+    if (std::isnan(ms)) return std::nullopt;
+    return std::chrono::milliseconds((int64_t)std::clamp(ms, -kMax, kMax));
+}
+
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& s) {
     if (s.empty()) return std::nullopt;
-    try {
-        size_t used = 0;
-        const double v = std::stod(s, &used);
-        if (used == s.size()) return std::chrono::milliseconds((int64_t)(v * 1000));
-    } catch (...) {
-    }
+    // strtod, not stod: nothing here may throw on hostile text ("1e999", ".", "-").
+    char* end = nullptr;
+    const double whole = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() + s.size() && !std::isspace((unsigned char)s[0]))
+        return duration_of_ms(whole * 1000);
     // Go-style: sequence of <number><unit> with units h, m, s, ms.
-    int64_t total = 0;
+    double total = 0;
     bool neg = false;
     size_t i = 0;
     if (s[0] == '-') neg = true, i = 1;
+    if (i == s.size()) return std::nullopt;
     while (i < s.size()) {
         size_t j = i;
         while (j < s.size() && (isdigit((unsigned char)s[j]) || s[j] == '.')) ++j;
         if (j == i) return std::nullopt;
-        const double v = std::stod(s.substr(i, j - i));
+        const std::string num = s.substr(i, j - i);
+        const double v = std::strtod(num.c_str(), &end);
+        if (end != num.c_str() + num.size()) return std::nullopt;  // "." or "1.2.3"
         size_t k = j;
         while (k < s.size() && isalpha((unsigned char)s[k])) ++k;
         const std::string unit = s.substr(j, k - j);
-        double ms;
         if (unit == "h")
-            ms = v * 3600e3;
+            total += v * 3600e3;
         else if (unit == "m")
-            ms = v * 60e3;
+            total += v * 60e3;
         else if (unit == "s")
-            ms = v * 1e3;
+            total += v * 1e3;
         else if (unit == "ms")
-            ms = v;
+            total += v;
         else
             return std::nullopt;
-        total += (int64_t)ms;
         i = k;
     }
-    return std::chrono::milliseconds(neg ? -total : total);
+    return duration_of_ms(neg ? -total : total);
 }
 
 ModelRegistry::ModelRegistry(ModelOptions opts) : opts_(std::move(opts)) {

@@ -114,6 +114,10 @@ class ModelRegistry {
 };
 
 // Parses Ollama-style durations: a number of seconds, or "5m", "1h30m", "10s", "-1".
+// Magnitudes past 100 years are clamped to it (either sign; negative means forever);
+// malformed text is nullopt.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& s);
+// ms as a duration, clamped like parse_duration; nullopt for NaN.
+std::optional<std::chrono::milliseconds> duration_of_ms(double ms);
 
 }  // namespace lokal::server

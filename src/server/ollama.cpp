@@ -32,16 +32,16 @@ SeqRequest make_request(const ServedModel& m, const json& body) {
     if (it == body.end() || it->is_null()) return r;
     if (!it->is_object()) throw HttpError(400, "field 'options' must be an object");
     const json& o = *it;
-    if (auto v = get_number(o, "temperature")) sp.temperature = (float)*v;
-    if (auto v = get_number(o, "top_p")) sp.top_p = (float)*v;
-    if (auto v = get_number(o, "min_p")) sp.min_p = (float)*v;
-    if (auto v = get_int(o, "top_k")) sp.top_k = (int)*v;
-    if (auto v = get_number(o, "repeat_penalty")) sp.repeat_penalty = (float)*v;
-    if (auto v = get_number(o, "presence_penalty")) sp.presence_penalty = (float)*v;
-    if (auto v = get_number(o, "frequency_penalty")) sp.frequency_penalty = (float)*v;
-    if (auto v = get_int(o, "repeat_last_n")) sp.penalty_last_n = (int)*v;
+    if (auto v = get_float(o, "temperature")) sp.temperature = *v;
+    if (auto v = get_float(o, "top_p")) sp.top_p = *v;
+    if (auto v = get_float(o, "min_p")) sp.min_p = *v;
+    if (auto v = get_int(o, "top_k")) sp.top_k = clamp_int(*v);
+    if (auto v = get_float(o, "repeat_penalty")) sp.repeat_penalty = *v;
+    if (auto v = get_float(o, "presence_penalty")) sp.presence_penalty = *v;
+    if (auto v = get_float(o, "frequency_penalty")) sp.frequency_penalty = *v;
+    if (auto v = get_int(o, "repeat_last_n")) sp.penalty_last_n = clamp_int(*v);
     if (auto v = get_int(o, "seed"); v && *v >= 0) sp.seed = (uint64_t)*v;
-    if (auto v = get_int(o, "num_predict")) r.n_predict = *v < 0 ? -1 : (int)*v;
+    if (auto v = get_int(o, "num_predict")) r.n_predict = *v < 0 ? -1 : clamp_int(*v);
     if (o.contains("stop")) r.stop = get_string_list(o, "stop");
     if (auto v = get_int(o, "num_ctx"); v && *v > m.ctx->n_ctx())
         throw HttpError(400, "options.num_ctx " + std::to_string(*v) +
@@ -54,8 +54,9 @@ SeqRequest make_request(const ServedModel& m, const json& body) {
 std::optional<milliseconds> keep_alive_of(const json& body) {
     auto it = body.find("keep_alive");
     if (it == body.end() || it->is_null()) return std::nullopt;
-    if (it->is_number()) return milliseconds((int64_t)(it->get<double>() * 1000));
-    if (it->is_string()) {
+    if (it->is_number()) {
+        if (auto d = duration_of_ms(it->get<double>() * 1000)) return d;
+    } else if (it->is_string()) {
         if (auto d = parse_duration(it->get<std::string>())) return d;
     }
     throw HttpError(400,

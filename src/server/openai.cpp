@@ -38,9 +38,9 @@ SeqRequest make_request(const ServedModel& m, const json& b) {
     auto seed = get_int(b, "seed");
     sp.seed = seed ? (uint64_t)*seed : random_seed();
     if (auto v = get_int(b, "max_completion_tokens"))
-        r.n_predict = (int)*v;
+        r.n_predict = clamp_int(*v);
     else if (auto v2 = get_int(b, "max_tokens"))
-        r.n_predict = (int)*v2;
+        r.n_predict = clamp_int(*v2);
     if (r.n_predict < -1 || r.n_predict == 0)
         if (b.contains("max_tokens") || b.contains("max_completion_tokens"))
             throw HttpError(400, "'max_tokens' must be at least 1", "invalid_request_error",
@@ -294,7 +294,7 @@ void register_openai(Server::Impl& s) {
                auto job = std::make_shared<Job>();
                job->id = random_id("chatcmpl-");
                if (get_bool(body, "logprobs").value_or(false)) {
-                   job->top_logprobs = (int)get_int(body, "top_logprobs").value_or(0);
+                   job->top_logprobs = clamp_int(get_int(body, "top_logprobs").value_or(0));
                    if (job->top_logprobs < 0 || job->top_logprobs > 20)
                        throw HttpError(400, "'top_logprobs' must be between 0 and 20",
                                        "invalid_request_error", "top_logprobs");

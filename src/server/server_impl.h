@@ -91,6 +91,11 @@ json parse_body(const httplib::Request& req, int max_depth);
 std::optional<std::string> get_string(const json& j, const char* key);
 std::optional<double> get_number(const json& j, const char* key);
 std::optional<int64_t> get_int(const json& j, const char* key);
+// A number that fits a float (sampling parameters); 400 otherwise.
+std::optional<float> get_float(const json& j, const char* key);
+// An integer field narrowed to int by clamping (a count past INT_MAX means "as many as can
+// be"; plain narrowing would wrap 2^32 + 1 to 1).
+int clamp_int(int64_t v);
 std::optional<bool> get_bool(const json& j, const char* key);
 // A string or a list of strings.
 std::vector<std::string> get_string_list(const json& j, const char* key);

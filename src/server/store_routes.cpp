@@ -136,7 +136,9 @@ std::vector<std::pair<std::string, std::string>> parameters_of(const json& body)
     auto it = body.find("parameters");
     if (it == body.end() || it->is_null()) return out;
     if (!it->is_object()) throw HttpError(400, "field 'parameters' must be an object");
-    for (auto& [k, v] : it->items()) {
+    for (auto& item : it->items()) {
+        const std::string& k = item.key();  // not a structured binding: clang < 16 cannot
+        const json& v = item.value();       // capture one in the lambda below
         auto one = [&](const json& x) {
             if (x.is_string())
                 out.emplace_back(k, x.get<std::string>());
