@@ -399,7 +399,7 @@ httplib::Server::HandlerWithContentReader with_body(Server::Impl& s, httplib::Se
                                                : "the request body could not be read"}}),
                 "application/json");
             std::lock_guard lk(s.metrics.mu);
-            ++s.metrics.requests[{req.path, res.status}];
+            ++s.metrics.requests[{route_label(req.path), res.status}];
             return;
         }
         httplib::Request with = req;  // handlers and their streams copy what they keep
@@ -432,7 +432,7 @@ httplib::Server::Handler guarded(
         }
         {
             std::lock_guard lk(s.metrics.mu);
-            ++s.metrics.requests[{req.path, res.status}];
+            ++s.metrics.requests[{route_label(req.path), res.status}];
         }
         // One structured line per request (streams log when their headers go out).
         std::fprintf(
@@ -441,6 +441,35 @@ httplib::Server::Handler guarded(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                 .count());
     };
+}
+
+std::string route_label(const std::string& path) {
+    static const char* const kRoutes[] = {"/",
+                                          "/chat.js",
+                                          "/health",
+                                          "/metrics",
+                                          "/api/version",
+                                          "/api/tags",
+                                          "/api/ps",
+                                          "/api/show",
+                                          "/api/generate",
+                                          "/api/chat",
+                                          "/api/embed",
+                                          "/api/embeddings",
+                                          "/api/pull",
+                                          "/api/push",
+                                          "/api/create",
+                                          "/api/copy",
+                                          "/api/delete",
+                                          "/v1/models",
+                                          "/v1/chat/completions",
+                                          "/v1/completions",
+                                          "/v1/embeddings"};
+    for (const char* r : kRoutes)
+        if (path == r) return path;
+    if (path.rfind("/api/blobs/", 0) == 0) return "/api/blobs/{digest}";
+    if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
+    return "other";
 }
 
 int64_t unix_now() {

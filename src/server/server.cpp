@@ -114,7 +114,7 @@ void Server::Impl::setup() {
             res.status = status;
             res.set_content(to_text(json{{"error", msg}}), "application/json");
             std::lock_guard lk(metrics.mu);
-            ++metrics.requests[{req.path, status}];
+            ++metrics.requests[{route_label(req.path), status}];
             return httplib::Server::HandlerResponse::Handled;
         };
         // DNS rebinding: a page on evil.com resolving to 127.0.0.1 sends Host: evil.com.

@@ -58,7 +58,7 @@ class Histogram {
 
 struct Metrics {
     std::mutex mu;
-    std::map<std::pair<std::string, int>, uint64_t> requests;  // (route, status) -> count
+    std::map<std::pair<std::string, int>, uint64_t> requests;  // (route_label, status) -> count
     std::atomic<uint64_t> tokens_in{0}, tokens_out{0}, cancelled{0}, rejected{0};
     Histogram ttft{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
     Histogram itl{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
@@ -171,6 +171,11 @@ void register_openai(Server::Impl& s);
 extern const char* const kChatPageHtml;  // GET / for browsers (chat_page.cpp)
 extern const char* const kChatPageJs;    // GET /chat.js
 void register_store(Server::Impl& s);    // pull, push, create, copy, delete, blobs
+
+// The /metrics label of a request: its route, never the raw path. A client choosing label
+// values would grow the counters without bound and could write quotes and newlines into the
+// exposition text. Unknown paths are "other"; /api/blobs/... and /v1/models/... one each.
+std::string route_label(const std::string& path);
 
 int64_t unix_now();
 std::string rfc3339_now();
