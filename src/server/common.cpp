@@ -434,12 +434,18 @@ httplib::Server::Handler guarded(
             std::lock_guard lk(s.metrics.mu);
             ++s.metrics.requests[{route_label(req.path), res.status}];
         }
-        // One structured line per request (streams log when their headers go out).
-        std::fprintf(
-            stderr, "{\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"ms\":%.1f}\n",
-            req.method.c_str(), req.path.c_str(), res.status,
+        // One structured line per request (streams log when their headers go out). Built as
+        // JSON, not printf'd: the path is the client's text, quotes and newlines included.
+        const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                .count());
+                .count();
+        const std::string line = nlohmann::ordered_json{{"method", req.method},
+                                                        {"path", req.path},
+                                                        {"status", res.status},
+                                                        {"ms", std::round(ms * 10) / 10}}
+                                     .dump(-1, ' ', false, json::error_handler_t::replace) +
+                                 "\n";
+        std::fputs(line.c_str(), stderr);
     };
 }
 

@@ -21,6 +21,11 @@ out=$(curl -sf -N "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"stories2
 echo "$out" | tail -n 2 | grep -q 'data: \[DONE\]' || fail "SSE: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/api/chat" -d '{bad')
 [ "$code" = 400 ] || fail "malformed JSON gave $code"
+# The request log is one JSON line per request even when the path holds a quote and a
+# newline (it was printf'd: this path wrote a second, forged line).
+curl -s -o /dev/null "http://127.0.0.1:$PORT/api/blobs/x%22%0Aforged" || true
+grep -q '^forged' "$LOG" && fail "a request path forged a log line"
+grep -q '"path":"/api/blobs/x\\"\\nforged"' "$LOG" || fail "the escaped path is not in the log"
 kill -TERM $PID
 wait $PID || fail "exit status $? after SIGTERM"
 trap - EXIT
