@@ -137,6 +137,7 @@ const SafeTensors::Tensor* SafeTensors::find(std::string_view name) const {
 
 void SafeTensors::to_f32(const Tensor& t, float* out) {
     const int64_t n = t.n_elements();
+    if (n == 0) return;  // out may be null then (an empty vector's data()): no memcpy of it
     if (t.dtype == "F32") {
         std::memcpy(out, t.data, (size_t)n * 4);
     } else {
