@@ -39,19 +39,11 @@
 #include <thread>
 
 #include "server/server.h"
+#include "shared_path.h"  // tests/: $LOKAL_SHARED, else ../shared beside the checkout
 
 namespace {
 
 using json = nlohmann::json;
-
-std::string shared_dir() {
-    if (const char* env = std::getenv("LOKAL_SHARED"); env && *env) return env;
-#ifdef LOKAL_SHARED_DEFAULT
-    return LOKAL_SHARED_DEFAULT;
-#else
-    return "../shared";
-#endif
-}
 
 struct LiveServer {
     LiveServer() {
@@ -61,7 +53,7 @@ struct LiveServer {
         lokal::server::ServerOptions o;
         o.host = "127.0.0.1";
         o.port = 0;
-        o.models.models_dir = shared_dir() + "/models";
+        o.models.models_dir = lokal::test::shared_path("models");
         o.models.store_dir = store;
         o.models.n_ctx = 128;
         o.models.parallel = 2;

@@ -399,7 +399,7 @@ httplib::Server::HandlerWithContentReader with_body(Server::Impl& s, httplib::Se
                                                : "the request body could not be read"}}),
                 "application/json");
             std::lock_guard lk(s.metrics.mu);
-            ++s.metrics.requests[{route_label(req.path), res.status}];
+            ++s.metrics.requests[{s.route_label(req.path), res.status}];
             return;
         }
         httplib::Request with = req;  // handlers and their streams copy what they keep
@@ -411,11 +411,18 @@ httplib::Server::HandlerWithContentReader with_body(Server::Impl& s, httplib::Se
 }  // namespace
 
 void Server::Impl::post(const std::string& pattern, httplib::Server::Handler h) {
+    add_route(pattern, nullptr);
     http.Post(pattern, with_body(*this, std::move(h)));
 }
 
 void Server::Impl::del(const std::string& pattern, httplib::Server::Handler h) {
+    add_route(pattern, nullptr);
     http.Delete(pattern, with_body(*this, std::move(h)));
+}
+
+void Server::Impl::get(const std::string& pattern, httplib::Server::Handler h, const char* label) {
+    add_route(pattern, label);
+    http.Get(pattern, std::move(h));
 }
 
 httplib::Server::Handler guarded(
@@ -432,49 +439,35 @@ httplib::Server::Handler guarded(
         }
         {
             std::lock_guard lk(s.metrics.mu);
-            ++s.metrics.requests[{route_label(req.path), res.status}];
+            ++s.metrics.requests[{s.route_label(req.path), res.status}];
         }
         // One structured line per request (streams log when their headers go out). Built as
         // JSON, not printf'd: the path is the client's text, quotes and newlines included.
         const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                 .count();
-        const std::string line = nlohmann::ordered_json{{"method", req.method},
-                                                        {"path", req.path},
-                                                        {"status", res.status},
-                                                        {"ms", std::round(ms * 10) / 10}}
-                                     .dump(-1, ' ', false, json::error_handler_t::replace) +
+        const std::string line = to_text(nlohmann::ordered_json{{"method", req.method},
+                                                                {"path", req.path},
+                                                                {"status", res.status},
+                                                                {"ms", std::round(ms * 10) / 10}}) +
                                  "\n";
         std::fputs(line.c_str(), stderr);
     };
 }
 
-std::string route_label(const std::string& path) {
-    static const char* const kRoutes[] = {"/",
-                                          "/chat.js",
-                                          "/health",
-                                          "/metrics",
-                                          "/api/version",
-                                          "/api/tags",
-                                          "/api/ps",
-                                          "/api/show",
-                                          "/api/generate",
-                                          "/api/chat",
-                                          "/api/embed",
-                                          "/api/embeddings",
-                                          "/api/pull",
-                                          "/api/push",
-                                          "/api/create",
-                                          "/api/copy",
-                                          "/api/delete",
-                                          "/v1/models",
-                                          "/v1/chat/completions",
-                                          "/v1/completions",
-                                          "/v1/embeddings"};
-    for (const char* r : kRoutes)
+void Server::Impl::add_route(const std::string& pattern, const char* label) {
+    const size_t group = pattern.find('(');
+    if (group == std::string::npos)
+        exact_routes_.push_back(pattern);
+    else  // counted under its literal prefix
+        prefix_routes_.emplace_back(pattern.substr(0, group), label ? label : pattern);
+}
+
+std::string Server::Impl::route_label(const std::string& path) const {
+    for (const std::string& r : exact_routes_)
         if (path == r) return path;
-    if (path.rfind("/api/blobs/", 0) == 0) return "/api/blobs/{digest}";
-    if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
+    for (const auto& [prefix, label] : prefix_routes_)
+        if (path.rfind(prefix, 0) == 0) return label;
     return "other";
 }
 

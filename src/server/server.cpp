@@ -114,7 +114,7 @@ void Server::Impl::setup() {
             res.status = status;
             res.set_content(to_text(json{{"error", msg}}), "application/json");
             std::lock_guard lk(metrics.mu);
-            ++metrics.requests[{route_label(req.path), status}];
+            ++metrics.requests[{this->route_label(req.path), status}];
             return httplib::Server::HandlerResponse::Handled;
         };
         // DNS rebinding: a page on evil.com resolving to 127.0.0.1 sends Host: evil.com.
@@ -169,7 +169,7 @@ void Server::Impl::setup() {
         res.set_content(to_text(json{{"error", msg}}), "application/json");
     });
 
-    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    get("/health", [this](const httplib::Request&, httplib::Response& res) {
         res.set_content(
             to_text(json{{"status", "ok"}, {"models_loaded", registry.loaded().size()}}),
             "application/json");
@@ -184,7 +184,7 @@ void Server::Impl::setup() {
         res.set_header("X-Content-Type-Options", "nosniff");
         res.set_header("Cache-Control", "no-cache");
     };
-    http.Get("/", [page_headers](const httplib::Request& req, httplib::Response& res) {
+    get("/", [page_headers](const httplib::Request& req, httplib::Response& res) {
         if (req.get_header_value("Accept").find("text/html") != std::string::npos) {
             page_headers(res);
             res.set_content(kChatPageHtml, "text/html; charset=utf-8");
@@ -192,16 +192,16 @@ void Server::Impl::setup() {
             res.set_content("Ollama is running", "text/plain");
         }
     });
-    http.Get("/chat.js", [page_headers](const httplib::Request&, httplib::Response& res) {
+    get("/chat.js", [page_headers](const httplib::Request&, httplib::Response& res) {
         page_headers(res);
         res.set_content(kChatPageJs, "text/javascript; charset=utf-8");
     });
-    http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    get("/api/version", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(to_text(json{{"version", "0.5.0"}, {"lokal", "0.1.0"}}),
                         "application/json");
     });
 
-    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         std::string out;
         out +=
             "# HELP lokal_requests_total HTTP requests by path and status.\n# TYPE "
@@ -250,48 +250,47 @@ void Server::Impl::setup() {
         res.set_content(out, "text/plain; version=0.0.4");
     });
 
-    http.Get("/api/tags",
-             guarded(*this, Api::Ollama, [this](const httplib::Request&, httplib::Response& res) {
-                 json models = json::array();
-                 for (auto& e : registry.available())
-                     models.push_back({{"name", e.name},
-                                       {"model", e.name},
-                                       {"modified_at", iso_time(e.modified)},
-                                       {"size", e.size},
-                                       {"digest", ""},
-                                       {"details", model_details(nullptr, e.path)}});
-                 res.set_content(to_text(json{{"models", models}}), "application/json");
-             }));
-    http.Get("/api/ps",
-             guarded(*this, Api::Ollama, [this](const httplib::Request&, httplib::Response& res) {
-                 json models = json::array();
-                 for (auto& m : registry.loaded()) {
-                     std::string expires = "0001-01-01T00:00:00Z";
-                     if (m->expires) {
-                         const auto sys =
-                             std::chrono::system_clock::now() +
-                             std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                 *m->expires - Clock::now());
-                         const std::time_t tt = std::chrono::system_clock::to_time_t(sys);
-                         std::tm tm{};
-                         gmtime_r(&tt, &tm);
-                         char buf[40];
-                         std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-                         expires = buf;
-                     }
-                     const uint64_t size =
-                         m->model->weight_bytes() + m->ctx->cache().storage.bytes();
-                     models.push_back({{"name", m->name},
-                                       {"model", m->name},
-                                       {"size", size},
-                                       {"size_vram", 0},
-                                       {"digest", ""},
-                                       {"expires_at", expires},
-                                       {"context_length", m->ctx->n_ctx()},
-                                       {"details", model_details(m.get(), m->path)}});
-                 }
-                 res.set_content(to_text(json{{"models", models}}), "application/json");
-             }));
+    get("/api/tags",
+        guarded(*this, Api::Ollama, [this](const httplib::Request&, httplib::Response& res) {
+            json models = json::array();
+            for (auto& e : registry.available())
+                models.push_back({{"name", e.name},
+                                  {"model", e.name},
+                                  {"modified_at", iso_time(e.modified)},
+                                  {"size", e.size},
+                                  {"digest", ""},
+                                  {"details", model_details(nullptr, e.path)}});
+            res.set_content(to_text(json{{"models", models}}), "application/json");
+        }));
+    get("/api/ps",
+        guarded(*this, Api::Ollama, [this](const httplib::Request&, httplib::Response& res) {
+            json models = json::array();
+            for (auto& m : registry.loaded()) {
+                std::string expires = "0001-01-01T00:00:00Z";
+                if (m->expires) {
+                    const auto sys =
+                        std::chrono::system_clock::now() +
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                            *m->expires - Clock::now());
+                    const std::time_t tt = std::chrono::system_clock::to_time_t(sys);
+                    std::tm tm{};
+                    gmtime_r(&tt, &tm);
+                    char buf[40];
+                    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                    expires = buf;
+                }
+                const uint64_t size = m->model->weight_bytes() + m->ctx->cache().storage.bytes();
+                models.push_back({{"name", m->name},
+                                  {"model", m->name},
+                                  {"size", size},
+                                  {"size_vram", 0},
+                                  {"digest", ""},
+                                  {"expires_at", expires},
+                                  {"context_length", m->ctx->n_ctx()},
+                                  {"details", model_details(m.get(), m->path)}});
+            }
+            res.set_content(to_text(json{{"models", models}}), "application/json");
+        }));
     post("/api/show",
          guarded(*this, Api::Ollama, [this](const httplib::Request& req, httplib::Response& res) {
              json body = parse_body(req, opts.max_json_depth);
@@ -328,22 +327,24 @@ void Server::Impl::setup() {
                             {"owned_by", "lokal"}});
         res.set_content(to_text(json{{"object", "list"}, {"data", data}}), "application/json");
     };
-    http.Get("/v1/models", guarded(*this, Api::OpenAI, list_openai));
-    http.Get(
-        R"(/v1/models/(.+))",
-        guarded(*this, Api::OpenAI, [this](const httplib::Request& req, httplib::Response& res) {
-            const std::string id = req.matches[1];
-            for (auto& e : registry.available())
-                if (e.name == id) {
-                    res.set_content(to_text(json{{"id", e.name},
-                                                 {"object", "model"},
-                                                 {"created", unix_now()},
-                                                 {"owned_by", "lokal"}}),
-                                    "application/json");
-                    return;
-                }
-            throw HttpError(404, "model '" + id + "' not found", "not_found_error", "model");
-        }));
+    get("/v1/models", guarded(*this, Api::OpenAI, list_openai));
+    get(R"(/v1/models/(.+))",
+        guarded(*this, Api::OpenAI,
+                [this](const httplib::Request& req, httplib::Response& res) {
+                    const std::string id = req.matches[1];
+                    for (auto& e : registry.available())
+                        if (e.name == id) {
+                            res.set_content(to_text(json{{"id", e.name},
+                                                         {"object", "model"},
+                                                         {"created", unix_now()},
+                                                         {"owned_by", "lokal"}}),
+                                            "application/json");
+                            return;
+                        }
+                    throw HttpError(404, "model '" + id + "' not found", "not_found_error",
+                                    "model");
+                }),
+        "/v1/models/{id}");
     register_store(*this);
     register_ollama(*this);
     register_openai(*this);

@@ -330,12 +330,14 @@ void register_store(Server::Impl& s) {
     // flat: chunked ones (Ollama's CLI sends files so) of any size, Content-Length ones up to
     // --max-body (httplib's cap). The blob is kept only if it hashes to the digest in the
     // path. httplib routes HEAD to GET handlers.
-    s.http.Get(R"(/api/blobs/([^/]+))",
-               guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
-                   const store::Digest d = digest_param(req);
-                   std::error_code ec;
-                   res.status = fs::is_regular_file(open_store(s).blob_path(d), ec) ? 200 : 404;
-               }));
+    s.get(R"(/api/blobs/([^/]+))",
+          guarded(s, Api::Ollama,
+                  [&s](const httplib::Request& req, httplib::Response& res) {
+                      const store::Digest d = digest_param(req);
+                      std::error_code ec;
+                      res.status = fs::is_regular_file(open_store(s).blob_path(d), ec) ? 200 : 404;
+                  }),
+          "/api/blobs/{digest}");
     s.http.Post(R"(/api/blobs/([^/]+))", [&s](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
         guarded(s, Api::Ollama, [&](const httplib::Request& rq, httplib::Response& rs) {

@@ -35,6 +35,7 @@ if(TARGET lokal_server)
   add_executable(http_fuzz_smoke ${CMAKE_SOURCE_DIR}/fuzz/http_fuzz.cpp)
   target_compile_definitions(http_fuzz_smoke PRIVATE LOKAL_FUZZ_STANDALONE
                              LOKAL_SHARED_DEFAULT="${LOKAL_SHARED_DEFAULT}")
+  target_include_directories(http_fuzz_smoke PRIVATE ${CMAKE_SOURCE_DIR}/tests)
   target_link_libraries(http_fuzz_smoke PRIVATE lokal_server PkgConfig::HTTPLIB
                         nlohmann_json::nlohmann_json)
   add_test(NAME server_fuzz_smoke
