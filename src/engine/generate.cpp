@@ -54,7 +54,7 @@ GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq,
     r.prompt_tokens = (int)prompt.size();
     if (prompt.empty()) throw ContextError("the prompt is empty");
 
-    Sampler sampler(opts.sampling, ctx.model().hp.n_vocab);
+    Sampler sampler(opts.sampling, ctx.model().hp.n_vocab, &vocab);
     for (int32_t t : prompt) sampler.accept(t);
     StreamingDetokenizer detok(vocab);
     StopMatcher stops(opts.stop);

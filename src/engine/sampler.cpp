@@ -4,11 +4,27 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <stdexcept>
+
+#include "tokenizer/token_trie.h"
+#include "tokenizer/vocab.h"
 
 namespace lokal {
 
-Sampler::Sampler(const SamplerParams& params, int32_t n_vocab)
-    : p_(params), n_vocab_(n_vocab), rng_(params.seed) {}
+Sampler::Sampler(const SamplerParams& params, int32_t n_vocab, const Vocab* vocab)
+    : p_(params), n_vocab_(n_vocab), rng_(params.seed), vocab_(vocab) {
+    if (p_.json_schema) {
+        if (!vocab_) throw std::logic_error("Sampler: a JSON schema needs the vocabulary");
+        json_ = std::make_unique<JsonMatcher>(p_.json_schema);
+    }
+}
+
+bool Sampler::fits(int32_t token) const {
+    const TokenTrie& trie = vocab_->token_trie();
+    if (trie.is_eog(token)) return json_->can_end();
+    const std::string_view bytes = trie.bytes(token);
+    return !bytes.empty() && json_->accepts(bytes);
+}
 
 void Sampler::accept(int32_t token) {
     if (p_.penalty_last_n == 0) return;
@@ -34,7 +50,33 @@ int32_t Sampler::sample(const float* logits) {
             l -= (float)count * p_.frequency_penalty + p_.presence_penalty;
         }
     }
+    if (!json_) return draw();
 
+    int32_t tok = draw();
+    if (!fits(tok)) {
+        const TokenTrie& trie = vocab_->token_trie();
+        json_->allowed_tokens(trie, allowed_);
+        bool any = false;
+        for (int32_t i = 0; i < n_vocab_; ++i) {
+            const bool ok = i < trie.n_vocab() && allowed_[(size_t)i] &&
+                            work_[(size_t)i] > -std::numeric_limits<float>::infinity();
+            if (!ok) work_[(size_t)i] = -std::numeric_limits<float>::infinity();
+            any = any || ok;
+        }
+        if (any) {
+            tok = draw();
+        } else {
+            // Nothing the schema allows is possible (a logit bias of -inf on all of it):
+            // end the generation rather than break the format.
+            tok = vocab_->eos() >= 0 ? vocab_->eos() : tok;
+            cands_.assign(1, {tok, 1.0f});
+        }
+    }
+    if (!vocab_->token_trie().is_eog(tok)) json_->feed(vocab_->token_trie().bytes(tok));
+    return tok;
+}
+
+int32_t Sampler::draw() {
     cands_.clear();
     if (p_.temperature <= 0) {
         // Greedy: the first maximum wins, like the reference.

@@ -1,15 +1,27 @@
 // Token sampling: penalties, logit bias, top-k, top-p, min-p, temperature, then a draw
 // from a seeded RNG (same seed, same output). Temperature <= 0 is greedy.
+//
+// With a JSON schema (structured output) the sampled token must keep the text a prefix of
+// a value the schema allows: the draw is made as usual and kept when the token fits (the
+// common case, one check); otherwise every token that does not fit is masked out and the
+// draw is made again from what is left. End-of-generation tokens fit only once the value
+// is complete, and once nothing else can follow they are all that fits.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <random>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "engine/json_matcher.h"
+#include "engine/json_schema.h"
+
 namespace lokal {
+
+class Vocab;
 
 struct SamplerParams {
     float temperature = 0.8f;
@@ -22,6 +34,7 @@ struct SamplerParams {
     int penalty_last_n = 64;      // window of recent tokens the penalties look at (-1: all)
     uint64_t seed = 0xC0FFEE;
     std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit before anything else
+    std::shared_ptr<const JsonSchema> json_schema;      // structured output (null: free text)
 };
 
 struct TokenProb {
@@ -31,9 +44,11 @@ struct TokenProb {
 
 class Sampler {
   public:
-    Sampler(const SamplerParams& params, int32_t n_vocab);
+    // vocab is needed (and kept) when params.json_schema is set.
+    Sampler(const SamplerParams& params, int32_t n_vocab, const Vocab* vocab = nullptr);
 
-    // Choose the next token from one row of logits [n_vocab].
+    // Choose the next token from one row of logits [n_vocab]. The token is taken as
+    // generated: a JSON constraint advances past it.
     int32_t sample(const float* logits);
     // Record a token in the penalty window (prompt tokens and each generated token).
     void accept(int32_t token);
@@ -43,7 +58,13 @@ class Sampler {
     const std::vector<TokenProb>& last_candidates() const { return cands_; }
     const SamplerParams& params() const { return p_; }
 
+    // The JSON constraint, when there is one.
+    const JsonMatcher* json() const { return json_.get(); }
+
   private:
+    int32_t draw();  // from work_
+    bool fits(int32_t token) const;
+
     SamplerParams p_;
     int32_t n_vocab_;
     std::mt19937_64 rng_;
@@ -51,6 +72,9 @@ class Sampler {
     std::unordered_map<int32_t, int> counts_;
     std::vector<float> work_;
     std::vector<TokenProb> cands_;
+    const Vocab* vocab_ = nullptr;
+    std::unique_ptr<JsonMatcher> json_;
+    std::vector<uint8_t> allowed_;
 };
 
 }  // namespace lokal

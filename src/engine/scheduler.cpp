@@ -17,7 +17,7 @@ static double ms_between(Clock::time_point a, Clock::time_point b) {
 
 struct Scheduler::Seq {
     Seq(SeqRequest r, const Vocab& vocab, int32_t n_vocab)
-        : req(std::move(r)), sampler(req.sampling, n_vocab), detok(vocab), stops(req.stop) {}
+        : req(std::move(r)), sampler(req.sampling, n_vocab, &vocab), detok(vocab), stops(req.stop) {}
 
     SeqRequest req;
     std::shared_ptr<SeqHandle> handle = std::make_shared<SeqHandle>();

@@ -130,6 +130,52 @@ void reject_fields(const json& j, std::initializer_list<const char*> keys) {
     }
 }
 
+std::shared_ptr<const JsonSchema> output_schema(const httplib::Request& req, const json& body,
+                                                Api api) {
+    using ojson = nlohmann::ordered_json;
+    const char* field = api == Api::Ollama ? "format" : "response_format";
+    auto it = body.find(field);
+    if (it == body.end() || it->is_null()) return nullptr;
+    auto bad = [&](const std::string& msg) {
+        return HttpError(400, msg, "invalid_request_error", field);
+    };
+    // The path to the schema inside the body, or the whole-object mode.
+    ojson::json_pointer where;
+    if (api == Api::Ollama) {
+        if (it->is_string()) {
+            const std::string mode = it->get<std::string>();
+            if (mode.empty()) return nullptr;
+            if (mode == "json") return json_object_schema();
+            throw bad("'format' must be \"json\" or a JSON schema object, got \"" + mode + "\"");
+        }
+        if (!it->is_object()) throw bad("'format' must be \"json\" or a JSON schema object");
+        where = ojson::json_pointer("/format");
+    } else {
+        std::string type;
+        if (it->is_object())
+            if (auto t = it->find("type"); t != it->end() && t->is_string()) type = *t;
+        if (type == "text") return nullptr;
+        if (type == "json_object") return json_object_schema();
+        if (type != "json_schema")
+            throw bad(
+                "'response_format.type' must be \"text\", \"json_object\" or "
+                "\"json_schema\"");
+        auto js = it->find("json_schema");
+        const bool has_schema = js != it->end() && js->is_object() && js->contains("schema") &&
+                                js->find("schema")->is_object();
+        if (!has_schema)
+            throw bad("'response_format.json_schema.schema' must be a JSON schema object");
+        where = ojson::json_pointer("/response_format/json_schema/schema");
+    }
+    try {
+        // parse_body already parsed this body within the depth limit.
+        const ojson ordered = ojson::parse(req.body);
+        return compile_json_schema(ordered.at(where).dump());
+    } catch (const JsonSchemaError& e) {
+        throw bad(e.what());
+    }
+}
+
 std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body) {
     std::string name = get_string(body, "model").value_or("");
     if (name.empty()) name = s.opts.default_model;

@@ -103,6 +103,7 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
     check_prompt_fits(*m, prompt.size());
     SeqRequest r = make_request(*m, body);
     r.prompt = prompt;
+    r.sampling.json_schema = output_schema(req, body, Api::Ollama);
     const bool stream = get_bool(body, "stream").value_or(true);
     guard->handles.push_back(submit(s, *m, std::move(r)));
     st->load_ms = load_ms;
@@ -234,7 +235,7 @@ void register_ollama(Server::Impl& s) {
     s.post("/api/generate",
            guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"format", "suffix", "images", "template", "tools"});
+               reject_fields(body, {"suffix", "images", "template", "tools"});
                auto [model, load_ms] = model_for(s, body);
                Hold hold{s, model};
                const std::string prompt = get_string(body, "prompt").value_or("");
@@ -270,7 +271,7 @@ void register_ollama(Server::Impl& s) {
     s.post("/api/chat",
            guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"format", "tools"});
+               reject_fields(body, {"tools"});
                auto [model, load_ms] = model_for(s, body);
                Hold hold{s, model};
                auto it = body.find("messages");

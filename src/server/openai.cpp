@@ -269,15 +269,6 @@ std::string base64_floats(const std::vector<float>& v) {
     return out;
 }
 
-void check_response_format(const json& body) {
-    auto it = body.find("response_format");
-    if (it == body.end() || it->is_null()) return;
-    if (it->is_object() && it->value("type", "") == "text") return;
-    throw HttpError(
-        400, "'response_format' other than {\"type\": \"text\"} is not implemented by lokal yet",
-        "invalid_request_error", "response_format");
-}
-
 }  // namespace
 
 void register_openai(Server::Impl& s) {
@@ -286,7 +277,6 @@ void register_openai(Server::Impl& s) {
                const json body = parse_body(req, s.opts.max_json_depth);
                reject_fields(body, {"tools", "functions", "tool_choice", "function_call", "audio",
                                     "prediction"});
-               check_response_format(body);
                if (!body.contains("messages"))
                    throw HttpError(400, "field 'messages' is required", "invalid_request_error",
                                    "messages");
@@ -305,10 +295,12 @@ void register_openai(Server::Impl& s) {
                job->model = m.name;
                const std::vector<int32_t> prompt = chat_prompt(m, body["messages"]);
                check_prompt_fits(m, prompt.size());
+               const auto schema = output_schema(req, body, Api::OpenAI);
                std::vector<SeqRequest> reqs;
                for (int i = 0; i < n; ++i) {
                    SeqRequest r = make_request(m, body);
                    r.prompt = prompt;
+                   r.sampling.json_schema = schema;
                    r.top_logprobs = job->top_logprobs;
                    r.sampling.seed += (uint64_t)i;  // n choices from one seed differ but reproduce
                    reqs.push_back(std::move(r));

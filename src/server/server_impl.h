@@ -117,6 +117,15 @@ std::vector<std::string> get_string_list(const json& j, const char* key);
 // Reject fields lokal does not implement rather than ignoring them.
 void reject_fields(const json& j, std::initializer_list<const char*> keys);
 
+// The schema the output must follow (structured output), null for free text:
+//   Ollama "format": "json" (any object) or a JSON schema object;
+//   OpenAI "response_format": {"type": "text" | "json_object" | "json_schema",
+//                              "json_schema": {"name": ..., "schema": {...}}}.
+// The schema is read from the raw body again so that its properties keep their order.
+// A bad value or an unsupported schema keyword is a 400 naming it.
+std::shared_ptr<const JsonSchema> output_schema(const httplib::Request& req, const json& body,
+                                                Api api);
+
 // The model for a request, loaded on demand (404 when unknown).
 std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body);
 

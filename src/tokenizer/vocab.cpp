@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/token_trie.h"
 #include "tokenizer/unicode.h"
 
 namespace lokal {
@@ -85,6 +86,11 @@ int hex_digit(char c) {
 
 Vocab::Vocab() = default;
 Vocab::~Vocab() = default;
+
+const TokenTrie& Vocab::token_trie() const {
+    std::call_once(trie_once_, [this] { trie_ = std::make_unique<TokenTrie>(*this); });
+    return *trie_;
+}
 
 std::unique_ptr<Vocab> Vocab::from_gguf(const gguf::File& f) {
     std::unique_ptr<Vocab> v(new Vocab());

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -33,6 +34,7 @@ namespace lokal {
 using TokenId = int32_t;
 
 class RegexSplitter;
+class TokenTrie;
 
 class Vocab {
   public:
@@ -82,6 +84,10 @@ class Vocab {
     // Exact text lookup; -1 when absent.
     TokenId find_token(std::string_view text) const;
 
+    // The text tokens as a byte trie (for grammar-constrained sampling), built on first use
+    // (thread-safe) and kept for the vocabulary's lifetime.
+    const TokenTrie& token_trie() const;
+
     std::string model_type() const { return model_; }  // "llama" or "gpt2"
     std::string pre_type() const { return pre_; }      // tokenizer.ggml.pre as given
 
@@ -113,6 +119,8 @@ class Vocab {
     std::vector<TokenId> byte_id_;   // SPM: token of each byte (<0xXX> or the byte)
     std::vector<uint8_t> eog_;       // per token
     std::unique_ptr<RegexSplitter> splitter_;
+    mutable std::once_flag trie_once_;
+    mutable std::unique_ptr<TokenTrie> trie_;
 
     TokenId bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;
     bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;

@@ -1,0 +1,492 @@
+#include "engine/json_matcher.h"
+
+#include <algorithm>
+#include <deque>
+#include <tuple>
+
+#include "tokenizer/token_trie.h"
+
+namespace lokal {
+namespace {
+
+using Kind = JsonSchema::Kind;
+
+// Phases. Every value frame starts at kStart, where it may take whitespace.
+constexpr uint8_t kStart = 0;
+// Object
+constexpr uint8_t kObjOpenFirst = 1;  // after '{': a key or '}'
+constexpr uint8_t kObjOpenNext = 2;   // after ',': a key
+constexpr uint8_t kObjKey = 3;        // inside a listed key
+constexpr uint8_t kObjColon = 4;      // after a key
+constexpr uint8_t kObjAfter = 5;      // after a value: ',' or '}'
+// Array
+constexpr uint8_t kArrFirst = 1;  // after '[': an item or ']'
+constexpr uint8_t kArrAfter = 2;  // after an item: ',' or ']'
+// String
+constexpr uint8_t kStrBody = 1;
+constexpr uint8_t kStrEscape = 2;
+constexpr uint8_t kStrHex = 3;   // pos: hex digits read
+constexpr uint8_t kStrUtf8 = 4;  // pos: continuation bytes still due; b: the lead byte
+// Number (the grammar of RFC 8259)
+constexpr uint8_t kNumMinus = 1, kNumZero = 2, kNumInt = 3, kNumDot = 4, kNumFrac = 5, kNumE = 6,
+                  kNumExpSign = 7, kNumExp = 8;
+// Literal
+constexpr uint8_t kLitBody = 1;
+
+bool is_ws(uint8_t c) {
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+// One whitespace run between JSON tokens: "", " ", or "\n" then up to kMaxIndent spaces
+// or tabs (the rule llama.cpp's JSON grammars use), so a model cannot pad without end.
+// ws: 0 nothing yet, kSpaceRun after a lone space, 1 + indent after a newline.
+constexpr uint8_t kSpaceRun = 255;
+bool take_ws(uint8_t& ws, uint8_t c) {
+    if (ws == 0 && (c == ' ' || c == '\n')) {
+        ws = c == ' ' ? kSpaceRun : 1;
+        return true;
+    }
+    if (ws != kSpaceRun && ws >= 1 && ws <= JsonMatcher::kMaxIndent && (c == ' ' || c == '\t')) {
+        ++ws;
+        return true;
+    }
+    return false;
+}
+bool is_digit(uint8_t c) {
+    return c >= '0' && c <= '9';
+}
+bool is_hex(uint8_t c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+// Whether a listed property at index >= from is required (the object cannot close yet).
+bool required_from(const JsonSchema::Node& n, int32_t from) {
+    for (size_t i = (size_t)std::max(from, 0); i < n.props.size(); ++i)
+        if (n.props[i].required) return true;
+    return false;
+}
+bool number_accepting(uint8_t phase) {
+    return phase == kNumZero || phase == kNumInt || phase == kNumFrac || phase == kNumExp;
+}
+int utf8_continuations(uint8_t lead) {
+    return lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
+}
+
+}  // namespace
+
+bool JsonMatcher::Frame::operator==(const Frame& o) const {
+    return std::tie(node, phase, ws, a, b, pos, mask) ==
+           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.mask);
+}
+bool JsonMatcher::Frame::operator<(const Frame& o) const {
+    return std::tie(node, phase, ws, a, b, pos, mask) <
+           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.mask);
+}
+
+JsonMatcher::JsonMatcher(std::shared_ptr<const JsonSchema> schema) : schema_(std::move(schema)) {
+    if (!schema_ || schema_->nodes.empty()) throw JsonSchemaError("empty JSON schema");
+    push_value({}, schema_->root, states_);
+}
+
+void JsonMatcher::push_value(Stack s, int32_t node, States& out, int guard) const {
+    // guard: anyOf nesting without input in between ($ref chains); compile() rules out a
+    // direct self-reference, this bounds the indirect ones.
+    if (guard > 32 || (int)s.size() >= kMaxDepth) return;
+    const JsonSchema::Node& n = schema_->nodes[(size_t)node];
+    if (n.kind == Kind::AnyOf) {
+        for (int32_t alt : n.alternatives) push_value(s, alt, out, guard + 1);
+        return;
+    }
+    Frame f;
+    f.node = node;
+    s.push_back(f);
+    out.push_back(std::move(s));
+}
+
+void JsonMatcher::finish_value(Stack s, States& out) const {
+    s.pop_back();  // the parent already moved past this value
+    out.push_back(std::move(s));
+}
+
+void JsonMatcher::step(Stack s, uint8_t c, States& out) const {
+    if (s.empty()) return;  // the root value is complete: nothing may follow
+    Frame& f = s.back();
+    if (f.phase == kStart && is_ws(c)) {
+        if (take_ws(f.ws, c)) out.push_back(std::move(s));
+        return;
+    }
+    switch (schema_->nodes[(size_t)f.node].kind) {
+        case Kind::Object:
+            return step_object(s, c, out);
+        case Kind::Array:
+            return step_array(s, c, out);
+        case Kind::String:
+            return step_string(s, c, out);
+        case Kind::Number:
+        case Kind::Integer:
+            return step_number(s, c, out);
+        case Kind::Literal:
+            return step_literal(s, c, out);
+        case Kind::AnyOf:
+            return;  // expanded by push_value, never on a stack
+    }
+}
+
+void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+    const int32_t n_props = (int32_t)n.props.size();
+    const bool in_ws_phase = f.phase != kStart && f.phase != kObjKey;
+    if (in_ws_phase && is_ws(c)) {
+        if (take_ws(f.ws, c)) out.push_back(std::move(s));
+        return;
+    }
+    switch (f.phase) {
+        case kStart:
+            if (c != '{') return;
+            f.phase = kObjOpenFirst;
+            f.ws = 0;
+            f.a = 0;
+            out.push_back(std::move(s));
+            return;
+        case kObjOpenFirst:
+        case kObjOpenNext: {
+            if (c == '}' && f.phase == kObjOpenFirst && !required_from(n, f.a))
+                return finish_value(std::move(s), out);
+            if (c != '"') return;
+            // Listed keys that may come next: from the next one up to the first required.
+            uint64_t window = 0;
+            for (int j = 0; j < 64 && f.a + j < n_props; ++j) {
+                window |= uint64_t{1} << j;
+                if (n.props[(size_t)(f.a + j)].required) break;
+            }
+            const bool additional = n.additional >= 0 && !required_from(n, f.a) &&
+                                    (int)s.size() < kMaxDepth && schema_->plain_string >= 0;
+            if (additional) {
+                Stack t = s;
+                Frame& g = t.back();
+                g.phase = kObjColon;
+                g.ws = 0;
+                g.a = n_props;  // listed properties are over
+                g.b = n.additional;
+                Frame key;
+                key.node = schema_->plain_string;
+                key.phase = kStrBody;  // the opening quote is read
+                t.push_back(key);
+                out.push_back(std::move(t));
+            }
+            if (window) {
+                f.phase = kObjKey;
+                f.ws = 0;
+                f.pos = 1;
+                f.mask = window;
+                out.push_back(std::move(s));
+            }
+            return;
+        }
+        case kObjKey: {
+            uint64_t live = 0;
+            int matched = -1;
+            for (int j = 0; j < 64; ++j) {
+                if (!(f.mask >> j & 1)) continue;
+                const std::string& key = n.props[(size_t)(f.a + j)].key;
+                if ((size_t)f.pos < key.size() && (uint8_t)key[(size_t)f.pos] == c) {
+                    live |= uint64_t{1} << j;
+                    // Keys are distinct JSON strings and only their last byte is a raw
+                    // quote, so at most one is complete.
+                    if ((size_t)f.pos + 1 == key.size()) matched = j;
+                }
+            }
+            if (!live) return;
+            if (matched >= 0) {
+                f.phase = kObjColon;
+                f.ws = 0;
+                f.b = n.props[(size_t)(f.a + matched)].node;
+                f.a += matched + 1;
+                f.pos = 0;
+                f.mask = 0;
+            } else {
+                f.mask = live;
+                ++f.pos;
+            }
+            out.push_back(std::move(s));
+            return;
+        }
+        case kObjColon: {
+            if (c != ':') return;
+            f.phase = kObjAfter;
+            f.ws = 0;
+            const int32_t value = f.b;
+            return push_value(std::move(s), value, out);
+        }
+        case kObjAfter:
+            if (c == ',' && (f.a < n_props || n.additional >= 0)) {
+                f.phase = kObjOpenNext;
+                f.ws = 0;
+                out.push_back(std::move(s));
+            } else if (c == '}' && !required_from(n, f.a)) {
+                finish_value(std::move(s), out);
+            }
+            return;
+    }
+}
+
+void JsonMatcher::step_array(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+    if (f.phase != kStart && is_ws(c)) {
+        if (take_ws(f.ws, c)) out.push_back(std::move(s));
+        return;
+    }
+    switch (f.phase) {
+        case kStart:
+            if (c != '[') return;
+            f.phase = kArrFirst;
+            f.ws = 0;
+            f.a = 0;
+            out.push_back(std::move(s));
+            return;
+        case kArrFirst: {
+            if (c == ']') {
+                if (n.min_items == 0) finish_value(std::move(s), out);
+                return;
+            }
+            if (n.max_items == 0) return;
+            f.phase = kArrAfter;
+            f.ws = 0;
+            f.a = 1;
+            States items;
+            push_value(std::move(s), n.items, items);
+            for (Stack& t : items) step(std::move(t), c, out);
+            return;
+        }
+        case kArrAfter:
+            if (c == ',' && (n.max_items < 0 || f.a < n.max_items)) {
+                ++f.a;
+                f.ws = 0;
+                push_value(std::move(s), n.items, out);
+            } else if (c == ']' && f.a >= n.min_items) {
+                finish_value(std::move(s), out);
+            }
+            return;
+    }
+}
+
+void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+    const bool room = n.max_length < 0 || f.a < n.max_length;
+    switch (f.phase) {
+        case kStart:
+            if (c != '"') return;
+            f.phase = kStrBody;
+            f.a = 0;
+            break;
+        case kStrBody:
+            if (c == '"') {
+                if (f.a >= n.min_length) finish_value(std::move(s), out);
+                return;
+            }
+            if (!room || c < 0x20) return;
+            if (c == '\\') {
+                f.phase = kStrEscape;
+            } else if (c >= 0x80) {
+                if (c < 0xC2 || c > 0xF4) return;  // not a UTF-8 lead byte
+                f.phase = kStrUtf8;
+                f.b = c;
+                f.pos = utf8_continuations(c);
+            }
+            ++f.a;
+            break;
+        case kStrEscape:
+            if (c == 'u') {
+                f.phase = kStrHex;
+                f.pos = 0;
+            } else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+                       c == 'r' || c == 't') {
+                f.phase = kStrBody;
+            } else {
+                return;
+            }
+            break;
+        case kStrHex:
+            if (!is_hex(c)) return;
+            if (++f.pos == 4) f.phase = kStrBody;
+            break;
+        case kStrUtf8: {
+            // The first continuation byte of some leads has a narrower range (no overlong
+            // forms, no surrogates, nothing above U+10FFFF).
+            uint8_t lo = 0x80, hi = 0xBF;
+            if (f.pos == utf8_continuations((uint8_t)f.b)) {
+                if (f.b == 0xE0) lo = 0xA0;
+                if (f.b == 0xED) hi = 0x9F;
+                if (f.b == 0xF0) lo = 0x90;
+                if (f.b == 0xF4) hi = 0x8F;
+            }
+            if (c < lo || c > hi) return;
+            if (--f.pos == 0) f.phase = kStrBody;
+            break;
+        }
+        default:
+            return;
+    }
+    out.push_back(std::move(s));
+}
+
+void JsonMatcher::step_number(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const bool real = schema_->nodes[(size_t)f.node].kind == Kind::Number;
+    const bool exp = real && (c == 'e' || c == 'E');
+    uint8_t next = 0;  // 0: c does not continue the number
+    switch (f.phase) {
+        case kStart:
+            next = c == '-' ? kNumMinus : c == '0' ? kNumZero : is_digit(c) ? kNumInt : 0;
+            break;
+        case kNumMinus:
+            next = c == '0' ? kNumZero : is_digit(c) ? kNumInt : 0;
+            break;
+        case kNumZero:
+            next = real && c == '.' ? kNumDot : exp ? kNumE : 0;
+            break;
+        case kNumInt:
+            next = is_digit(c) ? kNumInt : real && c == '.' ? kNumDot : exp ? kNumE : 0;
+            break;
+        case kNumDot:
+            next = is_digit(c) ? kNumFrac : 0;
+            break;
+        case kNumFrac:
+            next = is_digit(c) ? kNumFrac : exp ? kNumE : 0;
+            break;
+        case kNumE:
+            next = c == '+' || c == '-' ? kNumExpSign : is_digit(c) ? kNumExp : 0;
+            break;
+        case kNumExpSign:
+        case kNumExp:
+            next = is_digit(c) ? kNumExp : 0;
+            break;
+    }
+    // Integer parts of at most kMaxIntegerDigits digits (they fit an int64 and a double).
+    if (next == kNumInt) f.pos = f.phase == kNumInt ? f.pos + 1 : 1;
+    if (next && f.a < kMaxNumberBytes && f.pos <= kMaxIntegerDigits) {
+        f.phase = next;
+        ++f.a;
+        out.push_back(std::move(s));
+        return;
+    }
+    // A byte that cannot continue the number ends it (if it is complete) and goes to the
+    // enclosing value.
+    if (!number_accepting(f.phase)) return;
+    s.pop_back();
+    step(std::move(s), c, out);
+}
+
+void JsonMatcher::step_literal(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const std::vector<std::string>& lits = schema_->nodes[(size_t)f.node].literals;
+    if (f.phase == kStart) {
+        f.phase = kLitBody;
+        f.a = 0;
+        f.b = (int32_t)lits.size();
+        f.pos = 0;
+    }
+    // The live values [a, b) share their first pos bytes; sorted, so the complete one (if
+    // any) comes first and those going on with c are contiguous.
+    const size_t pos = (size_t)f.pos;
+    const bool complete = pos > 0 && lits[(size_t)f.a].size() == pos;
+    int32_t lo = f.a;
+    while (lo < f.b && (lits[(size_t)lo].size() <= pos || (uint8_t)lits[(size_t)lo][pos] < c)) ++lo;
+    int32_t hi = lo;
+    while (hi < f.b && lits[(size_t)hi].size() > pos && (uint8_t)lits[(size_t)hi][pos] == c) ++hi;
+    if (complete) {
+        Stack done = s;
+        done.pop_back();
+        step(std::move(done), c, out);
+    }
+    if (hi > lo) {
+        f.a = lo;
+        f.b = hi;
+        ++f.pos;
+        out.push_back(std::move(s));
+    }
+}
+
+void JsonMatcher::advance(const States& in, uint8_t c, States& out) const {
+    out.clear();
+    for (const Stack& s : in) step(s, c, out);
+    if (out.size() > 1) {
+        std::sort(out.begin(), out.end());
+        out.erase(std::unique(out.begin(), out.end()), out.end());
+        if ((int)out.size() > kMaxStacks) out.resize((size_t)kMaxStacks);
+    }
+}
+
+bool JsonMatcher::feed(std::string_view bytes) {
+    States cur = states_, next;
+    for (char ch : bytes) {
+        advance(cur, (uint8_t)ch, next);
+        if (next.empty()) return false;
+        cur.swap(next);
+    }
+    states_.swap(cur);
+    return true;
+}
+
+bool JsonMatcher::accepts(std::string_view bytes) const {
+    States cur = states_, next;
+    for (char ch : bytes) {
+        advance(cur, (uint8_t)ch, next);
+        if (next.empty()) return false;
+        cur.swap(next);
+    }
+    return true;
+}
+
+bool JsonMatcher::stack_can_end(const Stack& s) const {
+    if (s.empty()) return true;
+    if (s.size() > 1) return false;
+    const Frame& f = s[0];
+    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+    if (n.kind == Kind::Number || n.kind == Kind::Integer) return number_accepting(f.phase);
+    if (n.kind == Kind::Literal)
+        return f.phase == kLitBody && f.pos > 0 && n.literals[(size_t)f.a].size() == (size_t)f.pos;
+    return false;
+}
+
+bool JsonMatcher::can_end() const {
+    for (const Stack& s : states_)
+        if (stack_can_end(s)) return true;
+    return false;
+}
+
+bool JsonMatcher::finished() const {
+    States next;
+    for (int c = 0; c < 256; ++c) {
+        advance(states_, (uint8_t)c, next);
+        if (!next.empty()) return false;
+    }
+    return true;
+}
+
+void JsonMatcher::walk(const TokenTrie& trie, int32_t node, const States& states, int depth,
+                       std::deque<States>& scratch, std::vector<uint8_t>& allowed) const {
+    if ((size_t)depth >= scratch.size()) scratch.emplace_back();  // deque: no reference moves
+    States& next = scratch[(size_t)depth];
+    const auto& nodes = trie.nodes();
+    for (int32_t child = nodes[(size_t)node].first_child; child >= 0;
+         child = nodes[(size_t)child].next_sibling) {
+        const TokenTrie::Node& tn = nodes[(size_t)child];
+        advance(states, tn.byte, next);
+        if (next.empty()) continue;
+        for (int32_t i = tn.tok_begin; i < tn.tok_end; ++i)
+            allowed[(size_t)trie.tokens()[(size_t)i]] = 1;
+        if (tn.first_child >= 0) walk(trie, child, next, depth + 1, scratch, allowed);
+    }
+}
+
+void JsonMatcher::allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const {
+    allowed.assign((size_t)trie.n_vocab(), 0);
+    if (can_end())
+        for (int32_t t : trie.end_of_generation()) allowed[(size_t)t] = 1;
+    std::deque<States> scratch;
+    walk(trie, 0, states_, 0, scratch, allowed);
+}
+
+}  // namespace lokal

@@ -1,0 +1,328 @@
+#include "engine/json_schema.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace lokal {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+using Kind = JsonSchema::Kind;
+
+// Keywords that constrain values in ways the matcher does not enforce: refused by name.
+const std::set<std::string> kUnsupported = {"pattern",
+                                            "minimum",
+                                            "maximum",
+                                            "exclusiveMinimum",
+                                            "exclusiveMaximum",
+                                            "multipleOf",
+                                            "minProperties",
+                                            "maxProperties",
+                                            "uniqueItems",
+                                            "contains",
+                                            "minContains",
+                                            "maxContains",
+                                            "prefixItems",
+                                            "patternProperties",
+                                            "propertyNames",
+                                            "dependentRequired",
+                                            "dependentSchemas",
+                                            "dependencies",
+                                            "if",
+                                            "then",
+                                            "else",
+                                            "not",
+                                            "unevaluatedItems",
+                                            "unevaluatedProperties",
+                                            "additionalItems",
+                                            "contentEncoding",
+                                            "contentMediaType",
+                                            "$dynamicRef",
+                                            "$recursiveRef"};
+
+class Compiler {
+  public:
+    explicit Compiler(ojson doc) : doc_(std::move(doc)) {}
+
+    JsonSchema run() {
+        s_.root = compile(doc_, 0);
+        s_.plain_string = plain_string();
+        return std::move(s_);
+    }
+
+    // The always-available pieces of "any value".
+    int32_t any_value() {
+        if (any_ >= 0) return any_;
+        any_ = add(Kind::AnyOf);
+        const int32_t obj = add(Kind::Object);
+        s_.nodes[(size_t)obj].additional = any_;
+        const int32_t arr = add(Kind::Array);
+        s_.nodes[(size_t)arr].items = any_;
+        const int32_t lit = add(Kind::Literal);
+        s_.nodes[(size_t)lit].literals = {"false", "null", "true"};
+        s_.nodes[(size_t)any_].alternatives = {obj, arr, plain_string(), add(Kind::Number), lit};
+        return any_;
+    }
+    int32_t any_object() {
+        const int32_t obj = add(Kind::Object);
+        const int32_t value = any_value();
+        s_.nodes[(size_t)obj].additional = value;
+        return obj;
+    }
+    JsonSchema take() {
+        s_.plain_string = plain_string();
+        return std::move(s_);
+    }
+    JsonSchema& schema() { return s_; }
+
+  private:
+    [[noreturn]] static void fail(const std::string& msg) { throw JsonSchemaError(msg); }
+
+    int32_t add(Kind k) {
+        if (s_.nodes.size() >= (size_t)kJsonSchemaMaxNodes)
+            fail("JSON schema too large (more than " + std::to_string(kJsonSchemaMaxNodes) +
+                 " nodes)");
+        s_.nodes.emplace_back();
+        s_.nodes.back().kind = k;
+        return (int32_t)s_.nodes.size() - 1;
+    }
+    int32_t plain_string() {
+        if (string_ < 0) string_ = add(Kind::String);
+        return string_;
+    }
+    int32_t literal(std::vector<std::string> values) {
+        std::sort(values.begin(), values.end());
+        values.erase(std::unique(values.begin(), values.end()), values.end());
+        const int32_t n = add(Kind::Literal);
+        s_.nodes[(size_t)n].literals = std::move(values);
+        return n;
+    }
+    int32_t any_of(std::vector<int32_t> alts) {
+        const int32_t n = add(Kind::AnyOf);
+        s_.nodes[(size_t)n].alternatives = std::move(alts);
+        return n;
+    }
+
+    static int64_t count_of(const ojson& s, const char* key) {
+        auto it = s.find(key);
+        if (it == s.end()) return -1;
+        const double v = it->is_number() ? it->get<double>() : -1.0;
+        if (!(v >= 0 && v <= 1e9 && v == (double)(int64_t)v))
+            fail(std::string("JSON schema '") + key + "' must be an integer from 0 to 1000000000");
+        return (int64_t)v;
+    }
+
+    // "#/$defs/Name" (a JSON pointer into the document).
+    int32_t ref(const std::string& r, int depth) {
+        if (auto it = refs_.find(r); it != refs_.end()) return it->second;
+        if (r.empty() || r[0] != '#') fail("JSON schema $ref '" + r + "': only local refs (#/...)");
+        const ojson* target = nullptr;
+        try {
+            target = &doc_.at(ojson::json_pointer(r.substr(1)));
+        } catch (const std::exception&) {
+            fail("JSON schema $ref '" + r + "' does not resolve");
+        }
+        // The node exists before its target is compiled, so recursion finds it.
+        const int32_t n = add(Kind::AnyOf);
+        refs_[r] = n;
+        const int32_t t = compile(*target, depth + 1);
+        if (t == n) fail("JSON schema $ref '" + r + "' refers to itself");
+        s_.nodes[(size_t)n].alternatives = {t};
+        return n;
+    }
+
+    int32_t compile(const ojson& s, int depth) {
+        if (depth > kJsonSchemaMaxDepth) fail("JSON schema nested too deeply");
+        if (s.is_boolean()) {
+            if (!s.get<bool>()) fail("JSON schema 'false' allows no value");
+            return any_value();
+        }
+        if (!s.is_object())
+            fail("JSON schema must be an object, got " + std::string(s.type_name()));
+        for (auto it = s.begin(); it != s.end(); ++it)
+            if (kUnsupported.count(it.key()))
+                fail("JSON schema keyword '" + it.key() + "' is not supported by lokal");
+
+        if (auto it = s.find("$ref"); it != s.end()) {
+            if (!it->is_string()) fail("JSON schema '$ref' must be a string");
+            return ref(it->get<std::string>(), depth);
+        }
+        int32_t node = -1;
+        if (auto it = s.find("const"); it != s.end()) {
+            node = literal({it->dump()});
+        } else if (auto e = s.find("enum"); e != s.end()) {
+            if (!e->is_array() || e->empty()) fail("JSON schema 'enum' must be a non-empty array");
+            std::vector<std::string> values;
+            for (const auto& v : *e) values.push_back(v.dump());
+            node = literal(std::move(values));
+        } else if (s.contains("anyOf") || s.contains("oneOf")) {
+            if (s.contains("type"))
+                fail("JSON schema: 'type' beside 'anyOf'/'oneOf' is not supported");
+            const ojson& alts = s.contains("anyOf") ? s["anyOf"] : s["oneOf"];
+            if (!alts.is_array() || alts.empty())
+                fail("JSON schema 'anyOf'/'oneOf' must be a non-empty array");
+            std::vector<int32_t> v;
+            for (const auto& a : alts) v.push_back(compile(a, depth + 1));
+            node = any_of(std::move(v));
+        } else if (auto a = s.find("allOf"); a != s.end()) {
+            if (!a->is_array() || a->size() != 1)
+                fail("JSON schema 'allOf' is supported with exactly one member");
+            node = compile((*a)[0], depth + 1);
+        } else {
+            node = typed(s, depth);
+        }
+        if (auto nb = s.find("nullable"); nb != s.end() && nb->is_boolean() && nb->get<bool>())
+            node = any_of({node, literal({"null"})});
+        return node;
+    }
+
+    int32_t typed(const ojson& s, int depth) {
+        std::vector<std::string> types;
+        if (auto t = s.find("type"); t != s.end()) {
+            if (t->is_string()) {
+                types.push_back(t->get<std::string>());
+            } else if (t->is_array() && !t->empty()) {
+                for (const auto& x : *t) {
+                    if (!x.is_string()) fail("JSON schema 'type' entries must be strings");
+                    types.push_back(x.get<std::string>());
+                }
+            } else {
+                fail("JSON schema 'type' must be a string or a non-empty array of strings");
+            }
+        } else if (s.contains("properties") || s.contains("additionalProperties") ||
+                   s.contains("required")) {
+            types = {"object"};
+        } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
+            types = {"array"};
+        } else if (s.contains("minLength") || s.contains("maxLength")) {
+            types = {"string"};
+        } else {
+            return any_value();
+        }
+        std::vector<int32_t> alts;
+        for (const std::string& t : types) alts.push_back(one_type(s, t, depth));
+        return alts.size() == 1 ? alts[0] : any_of(std::move(alts));
+    }
+
+    int32_t one_type(const ojson& s, const std::string& t, int depth) {
+        if (t == "null") return literal({"null"});
+        if (t == "boolean") return literal({"false", "true"});
+        if (t == "number") return add(Kind::Number);
+        if (t == "integer") return add(Kind::Integer);
+        if (t == "string") {
+            const int64_t lo = count_of(s, "minLength"), hi = count_of(s, "maxLength");
+            if (lo < 0 && hi < 0) return plain_string();
+            if (hi >= 0 && lo > hi) fail("JSON schema minLength > maxLength");
+            const int32_t n = add(Kind::String);
+            s_.nodes[(size_t)n].min_length = std::max<int64_t>(lo, 0);
+            s_.nodes[(size_t)n].max_length = hi;
+            return n;
+        }
+        if (t == "array") {
+            const int64_t lo = count_of(s, "minItems"), hi = count_of(s, "maxItems");
+            if (hi >= 0 && lo > hi) fail("JSON schema minItems > maxItems");
+            int32_t items;
+            if (auto it = s.find("items"); it != s.end()) {
+                if (it->is_array())
+                    fail("JSON schema 'items' as an array (tuples) is not supported");
+                items = compile(*it, depth + 1);
+            } else {
+                items = any_value();
+            }
+            const int32_t n = add(Kind::Array);
+            JsonSchema::Node& a = s_.nodes[(size_t)n];
+            a.items = items;
+            a.min_items = std::max<int64_t>(lo, 0);
+            a.max_items = hi;
+            return n;
+        }
+        if (t == "object") return object(s, depth);
+        fail("JSON schema type '" + t + "' is unknown");
+    }
+
+    int32_t object(const ojson& s, int depth) {
+        std::vector<JsonSchema::Property> props;
+        std::set<std::string> names;
+        if (auto p = s.find("properties"); p != s.end()) {
+            if (!p->is_object()) fail("JSON schema 'properties' must be an object");
+            for (auto it = p->begin(); it != p->end(); ++it) {
+                JsonSchema::Property prop;
+                prop.key = ojson(it.key()).dump();
+                prop.node = compile(it.value(), depth + 1);
+                names.insert(it.key());
+                props.push_back(std::move(prop));
+            }
+        }
+        if (auto r = s.find("required"); r != s.end()) {
+            if (!r->is_array()) fail("JSON schema 'required' must be an array");
+            for (const auto& name : *r) {
+                if (!name.is_string()) fail("JSON schema 'required' entries must be strings");
+                const std::string key = name.get<std::string>();
+                if (!names.count(key))
+                    fail("JSON schema: required property '" + key + "' is not in 'properties'");
+                for (auto& prop : props)
+                    if (prop.key == ojson(key).dump()) prop.required = true;
+            }
+        }
+        int32_t additional = -1;
+        if (auto a = s.find("additionalProperties"); a != s.end()) {
+            if (a->is_boolean())
+                additional = a->get<bool>() ? any_value() : -1;
+            else
+                additional = compile(*a, depth + 1);
+        } else if (props.empty()) {
+            additional = any_value();
+        }
+        const int32_t n = add(Kind::Object);
+        s_.nodes[(size_t)n].props = std::move(props);
+        s_.nodes[(size_t)n].additional = additional;
+        return n;
+    }
+
+    ojson doc_;
+    JsonSchema s_;
+    std::map<std::string, int32_t> refs_;
+    int32_t any_ = -1, string_ = -1;
+};
+
+}  // namespace
+
+std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json) {
+    // Nesting is checked before parsing: the parser and the document's destructor recurse.
+    int depth = 0, max_depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : schema_json) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    if (max_depth > 4 * kJsonSchemaMaxDepth) throw JsonSchemaError("JSON schema nested too deeply");
+    ojson doc;
+    try {
+        doc = ojson::parse(schema_json.begin(), schema_json.end(), nullptr, true, false);
+    } catch (const std::exception& e) {
+        throw JsonSchemaError(std::string("JSON schema is not valid JSON: ") + e.what());
+    }
+    return std::make_shared<const JsonSchema>(Compiler(std::move(doc)).run());
+}
+
+std::shared_ptr<const JsonSchema> json_object_schema() {
+    Compiler c{ojson::object()};
+    c.schema().root = c.any_object();
+    return std::make_shared<const JsonSchema>(c.take());
+}
+
+}  // namespace lokal

@@ -1,0 +1,67 @@
+// JSON Schema compiled into the node graph that constrained sampling walks (json_matcher.h):
+// Ollama's "format" (a schema, or "json" for any object) and OpenAI's response_format.
+//
+// Supported: type (one or a list), properties, required, additionalProperties (false, true
+// or a schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, oneOf
+// (as anyOf), allOf with one member, nullable, local $ref (#/$defs/..., #/definitions/...,
+// recursion included). Annotations are ignored (title, description, default, examples,
+// format, $schema, $id, $comment, ...). A keyword that would constrain the output in a way
+// lokal does not enforce (pattern, minimum, multipleOf, ...) is an error naming it, never
+// silently dropped.
+//
+// Output shape, as llama.cpp's and Ollama's grammars: properties in the schema's order,
+// required ones always, optional ones possibly skipped; additional properties (where
+// allowed) after the listed ones; no additionalProperties keyword means none, except on an
+// object schema that lists no properties at all (then any keys are allowed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lokal {
+
+struct JsonSchemaError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct JsonSchema {
+    enum class Kind : uint8_t { Object, Array, String, Number, Integer, Literal, AnyOf };
+    struct Property {
+        std::string key;  // the key as JSON text, quotes included: "\"name\""
+        int32_t node = -1;
+        bool required = false;
+    };
+    struct Node {
+        Kind kind = Kind::Literal;
+        // Object: listed properties in order; the schema of any other key (-1: none).
+        std::vector<Property> props;
+        int32_t additional = -1;
+        // Array
+        int32_t items = -1;
+        int64_t min_items = 0, max_items = -1;  // -1: no limit
+        // String, in code points
+        int64_t min_length = 0, max_length = -1;
+        // Literal: the allowed values as compact JSON texts, sorted and unique
+        std::vector<std::string> literals;
+        // AnyOf: the alternatives (node indices)
+        std::vector<int32_t> alternatives;
+    };
+    std::vector<Node> nodes;
+    int32_t root = 0;
+    int32_t plain_string = -1;  // an unconstrained string (keys of additional properties)
+};
+
+// Limits on hostile schemas.
+constexpr int kJsonSchemaMaxNodes = 4096;
+constexpr int kJsonSchemaMaxDepth = 64;
+
+// schema_json: a JSON Schema as text. Throws JsonSchemaError with a one-line message.
+std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json);
+// Any JSON object (Ollama "format": "json", OpenAI {"type": "json_object"}).
+std::shared_ptr<const JsonSchema> json_object_schema();
+
+}  // namespace lokal

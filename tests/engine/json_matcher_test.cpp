@@ -1,0 +1,305 @@
+// Structured output: JSON schemas compile or fail with a message naming the problem; the
+// matcher accepts exactly the texts a schema allows (hand-written documents, each checked
+// prefix by prefix); the trie walk that finds allowed tokens agrees with testing every
+// token on its own; generation under a schema gives JSON that a separate parser reads and
+// that has the schema's shape.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "engine/context.h"
+#include "engine/generate.h"
+#include "engine/json_matcher.h"
+#include "engine/json_schema.h"
+#include "shared_path.h"
+#include "tokenizer/token_trie.h"
+#include "tokenizer/vocab.h"
+
+namespace lokal {
+namespace {
+
+using nlohmann::json;
+
+// Every proper prefix is accepted and incomplete; the whole text is accepted and complete.
+void expect_valid(const std::shared_ptr<const JsonSchema>& s, const std::string& text) {
+    SCOPED_TRACE(text);
+    for (size_t n = 0; n < text.size(); ++n) {
+        JsonMatcher m(s);
+        ASSERT_TRUE(m.feed(text.substr(0, n))) << "prefix of " << n << " bytes refused";
+        // A number (or number literal) at the root may end after any digit.
+        if (!text.empty() && text[0] != '-' && !isdigit((unsigned char)text[0])) {
+            EXPECT_FALSE(m.can_end()) << "complete after " << n << " bytes";
+        }
+    }
+    JsonMatcher m(s);
+    ASSERT_TRUE(m.feed(text));
+    EXPECT_TRUE(m.can_end());
+}
+
+// Some prefix is refused (the text is never complete).
+void expect_invalid(const std::shared_ptr<const JsonSchema>& s, const std::string& text) {
+    JsonMatcher m(s);
+    EXPECT_FALSE(m.feed(text) && m.can_end()) << text;
+}
+
+TEST(JsonSchema, ErrorsNameTheProblem) {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"type": "string", "pattern": "^a"})", "pattern"},
+        {R"({"type": "integer", "minimum": 3})", "minimum"},
+        {R"({"type": "object", "properties": {"a": {"not": {}}}})", "not"},
+        {R"({"type": "strin"})", "strin"},
+        {R"({"type": "object", "properties": {}, "required": ["x"]})", "'x'"},
+        {R"({"type": "array", "minItems": 3, "maxItems": 2})", "minItems > maxItems"},
+        {R"({"type": "array", "minItems": -1})", "minItems"},
+        {R"({"type": "array", "minItems": 1.5})", "minItems"},
+        {R"({"$ref": "#/$defs/missing"})", "does not resolve"},
+        {R"({"$ref": "http://example.com/s.json"})", "local"},
+        {R"({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"})", "itself"},
+        {R"({"allOf": [{"type": "string"}, {"maxLength": 3}]})", "allOf"},
+        {R"({"enum": []})", "enum"},
+        {"false", "allows no value"},
+        {"42", "must be an object"},
+        {R"({"type": "string")", "not valid JSON"},
+    };
+    for (auto [schema, needle] : cases) {
+        SCOPED_TRACE(schema);
+        try {
+            compile_json_schema(schema);
+            ADD_FAILURE() << "compiled";
+        } catch (const JsonSchemaError& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    }
+    // Hostile nesting is refused before parsing.
+    EXPECT_THROW(compile_json_schema(std::string(100000, '[') + std::string(100000, ']')),
+                 JsonSchemaError);
+    std::string deep = "true";
+    for (int i = 0; i < 100; ++i) deep = R"({"type":"array","items":)" + deep + "}";
+    EXPECT_THROW(compile_json_schema(deep), JsonSchemaError);
+}
+
+TEST(JsonMatcher, AnyObject) {
+    const auto s = json_object_schema();
+    for (const char* ok :
+         {R"({})", R"({"a": 1})",
+          "{\n  \"a\": [1, -2.5e+3, 0, \"x\\n\\u00e9\", true, null, {\"b\": {}}]\n}",
+          R"({"k":"é€😀","":[[],[[]]]})"})
+        expect_valid(s, ok);
+    const char* bad[] = {"[1]",
+                         "1",
+                         "\"a\"",
+                         R"({"a":})",
+                         R"({"a" 1})",
+                         "{'a':1}",
+                         "{} ",
+                         R"({"a":01})",
+                         R"({"a":1.})",
+                         R"({"a":-})",
+                         R"({"a":.5})",
+                         R"({"a":1e})",
+                         R"({"a":tru})",
+                         R"({"a":True})",
+                         R"({"a":[1,]})",
+                         R"({"a":1,})",
+                         R"({,})",
+                         "{\"a\":\"\x01\"}",
+                         "{\"a\":\"\xC0\x80\"}",
+                         "{\"a\":\"\xED\xA0\x80\"}",
+                         "{\"a\":\"\\x\"}",
+                         R"({"a":"\u12G4"})",
+                         "{\"a\":\"\x80\"}",
+                         R"({"a":1}})",
+                         R"({"a":[1})"};
+    for (const char* b : bad) expect_invalid(s, b);
+    // Whitespace: a space, or a newline and an indent of at most kMaxIndent; none may
+    // follow the root value.
+    const std::string indent(JsonMatcher::kMaxIndent, ' ');
+    expect_valid(s, "{\n" + indent + "\"a\": [\n\t\t1 ,\n2\n]\n}");
+    expect_valid(s, "{ \"a\" : 1 }");
+    expect_invalid(s, "{\n" + indent + " }");
+    expect_invalid(s, "{  }");
+    expect_invalid(s, "{\n\n}");
+    expect_invalid(s, "{ \n}");
+    expect_invalid(s, "{\t}");
+    JsonMatcher m(s);
+    ASSERT_TRUE(m.feed("{\"a\": 1"));
+    EXPECT_FALSE(m.finished());
+    ASSERT_TRUE(m.feed("}"));
+    EXPECT_TRUE(m.finished());
+    EXPECT_FALSE(m.accepts(" "));
+    // A refused feed changes nothing.
+    JsonMatcher r(s);
+    ASSERT_TRUE(r.feed("{\"a\""));
+    EXPECT_FALSE(r.feed(":}"));
+    EXPECT_TRUE(r.feed(": 2}"));
+}
+
+TEST(JsonMatcher, PropertiesInOrderRequiredAndTypes) {
+    const auto s = compile_json_schema(R"({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 4},
+            "age": {"type": "integer"},
+            "score": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+            "pet": {"type": ["string", "null"]}
+        },
+        "required": ["name", "age"]
+    })");
+    for (const char* ok : {R"({"name":"Bo","age":3})", R"({"name":"Bo","age":-3,"score":2.5E-2})",
+                           R"({"name":"Bo","age":1234567890123456,"score":-0.125})",
+                           R"({"name":"Bo","age":3,"tags":["a","b"]})",
+                           R"({ "name" : "éèêë" , "age" : 0 , "pet" : null })",
+                           R"({"name":"Bo","age":3,"tags":[],"pet":"cat"})"})
+        expect_valid(s, ok);
+    for (const char* bad :
+         {R"({"age":3,"name":"Bo"})",                  // order
+          R"({"name":"Bo"})",                          // age missing
+          R"({"name":"","age":3})",                    // minLength
+          R"({"name":"Bobby","age":3})",               // maxLength
+          R"({"name":"Bo","age":3.5})",                // integer
+          R"({"name":"Bo","age":1e3})",                // integer
+          R"({"name":"Bo","age":12345678901234567})",  // 17 digits
+          R"({"name":"Bo","age":3,"tags":["a","b","c"]})",
+          R"({"name":"Bo","age":3,"x":1})",  // no additional properties
+          R"({"name":"Bo","age":3,"pet":3})", R"({"name":"Bo","age":3,"score":2,"score":3})",
+          R"({"name":"Bo","name":"Al","age":3})"})
+        expect_invalid(s, bad);
+}
+
+TEST(JsonMatcher, EnumsConstAnyOfNullable) {
+    const auto e = compile_json_schema(R"({"enum": ["red", "green", 1, 12, {"a": [true]}]})");
+    for (const char* ok : {R"("red")", R"("green")", "1", "12", R"({"a":[true]})"})
+        expect_valid(e, ok);
+    for (const char* bad : {R"("blue")", R"("re")", "2", "123", "1.0", R"({"a": [true]})"})
+        expect_invalid(e, bad);
+    const auto c = compile_json_schema(R"({"type": "object", "properties":
+        {"v": {"const": "x"}, "n": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]},
+         "o": {"type": "string", "nullable": true}}, "required": ["v", "n", "o"]})");
+    expect_valid(c, R"({"v":"x","n":5,"o":null})");
+    expect_valid(c, R"({"v":"x","n":false,"o":"s"})");
+    expect_invalid(c, R"({"v":"y","n":5,"o":null})");
+    expect_invalid(c, R"({"v":"x","n":"5","o":null})");
+    expect_invalid(c, R"({"v":"x","n":5,"o":3})");
+}
+
+TEST(JsonMatcher, RecursiveRefsAndAdditionalProperties) {
+    const auto tree = compile_json_schema(R"({
+        "$defs": {"node": {"type": "object", "properties": {
+            "v": {"type": "integer"},
+            "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+            "required": ["v"]}},
+        "$ref": "#/$defs/node"})");
+    expect_valid(tree, R"({"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]})");
+    expect_invalid(tree, R"({"v":1,"kids":[{"w":2}]})");
+    const auto extra = compile_json_schema(R"({"type": "object", "properties": {"id": {"type":
+        "integer"}}, "required": ["id"], "additionalProperties": {"type": "string"}})");
+    expect_valid(extra, R"({"id":1,"a":"x","b":"y"})");
+    expect_invalid(extra, R"({"id":1,"a":2})");
+    expect_invalid(extra, R"({"a":"x","id":1})");  // listed properties first
+    const auto open = compile_json_schema(R"({"type": "object"})");
+    expect_valid(open, R"({"anything":[1,{"goes":null}]})");
+    // Nesting deeper than the matcher's stack limit is refused, not followed.
+    std::string deep;
+    for (int i = 0; i < JsonMatcher::kMaxDepth + 1; ++i) deep += "{\"a\":";
+    JsonMatcher m(json_object_schema());
+    EXPECT_FALSE(m.feed(deep + "1"));
+}
+
+struct Loaded {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Vocab> vocab;
+};
+Loaded load(const char* name) {
+    Loaded l;
+    l.model = Model::load(test::shared_path(std::string("models/") + name));
+    l.vocab = Vocab::from_gguf(*l.model->file);
+    return l;
+}
+
+// The trie walk finds exactly the tokens that, tested one by one, can be appended.
+TEST(JsonMatcher, AllowedTokensMatchesTestingEachToken) {
+    const auto s = compile_json_schema(R"({"type": "object", "properties": {
+        "name": {"type": "string"}, "n": {"type": "number"},
+        "e": {"enum": ["alpha", "beta"]}}, "required": ["name", "n", "e"]})");
+    const std::string doc = R"({"name": "a b\"c", "n": -12.5e3, "e": "beta"})";
+    for (const char* model : {"stories260K.gguf", "tiny-qwen2.Q8_0.gguf"}) {
+        SCOPED_TRACE(model);
+        Loaded l = load(model);
+        const TokenTrie& trie = l.vocab->token_trie();
+        ASSERT_GT(trie.tokens().size(), 100u);
+        for (size_t n = 0; n <= doc.size(); ++n) {
+            JsonMatcher m(s);
+            ASSERT_TRUE(m.feed(doc.substr(0, n)));
+            std::vector<uint8_t> allowed;
+            m.allowed_tokens(trie, allowed);
+            ASSERT_EQ(allowed.size(), (size_t)l.vocab->n_tokens());
+            int n_allowed = 0;
+            for (int32_t t = 0; t < l.vocab->n_tokens(); ++t) {
+                bool expect;
+                if (l.vocab->is_eog(t)) {
+                    expect = n == doc.size();  // only the complete document may end
+                } else {
+                    const std::string piece = l.vocab->token_to_piece(t);
+                    const auto type = l.vocab->type(t);
+                    const bool text = type == Vocab::kNormal || type == Vocab::kByte ||
+                                      type == Vocab::kUserDefined;
+                    expect = text && !piece.empty() && m.accepts(piece);
+                }
+                ASSERT_EQ(allowed[(size_t)t] != 0, expect)
+                    << "after " << n << " bytes, token " << t;
+                n_allowed += expect;
+            }
+            EXPECT_GT(n_allowed, 0) << "after " << n << " bytes";
+        }
+    }
+}
+
+// Generating under a schema, at a high temperature from a model that knows nothing of JSON,
+// ends in a document a separate parser reads, with the schema's keys and types.
+TEST(JsonMatcher, GenerationFollowsTheSchema) {
+    const char* schema = R"({"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 8},
+        "count": {"type": "integer"},
+        "ok": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}},
+        "required": ["name", "count", "ok", "tags"], "additionalProperties": false})";
+    for (const char* model : {"stories260K.gguf", "tiny-qwen2.Q8_0.gguf"}) {
+        Loaded l = load(model);
+        ContextParams cp;
+        cp.n_ctx = 1024;
+        Context ctx(*l.model, cp);
+        for (uint64_t seed : {1, 2, 3}) {
+            SCOPED_TRACE(std::string(model) + " seed " + std::to_string(seed));
+            GenerateOptions o;
+            o.n_predict = 900;
+            o.sampling.temperature = 1.5f;
+            o.sampling.top_k = 0;
+            o.sampling.top_p = 1.0f;
+            o.sampling.min_p = 0;
+            o.sampling.seed = seed;
+            o.sampling.json_schema = compile_json_schema(schema);
+            const int32_t seq = ctx.cache().create_sequence();
+            const auto prompt = l.vocab->tokenize("Once upon a time", true, false);
+            const GenerateResult r =
+                generate(ctx, *l.vocab, seq, prompt, o, [](const std::string&) { return true; });
+            ctx.cache().free_sequence(seq);
+            EXPECT_EQ(r.stop_reason, "eog");
+            json j;
+            ASSERT_NO_THROW(j = json::parse(r.text)) << r.text;
+            ASSERT_TRUE(j.is_object()) << r.text;
+            EXPECT_EQ(j.size(), 4u) << r.text;
+            ASSERT_TRUE(j["name"].is_string()) << r.text;
+            EXPECT_TRUE(j["count"].is_number_integer()) << r.text;
+            EXPECT_TRUE(j["ok"].is_boolean()) << r.text;
+            ASSERT_TRUE(j["tags"].is_array()) << r.text;
+            EXPECT_LE(j["tags"].size(), 3u);
+            for (const auto& t : j["tags"]) EXPECT_TRUE(t == "a" || t == "b") << r.text;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace lokal
