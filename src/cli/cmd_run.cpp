@@ -8,13 +8,14 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "engine/generate.h"
+#include "engine/json_schema.h"
 #include "template/chat_template.h"
 
 namespace lokal::cli {
 namespace {
 
 struct RunOpts {
-    std::string model, prompt, prompt_file, system, store;
+    std::string model, prompt, prompt_file, system, store, format;
     std::vector<std::string> stop;
     int n_predict = -1, ctx = 0, threads = 0, batch = 512, repeat_last_n = 64, top_k = 40;
     float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, presence = 0,
@@ -134,6 +135,9 @@ void register_run(CLI::App& app) {
         ->check(CLI::Range(1, 1 << 16));
     auto* stop = cmd->add_option("--stop", o->stop, "Stop string (repeatable)");
     cmd->add_option("--system", o->system, "System message for chat");
+    cmd->add_option("--format", o->format,
+                    "Structured output: 'json' (any JSON object), a JSON schema file, or an "
+                    "inline schema ('{...}')");
     cmd->add_flag("--json", o->json, "Print one JSON object at the end instead of streaming");
     cmd->add_flag("--no-parse-special", o->no_parse_special,
                   "Treat special-token text in the prompt as plain text");
@@ -178,6 +182,18 @@ void register_run(CLI::App& app) {
         sp.presence_penalty = o->presence;
         sp.frequency_penalty = o->frequency;
         sp.seed = o->seed;
+        if (!o->format.empty()) {
+            try {
+                if (o->format == "json")
+                    sp.json_schema = json_object_schema();
+                else if (o->format[0] == '{')
+                    sp.json_schema = compile_json_schema(o->format);
+                else
+                    sp.json_schema = compile_json_schema(read_text_file(o->format));
+            } catch (const JsonSchemaError& e) {
+                throw UsageError(std::string("--format: ") + e.what());
+            }
+        }
 
         ContextParams cp;
         cp.n_ctx = o->ctx;

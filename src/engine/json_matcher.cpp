@@ -110,7 +110,8 @@ void JsonMatcher::step(Stack s, uint8_t c, States& out) const {
     if (s.empty()) return;  // the root value is complete: nothing may follow
     Frame& f = s.back();
     if (f.phase == kStart && is_ws(c)) {
-        if (take_ws(f.ws, c)) out.push_back(std::move(s));
+        // None before the root value: the text starts with the value itself.
+        if (s.size() > 1 && take_ws(f.ws, c)) out.push_back(std::move(s));
         return;
     }
     switch (schema_->nodes[(size_t)f.node].kind) {

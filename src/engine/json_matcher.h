@@ -8,8 +8,8 @@
 // a byte dies; the text is allowed while some stack lives.
 //
 // Whitespace wherever JSON allows it between tokens, as one run of "", " " or a newline and
-// up to kMaxIndent spaces or tabs (pretty printing, but no endless padding); none after
-// the root value. Numbers: at most kMaxNumberBytes bytes, and
+// up to kMaxIndent spaces or tabs (pretty printing, but no endless padding); none before or
+// after the root value. Numbers: at most kMaxNumberBytes bytes, and
 // at most kMaxIntegerDigits digits before the point (what a client can read as an int64).
 // Strings: valid UTF-8, no raw control characters, escapes as JSON defines them.
 #pragma once

@@ -98,6 +98,39 @@ TEST(Cli, SameSeedSameSample) {
     EXPECT_NE(json::parse(a.out)["tokens"], json::parse(c.out)["tokens"]);
 }
 
+// --format: the printed continuation is a JSON document of the schema's shape (a file or
+// inline); a schema lokal cannot enforce is one error line naming the keyword.
+TEST(Cli, RunFormatGivesJsonOfTheSchema) {
+    const std::string schema_path =
+        std::filesystem::temp_directory_path() / ("lokal_cli_schema_" + std::to_string(getpid()));
+    std::ofstream(schema_path) << R"({"type": "object", "properties": {
+        "hero": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+        "required": ["hero", "age"]})";
+    Result r = lokal("run -m " + model("stories260K.gguf") +
+                     " -p 'Once upon a time' -n 200 --seed 4 --format " + q(schema_path));
+    ASSERT_EQ(r.code, 0) << r.err;
+    json j;
+    ASSERT_NO_THROW(j = json::parse(r.out)) << r.out;
+    EXPECT_TRUE(j["hero"].is_string()) << r.out;
+    EXPECT_TRUE(j["age"].is_number_integer()) << r.out;
+    // Any object: this model may run out of tokens inside it; a finished one must parse.
+    r = lokal("run -m " + model("stories260K.gguf") +
+              " -p 'Once' -n 60 --seed 1 --format json --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json any = json::parse(r.out);
+    EXPECT_EQ(any["text"].get<std::string>().substr(0, 1), "{");
+    if (any["stop_reason"] == "eog") {
+        EXPECT_TRUE(json::parse(any["text"].get<std::string>()).is_object());
+    }
+    std::filesystem::remove(schema_path);
+    const Result bad = lokal("run -m " + model("stories260K.gguf") +
+                             " -p x --format '{\"type\": \"string\", \"pattern\": \"a\"}'");
+    EXPECT_EQ(bad.code, 1);
+    EXPECT_TRUE(bad.out.empty());
+    EXPECT_NE(bad.err.find("'pattern'"), std::string::npos) << bad.err;
+    EXPECT_EQ(count_lines(bad.err), 1u) << bad.err;
+}
+
 TEST(Cli, TokenizePrintsIdsAsJson) {
     for (const char* name : {"stories260K", "tiny-qwen2.Q8_0"}) {
         const json ref = reference(name);
@@ -141,20 +174,25 @@ TEST(Cli, ChatReadsTurnsFromStdin) {
 // A Hugging Face checkpoint converted to GGUF behaves like the reference's own GGUF of the
 // same weights: same prompt tokens, same greedy continuation, same perplexity.
 TEST(Cli, ConvertedCheckpointMatchesReference) {
-    const std::string out = std::filesystem::temp_directory_path() / ("lokal_convert_" + std::to_string(getpid()) + ".gguf");
-    const Result c = lokal("convert " + q(lokal::test::shared_path("models/TinyStories-656K-hf")) + " -o " + q(out) + " --type f16");
+    const std::string out = std::filesystem::temp_directory_path() /
+                            ("lokal_convert_" + std::to_string(getpid()) + ".gguf");
+    const Result c = lokal("convert " + q(lokal::test::shared_path("models/TinyStories-656K-hf")) +
+                           " -o " + q(out) + " --type f16");
     ASSERT_EQ(c.code, 0) << c.err;
     const json ref = reference("TinyStories-656K.f16");
     for (const json& p : ref["prompts"]) {
-        const Result r = lokal("run -m " + q(out) + " -p " + q(p["prompt"]) + " --temp 0 -n 32 --json");
+        const Result r =
+            lokal("run -m " + q(out) + " -p " + q(p["prompt"]) + " --temp 0 -n 32 --json");
         ASSERT_EQ(r.code, 0) << r.err;
         const json j = json::parse(r.out);
         EXPECT_EQ(j["prompt_tokens"], p["prompt_ids"].size());
         EXPECT_EQ(j["tokens"], p["greedy_ids"]) << p["prompt"];
     }
-    const Result ppl = lokal("perplexity -m " + q(out) + " -f " + q(lokal::test::shared_path("text/stories.txt")) + " -c 128 --json");
+    const Result ppl = lokal("perplexity -m " + q(out) + " -f " +
+                             q(lokal::test::shared_path("text/stories.txt")) + " -c 128 --json");
     ASSERT_EQ(ppl.code, 0) << ppl.err;
-    EXPECT_NEAR(json::parse(ppl.out)["ppl"].get<double>(), ref["perplexity"].get<double>(), ref["perplexity"].get<double>() * 0.002);
+    EXPECT_NEAR(json::parse(ppl.out)["ppl"].get<double>(), ref["perplexity"].get<double>(),
+                ref["perplexity"].get<double>() * 0.002);
     std::filesystem::remove(out);
 }
 

@@ -123,6 +123,7 @@ TEST(JsonMatcher, AnyObject) {
     expect_invalid(s, "{\n\n}");
     expect_invalid(s, "{ \n}");
     expect_invalid(s, "{\t}");
+    expect_invalid(s, " {}");
     JsonMatcher m(s);
     ASSERT_TRUE(m.feed("{\"a\": 1"));
     EXPECT_FALSE(m.finished());

@@ -257,6 +257,116 @@ TEST(Http, ErrorsAreJsonWithTheRightStatus) {
 // Found by fuzz/http_fuzz.cpp: a model name is never a path into the server's files (it had
 // opened /etc/passwd as a GGUF and echoed its first bytes), and request bytes that are not
 // UTF-8 come back in a 400 (dumping them into the error message had thrown: a 500).
+// Structured output: Ollama "format" and OpenAI "response_format" make even this tiny model
+// (which knows nothing of JSON) answer with JSON of the requested shape, keys in the
+// schema's order (not the alphabetical order of a plain JSON parse); bad schemas are 400s.
+TEST(Http, StructuredOutput) {
+    // "b" before "a": the output must keep this order.
+    const std::string schema_text =
+        R"({"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "boolean"},
+            "c": {"type": "array", "items": {"enum": ["x", "y"]}, "maxItems": 2}},
+            "required": ["b", "a", "c"], "additionalProperties": false})";
+    auto check = [](const std::string& text) {
+        SCOPED_TRACE(text);
+        json j;
+        ASSERT_NO_THROW(j = json::parse(text));
+        ASSERT_TRUE(j.is_object());
+        EXPECT_EQ(j.size(), 3u);
+        EXPECT_TRUE(j["b"].is_number_integer());
+        EXPECT_TRUE(j["a"].is_boolean());
+        ASSERT_TRUE(j["c"].is_array());
+        EXPECT_LE(j["c"].size(), 2u);
+        for (auto& v : j["c"]) EXPECT_TRUE(v == "x" || v == "y");
+        EXPECT_LT(text.find("\"b\""), text.find("\"a\""));
+    };
+    // Raw bodies, so that the schema's key order reaches the server as written.
+    auto c = live().client();
+    for (int seed : {1, 2, 3}) {
+        const std::string gen = R"({"model": "stories260K", "prompt": "Once", "stream": false,
+            "options": {"temperature": 1.0, "seed": )" +
+                                std::to_string(seed) + R"(, "num_predict": 100}, "format": )" +
+                                schema_text + "}";
+        auto r = c.Post("/api/generate", gen, "application/json");
+        ASSERT_EQ(r->status, 200) << r->body;
+        json j = json::parse(r->body);
+        EXPECT_EQ(j["done_reason"], "stop");
+        check(j["response"]);
+    }
+    // Chat, streamed: the pieces join into the document.
+    const std::string chat = R"({"model": "stories260K", "messages": [{"role": "user",
+        "content": "Hi"}], "options": {"seed": 7, "num_predict": 100}, "format": )" +
+                             schema_text + "}";
+    auto r = c.Post("/api/chat", chat, "application/json");
+    ASSERT_EQ(r->status, 200) << r->body;
+    std::string text;
+    for (auto& l : ndjson(r->body)) text += l["message"]["content"].get<std::string>();
+    check(text);
+    // "json": any object.
+    r = post("/api/generate", {{"model", "stories260K"},
+                               {"prompt", "Once"},
+                               {"stream", false},
+                               {"format", "json"},
+                               {"options", {{"temperature", 0}, {"num_predict", 100}}}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    json j = json::parse(r->body);
+    const std::string any = j["response"];
+    if (j["done_reason"] == "stop") {
+        EXPECT_TRUE(json::accept(any)) << any;
+        EXPECT_TRUE(json::parse(any).is_object()) << any;
+    } else {
+        EXPECT_EQ(any.substr(0, 1), "{") << any;
+    }
+
+    // OpenAI: json_schema, two choices sharing the prompt, and json_object.
+    const std::string oa = R"({"model": "stories260K", "messages": [{"role": "user",
+        "content": "Hi"}], "seed": 5, "n": 2, "max_tokens": 100, "response_format":
+        {"type": "json_schema", "json_schema": {"name": "t", "strict": true, "schema": )" +
+                           schema_text + "}}}";
+    r = c.Post("/v1/chat/completions", oa, "application/json");
+    ASSERT_EQ(r->status, 200) << r->body;
+    j = json::parse(r->body);
+    ASSERT_EQ(j["choices"].size(), 2u);
+    for (auto& ch : j["choices"]) {
+        EXPECT_EQ(ch["finish_reason"], "stop");
+        check(ch["message"]["content"]);
+    }
+    r = post("/v1/chat/completions", {{"model", "stories260K"},
+                                      {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                                      {"max_tokens", 100},
+                                      {"response_format", {{"type", "json_object"}}}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(
+        json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>().substr(0, 1),
+        "{");
+
+    // Refusals name the field and the problem.
+    const std::pair<json, std::string> bad[] = {
+        {{{"format", "xml"}}, "format"},
+        {{{"format", 3}}, "format"},
+        {{{"format", {{"type", "string"}, {"pattern", "^a"}}}}, "pattern"},
+        {{{"format", {{"type", "object"}, {"required", {"zz"}}}}}, "zz"},
+    };
+    for (const auto& [extra, needle] : bad) {
+        json body = {{"model", "stories260K"}, {"prompt", "x"}, {"stream", false}};
+        body.update(extra);
+        r = post("/api/generate", body);
+        EXPECT_EQ(r->status, 400) << body.dump();
+        EXPECT_NE(json::parse(r->body)["error"].get<std::string>().find(needle), std::string::npos)
+            << r->body;
+    }
+    for (const json& rf :
+         {json{{"type", "yaml"}}, json{{"type", "json_schema"}},
+          json{{"type", "json_schema"}, {"json_schema", {{"schema", 1}}}},
+          json{{"type", "json_schema"}, {"json_schema", {{"schema", {{"minimum", 1}}}}}},
+          json("json")}) {
+        r = post("/v1/chat/completions", {{"model", "stories260K"},
+                                          {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                                          {"response_format", rf}});
+        EXPECT_EQ(r->status, 400) << rf.dump();
+        EXPECT_EQ(json::parse(r->body)["error"]["param"], "response_format") << r->body;
+    }
+}
+
 TEST(Http, ModelNamesAreNotServerPathsAndBadUtf8IsA400) {
     auto c = live().client();
     for (const std::string name :

@@ -86,6 +86,38 @@ test('ollama: generate, chat stream, abort, list, embed, errors', async () => {
   await assert.rejects(o.generate({ model: 'nope', prompt: 'x' }), err => err.status_code === 404);
 });
 
+// Structured output through the clients' own request shapes: the answer parses as JSON of
+// the schema's shape (properties in the schema's order), even from this tiny model.
+const PET = { type: 'object', additionalProperties: false, required: ['name', 'legs', 'tame'],
+              properties: { name: { type: 'string', maxLength: 12 }, legs: { type: 'integer' },
+                            tame: { type: 'boolean' } } };
+const checkPet = text => {
+  const pet = JSON.parse(text);
+  assert.deepEqual(Object.keys(pet), ['name', 'legs', 'tame']);
+  assert.equal(typeof pet.name, 'string');
+  assert.ok(Number.isInteger(pet.legs));
+  assert.equal(typeof pet.tame, 'boolean');
+};
+
+test('structured output: openai response_format, ollama format', async () => {
+  const chat = await openai().chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'A pet?' }], max_tokens: 150, seed: 1,
+    response_format: { type: 'json_schema', json_schema: { name: 'pet', strict: true, schema: PET } } });
+  assert.equal(chat.choices[0].finish_reason, 'stop');
+  checkPet(chat.choices[0].message.content);
+  const g = await ollama().generate({ model: 'stories260K', prompt: 'A pet?', format: PET, stream: false,
+                                      options: { seed: 2, num_predict: 150 } });
+  assert.equal(g.done_reason, 'stop');
+  checkPet(g.response);
+  const j = await ollama().chat({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], format: 'json',
+                                  options: { seed: 3, num_predict: 150 } });
+  assert.equal(j.message.content[0], '{');
+  await assert.rejects(openai().chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'x' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'p', schema: { type: 'string', pattern: 'a+' } } } }),
+    e => e.status === 400 && /pattern/.test(e.message));
+});
+
 test('ollama: create, streamed create, copy, delete', async () => {
   const o = ollama();
   const made = await o.create({ model: 'teller', from: 'stories260K', system: 'Tell a story.',
