@@ -1,0 +1,70 @@
+// Constrained sampling cost: finding every token a JSON schema allows next (the walk over
+// the vocabulary as a byte trie), at the states where it is cheapest and dearest, on the
+// vocabularies in ../shared/models (LOKAL_SHARED overrides the path).
+//   ./build/bin/bench_sampling
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "engine/json_matcher.h"
+#include "engine/json_schema.h"
+#include "gguf/gguf.h"
+#include "tokenizer/token_trie.h"
+#include "tokenizer/vocab.h"
+
+namespace lokal {
+namespace {
+
+std::string shared_dir() {
+    const char* env = std::getenv("LOKAL_SHARED");
+    return env ? env : LOKAL_SHARED_DEFAULT;
+}
+
+const Vocab& vocab(int which) {
+    static std::unique_ptr<gguf::File> files[2];
+    static std::unique_ptr<Vocab> vocabs[2];
+    if (!vocabs[which]) {
+        const char* name = which == 0 ? "stories260K.gguf" : "tiny-qwen2.Q8_0.gguf";
+        files[which] = gguf::File::open(shared_dir() + "/models/" + name);
+        vocabs[which] = Vocab::from_gguf(*files[which]);
+    }
+    return *vocabs[which];
+}
+
+// args: vocabulary (0: stories260K SPM 512, 1: tiny-qwen2 BPE), state (0: inside a string,
+// 1: inside a number, 2: after '{')
+void BM_JsonAllowedTokens(benchmark::State& st) {
+    const Vocab& v = vocab((int)st.range(0));
+    const TokenTrie& trie = v.token_trie();
+    const char* prefixes[] = {R"({"name": "abc)", R"({"name": "abc", "n": 12)", "{"};
+    JsonMatcher m(json_object_schema());
+    m.feed(prefixes[st.range(1)]);
+    std::vector<uint8_t> allowed;
+    for (auto _ : st) {
+        m.allowed_tokens(trie, allowed);
+        benchmark::DoNotOptimize(allowed.data());
+    }
+    int n = 0;
+    for (uint8_t a : allowed) n += a;
+    st.counters["allowed"] = n;
+    st.counters["vocab"] = v.n_tokens();
+}
+BENCHMARK(BM_JsonAllowedTokens)
+    ->ArgsProduct({{0, 1}, {0, 1, 2}})
+    ->ArgNames({"vocab", "state"})
+    ->Unit(benchmark::kMicrosecond);
+
+// The common case: one token's bytes checked against the state.
+void BM_JsonAcceptsToken(benchmark::State& st) {
+    JsonMatcher m(json_object_schema());
+    m.feed(R"({"name": "abc)");
+    for (auto _ : st) benchmark::DoNotOptimize(m.accepts(" world"));
+}
+BENCHMARK(BM_JsonAcceptsToken);
+
+}  // namespace
+}  // namespace lokal
+
+BENCHMARK_MAIN();
