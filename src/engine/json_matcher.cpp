@@ -32,6 +32,8 @@ constexpr uint8_t kNumMinus = 1, kNumZero = 2, kNumInt = 3, kNumDot = 4, kNumFra
                   kNumExpSign = 7, kNumExp = 8;
 // Literal
 constexpr uint8_t kLitBody = 1;
+// Sequence
+constexpr uint8_t kSeqRunning = 1;
 
 bool is_ws(uint8_t c) {
     return c == ' ' || c == '\n' || c == '\t' || c == '\r';
@@ -110,8 +112,13 @@ void JsonMatcher::step(Stack s, uint8_t c, States& out) const {
     if (s.empty()) return;  // the root value is complete: nothing may follow
     Frame& f = s.back();
     if (f.phase == kStart && is_ws(c)) {
+        // Raw text in a sequence may itself begin with whitespace ("\n</tool_call>").
+        if (schema_->nodes[(size_t)f.node].kind == Kind::Literal) {
+            Stack t = s;
+            step_literal(t, c, out);
+        }
         // None before the root value: the text starts with the value itself.
-        if (s.size() > 1 && take_ws(f.ws, c)) out.push_back(std::move(s));
+        if (s.size() > 1 && take_ws(s.back().ws, c)) out.push_back(std::move(s));
         return;
     }
     switch (schema_->nodes[(size_t)f.node].kind) {
@@ -126,9 +133,27 @@ void JsonMatcher::step(Stack s, uint8_t c, States& out) const {
             return step_number(s, c, out);
         case Kind::Literal:
             return step_literal(s, c, out);
+        case Kind::Sequence:
+            return step_sequence(s, c, out);
         case Kind::AnyOf:
             return;  // expanded by push_value, never on a stack
     }
+}
+
+// A sequence reads no bytes itself: it hands each byte to its next part (a: parts begun);
+// after the last part it is complete and the byte goes to the enclosing value.
+void JsonMatcher::step_sequence(Stack& s, uint8_t c, States& out) const {
+    Frame& f = s.back();
+    const std::vector<int32_t>& parts = schema_->nodes[(size_t)f.node].alternatives;
+    if (f.a >= (int32_t)parts.size()) {
+        s.pop_back();
+        return step(std::move(s), c, out);
+    }
+    f.phase = kSeqRunning;  // past its start: whitespace belongs to the parts
+    const int32_t part = parts[(size_t)f.a++];
+    States next;
+    push_value(std::move(s), part, next);
+    for (Stack& t : next) step(std::move(t), c, out);
 }
 
 void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
@@ -295,7 +320,10 @@ void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
                 f.b = c;
                 f.pos = utf8_continuations(c);
             }
-            ++f.a;
+            // The length only matters against a limit: past minLength with no maxLength it
+            // stays put, so text inside a string leaves the state unchanged (the trie walk
+            // then shares one state across whole subtrees, see walk()).
+            if (n.max_length >= 0 || f.a < n.min_length) ++f.a;
             break;
         case kStrEscape:
             if (c == 'u') {
@@ -441,14 +469,25 @@ bool JsonMatcher::accepts(std::string_view bytes) const {
 }
 
 bool JsonMatcher::stack_can_end(const Stack& s) const {
-    if (s.empty()) return true;
-    if (s.size() > 1) return false;
-    const Frame& f = s[0];
-    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
-    if (n.kind == Kind::Number || n.kind == Kind::Integer) return number_accepting(f.phase);
-    if (n.kind == Kind::Literal)
-        return f.phase == kLitBody && f.pos > 0 && n.literals[(size_t)f.a].size() == (size_t)f.pos;
-    return false;
+    // Complete without more input: the innermost value is a number or literal that may end
+    // here, and every frame around it is a sequence with no part left to begin.
+    for (size_t i = s.size(); i-- > 0;) {
+        const Frame& f = s[i];
+        const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+        const bool top = i + 1 == s.size();
+        if (n.kind == Kind::Sequence) {
+            if (f.a < (int32_t)n.alternatives.size()) return false;
+        } else if (top && (n.kind == Kind::Number || n.kind == Kind::Integer)) {
+            if (!number_accepting(f.phase)) return false;
+        } else if (top && n.kind == Kind::Literal) {
+            if (!(f.phase == kLitBody && f.pos > 0 &&
+                  n.literals[(size_t)f.a].size() == (size_t)f.pos))
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool JsonMatcher::can_end() const {
@@ -466,14 +505,30 @@ bool JsonMatcher::finished() const {
     return true;
 }
 
+bool JsonMatcher::plain_text_keeps_state(const States& states) const {
+    if (states.size() != 1 || states[0].empty()) return false;
+    const Frame& f = states[0].back();
+    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+    return n.kind == Kind::String && f.phase == kStrBody && n.max_length < 0 && f.a >= n.min_length;
+}
+
 void JsonMatcher::walk(const TokenTrie& trie, int32_t node, const States& states, int depth,
                        std::deque<States>& scratch, std::vector<uint8_t>& allowed) const {
     if ((size_t)depth >= scratch.size()) scratch.emplace_back();  // deque: no reference moves
     States& next = scratch[(size_t)depth];
     const auto& nodes = trie.nodes();
+    // Inside an unbounded string, printable ASCII other than '"' and '\\' leaves the state
+    // as it is: those children continue from the same state without copying it.
+    const bool in_text = plain_text_keeps_state(states);
     for (int32_t child = nodes[(size_t)node].first_child; child >= 0;
          child = nodes[(size_t)child].next_sibling) {
         const TokenTrie::Node& tn = nodes[(size_t)child];
+        if (in_text && tn.byte >= 0x20 && tn.byte < 0x7F && tn.byte != '"' && tn.byte != '\\') {
+            for (int32_t i = tn.tok_begin; i < tn.tok_end; ++i)
+                allowed[(size_t)trie.tokens()[(size_t)i]] = 1;
+            if (tn.first_child >= 0) walk(trie, child, states, depth + 1, scratch, allowed);
+            continue;
+        }
         advance(states, tn.byte, next);
         if (next.empty()) continue;
         for (int32_t i = tn.tok_begin; i < tn.tok_end; ++i)

@@ -72,9 +72,11 @@ class JsonMatcher {
     void step_string(Stack& s, uint8_t c, States& out) const;
     void step_number(Stack& s, uint8_t c, States& out) const;
     void step_literal(Stack& s, uint8_t c, States& out) const;
+    void step_sequence(Stack& s, uint8_t c, States& out) const;
     void finish_value(Stack s, States& out) const;
     void advance(const States& in, uint8_t byte, States& out) const;
     bool stack_can_end(const Stack& s) const;
+    bool plain_text_keeps_state(const States& states) const;
     void walk(const TokenTrie& trie, int32_t node, const States& states, int depth,
               std::deque<States>& scratch, std::vector<uint8_t>& allowed) const;
 

@@ -319,6 +319,76 @@ std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_js
     return std::make_shared<const JsonSchema>(Compiler(std::move(doc)).run());
 }
 
+std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>& functions,
+                                                   const std::string& args_key,
+                                                   const std::string& prefix,
+                                                   const std::string& suffix) {
+    if (functions.empty()) throw JsonSchemaError("no functions to call");
+    JsonSchema out;
+    std::vector<int32_t> calls;
+    for (const ToolSchema& f : functions) {
+        // {"type": "object", "properties": {"name": {"const": NAME}, KEY: PARAMS},
+        //  "required": ["name", KEY], "additionalProperties": false}, with the parameters'
+        // own $defs/definitions lifted beside it so that their "#/$defs/..." refs resolve.
+        ojson params = ojson::object();
+        if (!f.parameters.empty()) {
+            try {
+                params = ojson::parse(f.parameters);
+            } catch (const std::exception&) {
+                throw JsonSchemaError("function '" + f.name + "': parameters are not valid JSON");
+            }
+        }
+        if (params.is_object() && params.empty()) params = {{"type", "object"}};
+        ojson doc = {{"type", "object"},
+                     {"properties", {{"name", {{"const", f.name}}}, {args_key, params}}},
+                     {"required", {"name", args_key}},
+                     {"additionalProperties", false}};
+        for (const char* defs : {"$defs", "definitions"})
+            if (params.is_object() && params.contains(defs)) doc[defs] = params[defs];
+        std::shared_ptr<const JsonSchema> one;
+        try {
+            one = compile_json_schema(doc.dump());
+        } catch (const JsonSchemaError& e) {
+            throw JsonSchemaError("function '" + f.name + "': " + e.what());
+        }
+        // Append its nodes, shifting every node index.
+        const int32_t base = (int32_t)out.nodes.size();
+        if (out.nodes.size() + one->nodes.size() > (size_t)kJsonSchemaMaxNodes)
+            throw JsonSchemaError("tool schemas too large");
+        auto shift = [base](int32_t i) { return i < 0 ? i : i + base; };
+        for (JsonSchema::Node n : one->nodes) {
+            for (auto& p : n.props) p.node = shift(p.node);
+            n.additional = shift(n.additional);
+            n.items = shift(n.items);
+            for (int32_t& a : n.alternatives) a = shift(a);
+            out.nodes.push_back(std::move(n));
+        }
+        if (out.plain_string < 0) out.plain_string = shift(one->plain_string);
+        calls.push_back(shift(one->root));
+    }
+    auto add = [&](JsonSchema::Node n) {
+        out.nodes.push_back(std::move(n));
+        return (int32_t)out.nodes.size() - 1;
+    };
+    JsonSchema::Node seq;
+    seq.kind = Kind::Sequence;
+    for (const std::string* raw : {&prefix, (const std::string*)nullptr, &suffix}) {
+        JsonSchema::Node n;
+        if (!raw) {
+            n.kind = Kind::AnyOf;
+            n.alternatives = calls;
+        } else if (raw->empty()) {
+            continue;
+        } else {
+            n.kind = Kind::Literal;
+            n.literals = {*raw};
+        }
+        seq.alternatives.push_back(add(std::move(n)));
+    }
+    out.root = add(std::move(seq));
+    return std::make_shared<const JsonSchema>(std::move(out));
+}
+
 std::shared_ptr<const JsonSchema> json_object_schema() {
     Compiler c{ojson::object()};
     c.schema().root = c.any_object();

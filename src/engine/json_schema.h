@@ -29,7 +29,7 @@ struct JsonSchemaError : std::runtime_error {
 };
 
 struct JsonSchema {
-    enum class Kind : uint8_t { Object, Array, String, Number, Integer, Literal, AnyOf };
+    enum class Kind : uint8_t { Object, Array, String, Number, Integer, Literal, AnyOf, Sequence };
     struct Property {
         std::string key;  // the key as JSON text, quotes included: "\"name\""
         int32_t node = -1;
@@ -45,9 +45,10 @@ struct JsonSchema {
         int64_t min_items = 0, max_items = -1;  // -1: no limit
         // String, in code points
         int64_t min_length = 0, max_length = -1;
-        // Literal: the allowed values as compact JSON texts, sorted and unique
+        // Literal: the allowed values as compact JSON texts (or raw text, in a Sequence),
+        // sorted and unique
         std::vector<std::string> literals;
-        // AnyOf: the alternatives (node indices)
+        // AnyOf: the alternatives; Sequence: the parts, one after the other (node indices)
         std::vector<int32_t> alternatives;
     };
     std::vector<Node> nodes;
@@ -63,5 +64,19 @@ constexpr int kJsonSchemaMaxDepth = 64;
 std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json);
 // Any JSON object (Ollama "format": "json", OpenAI {"type": "json_object"}).
 std::shared_ptr<const JsonSchema> json_object_schema();
+
+// A tool call as a model family writes it: `prefix`, then one object
+// {"name": NAME, args_key: ARGUMENTS} for one of the functions, then `suffix` (prefix and
+// suffix are raw text, e.g. "<tool_call>\n" and "\n</tool_call>"). Each function's
+// parameters schema (JSON text; "" for any object) is compiled on its own, so its local
+// $refs resolve within it. Throws JsonSchemaError naming the function.
+struct ToolSchema {
+    std::string name;
+    std::string parameters;
+};
+std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>& functions,
+                                                   const std::string& args_key,
+                                                   const std::string& prefix,
+                                                   const std::string& suffix);
 
 }  // namespace lokal

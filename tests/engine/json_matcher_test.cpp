@@ -209,6 +209,48 @@ TEST(JsonMatcher, RecursiveRefsAndAdditionalProperties) {
     EXPECT_FALSE(m.feed(deep + "1"));
 }
 
+// Tool calls: raw text around one call object of one of the functions, each function's
+// parameters compiled on its own ($refs resolve inside them).
+TEST(JsonMatcher, ToolCallSchema) {
+    const std::vector<ToolSchema> fns = {
+        {"get_weather", R"({"type": "object", "properties": {"location": {"type": "string"},
+            "unit": {"enum": ["c", "f"]}}, "required": ["location"]})"},
+        {"add", R"({"type": "object", "properties": {"a": {"$ref": "#/$defs/n"},
+            "b": {"$ref": "#/$defs/n"}}, "required": ["a", "b"], "$defs": {"n": {"type": "integer"}}})"},
+        {"ping", ""}};
+    const auto hermes = tool_call_schema(fns, "arguments", "<tool_call>\n", "\n</tool_call>");
+    for (const char* ok :
+         {"<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"location\":\"Paris\"}}\n</"
+          "tool_call>",
+          "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": -2}}\n</tool_call>",
+          "<tool_call>\n{\"name\":\"ping\",\"arguments\":{}}\n</tool_call>",
+          "<tool_call>\n "
+          "{\"name\":\"get_weather\",\"arguments\":{\"location\":\"x\",\"unit\":\"f\"}} "
+          "\n</tool_call>"})
+        expect_valid(hermes, ok);
+    for (const char* bad :
+         {"{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}",  // no wrapper
+          "<tool_call>\n{\"name\":\"sub\",\"arguments\":{\"a\":1,\"b\":2}}\n</tool_call>",
+          "<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":1.5,\"b\":2}}\n</tool_call>",
+          "<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":1}}\n</tool_call>",
+          "<tool_call>\n{\"arguments\":{\"a\":1,\"b\":2},\"name\":\"add\"}\n</tool_call>",
+          "<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}\n</tool_cal",
+          "Sure! <tool_call>\n{\"name\":\"ping\",\"arguments\":{}}\n</tool_call>"})
+        expect_invalid(hermes, bad);
+    // Llama 3 style: the object alone, arguments under "parameters".
+    const auto llama = tool_call_schema(fns, "parameters", "", "");
+    expect_valid(llama, R"({"name": "add", "parameters": {"a": 3, "b": 4}})");
+    expect_invalid(llama, R"({"name": "add", "arguments": {"a": 3, "b": 4}})");
+    try {
+        tool_call_schema({{"bad", R"({"type": "string", "pattern": "x"})"}}, "arguments", "", "");
+        ADD_FAILURE() << "compiled";
+    } catch (const JsonSchemaError& e) {
+        EXPECT_NE(std::string(e.what()).find("'bad'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("pattern"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(tool_call_schema({}, "arguments", "", ""), JsonSchemaError);
+}
+
 struct Loaded {
     std::unique_ptr<Model> model;
     std::unique_ptr<Vocab> vocab;
@@ -277,7 +319,7 @@ TEST(JsonMatcher, GenerationFollowsTheSchema) {
             GenerateOptions o;
             o.n_predict = 900;
             o.sampling.temperature = 1.5f;
-            o.sampling.top_k = 0;
+            o.sampling.top_k = 40;
             o.sampling.top_p = 1.0f;
             o.sampling.min_p = 0;
             o.sampling.seed = seed;
