@@ -7,6 +7,7 @@
 #include <random>
 
 #include "server/server_impl.h"
+#include "server/tools.h"
 #include "template/chat_template.h"
 
 namespace lokal::server {
@@ -192,7 +193,8 @@ std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body) {
     }
 }
 
-std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages) {
+std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
+                                 const ToolSetup* tools) {
     if (!messages.is_array())
         throw HttpError(400, "field 'messages' must be a list", "invalid_request_error",
                         "messages");
@@ -214,7 +216,7 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages) {
         if (role.empty())
             throw HttpError(400, "each message needs a 'role'", "invalid_request_error",
                             "messages");
-        reject_fields(msg, {"images", "tool_calls"});
+        reject_fields(msg, {"images"});
         std::string content;
         auto c = msg.find("content");
         if (c != msg.end() && c->is_string()) {
@@ -232,13 +234,44 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages) {
             throw HttpError(400, "message 'content' must be a string or a list of parts",
                             "invalid_request_error", "messages");
         }
-        msgs.push_back({{"role", role}, {"content", content}});
+        nlohmann::ordered_json out = {{"role", role}, {"content", content}};
+        // Earlier calls and their results, for templates that render them; arguments as
+        // objects (OpenAI sends a JSON string).
+        if (auto tc = msg.find("tool_calls"); tc != msg.end() && !tc->is_null()) {
+            if (!tc->is_array())
+                throw HttpError(400, "'tool_calls' must be a list", "invalid_request_error",
+                                "messages");
+            json calls = *tc;
+            for (auto& c : calls) {
+                if (!c.is_object()) throw HttpError(400, "each tool call must be an object");
+                json& f = c.contains("function") ? c["function"] : c;
+                if (f.is_object() && f.contains("arguments") && f["arguments"].is_string()) {
+                    json parsed = json::parse(f["arguments"].get<std::string>(), nullptr, false);
+                    if (!parsed.is_discarded()) f["arguments"] = parsed;
+                }
+            }
+            if (tools && !tools->template_knows_tools)
+                out["content"] = content + (content.empty() ? "" : "\n") + hermes_calls_text(calls);
+            else
+                out["tool_calls"] = nlohmann::ordered_json::parse(calls.dump());
+        }
+        for (const char* key : {"tool_call_id", "name"})
+            if (auto v = msg.find(key); v != msg.end() && v->is_string()) out[key] = *v;
+        msgs.push_back(std::move(out));
+    }
+    if (tools && !tools->template_knows_tools) {
+        const std::string note = tool_system_note(*tools);
+        if (!msgs.empty() && msgs[0]["role"] == "system")
+            msgs[0]["content"] = msgs[0]["content"].get<std::string>() + "\n\n" + note;
+        else
+            msgs.insert(msgs.begin(),
+                        nlohmann::ordered_json{{"role", "system"}, {"content", note}});
     }
     std::string rendered;
     try {
-        rendered =
-            tmpl::apply_chat_template(m.chat_template, msgs, true, m.token_text(m.vocab->bos()),
-                                      m.token_text(m.vocab->eos()));
+        rendered = tmpl::apply_chat_template(
+            m.chat_template, msgs, true, m.token_text(m.vocab->bos()), m.token_text(m.vocab->eos()),
+            tools && tools->template_knows_tools ? tools->tools : nlohmann::ordered_json(nullptr));
     } catch (const std::exception& e) {
         throw HttpError(400, std::string("the chat template failed: ") + e.what());
     }

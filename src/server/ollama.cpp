@@ -2,6 +2,7 @@
 #include <chrono>
 
 #include "server/server_impl.h"
+#include "server/tools.h"
 
 namespace lokal::server {
 
@@ -75,6 +76,9 @@ int64_t ns(double ms) {
 // State shared by a generate/chat response: the text so far and the final stats.
 struct GenState {
     std::string text;
+    size_t emitted = 0;  // bytes streamed (tools hold back what may be a call)
+    bool tools = false;
+    ToolFormat tool_format = ToolFormat::Hermes;
     SeqEvent last;
     std::vector<int32_t> tokens;
     Clock::time_point t0 = Clock::now();
@@ -96,7 +100,7 @@ json final_fields(const GenState& st) {
 // generate and chat differ only in the prompt and in how a piece of text is wrapped.
 void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
                     const json& body, std::shared_ptr<ServedModel> m, double load_ms,
-                    std::vector<int32_t> prompt, bool chat) {
+                    std::vector<int32_t> prompt, bool chat, const ToolSetup* tools = nullptr) {
     auto st = std::make_shared<GenState>();
     auto guard = std::make_shared<RequestGuard>(RequestGuard{s, m, std::nullopt, {}});
     guard->keep_alive = keep_alive_of(body);
@@ -104,6 +108,10 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
     SeqRequest r = make_request(*m, body);
     r.prompt = prompt;
     r.sampling.json_schema = output_schema(req, body, Api::Ollama);
+    if (tools) {
+        st->tools = true;
+        st->tool_format = tools->format;
+    }
     const bool stream = get_bool(body, "stream").value_or(true);
     guard->handles.push_back(submit(s, *m, std::move(r)));
     st->load_ms = load_ms;
@@ -113,23 +121,58 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         return chat ? json{{"message", {{"role", "assistant"}, {"content", text}}}}
                     : json{{"response", text}};
     };
-    auto on_event = [st, stream, name, wrap](size_t, SeqEvent& ev) -> std::string {
+    // The calls in a finished answer (Ollama's shape: arguments as an object) and the
+    // content around them.
+    auto calls_of = [st](std::string& content) {
+        json calls = json::array();
+        if (!st->tools) return calls;
+        auto [text, parsed] = parse_tool_calls(st->text, st->tool_format);
+        if (parsed.empty()) return calls;
+        content = text;
+        for (auto& c : parsed)
+            calls.push_back(
+                {{"function", {{"name", c.name}, {"arguments", json::parse(c.arguments.dump())}}}});
+        return calls;
+    };
+    auto on_event = [st, stream, name, wrap, calls_of](size_t, SeqEvent& ev) -> std::string {
         if (ev.token >= 0) st->tokens.push_back(ev.token);
         st->text += ev.text;
         if (ev.done) st->last = ev;
         if (!stream) return {};
         if (ev.done && ev.finish_reason == "error")
             return to_text(json{{"error", ev.error}}) + "\n";
-        if (ev.text.empty()) return {};
+        std::string piece = ev.text, out;
+        if (st->tools) {
+            // Text that may be a call waits until the answer is done.
+            const size_t safe =
+                ev.done ? st->text.size() : tool_safe_prefix(st->text, st->tool_format);
+            piece = safe > st->emitted ? st->text.substr(st->emitted, safe - st->emitted) : "";
+            st->emitted = std::max(st->emitted, safe);
+            std::string content;
+            if (ev.done) {
+                if (json calls = calls_of(content); !calls.empty()) {
+                    json j = {{"model", name}, {"created_at", rfc3339_now()}};
+                    j.update(wrap(""));
+                    j["message"]["tool_calls"] = calls;
+                    j["done"] = false;
+                    out = to_text(j) + "\n";
+                    piece.clear();
+                }
+            }
+        }
+        if (piece.empty()) return out;
         json j = {{"model", name}, {"created_at", rfc3339_now()}};
-        j.update(wrap(ev.text));
+        j.update(wrap(piece));
         j["done"] = false;
-        return to_text(j) + "\n";
+        return to_text(j) + "\n" + out;
     };
-    auto at_end = [st, stream, name, wrap, chat]() -> std::string {
+    auto at_end = [st, stream, name, wrap, chat, calls_of]() -> std::string {
         if (st->last.finish_reason == "error" || st->last.finish_reason == "cancelled") return {};
         json j = {{"model", name}, {"created_at", rfc3339_now()}};
-        j.update(wrap(stream ? std::string() : st->text));
+        std::string content = st->text;
+        const json calls = stream ? json::array() : calls_of(content);
+        j.update(wrap(stream ? std::string() : content));
+        if (!calls.empty()) j["message"]["tool_calls"] = calls;
         j.update(final_fields(*st));
         if (!chat) j["context"] = st->tokens;
         return to_text(j) + (stream ? "\n" : "");
@@ -271,7 +314,6 @@ void register_ollama(Server::Impl& s) {
     s.post("/api/chat",
            guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"tools"});
                auto [model, load_ms] = model_for(s, body);
                Hold hold{s, model};
                auto it = body.find("messages");
@@ -279,8 +321,10 @@ void register_ollama(Server::Impl& s) {
                    load_only(s, res, body, hold.take(), true);
                    return;
                }
-               std::vector<int32_t> tokens = chat_prompt(*model, *it);
-               run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens), true);
+               const auto tools = tool_setup(model->chat_template, req.body, false);
+               std::vector<int32_t> tokens = chat_prompt(*model, *it, tools.get());
+               run_generation(s, req, res, body, hold.take(), load_ms, std::move(tokens), true,
+                              tools.get());
            }));
     s.post("/api/embed",
            guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "server/server_impl.h"
+#include "server/tools.h"
 
 namespace lokal::server {
 
@@ -95,6 +96,7 @@ struct Choice {
          lp_offsets = json::array();
     int prompt_tokens = 0, completion_tokens = 0, cached = 0;
     bool started = false;
+    size_t emitted = 0;  // bytes of text streamed as content (tools hold back possible calls)
 };
 
 struct Job {
@@ -105,6 +107,27 @@ struct Job {
     int top_logprobs = -1;
     bool include_usage = false;
     std::vector<Choice> choices;
+    bool tools = false;  // parse tool calls out of the text
+    ToolFormat tool_format = ToolFormat::Hermes;
+    bool parallel_tool_calls = true;
+
+    // The message of a finished choice: content and, when the text holds calls, tool_calls.
+    json message(Choice& ch) const {
+        json msg = {{"role", "assistant"}, {"content", ch.text}};
+        if (!tools) return msg;
+        auto [content, calls] = parse_tool_calls(ch.text, tool_format);
+        if (calls.empty()) return msg;
+        if (!parallel_tool_calls) calls.resize(1);
+        msg["content"] = content.empty() ? json() : json(content);
+        msg["tool_calls"] = json::array();
+        for (auto& c : calls)
+            msg["tool_calls"].push_back(
+                {{"id", random_id("call_")},
+                 {"type", "function"},
+                 {"function", {{"name", c.name}, {"arguments", to_text(c.arguments)}}}});
+        if (ch.finish == "stop") ch.finish = "tool_calls";
+        return msg;
+    }
 
     json usage() const {
         int p = 0, c = 0, cached = 0;
@@ -191,13 +214,33 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
             ch.cached = ev.cached_tokens;
         }
         if (!stream) return out;
-        if (!ev.text.empty() || !lp.is_null()) {
+        // With tools, text that may be a call is held back until the choice is done.
+        std::string piece = ev.text;
+        if (job->tools) {
+            const size_t safe =
+                ev.done ? ch.text.size() : tool_safe_prefix(ch.text, job->tool_format);
+            piece = safe > ch.emitted ? ch.text.substr(ch.emitted, safe - ch.emitted) : "";
+            ch.emitted = std::max(ch.emitted, safe);
+            if (ev.done) {
+                json msg = job->message(ch);
+                if (msg.contains("tool_calls")) {
+                    piece.clear();
+                    json calls = msg["tool_calls"];
+                    for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+                    out += chunk({{"index", i},
+                                  {"delta", {{"tool_calls", calls}}},
+                                  {"logprobs", nullptr},
+                                  {"finish_reason", nullptr}});
+                }
+            }
+        }
+        if (!piece.empty() || !lp.is_null()) {
             json c = {
                 {"index", i}, {"logprobs", lp.is_null() ? json() : lp}, {"finish_reason", nullptr}};
             if (job->chat)
-                c["delta"] = {{"content", ev.text}};
+                c["delta"] = {{"content", piece}};
             else
-                c["text"] = ev.text;
+                c["text"] = piece;
             out += chunk(c);
         }
         if (ev.done && ev.finish_reason != "cancelled") {
@@ -227,12 +270,14 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
         json choices = json::array();
         for (size_t i = 0; i < job->choices.size(); ++i) {
             const Choice& ch = job->choices[i];
-            json c = {{"index", i}, {"finish_reason", ch.finish}};
+            json c = {{"index", i}};
             if (job->chat) {
-                c["message"] = {{"role", "assistant"}, {"content", ch.text}};
+                c["message"] = job->message(job->choices[i]);
+                c["finish_reason"] = ch.finish;
                 c["logprobs"] =
                     job->top_logprobs >= 0 ? json{{"content", ch.logprobs_chat}} : json();
             } else {
+                c["finish_reason"] = ch.finish;
                 c["text"] = ch.text;
                 c["logprobs"] = job->top_logprobs >= 0 ? json{{"tokens", ch.lp_tokens},
                                                               {"token_logprobs", ch.lp_values},
@@ -275,8 +320,7 @@ void register_openai(Server::Impl& s) {
     s.post("/v1/chat/completions",
            guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"tools", "functions", "tool_choice", "function_call", "audio",
-                                    "prediction"});
+               reject_fields(body, {"functions", "function_call", "audio", "prediction"});
                if (!body.contains("messages"))
                    throw HttpError(400, "field 'messages' is required", "invalid_request_error",
                                    "messages");
@@ -293,9 +337,21 @@ void register_openai(Server::Impl& s) {
                    RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
                const ServedModel& m = *guard->model;
                job->model = m.name;
-               const std::vector<int32_t> prompt = chat_prompt(m, body["messages"]);
+               const auto tools = tool_setup(m.chat_template, req.body, true);
+               const std::vector<int32_t> prompt = chat_prompt(m, body["messages"], tools.get());
                check_prompt_fits(m, prompt.size());
-               const auto schema = output_schema(req, body, Api::OpenAI);
+               auto schema = output_schema(req, body, Api::OpenAI);
+               if (tools) {
+                   job->tools = true;
+                   job->tool_format = tools->format;
+                   job->parallel_tool_calls = get_bool(body, "parallel_tool_calls").value_or(true);
+                   if (tools->forced && schema)
+                       throw HttpError(400,
+                                       "'response_format' and a forced 'tool_choice' exclude "
+                                       "each other",
+                                       "invalid_request_error", "tool_choice");
+                   if (tools->forced) schema = tools->forced;
+               }
                std::vector<SeqRequest> reqs;
                for (int i = 0; i < n; ++i) {
                    SeqRequest r = make_request(m, body);

@@ -129,8 +129,10 @@ std::shared_ptr<const JsonSchema> output_schema(const httplib::Request& req, con
 // The model for a request, loaded on demand (404 when unknown).
 std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body);
 
-// Chat messages -> prompt tokens through the model's template.
-std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages);
+struct ToolSetup;
+// Chat messages -> prompt tokens through the model's template (with the tools, when given).
+std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
+                                 const ToolSetup* tools = nullptr);
 // Plain text -> tokens (BOS as the vocabulary asks, special tokens parsed).
 std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text);
 // 400 when the prompt cannot fit the context, with the numbers.

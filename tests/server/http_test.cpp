@@ -44,6 +44,20 @@ httplib::Result post(const std::string& path, const json& body, httplib::Headers
     return live().client().Post(path.c_str(), h, body.dump(), "application/json");
 }
 
+// A second server with room for structured answers (JSON may be pretty-printed, and this
+// model's tokens are short).
+Live& live_roomy() {
+    static Live l([] {
+        ServerOptions o = base_options();
+        o.models.n_ctx = 1024;
+        return o;
+    }());
+    return l;
+}
+httplib::Result post_roomy(const std::string& path, const json& body) {
+    return live_roomy().client().Post(path.c_str(), body.dump(), "application/json");
+}
+
 TEST(Http, HealthVersionTagsAndHead) {
     auto c = live().client();
     auto r = c.Get("/health");
@@ -203,9 +217,9 @@ TEST(Http, ErrorsAreJsonWithTheRightStatus) {
     EXPECT_EQ(json::parse(r->body)["error"]["param"], "temperature");
     r = post("/v1/chat/completions", {{"model", "stories260K"},
                                       {"messages", {{{"role", "user"}, {"content", "x"}}}},
-                                      {"tools", {{{"type", "function"}}}}});
+                                      {"functions", {{{"name", "f"}}}}});
     EXPECT_EQ(r->status, 400);
-    EXPECT_NE(r->body.find("tools"), std::string::npos);
+    EXPECT_NE(r->body.find("functions"), std::string::npos);
     r = post("/v1/chat/completions", {{"model", "stories260K"},
                                       {"messages", {{{"role", "user"}, {"content", "x"}}}},
                                       {"response_format", {{"type", "json_schema"}}}});
@@ -364,6 +378,136 @@ TEST(Http, StructuredOutput) {
                                           {"response_format", rf}});
         EXPECT_EQ(r->status, 400) << rf.dump();
         EXPECT_EQ(json::parse(r->body)["error"]["param"], "response_format") << r->body;
+    }
+}
+
+// Tools: a forced tool_choice makes even this tiny model (no chat template: the tools are
+// described in a system message) answer with a call of an allowed function whose
+// arguments follow its parameters schema; results go back in tool messages.
+TEST(Http, ToolCalls) {
+    const json tools = json::parse(R"([
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string",
+            "maxLength": 10}, "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"]}}},
+        {"type": "function", "function": {"name": "add", "parameters": {"type": "object",
+         "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+         "required": ["a", "b"]}}}])");
+    const json messages = {{{"role", "user"}, {"content", "Weather in Paris?"}}};
+    auto check_call = [](const json& call) -> std::string {
+        SCOPED_TRACE(call.dump());
+        EXPECT_EQ(call["type"], "function");
+        EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
+        const std::string name = call["function"]["name"];
+        const json args = json::parse(call["function"]["arguments"].get<std::string>());
+        if (name == "get_weather") {
+            EXPECT_TRUE(args["city"].is_string());
+            EXPECT_TRUE(args["unit"] == "c" || args["unit"] == "f");
+        } else {
+            EXPECT_EQ(name, "add");
+            EXPECT_TRUE(args["a"].is_number_integer());
+            EXPECT_TRUE(args["b"].is_number_integer());
+        }
+        return name;
+    };
+    for (int seed : {1, 2}) {
+        auto r = post_roomy("/v1/chat/completions", {{"model", "stories260K"},
+                                                     {"messages", messages},
+                                                     {"tools", tools},
+                                                     {"tool_choice", "required"},
+                                                     {"seed", seed},
+                                                     {"max_tokens", 400}});
+        ASSERT_EQ(r->status, 200) << r->body;
+        const json ch = json::parse(r->body)["choices"][0];
+        EXPECT_EQ(ch["finish_reason"], "tool_calls") << r->body;
+        EXPECT_TRUE(ch["message"]["content"].is_null()) << r->body;
+        ASSERT_EQ(ch["message"]["tool_calls"].size(), 1u) << r->body;
+        check_call(ch["message"]["tool_calls"][0]);
+    }
+    // A named function, streamed: the call comes as one tool_calls delta.
+    auto r = post_roomy("/v1/chat/completions",
+                        {{"model", "stories260K"},
+                         {"messages", messages},
+                         {"tools", tools},
+                         {"tool_choice", {{"type", "function"}, {"function", {{"name", "add"}}}}},
+                         {"stream", true},
+                         {"max_tokens", 400}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    int calls = 0;
+    std::string finish;
+    for (const std::string& line : sse(r->body)) {
+        if (line == "[DONE]") continue;
+        json e = json::parse(line);
+        for (auto& c : e["choices"]) {
+            if (c["delta"].contains("tool_calls")) {
+                ++calls;
+                EXPECT_EQ(c["delta"]["tool_calls"][0]["index"], 0);
+                EXPECT_EQ(check_call(c["delta"]["tool_calls"][0]), "add");
+            }
+            if (c["finish_reason"].is_string()) finish = c["finish_reason"];
+        }
+    }
+    EXPECT_EQ(calls, 1);
+    EXPECT_EQ(finish, "tool_calls");
+
+    // "auto" (the model may answer in text) and a conversation carrying an earlier call and
+    // its result; "none" leaves the tools out of the prompt.
+    json history = messages;
+    history.push_back(
+        {{"role", "assistant"},
+         {"content", nullptr},
+         {"tool_calls",
+          {{{"id", "call_1"},
+            {"type", "function"},
+            {"function",
+             {{"name", "get_weather"}, {"arguments", R"({"city":"Paris","unit":"c"})"}}}}}}});
+    history.push_back({{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "21 C"}});
+    r = post_roomy(
+        "/v1/chat/completions",
+        {{"model", "stories260K"}, {"messages", history}, {"tools", tools}, {"max_tokens", 4}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    const int with_tools = json::parse(r->body)["usage"]["prompt_tokens"];
+    r = post_roomy("/v1/chat/completions", {{"model", "stories260K"},
+                                            {"messages", history},
+                                            {"tools", tools},
+                                            {"tool_choice", "none"},
+                                            {"max_tokens", 4}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    // The tools (described in a system message: this model has no template) cost tokens.
+    EXPECT_GT(with_tools, json::parse(r->body)["usage"]["prompt_tokens"].get<int>() + 100);
+    // Ollama: tools accepted on /api/chat and described to the model.
+    r = post_roomy("/api/chat", {{"model", "stories260K"},
+                                 {"messages", history},
+                                 {"tools", tools},
+                                 {"stream", false},
+                                 {"options", {{"num_predict", 4}}}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["prompt_eval_count"], with_tools) << r->body;
+
+    // Refusals name the field.
+    const std::pair<json, std::string> bad[] = {
+        {{{"tools", tools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "x"}}}}}},
+         "tool_choice"},
+        {{{"tools", tools}, {"tool_choice", "always"}}, "tool_choice"},
+        {{{"tool_choice", "required"}}, "tool_choice"},
+        {{{"tools", {{{"type", "function"}}}}}, "tools"},
+        {{{"tools", {{{"type", "retrieval"}}}}}, "tools"},
+        {{{"tools", {{{"type", "function"}, {"function", {{"name", "bad name!"}}}}}}}, "tools"},
+        {{{"tools",
+           {{{"type", "function"},
+             {"function",
+              {{"name", "f"}, {"parameters", {{"type", "string"}, {"pattern", "a"}}}}}}}}},
+         "tools"},
+        {{{"tools", tools},
+          {"tool_choice", "required"},
+          {"response_format", {{"type", "json_object"}}}},
+         "tool_choice"},
+    };
+    for (const auto& [extra, param] : bad) {
+        json body = {{"model", "stories260K"}, {"messages", messages}};
+        body.update(extra);
+        r = post_roomy("/v1/chat/completions", body);
+        EXPECT_EQ(r->status, 400) << body.dump();
+        EXPECT_EQ(json::parse(r->body)["error"]["param"], param) << r->body;
     }
 }
 

@@ -18,7 +18,7 @@ const STORE = mkdtempSync(join(tmpdir(), 'lokal-npm-store-'));  // never the use
 
 before(async () => {
   server = spawn(BIN, ['serve', '--port', String(PORT), '--models-dir', `${SHARED}/models`, '-m', 'stories260K',
-                       '-c', '256', '-t', '1', '--store', STORE], { stdio: ['ignore', 'ignore', 'inherit'] });
+                       '-c', '1024', '-t', '1', '--store', STORE], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
     try { if ((await fetch(`${BASE}/health`)).ok) return; } catch {}
     await new Promise(r => setTimeout(r, 100));
@@ -59,8 +59,8 @@ test('openai: abort mid-stream and error cases', async () => {
   let n = 0;
   for await (const _ of stream) { if (++n === 3) { stream.controller.abort(); break; } }
   await assert.rejects(c.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }],
-                                                   tools: [{ type: 'function', function: { name: 'f' } }] }),
-                       e => e.status === 400 && /tools/.test(e.message));
+                                                   functions: [{ name: 'f' }] }),
+                       e => e.status === 400 && /functions/.test(e.message));
   await assert.rejects(c.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
                        e => e.status === 404);
 });
@@ -116,6 +116,27 @@ test('structured output: openai response_format, ollama format', async () => {
     model: 'stories260K', messages: [{ role: 'user', content: 'x' }],
     response_format: { type: 'json_schema', json_schema: { name: 'p', schema: { type: 'string', pattern: 'a+' } } } }),
     e => e.status === 400 && /pattern/.test(e.message));
+});
+
+test('tools: openai forced call, ollama tools accepted', async () => {
+  const tools = [{ type: 'function', function: { name: 'adopt', description: 'Adopt a pet', parameters: PET } }];
+  const r = await openai().chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'Adopt a cat' }], tools, tool_choice: 'required',
+    max_tokens: 200, seed: 4 });
+  assert.equal(r.choices[0].finish_reason, 'tool_calls');
+  const call = r.choices[0].message.tool_calls[0];
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'adopt');
+  checkPet(call.function.arguments);
+  // The result goes back as a tool message.
+  const next = await openai().chat.completions.create({
+    model: 'stories260K', tools, max_tokens: 4,
+    messages: [{ role: 'user', content: 'Adopt a cat' }, r.choices[0].message,
+               { role: 'tool', tool_call_id: call.id, content: 'adopted' }] });
+  assert.ok(next.choices[0].message);
+  const o = await ollama().chat({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], tools,
+                                  options: { num_predict: 4 } });
+  assert.equal(o.done, true);
 });
 
 test('ollama: create, streamed create, copy, delete', async () => {
