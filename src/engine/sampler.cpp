@@ -15,7 +15,7 @@ Sampler::Sampler(const SamplerParams& params, int32_t n_vocab, const Vocab* voca
     : p_(params), n_vocab_(n_vocab), rng_(params.seed), vocab_(vocab) {
     if (p_.json_schema) {
         if (!vocab_) throw std::logic_error("Sampler: a JSON schema needs the vocabulary");
-        json_ = std::make_unique<JsonMatcher>(p_.json_schema);
+        if (p_.json_trigger.empty()) json_ = std::make_unique<JsonMatcher>(p_.json_schema);
     }
 }
 
@@ -50,8 +50,43 @@ int32_t Sampler::sample(const float* logits) {
             l -= (float)count * p_.frequency_penalty + p_.presence_penalty;
         }
     }
-    if (!json_) return draw();
+    if (json_) return sample_constrained();
+    const int32_t tok = draw();
+    if (p_.json_schema && !trigger_dead_) watch_trigger(tok);
+    return tok;
+}
 
+void Sampler::watch_trigger(int32_t tok) {
+    const TokenTrie& trie = vocab_->token_trie();
+    if (trie.is_eog(tok)) return;
+    since_trigger_ += trie.bytes(tok);
+    const std::string& trig = p_.json_trigger;
+    size_t at = std::string::npos;
+    if (p_.json_trigger_at_start) {
+        const size_t first = since_trigger_.find_first_not_of(" \t\r\n");
+        if (first == std::string::npos) return;
+        const std::string_view rest = std::string_view(since_trigger_).substr(first);
+        if (rest.substr(0, trig.size()) != std::string_view(trig).substr(0, rest.size())) {
+            trigger_dead_ = true;  // the text starts otherwise: not a call
+            return;
+        }
+        if (rest.size() >= trig.size()) at = first;
+    } else {
+        at = since_trigger_.find(trig);
+    }
+    if (at == std::string::npos) {
+        // Keep only what may still be the start of the trigger.
+        if (!p_.json_trigger_at_start && since_trigger_.size() >= trig.size())
+            since_trigger_.erase(0, since_trigger_.size() - (trig.size() - 1));
+        return;
+    }
+    auto m = std::make_unique<JsonMatcher>(p_.json_schema);
+    if (m->feed(std::string_view(since_trigger_).substr(at))) json_ = std::move(m);
+    since_trigger_.clear();
+    if (p_.json_trigger_at_start) trigger_dead_ = !json_;
+}
+
+int32_t Sampler::sample_constrained() {
     int32_t tok = draw();
     if (!fits(tok)) {
         const TokenTrie& trie = vocab_->token_trie();
@@ -73,6 +108,12 @@ int32_t Sampler::sample(const float* logits) {
         }
     }
     if (!vocab_->token_trie().is_eog(tok)) json_->feed(vocab_->token_trie().bytes(tok));
+    // Lazy: a complete call puts the constraint back to sleep (another may follow; at the
+    // start of the text only one can).
+    if (!p_.json_trigger.empty() && json_->finished()) {
+        json_.reset();
+        trigger_dead_ = p_.json_trigger_at_start;
+    }
     return tok;
 }
 

@@ -6,12 +6,20 @@
 // common case, one check); otherwise every token that does not fit is masked out and the
 // draw is made again from what is left. End-of-generation tokens fit only once the value
 // is complete, and once nothing else can follow they are all that fits.
+//
+// A lazy constraint (json_trigger set) applies only from where the generated text shows the
+// trigger (tool calls: "<tool_call>", or "{" at the start): the text before is free, the
+// constraint starts at the trigger's first byte (the schema begins with it), and once the
+// constrained part is complete the sampler waits for the trigger again (several calls in
+// one answer). A token that brings the trigger with bytes the schema refuses leaves the
+// constraint asleep (the text then is not a call).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <random>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -35,6 +43,8 @@ struct SamplerParams {
     uint64_t seed = 0xC0FFEE;
     std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit before anything else
     std::shared_ptr<const JsonSchema> json_schema;      // structured output (null: free text)
+    std::string json_trigger;            // non-empty: the constraint is lazy (see above)
+    bool json_trigger_at_start = false;  // the trigger counts only at the start of the text
 };
 
 struct TokenProb {
@@ -64,6 +74,8 @@ class Sampler {
   private:
     int32_t draw();  // from work_
     bool fits(int32_t token) const;
+    int32_t sample_constrained();
+    void watch_trigger(int32_t token);  // lazy constraint asleep: look for the trigger
 
     SamplerParams p_;
     int32_t n_vocab_;
@@ -74,6 +86,8 @@ class Sampler {
     std::vector<TokenProb> cands_;
     const Vocab* vocab_ = nullptr;
     std::unique_ptr<JsonMatcher> json_;
+    std::string since_trigger_;  // lazy: text generated while asleep (its recent tail)
+    bool trigger_dead_ = false;  // lazy at-start trigger that can no longer come
     std::vector<uint8_t> allowed_;
 };
 

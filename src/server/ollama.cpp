@@ -111,6 +111,11 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
     if (tools) {
         st->tools = true;
         st->tool_format = tools->format;
+        if (tools->lazy && !r.sampling.json_schema) {
+            r.sampling.json_schema = tools->lazy;
+            r.sampling.json_trigger = tools->trigger;
+            r.sampling.json_trigger_at_start = tools->trigger_at_start;
+        }
     }
     const bool stream = get_bool(body, "stream").value_or(true);
     guard->handles.push_back(submit(s, *m, std::move(r)));

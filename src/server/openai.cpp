@@ -352,11 +352,19 @@ void register_openai(Server::Impl& s) {
                                        "invalid_request_error", "tool_choice");
                    if (tools->forced) schema = tools->forced;
                }
+               // Calls the model starts on its own are kept valid, unless the answer must
+               // follow a response_format.
+               const bool lazy_tools = tools && tools->lazy && !schema;
                std::vector<SeqRequest> reqs;
                for (int i = 0; i < n; ++i) {
                    SeqRequest r = make_request(m, body);
                    r.prompt = prompt;
                    r.sampling.json_schema = schema;
+                   if (lazy_tools) {
+                       r.sampling.json_schema = tools->lazy;
+                       r.sampling.json_trigger = tools->trigger;
+                       r.sampling.json_trigger_at_start = tools->trigger_at_start;
+                   }
                    r.top_logprobs = job->top_logprobs;
                    r.sampling.seed += (uint64_t)i;  // n choices from one seed differ but reproduce
                    reqs.push_back(std::move(r));

@@ -140,7 +140,15 @@ std::unique_ptr<ToolSetup> tool_setup(const std::string& template_source,
                 schema = tool_call_schema(fns, "arguments", "[", "]");
                 break;
         }
-        if (forced) setup->forced = schema;
+        if (forced) {
+            setup->forced = schema;
+        } else {
+            setup->lazy = schema;
+            setup->trigger = setup->format == ToolFormat::Hermes   ? "<tool_call>"
+                             : setup->format == ToolFormat::Llama3 ? "{"
+                                                                   : "[";
+            setup->trigger_at_start = setup->format != ToolFormat::Hermes;
+        }
     } catch (const JsonSchemaError& e) {
         throw bad(e.what(), "tools");
     }

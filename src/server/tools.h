@@ -9,7 +9,8 @@
 // A template that does not know tools gets them in a system message with the Hermes syntax.
 // tool_choice "required" or a named function constrains sampling to one call of the
 // allowed functions whose arguments follow their parameters schema (json_matcher.h);
-// "auto" leaves the choice to the model; "none" leaves the tools out.
+// "auto" leaves the choice to the model but constrains each call it starts; "none" leaves
+// the tools out.
 #pragma once
 
 #include <memory>
@@ -33,6 +34,11 @@ struct ToolSetup {
     ToolFormat format = ToolFormat::Hermes;
     bool template_knows_tools = false;         // else describe them in a system message
     std::shared_ptr<const JsonSchema> forced;  // tool_choice required / a named function
+    // tool_choice auto: the same constraint, applied lazily from where the model starts a
+    // call (SamplerParams::json_trigger), so the calls it makes are valid.
+    std::shared_ptr<const JsonSchema> lazy;
+    std::string trigger;
+    bool trigger_at_start = false;
 };
 
 // How a chat template's model writes calls, and whether the template renders `tools`.

@@ -5,6 +5,7 @@
 // that has the schema's shape.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -13,6 +14,7 @@
 #include "engine/generate.h"
 #include "engine/json_matcher.h"
 #include "engine/json_schema.h"
+#include "engine/sampler.h"
 #include "shared_path.h"
 #include "tokenizer/token_trie.h"
 #include "tokenizer/vocab.h"
@@ -298,6 +300,69 @@ TEST(JsonMatcher, AllowedTokensMatchesTestingEachToken) {
             EXPECT_GT(n_allowed, 0) << "after " << n << " bytes";
         }
     }
+}
+
+// A lazy constraint (tool calls in "auto" mode) leaves the text alone until the trigger,
+// then keeps the call valid. The "model" here prefers, at each step, the byte token of the
+// next character of a scripted answer (whose call has an argument outside its enum), else
+// lower token ids; greedy sampling.
+TEST(JsonMatcher, LazyTriggerConstrainsOnlyTheCall) {
+    Loaded l = load("stories260K.gguf");
+    const Vocab& v = *l.vocab;
+    std::map<char, int32_t> byte_token;
+    for (int32_t t = 0; t < v.n_tokens(); ++t) {
+        const std::string p = v.token_to_piece(t);
+        if (p.size() == 1 && !v.is_control(t) && !byte_token.count(p[0])) byte_token[p[0]] = t;
+    }
+    auto run = [&](const std::string& script, const std::string& trigger, bool at_start,
+                   std::shared_ptr<const JsonSchema> schema) {
+        SamplerParams sp;
+        sp.temperature = 0;
+        sp.json_schema = std::move(schema);
+        sp.json_trigger = trigger;
+        sp.json_trigger_at_start = at_start;
+        Sampler sampler(sp, v.n_tokens(), &v);
+        std::string out;
+        for (int step = 0; step < 400; ++step) {
+            std::vector<float> logits((size_t)v.n_tokens());
+            for (int32_t t = 0; t < v.n_tokens(); ++t) logits[(size_t)t] = -0.001f * (float)t;
+            if (script.compare(0, out.size(), out) == 0 && out.size() < script.size())
+                logits[(size_t)byte_token.at(script[out.size()])] += 10;
+            else
+                logits[(size_t)v.eos()] += 10;
+            const int32_t tok = sampler.sample(logits.data());
+            if (v.is_eog(tok)) break;
+            out += v.token_to_piece(tok);
+        }
+        return out;
+    };
+    const auto schema =
+        tool_call_schema({{"f", R"({"type": "object", "properties": {"u": {"enum": ["c", "f"]}},
+                  "required": ["u"], "additionalProperties": false})"}},
+                         "arguments", "<tool_call>\n", "\n</tool_call>");
+    const std::string script =
+        "Sure. <tool_call>\n{\"name\": \"f\", \"arguments\": {\"u\": \"x\"}}\n</tool_call>";
+    const std::string out = run(script, "<tool_call>", false, schema);
+    const std::string head = "Sure. <tool_call>\n";
+    ASSERT_EQ(out.substr(0, head.size()), head) << out;
+    const size_t close = out.find("</tool_call>");
+    ASSERT_NE(close, std::string::npos) << out;
+    json call;
+    ASSERT_NO_THROW(call = json::parse(out.substr(head.size(), close - head.size()))) << out;
+    EXPECT_EQ(call["name"], "f");
+    EXPECT_TRUE(call["arguments"]["u"] == "c" || call["arguments"]["u"] == "f") << out;
+    // Without the trigger nothing is constrained: the script comes out as written.
+    const std::string plain = "No call: {\"u\": \"x\"} <tool_";
+    EXPECT_EQ(run(plain, "<tool_call>", false, schema), plain);
+    // A trigger at the start only: text that starts otherwise stays free.
+    const auto llama =
+        tool_call_schema({{"f", R"({"type": "object", "properties": {"u": {"enum": ["c", "f"]}},
+                  "required": ["u"], "additionalProperties": false})"}},
+                         "parameters", "", "");
+    EXPECT_EQ(run("Hi {\"name\": 3}", "{", true, llama), "Hi {\"name\": 3}");
+    const std::string started = run("{\"name\": 3}", "{", true, llama);
+    EXPECT_TRUE(json::accept(started)) << started;
+    EXPECT_EQ(json::parse(started)["name"], "f") << started;
 }
 
 // Generating under a schema, at a high temperature from a model that knows nothing of JSON,
