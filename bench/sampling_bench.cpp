@@ -56,6 +56,30 @@ BENCHMARK(BM_JsonAllowedTokens)
     ->ArgNames({"vocab", "state"})
     ->Unit(benchmark::kMicrosecond);
 
+// The worst a schema can do: alternatives that read alike, so many ways of reading stay
+// alive (up to JsonMatcher::kMaxStacks): four levels of four identical anyOf members.
+// state 0: inside a string of the innermost objects, 1: after its key's colon.
+void BM_JsonAllowedTokensAmbiguous(benchmark::State& st) {
+    std::string schema = R"({"type": "object", "properties": {"k": {"type": "string"}}})";
+    for (int level = 0; level < 4; ++level) {
+        const std::string member = R"({"type": "object", "properties": {"k": )" + schema + "}}";
+        schema = R"({"anyOf": [)" + member + "," + member + "," + member + "," + member + "]}";
+    }
+    JsonMatcher m(compile_json_schema(schema));
+    m.feed(st.range(0) == 0 ? R"({"k": {"k": {"k": {"k": {"k": "abc)" : R"({"k": {"k": )");
+    const TokenTrie& trie = vocab(1).token_trie();
+    std::vector<uint8_t> allowed;
+    for (auto _ : st) {
+        m.allowed_tokens(trie, allowed);
+        benchmark::DoNotOptimize(allowed.data());
+    }
+}
+BENCHMARK(BM_JsonAllowedTokensAmbiguous)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("state")
+    ->Unit(benchmark::kMicrosecond);
+
 // The common case: one token's bytes checked against the state.
 void BM_JsonAcceptsToken(benchmark::State& st) {
     JsonMatcher m(json_object_schema());

@@ -443,6 +443,9 @@ void JsonMatcher::advance(const States& in, uint8_t c, States& out) const {
     if (out.size() > 1) {
         std::sort(out.begin(), out.end());
         out.erase(std::unique(out.begin(), out.end()), out.end());
+        // Past kMaxStacks ways of reading the rest are dropped: some texts the schema
+        // allows become unreachable (never one it refuses), and no schema can make a
+        // byte cost more than that many stack steps.
         if ((int)out.size() > kMaxStacks) out.resize((size_t)kMaxStacks);
     }
 }
@@ -506,10 +509,16 @@ bool JsonMatcher::finished() const {
 }
 
 bool JsonMatcher::plain_text_keeps_state(const States& states) const {
-    if (states.size() != 1 || states[0].empty()) return false;
-    const Frame& f = states[0].back();
-    const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
-    return n.kind == Kind::String && f.phase == kStrBody && n.max_length < 0 && f.a >= n.min_length;
+    if (states.empty()) return false;
+    for (const Stack& st : states) {
+        if (st.empty()) return false;
+        const Frame& f = st.back();
+        const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
+        if (!(n.kind == Kind::String && f.phase == kStrBody && n.max_length < 0 &&
+              f.a >= n.min_length))
+            return false;
+    }
+    return true;
 }
 
 void JsonMatcher::walk(const TokenTrie& trie, int32_t node, const States& states, int depth,

@@ -31,8 +31,8 @@ class JsonMatcher {
     static constexpr int kMaxIndent = 20;
     static constexpr int kMaxNumberBytes = 32;
     static constexpr int kMaxIntegerDigits = 16;
-    static constexpr int kMaxDepth = 64;    // open values per stack
-    static constexpr int kMaxStacks = 256;  // ways of reading kept at once
+    static constexpr int kMaxDepth = 64;   // open values per stack
+    static constexpr int kMaxStacks = 32;  // ways of reading kept at once (see advance())
 
     explicit JsonMatcher(std::shared_ptr<const JsonSchema> schema);
 
