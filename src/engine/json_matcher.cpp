@@ -27,6 +27,8 @@ constexpr uint8_t kStrBody = 1;
 constexpr uint8_t kStrEscape = 2;
 constexpr uint8_t kStrHex = 3;   // pos: hex digits read
 constexpr uint8_t kStrUtf8 = 4;  // pos: continuation bytes still due; b: the lead byte
+// After a high surrogate escape (\uD800-\uDBFF) only its low half may follow: \, u, hex.
+constexpr uint8_t kStrLowSlash = 5, kStrLowU = 6, kStrLowHex = 7;
 // Number (the grammar of RFC 8259)
 constexpr uint8_t kNumMinus = 1, kNumZero = 2, kNumInt = 3, kNumDot = 4, kNumFrac = 5, kNumE = 6,
                   kNumExpSign = 7, kNumExp = 8;
@@ -75,24 +77,28 @@ int utf8_continuations(uint8_t lead) {
 }  // namespace
 
 bool JsonMatcher::Frame::operator==(const Frame& o) const {
-    return std::tie(node, phase, ws, a, b, pos, mask) ==
-           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.mask);
+    return std::tie(node, phase, ws, a, b, pos, bytes, mask) ==
+           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.bytes, o.mask);
 }
 bool JsonMatcher::Frame::operator<(const Frame& o) const {
-    return std::tie(node, phase, ws, a, b, pos, mask) <
-           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.mask);
+    return std::tie(node, phase, ws, a, b, pos, bytes, mask) <
+           std::tie(o.node, o.phase, o.ws, o.a, o.b, o.pos, o.bytes, o.mask);
 }
 
 JsonMatcher::JsonMatcher(std::shared_ptr<const JsonSchema> schema) : schema_(std::move(schema)) {
     if (!schema_ || schema_->nodes.empty()) throw JsonSchemaError("empty JSON schema");
-    push_value({}, schema_->root, states_);
+    States start;
+    push_value({}, schema_->root, start);
+    normalize(start);
+    states_ = std::move(start);
 }
 
 void JsonMatcher::push_value(Stack s, int32_t node, States& out, int guard) const {
     // guard: anyOf nesting without input in between ($ref chains); compile() rules out a
     // direct self-reference, this bounds the indirect ones.
-    if (guard > 32 || (int)s.size() >= kMaxDepth) return;
     const JsonSchema::Node& n = schema_->nodes[(size_t)node];
+    // Only values that can still be completed within the nesting limit (no dead ends).
+    if (guard > 32 || (int)s.size() + n.min_depth > kMaxDepth) return;
     if (n.kind == Kind::AnyOf) {
         for (int32_t alt : n.alternatives) push_value(s, alt, out, guard + 1);
         return;
@@ -179,13 +185,21 @@ void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
                 return finish_value(std::move(s), out);
             if (c != '"') return;
             // Listed keys that may come next: from the next one up to the first required.
+            // Properties whose value cannot be completed within the nesting limit are left
+            // out (a required one always fits: this object's min_depth counts it).
+            const int depth = (int)s.size();
+            auto fits = [&](int32_t node) {
+                return depth + schema_->nodes[(size_t)node].min_depth <= kMaxDepth;
+            };
             uint64_t window = 0;
             for (int j = 0; j < 64 && f.a + j < n_props; ++j) {
-                window |= uint64_t{1} << j;
-                if (n.props[(size_t)(f.a + j)].required) break;
+                const auto& prop = n.props[(size_t)(f.a + j)];
+                if (fits(prop.node)) window |= uint64_t{1} << j;
+                if (prop.required) break;
             }
+            const int32_t key_node = n.key_node >= 0 ? n.key_node : schema_->plain_string;
             const bool additional = n.additional >= 0 && !required_from(n, f.a) &&
-                                    (int)s.size() < kMaxDepth && schema_->plain_string >= 0;
+                                    depth < kMaxDepth && key_node >= 0 && fits(n.additional);
             if (additional) {
                 Stack t = s;
                 Frame& g = t.back();
@@ -194,8 +208,13 @@ void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
                 g.a = n_props;  // listed properties are over
                 g.b = n.additional;
                 Frame key;
-                key.node = schema_->plain_string;
+                key.node = key_node;
                 key.phase = kStrBody;  // the opening quote is read
+                if (schema_->nodes[(size_t)key_node].exclude_keys_of >= 0) {
+                    key.mask =
+                        n.props.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << n.props.size()) - 1;
+                    key.bytes = 1;  // the quote, as in every listed key's JSON text
+                }
                 t.push_back(key);
                 out.push_back(std::move(t));
             }
@@ -300,6 +319,25 @@ void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
     Frame& f = s.back();
     const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
     const bool room = n.max_length < 0 || f.a < n.max_length;
+    // An additional property's key may not repeat a listed one: mask holds the listed keys
+    // (JSON texts, quotes included) that the key's bytes still equal, bytes how many.
+    if (n.exclude_keys_of >= 0 && f.phase != kStart) {
+        const auto& props = schema_->nodes[(size_t)n.exclude_keys_of].props;
+        const bool closing = f.phase == kStrBody && c == '"';
+        uint64_t live = 0;
+        for (int j = 0; j < 64 && (size_t)j < props.size(); ++j) {
+            const std::string& key = props[(size_t)j].key;
+            if ((f.mask >> j & 1) && (size_t)f.bytes < key.size() &&
+                (uint8_t)key[(size_t)f.bytes] == c)
+                live |= uint64_t{1} << j;
+        }
+        if (closing) {
+            for (int j = 0; j < 64; ++j)
+                if ((live >> j & 1) && props[(size_t)j].key.size() == (size_t)f.bytes + 1) return;
+        }
+        f.mask = live;
+        ++f.bytes;
+    }
     switch (f.phase) {
         case kStart:
             if (c != '"') return;
@@ -329,6 +367,7 @@ void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
             if (c == 'u') {
                 f.phase = kStrHex;
                 f.pos = 0;
+                f.b = 0;
             } else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
                        c == 'r' || c == 't') {
                 f.phase = kStrBody;
@@ -337,8 +376,37 @@ void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
             }
             break;
         case kStrHex:
+        case kStrLowHex: {
             if (!is_hex(c)) return;
-            if (++f.pos == 4) f.phase = kStrBody;
+            f.b = f.b * 16 + (is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+            ++f.pos;
+            // Decided by the first two digits, so no escape is begun that cannot end: DC-DF
+            // (a low surrogate) only right after a high one, and then nothing else.
+            const bool want_low = f.phase == kStrLowHex;
+            if (f.pos == 1 && want_low && f.b != 0xD) return;
+            if (f.pos == 2 && (f.b >= 0xDC && f.b <= 0xDF) != want_low) return;
+            if (f.pos < 4) break;
+            const bool low = f.b >= 0xDC00 && f.b <= 0xDFFF;
+            if (f.phase == kStrLowHex) {
+                if (!low) return;  // a high surrogate needs its low half
+                f.phase = kStrBody;
+            } else if (low) {
+                return;  // a low surrogate alone is no character
+            } else {
+                // The pair counts as one code point (counted at its first backslash).
+                f.phase = f.b >= 0xD800 && f.b <= 0xDBFF ? kStrLowSlash : kStrBody;
+            }
+            break;
+        }
+        case kStrLowSlash:
+            if (c != '\\') return;
+            f.phase = kStrLowU;
+            break;
+        case kStrLowU:
+            if (c != 'u') return;
+            f.phase = kStrLowHex;
+            f.pos = 0;
+            f.b = 0;
             break;
         case kStrUtf8: {
             // The first continuation byte of some leads has a narrower range (no overlong
@@ -392,9 +460,14 @@ void JsonMatcher::step_number(Stack& s, uint8_t c, States& out) const {
             next = is_digit(c) ? kNumExp : 0;
             break;
     }
-    // Integer parts of at most kMaxIntegerDigits digits (they fit an int64 and a double).
+    // Integer parts of at most kMaxIntegerDigits digits (they fit an int64 and a double),
+    // exponents of at most kMaxExponentDigits (no overflow to infinity), and a phase that
+    // still needs a digit only with room left for it (no dead end at the length limit).
     if (next == kNumInt) f.pos = f.phase == kNumInt ? f.pos + 1 : 1;
-    if (next && f.a < kMaxNumberBytes && f.pos <= kMaxIntegerDigits) {
+    if (next == kNumExp) f.b = f.phase == kNumExp ? f.b + 1 : 1;
+    const bool needs_more = next && !number_accepting(next);
+    if (next && f.a + (needs_more ? 2 : 1) <= kMaxNumberBytes && f.pos <= kMaxIntegerDigits &&
+        f.b <= kMaxExponentDigits) {
         f.phase = next;
         ++f.a;
         out.push_back(std::move(s));
@@ -440,14 +513,17 @@ void JsonMatcher::step_literal(Stack& s, uint8_t c, States& out) const {
 void JsonMatcher::advance(const States& in, uint8_t c, States& out) const {
     out.clear();
     for (const Stack& s : in) step(s, c, out);
-    if (out.size() > 1) {
-        std::sort(out.begin(), out.end());
-        out.erase(std::unique(out.begin(), out.end()), out.end());
-        // Past kMaxStacks ways of reading the rest are dropped: some texts the schema
-        // allows become unreachable (never one it refuses), and no schema can make a
-        // byte cost more than that many stack steps.
-        if ((int)out.size() > kMaxStacks) out.resize((size_t)kMaxStacks);
-    }
+    normalize(out);
+}
+
+void JsonMatcher::normalize(States& states) {
+    if (states.size() < 2) return;
+    std::sort(states.begin(), states.end());
+    states.erase(std::unique(states.begin(), states.end()), states.end());
+    // Past kMaxStacks ways of reading the rest are dropped: some texts the schema allows
+    // become unreachable (never one it refuses), and no schema can make a byte cost more
+    // than that many stack steps.
+    if ((int)states.size() > kMaxStacks) states.resize((size_t)kMaxStacks);
 }
 
 bool JsonMatcher::feed(std::string_view bytes) {
@@ -515,7 +591,7 @@ bool JsonMatcher::plain_text_keeps_state(const States& states) const {
         const Frame& f = st.back();
         const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
         if (!(n.kind == Kind::String && f.phase == kStrBody && n.max_length < 0 &&
-              f.a >= n.min_length))
+              f.a >= n.min_length && n.exclude_keys_of < 0))
             return false;
     }
     return true;

@@ -31,6 +31,7 @@ class JsonMatcher {
     static constexpr int kMaxIndent = 20;
     static constexpr int kMaxNumberBytes = 32;
     static constexpr int kMaxIntegerDigits = 16;
+    static constexpr int kMaxExponentDigits = 2;
     static constexpr int kMaxDepth = 64;   // open values per stack
     static constexpr int kMaxStacks = 32;  // ways of reading kept at once (see advance())
 
@@ -57,7 +58,9 @@ class JsonMatcher {
                             // literal: first live value; number: bytes
         int32_t b = 0;      // object: value schema after the colon; literal: end of live values
         int32_t pos = 0;    // key/literal: bytes matched; string: escape/UTF-8 progress
-        uint64_t mask = 0;  // object key: live candidates (bit j: property a + j)
+        int32_t bytes = 0;  // additional key: bytes read (quote included)
+        uint64_t mask = 0;  // object key: live candidates (bit j: property a + j);
+                            // additional key: listed keys it still equals
         bool operator==(const Frame& o) const;
         bool operator<(const Frame& o) const;
     };
@@ -75,6 +78,7 @@ class JsonMatcher {
     void step_sequence(Stack& s, uint8_t c, States& out) const;
     void finish_value(Stack s, States& out) const;
     void advance(const States& in, uint8_t byte, States& out) const;
+    static void normalize(States& states);  // sorted, unique, at most kMaxStacks
     bool stack_can_end(const Stack& s) const;
     bool plain_text_keeps_state(const States& states) const;
     void walk(const TokenTrie& trie, int32_t node, const States& states, int depth,

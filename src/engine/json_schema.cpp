@@ -42,6 +42,123 @@ const std::set<std::string> kUnsupported = {"pattern",
                                             "$dynamicRef",
                                             "$recursiveRef"};
 
+// Nesting is checked before parsing: the parser and the document's destructor recurse.
+void check_nesting(std::string_view text) {
+    int depth = 0, max_depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    if (max_depth > 4 * kJsonSchemaMaxDepth) throw JsonSchemaError("JSON schema nested too deeply");
+}
+
+constexpr int32_t kNoValue = 1 << 20;  // min_depth of a node no value can complete
+
+// After compiling: single-alternative AnyOf nodes (refs) are looked through, AnyOf members
+// that are AnyOf are inlined (so expanding a value start is one level, however the refs
+// were written), and each node's min_depth is computed. Throws when the root allows no
+// value within the nesting limit.
+void finalize(JsonSchema& s) {
+    const size_t n = s.nodes.size();
+    // Where a chain of single-alternative AnyOf nodes ends (-1: a cycle of them).
+    auto resolve = [&](int32_t i) {
+        for (size_t steps = 0; i >= 0 && steps <= n; ++steps) {
+            const JsonSchema::Node& node = s.nodes[(size_t)i];
+            if (node.kind != Kind::AnyOf || node.alternatives.size() != 1) return i;
+            i = node.alternatives[0];
+        }
+        return int32_t{-1};
+    };
+    auto fix = [&](int32_t& i) {
+        if (i >= 0) i = resolve(i);
+    };
+    for (size_t i = 0; i < n; ++i) {
+        JsonSchema::Node& node = s.nodes[i];
+        for (auto& p : node.props) fix(p.node);
+        fix(node.additional);
+        fix(node.items);
+        fix(node.key_node);
+        if (node.kind == Kind::Sequence)
+            for (int32_t& a : node.alternatives) fix(a);
+    }
+    // Inline nested AnyOf members (depth first, each node once per expansion).
+    for (size_t i = 0; i < n; ++i) {
+        if (s.nodes[i].kind != Kind::AnyOf) continue;
+        std::vector<int32_t> flat,
+            stack(s.nodes[i].alternatives.rbegin(), s.nodes[i].alternatives.rend());
+        std::vector<uint8_t> seen(n, 0);
+        seen[i] = 1;
+        while (!stack.empty()) {
+            const int32_t a = resolve(stack.back());
+            stack.pop_back();
+            if (a < 0 || seen[(size_t)a]) continue;
+            seen[(size_t)a] = 1;
+            if (s.nodes[(size_t)a].kind == Kind::AnyOf) {
+                const auto& alts = s.nodes[(size_t)a].alternatives;
+                stack.insert(stack.end(), alts.rbegin(), alts.rend());
+            } else {
+                flat.push_back(a);
+            }
+        }
+        s.nodes[i].alternatives = std::move(flat);
+    }
+    s.root = resolve(s.root);
+    // min_depth by fixed point (recursive schemas converge from "no value").
+    for (auto& node : s.nodes) node.min_depth = kNoValue;
+    auto md = [&](int32_t i) { return i < 0 ? kNoValue : s.nodes[(size_t)i].min_depth; };
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (auto& node : s.nodes) {
+            int32_t d = 1;
+            switch (node.kind) {
+                case Kind::Literal:
+                    d = node.literals.empty() ? kNoValue : 1;
+                    break;
+                case Kind::String:
+                case Kind::Number:
+                case Kind::Integer:
+                    break;
+                case Kind::Array:
+                    if (node.min_items > 0) d = 1 + md(node.items);
+                    break;
+                case Kind::Object:
+                    for (const auto& p : node.props)
+                        if (p.required) d = std::max(d, 1 + md(p.node));
+                    break;
+                case Kind::Sequence:
+                    for (int32_t a : node.alternatives) d = std::max(d, 1 + md(a));
+                    break;
+                case Kind::AnyOf:
+                    d = kNoValue;
+                    for (int32_t a : node.alternatives) d = std::min(d, md(a));
+                    break;
+            }
+            d = std::min(d, kNoValue);
+            if (d < node.min_depth) {
+                node.min_depth = d;
+                changed = true;
+            }
+        }
+    }
+    if (s.root < 0 || md(s.root) > kJsonSchemaMaxDepth)
+        throw JsonSchemaError(
+            "the JSON schema allows no value within " + std::to_string(kJsonSchemaMaxDepth) +
+            " levels of nesting (a $ref cycle, or a required property that recurses forever?)");
+}
+
 class Compiler {
   public:
     explicit Compiler(ojson doc) : doc_(std::move(doc)) {}
@@ -49,6 +166,7 @@ class Compiler {
     JsonSchema run() {
         s_.root = compile(doc_, 0);
         s_.plain_string = plain_string();
+        finalize(s_);
         return std::move(s_);
     }
 
@@ -73,6 +191,7 @@ class Compiler {
     }
     JsonSchema take() {
         s_.plain_string = plain_string();
+        finalize(s_);
         return std::move(s_);
     }
     JsonSchema& schema() { return s_; }
@@ -276,6 +395,11 @@ class Compiler {
             additional = any_value();
         }
         const int32_t n = add(Kind::Object);
+        if (additional >= 0 && !props.empty()) {
+            const int32_t key = add(Kind::String);
+            s_.nodes[(size_t)key].exclude_keys_of = n;
+            s_.nodes[(size_t)n].key_node = key;
+        }
         s_.nodes[(size_t)n].props = std::move(props);
         s_.nodes[(size_t)n].additional = additional;
         return n;
@@ -290,26 +414,7 @@ class Compiler {
 }  // namespace
 
 std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json) {
-    // Nesting is checked before parsing: the parser and the document's destructor recurse.
-    int depth = 0, max_depth = 0;
-    bool in_string = false, escaped = false;
-    for (char c : schema_json) {
-        if (in_string) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            max_depth = std::max(max_depth, ++depth);
-        } else if (c == '}' || c == ']') {
-            --depth;
-        }
-    }
-    if (max_depth > 4 * kJsonSchemaMaxDepth) throw JsonSchemaError("JSON schema nested too deeply");
+    check_nesting(schema_json);
     ojson doc;
     try {
         doc = ojson::parse(schema_json.begin(), schema_json.end(), nullptr, true, false);
@@ -332,6 +437,7 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
         // own $defs/definitions lifted beside it so that their "#/$defs/..." refs resolve.
         ojson params = ojson::object();
         if (!f.parameters.empty()) {
+            check_nesting(f.parameters);
             try {
                 params = ojson::parse(f.parameters);
             } catch (const std::exception&) {
@@ -360,6 +466,8 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
             for (auto& p : n.props) p.node = shift(p.node);
             n.additional = shift(n.additional);
             n.items = shift(n.items);
+            n.key_node = shift(n.key_node);
+            n.exclude_keys_of = shift(n.exclude_keys_of);
             for (int32_t& a : n.alternatives) a = shift(a);
             out.nodes.push_back(std::move(n));
         }
@@ -386,6 +494,7 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
         seq.alternatives.push_back(add(std::move(n)));
     }
     out.root = add(std::move(seq));
+    finalize(out);
     return std::make_shared<const JsonSchema>(std::move(out));
 }
 

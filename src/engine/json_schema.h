@@ -43,13 +43,20 @@ struct JsonSchema {
         // Array
         int32_t items = -1;
         int64_t min_items = 0, max_items = -1;  // -1: no limit
+        int32_t key_node = -1;  // Object with listed and additional properties: the String
+                                // node of additional keys (they may not repeat a listed one)
         // String, in code points
         int64_t min_length = 0, max_length = -1;
+        int32_t exclude_keys_of = -1;  // String as an additional key: the Object node
         // Literal: the allowed values as compact JSON texts (or raw text, in a Sequence),
         // sorted and unique
         std::vector<std::string> literals;
-        // AnyOf: the alternatives; Sequence: the parts, one after the other (node indices)
+        // AnyOf: the alternatives; Sequence: the parts, one after the other (node indices).
+        // After compiling, no alternative is itself an AnyOf.
         std::vector<int32_t> alternatives;
+        // Frames needed to complete a value of this node (itself included); more than
+        // kJsonSchemaMaxDepth: none can be completed.
+        int32_t min_depth = 0;
     };
     std::vector<Node> nodes;
     int32_t root = 0;

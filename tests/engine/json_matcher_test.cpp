@@ -253,6 +253,54 @@ TEST(JsonMatcher, ToolCallSchema) {
     EXPECT_THROW(tool_call_schema({}, "arguments", "", ""), JsonSchemaError);
 }
 
+// What the schema fuzzer found (tests/engine/malformed_schemas): each case as a rule.
+TEST(JsonMatcher, FuzzFindingsStayFixed) {
+    // Numbers a JSON parser can read: exponents of at most two digits.
+    const auto num = compile_json_schema(R"({"type": "number"})");
+    expect_valid(num, "1e99");
+    expect_valid(num, "-2.5E-07");
+    expect_invalid(num, "1e999");
+    // Surrogate escapes come in pairs, and a pair is one code point.
+    const auto one = compile_json_schema(R"({"type": "string", "maxLength": 1, "minLength": 1})");
+    expect_valid(one, R"("\ud83d\ude00")");
+    expect_valid(one, R"("\u00e9")");
+    for (const char* bad : {R"("\ud800")", R"("\ude00")", R"("\ud83d\u0041")", R"("ab")"})
+        expect_invalid(one, bad);
+    // An additional key may not repeat a listed one.
+    const auto extra = compile_json_schema(R"({"type": "object", "properties": {"a": {"type":
+        "integer"}}, "additionalProperties": true})");
+    expect_valid(extra, R"({"a":1,"ab":"x"})");
+    expect_valid(extra, R"({"b":"x"})");
+    for (const char* bad : {R"({"a":"x"})", R"({"a":1,"a":2})"}) expect_invalid(extra, bad);
+    // Schemas that allow nothing are errors; $ref chains and fan-outs compile small.
+    EXPECT_THROW(compile_json_schema(R"({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref":
+        "#/$defs/a"}}, "$ref": "#/$defs/a"})"),
+                 JsonSchemaError);
+    EXPECT_THROW(compile_json_schema(R"({"$defs": {"n": {"type": "object", "properties":
+        {"next": {"$ref": "#/$defs/n"}}, "required": ["next"]}}, "$ref": "#/$defs/n"})"),
+                 JsonSchemaError);
+    std::string chain = R"({"$defs": {"d0": {"type": "integer"})";
+    for (int i = 1; i < 48; ++i)
+        chain += ", \"d" + std::to_string(i) + "\": {\"$ref\": \"#/$defs/d" +
+                 std::to_string(i - 1) + "\"}";
+    chain += R"(}, "$ref": "#/$defs/d47"})";
+    expect_valid(compile_json_schema(chain), "42");
+    const auto fan = compile_json_schema(R"({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"},
+        {"$ref": "#/$defs/a"}, {"$ref": "#/$defs/a"}, {"type": "array", "items": {"$ref":
+        "#/$defs/a"}}, {"type": "null"}]}}, "$ref": "#/$defs/a"})");
+    expect_valid(fan, "[[null,[]],null]");
+    // At the nesting limit nothing is begun that cannot be finished: no dead ends.
+    const auto deep = compile_json_schema(R"({"$defs": {"o": {"type": "object", "properties":
+        {"c": {"$ref": "#/$defs/o"}}}}, "$ref": "#/$defs/o"})");
+    JsonMatcher m(deep);
+    int levels = 0;
+    while (m.feed("{\"c\":")) ++levels;
+    EXPECT_LT(levels, JsonMatcher::kMaxDepth);
+    EXPECT_TRUE(m.feed("{}"));
+    for (int i = 0; i < levels; ++i) ASSERT_TRUE(m.feed("}"));
+    EXPECT_TRUE(m.can_end());
+}
+
 struct Loaded {
     std::unique_ptr<Model> model;
     std::unique_ptr<Vocab> vocab;
