@@ -96,6 +96,7 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const JsonSchema> schema) : schema_(std
 void JsonMatcher::push_value(Stack s, int32_t node, States& out, int guard) const {
     // guard: anyOf nesting without input in between ($ref chains); compile() rules out a
     // direct self-reference, this bounds the indirect ones.
+    if (node < 0) return;
     const JsonSchema::Node& n = schema_->nodes[(size_t)node];
     // Only values that can still be completed within the nesting limit (no dead ends).
     if (guard > 32 || (int)s.size() + n.min_depth > kMaxDepth) return;
@@ -266,7 +267,11 @@ void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
             if (c == ',' && (f.a < n_props || n.additional >= 0)) {
                 f.phase = kObjOpenNext;
                 f.ws = 0;
-                out.push_back(std::move(s));
+                // Only when some key can follow (near the nesting limit none may fit).
+                States probe;
+                Stack t = s;
+                step_object(t, '"', probe);
+                if (!probe.empty()) out.push_back(std::move(s));
             } else if (c == '}' && !required_from(n, f.a)) {
                 finish_value(std::move(s), out);
             }
@@ -331,6 +336,9 @@ void JsonMatcher::step_string(Stack& s, uint8_t c, States& out) const {
                 (uint8_t)key[(size_t)f.bytes] == c)
                 live |= uint64_t{1} << j;
         }
+        // An escape could spell a listed key another way: not while the key still equals
+        // the start of one.
+        if (f.phase == kStrBody && c == '\\' && f.mask) return;
         if (closing) {
             for (int j = 0; j < 64; ++j)
                 if ((live >> j & 1) && props[(size_t)j].key.size() == (size_t)f.bytes + 1) return;
@@ -598,7 +606,8 @@ bool JsonMatcher::plain_text_keeps_state(const States& states) const {
 }
 
 void JsonMatcher::walk(const TokenTrie& trie, int32_t node, const States& states, int depth,
-                       std::deque<States>& scratch, std::vector<uint8_t>& allowed) const {
+                       std::deque<States>& scratch, std::vector<uint8_t>& allowed,
+                       int64_t& budget) const {
     if ((size_t)depth >= scratch.size()) scratch.emplace_back();  // deque: no reference moves
     States& next = scratch[(size_t)depth];
     const auto& nodes = trie.nodes();
@@ -611,23 +620,27 @@ void JsonMatcher::walk(const TokenTrie& trie, int32_t node, const States& states
         if (in_text && tn.byte >= 0x20 && tn.byte < 0x7F && tn.byte != '"' && tn.byte != '\\') {
             for (int32_t i = tn.tok_begin; i < tn.tok_end; ++i)
                 allowed[(size_t)trie.tokens()[(size_t)i]] = 1;
-            if (tn.first_child >= 0) walk(trie, child, states, depth + 1, scratch, allowed);
+            if (tn.first_child >= 0) walk(trie, child, states, depth + 1, scratch, allowed, budget);
             continue;
         }
+        for (const Stack& st : states) budget -= (int64_t)st.size() + 1;
+        if (budget < 0) return;  // too costly: the caller checks tokens one by one instead
         advance(states, tn.byte, next);
         if (next.empty()) continue;
         for (int32_t i = tn.tok_begin; i < tn.tok_end; ++i)
             allowed[(size_t)trie.tokens()[(size_t)i]] = 1;
-        if (tn.first_child >= 0) walk(trie, child, next, depth + 1, scratch, allowed);
+        if (tn.first_child >= 0) walk(trie, child, next, depth + 1, scratch, allowed, budget);
     }
 }
 
-void JsonMatcher::allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const {
+bool JsonMatcher::allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const {
     allowed.assign((size_t)trie.n_vocab(), 0);
     if (can_end())
         for (int32_t t : trie.end_of_generation()) allowed[(size_t)t] = 1;
     std::deque<States> scratch;
-    walk(trie, 0, states_, 0, scratch, allowed);
+    int64_t budget = kWalkBudget;
+    walk(trie, 0, states_, 0, scratch, allowed, budget);
+    return budget >= 0;
 }
 
 }  // namespace lokal

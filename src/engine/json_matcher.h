@@ -48,7 +48,10 @@ class JsonMatcher {
 
     // allowed[t] = 1 for each text token of `trie` whose bytes can be appended, and for the
     // end-of-generation tokens when can_end(); 0 for every other id. Size: trie.n_vocab().
-    void allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const;
+    // False (allowed incomplete) when the walk would cost more than kWalkBudget frame
+    // steps (a state with many deep ways of reading): then test tokens one by one.
+    bool allowed_tokens(const TokenTrie& trie, std::vector<uint8_t>& allowed) const;
+    static constexpr int64_t kWalkBudget = 4'000'000;
 
     struct Frame {
         int32_t node = 0;
@@ -82,7 +85,7 @@ class JsonMatcher {
     bool stack_can_end(const Stack& s) const;
     bool plain_text_keeps_state(const States& states) const;
     void walk(const TokenTrie& trie, int32_t node, const States& states, int depth,
-              std::deque<States>& scratch, std::vector<uint8_t>& allowed) const;
+              std::deque<States>& scratch, std::vector<uint8_t>& allowed, int64_t& budget) const;
 
     std::shared_ptr<const JsonSchema> schema_;
     States states_;

@@ -82,8 +82,19 @@ void finalize(JsonSchema& s) {
         }
         return int32_t{-1};
     };
+    // A cycle of refs allows no value: it points at a node that never completes (an AnyOf
+    // without alternatives) instead of an index the matcher could not read.
+    int32_t never = -1;
     auto fix = [&](int32_t& i) {
-        if (i >= 0) i = resolve(i);
+        if (i < 0) return;
+        i = resolve(i);
+        if (i >= 0) return;
+        if (never < 0) {
+            s.nodes.emplace_back();
+            s.nodes.back().kind = Kind::AnyOf;
+            never = (int32_t)s.nodes.size() - 1;
+        }
+        i = never;
     };
     for (size_t i = 0; i < n; ++i) {
         JsonSchema::Node& node = s.nodes[i];
@@ -233,6 +244,24 @@ class Compiler {
         return (int64_t)v;
     }
 
+    // Whether a const/enum value is of one of the types a "type" keyword names.
+    static bool of_type(const ojson& v, const ojson& type) {
+        auto one = [&](const ojson& t) {
+            if (!t.is_string()) return false;
+            const std::string n = t.get<std::string>();
+            return (n == "null" && v.is_null()) || (n == "boolean" && v.is_boolean()) ||
+                   (n == "integer" && v.is_number_integer()) || (n == "number" && v.is_number()) ||
+                   (n == "string" && v.is_string()) || (n == "object" && v.is_object()) ||
+                   (n == "array" && v.is_array());
+        };
+        if (type.is_array()) {
+            for (const auto& t : type)
+                if (one(t)) return true;
+            return false;
+        }
+        return one(type);
+    }
+
     // "#/$defs/Name" (a JSON pointer into the document).
     int32_t ref(const std::string& r, int depth) {
         if (auto it = refs_.find(r); it != refs_.end()) return it->second;
@@ -264,21 +293,53 @@ class Compiler {
             if (kUnsupported.count(it.key()))
                 fail("JSON schema keyword '" + it.key() + "' is not supported by lokal");
 
+        // Keywords that constrain values; beside $ref, const/enum, anyOf/oneOf and allOf
+        // lokal applies only that one, so any other is refused rather than ignored ("type"
+        // beside const/enum is checked against the values instead).
+        static const char* const kConstraining[] = {
+            "type",      "properties", "required", "additionalProperties",
+            "items",     "minItems",   "maxItems", "minLength",
+            "maxLength", "enum",       "const",    "anyOf",
+            "oneOf",     "allOf",      "$ref"};
+        auto only = [&](const char* keyword, std::initializer_list<const char*> also) {
+            for (const char* k : kConstraining) {
+                if (!s.contains(k) || std::string(k) == keyword) continue;
+                bool ok = false;
+                for (const char* a : also) ok = ok || std::string(k) == a;
+                if (!ok)
+                    fail(std::string("JSON schema: '") + k + "' beside '" + keyword +
+                         "' is not supported");
+            }
+        };
         if (auto it = s.find("$ref"); it != s.end()) {
             if (!it->is_string()) fail("JSON schema '$ref' must be a string");
+            only("$ref", {});
+            if (s.contains("nullable"))
+                fail("JSON schema: 'nullable' beside '$ref' is not supported");
             return ref(it->get<std::string>(), depth);
         }
         int32_t node = -1;
-        if (auto it = s.find("const"); it != s.end()) {
-            node = literal({it->dump()});
-        } else if (auto e = s.find("enum"); e != s.end()) {
-            if (!e->is_array() || e->empty()) fail("JSON schema 'enum' must be a non-empty array");
-            std::vector<std::string> values;
-            for (const auto& v : *e) values.push_back(v.dump());
-            node = literal(std::move(values));
+        if (s.contains("const") || s.contains("enum")) {
+            const char* kw = s.contains("const") ? "const" : "enum";
+            only(kw, {"type"});
+            std::vector<const ojson*> values;
+            if (s.contains("const")) {
+                values.push_back(&s["const"]);
+            } else {
+                const ojson& e = s["enum"];
+                if (!e.is_array() || e.empty())
+                    fail("JSON schema 'enum' must be a non-empty array");
+                for (const auto& v : e) values.push_back(&v);
+            }
+            std::vector<std::string> texts;
+            for (const ojson* v : values) {
+                if (s.contains("type") && !of_type(*v, s["type"]))
+                    fail(std::string("JSON schema: a value of '") + kw + "' is not of its 'type'");
+                texts.push_back(v->dump());
+            }
+            node = literal(std::move(texts));
         } else if (s.contains("anyOf") || s.contains("oneOf")) {
-            if (s.contains("type"))
-                fail("JSON schema: 'type' beside 'anyOf'/'oneOf' is not supported");
+            only(s.contains("anyOf") ? "anyOf" : "oneOf", {});
             const ojson& alts = s.contains("anyOf") ? s["anyOf"] : s["oneOf"];
             if (!alts.is_array() || alts.empty())
                 fail("JSON schema 'anyOf'/'oneOf' must be a non-empty array");
@@ -286,6 +347,7 @@ class Compiler {
             for (const auto& a : alts) v.push_back(compile(a, depth + 1));
             node = any_of(std::move(v));
         } else if (auto a = s.find("allOf"); a != s.end()) {
+            only("allOf", {});
             if (!a->is_array() || a->size() != 1)
                 fail("JSON schema 'allOf' is supported with exactly one member");
             node = compile((*a)[0], depth + 1);
@@ -363,14 +425,17 @@ class Compiler {
 
     int32_t object(const ojson& s, int depth) {
         std::vector<JsonSchema::Property> props;
-        std::set<std::string> names;
+        std::map<std::string, size_t> names;  // property name -> index in props
         if (auto p = s.find("properties"); p != s.end()) {
             if (!p->is_object()) fail("JSON schema 'properties' must be an object");
             for (auto it = p->begin(); it != p->end(); ++it) {
                 JsonSchema::Property prop;
                 prop.key = ojson(it.key()).dump();
                 prop.node = compile(it.value(), depth + 1);
-                names.insert(it.key());
+                if (++n_props_ > kJsonSchemaMaxNodes)
+                    fail("JSON schema too large (more than " + std::to_string(kJsonSchemaMaxNodes) +
+                         " properties)");
+                names.emplace(it.key(), props.size());
                 props.push_back(std::move(prop));
             }
         }
@@ -379,10 +444,10 @@ class Compiler {
             for (const auto& name : *r) {
                 if (!name.is_string()) fail("JSON schema 'required' entries must be strings");
                 const std::string key = name.get<std::string>();
-                if (!names.count(key))
+                auto at = names.find(key);
+                if (at == names.end())
                     fail("JSON schema: required property '" + key + "' is not in 'properties'");
-                for (auto& prop : props)
-                    if (prop.key == ojson(key).dump()) prop.required = true;
+                props[at->second].required = true;
             }
         }
         int32_t additional = -1;
@@ -409,6 +474,7 @@ class Compiler {
     JsonSchema s_;
     std::map<std::string, int32_t> refs_;
     int32_t any_ = -1, string_ = -1;
+    int n_props_ = 0;
 };
 
 }  // namespace
@@ -431,38 +497,29 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
     if (functions.empty()) throw JsonSchemaError("no functions to call");
     JsonSchema out;
     std::vector<int32_t> calls;
+    auto add = [&](JsonSchema::Node n) {
+        out.nodes.push_back(std::move(n));
+        return (int32_t)out.nodes.size() - 1;
+    };
     for (const ToolSchema& f : functions) {
-        // {"type": "object", "properties": {"name": {"const": NAME}, KEY: PARAMS},
-        //  "required": ["name", KEY], "additionalProperties": false}, with the parameters'
-        // own $defs/definitions lifted beside it so that their "#/$defs/..." refs resolve.
-        ojson params = ojson::object();
-        if (!f.parameters.empty()) {
-            check_nesting(f.parameters);
-            try {
-                params = ojson::parse(f.parameters);
-            } catch (const std::exception&) {
-                throw JsonSchemaError("function '" + f.name + "': parameters are not valid JSON");
-            }
-        }
-        if (params.is_object() && params.empty()) params = {{"type", "object"}};
-        ojson doc = {{"type", "object"},
-                     {"properties", {{"name", {{"const", f.name}}}, {args_key, params}}},
-                     {"required", {"name", args_key}},
-                     {"additionalProperties", false}};
-        for (const char* defs : {"$defs", "definitions"})
-            if (params.is_object() && params.contains(defs)) doc[defs] = params[defs];
-        std::shared_ptr<const JsonSchema> one;
+        // The parameters are their own document (their "#..." refs resolve inside them);
+        // the call around them, {"name": NAME, args_key: PARAMETERS}, is built here.
+        std::shared_ptr<const JsonSchema> params;
         try {
-            one = compile_json_schema(doc.dump());
+            if (!f.parameters.empty()) check_nesting(f.parameters);
+            params =
+                compile_json_schema(f.parameters.empty() ? R"({"type": "object"})" : f.parameters);
         } catch (const JsonSchemaError& e) {
             throw JsonSchemaError("function '" + f.name + "': " + e.what());
         }
-        // Append its nodes, shifting every node index.
+        if (params->nodes[(size_t)params->root].kind != Kind::Object)
+            throw JsonSchemaError("function '" + f.name +
+                                  "': parameters must describe an object (\"type\": \"object\")");
         const int32_t base = (int32_t)out.nodes.size();
-        if (out.nodes.size() + one->nodes.size() > (size_t)kJsonSchemaMaxNodes)
+        if (out.nodes.size() + params->nodes.size() + 2 > (size_t)kJsonSchemaMaxNodes)
             throw JsonSchemaError("tool schemas too large");
         auto shift = [base](int32_t i) { return i < 0 ? i : i + base; };
-        for (JsonSchema::Node n : one->nodes) {
+        for (JsonSchema::Node n : params->nodes) {
             for (auto& p : n.props) p.node = shift(p.node);
             n.additional = shift(n.additional);
             n.items = shift(n.items);
@@ -471,13 +528,17 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
             for (int32_t& a : n.alternatives) a = shift(a);
             out.nodes.push_back(std::move(n));
         }
-        if (out.plain_string < 0) out.plain_string = shift(one->plain_string);
-        calls.push_back(shift(one->root));
+        if (out.plain_string < 0) out.plain_string = shift(params->plain_string);
+        JsonSchema::Node name;
+        name.kind = Kind::Literal;
+        name.literals = {ojson(f.name).dump()};
+        const int32_t name_node = add(std::move(name));
+        JsonSchema::Node call;
+        call.kind = Kind::Object;
+        call.props = {{ojson("name").dump(), name_node, true},
+                      {ojson(args_key).dump(), shift(params->root), true}};
+        calls.push_back(add(std::move(call)));
     }
-    auto add = [&](JsonSchema::Node n) {
-        out.nodes.push_back(std::move(n));
-        return (int32_t)out.nodes.size() - 1;
-    };
     JsonSchema::Node seq;
     seq.kind = Kind::Sequence;
     for (const std::string* raw : {&prefix, (const std::string*)nullptr, &suffix}) {

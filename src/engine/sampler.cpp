@@ -64,7 +64,10 @@ void Sampler::watch_trigger(int32_t tok) {
     size_t at = std::string::npos;
     if (p_.json_trigger_at_start) {
         const size_t first = since_trigger_.find_first_not_of(" \t\r\n");
-        if (first == std::string::npos) return;
+        if (first == std::string::npos) {
+            since_trigger_.clear();  // leading whitespace: nothing to keep
+            return;
+        }
         const std::string_view rest = std::string_view(since_trigger_).substr(first);
         if (rest.substr(0, trig.size()) != std::string_view(trig).substr(0, rest.size())) {
             trigger_dead_ = true;  // the text starts otherwise: not a call
@@ -90,7 +93,23 @@ int32_t Sampler::sample_constrained() {
     int32_t tok = draw();
     if (!fits(tok)) {
         const TokenTrie& trie = vocab_->token_trie();
-        json_->allowed_tokens(trie, allowed_);
+        if (!json_->allowed_tokens(trie, allowed_)) {
+            // The walk was too costly for this state: the most likely tokens that fit, in
+            // order, one check each (bounded), stand for the mask.
+            std::vector<int32_t> order((size_t)n_vocab_);
+            for (int32_t i = 0; i < n_vocab_; ++i) order[(size_t)i] = i;
+            std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+                return work_[(size_t)a] > work_[(size_t)b] ||
+                       (work_[(size_t)a] == work_[(size_t)b] && a < b);
+            });
+            allowed_.assign((size_t)trie.n_vocab(), 0);
+            if (json_->can_end())
+                for (int32_t t : trie.end_of_generation()) allowed_[(size_t)t] = 1;
+            int found = 0;
+            for (size_t k = 0; k < order.size() && k < 512 && found < 64; ++k)
+                if (order[k] < trie.n_vocab() && fits(order[k]))
+                    allowed_[(size_t)order[k]] = 1, ++found;
+        }
         bool any = false;
         for (int32_t i = 0; i < n_vocab_; ++i) {
             const bool ok = i < trie.n_vocab() && allowed_[(size_t)i] &&
@@ -107,10 +126,11 @@ int32_t Sampler::sample_constrained() {
             cands_.assign(1, {tok, 1.0f});
         }
     }
-    if (!vocab_->token_trie().is_eog(tok)) json_->feed(vocab_->token_trie().bytes(tok));
+    if (!vocab_->token_trie().is_eog(tok) && !json_->feed(vocab_->token_trie().bytes(tok)))
+        tok = vocab_->eos() >= 0 ? vocab_->eos() : tok;  // unreachable: the token was checked
     // Lazy: a complete call puts the constraint back to sleep (another may follow; at the
-    // start of the text only one can).
-    if (!p_.json_trigger.empty() && json_->finished()) {
+    // start of the text only one can). finished() tries every byte: only once complete.
+    if (!p_.json_trigger.empty() && json_->can_end() && json_->finished()) {
         json_.reset();
         trigger_dead_ = p_.json_trigger_at_start;
     }
@@ -177,8 +197,11 @@ int32_t Sampler::draw() {
     // A uniform draw in [0, 1) from the top 53 bits: the same on every platform.
     const double u = (double)(rng_() >> 11) * (1.0 / 9007199254740992.0);
     double cum = 0;
-    size_t chosen = c.size() - 1;
+    // Rounding may leave u at or above the sum: then the last candidate that has any
+    // probability (a masked token has none).
+    size_t chosen = 0;
     for (size_t i = 0; i < c.size(); ++i) {
+        if (probs[i] > 0) chosen = i;
         cum += probs[i];
         if (u < cum) {
             chosen = i;

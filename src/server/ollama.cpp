@@ -79,6 +79,7 @@ struct GenState {
     size_t emitted = 0;  // bytes streamed (tools hold back what may be a call)
     bool tools = false;
     ToolFormat tool_format = ToolFormat::Hermes;
+    std::vector<std::string> tool_names;
     SeqEvent last;
     std::vector<int32_t> tokens;
     Clock::time_point t0 = Clock::now();
@@ -108,10 +109,11 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
     SeqRequest r = make_request(*m, body);
     r.prompt = prompt;
     r.sampling.json_schema = output_schema(req, body, Api::Ollama);
-    if (tools) {
+    if (tools && !r.sampling.json_schema) {  // with a format, the answer is not parsed
         st->tools = true;
         st->tool_format = tools->format;
-        if (tools->lazy && !r.sampling.json_schema) {
+        st->tool_names = tools->names;
+        if (tools->lazy) {
             r.sampling.json_schema = tools->lazy;
             r.sampling.json_trigger = tools->trigger;
             r.sampling.json_trigger_at_start = tools->trigger_at_start;
@@ -131,7 +133,7 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
     auto calls_of = [st](std::string& content) {
         json calls = json::array();
         if (!st->tools) return calls;
-        auto [text, parsed] = parse_tool_calls(st->text, st->tool_format);
+        auto [text, parsed] = parse_tool_calls(st->text, st->tool_format, &st->tool_names);
         if (parsed.empty()) return calls;
         content = text;
         for (auto& c : parsed)
@@ -149,8 +151,9 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         std::string piece = ev.text, out;
         if (st->tools) {
             // Text that may be a call waits until the answer is done.
-            const size_t safe =
-                ev.done ? st->text.size() : tool_safe_prefix(st->text, st->tool_format);
+            const size_t held_from = st->emitted;
+            const size_t safe = ev.done ? st->text.size()
+                                        : tool_safe_prefix(st->text, st->tool_format, st->emitted);
             piece = safe > st->emitted ? st->text.substr(st->emitted, safe - st->emitted) : "";
             st->emitted = std::max(st->emitted, safe);
             std::string content;
@@ -161,7 +164,10 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
                     j["message"]["tool_calls"] = calls;
                     j["done"] = false;
                     out = to_text(j) + "\n";
-                    piece.clear();
+                    // Held-back content besides the calls (before them, it streamed).
+                    const std::string held = st->text.substr(held_from);
+                    piece = parse_tool_calls(held, st->tool_format).first;
+                    if (piece == held) piece.clear();
                 }
             }
         }

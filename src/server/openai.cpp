@@ -110,12 +110,13 @@ struct Job {
     bool tools = false;  // parse tool calls out of the text
     ToolFormat tool_format = ToolFormat::Hermes;
     bool parallel_tool_calls = true;
+    std::vector<std::string> tool_names;
 
     // The message of a finished choice: content and, when the text holds calls, tool_calls.
     json message(Choice& ch) const {
         json msg = {{"role", "assistant"}, {"content", ch.text}};
         if (!tools) return msg;
-        auto [content, calls] = parse_tool_calls(ch.text, tool_format);
+        auto [content, calls] = parse_tool_calls(ch.text, tool_format, &tool_names);
         if (calls.empty()) return msg;
         if (!parallel_tool_calls) calls.resize(1);
         msg["content"] = content.empty() ? json() : json(content);
@@ -217,14 +218,18 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
         // With tools, text that may be a call is held back until the choice is done.
         std::string piece = ev.text;
         if (job->tools) {
+            const size_t held_from = ch.emitted;
             const size_t safe =
-                ev.done ? ch.text.size() : tool_safe_prefix(ch.text, job->tool_format);
+                ev.done ? ch.text.size() : tool_safe_prefix(ch.text, job->tool_format, ch.emitted);
             piece = safe > ch.emitted ? ch.text.substr(ch.emitted, safe - ch.emitted) : "";
             ch.emitted = std::max(ch.emitted, safe);
             if (ev.done) {
                 json msg = job->message(ch);
                 if (msg.contains("tool_calls")) {
-                    piece.clear();
+                    // The held-back text held the calls: what it has besides them is content
+                    // (the text before them has streamed already).
+                    piece = parse_tool_calls(ch.text.substr(held_from), job->tool_format).first;
+                    if (piece == ch.text.substr(held_from)) piece.clear();  // not split there
                     json calls = msg["tool_calls"];
                     for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
                     out += chunk({{"index", i},
@@ -341,8 +346,9 @@ void register_openai(Server::Impl& s) {
                const std::vector<int32_t> prompt = chat_prompt(m, body["messages"], tools.get());
                check_prompt_fits(m, prompt.size());
                auto schema = output_schema(req, body, Api::OpenAI);
-               if (tools) {
+               if (tools && !(schema && !tools->forced)) {  // response_format: no parsing
                    job->tools = true;
+                   job->tool_names = tools->names;
                    job->tool_format = tools->format;
                    job->parallel_tool_calls = get_bool(body, "parallel_tool_calls").value_or(true);
                    if (tools->forced && schema)

@@ -9,6 +9,10 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
+// A model's output is parsed as calls only this shallow (printing it back recurses).
+constexpr int kMaxCallDepth = 64;
+constexpr size_t kMaxTools = 128;  // as OpenAI
+
 HttpError bad(const std::string& msg, const char* param) {
     return HttpError(400, msg, "invalid_request_error", param);
 }
@@ -27,12 +31,22 @@ bool call_of(const ojson& j, ToolCall& out) {
     for (const char* key : {"arguments", "parameters"}) {
         if (!j.contains(key)) continue;
         args = j[key];
-        if (args.is_string()) args = ojson::parse(args.get<std::string>(), nullptr, false);
+        if (args.is_string()) {
+            const std::string text = args.get<std::string>();
+            if (!nesting_within(text, kMaxCallDepth)) return false;
+            args = ojson::parse(text, nullptr, false);
+        }
         break;
     }
     if (!args.is_object()) return false;
     out = {j["name"].get<std::string>(), std::move(args)};
     return true;
+}
+
+// Parses model output (bounded nesting), discarded when deeper or invalid.
+ojson parse_output(const std::string& text) {
+    if (!nesting_within(text, kMaxCallDepth)) return ojson(ojson::value_t::discarded);
+    return ojson::parse(text, nullptr, false);
 }
 
 bool valid_name(const std::string& n) {
@@ -43,6 +57,8 @@ bool valid_name(const std::string& n) {
 }
 
 }  // namespace
+
+std::pair<std::string, std::vector<ToolCall>> parse_calls(const std::string& text, ToolFormat f);
 
 ToolFormat tool_format_of(const std::string& src) {
     if (src.find("<tool_call>") != std::string::npos) return ToolFormat::Hermes;
@@ -71,14 +87,16 @@ std::unique_ptr<ToolSetup> tool_setup(const std::string& template_source,
         return nullptr;
     }
     if (!it->is_array()) throw bad("'tools' must be a list", "tools");
+    if (it->size() > kMaxTools)
+        throw bad("at most " + std::to_string(kMaxTools) + " tools are allowed", "tools");
     auto setup = std::make_unique<ToolSetup>();
     setup->tools = ojson::array();
     std::vector<ToolSchema> fns;
     for (const auto& t : *it) {
         // OpenAI and Ollama: {"type": "function", "function": {"name", "description",
         // "parameters"}}.
-        if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
-            !t["function"].is_object())
+        if (!t.is_object() || !t.contains("type") || t["type"] != "function" ||
+            !t.contains("function") || !t["function"].is_object())
             throw bad("each tool must be {\"type\": \"function\", \"function\": {...}}", "tools");
         const ojson& f = t["function"];
         const std::string name = f.contains("name") && f["name"].is_string() ? f["name"] : "";
@@ -94,6 +112,7 @@ std::unique_ptr<ToolSetup> tool_setup(const std::string& template_source,
             params = f["parameters"].dump();
         }
         fns.push_back({name, params});
+        setup->names.push_back(name);
         setup->tools.push_back(t);
     }
     setup->format = tool_format_of(template_source);
@@ -169,15 +188,23 @@ std::string hermes_calls_text(const json& tool_calls) {
     for (const auto& c : tool_calls) {
         const json& f = c.contains("function") ? c["function"] : c;
         out += (out.empty() ? "" : "\n") + std::string("<tool_call>\n") +
-               to_text(json{{"name", f.value("name", "")},
+               to_text(json{{"name", str_field(f, "name")},
                             {"arguments", f.contains("arguments") ? f["arguments"] : json()}}) +
                "\n</tool_call>";
     }
     return out;
 }
 
-std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(const std::string& text,
-                                                               ToolFormat f) {
+std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(
+    const std::string& text, ToolFormat f, const std::vector<std::string>* names) {
+    auto result = parse_calls(text, f);
+    if (names)
+        for (const ToolCall& c : result.second)
+            if (std::find(names->begin(), names->end(), c.name) == names->end()) return {text, {}};
+    return result;
+}
+
+std::pair<std::string, std::vector<ToolCall>> parse_calls(const std::string& text, ToolFormat f) {
     std::vector<ToolCall> calls;
     const std::string t = trim(text);
     if (f == ToolFormat::Hermes) {
@@ -195,7 +222,7 @@ std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(const std::string
             const std::string inner =
                 text.substr(body, close == std::string::npos ? std::string::npos : close - body);
             ToolCall c;
-            if (!call_of(ojson::parse(inner, nullptr, false), c)) return {text, {}};
+            if (!call_of(parse_output(inner), c)) return {text, {}};
             calls.push_back(std::move(c));
             if (close == std::string::npos) break;
             pos = close + 12;
@@ -205,7 +232,7 @@ std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(const std::string
     std::string s = t;
     for (const char* tag : {"<|python_tag|>", "[TOOL_CALLS]"})
         if (s.rfind(tag, 0) == 0) s = trim(s.substr(std::string(tag).size()));
-    const ojson j = ojson::parse(s, nullptr, false);
+    const ojson j = parse_output(s);
     ToolCall c;
     if (f == ToolFormat::Llama3 && call_of(j, c)) return {"", {std::move(c)}};
     if (f == ToolFormat::Mistral && j.is_array() && !j.empty()) {
@@ -218,10 +245,10 @@ std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(const std::string
     return {text, {}};
 }
 
-size_t tool_safe_prefix(const std::string& text, ToolFormat f) {
+size_t tool_safe_prefix(const std::string& text, ToolFormat f, size_t from) {
     if (f == ToolFormat::Hermes) {
         static const std::string tag = "<tool_call>";
-        const size_t at = text.find(tag);
+        const size_t at = text.find(tag, from >= tag.size() ? from - tag.size() : 0);
         if (at != std::string::npos) return at;
         // Hold back a tail that may be the start of the tag.
         for (size_t n = std::min(text.size(), tag.size() - 1); n > 0; --n)

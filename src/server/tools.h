@@ -30,7 +30,8 @@ struct ToolCall {
 };
 
 struct ToolSetup {
-    nlohmann::ordered_json tools;  // for the template: [{"type": "function", "function": {..}}]
+    nlohmann::ordered_json tools;    // for the template: [{"type": "function", "function": {..}}]
+    std::vector<std::string> names;  // the functions: a parsed call naming another is text
     ToolFormat format = ToolFormat::Hermes;
     bool template_knows_tools = false;         // else describe them in a system message
     std::shared_ptr<const JsonSchema> forced;  // tool_choice required / a named function
@@ -56,11 +57,12 @@ std::string tool_system_note(const ToolSetup& t);
 // An assistant message's earlier calls as that note asks the model to write them.
 std::string hermes_calls_text(const nlohmann::json& tool_calls);
 
-// Generated text -> (content, calls). Text that does not parse as calls stays content.
-std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(const std::string& text,
-                                                               ToolFormat f);
+// Generated text -> (content, calls). Text that does not parse as calls, or a call of a
+// function not in `names` (when given), stays content.
+std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(
+    const std::string& text, ToolFormat f, const std::vector<std::string>* names = nullptr);
 // How much of a growing answer can be streamed as content: the text before anything that
-// may turn out to be a call.
-size_t tool_safe_prefix(const std::string& text, ToolFormat f);
+// may turn out to be a call. from: bytes already streamed (the search resumes there).
+size_t tool_safe_prefix(const std::string& text, ToolFormat f, size_t from = 0);
 
 }  // namespace lokal::server

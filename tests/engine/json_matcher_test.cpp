@@ -301,6 +301,55 @@ TEST(JsonMatcher, FuzzFindingsStayFixed) {
     EXPECT_TRUE(m.can_end());
 }
 
+// What a review of the matcher found: each case as a rule.
+TEST(JsonMatcher, ReviewFindingsStayFixed) {
+    // A $ref cycle below the root allows no value there, and nothing reads past the nodes.
+    const auto cyc = compile_json_schema(R"({"type": "object", "properties": {"x": {"$ref":
+        "#/$defs/a"}, "y": {"type": "array", "items": {"$ref": "#/$defs/a"}}},
+        "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})");
+    expect_valid(cyc, R"({"y":[]})");
+    expect_invalid(cyc, R"({"x":1})");
+    expect_invalid(cyc, R"({"y":[1]})");
+    // Keywords beside $ref / const / enum / anyOf are refused, not ignored; "type" beside
+    // enum/const must fit the values.
+    for (const char* bad :
+         {R"({"enum": ["a", "bbbb"], "maxLength": 2})", R"({"const": "x", "type": "integer"})",
+          R"({"anyOf": [{"type": "array"}], "maxItems": 1})",
+          R"({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a", "maxLength": 1})",
+          R"({"allOf": [{"type": "string"}], "minLength": 3})"})
+        EXPECT_THROW(compile_json_schema(bad), JsonSchemaError) << bad;
+    for (const char* ok : {R"({"type": "string", "enum": ["a", "b"]})",
+                           R"({"type": ["integer", "null"], "enum": [1, null]})",
+                           R"({"anyOf": [{"type": "string"}], "title": "T", "default": null})"})
+        EXPECT_NO_THROW(compile_json_schema(ok)) << ok;
+    // Tool parameters are their own document: "#" is the parameters, not the call.
+    const auto tree = tool_call_schema({{"node", R"({"type": "object", "properties": {"label":
+        {"type": "string"}, "child": {"$ref": "#"}}})"}},
+                                       "arguments", "", "");
+    expect_valid(tree, R"({"name":"node","arguments":{"label":"a","child":{"label":"b"}}})");
+    expect_invalid(tree, R"({"name":"node","arguments":{"child":{"name":"x","arguments":{}}}})");
+    EXPECT_THROW(tool_call_schema({{"s", R"({"type": "string"})"}}, "arguments", "", ""),
+                 JsonSchemaError);
+    // An additional key may not spell a listed key with escapes.
+    const auto extra = compile_json_schema(R"({"type": "object", "properties": {"age": {"type":
+        "integer"}}, "additionalProperties": {"type": "string"}})");
+    expect_invalid(extra, R"({"age":5,"\u0061ge":"x"})");
+    expect_valid(extra, R"({"age":5,"x\u0061":"x"})");
+    // No ',' after which no key can fit (near the nesting limit).
+    const auto n = compile_json_schema(R"({"$defs": {"n": {"type": "object", "properties":
+        {"v": {"type": "integer"}, "c": {"type": "array", "minItems": 1, "items": {"$ref":
+        "#/$defs/n"}}}}}, "$ref": "#/$defs/n"})");
+    JsonMatcher m(n);
+    int levels = 0;
+    while (m.feed("{\"c\":[")) ++levels;
+    ASSERT_TRUE(m.feed("{\"v\":1"));
+    if (!m.accepts(",")) {
+        EXPECT_TRUE(m.accepts("}"));
+    } else {
+        EXPECT_TRUE(m.accepts(",\""));
+    }
+}
+
 struct Loaded {
     std::unique_ptr<Model> model;
     std::unique_ptr<Vocab> vocab;
@@ -327,7 +376,7 @@ TEST(JsonMatcher, AllowedTokensMatchesTestingEachToken) {
             JsonMatcher m(s);
             ASSERT_TRUE(m.feed(doc.substr(0, n)));
             std::vector<uint8_t> allowed;
-            m.allowed_tokens(trie, allowed);
+            ASSERT_TRUE(m.allowed_tokens(trie, allowed));
             ASSERT_EQ(allowed.size(), (size_t)l.vocab->n_tokens());
             int n_allowed = 0;
             for (int32_t t = 0; t < l.vocab->n_tokens(); ++t) {
@@ -348,6 +397,57 @@ TEST(JsonMatcher, AllowedTokensMatchesTestingEachToken) {
             EXPECT_GT(n_allowed, 0) << "after " << n << " bytes";
         }
     }
+}
+
+// A state so costly that the allowed-token walk gives up (many deep ways of reading): the
+// sampler then takes the most likely tokens that fit, one check each, and stays valid.
+TEST(JsonMatcher, CostlyStatesFallBackToCheckingTokens) {
+    std::string alts;
+    for (int i = 1; i <= 32; ++i)
+        alts += std::string(i > 1 ? "," : "") + R"({"type": "string", "maxLength": )" +
+                std::to_string(100 + i) + "}";
+    std::string schema = R"({"anyOf": [)" + alts + "]}";
+    for (int i = 0; i < 56; ++i)
+        schema = R"({"type": "array", "minItems": 1, "items": )" + schema + "}";
+    const auto s = compile_json_schema(schema);
+    const std::string prefix = std::string(56, '[') + "\"abc";
+    Loaded l = load("tiny-qwen2.Q8_0.gguf");
+    JsonMatcher m(s);
+    ASSERT_TRUE(m.feed(prefix));
+    std::vector<uint8_t> allowed;
+    EXPECT_FALSE(m.allowed_tokens(l.vocab->token_trie(), allowed));
+    SamplerParams sp;
+    sp.temperature = 0;
+    sp.json_schema = s;
+    Sampler sampler(sp, l.vocab->n_tokens(), l.vocab.get());
+    // The token whose bytes are exactly `piece` (byte-level BPE spells "\n" differently).
+    auto token_of = [&](const std::string& piece) {
+        for (int32_t t = 0; t < l.vocab->n_tokens(); ++t)
+            if (!l.vocab->is_control(t) && l.vocab->token_to_piece(t) == piece) return t;
+        return int32_t{-1};
+    };
+    const int32_t newline = token_of("\n");
+    ASSERT_GE(newline, 0);
+    std::string out;
+    for (int step = 0; step < 200 && out.size() < prefix.size(); ++step) {
+        // Scripted: the prefix byte by byte, then a newline (never fits inside a string).
+        std::vector<float> logits((size_t)l.vocab->n_tokens(), 0.0f);
+        for (int32_t t = 0; t < l.vocab->n_tokens(); ++t) logits[(size_t)t] = -0.001f * (float)t;
+        const std::string want = out.size() < prefix.size() ? prefix.substr(out.size(), 1) : "\n";
+        const int32_t tok = token_of(want);
+        ASSERT_GE(tok, 0) << want;
+        logits[(size_t)tok] += 100;
+        const int32_t got = sampler.sample(logits.data());
+        ASSERT_FALSE(l.vocab->is_eog(got));
+        out += l.vocab->token_to_piece(got);
+    }
+    ASSERT_EQ(out, prefix);
+    std::vector<float> logits((size_t)l.vocab->n_tokens(), 0.0f);
+    logits[(size_t)newline] = 100;
+    const int32_t next = sampler.sample(logits.data());
+    EXPECT_NE(l.vocab->token_to_piece(next), "\n");
+    EXPECT_TRUE(l.vocab->is_eog(next) || m.accepts(l.vocab->token_to_piece(next)))
+        << l.vocab->token_to_piece(next);
 }
 
 // A lazy constraint (tool calls in "auto" mode) leaves the text alone until the trigger,

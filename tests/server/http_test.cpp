@@ -490,6 +490,15 @@ TEST(Http, ToolCalls) {
         {{{"tools", tools}, {"tool_choice", "always"}}, "tool_choice"},
         {{{"tool_choice", "required"}}, "tool_choice"},
         {{{"tools", {{{"type", "function"}}}}}, "tools"},
+        {{{"tools", {{{"type", 1}, {"function", json::object()}}}}}, "tools"},
+        {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", 5}}}}})}}, "tools"},
+        {{{"messages",
+           {{{"role", "assistant"},
+             {"tool_calls",
+              {{{"function",
+                 {{"name", "f"},
+                  {"arguments", std::string(100, '[') + std::string(100, ']')}}}}}}}}}},
+         "messages"},
         {{{"tools", {{{"type", "retrieval"}}}}}, "tools"},
         {{{"tools", {{{"type", "function"}, {"function", {{"name", "bad name!"}}}}}}}, "tools"},
         {{{"tools",
@@ -509,6 +518,35 @@ TEST(Http, ToolCalls) {
         EXPECT_EQ(r->status, 400) << body.dump();
         EXPECT_EQ(json::parse(r->body)["error"]["param"], param) << r->body;
     }
+    // Odd shapes in earlier calls are not server errors.
+    r = post_roomy("/v1/chat/completions",
+                   {{"model", "stories260K"},
+                    {"tools", tools},
+                    {"max_tokens", 2},
+                    {"messages",
+                     {{{"role", "assistant"}, {"tool_calls", {{{"function", 5}}, {{"name", 7}}}}},
+                      {{"role", "user"}, {"content", "x"}}}}});
+    EXPECT_EQ(r->status, 200) << r->body;
+    // With a response_format the answer is that format, never read as a call.
+    r = post_roomy("/v1/chat/completions",
+                   {{"model", "stories260K"},
+                    {"messages", messages},
+                    {"tools", tools},
+                    {"max_tokens", 300},
+                    {"seed", 3},
+                    {"response_format",
+                     {{"type", "json_schema"},
+                      {"json_schema",
+                       {{"name", "c"},
+                        {"schema",
+                         {{"type", "object"},
+                          {"properties",
+                           {{"name", {{"const", "add"}}},
+                            {"parameters", {{"type", "object"}, {"properties", json::object()}}}}},
+                          {"required", {"name", "parameters"}},
+                          {"additionalProperties", false}}}}}}}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_FALSE(json::parse(r->body)["choices"][0]["message"].contains("tool_calls")) << r->body;
 }
 
 TEST(Http, ModelNamesAreNotServerPathsAndBadUtf8IsA400) {
