@@ -268,23 +268,25 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
             if (!tc->is_array())
                 throw HttpError(400, "'tool_calls' must be a list", "invalid_request_error",
                                 "messages");
-            json calls = *tc;
+            // Ordered, so that the arguments reach the template in the model's own order
+            // (the prompt then matches what it wrote, and prefix caching holds).
+            nlohmann::ordered_json calls = nlohmann::ordered_json::parse(tc->dump());
             for (auto& c : calls) {
                 if (!c.is_object()) throw HttpError(400, "each tool call must be an object");
-                json& f = c.contains("function") ? c["function"] : c;
+                auto& f = c.contains("function") ? c["function"] : c;
                 if (f.is_object() && f.contains("arguments") && f["arguments"].is_string()) {
                     const std::string text = f["arguments"].get<std::string>();
                     if (!nesting_within(text, 64))
                         throw HttpError(400, "tool call arguments nested too deeply",
                                         "invalid_request_error", "messages");
-                    json parsed = json::parse(text, nullptr, false);
+                    auto parsed = nlohmann::ordered_json::parse(text, nullptr, false);
                     if (!parsed.is_discarded()) f["arguments"] = std::move(parsed);
                 }
             }
             if (tools && !tools->template_knows_tools)
                 out["content"] = content + (content.empty() ? "" : "\n") + hermes_calls_text(calls);
             else
-                out["tool_calls"] = nlohmann::ordered_json::parse(calls.dump());
+                out["tool_calls"] = std::move(calls);
         }
         for (const char* key : {"tool_call_id", "name"})
             if (auto v = msg.find(key); v != msg.end() && v->is_string()) out[key] = *v;

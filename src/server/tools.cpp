@@ -183,13 +183,15 @@ std::string tool_system_note(const ToolSetup& t) {
            to_text(fns) + "\n</tools>";
 }
 
-std::string hermes_calls_text(const json& tool_calls) {
+std::string hermes_calls_text(const ojson& tool_calls) {
     std::string out;
     for (const auto& c : tool_calls) {
-        const json& f = c.contains("function") ? c["function"] : c;
+        const ojson& f = c.contains("function") ? c["function"] : c;
+        const std::string name =
+            f.is_object() && f.contains("name") && f["name"].is_string() ? f["name"] : "";
         out += (out.empty() ? "" : "\n") + std::string("<tool_call>\n") +
-               to_text(json{{"name", str_field(f, "name")},
-                            {"arguments", f.contains("arguments") ? f["arguments"] : json()}}) +
+               to_text(ojson{{"name", name},
+                             {"arguments", f.contains("arguments") ? f["arguments"] : ojson()}}) +
                "\n</tool_call>";
     }
     return out;

@@ -55,7 +55,7 @@ std::unique_ptr<ToolSetup> tool_setup(const std::string& template_source,
 // The system text that describes the tools to a template that does not know them.
 std::string tool_system_note(const ToolSetup& t);
 // An assistant message's earlier calls as that note asks the model to write them.
-std::string hermes_calls_text(const nlohmann::json& tool_calls);
+std::string hermes_calls_text(const nlohmann::ordered_json& tool_calls);
 
 // Generated text -> (content, calls). Text that does not parse as calls, or a call of a
 // function not in `names` (when given), stays content.
