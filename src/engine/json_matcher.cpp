@@ -93,15 +93,14 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const JsonSchema> schema) : schema_(std
     states_ = std::move(start);
 }
 
-void JsonMatcher::push_value(Stack s, int32_t node, States& out, int guard) const {
-    // guard: anyOf nesting without input in between ($ref chains); compile() rules out a
-    // direct self-reference, this bounds the indirect ones.
+void JsonMatcher::push_value(Stack s, int32_t node, States& out) const {
     if (node < 0) return;
     const JsonSchema::Node& n = schema_->nodes[(size_t)node];
     // Only values that can still be completed within the nesting limit (no dead ends).
-    if (guard > 32 || (int)s.size() + n.min_depth > kMaxDepth) return;
+    if ((int)s.size() + n.min_depth > kMaxDepth) return;
     if (n.kind == Kind::AnyOf) {
-        for (int32_t alt : n.alternatives) push_value(s, alt, out, guard + 1);
+        // Compiling flattened AnyOf members: one level, never an AnyOf again.
+        for (int32_t alt : n.alternatives) push_value(s, alt, out);
         return;
     }
     Frame f;
@@ -118,17 +117,23 @@ void JsonMatcher::finish_value(Stack s, States& out) const {
 void JsonMatcher::step(Stack s, uint8_t c, States& out) const {
     if (s.empty()) return;  // the root value is complete: nothing may follow
     Frame& f = s.back();
-    if (f.phase == kStart && is_ws(c)) {
+    const Kind kind = schema_->nodes[(size_t)f.node].kind;
+    // Whitespace between JSON tokens, wherever the frame on top is: before a value (not the
+    // root: the text starts with the value itself), and inside an object or array except
+    // within a key.
+    const bool between = f.phase == kStart
+                             ? s.size() > 1
+                             : (kind == Kind::Object && f.phase != kObjKey) || kind == Kind::Array;
+    if (is_ws(c) && (between || f.phase == kStart)) {
         // Raw text in a sequence may itself begin with whitespace ("\n</tool_call>").
-        if (schema_->nodes[(size_t)f.node].kind == Kind::Literal) {
+        if (f.phase == kStart && kind == Kind::Literal) {
             Stack t = s;
             step_literal(t, c, out);
         }
-        // None before the root value: the text starts with the value itself.
-        if (s.size() > 1 && take_ws(s.back().ws, c)) out.push_back(std::move(s));
+        if (between && take_ws(s.back().ws, c)) out.push_back(std::move(s));
         return;
     }
-    switch (schema_->nodes[(size_t)f.node].kind) {
+    switch (kind) {
         case Kind::Object:
             return step_object(s, c, out);
         case Kind::Array:
@@ -167,11 +172,6 @@ void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
     Frame& f = s.back();
     const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
     const int32_t n_props = (int32_t)n.props.size();
-    const bool in_ws_phase = f.phase != kStart && f.phase != kObjKey;
-    if (in_ws_phase && is_ws(c)) {
-        if (take_ws(f.ws, c)) out.push_back(std::move(s));
-        return;
-    }
     switch (f.phase) {
         case kStart:
             if (c != '{') return;
@@ -282,10 +282,6 @@ void JsonMatcher::step_object(Stack& s, uint8_t c, States& out) const {
 void JsonMatcher::step_array(Stack& s, uint8_t c, States& out) const {
     Frame& f = s.back();
     const JsonSchema::Node& n = schema_->nodes[(size_t)f.node];
-    if (f.phase != kStart && is_ws(c)) {
-        if (take_ws(f.ws, c)) out.push_back(std::move(s));
-        return;
-    }
     switch (f.phase) {
         case kStart:
             if (c != '[') return;

@@ -72,7 +72,7 @@ class JsonMatcher {
   private:
     using States = std::vector<Stack>;
     void step(Stack s, uint8_t byte, States& out) const;
-    void push_value(Stack s, int32_t node, States& out, int guard = 0) const;
+    void push_value(Stack s, int32_t node, States& out) const;
     void step_object(Stack& s, uint8_t c, States& out) const;
     void step_array(Stack& s, uint8_t c, States& out) const;
     void step_string(Stack& s, uint8_t c, States& out) const;

@@ -42,9 +42,10 @@ const std::set<std::string> kUnsupported = {"pattern",
                                             "$dynamicRef",
                                             "$recursiveRef"};
 
-// Nesting is checked before parsing: the parser and the document's destructor recurse.
-void check_nesting(std::string_view text) {
-    int depth = 0, max_depth = 0;
+}  // namespace
+
+bool json_nesting_within(std::string_view text, int max_depth) {
+    int depth = 0;
     bool in_string = false, escaped = false;
     for (char c : text) {
         if (in_string) {
@@ -57,13 +58,15 @@ void check_nesting(std::string_view text) {
         } else if (c == '"') {
             in_string = true;
         } else if (c == '{' || c == '[') {
-            max_depth = std::max(max_depth, ++depth);
+            if (++depth > max_depth) return false;
         } else if (c == '}' || c == ']') {
             --depth;
         }
     }
-    if (max_depth > 4 * kJsonSchemaMaxDepth) throw JsonSchemaError("JSON schema nested too deeply");
+    return true;
 }
+
+namespace {
 
 constexpr int32_t kNoValue = 1 << 20;  // min_depth of a node no value can complete
 
@@ -176,9 +179,7 @@ class Compiler {
 
     JsonSchema run() {
         s_.root = compile(doc_, 0);
-        s_.plain_string = plain_string();
-        finalize(s_);
-        return std::move(s_);
+        return take();
     }
 
     // The always-available pieces of "any value".
@@ -480,7 +481,9 @@ class Compiler {
 }  // namespace
 
 std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json) {
-    check_nesting(schema_json);
+    // Nesting is checked before parsing: the parser and the document's destructor recurse.
+    if (!json_nesting_within(schema_json, 4 * kJsonSchemaMaxDepth))
+        throw JsonSchemaError("JSON schema nested too deeply");
     ojson doc;
     try {
         doc = ojson::parse(schema_json.begin(), schema_json.end(), nullptr, true, false);
@@ -506,7 +509,6 @@ std::shared_ptr<const JsonSchema> tool_call_schema(const std::vector<ToolSchema>
         // the call around them, {"name": NAME, args_key: PARAMETERS}, is built here.
         std::shared_ptr<const JsonSchema> params;
         try {
-            if (!f.parameters.empty()) check_nesting(f.parameters);
             params =
                 compile_json_schema(f.parameters.empty() ? R"({"type": "object"})" : f.parameters);
         } catch (const JsonSchemaError& e) {

@@ -67,6 +67,11 @@ struct JsonSchema {
 constexpr int kJsonSchemaMaxNodes = 4096;
 constexpr int kJsonSchemaMaxDepth = 64;
 
+// Whether JSON text nests no deeper than max_depth, checked without parsing (for text from
+// outside before nlohmann parses it: copying or printing a deeper document recurses that
+// deep).
+bool json_nesting_within(std::string_view text, int max_depth);
+
 // schema_json: a JSON Schema as text. Throws JsonSchemaError with a one-line message.
 std::shared_ptr<const JsonSchema> compile_json_schema(std::string_view schema_json);
 // Any JSON object (Ollama "format": "json", OpenAI {"type": "json_object"}).

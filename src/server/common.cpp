@@ -131,34 +131,6 @@ void reject_fields(const json& j, std::initializer_list<const char*> keys) {
     }
 }
 
-std::string str_field(const json& j, const char* key) {
-    if (!j.is_object()) return {};
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-bool nesting_within(std::string_view text, int max_depth) {
-    int depth = 0;
-    bool in_string = false, escaped = false;
-    for (char c : text) {
-        if (in_string) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max_depth) return false;
-        } else if (c == '}' || c == ']') {
-            --depth;
-        }
-    }
-    return true;
-}
-
 std::shared_ptr<const JsonSchema> output_schema(const httplib::Request& req, const json& body,
                                                 Api api) {
     using ojson = nlohmann::ordered_json;
@@ -229,7 +201,7 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
     nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
     if (m.config && m.config->system) {
         bool has_system = false;
-        for (auto& msg : messages) has_system |= str_field(msg, "role") == "system";
+        for (auto& msg : messages) has_system |= get_string(msg, "role").value_or("") == "system";
         if (!has_system) msgs.push_back({{"role", "system"}, {"content", *m.config->system}});
     }
     if (m.config)
@@ -251,7 +223,7 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
         } else if (c != msg.end() && c->is_array()) {
             // OpenAI content parts: text parts are joined; other kinds are refused.
             for (auto& part : *c) {
-                if (!part.is_object() || str_field(part, "type") != "text" ||
+                if (!part.is_object() || get_string(part, "type").value_or("") != "text" ||
                     !part.contains("text") || !part["text"].is_string())
                     throw HttpError(400, "only text content parts are implemented",
                                     "invalid_request_error", "messages");
@@ -276,7 +248,7 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
                 auto& f = c.contains("function") ? c["function"] : c;
                 if (f.is_object() && f.contains("arguments") && f["arguments"].is_string()) {
                     const std::string text = f["arguments"].get<std::string>();
-                    if (!nesting_within(text, 64))
+                    if (!json_nesting_within(text, 64))
                         throw HttpError(400, "tool call arguments nested too deeply",
                                         "invalid_request_error", "messages");
                     auto parsed = nlohmann::ordered_json::parse(text, nullptr, false);

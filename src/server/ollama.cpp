@@ -113,11 +113,7 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         st->tools = true;
         st->tool_format = tools->format;
         st->tool_names = tools->names;
-        if (tools->lazy) {
-            r.sampling.json_schema = tools->lazy;
-            r.sampling.json_trigger = tools->trigger;
-            r.sampling.json_trigger_at_start = tools->trigger_at_start;
-        }
+        constrain_calls(*tools, r.sampling);
     }
     const bool stream = get_bool(body, "stream").value_or(true);
     guard->handles.push_back(submit(s, *m, std::move(r)));
@@ -151,24 +147,16 @@ void run_generation(Server::Impl& s, const httplib::Request& req, httplib::Respo
         std::string piece = ev.text, out;
         if (st->tools) {
             // Text that may be a call waits until the answer is done.
-            const size_t held_from = st->emitted;
-            const size_t safe = ev.done ? st->text.size()
-                                        : tool_safe_prefix(st->text, st->tool_format, st->emitted);
-            piece = safe > st->emitted ? st->text.substr(st->emitted, safe - st->emitted) : "";
-            st->emitted = std::max(st->emitted, safe);
             std::string content;
-            if (ev.done) {
-                if (json calls = calls_of(content); !calls.empty()) {
-                    json j = {{"model", name}, {"created_at", rfc3339_now()}};
-                    j.update(wrap(""));
-                    j["message"]["tool_calls"] = calls;
-                    j["done"] = false;
-                    out = to_text(j) + "\n";
-                    // Held-back content besides the calls (before them, it streamed).
-                    const std::string held = st->text.substr(held_from);
-                    piece = parse_tool_calls(held, st->tool_format).first;
-                    if (piece == held) piece.clear();
-                }
+            const json calls = ev.done ? calls_of(content) : json::array();
+            piece =
+                tool_stream_piece(st->text, st->tool_format, ev.done, !calls.empty(), st->emitted);
+            if (!calls.empty()) {
+                json j = {{"model", name}, {"created_at", rfc3339_now()}};
+                j.update(wrap(""));
+                j["message"]["tool_calls"] = calls;
+                j["done"] = false;
+                out = to_text(j) + "\n";
             }
         }
         if (piece.empty()) return out;

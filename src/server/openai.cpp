@@ -218,25 +218,16 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
         // With tools, text that may be a call is held back until the choice is done.
         std::string piece = ev.text;
         if (job->tools) {
-            const size_t held_from = ch.emitted;
-            const size_t safe =
-                ev.done ? ch.text.size() : tool_safe_prefix(ch.text, job->tool_format, ch.emitted);
-            piece = safe > ch.emitted ? ch.text.substr(ch.emitted, safe - ch.emitted) : "";
-            ch.emitted = std::max(ch.emitted, safe);
-            if (ev.done) {
-                json msg = job->message(ch);
-                if (msg.contains("tool_calls")) {
-                    // The held-back text held the calls: what it has besides them is content
-                    // (the text before them has streamed already).
-                    piece = parse_tool_calls(ch.text.substr(held_from), job->tool_format).first;
-                    if (piece == ch.text.substr(held_from)) piece.clear();  // not split there
-                    json calls = msg["tool_calls"];
-                    for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
-                    out += chunk({{"index", i},
-                                  {"delta", {{"tool_calls", calls}}},
-                                  {"logprobs", nullptr},
-                                  {"finish_reason", nullptr}});
-                }
+            const json msg = ev.done ? job->message(ch) : json();
+            const bool has_calls = msg.contains("tool_calls");
+            piece = tool_stream_piece(ch.text, job->tool_format, ev.done, has_calls, ch.emitted);
+            if (has_calls) {
+                json calls = msg["tool_calls"];
+                for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+                out += chunk({{"index", i},
+                              {"delta", {{"tool_calls", calls}}},
+                              {"logprobs", nullptr},
+                              {"finish_reason", nullptr}});
             }
         }
         if (!piece.empty() || !lp.is_null()) {
@@ -345,32 +336,25 @@ void register_openai(Server::Impl& s) {
                const auto tools = tool_setup(m.chat_template, req.body, true);
                const std::vector<int32_t> prompt = chat_prompt(m, body["messages"], tools.get());
                check_prompt_fits(m, prompt.size());
-               auto schema = output_schema(req, body, Api::OpenAI);
-               if (tools && !(schema && !tools->forced)) {  // response_format: no parsing
+               const auto schema = output_schema(req, body, Api::OpenAI);
+               if (tools && tools->forced && schema)
+                   throw HttpError(400,
+                                   "'response_format' and a forced 'tool_choice' exclude "
+                                   "each other",
+                                   "invalid_request_error", "tool_choice");
+               // With a response_format the answer is that document, not read as calls.
+               if (tools && !schema) {
                    job->tools = true;
                    job->tool_names = tools->names;
                    job->tool_format = tools->format;
                    job->parallel_tool_calls = get_bool(body, "parallel_tool_calls").value_or(true);
-                   if (tools->forced && schema)
-                       throw HttpError(400,
-                                       "'response_format' and a forced 'tool_choice' exclude "
-                                       "each other",
-                                       "invalid_request_error", "tool_choice");
-                   if (tools->forced) schema = tools->forced;
                }
-               // Calls the model starts on its own are kept valid, unless the answer must
-               // follow a response_format.
-               const bool lazy_tools = tools && tools->lazy && !schema;
                std::vector<SeqRequest> reqs;
                for (int i = 0; i < n; ++i) {
                    SeqRequest r = make_request(m, body);
                    r.prompt = prompt;
                    r.sampling.json_schema = schema;
-                   if (lazy_tools) {
-                       r.sampling.json_schema = tools->lazy;
-                       r.sampling.json_trigger = tools->trigger;
-                       r.sampling.json_trigger_at_start = tools->trigger_at_start;
-                   }
+                   if (job->tools) constrain_calls(*tools, r.sampling);
                    r.top_logprobs = job->top_logprobs;
                    r.sampling.seed += (uint64_t)i;  // n choices from one seed differ but reproduce
                    reqs.push_back(std::move(r));

@@ -114,13 +114,6 @@ std::optional<bool> get_bool(const json& j, const char* key);
 // A string or a list of strings.
 std::vector<std::string> get_string_list(const json& j, const char* key);
 
-// The string at j[key], "" when j is not an object or the field is missing or not a string
-// (nlohmann's value() throws on a wrong type, which would become a 500).
-std::string str_field(const json& j, const char* key);
-// Whether JSON text nests no deeper than max_depth (checked before parsing text that did
-// not pass parse_body's limit, e.g. a JSON string inside a request or a model's output:
-// copying or printing a deeper document recurses that deep).
-bool nesting_within(std::string_view text, int max_depth);
 
 // Reject fields lokal does not implement rather than ignoring them.
 void reject_fields(const json& j, std::initializer_list<const char*> keys);

@@ -33,7 +33,7 @@ bool call_of(const ojson& j, ToolCall& out) {
         args = j[key];
         if (args.is_string()) {
             const std::string text = args.get<std::string>();
-            if (!nesting_within(text, kMaxCallDepth)) return false;
+            if (!json_nesting_within(text, kMaxCallDepth)) return false;
             args = ojson::parse(text, nullptr, false);
         }
         break;
@@ -45,7 +45,7 @@ bool call_of(const ojson& j, ToolCall& out) {
 
 // Parses model output (bounded nesting), discarded when deeper or invalid.
 ojson parse_output(const std::string& text) {
-    if (!nesting_within(text, kMaxCallDepth)) return ojson(ojson::value_t::discarded);
+    if (!json_nesting_within(text, kMaxCallDepth)) return ojson(ojson::value_t::discarded);
     return ojson::parse(text, nullptr, false);
 }
 
@@ -159,15 +159,8 @@ std::unique_ptr<ToolSetup> tool_setup(const std::string& template_source,
                 schema = tool_call_schema(fns, "arguments", "[", "]");
                 break;
         }
-        if (forced) {
-            setup->forced = schema;
-        } else {
-            setup->lazy = schema;
-            setup->trigger = setup->format == ToolFormat::Hermes   ? "<tool_call>"
-                             : setup->format == ToolFormat::Llama3 ? "{"
-                                                                   : "[";
-            setup->trigger_at_start = setup->format != ToolFormat::Hermes;
-        }
+        setup->calls = schema;
+        setup->forced = forced;
     } catch (const JsonSchemaError& e) {
         throw bad(e.what(), "tools");
     }
@@ -245,6 +238,27 @@ std::pair<std::string, std::vector<ToolCall>> parse_calls(const std::string& tex
         return {"", std::move(calls)};
     }
     return {text, {}};
+}
+
+void constrain_calls(const ToolSetup& t, SamplerParams& sp) {
+    sp.json_schema = t.calls;
+    if (t.forced) return;
+    sp.json_trigger = t.format == ToolFormat::Hermes   ? "<tool_call>"
+                      : t.format == ToolFormat::Llama3 ? "{"
+                                                       : "[";
+    sp.json_trigger_at_start = t.format != ToolFormat::Hermes;
+}
+
+std::string tool_stream_piece(const std::string& text, ToolFormat f, bool done, bool has_calls,
+                              size_t& emitted) {
+    const size_t from = emitted;
+    emitted = std::max(emitted, done ? text.size() : tool_safe_prefix(text, f, emitted));
+    std::string piece = text.substr(from, emitted - from);
+    if (!done || !has_calls) return piece;
+    // The held-back text held the calls: what it has besides them is content (the text
+    // before them has streamed already).
+    std::string around = parse_tool_calls(piece, f).first;
+    return around == piece ? std::string() : around;
 }
 
 size_t tool_safe_prefix(const std::string& text, ToolFormat f, size_t from) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/json_schema.h"
+#include "engine/sampler.h"
 
 namespace lokal::server {
 
@@ -33,14 +34,15 @@ struct ToolSetup {
     nlohmann::ordered_json tools;    // for the template: [{"type": "function", "function": {..}}]
     std::vector<std::string> names;  // the functions: a parsed call naming another is text
     ToolFormat format = ToolFormat::Hermes;
-    bool template_knows_tools = false;         // else describe them in a system message
-    std::shared_ptr<const JsonSchema> forced;  // tool_choice required / a named function
-    // tool_choice auto: the same constraint, applied lazily from where the model starts a
-    // call (SamplerParams::json_trigger), so the calls it makes are valid.
-    std::shared_ptr<const JsonSchema> lazy;
-    std::string trigger;
-    bool trigger_at_start = false;
+    bool template_knows_tools = false;        // else describe them in a system message
+    std::shared_ptr<const JsonSchema> calls;  // one call of an allowed function
+    bool forced = false;                      // tool_choice required / a named function
 };
+
+// Sets the sampler's constraint for the calls: from the first token when forced, else
+// lazily from where the model begins a call (SamplerParams::json_trigger), so the calls it
+// makes on its own are valid too.
+void constrain_calls(const ToolSetup& t, SamplerParams& sp);
 
 // How a chat template's model writes calls, and whether the template renders `tools`.
 ToolFormat tool_format_of(const std::string& template_source);
@@ -64,5 +66,10 @@ std::pair<std::string, std::vector<ToolCall>> parse_tool_calls(
 // How much of a growing answer can be streamed as content: the text before anything that
 // may turn out to be a call. from: bytes already streamed (the search resumes there).
 size_t tool_safe_prefix(const std::string& text, ToolFormat f, size_t from = 0);
+// The next piece of content to stream of a growing answer (emitted: bytes of it streamed
+// so far, advanced): text that cannot be part of a call; when done, the rest, or when the
+// answer held calls (has_calls), only the text around them.
+std::string tool_stream_piece(const std::string& text, ToolFormat f, bool done, bool has_calls,
+                              size_t& emitted);
 
 }  // namespace lokal::server
