@@ -96,17 +96,20 @@ int32_t Sampler::sample_constrained() {
         if (!json_->allowed_tokens(trie, allowed_)) {
             // The walk was too costly for this state: the most likely tokens that fit, in
             // order, one check each (bounded), stand for the mask.
+            constexpr size_t kChecks = 512;
             std::vector<int32_t> order((size_t)n_vocab_);
             for (int32_t i = 0; i < n_vocab_; ++i) order[(size_t)i] = i;
-            std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-                return work_[(size_t)a] > work_[(size_t)b] ||
-                       (work_[(size_t)a] == work_[(size_t)b] && a < b);
-            });
+            const size_t top = std::min(kChecks, order.size());
+            std::partial_sort(order.begin(), order.begin() + (ptrdiff_t)top, order.end(),
+                              [&](int32_t a, int32_t b) {
+                                  return work_[(size_t)a] > work_[(size_t)b] ||
+                                         (work_[(size_t)a] == work_[(size_t)b] && a < b);
+                              });
             allowed_.assign((size_t)trie.n_vocab(), 0);
             if (json_->can_end())
                 for (int32_t t : trie.end_of_generation()) allowed_[(size_t)t] = 1;
             int found = 0;
-            for (size_t k = 0; k < order.size() && k < 512 && found < 64; ++k)
+            for (size_t k = 0; k < top && found < 64; ++k)
                 if (order[k] < trie.n_vocab() && fits(order[k]))
                     allowed_[(size_t)order[k]] = 1, ++found;
         }
