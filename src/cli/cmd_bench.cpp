@@ -35,6 +35,7 @@ struct Opts {
     double roofline_gbps = 0;  // 0: measure
     int buffer_mib = 0;        // 0: default_bandwidth_buffer_bytes()
     bool json = false, memory = false;
+    KvType cache_type = KvType::F16;
 };
 
 struct Stat {
@@ -126,6 +127,7 @@ class Bench {
         cp.n_seq_max = n_seq;
         cp.n_threads = o_.threads;
         cp.n_batch = 512;
+        cp.kv_type = o_.cache_type;
         return cp;
     }
 
@@ -285,7 +287,9 @@ void run_model(const Opts& o) {
     const Model& m = *lm.model;
     const uint64_t per_token = weight_bytes_per_token(m);
     // K and V in f16 for every layer, per cached position.
-    const uint64_t kv_per_pos = 2ull * 2 * (uint64_t)m.hp.n_layer * (uint64_t)m.hp.kv_dim();
+    // K and V bytes per cached position over all layers.
+    const uint64_t kv_per_pos = 2ull * 2 * (uint64_t)m.hp.n_layer * (uint64_t)m.hp.n_kv_head *
+                                (uint64_t)kv_row_elems(o.cache_type, m.hp.head_dim);
 
     json j = {
         {"model", lm.path},
@@ -300,6 +304,7 @@ void run_model(const Opts& o) {
         {"huge_page_bytes", huge_page_bytes()},
         {"transparent_huge_pages", transparent_huge_pages_mode()},
         {"threads", threads},
+        {"cache_type", kv_type_name(o.cache_type)},
         {"reps", o.reps},
         {"roofline_gbps", roof / 1e9},
         {"roofline_measured", measured},
@@ -307,8 +312,11 @@ void run_model(const Opts& o) {
     if (!o.json) {
         std::printf("model:    %s (%s, %.2f B parameters, %.1f MiB of weights)\n", lm.path.c_str(),
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
-        std::printf("machine:  %s; kernels %s (%d weight tensors repacked), %d threads\n",
-                    cpu_model_name().c_str(), kernels().isa, m.packed_tensors(), threads);
+        std::printf(
+            "machine:  %s; kernels %s (%d weight tensors repacked), %d threads, %s KV "
+            "cache\n",
+            cpu_model_name().c_str(), kernels().isa, m.packed_tensors(), threads,
+            kv_type_name(o.cache_type));
         std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
                     huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
         std::printf("roofline: %s read with %d threads%s\n\n", gbps(roof).c_str(), threads,
@@ -425,6 +433,7 @@ void register_bench_commands(CLI::App& app) {
         ->check(CLI::Range(1, 1 << 16));
     cmd->add_option("--ntg", o->ntg, "Batched: generated tokens per sequence")
         ->check(CLI::Range(1, 1 << 16));
+    add_cache_type_option(cmd, &o->cache_type);
     cmd->add_option("--roofline", o->roofline_gbps,
                     "Use this read bandwidth (GB/s) instead of measuring it")
         ->check(CLI::Range(0.001, 1e6));

@@ -17,6 +17,7 @@ void register_perplexity(CLI::App& app) {
         std::string model, file, store, kld_base, kld;
         int ctx = 512, threads = 0;
         bool json = false;
+        KvType cache_type = KvType::F16;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd =
@@ -30,6 +31,7 @@ void register_perplexity(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")
         ->check(CLI::Range(0, 1024));
     cmd->add_flag("--json", o->json, "Print the results as one JSON object");
+    add_cache_type_option(cmd, &o->cache_type);
     auto* base_opt =
         cmd->add_option("--kl-divergence-base", o->kld_base,
                         "Save this model's scored logits to FILE (the base for --kl-divergence)");
@@ -57,6 +59,7 @@ void register_perplexity(CLI::App& app) {
         const auto tokens = lm.vocab->tokenize(text, true, false);
         PerplexityOptions po;
         po.n_ctx = o->ctx;
+        po.kv_type = o->cache_type;
         po.bos = lm.vocab->add_bos() ? lm.vocab->bos() : -1;
         po.progress = [](int done, int total, double ppl) {
             std::fprintf(stderr, "\rperplexity: chunk %d/%d, ppl %.4f", done, total, ppl);

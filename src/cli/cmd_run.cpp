@@ -22,6 +22,7 @@ struct RunOpts {
           frequency = 0;
     uint64_t seed = 0;
     bool json = false, no_parse_special = false;
+    KvType cache_type = KvType::F16;
 };
 
 // Used when a model ships no chat template (documented in README): plain "role: text" lines.
@@ -133,6 +134,7 @@ void register_run(CLI::App& app) {
         ->check(CLI::Range(0, 1024));
     cmd->add_option("-b,--batch-size", o->batch, "Prompt tokens per forward pass")
         ->check(CLI::Range(1, 1 << 16));
+    add_cache_type_option(cmd, &o->cache_type);
     auto* stop = cmd->add_option("--stop", o->stop, "Stop string (repeatable)");
     cmd->add_option("--system", o->system, "System message for chat");
     cmd->add_option("--format", o->format,
@@ -199,6 +201,7 @@ void register_run(CLI::App& app) {
         cp.n_ctx = o->ctx;
         cp.n_threads = o->threads;
         cp.n_batch = o->batch;
+        cp.kv_type = o->cache_type;
         Context ctx(*lm.model, cp);
 
         std::string prompt = o->prompt;

@@ -31,6 +31,7 @@ void register_serve(CLI::App& app) {
     cmd->add_option("-t,--threads", o->models.n_threads, "Threads (0: physical cores)");
     cmd->add_option("-b,--batch-size", o->models.n_batch, "Tokens per scheduler step")
         ->capture_default_str();
+    add_cache_type_option(cmd, &o->models.kv_type);
     cmd->add_option("--max-queue", o->models.max_queue, "Waiting requests per model before 503")
         ->capture_default_str();
     cmd->add_option("--max-models", o->models.max_loaded, "Models kept loaded at once")

@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -56,6 +57,20 @@ std::string one_line(std::string s) {
     for (char& c : s)
         if (c == '\n' || c == '\r') c = ' ';
     return s;
+}
+
+void add_cache_type_option(CLI::App* cmd, KvType* type) {
+    cmd->add_option_function<std::string>(
+           "--cache-type", [type](const std::string& name) { *type = *parse_kv_type(name); },
+           "KV cache type: f16 (default), or q8_0: half the memory and the bytes a long context "
+           "reads, at a small accuracy cost (head size must be a multiple of 32)")
+        ->check(
+            [](const std::string& name) {
+                return parse_kv_type(name)
+                           ? std::string()
+                           : "unknown KV cache type '" + name + "' (use f16 or q8_0)";
+            },
+            "f16|q8_0");
 }
 
 }  // namespace lokal::cli

@@ -8,8 +8,13 @@
 #include <string>
 
 #include "model/model.h"
+#include "ops/attention.h"
 #include "store/resolve.h"
 #include "tokenizer/vocab.h"
+
+namespace CLI {
+class App;
+}
 
 namespace lokal::cli {
 
@@ -35,6 +40,10 @@ struct LoadedModel {
 // whole model resident) for nothing.
 LoadedModel load_model(const std::string& name_or_path, const std::string& store_dir,
                        bool vocab_only = false, bool repack = true);
+
+// The --cache-type option (KV cache element type), shared by run, serve, bench and
+// perplexity: rejected at parse time unless parse_kv_type knows the name.
+void add_cache_type_option(CLI::App* cmd, KvType* type);
 
 // Whole file as bytes; UsageError naming the file when it cannot be read.
 std::string read_text_file(const std::string& path);

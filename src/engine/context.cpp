@@ -19,7 +19,7 @@ Context::Context(const Model& model, const ContextParams& params)
       n_ctx_(resolve_ctx(model, params.n_ctx)),
       pool_(params.n_threads),
       cache_(model.hp, (int64_t)resolve_ctx(model, params.n_ctx) * std::max(1, params.n_seq_max),
-             params.block_size),
+             params.block_size, params.kv_type),
       forward_(model, pool_) {
     if (params_.n_batch <= 0) params_.n_batch = 512;
     if (n_ctx_ > (1 << 22)) throw ContextError("context size too large");

@@ -25,6 +25,7 @@ struct ContextParams {
     int n_threads = 0;    // 0: physical cores
     int n_batch = 512;    // tokens per forward pass
     int block_size = 16;  // KV block size in positions
+    KvType kv_type = KvType::F16;  // K/V cache element type (q8_0: half the memory)
 };
 
 class Context {

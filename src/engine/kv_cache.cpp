@@ -5,11 +5,11 @@
 
 namespace lokal {
 
-KvCache::KvCache(const HParams& hp, int64_t capacity_tokens, int block_size) {
+KvCache::KvCache(const HParams& hp, int64_t capacity_tokens, int block_size, KvType type) {
     if (block_size <= 0) throw std::invalid_argument("kv cache: block size must be positive");
     const int64_t blocks = std::max<int64_t>(1, (capacity_tokens + block_size - 1) / block_size);
     if (blocks > (1 << 24)) throw std::invalid_argument("kv cache: capacity too large");
-    storage.allocate(hp.n_layer, (int)blocks, block_size, hp.kv_dim());
+    storage.allocate(hp, (int)blocks, block_size, type);
     refcount_.assign((size_t)blocks, 0);
     free_.reserve((size_t)blocks);
     for (int64_t b = blocks - 1; b >= 0; --b) free_.push_back((int32_t)b);
@@ -59,7 +59,7 @@ void KvCache::release_block(int32_t b) {
 }
 
 void KvCache::copy_block(int32_t dst, int32_t src) {
-    const size_t n = (size_t)storage.block_size * storage.kv_dim;
+    const size_t n = (size_t)storage.block_elems;
     for (int l = 0; l < storage.n_layer; ++l) {
         std::copy_n(storage.k[l].data() + (size_t)src * n, n,
                     storage.k[l].data() + (size_t)dst * n);

@@ -14,8 +14,10 @@ namespace lokal {
 
 class KvCache {
   public:
-    // Room for `capacity_tokens` positions in total over all sequences, rounded up to blocks.
-    KvCache(const HParams& hp, int64_t capacity_tokens, int block_size = 16);
+    // Room for `capacity_tokens` positions in total over all sequences, rounded up to blocks,
+    // stored as `type` (std::invalid_argument when the model's head size does not fit it).
+    KvCache(const HParams& hp, int64_t capacity_tokens, int block_size = 16,
+            KvType type = KvType::F16);
 
     KvStorage storage;
 

@@ -21,6 +21,7 @@ PerplexityResult perplexity(const Model& model, int n_threads, const std::vector
     cp.n_ctx = n_ctx;
     cp.n_seq_max = per_pass;
     cp.n_threads = n_threads;
+    cp.kv_type = opts.kv_type;
     Context ctx(model, cp);
     KvCache& cache = ctx.cache();
     const int64_t nv = model.hp.n_vocab;

@@ -23,6 +23,7 @@ struct PerplexityResult {
 struct PerplexityOptions {
     int n_ctx = 128;
     int32_t bos = -1;  // replaces each chunk's first token; -1 keeps it
+    KvType kv_type = KvType::F16;
     // Called after each chunk with (chunks done, total chunks, running ppl).
     std::function<void(int, int, double)> progress;
     // Receives each scored position's full logits row [n_vocab] and the true next token,

@@ -17,15 +17,21 @@
 
 namespace lokal {
 
-void KvStorage::allocate(int layers, int blocks, int block_sz, int kv_dimension) {
-    n_layer = layers;
+void KvStorage::allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type) {
+    if (!kv_type_fits(kv_type, hp.head_dim))
+        throw std::invalid_argument(std::string("a ") + kv_type_name(kv_type) +
+                                    " KV cache needs a head size that is a multiple of 32; this "
+                                    "model's is " +
+                                    std::to_string(hp.head_dim) + " (use --cache-type f16)");
+    n_layer = hp.n_layer;
     n_blocks = blocks;
     block_size = block_sz;
-    kv_dim = kv_dimension;
-    const size_t per_layer = (size_t)blocks * block_sz * kv_dimension;
+    type = kv_type;
+    block_elems = (int64_t)block_sz * hp.n_kv_head * kv_row_elems(kv_type, hp.head_dim);
+    const size_t per_layer = (size_t)blocks * (size_t)block_elems;
     k.clear();
     v.clear();
-    for (int l = 0; l < layers; ++l) {
+    for (int l = 0; l < n_layer; ++l) {
         k.emplace_back(per_layer);
         v.emplace_back(per_layer);
     }
@@ -176,7 +182,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     shape.block_size = kv.block_size;
     shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
     shape.window = hp.sliding_window;
-    // RoPE on q and k, then K/V go into their cache slots (as f16) before anyone attends.
+    shape.kv_type = kv.type;
+    // RoPE on q and k, then K/V go into their cache slots (f16 or Q8_0) before anyone attends.
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             const int32_t pos = batch.pos[t];
@@ -188,6 +195,11 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
                 const int64_t at = kv_cache_offset(shape, block, slot, h);
                 const float* ks = k_.data() + t * kvd + (int64_t)h * hp.head_dim;
                 const float* vs = v_.data() + t * kvd + (int64_t)h * hp.head_dim;
+                if (kv.type == KvType::Q8_0) {
+                    quantize_row_dot(TensorType::Q8_0, ks, kc + at, hp.head_dim);
+                    quantize_row_dot(TensorType::Q8_0, vs, vc + at, hp.head_dim);
+                    continue;
+                }
                 for (int i = 0; i < hp.head_dim; ++i) {
                     kc[at + i] = fp32_to_fp16(ks[i]);
                     vc[at + i] = fp32_to_fp16(vs[i]);

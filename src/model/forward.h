@@ -8,27 +8,31 @@
 #include <vector>
 
 #include "model/model.h"
+#include "ops/attention.h"
 #include "ops/huge_pages.h"
 #include "ops/matmul.h"
 #include "ops/thread_pool.h"
 
 namespace lokal {
 
-// The KV cache memory: per layer, K and V in fixed-size blocks of half floats.
-// k[layer] and v[layer] are each [n_blocks][n_kv_head][block_size][head_dim] (ops/attention.h).
+// The KV cache memory: per layer, K and V in fixed-size blocks of f16 or Q8_0 rows.
+// k[layer] and v[layer] are each [n_blocks][n_kv_head][block_size][row] (ops/attention.h).
 // Which block holds which positions of which sequence is decided by the caller (engine/kv_cache.h)
 // through the block tables passed with each batch.
 struct KvStorage {
     int n_layer = 0;
     int n_blocks = 0;
     int block_size = 0;
-    int kv_dim = 0;
-    // [n_layer] x [n_blocks * block_size * kv_dim]: zero until written, memory committed as
-    // blocks are first used, on huge pages when large (ops/huge_pages.h)
+    KvType type = KvType::F16;
+    int64_t block_elems = 0;  // uint16_t elements of one block of one layer's K (or V) cache
+    // [n_layer] x [n_blocks * block_elems], each block [n_kv_head][block_size][row] with rows
+    // in `type` (ops/attention.h): zero until written, memory committed as blocks are first
+    // used, on huge pages when large (ops/huge_pages.h)
     std::vector<ZeroBuffer<uint16_t>> k, v;
 
-    void allocate(int layers, int blocks, int block_sz, int kv_dimension);
-    size_t bytes() const { return 2ull * 2 * n_layer * (size_t)n_blocks * block_size * kv_dim; }
+    // Throws std::invalid_argument when the model's head size cannot be stored in `kv_type`.
+    void allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type);
+    size_t bytes() const { return 2ull * 2 * n_layer * (size_t)n_blocks * (size_t)block_elems; }
 };
 
 // One batch: token i is `tokens[i]` at position `pos[i]` of the sequence whose block table

@@ -1,23 +1,47 @@
 #include "ops/attention.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ops/attention_isa.h"
 #include "ops/kernels.h"
 #include "quant/fp16.h"
+#include "quant/quant.h"
 
 namespace lokal {
+
+const char* kv_type_name(KvType t) {
+    return t == KvType::Q8_0 ? "q8_0" : "f16";
+}
+
+std::optional<KvType> parse_kv_type(std::string_view name) {
+    std::string lower(name);
+    for (char& c : lower) c = (char)std::tolower((unsigned char)c);
+    if (lower == "f16") return KvType::F16;
+    if (lower == "q8_0") return KvType::Q8_0;
+    return std::nullopt;
+}
+
 namespace {
+
+// One cached K or V row as head_dim floats.
+void load_row(const AttentionShape& s, const uint16_t* src, float* dst) {
+    if (s.kv_type == KvType::Q8_0) return dequantize_row(TensorType::Q8_0, src, dst, s.head_dim);
+    for (int i = 0; i < s.head_dim; ++i) dst[i] = fp16_to_fp32(src[i]);
+}
 
 // One task: one query token and one K/V head, covering the `group` query heads that share
 // it, so each K/V row is loaded and converted once for all of them.
 //
 // Numerics follow the reference engine exactly, because quantized models amplify tiny
 // attention differences into visible logit changes (their activations are re-quantized
-// after attention): q is rounded to f16 (it meets f16 keys), scores are scaled, softmax is
+// after attention): q is rounded to f16 (it meets f16 keys; Q8_0 caches keep that rounding
+// so both types share one kernel structure), scores are scaled, softmax is
 // taken with the max subtracted and the sum in double, and the normalized probabilities
 // are rounded to f16 before they weight the f16 values. Memory is O(n_keys) per query
 // head for the scores, never O(n^2).
@@ -41,8 +65,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     };
     // Pass 1: scores against every key.
     for (int32_t p = first; p <= query.pos; ++p) {
-        const uint16_t* k = k_cache + cache_row(p);
-        for (int i = 0; i < hd; ++i) row[i] = fp16_to_fp32(k[i]);
+        load_row(s, k_cache + cache_row(p), row);
         for (int g = 0; g < group; ++g) {
             double dot = 0;  // float products, double sum: the reference's scalar f16 dot
             for (int i = 0; i < hd; ++i) dot += (double)(q[g * hd + i] * row[i]);
@@ -60,8 +83,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     }
     // Pass 2: probability-weighted values.
     for (int32_t p = first; p <= query.pos; ++p) {
-        const uint16_t* v = v_cache + cache_row(p);
-        for (int i = 0; i < hd; ++i) row[i] = fp16_to_fp32(v[i]);
+        load_row(s, v_cache + cache_row(p), row);
         for (int g = 0; g < group; ++g) {
             const float w = scores[g * n + (p - first)];
             float* a = acc + g * hd;
@@ -77,6 +99,9 @@ using GroupFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*
 
 void run(ThreadPool& pool, GroupFn fn, const AttentionShape& shape, const uint16_t* k_cache,
          const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
+    if (!kv_type_fits(shape.kv_type, shape.head_dim))
+        throw std::invalid_argument(std::string("attention: a ") + kv_type_name(shape.kv_type) +
+                                    " KV cache needs a head size that is a multiple of 32");
     pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int) {
         const int64_t qi = task / shape.n_kv_head;
         const int kv_head = (int)(task % shape.n_kv_head);
@@ -103,7 +128,8 @@ void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16
         : std::strcmp(kernels().isa, "avx2") == 0                                           ? 1
                                                                                             : 0;
     GroupFn fn = &attend_group;
-    if (level == 2 && shape.head_dim % 16 == 0 && shape.head_dim <= 128 && shape.head_dim != 112)
+    if (level == 2 && shape.kv_type == KvType::F16 && shape.head_dim % 16 == 0 &&
+        shape.head_dim <= 128 && shape.head_dim != 112)
         fn = [](const AttentionShape& s, const uint16_t* k, const uint16_t* v,
                 const AttentionQuery& q, int h, std::vector<float>& b) {
             if (!attend_group_avx512(s, k, v, q, h, b)) attend_group_avx2(s, k, v, q, h, b);

@@ -1,20 +1,39 @@
 // Causal self-attention of a batch of query tokens over a paged KV cache.
 //
 // K and V are stored in fixed-size blocks: each cache is [n_blocks][n_kv_head][block_size]
-// [head_dim] half floats (kv_cache_offset). A sequence's positions map to blocks through
-// its block table: position p lies in block table[p / block_size], slot p % block_size.
-// Within a block each K/V head's rows are contiguous, so one head's keys stream as
-// block_size * head_dim * 2 contiguous bytes (a row-interleaved layout made decode read
+// [row] (kv_cache_offset), a row being one position's head_dim values of one K/V head, in
+// the cache's KvType: head_dim half floats, or head_dim / 32 Q8_0 blocks (an f16 scale and
+// 32 int8 values each, the GGUF block layout: 34 bytes per 32 values instead of 64). A sequence's
+// positions map to blocks through its block table: position p lies in block table[p / block_size],
+// slot p % block_size. Within a block each K/V head's rows are contiguous, so one head's keys
+// stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved layout made decode read
 // 128 of every 512 bytes and run at a tenth of the memory bandwidth).
 // Scores are never materialized as an n x n matrix: each query streams over its keys with
 // a softmax over its own keys only, so memory is O(keys) per query head, never O(n^2).
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "ops/thread_pool.h"
 
 namespace lokal {
+
+// Element type of the K/V cache. Q8_0 halves the cache's memory and the bytes a long
+// context reads per token, at a small accuracy cost (docs/PERFORMANCE.md, "KV cache types").
+enum class KvType : uint8_t { F16, Q8_0 };
+
+const char* kv_type_name(KvType t);                     // "f16", "q8_0"
+std::optional<KvType> parse_kv_type(std::string_view);  // names as above (case-insensitive)
+// Whether rows of head_dim values can be stored in type t (Q8_0: a multiple of 32).
+inline bool kv_type_fits(KvType t, int head_dim) {
+    return t == KvType::F16 || head_dim % 32 == 0;
+}
+// uint16_t elements per K/V row: a Q8_0 block is 34 bytes = 17 elements.
+inline int64_t kv_row_elems(KvType t, int head_dim) {
+    return t == KvType::Q8_0 ? (int64_t)head_dim / 32 * 17 : head_dim;
+}
 
 struct AttentionShape {
     int n_head = 0;
@@ -23,11 +42,13 @@ struct AttentionShape {
     int block_size = 0;
     float scale = 0;     // usually 1 / sqrt(head_dim)
     int32_t window = 0;  // sliding window in positions; 0 = attend to the whole prefix
+    KvType kv_type = KvType::F16;
 };
 
-// Element offset of (block, slot, kv_head)'s head_dim-long row in a K or V cache.
+// Element offset of (block, slot, kv_head)'s row in a K or V cache.
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head) {
-    return ((block * s.n_kv_head + kv_head) * s.block_size + slot) * s.head_dim;
+    return ((block * s.n_kv_head + kv_head) * s.block_size + slot) *
+           kv_row_elems(s.kv_type, s.head_dim);
 }
 
 struct AttentionQuery {
@@ -38,10 +59,10 @@ struct AttentionQuery {
 };
 
 // Every query's K/V (positions up to and including its own) must already be in the cache.
-// Runs a SIMD kernel (attention_avx512.cpp for head_dim 32/64/80/96/128 on the avx512 path,
-// else attention_avx2.cpp for head_dim % 8 == 0) or the scalar reference; they agree within
-// float rounding (tests/ops/attention_test.cpp). Each (query, K/V head) is computed by one
-// task in a fixed order, so results do not depend on the thread count or on the batch.
+// Runs a SIMD kernel (attention_avx512.cpp for f16 caches with head_dim 32/64/80/96/128 on
+// the avx512 path, else attention_avx2.cpp for head_dim % 8 == 0) or the scalar reference; they
+// agree within float rounding (tests/ops/attention_test.cpp). Each (query, K/V head) is computed by
+// one task in a fixed order, so results do not depend on the thread count or on the batch.
 void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
                      const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
 

@@ -1,15 +1,16 @@
 // AVX2 attention for one query token and one K/V head group: the reference's two-pass
 // numerics (attention.cpp) on 8-wide vectors.
 //
-// Keys are taken 8 at a time: their rows are converted from f16 once into a small f32 tile
-// and every query head of the GQA group reads that tile, so K and V are loaded from the
-// cache once per group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs
-// with a vector exp and a double sum, probabilities are rounded to f16 as the reference
-// does, and pass 2 accumulates the probability-weighted V tiles.
+// Keys are taken 8 at a time: their rows are converted (from f16 or Q8_0) once into a small f32
+// tile and every query head of the GQA group reads that tile, so K and V are loaded from the cache
+// once per group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a vector
+// exp and a double sum, probabilities are rounded to f16 as the reference does, and pass 2
+// accumulates the probability-weighted V tiles.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "ops/attention_isa.h"
@@ -19,6 +20,27 @@ namespace lokal {
 namespace {
 
 constexpr int TK = 32;  // keys per tile
+
+// Bytes of one cached row of hd values.
+constexpr int row_bytes(KvType t, int hd) {
+    return t == KvType::Q8_0 ? hd / 32 * 34 : hd * 2;
+}
+
+// Values [8c, 8c + 8) of a cached row as floats. Q8_0: block c / 4 of the row, its int8
+// values times its f16 scale, the same product the reference's dequantization forms.
+template <KvType KT>
+[[gnu::always_inline]] inline __m256 load_chunk(const uint16_t* row, int c) {
+    if constexpr (KT == KvType::F16) {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c)));
+    } else {
+        const uint8_t* blk = (const uint8_t*)row + 34 * (c / 4);
+        uint16_t dh;
+        std::memcpy(&dh, blk, 2);
+        const __m128i q = _mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * (c % 4)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
+                             _mm256_set1_ps(_cvtsh_ss(dh)));
+    }
+}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -63,7 +85,7 @@ inline void exp_in_place(float* x, int64_t n, __m256 vmax, __m256d sum[2]) {
 }
 
 // NC = head_dim / 8 when known at compile time (full unrolling), 0 = read from the shape.
-template <int NC>
+template <KvType KT, int NC>
 void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
             const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     const int group = s.n_head / s.n_kv_head;
@@ -86,20 +108,20 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
     const int64_t* row_at = rows.data() - first;  // row_at[p]: position p's K/V row
     auto cache_row = [row_at](int64_t p) { return row_at[p]; };
     // Converts keys [j0, j0 + m) (positions first + j) of `cache` into the f32 tile.
+    const int rb = row_bytes(KT, hd);
     auto load_tile = [&](const uint16_t* cache, int64_t j0, int m) {
         // The rows are strided (kv_dim apart) and may jump between blocks: prefetch the next
         // tile while converting this one.
         const int64_t next = std::min<int64_t>(TK, n - j0 - TK);
         for (int64_t i = 0; i < next; ++i) {
             const char* r = (const char*)(cache + cache_row(first + j0 + TK + i));
-            for (int b = 0; b < hd * 2; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+            for (int b = 0; b < rb; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
         }
         for (int i = 0; i < m; ++i) {
             const uint16_t* row = cache + cache_row(first + j0 + i);
 #pragma GCC unroll 16
             for (int c = 0; c < nc; ++c)
-                _mm256_storeu_ps(tile + i * hd + 8 * c,
-                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c))));
+                _mm256_storeu_ps(tile + i * hd + 8 * c, load_chunk<KT>(row, c));
         }
     };
     const __m256 scale = _mm256_set1_ps(s.scale);
@@ -188,7 +210,8 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
 
 // The decode-shaped kernel for GQA groups G in {1, 2, 4, 8} and head_dim = 8 NC.
 //
-// Nothing is staged: K and V rows are converted from f16 in registers where they are used.
+// Nothing is staged: K and V rows are converted (from f16 or Q8_0) in registers where they
+// are used.
 // (Converting rows into an f32 tile and reading it back took half of the generic kernel's
 // time, measured with BM_AttentionDecode.) Scores live key-major, scores[j * G + g], so the
 // 8 lanes of a vector always hold the same heads (lane l: head l % G): the max, the
@@ -198,12 +221,13 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
 // 8-way horizontal sum that yields the 8 scores already in key-major order.
 // Values: G heads x CB = 8 / G chunks of 8 dims per register block, every key's chunk
 // converted once per block and weighted by each head's probability.
-template <int NC, int G>
+template <KvType KT, int NC, int G>
 void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                  const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     constexpr int KB = 8 / G, CB = 8 / G < NC ? 8 / G : NC, HD = 8 * NC;
     static_assert(NC % CB == 0, "head_dim chunks must fill the register blocks");
-    constexpr int PD = 64;  // keys prefetched ahead (8 KiB of K or V rows at head_dim 64)
+    constexpr int PD = 64;  // keys prefetched ahead (8 KiB of f16 K or V rows at head_dim 64)
+    constexpr int RB = row_bytes(KT, 8 * NC);
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_pad = (n + KB - 1) / KB * KB + 8;  // keys, with room for a full vector
@@ -221,7 +245,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     auto prefetch_row = [&](const uint16_t* cache, int64_t j) {
         const char* r = (const char*)(cache + rows[j]);
 #pragma GCC unroll 4
-        for (int b = 0; b < HD * 2; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+        for (int b = 0; b < RB; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
     };
     const __m256 scale = _mm256_set1_ps(s.scale);
 
@@ -238,8 +262,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
         for (int c = 0; c < NC; ++c) {
 #pragma GCC unroll 8
             for (int kb = 0; kb < KB; ++kb) {
-                const __m256 k = _mm256_cvtph_ps(
-                    _mm_loadu_si128((const __m128i*)(k_cache + rows[j0 + kb] + 8 * c)));
+                const __m256 k = load_chunk<KT>(k_cache + rows[j0 + kb], c);
 #pragma GCC unroll 8
                 for (int g = 0; g < G; ++g)
                     d[kb * G + g] =
@@ -283,7 +306,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // Values: for each block of CB chunks, all keys; per key each chunk is converted once
     // and weighted by the G probabilities. Keys are walked in tiles so that the later
     // chunk blocks find the tile's rows in L1.
-    constexpr int TKV = 64, LR = HD * 2 / 64;  // keys per tile, cache lines per row
+    constexpr int TKV = 64, LR = (RB + 63) / 64;  // keys per tile, cache lines per row
     static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < n; j0 += TKV) {
@@ -310,8 +333,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
 #pragma GCC unroll 8
-                for (int cb = 0; cb < CB; ++cb)
-                    v[cb] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * (c0 + cb))));
+                for (int cb = 0; cb < CB; ++cb) v[cb] = load_chunk<KT>(row, c0 + cb);
 #pragma GCC unroll 8
                 for (int g = 0; g < G; ++g) {
                     const __m256 p = _mm256_broadcast_ss(scores + j * G + g);
@@ -330,20 +352,42 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
         std::copy_n(acc + g * HD, HD, query.out + (int64_t)(kv_head * G + g) * HD);
 }
 
-template <int NC>
+template <KvType KT, int NC>
 bool attend_fast_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
                        const AttentionQuery& q, int h, std::vector<float>& buf) {
     switch (s.n_head / s.n_kv_head) {
         case 8:
-            return attend_fast<NC, 8>(s, k, v, q, h, buf), true;
+            return attend_fast<KT, NC, 8>(s, k, v, q, h, buf), true;
         case 4:
-            return attend_fast<NC, 4>(s, k, v, q, h, buf), true;
+            return attend_fast<KT, NC, 4>(s, k, v, q, h, buf), true;
         case 2:
-            return attend_fast<NC, 2>(s, k, v, q, h, buf), true;
+            return attend_fast<KT, NC, 2>(s, k, v, q, h, buf), true;
         case 1:
-            return attend_fast<NC, 1>(s, k, v, q, h, buf), true;
+            return attend_fast<KT, NC, 1>(s, k, v, q, h, buf), true;
         default:
             return false;
+    }
+}
+
+template <KvType KT>
+void attend_group_typed(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    switch (s.head_dim) {
+        case 64:
+            if (attend_fast_group<KT, 8>(s, k_cache, v_cache, query, kv_head, buf)) return;
+            return attend<KT, 8>(s, k_cache, v_cache, query, kv_head, buf);
+        case 128:
+            if (attend_fast_group<KT, 16>(s, k_cache, v_cache, query, kv_head, buf)) return;
+            return attend<KT, 16>(s, k_cache, v_cache, query, kv_head, buf);
+        case 80:
+            return attend<KT, 10>(s, k_cache, v_cache, query, kv_head, buf);
+        case 96:
+            return attend<KT, 12>(s, k_cache, v_cache, query, kv_head, buf);
+        case 32:
+            if (attend_fast_group<KT, 4>(s, k_cache, v_cache, query, kv_head, buf)) return;
+            return attend<KT, 4>(s, k_cache, v_cache, query, kv_head, buf);
+        default:
+            return attend<KT, 0>(s, k_cache, v_cache, query, kv_head, buf);
     }
 }
 
@@ -351,23 +395,9 @@ bool attend_fast_group(const AttentionShape& s, const uint16_t* k, const uint16_
 
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    switch (s.head_dim) {
-        case 64:
-            if (attend_fast_group<8>(s, k_cache, v_cache, query, kv_head, buf)) return;
-            return attend<8>(s, k_cache, v_cache, query, kv_head, buf);
-        case 128:
-            if (attend_fast_group<16>(s, k_cache, v_cache, query, kv_head, buf)) return;
-            return attend<16>(s, k_cache, v_cache, query, kv_head, buf);
-        case 80:
-            return attend<10>(s, k_cache, v_cache, query, kv_head, buf);
-        case 96:
-            return attend<12>(s, k_cache, v_cache, query, kv_head, buf);
-        case 32:
-            if (attend_fast_group<4>(s, k_cache, v_cache, query, kv_head, buf)) return;
-            return attend<4>(s, k_cache, v_cache, query, kv_head, buf);
-        default:
-            return attend<0>(s, k_cache, v_cache, query, kv_head, buf);
-    }
+    if (s.kv_type == KvType::Q8_0)
+        return attend_group_typed<KvType::Q8_0>(s, k_cache, v_cache, query, kv_head, buf);
+    attend_group_typed<KvType::F16>(s, k_cache, v_cache, query, kv_head, buf);
 }
 
 }  // namespace lokal

@@ -145,6 +145,7 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
     cp.n_seq_max = std::max(1, opts_.parallel);
     cp.n_threads = opts_.n_threads;
     cp.n_batch = opts_.n_batch;
+    cp.kv_type = opts_.kv_type;
     m->ctx = std::make_unique<Context>(*m->model, cp);
     SchedulerParams sp;
     sp.max_running = std::max(1, opts_.parallel);

@@ -69,6 +69,7 @@ struct ModelOptions {
     int max_loaded = 3;
     bool prefix_cache = true;
     bool prefill_first = true;  // SchedulerParams::prefill_first
+    KvType kv_type = KvType::F16;
     std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
 };
 

@@ -52,6 +52,63 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
     }
 }
 
+// A Q8_0 KV cache keeps the cache's guarantees (decoding with the cache equals a fresh
+// pass, bit for bit; batching does not change results: BatchedSequencesEqualSeparateRuns),
+// halves the cache, and stays close to the f16 cache's logits.
+TEST(Engine, Q8_0KvCacheMatchesRecomputeAndStaysCloseToF16) {
+    for (const char* m : {"tiny-k.Q8_0.gguf", "tiny-qwen2.Q8_0.gguf", "tiny-moe.Q8_0.gguf"}) {
+        SCOPED_TRACE(m);
+        auto model = load(m);
+        const int nv = model->hp.n_vocab;
+        ContextParams cp;
+        cp.n_ctx = 64;
+        cp.n_seq_max = 2;
+        cp.block_size = 4;
+        cp.kv_type = KvType::Q8_0;
+        Context q8(*model, cp);
+        cp.kv_type = KvType::F16;
+        Context f16(*model, cp);
+        // Q8_0 rows: 34 bytes per 32 values where f16 takes 64.
+        EXPECT_EQ(q8.cache().storage.bytes() * 64, f16.cache().storage.bytes() * 34);
+        const int32_t inc = q8.cache().create_sequence();
+        std::vector<float> step, full, ref;
+        double diff = 0, norm = 0;
+        for (size_t i = 0; i < kTokens.size(); ++i) {
+            const int32_t one[1] = {kTokens[i]};
+            q8.eval(inc, one, false, step);
+            const int32_t fresh = q8.cache().create_sequence();
+            q8.eval(fresh, std::span<const int32_t>(kTokens.data(), i + 1), false, full);
+            q8.cache().free_sequence(fresh);
+            ASSERT_EQ(step.size(), (size_t)nv);
+            for (int v = 0; v < nv; ++v)
+                ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
+            const int32_t s16 = f16.cache().create_sequence();
+            f16.eval(s16, std::span<const int32_t>(kTokens.data(), i + 1), false, ref);
+            f16.cache().free_sequence(s16);
+            for (int v = 0; v < nv; ++v) {
+                diff += (double)(step[v] - ref[v]) * (step[v] - ref[v]);
+                norm += (double)ref[v] * ref[v];
+            }
+        }
+        // 8-bit K/V rounding moves the logits by a small fraction of their size (a wrong
+        // row or scale would move them by about their whole size).
+        const double rel = std::sqrt(diff / norm);
+        EXPECT_GT(rel, 0.0);
+        EXPECT_LT(rel, 0.05);
+    }
+    // Head size 8: no whole Q8_0 block per row; the error says what to use instead.
+    auto small = load("stories260K.gguf");
+    ContextParams cp;
+    cp.n_ctx = 16;
+    cp.kv_type = KvType::Q8_0;
+    try {
+        Context ctx(*small, cp);
+        ADD_FAILURE() << "a Q8_0 cache was created for head size 8";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("--cache-type f16"), std::string::npos) << e.what();
+    }
+}
+
 // Weights repacked at load (when the kernels read packed weights) give the same logits,
 // bit for bit, as the file's row-major layout (LOKAL_REPACK=0), for decode and a batch.
 TEST(Engine, RepackedWeightsGiveTheSameLogits) {
@@ -100,42 +157,47 @@ TEST(Engine, RepackedWeightsGiveTheSameLogits) {
     }
 }
 
-// Two sequences in one batch give bit-identical logits to each run alone.
+// Two sequences in one batch give bit-identical logits to each run alone, with either KV
+// cache type.
 TEST(Engine, BatchedSequencesEqualSeparateRuns) {
-    auto model = load("tiny-k.Q8_0.gguf");
-    const int nv = model->hp.n_vocab;
-    const std::vector<int32_t> a(kTokens.begin(), kTokens.begin() + 11),
-        b(kTokens.begin() + 5, kTokens.end());
-    ContextParams cp;
-    cp.n_ctx = 64;
-    cp.n_seq_max = 4;
-    Context ctx(*model, cp);
-    std::vector<float> la, lb;
-    const int32_t sa = ctx.cache().create_sequence(), sb = ctx.cache().create_sequence();
-    ctx.eval(sa, a, true, la);
-    ctx.eval(sb, b, true, lb);
+    for (KvType kv_type : {KvType::F16, KvType::Q8_0}) {
+        SCOPED_TRACE(kv_type_name(kv_type));
+        auto model = load("tiny-k.Q8_0.gguf");
+        const int nv = model->hp.n_vocab;
+        const std::vector<int32_t> a(kTokens.begin(), kTokens.begin() + 11),
+            b(kTokens.begin() + 5, kTokens.end());
+        ContextParams cp;
+        cp.n_ctx = 64;
+        cp.n_seq_max = 4;
+        cp.kv_type = kv_type;
+        Context ctx(*model, cp);
+        std::vector<float> la, lb;
+        const int32_t sa = ctx.cache().create_sequence(), sb = ctx.cache().create_sequence();
+        ctx.eval(sa, a, true, la);
+        ctx.eval(sb, b, true, lb);
 
-    const int32_t ta = ctx.cache().create_sequence(), tb = ctx.cache().create_sequence();
-    ASSERT_TRUE(ctx.cache().prepare(ta, 0, (int32_t)a.size()));
-    ASSERT_TRUE(ctx.cache().prepare(tb, 0, (int32_t)b.size()));
-    Batch batch;
-    batch.block_tables = {&ctx.cache().table(ta), &ctx.cache().table(tb)};
-    // Interleave the two sequences' tokens.
-    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-        if (i < a.size()) batch.add(a[i], (int32_t)i, 0, true);
-        if (i < b.size()) batch.add(b[i], (int32_t)i, 1, true);
-    }
-    ForwardOutput out;
-    ctx.decode(batch, out);
-    size_t row = 0, ia = 0, ib = 0;
-    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-        if (i < a.size()) {
-            for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], la[ia * nv + v]);
-            ++row, ++ia;
+        const int32_t ta = ctx.cache().create_sequence(), tb = ctx.cache().create_sequence();
+        ASSERT_TRUE(ctx.cache().prepare(ta, 0, (int32_t)a.size()));
+        ASSERT_TRUE(ctx.cache().prepare(tb, 0, (int32_t)b.size()));
+        Batch batch;
+        batch.block_tables = {&ctx.cache().table(ta), &ctx.cache().table(tb)};
+        // Interleave the two sequences' tokens.
+        for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+            if (i < a.size()) batch.add(a[i], (int32_t)i, 0, true);
+            if (i < b.size()) batch.add(b[i], (int32_t)i, 1, true);
         }
-        if (i < b.size()) {
-            for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], lb[ib * nv + v]);
-            ++row, ++ib;
+        ForwardOutput out;
+        ctx.decode(batch, out);
+        size_t row = 0, ia = 0, ib = 0;
+        for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+            if (i < a.size()) {
+                for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], la[ia * nv + v]);
+                ++row, ++ia;
+            }
+            if (i < b.size()) {
+                for (int v = 0; v < nv; ++v) ASSERT_EQ(out.logits[row * nv + v], lb[ib * nv + v]);
+                ++row, ++ib;
+            }
         }
     }
 }
