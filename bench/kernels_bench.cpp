@@ -3,6 +3,7 @@
 // roofline for decode (bytes/s of weights read vs bytes/s the memory delivers).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "ops/kernels.h"
 #include "ops/matmul.h"
 #include "ops/thread_pool.h"
+#include "quant/fp16.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
 
@@ -153,24 +155,37 @@ BENCHMARK(BM_QuantizeAct)
     ->Arg((int)TensorType::BF16);
 
 // One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
-// `ctx` cached positions; arg 1 selects the scalar reference.
+// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache.
 void BM_AttentionDecode(benchmark::State& st) {
     const int ctx = (int)st.range(0), n_head = 32, n_kv = 4, hd = 64, bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
+    const KvType kv_type = st.range(4) ? KvType::Q8_0 : KvType::F16;
+    const int64_t row = kv_row_elems(kv_type, hd);
     const int n_blocks = (ctx + bs - 1) / bs;
     std::vector<int32_t> table(n_blocks);
     for (int i = 0; i < n_blocks; ++i) table[i] = i;
     // layers > 1: that many separate caches, used in turn as a model's layers would be, so
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
-    const size_t cache_elems = (size_t)n_blocks * bs * n_kv * hd;
-    // The engine's KV buffer type (model/forward.h): on huge pages.
+    const size_t cache_elems = (size_t)n_blocks * bs * n_kv * row;
+    // The engine's KV buffer type (model/forward.h): on huge pages. Every row holds the same
+    // values (1 for keys, 0.5 for values) in the cache's type.
     ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
-    std::fill_n(kc.data(), kc.size(), (uint16_t)0x3C00);
-    std::fill_n(vc.data(), vc.size(), (uint16_t)0x3800);
+    for (int which = 0; which < 2; ++which) {
+        std::vector<float> x(hd, which ? 0.5f : 1.0f);
+        std::vector<uint16_t> r((size_t)row);
+        if (kv_type == KvType::Q8_0)
+            quantize_row_dot(TensorType::Q8_0, x.data(), r.data(), hd);
+        else
+            for (int i = 0; i < hd; ++i) r[i] = fp32_to_fp16(x[i]);
+        uint16_t* dst = (which ? vc : kc).data();
+        for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
+            std::copy(r.begin(), r.end(), dst + i);
+    }
     std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
     AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
     AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
+    shape.kv_type = kv_type;
     int layer = 0;
     for (auto _ : st) {
         const uint16_t* k = kc.data() + cache_elems * layer;
@@ -182,15 +197,18 @@ void BM_AttentionDecode(benchmark::State& st) {
             attention_paged(pool, shape, k, v, &aq, 1);
         benchmark::DoNotOptimize(out.data());
     }
-    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * n_kv * hd * 2 * 2);
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * n_kv * row * 2 * 2);
 }
 BENCHMARK(BM_AttentionDecode)
-    ->ArgNames({"ctx", "ref", "thr", "layers"})
-    ->Args({4096, 0, 1, 1})
-    ->Args({4096, 1, 1, 1})
-    ->Args({4096, 0, 2, 1})
-    ->Args({4096, 0, 2, 22})
-    ->Args({512, 0, 1, 1})
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv"})
+    ->Args({4096, 0, 1, 1, 0})
+    ->Args({4096, 1, 1, 1, 0})
+    ->Args({4096, 0, 2, 1, 0})
+    ->Args({4096, 0, 2, 22, 0})
+    ->Args({512, 0, 1, 1, 0})
+    ->Args({4096, 0, 1, 1, 1})
+    ->Args({4096, 0, 2, 1, 1})
+    ->Args({4096, 0, 2, 22, 1})
     ->Unit(benchmark::kMicrosecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.

@@ -36,6 +36,18 @@ void register_serve(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--max-models", o->models.max_loaded, "Models kept loaded at once")
         ->capture_default_str();
+    cmd->add_option_function<std::string>(
+           "--max-memory",
+           [o](const std::string& s) { o->models.max_memory = *server::parse_byte_size(s); },
+           "Memory for loaded models' weights and KV caches, e.g. 8G; idle models are unloaded "
+           "(least recently used first) to make room (default: 90% of physical memory)")
+        ->check(
+            [](const std::string& s) {
+                const auto b = server::parse_byte_size(s);
+                return b && *b > 0 ? std::string()
+                                   : "'" + s + "' is not a size (examples: 8G, 512M, 1.5GiB)";
+            },
+            "SIZE");
     cmd->add_flag("!--no-prefix-cache", o->models.prefix_cache, "Disable KV prefix caching");
     cmd->add_flag("!--no-prefill-first", o->models.prefill_first,
                   "Always step decoding sequences with prompts (default: a step that can finish "
@@ -75,7 +87,8 @@ void register_serve(CLI::App& app) {
         } catch (const std::exception& e) {
             throw UsageError(e.what());
         }
-        std::fprintf(stderr, "lokal serve: listening on http://%s:%d\n", o->host.c_str(), port);
+        std::fprintf(stderr, "lokal serve: listening on http://%s:%d (memory budget %.2f GiB)\n",
+                     o->host.c_str(), port, srv.models().memory_budget() / 1073741824.0);
         std::thread waiter([&srv, set] {
             int sig = 0;
             sigwait(&set, &sig);

@@ -13,6 +13,16 @@ int resolve_ctx(const Model& m, int requested) {
 
 }  // namespace
 
+int Context::resolve_n_ctx(const Model& model, int requested) {
+    return resolve_ctx(model, requested);
+}
+
+size_t Context::kv_bytes(const Model& model, const ContextParams& params) {
+    return KvCache::bytes_for(
+        model.hp, (int64_t)resolve_ctx(model, params.n_ctx) * std::max(1, params.n_seq_max),
+        params.block_size, params.kv_type);
+}
+
 Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(params),

@@ -32,6 +32,11 @@ class Context {
   public:
     Context(const Model& model, const ContextParams& params);
 
+    // Positions per sequence that params.n_ctx gives for this model (0: the model's).
+    static int resolve_n_ctx(const Model& model, int requested);
+    // Bytes of the KV cache a Context with these params allocates (its pool's full size).
+    static size_t kv_bytes(const Model& model, const ContextParams& params);
+
     const Model& model() const { return model_; }
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return params_.n_batch; }

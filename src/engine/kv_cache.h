@@ -21,6 +21,10 @@ class KvCache {
 
     KvStorage storage;
 
+    // storage.bytes() of a cache constructed with these arguments, without allocating it.
+    static size_t bytes_for(const HParams& hp, int64_t capacity_tokens, int block_size,
+                            KvType type);
+
     int block_size() const { return storage.block_size; }
     int n_blocks() const { return storage.n_blocks; }
     int free_blocks() const { return (int)free_.size(); }

@@ -186,6 +186,12 @@ std::shared_ptr<ServedModel> acquire_model(Server::Impl& s, const json& body) {
         return s.registry.acquire(name);
     } catch (const ModelNotFound& e) {
         throw HttpError(404, e.what(), "not_found_error", "model");
+    } catch (const ModelTooLarge& e) {
+        // Busy: 503, retry when the models holding the memory are idle (then unloadable).
+        // Never fits with this server's settings: 507 Insufficient Storage, not retryable.
+        HttpError err(e.busy ? 503 : 507, e.what(), "server_error", "model");
+        err.retry_after = e.busy ? 5 : 0;
+        throw err;
     } catch (const HttpError&) {
         throw;
     } catch (const std::exception& e) {

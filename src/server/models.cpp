@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "store/store.h"
 
 namespace lokal::server {
@@ -62,6 +64,30 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& s) {
     return duration_of_ms(neg ? -total : total);
 }
 
+std::optional<uint64_t> parse_byte_size(const std::string& s) {
+    size_t j = 0;
+    while (j < s.size() && (isdigit((unsigned char)s[j]) || s[j] == '.')) ++j;
+    if (j == 0) return std::nullopt;
+    const std::string num = s.substr(0, j);
+    char* end = nullptr;
+    const double v = std::strtod(num.c_str(), &end);
+    if (end != num.c_str() + num.size()) return std::nullopt;
+    std::string unit = s.substr(j);
+    for (char& c : unit) c = (char)std::toupper((unsigned char)c);
+    double mult = 1;
+    if (!unit.empty() && std::string("KMGT").find(unit[0]) != std::string::npos) {
+        mult = std::pow(1024.0, 1 + (double)std::string("KMGT").find(unit[0]));
+        unit.erase(0, 1);
+        if (unit == "IB" || unit == "B") unit.clear();
+    } else if (unit == "B") {
+        unit.clear();
+    }
+    if (!unit.empty()) return std::nullopt;
+    const double bytes = v * mult;
+    if (!(bytes >= 0) || bytes > 1152921504606846976.0) return std::nullopt;  // 2^60
+    return (uint64_t)bytes;
+}
+
 ModelRegistry::ModelRegistry(ModelOptions opts) : opts_(std::move(opts)) {
     sweeper_ = std::thread([this] {
         std::unique_lock lk(mu_);
@@ -107,20 +133,99 @@ std::string ModelRegistry::resolve_path(const std::string& name) const {
     return {};
 }
 
-std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
-    const std::string path = resolve_path(name);
-    if (path.empty())
+ModelRegistry::LoadPlan ModelRegistry::plan_load(const std::string& name) const {
+    LoadPlan plan;
+    plan.path = resolve_path(name);
+    if (plan.path.empty())
         throw ModelNotFound("model '" + name +
                             "' not found: no such file, and no model of that name in " +
                             (opts_.models_dir.empty() ? "" : "the models dir or ") + "the store");
+    try {
+        if (!fs::is_regular_file(name))
+            plan.config = store::load_model_config(name, opts_.store_dir);
+    } catch (const std::exception&) {
+    }
+    // The header and tensor table only: no weight is read or repacked.
+    const auto probe = Model::load(plan.path, false);
+    ContextParams& cp = plan.cp;
+    cp.n_ctx = opts_.n_ctx;
+    if (cp.n_ctx <= 0 && plan.config && plan.config->parameters.num_ctx)
+        cp.n_ctx = *plan.config->parameters.num_ctx;
+    cp.n_seq_max = std::max(1, opts_.parallel);
+    cp.n_threads = opts_.n_threads;
+    cp.n_batch = opts_.n_batch;
+    cp.kv_type = opts_.kv_type;
+    if (!kv_type_fits(cp.kv_type, probe->hp.head_dim)) {
+        // One server may hold several models: one whose head size has no whole Q8_0 blocks
+        // still serves, with the f16 cache (as Ollama does with its KV cache type).
+        std::fprintf(stderr,
+                     "lokal serve: model '%s' has head size %d, not a multiple of 32; using an "
+                     "f16 KV cache instead of %s\n",
+                     name.c_str(), probe->hp.head_dim, kv_type_name(cp.kv_type));
+        cp.kv_type = KvType::F16;
+    }
+    plan.weight_bytes = probe->weight_bytes();
+    plan.kv_bytes = Context::kv_bytes(*probe, cp);
+    return plan;
+}
+
+uint64_t ModelRegistry::memory_budget() const {
+    if (opts_.max_memory > 0) return opts_.max_memory;
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return UINT64_MAX;
+    return (uint64_t)((double)pages * (double)page * 0.9);
+}
+
+namespace {
+std::string gib(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / 1073741824.0);
+    return buf;
+}
+}  // namespace
+
+void ModelRegistry::make_room(const std::string& name, const LoadPlan& plan) {
+    const uint64_t need = plan.weight_bytes + plan.kv_bytes, budget = memory_budget();
+    if (need > budget)
+        throw ModelTooLarge("model '" + name + "' needs " + gib(need) + " (weights " +
+                                gib(plan.weight_bytes) + ", KV cache " + gib(plan.kv_bytes) +
+                                "), more than the memory budget of " + gib(budget) +
+                                "; raise --max-memory, or lower -c or --parallel, or use "
+                                "--cache-type q8_0",
+                            false);
+    auto used = [this] {
+        uint64_t u = 0;
+        for (auto& [_, m] : models_) u += m->bytes;
+        return u;
+    };
+    while ((int)models_.size() >= std::max(1, opts_.max_loaded) || used() + need > budget) {
+        auto victim = models_.end();
+        for (auto it = models_.begin(); it != models_.end(); ++it)
+            if (it->second->active == 0 &&
+                (victim == models_.end() || it->second->last_used < victim->second->last_used))
+                victim = it;
+        if (victim == models_.end()) break;  // all busy
+        std::fprintf(stderr, "lokal serve: unloading '%s' (least recently used; %s)\n",
+                     victim->first.c_str(),
+                     used() + need > budget ? "memory budget" : "--max-models");
+        models_.erase(victim);
+    }
+    // Over the model count with every model busy: load anyway rather than fail. Over the
+    // memory budget: fail, and say when to retry.
+    if (used() + need > budget)
+        throw ModelTooLarge("model '" + name + "' needs " + gib(need) + " but models serving " +
+                                "requests hold " + gib(used()) + " of the memory budget of " +
+                                gib(budget) + "; retry when they finish",
+                            true);
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const LoadPlan& plan) {
+    const std::string& path = plan.path;
     auto m = std::make_shared<ServedModel>();
     const auto t0 = Clock::now();
     m->name = name;
     m->path = path;
-    try {
-        if (!fs::is_regular_file(name)) m->config = store::load_model_config(name, opts_.store_dir);
-    } catch (const std::exception&) {
-    }
+    m->config = plan.config;
     m->model = Model::load(path);
     m->vocab = Vocab::from_gguf(*m->model->file);
     if (m->vocab->n_tokens() != m->model->hp.n_vocab)
@@ -138,15 +243,9 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
             "lokal serve: model '%s' has no chat template; using the default 'role: text' format\n",
             name.c_str());
     }
-    ContextParams cp;
-    cp.n_ctx = opts_.n_ctx;
-    if (cp.n_ctx <= 0 && m->config && m->config->parameters.num_ctx)
-        cp.n_ctx = *m->config->parameters.num_ctx;
-    cp.n_seq_max = std::max(1, opts_.parallel);
-    cp.n_threads = opts_.n_threads;
-    cp.n_batch = opts_.n_batch;
-    cp.kv_type = opts_.kv_type;
+    const ContextParams& cp = plan.cp;
     m->ctx = std::make_unique<Context>(*m->model, cp);
+    m->bytes = m->model->weight_bytes() + m->ctx->cache().storage.bytes();
     SchedulerParams sp;
     sp.max_running = std::max(1, opts_.parallel);
     sp.max_queue = opts_.max_queue;
@@ -157,9 +256,12 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name) {
     m->load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     m->loaded_at = std::chrono::system_clock::now();
     m->last_used = Clock::now();
-    std::fprintf(stderr, "lokal serve: loaded '%s' (%s) in %.0f ms, context %d, %d KV blocks\n",
-                 name.c_str(), path.c_str(), m->load_ms, m->ctx->n_ctx(),
-                 m->ctx->cache().n_blocks());
+    const KvStorage& kv = m->ctx->cache().storage;
+    std::fprintf(stderr,
+                 "lokal serve: loaded '%s' (%s) in %.0f ms, context %d, %d KV blocks (%s, %.1f "
+                 "MiB)\n",
+                 name.c_str(), path.c_str(), m->load_ms, m->ctx->n_ctx(), kv.n_blocks,
+                 kv_type_name(kv.type), kv.bytes() / 1048576.0);
     return m;
 }
 
@@ -182,20 +284,13 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
             return it->second;
         }
     }
-    auto m = load(name);
-    std::lock_guard lk(mu_);
-    // Make room: unload idle models least recently used first.
-    while ((int)models_.size() >= std::max(1, opts_.max_loaded)) {
-        auto victim = models_.end();
-        for (auto it = models_.begin(); it != models_.end(); ++it)
-            if (it->second->active == 0 &&
-                (victim == models_.end() || it->second->last_used < victim->second->last_used))
-                victim = it;
-        if (victim == models_.end()) break;  // all busy: go over the limit rather than fail
-        std::fprintf(stderr, "lokal serve: unloading '%s' (least recently used)\n",
-                     victim->first.c_str());
-        models_.erase(victim);
+    const LoadPlan plan = plan_load(name);
+    {
+        std::lock_guard lk(mu_);
+        make_room(name, plan);  // before loading: the unloaded models' memory is free first
     }
+    auto m = load(name, plan);
+    std::lock_guard lk(mu_);
     ++m->active;
     models_[name] = m;
     return m;

@@ -1,8 +1,9 @@
 // Models the server has loaded: each with its own Context (paged KV pool) and Scheduler
 // loop. Loaded on demand by name (a GGUF path, a file in --models-dir, or a store name),
 // kept for keep_alive after their last request, unloaded least recently used when more
-// than max_loaded are needed. Requests hold a shared_ptr, so an unloaded model stays
-// alive until its last request ends.
+// than max_loaded are needed or when loading one would exceed the memory budget (weights
+// plus KV pools, max_memory). Requests hold a shared_ptr, so an unloaded model stays alive
+// until its last request ends.
 #pragma once
 
 #include <atomic>
@@ -32,6 +33,13 @@ struct ModelNotFound : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Thrown when a model does not fit the memory budget. busy: models serving requests hold
+// the memory it needs (retry later); otherwise it cannot fit with these settings at all.
+struct ModelTooLarge : std::runtime_error {
+    ModelTooLarge(const std::string& msg, bool is_busy) : std::runtime_error(msg), busy(is_busy) {}
+    bool busy;
+};
+
 // Used when a model ships no chat template (documented in docs/SERVER.md).
 extern const char* const kDefaultChatTemplate;
 
@@ -47,6 +55,7 @@ struct ServedModel {
     std::unique_ptr<Scheduler> sched;
     double load_ms = 0;
     std::chrono::system_clock::time_point loaded_at;
+    uint64_t bytes = 0;  // weights + the KV pool's full size: what counts against the budget
 
     // Guarded by the registry's mutex.
     int active = 0;
@@ -70,6 +79,7 @@ struct ModelOptions {
     bool prefix_cache = true;
     bool prefill_first = true;  // SchedulerParams::prefill_first
     KvType kv_type = KvType::F16;
+    uint64_t max_memory = 0;  // budget for all loaded models' bytes; 0: 90% of physical memory
     std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
 };
 
@@ -94,6 +104,7 @@ class ModelRegistry {
     std::vector<std::shared_ptr<ServedModel>> loaded() const;
     std::vector<ModelListing> available() const;  // models-dir files and the store
     const ModelOptions& options() const { return opts_; }
+    uint64_t memory_budget() const;  // max_memory, or its default
     // A GGUF path the operator named (`serve -m PATH`): requests may use it by that exact
     // string. Any other name is looked up only as a plain file name in the models dir or as
     // a store name, never as a path: a client must not make the server open its files.
@@ -101,7 +112,18 @@ class ModelRegistry {
     std::string resolve_path(const std::string& name) const;  // "" when not found
 
   private:
-    std::shared_ptr<ServedModel> load(const std::string& name);
+    // What loading a model will take, found from its file's header without loading it.
+    struct LoadPlan {
+        std::string path;
+        std::optional<store::ModelConfig> config;
+        ContextParams cp;
+        uint64_t weight_bytes = 0, kv_bytes = 0;
+    };
+    LoadPlan plan_load(const std::string& name) const;
+    // Unloads idle models, least recently used first, until the count and the budget allow
+    // `plan`; throws ModelTooLarge when they cannot. Called with mu_ held.
+    void make_room(const std::string& name, const LoadPlan& plan);
+    std::shared_ptr<ServedModel> load(const std::string& name, const LoadPlan& plan);
     void sweep();
 
     ModelOptions opts_;
@@ -120,5 +142,8 @@ class ModelRegistry {
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& s);
 // ms as a duration, clamped like parse_duration; nullopt for NaN.
 std::optional<std::chrono::milliseconds> duration_of_ms(double ms);
+// "8G", "512MiB", "1.5g", "1048576": bytes, with binary K/M/G/T multiples (an optional
+// trailing "B" or "iB"); nullopt for anything else, negative, or past 2^60.
+std::optional<uint64_t> parse_byte_size(const std::string& s);
 
 }  // namespace lokal::server

@@ -131,6 +131,25 @@ TEST(Cli, RunFormatGivesJsonOfTheSchema) {
     EXPECT_EQ(count_lines(bad.err), 1u) << bad.err;
 }
 
+// A Q8_0 KV cache runs, and the perplexity it gives is the f16 cache's within a small
+// margin (8-bit K/V rounding; a wrong cache would give a vocabulary-sized perplexity).
+TEST(Cli, Q8_0CacheRunsAndKeepsPerplexity) {
+    const Result r = lokal("run -m " + model("tiny-k.Q8_0.gguf") +
+                           " -p 'Once upon a time' --temp 0 -n 8 --cache-type q8_0 -t 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_FALSE(r.out.empty());
+    const std::string text = q(lokal::test::shared_path("text/stories.txt"));
+    double ppl[2];
+    for (int i = 0; i < 2; ++i) {
+        const Result p = lokal("perplexity -m " + model("tiny-k.Q8_0.gguf") + " -f " + text +
+                               " -c 64 --json -t 2 --cache-type " + (i ? "q8_0" : "f16"));
+        ASSERT_EQ(p.code, 0) << p.err;
+        ppl[i] = json::parse(p.out)["ppl"].get<double>();
+    }
+    EXPECT_NE(ppl[0], ppl[1]);
+    EXPECT_NEAR(ppl[1] / ppl[0], 1.0, 0.01) << ppl[0] << " vs " << ppl[1];
+}
+
 TEST(Cli, TokenizePrintsIdsAsJson) {
     for (const char* name : {"stories260K", "tiny-qwen2.Q8_0"}) {
         const json ref = reference(name);
@@ -255,6 +274,11 @@ TEST(Cli, BadInputFailsCleanly) {
         "nonexistent");
     expect_clean_failure(lokal("tokenize -m " + model("stories260K.gguf")), "-p");
     expect_clean_failure(lokal("frobnicate"), "frobnicate");
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi --cache-type q4"),
+                         "q4");
+    // Head size 8: no whole Q8_0 block per row; the message says what to use instead.
+    expect_clean_failure(lokal("run -m " + model("stories260K.gguf") + " -p hi --cache-type q8_0"),
+                         "--cache-type f16");
     // A vocabulary-only file cannot run.
     expect_clean_failure(
         lokal("run -m " + q(lokal::test::shared_path("vocab/ggml-vocab-gpt-2.gguf")) + " -p hi"),
