@@ -637,6 +637,27 @@ TEST(Http, FullQueueIs503WithRetryAfter) {
     EXPECT_NE(m->body.find("lokal_requests_rejected_total 1"), std::string::npos) << m->body;
 }
 
+// A model larger than the whole memory budget: 507 with a JSON error that says what to
+// change, in both APIs (the registry's policy itself: tests/server/models_test.cpp).
+TEST(Http, ModelOverTheMemoryBudgetIs507) {
+    ServerOptions o = base_options();
+    o.default_model.clear();
+    o.models.max_memory = 64 * 1024;  // stories260K's weights alone are ~1 MB
+    Live l(o);
+    for (const char* path : {"/api/generate", "/v1/completions"}) {
+        auto r = l.client().Post(path, json{{"model", "stories260K"}, {"prompt", "x"}}.dump(),
+                                 "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 507) << path;
+        EXPECT_TRUE(r->get_header_value("Retry-After").empty());
+        const json j = json::parse(r->body);
+        const std::string msg = j["error"].is_string() ? j["error"].get<std::string>()
+                                                       : j["error"]["message"].get<std::string>();
+        EXPECT_NE(msg.find("--max-memory"), std::string::npos) << r->body;
+    }
+    EXPECT_EQ(json::parse(l.client().Get("/api/ps")->body)["models"].size(), 0u);
+}
+
 TEST(Http, ConcurrentStreamsAndMetrics) {
     std::vector<std::thread> ts;
     std::atomic<int> ok{0};
