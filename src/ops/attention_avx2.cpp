@@ -306,11 +306,37 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // Values: for each block of CB chunks, all keys; per key each chunk is converted once
     // and weighted by the G probabilities. Keys are walked in tiles so that the later
     // chunk blocks find the tile's rows in L1.
+    //
+    // Q8_0 values: a row's int8 values are converted without their scale, which is folded
+    // into the probabilities once per key and block instead (pq below), not multiplied into
+    // every chunk in every pass; the products differ from the reference's p * (q * d) only
+    // by float rounding.
     constexpr int TKV = 64, LR = (RB + 63) / 64;  // keys per tile, cache lines per row
+    constexpr bool kQ8 = KT == KvType::Q8_0;
+    constexpr int NQB = kQ8 ? HD / 32 : 1;          // Q8_0 blocks per row
+    alignas(32) float pq[kQ8 ? NQB * TKV * G : 1];  // [block][key in tile][head]: p * d
     static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < n; j0 += TKV) {
         const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
+        if constexpr (kQ8) {
+            for (int64_t j = j0; j < j1; ++j) {
+                const uint8_t* row = (const uint8_t*)(v_cache + rows[j]);
+#pragma GCC unroll 4
+                for (int b = 0; b < NQB; ++b) {
+                    uint16_t dh;
+                    std::memcpy(&dh, row + 34 * b, 2);
+                    const float d = _cvtsh_ss(dh);
+                    float* dst = pq + (b * TKV + (j - j0)) * G;
+                    if constexpr (G == 8) {
+                        _mm256_store_ps(
+                            dst, _mm256_mul_ps(_mm256_loadu_ps(scores + j * G), _mm256_set1_ps(d)));
+                    } else {
+                        for (int g = 0; g < G; ++g) dst[g] = scores[j * G + g] * d;
+                    }
+                }
+            }
+        }
         for (int c0 = 0; c0 < NC; c0 += CB) {
             __m256 a[G][CB];
 #pragma GCC unroll 8
@@ -332,13 +358,32 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
                 }
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
+                if constexpr (kQ8) {
+                    const uint8_t* qs = (const uint8_t*)row;
 #pragma GCC unroll 8
-                for (int cb = 0; cb < CB; ++cb) v[cb] = load_chunk<KT>(row, c0 + cb);
+                    for (int cb = 0; cb < CB; ++cb) {
+                        const int c = c0 + cb;
+                        v[cb] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                            (const __m128i*)(qs + 34 * (c / 4) + 2 + 8 * (c % 4)))));
+                    }
 #pragma GCC unroll 8
-                for (int g = 0; g < G; ++g) {
-                    const __m256 p = _mm256_broadcast_ss(scores + j * G + g);
+                    for (int g = 0; g < G; ++g)
 #pragma GCC unroll 8
-                    for (int cb = 0; cb < CB; ++cb) a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
+                        for (int cb = 0; cb < CB; ++cb) {
+                            const int b = (c0 + cb) / 4;
+                            const __m256 p = _mm256_broadcast_ss(pq + (b * TKV + (j - j0)) * G + g);
+                            a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
+                        }
+                } else {
+#pragma GCC unroll 8
+                    for (int cb = 0; cb < CB; ++cb) v[cb] = load_chunk<KT>(row, c0 + cb);
+#pragma GCC unroll 8
+                    for (int g = 0; g < G; ++g) {
+                        const __m256 p = _mm256_broadcast_ss(scores + j * G + g);
+#pragma GCC unroll 8
+                        for (int cb = 0; cb < CB; ++cb)
+                            a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
+                    }
                 }
             }
 #pragma GCC unroll 8
