@@ -1,6 +1,8 @@
 // Memory read bandwidth, peak RSS and CPU name for `lokal bench`.
 #include "cli/bench_memory.h"
 
+#include "ops/cpu_features.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -84,8 +86,7 @@ size_t proc_field_kib(const char* file, const char* field) {
 size_t default_bandwidth_buffer_bytes() {
     long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
     if (l3 <= 0) l3 = 64l << 20;
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    const size_t phys = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)8 << 30;
+    const size_t phys = physical_memory_bytes() > 0 ? physical_memory_bytes() : (size_t)8 << 30;
     size_t want = std::max<size_t>((size_t)1 << 30, 4 * (size_t)l3);
     want = std::min({want, phys / 4, (size_t)4 << 30});
     return want & ~(size_t)((1 << 20) - 1);

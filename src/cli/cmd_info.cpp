@@ -6,6 +6,8 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "engine/context.h"
+#include "ops/cpu_features.h"
 #include "ops/kernels.h"
 #include "ops/thread_pool.h"
 
@@ -15,12 +17,19 @@ void register_info(CLI::App& app) {
     struct Opts {
         std::string model, store;
         bool json = false;
+        int ctx = 0, parallel = 1;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand(
         "info", "Show a model's architecture, size, tensor types and vocabulary");
     cmd->add_option("-m,--model", o->model, "GGUF file or stored model name")->required();
     cmd->add_flag("--json", o->json, "Print one JSON object");
+    cmd->add_option("-c,--ctx-size", o->ctx,
+                    "Context for the memory estimate (default: the model's, at most 4096)")
+        ->check(CLI::Range(0, 1 << 22));
+    cmd->add_option("--parallel", o->parallel, "Sequences for the memory estimate (as serve's)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 4096));
     cmd->add_option("--store", o->store, "Model store directory");
     cmd->callback([o] {
         // Nothing computes here: the weights stay untouched (and unread) in the mapping.
@@ -66,6 +75,32 @@ void register_info(CLI::App& app) {
         };
         for (auto& [name, e] : types)
             j["tensor_types"][name] = {{"tensors", e.first}, {"bytes", e.second}};
+        // Will it fit: weights plus the KV cache that -c x --parallel positions take, for
+        // each cache type the model's head size allows.
+        const int ctx = Context::resolve_n_ctx(m, o->ctx);
+        const uint64_t physical = physical_memory_bytes();
+        nlohmann::json mem = {{"weights_bytes", m.weight_bytes()},
+                              {"ctx", ctx},
+                              {"parallel", o->parallel},
+                              {"physical_bytes", physical}};
+        for (KvType t : {KvType::F16, KvType::Q8_0}) {
+            const char* name = kv_type_name(t);
+            if (!kv_type_fits(t, hp.head_dim)) {
+                mem["kv_bytes_per_position"][name] = nullptr;
+                mem["total_bytes"][name] = nullptr;
+                continue;
+            }
+            ContextParams cp;
+            cp.n_ctx = ctx;
+            cp.n_seq_max = o->parallel;
+            cp.block_size = 1;
+            cp.kv_type = t;
+            const uint64_t per_pos = Context::kv_bytes(m, cp) / ((uint64_t)ctx * o->parallel);
+            cp.block_size = ContextParams{}.block_size;
+            mem["kv_bytes_per_position"][name] = per_pos;
+            mem["total_bytes"][name] = m.weight_bytes() + Context::kv_bytes(m, cp);
+        }
+        j["memory"] = mem;
         if (o->json) {
             std::printf("%s\n",
                         j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -92,6 +127,26 @@ void register_info(CLI::App& app) {
         for (auto& [name, e] : types)
             std::printf("  %-8s %5d tensors %10.2f MiB\n", name.c_str(), e.first,
                         e.second / 1048576.0);
+        // "22.0 KiB (f16), 11.7 KiB (q8_0)": one entry per cache type the model can use.
+        auto per_type = [&](const char* field, double unit, const char* unit_name) {
+            std::string out;
+            for (KvType t : {KvType::F16, KvType::Q8_0}) {
+                const auto& v = mem[field][kv_type_name(t)];
+                if (v.is_null()) continue;
+                char buf[64];
+                std::snprintf(buf, sizeof buf, "%s%.1f %s (%s)", out.empty() ? "" : ", ",
+                              v.get<uint64_t>() / unit, unit_name, kv_type_name(t));
+                out += buf;
+            }
+            return out;
+        };
+        std::printf("memory:        weights %.1f MiB; KV cache per position %s\n",
+                    m.weight_bytes() / 1048576.0,
+                    per_type("kv_bytes_per_position", 1024.0, "KiB").c_str());
+        std::printf(
+            "               at %d positions x %d sequences: %s; this machine has %.1f GiB\n", ctx,
+            o->parallel, per_type("total_bytes", 1048576.0, "MiB").c_str(),
+            physical / 1073741824.0);
         std::printf(
             "kernels:       %s, %d threads by default, %d weight tensors repacked when computing\n",
             kernels().isa, ThreadPool::default_threads(), lm.model->packable_tensors());

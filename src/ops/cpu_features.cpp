@@ -125,4 +125,9 @@ const CpuFeatures& cpu_features() {
     return f;
 }
 
+uint64_t physical_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
 }  // namespace lokal

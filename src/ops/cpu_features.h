@@ -6,6 +6,7 @@
 // pick their path from this.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace lokal {
@@ -39,5 +40,8 @@ struct CpuFeatures {
 
 // Detected on first call (thread-safe).
 const CpuFeatures& cpu_features();
+
+// This machine's physical memory in bytes; 0 when the system does not say.
+uint64_t physical_memory_bytes();
 
 }  // namespace lokal

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include <unistd.h>
+#include "ops/cpu_features.h"
 
 #include "store/store.h"
 
@@ -171,9 +171,8 @@ ModelRegistry::LoadPlan ModelRegistry::plan_load(const std::string& name) const 
 
 uint64_t ModelRegistry::memory_budget() const {
     if (opts_.max_memory > 0) return opts_.max_memory;
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page <= 0) return UINT64_MAX;
-    return (uint64_t)((double)pages * (double)page * 0.9);
+    const uint64_t physical = physical_memory_bytes();
+    return physical > 0 ? (uint64_t)((double)physical * 0.9) : UINT64_MAX;
 }
 
 namespace {

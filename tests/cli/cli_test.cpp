@@ -237,6 +237,23 @@ TEST(Cli, InfoDescribesTheModel) {
     EXPECT_EQ(j["expert_used_count"], 2);
     EXPECT_EQ(j["vocab_size"], 512);
     EXPECT_TRUE(j["tensor_types"].contains("q4_K"));
+    // Will it fit: K and V, 2 bytes per value in f16 and 34 per 32 values in Q8_0, for every
+    // layer's KV heads; totals for -c x --parallel positions.
+    const Result big =
+        lokal("info -m " + model("tiny-moe.Q4_K_M.gguf") + " --json -c 100 --parallel 3");
+    ASSERT_EQ(big.code, 0) << big.err;
+    const json m = json::parse(big.out)["memory"];
+    const uint64_t values = 2ull * j["block_count"].get<uint64_t>() *
+                            j["head_count_kv"].get<uint64_t>() * j["head_dim"].get<uint64_t>();
+    EXPECT_EQ(m["kv_bytes_per_position"]["f16"], values * 2);
+    EXPECT_EQ(m["kv_bytes_per_position"]["q8_0"], values / 32 * 34);
+    EXPECT_EQ(
+        m["total_bytes"]["f16"],
+        m["weights_bytes"].get<uint64_t>() + 300 * values * 2 + 4 * values * 2);  // 19 blocks of 16
+    EXPECT_GT(m["physical_bytes"].get<uint64_t>(), 0u);
+    // stories260K's head size (8) allows no Q8_0 cache.
+    const json small = json::parse(lokal("info -m " + model("stories260K.gguf") + " --json").out);
+    EXPECT_TRUE(small["memory"]["kv_bytes_per_position"]["q8_0"].is_null());
     const Result text = lokal("info -m " + model("stories260K.gguf"));
     ASSERT_EQ(text.code, 0);
     EXPECT_NE(text.out.find("architecture:  llama"), std::string::npos) << text.out;
