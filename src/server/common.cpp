@@ -294,6 +294,18 @@ std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text) 
     return m.vocab->tokenize(text, true, true);
 }
 
+std::vector<int32_t> fim_prompt(const ServedModel& m, const std::string& prefix,
+                                const std::string& suffix) {
+    std::vector<int32_t> tokens = m.vocab->fill_in_middle(prefix, suffix);
+    if (tokens.empty())
+        throw HttpError(400,
+                        "model '" + m.name +
+                            "' does not support insertion: its vocabulary has no "
+                            "fill-in-the-middle tokens (use a code model, or send no 'suffix')",
+                        "invalid_request_error", "suffix");
+    return tokens;
+}
+
 void check_prompt_fits(const ServedModel& m, size_t n, bool embed) {
     const size_t limit = (size_t)m.ctx->n_ctx() - (embed ? 0 : 1);
     if (n > limit)

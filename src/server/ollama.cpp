@@ -277,7 +277,7 @@ void register_ollama(Server::Impl& s) {
     s.post("/api/generate",
            guarded(s, Api::Ollama, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"suffix", "images", "template", "tools"});
+               reject_fields(body, {"images", "template", "tools"});
                auto [model, load_ms] = model_for(s, body);
                Hold hold{s, model};
                const std::string prompt = get_string(body, "prompt").value_or("");
@@ -292,12 +292,20 @@ void register_ollama(Server::Impl& s) {
                        ctx_tokens.push_back(t.get<int32_t>());
                    }
                }
-               if (prompt.empty() && ctx_tokens.empty()) {
+               // Code completion between prompt and suffix (the model's template is not used,
+               // as Ollama's code-model templates bypass the chat format for it).
+               const std::string suffix = get_string(body, "suffix").value_or("");
+               if (prompt.empty() && ctx_tokens.empty() && suffix.empty()) {
                    load_only(s, res, body, hold.take(), false);
                    return;
                }
                std::vector<int32_t> tokens;
-               if (get_bool(body, "raw").value_or(false)) {
+               if (!suffix.empty()) {
+                   if (!ctx_tokens.empty())
+                       throw HttpError(400, "'context' cannot be combined with 'suffix'",
+                                       "invalid_request_error", "context");
+                   tokens = fim_prompt(*model, prompt, suffix);
+               } else if (get_bool(body, "raw").value_or(false)) {
                    tokens = ctx_tokens.empty() ? text_prompt(*model, prompt)
                                                : model->vocab->tokenize(prompt, false, true);
                } else {

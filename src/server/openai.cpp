@@ -364,7 +364,8 @@ void register_openai(Server::Impl& s) {
     s.post("/v1/completions",
            guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"suffix", "tools"});
+               reject_fields(body, {"tools"});
+               const std::string suffix = get_string(body, "suffix").value_or("");
                if (get_bool(body, "echo").value_or(false))
                    throw HttpError(400, "'echo' is not implemented by lokal yet",
                                    "invalid_request_error", "echo");
@@ -390,10 +391,16 @@ void register_openai(Server::Impl& s) {
                if (it == body.end() || it->is_null())
                    throw HttpError(400, "field 'prompt' is required", "invalid_request_error",
                                    "prompt");
-               if (it->is_string()) {
-                   prompt = text_prompt(m, it->get<std::string>());
-               } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
-                   prompt = text_prompt(m, (*it)[0].get<std::string>());
+               const bool one_text =
+                   it->is_string() || (it->is_array() && it->size() == 1 && (*it)[0].is_string());
+               if (!suffix.empty() && !one_text)
+                   throw HttpError(400, "'suffix' needs 'prompt' as text, not token ids",
+                                   "invalid_request_error", "suffix");
+               if (one_text) {
+                   const std::string text =
+                       it->is_string() ? it->get<std::string>() : (*it)[0].get<std::string>();
+                   // With a suffix: code completion between the prompt and it.
+                   prompt = suffix.empty() ? text_prompt(m, text) : fim_prompt(m, text, suffix);
                } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
                    for (auto& t : *it) {
                        if (!t.is_number_integer() || t.get<int64_t>() < 0 ||

@@ -114,7 +114,6 @@ std::optional<bool> get_bool(const json& j, const char* key);
 // A string or a list of strings.
 std::vector<std::string> get_string_list(const json& j, const char* key);
 
-
 // Reject fields lokal does not implement rather than ignoring them.
 void reject_fields(const json& j, std::initializer_list<const char*> keys);
 
@@ -136,6 +135,10 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
                                  const ToolSetup* tools = nullptr);
 // Plain text -> tokens (BOS as the vocabulary asks, special tokens parsed).
 std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text);
+// Fill-in-the-middle (a request's `suffix`): the code model's prefix-suffix-middle prompt;
+// a 400 naming 'suffix' when the model has no FIM tokens.
+std::vector<int32_t> fim_prompt(const ServedModel& m, const std::string& prefix,
+                                const std::string& suffix);
 // 400 when the prompt cannot fit the context, with the numbers.
 void check_prompt_fits(const ServedModel& m, size_t n_tokens, bool embed = false);
 

@@ -271,6 +271,28 @@ void Vocab::init_specials(const gguf::File& f) {
         fim_sep = first_of({"<|file_sep|>"});
         make_control(fim_sep);
     }
+    // Fill-in-the-middle markers: the current metadata keys, the older ones, then the texts
+    // of the code model families (Qwen2.5-Coder / CodeGemma, OpenCoder, StarCoder,
+    // DeepSeek-Coder, CodeLlama), as llama.cpp looks for them.
+    const auto fim_token = [&](const char* key, const char* old_key,
+                               std::initializer_list<const char*> texts) {
+        TokenId id = read_opt(key);
+        if (id < 0) id = read_opt(old_key);
+        if (id < 0) {
+            id = first_of(texts);
+            make_control(id);
+        }
+        return id;
+    };
+    fim_pre_ = fim_token(
+        "tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id",
+        {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>"});
+    fim_suf_ = fim_token(
+        "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id",
+        {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>"});
+    fim_mid_ = fim_token(
+        "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id",
+        {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>"});
 
     eog_.assign(n, 0);
     const auto mark_eog = [&](TokenId id) {
@@ -416,6 +438,18 @@ std::vector<Vocab::Fragment> Vocab::partition(std::string_view text, bool parse_
         frags.swap(next);
     }
     return frags;
+}
+
+std::vector<TokenId> Vocab::fill_in_middle(std::string_view prefix, std::string_view suffix) const {
+    if (!has_fim()) return {};
+    std::vector<TokenId> out;
+    if (add_bos_ && bos_ >= 0) out.push_back(bos_);
+    out.push_back(fim_pre_);
+    for (TokenId t : tokenize(prefix, false, false)) out.push_back(t);
+    out.push_back(fim_suf_);
+    for (TokenId t : tokenize(suffix, false, false)) out.push_back(t);
+    out.push_back(fim_mid_);
+    return out;
 }
 
 std::vector<TokenId> Vocab::tokenize(std::string_view text, bool add_special,

@@ -72,6 +72,16 @@ class Vocab {
     TokenId eom() const { return eom_; }
     TokenId unk() const { return unk_; }
     TokenId pad() const { return pad_; }
+    // Fill-in-the-middle: prefix, suffix and middle markers (-1 when the model has none).
+    TokenId fim_pre() const { return fim_pre_; }
+    TokenId fim_suf() const { return fim_suf_; }
+    TokenId fim_mid() const { return fim_mid_; }
+    bool has_fim() const { return fim_pre_ >= 0 && fim_suf_ >= 0 && fim_mid_ >= 0; }
+    // The prompt a code model completes between `prefix` and `suffix`, in the
+    // prefix-suffix-middle order the models are trained on (and llama.cpp's infill sends):
+    // [BOS] PRE prefix SUF suffix MID, the texts tokenized without special tokens (so
+    // marker text inside the code stays text). Empty when !has_fim().
+    std::vector<TokenId> fill_in_middle(std::string_view prefix, std::string_view suffix) const;
     bool add_bos() const { return add_bos_; }
     bool add_eos() const { return add_eos_; }
     bool add_space_prefix() const { return add_space_prefix_; }
@@ -123,6 +133,7 @@ class Vocab {
     mutable std::unique_ptr<TokenTrie> trie_;
 
     TokenId bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;
+    TokenId fim_pre_ = -1, fim_suf_ = -1, fim_mid_ = -1;
     bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
     bool ignore_merges_ = false;
 };

@@ -6,13 +6,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "fim_vocab.h"
 #include "live_server.h"
+#include "model/synth.h"
 #include "server/server.h"
 #include "shared_path.h"
+#include "tokenizer/vocab.h"
 
 namespace lokal::server {
 namespace {
@@ -605,6 +609,94 @@ TEST(Http, HostCheckAndCors) {
     r = c.Options("/v1/chat/completions",
                   {{"Origin", "http://localhost:3000"}, {"Access-Control-Request-Method", "POST"}});
     EXPECT_EQ(r->status, 204);
+}
+
+// A code model for fill-in-the-middle: the tiny Llama shape with random weights and a
+// vocabulary that has FIM markers (tests/fim_vocab.h), written once into a temporary
+// models dir as coder.gguf.
+const std::string& fim_models_dir() {
+    static const std::string dir = [] {
+        const std::string d = std::filesystem::temp_directory_path() /
+                              ("lokal_fim_models_" + std::to_string(getpid()));
+        std::filesystem::create_directories(d);
+        test::write_fim_vocab(d + "/vocab.gguf.tmp");
+        synth::Options so;
+        so.shape = *synth::find_preset("tiny");
+        so.mix = *synth::find_mix("Q8_0");
+        so.vocab_path = d + "/vocab.gguf.tmp";
+        so.n_threads = 2;
+        synth::write_model(so, d + "/coder.gguf");
+        std::filesystem::remove(d + "/vocab.gguf.tmp");
+        std::atexit([] { std::filesystem::remove_all(fim_models_dir()); });
+        return d;
+    }();
+    return dir;
+}
+
+// `suffix` in both APIs: the prompt is the model's prefix-suffix-middle prompt (its token
+// count is what Vocab::fill_in_middle gives, checked against the tokenizer test's layout),
+// models without FIM markers and wrong combinations are 400s naming the field.
+TEST(Http, SuffixFillsInTheMiddle) {
+    ServerOptions o = base_options();
+    o.models.models_dir = fim_models_dir();
+    o.default_model.clear();
+    Live l(o);
+    auto file = gguf::File::open(fim_models_dir() + "/coder.gguf");
+    auto vocab = Vocab::from_gguf(*file);
+    ASSERT_TRUE(vocab->has_fim());
+    const std::string prefix = "def add(a, b):\n    return ", suffix = "\n\nprint(add(1, 2))\n";
+    const size_t want = 3 + vocab->tokenize(prefix, false, false).size() +
+                        vocab->tokenize(suffix, false, false).size();
+    auto r = l.client().Post("/api/generate",
+                             json{{"model", "coder"},
+                                  {"prompt", prefix},
+                                  {"suffix", suffix},
+                                  {"stream", false},
+                                  {"options", {{"num_predict", 4}, {"temperature", 0}}}}
+                                 .dump(),
+                             "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["prompt_eval_count"], want) << r->body;
+    r = l.client().Post("/v1/completions",
+                        json{{"model", "coder"},
+                             {"prompt", prefix},
+                             {"suffix", suffix},
+                             {"max_tokens", 4},
+                             {"temperature", 0}}
+                            .dump(),
+                        "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["usage"]["prompt_tokens"], want) << r->body;
+    // An empty suffix is no suffix (Ollama's behaviour): the plain prompt.
+    r = l.client().Post(
+        "/v1/completions",
+        json{{"model", "coder"}, {"prompt", prefix}, {"suffix", ""}, {"max_tokens", 1}}.dump(),
+        "application/json");
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["usage"]["prompt_tokens"],
+              vocab->tokenize(prefix, true, true).size());
+
+    auto bad = [&](const char* path, const json& body, const std::string& field) {
+        auto b = l.client().Post(path, body.dump(), "application/json");
+        ASSERT_TRUE(b);
+        EXPECT_EQ(b->status, 400) << path << " " << body.dump() << " " << b->body;
+        EXPECT_NE(b->body.find(field), std::string::npos) << b->body;
+    };
+    // stories260K's vocabulary has no FIM markers.
+    o.models.models_dir = test::shared_path("models");
+    Live plain(o);
+    auto p = plain.client().Post(
+        "/api/generate", json{{"model", "stories260K"}, {"prompt", "a"}, {"suffix", "b"}}.dump(),
+        "application/json");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->status, 400);
+    EXPECT_NE(p->body.find("insertion"), std::string::npos) << p->body;
+    bad("/api/generate", {{"model", "coder"}, {"prompt", "a"}, {"suffix", 7}}, "suffix");
+    bad("/api/generate",
+        {{"model", "coder"}, {"prompt", "a"}, {"suffix", "b"}, {"context", {1, 2}}}, "context");
+    bad("/v1/completions", {{"model", "coder"}, {"prompt", {1, 2, 3}}, {"suffix", "b"}}, "suffix");
 }
 
 TEST(Http, ApiKeyGuardsEveryRouteButHealth) {

@@ -1,12 +1,16 @@
 // Special tokens, streaming detokenization, hostile metadata and performance.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "fim_vocab.h"
 #include "gguf/gguf.h"
 #include "shared_path.h"
 #include "tokenizer/detokenize.h"
@@ -185,6 +189,39 @@ TEST(SpecialTokens, MatchReference) {
     EXPECT_TRUE(phi3.vocab->is_eog(32007));  // <|end|>
     EXPECT_TRUE(phi3.vocab->is_eog(32000));  // <|endoftext|>
     EXPECT_EQ(phi3.vocab->eot(), 32007);
+}
+
+// Fill-in-the-middle: markers found by their text (Qwen2.5-Coder's), the prompt in
+// prefix-suffix-middle order with the code tokenized as plain text; vocabularies without
+// markers have none.
+TEST(SpecialTokens, FillInTheMiddle) {
+    const std::string path = std::filesystem::temp_directory_path() /
+                             ("lokal_fim_vocab_" + std::to_string(getpid()) + ".gguf");
+    const int n = test::write_fim_vocab(path);
+    auto file = gguf::File::open(path);
+    auto v = Vocab::from_gguf(*file);
+    std::filesystem::remove(path);
+    ASSERT_EQ(v->n_tokens(), n);
+    ASSERT_TRUE(v->has_fim());
+    EXPECT_EQ(v->fim_pre(), n - 3);
+    EXPECT_EQ(v->fim_suf(), n - 2);
+    EXPECT_EQ(v->fim_mid(), n - 1);
+    EXPECT_TRUE(v->is_control(v->fim_mid()));
+    const std::string prefix = "def add(a, b):\n    return ", suffix = "\n\nprint(add(1, 2))\n";
+    Ids want = {v->fim_pre()};
+    for (TokenId t : v->tokenize(prefix, false, false)) want.push_back(t);
+    want.push_back(v->fim_suf());
+    for (TokenId t : v->tokenize(suffix, false, false)) want.push_back(t);
+    want.push_back(v->fim_mid());
+    EXPECT_EQ(v->fill_in_middle(prefix, suffix), want);  // GPT-2 adds no BOS
+    // Marker text inside the code is code, not a marker.
+    const Ids tricky = v->fill_in_middle("a<|fim_middle|>b", "");
+    EXPECT_EQ(std::count(tricky.begin(), tricky.end(), v->fim_mid()), 1);
+    EXPECT_EQ(tricky.back(), v->fim_mid());
+
+    auto plain = load_shared("vocab/ggml-vocab-gpt-2.gguf");
+    EXPECT_FALSE(plain.vocab->has_fim());
+    EXPECT_TRUE(plain.vocab->fill_in_middle("a", "b").empty());
 }
 
 TEST(SpecialTokens, VocabWithoutByteTokensUsesUnk) {
