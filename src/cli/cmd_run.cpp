@@ -15,7 +15,7 @@ namespace lokal::cli {
 namespace {
 
 struct RunOpts {
-    std::string model, prompt, prompt_file, system, store, format;
+    std::string model, prompt, prompt_file, system, store, format, suffix;
     std::vector<std::string> stop;
     int n_predict = -1, ctx = 0, threads = 0, batch = 512, repeat_last_n = 64, top_k = 40;
     float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, presence = 0,
@@ -110,6 +110,9 @@ void register_run(CLI::App& app) {
     cmd->add_option("-p,--prompt", o->prompt,
                     "Prompt; its continuation is printed (the prompt is not echoed)");
     cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
+    cmd->add_option("--suffix", o->suffix,
+                    "Code completion: fill in between the prompt and this text (needs a model "
+                    "with fill-in-the-middle tokens)");
     auto* n = cmd->add_option("-n,--n-predict", o->n_predict,
                               "Tokens to generate (-1: until the end or a full context)");
     auto* temp =
@@ -206,12 +209,18 @@ void register_run(CLI::App& app) {
 
         std::string prompt = o->prompt;
         if (!o->prompt_file.empty()) prompt = read_text_file(o->prompt_file);
-        if (prompt.empty() && o->prompt_file.empty() && o->prompt.empty()) {
+        if (prompt.empty() && o->prompt_file.empty() && o->prompt.empty() && o->suffix.empty()) {
             if (o->json) throw UsageError("--json needs a prompt (-p or -f)");
             interactive_chat(*o, lm, ctx, gen);
             return;
         }
-        const std::vector<int32_t> ids = lm.vocab->tokenize(prompt, true, !o->no_parse_special);
+        if (!o->suffix.empty() && !lm.vocab->has_fim())
+            throw UsageError(
+                "--suffix: this model has no fill-in-the-middle tokens (use a code "
+                "model such as Qwen2.5-Coder, StarCoder or CodeLlama)");
+        const std::vector<int32_t> ids =
+            o->suffix.empty() ? lm.vocab->tokenize(prompt, true, !o->no_parse_special)
+                              : lm.vocab->fill_in_middle(prompt, o->suffix);
         if (ids.empty()) throw UsageError("the prompt tokenizes to nothing");
         if ((int)ids.size() >= ctx.n_ctx())
             throw UsageError("the prompt has " + std::to_string(ids.size()) +

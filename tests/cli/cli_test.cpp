@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fim_vocab.h"
 #include "shared_path.h"
+#include "tokenizer/vocab.h"
 
 namespace {
 
@@ -85,6 +87,32 @@ TEST(Cli, RunJsonReportsTokensAndTimings) {
     EXPECT_EQ(j["eval_tokens"], p["greedy_ids"].size());
     EXPECT_GE(j["prompt_ms"].get<double>(), 0.0);
     EXPECT_GE(j["eval_ms"].get<double>(), 0.0);
+}
+
+// --suffix: code completion between the prompt and the suffix, on a synthesized code model
+// (the tiny shape with a vocabulary that has FIM markers); a model without them refuses.
+TEST(Cli, RunSuffixFillsInTheMiddle) {
+    const std::string dir =
+        std::filesystem::temp_directory_path() / ("lokal_cli_fim_" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    lokal::test::write_fim_vocab(dir + "/vocab.gguf");
+    const Result synth = lokal("synth --preset tiny --type Q8_0 --vocab " + q(dir + "/vocab.gguf") +
+                               " -o " + q(dir + "/coder.gguf"));
+    ASSERT_EQ(synth.code, 0) << synth.err;
+    const std::string prefix = "def add(a, b):", suffix = "\n    return c\n";
+    const Result r = lokal("run -m " + q(dir + "/coder.gguf") + " -p " + q(prefix) + " --suffix " +
+                           q(suffix) + " --temp 0 -n 3 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto file = lokal::gguf::File::open(dir + "/vocab.gguf");
+    auto vocab = lokal::Vocab::from_gguf(*file);
+    EXPECT_EQ(json::parse(r.out)["prompt_tokens"],
+              3 + vocab->tokenize(prefix, false, false).size() +
+                  vocab->tokenize(suffix, false, false).size());
+    std::filesystem::remove_all(dir);
+    const Result no = lokal("run -m " + model("stories260K.gguf") + " -p x --suffix y");
+    EXPECT_EQ(no.code, 1);
+    EXPECT_NE(no.err.find("fill-in-the-middle"), std::string::npos) << no.err;
+    EXPECT_EQ(count_lines(no.err), 1u) << no.err;
 }
 
 TEST(Cli, SameSeedSameSample) {
