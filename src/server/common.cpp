@@ -294,6 +294,26 @@ std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text) 
     return m.vocab->tokenize(text, true, true);
 }
 
+int embedding_dimensions(const json& body, int n_embd) {
+    const auto d = get_int(body, "dimensions");
+    if (!d) return 0;
+    if (*d < 1 || *d > n_embd)
+        throw HttpError(400,
+                        "'dimensions' must be between 1 and " + std::to_string(n_embd) +
+                            " (this model's embedding length)",
+                        "invalid_request_error", "dimensions");
+    return (int)*d;
+}
+
+void shorten_embedding(std::vector<float>& e, int dims) {
+    if (dims <= 0 || (size_t)dims >= e.size()) return;
+    e.resize((size_t)dims);
+    double sum = 0;
+    for (float x : e) sum += (double)x * x;
+    if (sum > 0)
+        for (float& x : e) x = (float)(x / std::sqrt(sum));
+}
+
 std::vector<int32_t> fim_prompt(const ServedModel& m, const std::string& prefix,
                                 const std::string& suffix) {
     std::vector<int32_t> tokens = m.vocab->fill_in_middle(prefix, suffix);

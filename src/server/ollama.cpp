@@ -224,9 +224,10 @@ struct Hold {
 
 void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res, const json& body,
            bool legacy) {
-    reject_fields(body, {"dimensions"});
+    if (legacy) reject_fields(body, {"dimensions"});  // /api/embeddings never had it
     auto [model, load_ms] = model_for(s, body);
     Hold hold{s, model};
+    const int dims = legacy ? 0 : embedding_dimensions(body, model->model->hp.dim);
     std::vector<std::string> inputs;
     if (legacy) {
         inputs.push_back(get_string(body, "prompt").value_or(""));
@@ -262,6 +263,7 @@ void embed(Server::Impl& s, const httplib::Request& req, httplib::Response& res,
         [&, load_ms = load_ms]() -> std::string {
             if (legacy)
                 return to_text(json{{"embedding", out.empty() ? std::vector<float>() : out[0]}});
+            for (auto& e : out) shorten_embedding(e, dims);
             const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
             return to_text(json{{"model", guard->model->name},
                                 {"embeddings", out},

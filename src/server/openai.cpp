@@ -430,7 +430,6 @@ void register_openai(Server::Impl& s) {
     s.post("/v1/embeddings",
            guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
                const json body = parse_body(req, s.opts.max_json_depth);
-               reject_fields(body, {"dimensions"});
                const std::string format = get_string(body, "encoding_format").value_or("float");
                if (format != "float" && format != "base64")
                    throw HttpError(400, "'encoding_format' must be \"float\" or \"base64\"",
@@ -441,6 +440,7 @@ void register_openai(Server::Impl& s) {
                auto guard = std::make_shared<RequestGuard>(
                    RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
                const ServedModel& m = *guard->model;
+               const int dims = embedding_dimensions(body, m.model->hp.dim);
                std::vector<std::vector<int32_t>> prompts;
                const json& in = body["input"];
                if (in.is_array() && !in.empty() && in[0].is_number_integer()) {
@@ -468,6 +468,7 @@ void register_openai(Server::Impl& s) {
                        return std::string();
                    },
                    [&]() -> std::string {
+                       for (auto& e : out) shorten_embedding(e, dims);
                        json data = json::array();
                        for (size_t i = 0; i < out.size(); ++i)
                            data.push_back(

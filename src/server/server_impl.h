@@ -135,6 +135,12 @@ std::vector<int32_t> chat_prompt(const ServedModel& m, const json& messages,
                                  const ToolSetup* tools = nullptr);
 // Plain text -> tokens (BOS as the vocabulary asks, special tokens parsed).
 std::vector<int32_t> text_prompt(const ServedModel& m, const std::string& text);
+// `dimensions` of an embedding request (OpenAI, Ollama): 0 when absent, else 1..n_embd (a
+// 400 naming the field otherwise).
+int embedding_dimensions(const json& body, int n_embd);
+// Keeps the first `dims` values (0: all) and L2-normalizes them again, the truncation
+// embedding models trained for it (Matryoshka) expect and OpenAI's API performs.
+void shorten_embedding(std::vector<float>& e, int dims);
 // Fill-in-the-middle (a request's `suffix`): the code model's prefix-suffix-middle prompt;
 // a 400 naming 'suffix' when the model has no FIM tokens.
 std::vector<int32_t> fim_prompt(const ServedModel& m, const std::string& prefix,

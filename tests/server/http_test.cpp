@@ -201,6 +201,29 @@ TEST(Http, Embeddings) {
     EXPECT_EQ(j["data"][0]["embedding"].size(), 64u);
     r = post("/api/embeddings", {{"model", "stories260K"}, {"prompt", "a cat"}});
     EXPECT_EQ(json::parse(r->body)["embedding"].size(), 64u);
+
+    // `dimensions`: the first n values of the full embedding, L2-normalized again.
+    const std::vector<float> full = j["data"][0]["embedding"];
+    for (const char* path : {"/api/embed", "/v1/embeddings"}) {
+        r = post(path, {{"model", "stories260K"}, {"input", "a cat"}, {"dimensions", 16}});
+        ASSERT_EQ(r->status, 200) << r->body;
+        j = json::parse(r->body);
+        const std::vector<float> got =
+            std::string(path) == "/api/embed" ? j["embeddings"][0] : j["data"][0]["embedding"];
+        ASSERT_EQ(got.size(), 16u) << path;
+        double norm = 0;
+        for (int i = 0; i < 16; ++i) norm += (double)full[i] * full[i];
+        for (int i = 0; i < 16; ++i)
+            EXPECT_NEAR(got[i], full[i] / std::sqrt(norm), 1e-6) << path << " " << i;
+        for (const json& bad : {json(0), json(65), json("16"), json(-3)}) {
+            r = post(path, {{"model", "stories260K"}, {"input", "a cat"}, {"dimensions", bad}});
+            EXPECT_EQ(r->status, 400) << path << " " << bad;
+            EXPECT_NE(r->body.find("dimensions"), std::string::npos) << r->body;
+        }
+    }
+    // The legacy endpoint never had the field: refused, not ignored.
+    r = post("/api/embeddings", {{"model", "stories260K"}, {"prompt", "a cat"}, {"dimensions", 8}});
+    EXPECT_EQ(r->status, 400);
 }
 
 TEST(Http, ErrorsAreJsonWithTheRightStatus) {
