@@ -17,7 +17,10 @@ static double ms_between(Clock::time_point a, Clock::time_point b) {
 
 struct Scheduler::Seq {
     Seq(SeqRequest r, const Vocab& vocab, int32_t n_vocab)
-        : req(std::move(r)), sampler(req.sampling, n_vocab, &vocab), detok(vocab), stops(req.stop) {}
+        : req(std::move(r)),
+          sampler(req.sampling, n_vocab, &vocab),
+          detok(vocab),
+          stops(req.stop) {}
 
     SeqRequest req;
     std::shared_ptr<SeqHandle> handle = std::make_shared<SeqHandle>();
@@ -34,6 +37,15 @@ struct Scheduler::Seq {
     uint64_t order = 0;     // admission stamp: larger is newer
     bool admitted_once = false;
     std::vector<double> pooled;  // embedding accumulator
+    // prompt_logprobs: prompt tokens from index prompt_lp_next on are still to be scored;
+    // scored ones wait in prompt_lps for the first event (a preempted sequence recomputes
+    // its prompt but does not score it twice).
+    int32_t prompt_lp_next = 1;
+    std::vector<PromptLogprob> prompt_lps;
+    // Whether position p's logits score a prompt token still to be reported.
+    bool scores_prompt_at(int32_t p) const {
+        return req.prompt_logprobs && p + 1 >= prompt_lp_next && p + 1 < (int32_t)req.prompt.size();
+    }
     Clock::time_point t_admit, t_first;
     bool got_first = false;
     // Same-prompt requests waiting for this one's prefill (submit_group); forked then.
@@ -177,7 +189,7 @@ void Scheduler::admit(Seq& s) {
         s.t_admit = Clock::now();
         s.admitted_once = true;
     }
-    if (!params_.prefix_cache || s.req.embed) return;
+    if (!params_.prefix_cache || s.req.embed || s.req.prompt_logprobs) return;
     // Reuse full cached blocks of the longest matching prefix, leaving at least one token
     // to compute so the last position's logits exist.
     const int bs = kv.block_size();
@@ -312,30 +324,44 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
     }
     if (s.cache_seq >= 0) ctx_.cache().free_sequence(s.cache_seq);
     s.cache_seq = -1;
+    ev.prompt_logprobs = std::move(s.prompt_lps);
+    s.prompt_lps.clear();
     s.handle->push(std::move(ev));
 }
 
+namespace {
+
+// Log-probability of `tok` under the model's raw distribution (before temperature and
+// filters, as OpenAI reports them), and the k most likely tokens with theirs.
+void log_probs(const float* logits, int nv, int32_t tok, int k, float& lp,
+               std::vector<TokenLogprob>& top) {
+    const float mx = *std::max_element(logits, logits + nv);
+    double sum = 0;
+    for (int i = 0; i < nv; ++i) sum += std::exp((double)logits[i] - mx);
+    const float lse = mx + (float)std::log(sum);
+    lp = logits[tok] - lse;
+    k = std::min(k, nv);
+    if (k <= 0) return;
+    std::vector<int32_t> ids(nv);
+    for (int i = 0; i < nv; ++i) ids[i] = i;
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int i = 0; i < k; ++i) top.push_back({ids[i], logits[ids[i]] - lse});
+}
+
+}  // namespace
+
 void Scheduler::emit_token(Seq& s, const float* logits) {
+    if (s.req.n_predict == 0) {  // the prompt only (scoring): nothing is sampled
+        finish(s, "length");
+        return;
+    }
     const int32_t tok = s.sampler.sample(logits);
     if (!s.got_first) s.got_first = true, s.t_first = Clock::now();
     SeqEvent ev;
-    if (s.req.top_logprobs >= 0) {
-        // Log-probabilities of the model's raw distribution (before temperature and
-        // filters), as OpenAI reports them.
-        const int nv = ctx_.model().hp.n_vocab;
-        const float mx = *std::max_element(logits, logits + nv);
-        double sum = 0;
-        for (int i = 0; i < nv; ++i) sum += std::exp((double)logits[i] - mx);
-        const float lse = mx + (float)std::log(sum);
-        ev.logprob = logits[tok] - lse;
-        const int k = std::min(s.req.top_logprobs, nv);
-        std::vector<int32_t> ids(nv);
-        for (int i = 0; i < nv; ++i) ids[i] = i;
-        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-        });
-        for (int i = 0; i < k; ++i) ev.top.push_back({ids[i], logits[ids[i]] - lse});
-    }
+    if (s.req.top_logprobs >= 0)
+        log_probs(logits, ctx_.model().hp.n_vocab, tok, s.req.top_logprobs, ev.logprob, ev.top);
     if (!s.req.ignore_eos && vocab_.is_eog(tok)) {
         finish(s, "eog");
         return;
@@ -349,6 +375,8 @@ void Scheduler::emit_token(Seq& s, const float* logits) {
     }
     ev.token = tok;
     ev.text = s.stops.push(s.detok.push(tok));
+    ev.prompt_logprobs = std::move(s.prompt_lps);
+    s.prompt_lps.clear();
     s.handle->push(std::move(ev));
     if (s.stops.stopped())
         finish(s, "stop");
@@ -426,6 +454,8 @@ void Scheduler::fork_followers(Seq& s, const float* logits,
         f->admitted_once = true;
         f->t_admit = s.t_admit;
         f->cached_tokens = s.cached_tokens;
+        f->prompt_lps = s.prompt_lps;  // the same prompt, scored once
+        f->prompt_lp_next = s.prompt_lp_next;
         ++forked;
         emit_token(*f, logits);
         if (f->cache_seq >= 0) started.push_back(std::move(f));  // else finished at once
@@ -503,7 +533,8 @@ bool Scheduler::step() {
         const bool last = s.n_past + counts[i] == (int32_t)s.tokens.size();
         for (int32_t j = 0; j < counts[i]; ++j) {
             const int32_t p = s.n_past + j;
-            batch_.add(s.tokens[p], p, (int32_t)i, s.req.embed || (last && j + 1 == counts[i]));
+            batch_.add(s.tokens[p], p, (int32_t)i,
+                       s.req.embed || (last && j + 1 == counts[i]) || s.scores_prompt_at(p));
         }
         want_hidden |= s.req.embed;
     }
@@ -521,6 +552,7 @@ bool Scheduler::step() {
     std::vector<std::unique_ptr<Seq>> started;  // forked followers
     for (size_t i = 0; i < in_batch.size(); ++i) {
         Seq& s = *in_batch[i];
+        const int32_t p0 = s.n_past;
         s.n_past += counts[i];
         ctx_.cache().set_length(s.cache_seq, s.n_past);
         if (s.req.embed) {
@@ -539,6 +571,17 @@ bool Scheduler::step() {
             continue;
         }
         register_blocks(s);
+        // Rows come in batch order: the prompt positions that score a prompt token, then
+        // (when the prefill is complete) the last position, which samples.
+        for (int32_t p = p0; p < s.n_past; ++p) {
+            if (!s.scores_prompt_at(p)) continue;
+            PromptLogprob e{s.tokens[p + 1], 0.0f, {}};
+            log_probs(out_.logits.data() + row * (size_t)nv, nv, e.token, s.req.top_logprobs,
+                      e.logprob, e.top);
+            ++row;
+            s.prompt_lps.push_back(std::move(e));
+            s.prompt_lp_next = p + 2;
+        }
         if (s.n_past != (int32_t)s.tokens.size()) continue;  // prefill continues next step
         const float* logits = out_.logits.data() + row * (size_t)nv;
         ++row;

@@ -48,10 +48,14 @@ enum class Pooling { Mean, Last };
 
 struct SeqRequest {
     std::vector<int32_t> prompt;
-    int n_predict = -1;  // -1: until end of generation or a full context
+    int n_predict = -1;  // -1: until end of generation or a full context; 0: prompt only
     SamplerParams sampling;
     std::vector<std::string> stop;
     int top_logprobs = -1;  // -1: no logprobs; otherwise also the N most likely tokens
+    // Also report every prompt token's log-probability given the tokens before it (with
+    // top_logprobs alternatives; needs top_logprobs >= 0), as OpenAI's echo + logprobs
+    // does for scoring. The prompt is then computed in full (no prefix-cache reuse).
+    bool prompt_logprobs = false;
     bool ignore_eos = false;
     bool embed = false;  // compute a pooled, L2-normalized embedding instead of generating
     Pooling pooling = Pooling::Mean;
@@ -62,6 +66,14 @@ struct TokenLogprob {
     float logprob;
 };
 
+// Prompt token `token` (at index 1 + its place in SeqEvent::prompt_logprobs) and its
+// log-probability after the tokens before it.
+struct PromptLogprob {
+    int32_t token;
+    float logprob;
+    std::vector<TokenLogprob> top;
+};
+
 // What the loop reports to the request's owner. Every sampled token gives one event
 // (its text may be empty while held back); the last event has done set.
 struct SeqEvent {
@@ -69,6 +81,8 @@ struct SeqEvent {
     int32_t token = -1;
     float logprob = 0;  // log-softmax of the raw logits (when logprobs were asked)
     std::vector<TokenLogprob> top;
+    // SeqRequest::prompt_logprobs: prompt tokens 1..n-1, on the sequence's first event.
+    std::vector<PromptLogprob> prompt_logprobs;
     bool done = false;
     // eog, stop (stop string), length (n_predict), context (full), cancelled, error
     std::string finish_reason;

@@ -42,10 +42,14 @@ SeqRequest make_request(const ServedModel& m, const json& b) {
         r.n_predict = clamp_int(*v);
     else if (auto v2 = get_int(b, "max_tokens"))
         r.n_predict = clamp_int(*v2);
-    if (r.n_predict < -1 || r.n_predict == 0)
+    // max_tokens 0 only scores an echoed prompt (legacy completions with echo).
+    const bool scoring = get_bool(b, "echo").value_or(false) && b.contains("prompt");
+    if (r.n_predict < -1 || (r.n_predict == 0 && !scoring))
         if (b.contains("max_tokens") || b.contains("max_completion_tokens"))
-            throw HttpError(400, "'max_tokens' must be at least 1", "invalid_request_error",
-                            "max_tokens");
+            throw HttpError(400,
+                            scoring ? "'max_tokens' must be at least 0"
+                                    : "'max_tokens' must be at least 1 (0 only with 'echo')",
+                            "invalid_request_error", "max_tokens");
     r.stop = get_string_list(b, "stop");
     if (r.stop.size() > 4)
         throw HttpError(400, "at most 4 stop sequences are allowed", "invalid_request_error",
@@ -100,6 +104,10 @@ struct Choice {
 };
 
 struct Job {
+    // echo (completions): the prompt's text and tokens, put before each choice's own.
+    bool echo = false;
+    std::string echo_text;
+    std::vector<int32_t> echo_tokens;
     std::string id;
     int64_t created = unix_now();
     std::string model;
@@ -194,9 +202,52 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
     };
     auto on_event = [job, m, stream, chunk](size_t i, SeqEvent& ev) -> std::string {
         Choice& ch = job->choices[i];
+        std::string out;
+        if (job->echo && !ch.started && !(ev.done && ev.finish_reason == "error")) {
+            // The prompt first: its text, and with logprobs each of its tokens (the first has
+            // none: nothing comes before it), as the legacy completions API echoes it.
+            json lp_prompt;
+            if (job->top_logprobs >= 0) {
+                json tokens = json::array(), values = json::array(), tops = json::array(),
+                     offsets = json::array();
+                size_t offset = 0;
+                for (size_t k = 0; k < job->echo_tokens.size(); ++k) {
+                    const std::string piece = m->vocab->token_to_piece(job->echo_tokens[k], true);
+                    json value, top;
+                    if (k > 0 && k - 1 < ev.prompt_logprobs.size()) {
+                        const PromptLogprob& p = ev.prompt_logprobs[k - 1];
+                        value = p.logprob;
+                        top = json::object();
+                        for (auto& t : p.top)
+                            top[m->vocab->token_to_piece(t.token, true)] = t.logprob;
+                    }
+                    tokens.push_back(piece);
+                    values.push_back(value);
+                    tops.push_back(top);
+                    // Offsets into the echoed text, where control tokens (BOS) take no bytes.
+                    offsets.push_back(std::min(offset, job->echo_text.size()));
+                    offset += m->vocab->token_to_piece(job->echo_tokens[k]).size();
+                }
+                for (size_t k = 0; k < tokens.size(); ++k) {
+                    ch.lp_tokens.push_back(tokens[k]);
+                    ch.lp_values.push_back(values[k]);
+                    ch.lp_top.push_back(tops[k]);
+                    ch.lp_offsets.push_back(offsets[k]);
+                }
+                lp_prompt = {{"tokens", tokens},
+                             {"token_logprobs", values},
+                             {"top_logprobs", tops},
+                             {"text_offset", offsets}};
+            }
+            ch.text = job->echo_text;
+            if (stream)
+                out += chunk({{"index", i},
+                              {"text", job->echo_text},
+                              {"logprobs", lp_prompt.is_null() ? json() : lp_prompt},
+                              {"finish_reason", nullptr}});
+        }
         json lp;
         add_logprobs(*job, ch, *m, ev, stream ? &lp : nullptr);
-        std::string out;
         if (stream && ev.done && ev.finish_reason == "error")
             return "data: " +
                    to_text(json{{"error", {{"message", ev.error}, {"type", "server_error"}}}}) +
@@ -366,8 +417,9 @@ void register_openai(Server::Impl& s) {
                const json body = parse_body(req, s.opts.max_json_depth);
                reject_fields(body, {"tools"});
                const std::string suffix = get_string(body, "suffix").value_or("");
-               if (get_bool(body, "echo").value_or(false))
-                   throw HttpError(400, "'echo' is not implemented by lokal yet",
+               const bool echo = get_bool(body, "echo").value_or(false);
+               if (echo && !suffix.empty())
+                   throw HttpError(400, "'echo' cannot be combined with 'suffix'",
                                    "invalid_request_error", "echo");
                if (get_int(body, "best_of").value_or(1) != 1)
                    throw HttpError(400, "'best_of' other than 1 is not implemented by lokal yet",
@@ -417,11 +469,22 @@ void register_openai(Server::Impl& s) {
                        "invalid_request_error", "prompt");
                }
                check_prompt_fits(m, prompt.size());
+               if (echo) {
+                   job->echo = true;
+                   job->echo_tokens = prompt;
+                   if (one_text) {
+                       job->echo_text =
+                           it->is_string() ? it->get<std::string>() : (*it)[0].get<std::string>();
+                   } else {
+                       for (int32_t t : prompt) job->echo_text += m.vocab->token_to_piece(t);
+                   }
+               }
                std::vector<SeqRequest> reqs;
                for (int i = 0; i < n; ++i) {
                    SeqRequest r = make_request(m, body);
                    r.prompt = prompt;
                    r.top_logprobs = job->top_logprobs;
+                   r.prompt_logprobs = echo && job->top_logprobs >= 0;
                    r.sampling.seed += (uint64_t)i;
                    reqs.push_back(std::move(r));
                }

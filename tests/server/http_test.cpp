@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/context.h"
 #include "fim_vocab.h"
 #include "live_server.h"
 #include "model/synth.h"
@@ -187,6 +188,89 @@ TEST(Http, OpenAICompletionsLogprobsAndN) {
     j = json::parse(post("/v1/chat/completions", chat)->body);
     ASSERT_EQ(j["choices"][0]["logprobs"]["content"].size(), 3u);
     EXPECT_EQ(j["choices"][0]["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
+}
+
+// echo + logprobs + max_tokens 0 (how lm-evaluation-harness scores text through an
+// OpenAI-compatible server): every prompt token's log-probability given the ones before it,
+// checked against a log-softmax of a separate Context's logits; then echo with generation,
+// streamed, with n = 2, and the refusals.
+TEST(Http, EchoScoresThePrompt) {
+    auto model = Model::load(test::shared_path("models/stories260K.gguf"));
+    auto vocab = Vocab::from_gguf(*model->file);
+    const std::vector<int32_t> ids =
+        vocab->tokenize("Once upon a time there was a cat", true, true);
+    std::vector<double> want(ids.size(), 0.0);
+    {
+        ContextParams cp;
+        cp.n_ctx = 64;
+        Context ctx(*model, cp);
+        std::vector<float> logits;
+        ctx.eval(ctx.cache().create_sequence(), ids, true, logits);
+        const int nv = model->hp.n_vocab;
+        for (size_t k = 1; k < ids.size(); ++k) {
+            const float* l = logits.data() + (k - 1) * nv;
+            double mx = l[0], sum = 0;
+            for (int v = 0; v < nv; ++v) mx = std::max(mx, (double)l[v]);
+            for (int v = 0; v < nv; ++v) sum += std::exp((double)l[v] - mx);
+            want[k] = (double)l[ids[k]] - mx - std::log(sum);
+        }
+    }
+    std::string text;
+    for (int32_t t : ids) text += vocab->token_to_piece(t);
+
+    json req = {{"model", "stories260K"}, {"prompt", ids},   {"echo", true},
+                {"logprobs", 2},          {"max_tokens", 0}, {"temperature", 0}};
+    auto r = post("/v1/completions", req);
+    ASSERT_EQ(r->status, 200) << r->body;
+    json j = json::parse(r->body);
+    json c = j["choices"][0];
+    EXPECT_EQ(c["text"], text);
+    EXPECT_EQ(c["finish_reason"], "length");
+    EXPECT_EQ(j["usage"]["completion_tokens"], 0);
+    ASSERT_EQ(c["logprobs"]["tokens"].size(), ids.size());
+    EXPECT_TRUE(c["logprobs"]["token_logprobs"][0].is_null());
+    EXPECT_TRUE(c["logprobs"]["top_logprobs"][0].is_null());
+    for (size_t k = 1; k < ids.size(); ++k) {
+        EXPECT_NEAR(c["logprobs"]["token_logprobs"][k].get<double>(), want[k], 1e-4) << k;
+        const json& top = c["logprobs"]["top_logprobs"][k];
+        ASSERT_EQ(top.size(), 2u);
+        double best = -1e30;
+        for (auto& [tok, lp] : top.items()) best = std::max(best, lp.get<double>());
+        EXPECT_GE(best + 1e-6, c["logprobs"]["token_logprobs"][k].get<double>());
+    }
+
+    // With generation: the prompt's entries, then the generated tokens'; n = 2 both scored.
+    req["max_tokens"] = 3;
+    req["n"] = 2;
+    r = post("/v1/completions", req);
+    ASSERT_EQ(r->status, 200) << r->body;
+    j = json::parse(r->body);
+    ASSERT_EQ(j["choices"].size(), 2u);
+    for (const json& ch : j["choices"]) {
+        EXPECT_EQ(ch["logprobs"]["tokens"].size(), ids.size() + 3);
+        EXPECT_EQ(ch["text"].get<std::string>().rfind(text, 0), 0u);
+        EXPECT_NEAR(ch["logprobs"]["token_logprobs"][ids.size() - 1].get<double>(),
+                    want[ids.size() - 1], 1e-4);
+    }
+
+    // Streamed, a text prompt: the first chunk is the prompt as sent.
+    r = post("/v1/completions", {{"model", "stories260K"},
+                                 {"prompt", "Once upon a time"},
+                                 {"echo", true},
+                                 {"max_tokens", 2},
+                                 {"stream", true}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    const auto events = sse(r->body);
+    ASSERT_GE(events.size(), 2u);
+    EXPECT_EQ(json::parse(events[0])["choices"][0]["text"], "Once upon a time");
+
+    // max_tokens 0 is for scoring an echoed prompt only; echo and suffix do not mix.
+    r = post("/v1/completions", {{"model", "stories260K"}, {"prompt", "a"}, {"max_tokens", 0}});
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("max_tokens"), std::string::npos);
+    r = post("/v1/completions",
+             {{"model", "stories260K"}, {"prompt", "a"}, {"echo", true}, {"suffix", "b"}});
+    EXPECT_EQ(r->status, 400);
 }
 
 TEST(Http, Embeddings) {

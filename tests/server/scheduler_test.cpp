@@ -141,6 +141,61 @@ TEST(Scheduler, PreemptsUnderATinyKvBudgetAndStillCompletes) {
     EXPECT_GT(s.stats().preemptions, 0);
 }
 
+// Prompt log-probabilities (echo + logprobs): each prompt token after the first is scored
+// exactly once, on the first event, with the same values alone and when preemption under a
+// tiny KV budget makes the prompt be computed again.
+TEST(Scheduler, PromptLogprobsOnceAndTheSameUnderPreemption) {
+    const Loaded& m = stories();
+    auto run = [&](Scheduler& s, const std::vector<SeqRequest>& reqs) {
+        std::vector<std::shared_ptr<SeqHandle>> hs;
+        for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
+        std::vector<std::vector<PromptLogprob>> out(reqs.size());
+        for (size_t i = 0; i < hs.size(); ++i) {
+            SeqEvent ev;
+            for (int n = 0;; ++n) {
+                if (!hs[i]->next(ev, std::chrono::seconds(60))) {
+                    ADD_FAILURE() << "timed out";
+                    break;
+                }
+                if (n > 0) EXPECT_TRUE(ev.prompt_logprobs.empty()) << "event " << n;
+                for (auto& p : ev.prompt_logprobs) out[i].push_back(p);
+                if (ev.done) break;
+            }
+        }
+        return out;
+    };
+    std::vector<SeqRequest> reqs;
+    for (int i = 0; i < 3; ++i) {
+        SeqRequest r = greedy(kPrompts[i], 40);
+        r.top_logprobs = 1;
+        r.prompt_logprobs = true;
+        reqs.push_back(r);
+    }
+    std::vector<std::vector<PromptLogprob>> solo;
+    {
+        Context ctx(*m.model, params(64, 4));
+        Scheduler s(ctx, *m.vocab, SchedulerParams{});
+        for (auto& r : reqs) solo.push_back(run(s, {r})[0]);
+    }
+    Context ctx(*m.model, params(64, 1));
+    SchedulerParams sp;
+    sp.max_running = 3;
+    Scheduler s(ctx, *m.vocab, sp);
+    const auto busy = run(s, reqs);
+    EXPECT_GT(s.stats().preemptions, 0);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        ASSERT_EQ(solo[i].size(), reqs[i].prompt.size() - 1);
+        ASSERT_EQ(busy[i].size(), solo[i].size());
+        for (size_t k = 0; k < solo[i].size(); ++k) {
+            EXPECT_EQ(solo[i][k].token, reqs[i].prompt[k + 1]);
+            EXPECT_LE(solo[i][k].logprob, 0.0f);
+            ASSERT_EQ(solo[i][k].top.size(), 1u);
+            EXPECT_GE(solo[i][k].top[0].logprob, solo[i][k].logprob);
+            EXPECT_EQ(busy[i][k].logprob, solo[i][k].logprob) << "request " << i << " token " << k;
+        }
+    }
+}
+
 // A newcomer's prompt runs in a step of its own while others decode (its first token does
 // not wait for theirs), never twice in a row, and the text is the same either way.
 TEST(Scheduler, PrefillFirstRunsANewPromptAlone) {
