@@ -81,7 +81,8 @@ void register_perplexity(CLI::App& app) {
                             {"tokens", r.tokens_evaluated},
                             {"scored", r.tokens_scored},
                             {"nll", r.nll_mean},
-                            {"ctx", o->ctx}};
+                            {"ctx", o->ctx},
+                            {"cache_type", kv_type_name(o->cache_type)}};
         if (comparer) {
             const KldResult k = comparer->result();
             j["kld"] = {{"mean", k.kld_mean}, {"stderr", k.kld_stderr}, {"median", k.kld_median},

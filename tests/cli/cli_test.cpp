@@ -173,6 +173,7 @@ TEST(Cli, Q8_0CacheRunsAndKeepsPerplexity) {
                                " -c 64 --json -t 2 --cache-type " + (i ? "q8_0" : "f16"));
         ASSERT_EQ(p.code, 0) << p.err;
         ppl[i] = json::parse(p.out)["ppl"].get<double>();
+        EXPECT_EQ(json::parse(p.out)["cache_type"], i ? "q8_0" : "f16");
     }
     EXPECT_NE(ppl[0], ppl[1]);
     EXPECT_NEAR(ppl[1] / ppl[0], 1.0, 0.01) << ppl[0] << " vs " << ppl[1];
