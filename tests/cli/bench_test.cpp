@@ -240,6 +240,9 @@ TEST(Bench, BadFlagsFailWithOneLine) {
              "bench", "bench -m " + m + " -b 1,x", "bench -m " + m + " -b 0,4",
              "bench -m " + m + " -p -1", "bench -m " + m + " --memory",
              "bench -m /nonexistent.gguf --roofline 1", "bench --bogus",
+             "bench -m " + m + " --cache-type q4_1",
+             "bench -m " + q(lokal::test::shared_path("models/stories260K.gguf")) +
+                 " --cache-type q8_0 --roofline 1",
              "synth --preset nope --type q4_0 -o /tmp/x.gguf",
              "synth --preset tiny --type q9_9 -o /tmp/x.gguf", "synth --preset tiny --type q4_0",
              "synth --preset tiny --type q4_0 --vocab /nonexistent.gguf -o /tmp/x.gguf"}) {
