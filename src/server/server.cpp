@@ -243,6 +243,19 @@ void Server::Impl::setup() {
                        std::to_string(vals[g]) + "\n";
             }
         }
+        // Memory: the budget and what each loaded model counts against it (weights + KV
+        // pool), labelled with its KV cache type.
+        out +=
+            "# HELP lokal_memory_budget_bytes Memory for loaded models (--max-memory).\n"
+            "# TYPE lokal_memory_budget_bytes gauge\nlokal_memory_budget_bytes " +
+            std::to_string(registry.memory_budget()) + "\n";
+        out +=
+            "# HELP lokal_model_memory_bytes Weights and KV pool of a loaded model.\n"
+            "# TYPE lokal_model_memory_bytes gauge\n";
+        for (auto& m : models)
+            out += "lokal_model_memory_bytes{model=\"" + m->name + "\",kv_type=\"" +
+                   kv_type_name(m->ctx->cache().storage.type) + "\"} " + std::to_string(m->bytes) +
+                   "\n";
         metrics.ttft.render(out, "lokal_time_to_first_token_seconds",
                             "Time from request to its first token.");
         metrics.itl.render(out, "lokal_inter_token_latency_seconds",
@@ -279,10 +292,9 @@ void Server::Impl::setup() {
                     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
                     expires = buf;
                 }
-                const uint64_t size = m->model->weight_bytes() + m->ctx->cache().storage.bytes();
                 models.push_back({{"name", m->name},
                                   {"model", m->name},
-                                  {"size", size},
+                                  {"size", m->bytes},  // what counts against --max-memory
                                   {"size_vram", 0},
                                   {"digest", ""},
                                   {"expires_at", expires},

@@ -873,6 +873,13 @@ TEST(Http, ConcurrentStreamsAndMetrics) {
     auto m = live().client().Get("/metrics");
     EXPECT_NE(m->body.find("lokal_time_to_first_token_seconds_bucket"), std::string::npos);
     EXPECT_NE(m->body.find("lokal_kv_blocks_total{model=\"stories260K\"}"), std::string::npos);
+    // Memory: the model's figure is the one /api/ps shows, under the budget.
+    const double bytes =
+        test::metric(live(), "lokal_model_memory_bytes{model=\"stories260K\",kv_type=\"f16\"}");
+    EXPECT_GT(bytes, 0);
+    EXPECT_GT(test::metric(live(), "lokal_memory_budget_bytes"), bytes);
+    for (const json& pm : json::parse(live().client().Get("/api/ps")->body)["models"])
+        if (pm["name"] == "stories260K") EXPECT_EQ(pm["size"].get<double>(), bytes);
 }
 
 TEST(Http, ChatPageForBrowsersPlainAnswerForClients) {
