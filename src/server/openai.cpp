@@ -79,6 +79,10 @@ SeqRequest make_request(const ServedModel& m, const json& b) {
     return r;
 }
 
+// Several prompts in one completion request (as lm-evaluation-harness batches them), and
+// the choices of all of them together.
+constexpr size_t kMaxPrompts = 64, kMaxChoices = 128;
+
 int choices_n(const json& b) {
     const int64_t n = get_int(b, "n").value_or(1);
     if (n < 1 || n > 16)
@@ -104,10 +108,12 @@ struct Choice {
 };
 
 struct Job {
-    // echo (completions): the prompt's text and tokens, put before each choice's own.
+    // echo (completions): each prompt's text and tokens, put before its choices' own;
+    // choice i answers prompt i / n.
     bool echo = false;
-    std::string echo_text;
-    std::vector<int32_t> echo_tokens;
+    std::vector<std::string> echo_texts;
+    std::vector<std::vector<int32_t>> echo_tokens;
+    int n = 1;  // choices per prompt
     std::string id;
     int64_t created = unix_now();
     std::string model;
@@ -141,7 +147,9 @@ struct Job {
     json usage() const {
         int p = 0, c = 0, cached = 0;
         for (auto& ch : choices) c += ch.completion_tokens;
-        if (!choices.empty()) p = choices[0].prompt_tokens, cached = choices[0].cached;
+        // Each prompt counts once, however many choices it has.
+        for (size_t i = 0; i < choices.size(); i += (size_t)n)
+            p += choices[i].prompt_tokens, cached += choices[i].cached;
         return {{"prompt_tokens", p},
                 {"completion_tokens", c},
                 {"total_tokens", p + c},
@@ -180,14 +188,20 @@ void add_logprobs(Job& job, Choice& ch, const ServedModel& m, const SeqEvent& ev
     }
 }
 
+// groups: one per prompt, each of job->n choices sharing that prompt.
 void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, const json& body,
-         std::shared_ptr<RequestGuard> guard, std::vector<SeqRequest> reqs,
+         std::shared_ptr<RequestGuard> guard, std::vector<std::vector<SeqRequest>> groups,
          std::shared_ptr<Job> job) {
     const bool stream = get_bool(body, "stream").value_or(false);
     if (auto it = body.find("stream_options"); it != body.end() && it->is_object())
         job->include_usage = get_bool(*it, "include_usage").value_or(false);
-    job->choices.resize(reqs.size());
-    guard->handles = submit_group(s, *guard->model, std::move(reqs));
+    for (auto& g : groups) {
+        // Into the guard as they are queued: a later group finding the queue full cancels
+        // the earlier ones with the request.
+        auto hs = submit_group(s, *guard->model, std::move(g));
+        guard->handles.insert(guard->handles.end(), hs.begin(), hs.end());
+    }
+    job->choices.resize(guard->handles.size());
     const ServedModel* m = guard->model.get();
     const std::string object = job->chat ? "chat.completion.chunk" : "text_completion";
     auto chunk = [job, object](json choice) {
@@ -204,6 +218,8 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
         Choice& ch = job->choices[i];
         std::string out;
         if (job->echo && !ch.started && !(ev.done && ev.finish_reason == "error")) {
+            const std::string& echo_text = job->echo_texts[i / (size_t)job->n];
+            const std::vector<int32_t>& echo_tokens = job->echo_tokens[i / (size_t)job->n];
             // The prompt first: its text, and with logprobs each of its tokens (the first has
             // none: nothing comes before it), as the legacy completions API echoes it.
             json lp_prompt;
@@ -211,8 +227,8 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
                 json tokens = json::array(), values = json::array(), tops = json::array(),
                      offsets = json::array();
                 size_t offset = 0;
-                for (size_t k = 0; k < job->echo_tokens.size(); ++k) {
-                    const std::string piece = m->vocab->token_to_piece(job->echo_tokens[k], true);
+                for (size_t k = 0; k < echo_tokens.size(); ++k) {
+                    const std::string piece = m->vocab->token_to_piece(echo_tokens[k], true);
                     json value, top;
                     if (k > 0 && k - 1 < ev.prompt_logprobs.size()) {
                         const PromptLogprob& p = ev.prompt_logprobs[k - 1];
@@ -225,8 +241,8 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
                     values.push_back(value);
                     tops.push_back(top);
                     // Offsets into the echoed text, where control tokens (BOS) take no bytes.
-                    offsets.push_back(std::min(offset, job->echo_text.size()));
-                    offset += m->vocab->token_to_piece(job->echo_tokens[k]).size();
+                    offsets.push_back(std::min(offset, echo_text.size()));
+                    offset += m->vocab->token_to_piece(echo_tokens[k]).size();
                 }
                 for (size_t k = 0; k < tokens.size(); ++k) {
                     ch.lp_tokens.push_back(tokens[k]);
@@ -239,10 +255,10 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
                              {"top_logprobs", tops},
                              {"text_offset", offsets}};
             }
-            ch.text = job->echo_text;
+            ch.text = echo_text;
             if (stream)
                 out += chunk({{"index", i},
-                              {"text", job->echo_text},
+                              {"text", echo_text},
                               {"logprobs", lp_prompt.is_null() ? json() : lp_prompt},
                               {"finish_reason", nullptr}});
         }
@@ -410,7 +426,10 @@ void register_openai(Server::Impl& s) {
                    r.sampling.seed += (uint64_t)i;  // n choices from one seed differ but reproduce
                    reqs.push_back(std::move(r));
                }
-               run(s, req, res, body, guard, std::move(reqs), job);
+               std::vector<std::vector<SeqRequest>> groups;
+               groups.push_back(std::move(reqs));
+               job->n = (int)groups[0].size();
+               run(s, req, res, body, guard, std::move(groups), job);
            }));
     s.post("/v1/completions",
            guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {
@@ -438,57 +457,91 @@ void register_openai(Server::Impl& s) {
                    RequestGuard{s, acquire_model(s, body), std::nullopt, {}});
                const ServedModel& m = *guard->model;
                job->model = m.name;
-               std::vector<int32_t> prompt;
+               // One prompt (text or token ids), or several: a list of texts or of token
+               // id lists. Choice i answers prompt i / n.
                auto it = body.find("prompt");
                if (it == body.end() || it->is_null())
                    throw HttpError(400, "field 'prompt' is required", "invalid_request_error",
                                    "prompt");
-               const bool one_text =
-                   it->is_string() || (it->is_array() && it->size() == 1 && (*it)[0].is_string());
-               if (!suffix.empty() && !one_text)
-                   throw HttpError(400, "'suffix' needs 'prompt' as text, not token ids",
-                                   "invalid_request_error", "suffix");
-               if (one_text) {
-                   const std::string text =
-                       it->is_string() ? it->get<std::string>() : (*it)[0].get<std::string>();
-                   // With a suffix: code completion between the prompt and it.
-                   prompt = suffix.empty() ? text_prompt(m, text) : fim_prompt(m, text, suffix);
-               } else if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) {
-                   for (auto& t : *it) {
+               auto token_ids = [&](const json& list) {
+                   std::vector<int32_t> ids;
+                   for (auto& t : list) {
                        if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
                            t.get<int64_t>() >= m.vocab->n_tokens())
                            throw HttpError(400, "'prompt' holds an invalid token id",
                                            "invalid_request_error", "prompt");
-                       prompt.push_back(t.get<int32_t>());
+                       ids.push_back(t.get<int32_t>());
                    }
+                   return ids;
+               };
+               std::vector<std::vector<int32_t>> prompts;
+               std::vector<std::string> texts;  // as sent (echo); empty for token ids
+               const bool is_ids = it->is_array() && !it->empty() && (*it)[0].is_number_integer();
+               if (it->is_string()) {
+                   texts.push_back(it->get<std::string>());
+               } else if (is_ids) {
+                   prompts.push_back(token_ids(*it));
+               } else if (it->is_array() && !it->empty() && it->size() <= kMaxPrompts) {
+                   for (auto& p : *it) {
+                       if (p.is_string())
+                           texts.push_back(p.get<std::string>());
+                       else if (p.is_array() && !p.empty() && texts.empty())
+                           prompts.push_back(token_ids(p));
+                       else
+                           throw HttpError(400,
+                                           "'prompt' must be a string, a list of token ids, or a "
+                                           "list of either (not mixed, not empty)",
+                                           "invalid_request_error", "prompt");
+                   }
+                   if (!texts.empty() && !prompts.empty())
+                       throw HttpError(400, "'prompt' mixes texts and token id lists",
+                                       "invalid_request_error", "prompt");
                } else {
+                   throw HttpError(400,
+                                   "'prompt' must be a string, a list of token ids, or a list of "
+                                   "1 to " +
+                                       std::to_string(kMaxPrompts) + " strings or token id lists",
+                                   "invalid_request_error", "prompt");
+               }
+               if (!suffix.empty() && (!prompts.empty() || texts.size() != 1))
+                   throw HttpError(400, "'suffix' needs 'prompt' as one text",
+                                   "invalid_request_error", "suffix");
+               // With a suffix: code completion between the prompt and it.
+               for (const std::string& t : texts)
+                   prompts.push_back(suffix.empty() ? text_prompt(m, t) : fim_prompt(m, t, suffix));
+               if (prompts.size() * (size_t)n > kMaxChoices)
                    throw HttpError(
                        400,
-                       "'prompt' must be a string, a list of one string, or a list of token ids "
-                       "(several prompts in one request are not implemented yet)",
-                       "invalid_request_error", "prompt");
-               }
-               check_prompt_fits(m, prompt.size());
+                       "at most " + std::to_string(kMaxChoices) + " choices in all (prompts x n)",
+                       "invalid_request_error", "n");
+               for (auto& p : prompts) check_prompt_fits(m, p.size());
+               job->n = n;
                if (echo) {
                    job->echo = true;
-                   job->echo_tokens = prompt;
-                   if (one_text) {
-                       job->echo_text =
-                           it->is_string() ? it->get<std::string>() : (*it)[0].get<std::string>();
-                   } else {
-                       for (int32_t t : prompt) job->echo_text += m.vocab->token_to_piece(t);
+                   job->echo_tokens = prompts;
+                   for (size_t k = 0; k < prompts.size(); ++k) {
+                       std::string text;
+                       if (k < texts.size())
+                           text = texts[k];
+                       else
+                           for (int32_t t : prompts[k]) text += m.vocab->token_to_piece(t);
+                       job->echo_texts.push_back(std::move(text));
                    }
                }
-               std::vector<SeqRequest> reqs;
-               for (int i = 0; i < n; ++i) {
-                   SeqRequest r = make_request(m, body);
-                   r.prompt = prompt;
-                   r.top_logprobs = job->top_logprobs;
-                   r.prompt_logprobs = echo && job->top_logprobs >= 0;
-                   r.sampling.seed += (uint64_t)i;
-                   reqs.push_back(std::move(r));
+               std::vector<std::vector<SeqRequest>> groups;
+               for (auto& p : prompts) {
+                   std::vector<SeqRequest> reqs;
+                   for (int i = 0; i < n; ++i) {
+                       SeqRequest r = make_request(m, body);
+                       r.prompt = p;
+                       r.top_logprobs = job->top_logprobs;
+                       r.prompt_logprobs = echo && job->top_logprobs >= 0;
+                       r.sampling.seed += (uint64_t)i;
+                       reqs.push_back(std::move(r));
+                   }
+                   groups.push_back(std::move(reqs));
                }
-               run(s, req, res, body, guard, std::move(reqs), job);
+               run(s, req, res, body, guard, std::move(groups), job);
            }));
     s.post("/v1/embeddings",
            guarded(s, Api::OpenAI, [&s](const httplib::Request& req, httplib::Response& res) {

@@ -273,6 +273,71 @@ TEST(Http, EchoScoresThePrompt) {
     EXPECT_EQ(r->status, 400);
 }
 
+// Several prompts in one completion request: choice i answers prompt i / n, each prompt's
+// greedy text is what it gives alone, usage counts each prompt once; echo + logprobs work
+// per prompt (lm-evaluation-harness sends its batches so).
+TEST(Http, SeveralPromptsInOneCompletion) {
+    const std::vector<std::string> texts = {"Once upon a time", "Lily went to", "The sun"};
+    std::vector<std::string> alone;
+    int prompt_tokens = 0;
+    for (const std::string& t : texts) {
+        auto r =
+            post("/v1/completions",
+                 {{"model", "stories260K"}, {"prompt", t}, {"max_tokens", 6}, {"temperature", 0}});
+        ASSERT_EQ(r->status, 200) << r->body;
+        const json j = json::parse(r->body);
+        alone.push_back(j["choices"][0]["text"]);
+        prompt_tokens += j["usage"]["prompt_tokens"].get<int>();
+    }
+    auto r = post("/v1/completions", {{"model", "stories260K"},
+                                      {"prompt", texts},
+                                      {"max_tokens", 6},
+                                      {"temperature", 0},
+                                      {"n", 2}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    json j = json::parse(r->body);
+    ASSERT_EQ(j["choices"].size(), 6u);
+    for (size_t i = 0; i < 6; ++i) {
+        EXPECT_EQ(j["choices"][i]["index"], i);
+        EXPECT_EQ(j["choices"][i]["text"], alone[i / 2]) << i;
+    }
+    EXPECT_EQ(j["usage"]["prompt_tokens"], prompt_tokens);
+    EXPECT_EQ(j["usage"]["completion_tokens"], 6 * 6);
+
+    // Token id lists, echoed and scored.
+    auto vocab_file = gguf::File::open(test::shared_path("models/stories260K.gguf"));
+    auto vocab = Vocab::from_gguf(*vocab_file);
+    const json ids = {vocab->tokenize(texts[0], true, true), vocab->tokenize(texts[1], true, true)};
+    r = post("/v1/completions", {{"model", "stories260K"},
+                                 {"prompt", ids},
+                                 {"echo", true},
+                                 {"logprobs", 1},
+                                 {"max_tokens", 0}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    j = json::parse(r->body);
+    ASSERT_EQ(j["choices"].size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(j["choices"][i]["logprobs"]["tokens"].size(), ids[i].size());
+        EXPECT_TRUE(j["choices"][i]["logprobs"]["token_logprobs"][0].is_null());
+        EXPECT_TRUE(j["choices"][i]["logprobs"]["token_logprobs"][1].is_number());
+    }
+
+    for (const json& bad : {json::array(), json{"a", {1, 2}}, json{{1, 2}, "a"},
+                            json{json::array()}, json{{1, 2}, {-1}}})
+        EXPECT_EQ(post("/v1/completions", {{"model", "stories260K"}, {"prompt", bad}})->status, 400)
+            << bad;
+    // A suffix goes with one text only; all choices together are bounded.
+    EXPECT_EQ(
+        post("/v1/completions", {{"model", "stories260K"}, {"prompt", {"a", "b"}}, {"suffix", "c"}})
+            ->status,
+        400);
+    EXPECT_EQ(
+        post("/v1/completions",
+             {{"model", "stories260K"}, {"prompt", std::vector<std::string>(64, "a")}, {"n", 3}})
+            ->status,
+        400);
+}
+
 TEST(Http, Embeddings) {
     auto r = post("/api/embed", {{"model", "stories260K"}, {"input", {"a cat", "a dog"}}});
     ASSERT_EQ(r->status, 200) << r->body;
