@@ -943,8 +943,11 @@ TEST(Http, ConcurrentStreamsAndMetrics) {
         test::metric(live(), "lokal_model_memory_bytes{model=\"stories260K\",kv_type=\"f16\"}");
     EXPECT_GT(bytes, 0);
     EXPECT_GT(test::metric(live(), "lokal_memory_budget_bytes"), bytes);
-    for (const json& pm : json::parse(live().client().Get("/api/ps")->body)["models"])
-        if (pm["name"] == "stories260K") EXPECT_EQ(pm["size"].get<double>(), bytes);
+    for (const json& pm : json::parse(live().client().Get("/api/ps")->body)["models"]) {
+        if (pm["name"] == "stories260K") {
+            EXPECT_EQ(pm["size"].get<double>(), bytes);
+        }
+    }
 }
 
 TEST(Http, ChatPageForBrowsersPlainAnswerForClients) {

@@ -157,7 +157,9 @@ TEST(Scheduler, PromptLogprobsOnceAndTheSameUnderPreemption) {
                     ADD_FAILURE() << "timed out";
                     break;
                 }
-                if (n > 0) EXPECT_TRUE(ev.prompt_logprobs.empty()) << "event " << n;
+                if (n > 0) {
+                    EXPECT_TRUE(ev.prompt_logprobs.empty()) << "event " << n;
+                }
                 for (auto& p : ev.prompt_logprobs) out[i].push_back(p);
                 if (ev.done) break;
             }
