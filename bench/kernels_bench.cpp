@@ -155,11 +155,11 @@ BENCHMARK(BM_QuantizeAct)
     ->Arg((int)TensorType::BF16);
 
 // One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
-// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache.
+// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0.
 void BM_AttentionDecode(benchmark::State& st) {
     const int ctx = (int)st.range(0), n_head = 32, n_kv = 4, hd = 64, bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
-    const KvType kv_type = st.range(4) ? KvType::Q8_0 : KvType::F16;
+    const KvType kv_type = kKvTypes[st.range(4)];
     const int64_t row = kv_row_elems(kv_type, hd);
     const int n_blocks = (ctx + bs - 1) / bs;
     std::vector<int32_t> table(n_blocks);
@@ -176,6 +176,8 @@ void BM_AttentionDecode(benchmark::State& st) {
         std::vector<uint16_t> r((size_t)row);
         if (kv_type == KvType::Q8_0)
             quantize_row_dot(TensorType::Q8_0, x.data(), r.data(), hd);
+        else if (kv_type == KvType::Q4_0)
+            quantize_row(TensorType::Q4_0, x.data(), r.data(), hd, nullptr);
         else
             for (int i = 0; i < hd; ++i) r[i] = fp32_to_fp16(x[i]);
         uint16_t* dst = (which ? vc : kc).data();
@@ -209,6 +211,9 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({4096, 0, 1, 1, 1})
     ->Args({4096, 0, 2, 1, 1})
     ->Args({4096, 0, 2, 22, 1})
+    ->Args({4096, 0, 1, 1, 2})
+    ->Args({4096, 0, 2, 1, 2})
+    ->Args({4096, 0, 2, 22, 2})
     ->Unit(benchmark::kMicrosecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.

@@ -83,7 +83,7 @@ void register_info(CLI::App& app) {
                               {"ctx", ctx},
                               {"parallel", o->parallel},
                               {"physical_bytes", physical}};
-        for (KvType t : {KvType::F16, KvType::Q8_0}) {
+        for (KvType t : kKvTypes) {
             const char* name = kv_type_name(t);
             if (!kv_type_fits(t, hp.head_dim)) {
                 mem["kv_bytes_per_position"][name] = nullptr;
@@ -130,7 +130,7 @@ void register_info(CLI::App& app) {
         // "22.0 KiB (f16), 11.7 KiB (q8_0)": one entry per cache type the model can use.
         auto per_type = [&](const char* field, double unit, const char* unit_name) {
             std::string out;
-            for (KvType t : {KvType::F16, KvType::Q8_0}) {
+            for (KvType t : kKvTypes) {
                 const auto& v = mem[field][kv_type_name(t)];
                 if (v.is_null()) continue;
                 char buf[64];

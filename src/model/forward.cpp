@@ -14,6 +14,7 @@
 #include "ops/attention.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
+#include "quant/quantize.h"
 
 namespace lokal {
 
@@ -198,6 +199,11 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
                 if (kv.type == KvType::Q8_0) {
                     quantize_row_dot(TensorType::Q8_0, ks, kc + at, hp.head_dim);
                     quantize_row_dot(TensorType::Q8_0, vs, vc + at, hp.head_dim);
+                    continue;
+                }
+                if (kv.type == KvType::Q4_0) {  // the reference quantizer's rounding
+                    quantize_row(TensorType::Q4_0, ks, kc + at, hp.head_dim, nullptr);
+                    quantize_row(TensorType::Q4_0, vs, vc + at, hp.head_dim, nullptr);
                     continue;
                 }
                 for (int i = 0; i < hp.head_dim; ++i) {

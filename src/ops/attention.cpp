@@ -16,7 +16,7 @@
 namespace lokal {
 
 const char* kv_type_name(KvType t) {
-    return t == KvType::Q8_0 ? "q8_0" : "f16";
+    return t == KvType::Q8_0 ? "q8_0" : t == KvType::Q4_0 ? "q4_0" : "f16";
 }
 
 std::optional<KvType> parse_kv_type(std::string_view name) {
@@ -24,6 +24,7 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
     for (char& c : lower) c = (char)std::tolower((unsigned char)c);
     if (lower == "f16") return KvType::F16;
     if (lower == "q8_0") return KvType::Q8_0;
+    if (lower == "q4_0") return KvType::Q4_0;
     return std::nullopt;
 }
 
@@ -32,6 +33,7 @@ namespace {
 // One cached K or V row as head_dim floats.
 void load_row(const AttentionShape& s, const uint16_t* src, float* dst) {
     if (s.kv_type == KvType::Q8_0) return dequantize_row(TensorType::Q8_0, src, dst, s.head_dim);
+    if (s.kv_type == KvType::Q4_0) return dequantize_row(TensorType::Q4_0, src, dst, s.head_dim);
     for (int i = 0; i < s.head_dim; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 

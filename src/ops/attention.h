@@ -2,8 +2,9 @@
 //
 // K and V are stored in fixed-size blocks: each cache is [n_blocks][n_kv_head][block_size]
 // [row] (kv_cache_offset), a row being one position's head_dim values of one K/V head, in
-// the cache's KvType: head_dim half floats, or head_dim / 32 Q8_0 blocks (an f16 scale and
-// 32 int8 values each, the GGUF block layout: 34 bytes per 32 values instead of 64). A sequence's
+// the cache's KvType: head_dim half floats, or head_dim / 32 GGUF blocks: Q8_0 (an f16
+// scale and 32 int8 values, 34 bytes per 32 values instead of 64) or Q4_0 (an f16 scale and
+// 32 4-bit values, 18 bytes). A sequence's
 // positions map to blocks through its block table: position p lies in block table[p / block_size],
 // slot p % block_size. Within a block each K/V head's rows are contiguous, so one head's keys
 // stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved layout made decode read
@@ -21,18 +22,28 @@
 namespace lokal {
 
 // Element type of the K/V cache. Q8_0 halves the cache's memory and the bytes a long
-// context reads per token, at a small accuracy cost (docs/PERFORMANCE.md, "KV cache types").
-enum class KvType : uint8_t { F16, Q8_0 };
+// context reads per token at a small accuracy cost, Q4_0 takes 0.28x at a larger one
+// (docs/PERFORMANCE.md, "KV cache types"); the choices Ollama offers.
+enum class KvType : uint8_t { F16, Q8_0, Q4_0 };
+inline constexpr KvType kKvTypes[] = {KvType::F16, KvType::Q8_0, KvType::Q4_0};
 
-const char* kv_type_name(KvType t);                     // "f16", "q8_0"
+const char* kv_type_name(KvType t);                     // "f16", "q8_0", "q4_0"
 std::optional<KvType> parse_kv_type(std::string_view);  // names as above (case-insensitive)
-// Whether rows of head_dim values can be stored in type t (Q8_0: a multiple of 32).
+// Whether rows of head_dim values can be stored in type t (the block types: whole blocks
+// of 32).
 inline bool kv_type_fits(KvType t, int head_dim) {
     return t == KvType::F16 || head_dim % 32 == 0;
 }
-// uint16_t elements per K/V row: a Q8_0 block is 34 bytes = 17 elements.
+// uint16_t elements per K/V row: a Q8_0 block is 34 bytes = 17 elements, Q4_0 18 = 9.
 inline int64_t kv_row_elems(KvType t, int head_dim) {
-    return t == KvType::Q8_0 ? (int64_t)head_dim / 32 * 17 : head_dim;
+    switch (t) {
+        case KvType::Q8_0:
+            return (int64_t)head_dim / 32 * 17;
+        case KvType::Q4_0:
+            return (int64_t)head_dim / 32 * 9;
+        default:
+            return head_dim;
+    }
 }
 
 struct AttentionShape {

@@ -1,10 +1,10 @@
 // AVX2 attention for one query token and one K/V head group: the reference's two-pass
 // numerics (attention.cpp) on 8-wide vectors.
 //
-// Keys are taken 8 at a time: their rows are converted (from f16 or Q8_0) once into a small f32
-// tile and every query head of the GQA group reads that tile, so K and V are loaded from the cache
-// once per group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a vector
-// exp and a double sum, probabilities are rounded to f16 as the reference does, and pass 2
+// Keys are taken 8 at a time: their rows are converted (from f16, Q8_0 or Q4_0) once into a small
+// f32 tile and every query head of the GQA group reads that tile, so K and V are loaded from the
+// cache once per group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a
+// vector exp and a double sum, probabilities are rounded to f16 as the reference does, and pass 2
 // accumulates the probability-weighted V tiles.
 #include <immintrin.h>
 
@@ -21,24 +21,48 @@ namespace {
 
 constexpr int TK = 32;  // keys per tile
 
+// Bytes of one block of 32 values of the block types (an f16 scale, then the values).
+constexpr int block_bytes(KvType t) {
+    return t == KvType::Q8_0 ? 34 : 18;
+}
 // Bytes of one cached row of hd values.
 constexpr int row_bytes(KvType t, int hd) {
-    return t == KvType::Q8_0 ? hd / 32 * 34 : hd * 2;
+    return t == KvType::F16 ? hd * 2 : hd / 32 * block_bytes(t);
 }
 
-// Values [8c, 8c + 8) of a cached row as floats. Q8_0: block c / 4 of the row, its int8
-// values times its f16 scale, the same product the reference's dequantization forms.
+// The scale of block b of a cached row of a block type.
+template <KvType KT>
+[[gnu::always_inline]] inline float block_scale(const uint16_t* row, int b) {
+    uint16_t dh;
+    std::memcpy(&dh, (const uint8_t*)row + block_bytes(KT) * b, 2);
+    return _cvtsh_ss(dh);
+}
+
+// Values [8c, 8c + 8) of a cached row of a block type, without the scale: Q8_0's int8
+// values; Q4_0's nibbles minus 8 (values j < 16 of a block are the low nibbles of its bytes
+// j, values 16 + j the high ones).
+template <KvType KT>
+[[gnu::always_inline]] inline __m256 load_levels(const uint16_t* row, int c) {
+    const uint8_t* q = (const uint8_t*)row + block_bytes(KT) * (c / 4) + 2;
+    if constexpr (KT == KvType::Q8_0) {
+        return _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(q + 8 * (c % 4)))));
+    } else {
+        __m128i b = _mm_loadl_epi64((const __m128i*)(q + 8 * (c % 2)));
+        if (c % 4 >= 2) b = _mm_srli_epi16(b, 4);
+        b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+        return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(8)));
+    }
+}
+
+// Values [8c, 8c + 8) of a cached row as floats. Block types: the levels times the block's
+// f16 scale, the same product the reference's dequantization forms.
 template <KvType KT>
 [[gnu::always_inline]] inline __m256 load_chunk(const uint16_t* row, int c) {
     if constexpr (KT == KvType::F16) {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c)));
     } else {
-        const uint8_t* blk = (const uint8_t*)row + 34 * (c / 4);
-        uint16_t dh;
-        std::memcpy(&dh, blk, 2);
-        const __m128i q = _mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * (c % 4)));
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
-                             _mm256_set1_ps(_cvtsh_ss(dh)));
+        return _mm256_mul_ps(load_levels<KT>(row, c), _mm256_set1_ps(block_scale<KT>(row, c / 4)));
     }
 }
 
@@ -210,7 +234,7 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
 
 // The decode-shaped kernel for GQA groups G in {1, 2, 4, 8} and head_dim = 8 NC.
 //
-// Nothing is staged: K and V rows are converted (from f16 or Q8_0) in registers where they
+// Nothing is staged: K and V rows are converted (from f16, Q8_0 or Q4_0) in registers where they
 // are used.
 // (Converting rows into an f32 tile and reading it back took half of the generic kernel's
 // time, measured with BM_AttentionDecode.) Scores live key-major, scores[j * G + g], so the
@@ -307,13 +331,13 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // and weighted by the G probabilities. Keys are walked in tiles so that the later
     // chunk blocks find the tile's rows in L1.
     //
-    // Q8_0 values: a row's int8 values are converted without their scale, which is folded
-    // into the probabilities once per key and block instead (pq below), not multiplied into
-    // every chunk in every pass; the products differ from the reference's p * (q * d) only
-    // by float rounding.
-    constexpr int TKV = 64, LR = (RB + 63) / 64;  // keys per tile, cache lines per row
-    constexpr bool kQ8 = KT == KvType::Q8_0;
-    constexpr int NQB = kQ8 ? HD / 32 : 1;          // Q8_0 blocks per row
+    // Block-type values (Q8_0, Q4_0): a row's levels are converted without their scale,
+    // which is folded into the probabilities once per key and block instead (pq below), not
+    // multiplied into every chunk in every pass; the products differ from the reference's
+    // p * (q * d) only by float rounding.
+    constexpr int TKV = 64, LR = (RB + 63) / 64;    // keys per tile, cache lines per row
+    constexpr bool kQ8 = KT != KvType::F16;         // a block type
+    constexpr int NQB = kQ8 ? HD / 32 : 1;          // blocks per row
     alignas(32) float pq[kQ8 ? NQB * TKV * G : 1];  // [block][key in tile][head]: p * d
     static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
@@ -321,12 +345,10 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
         const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
         if constexpr (kQ8) {
             for (int64_t j = j0; j < j1; ++j) {
-                const uint8_t* row = (const uint8_t*)(v_cache + rows[j]);
+                const uint16_t* row = v_cache + rows[j];
 #pragma GCC unroll 4
                 for (int b = 0; b < NQB; ++b) {
-                    uint16_t dh;
-                    std::memcpy(&dh, row + 34 * b, 2);
-                    const float d = _cvtsh_ss(dh);
+                    const float d = block_scale<KT>(row, b);
                     float* dst = pq + (b * TKV + (j - j0)) * G;
                     if constexpr (G == 8) {
                         _mm256_store_ps(
@@ -359,13 +381,8 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
                 if constexpr (kQ8) {
-                    const uint8_t* qs = (const uint8_t*)row;
 #pragma GCC unroll 8
-                    for (int cb = 0; cb < CB; ++cb) {
-                        const int c = c0 + cb;
-                        v[cb] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                            (const __m128i*)(qs + 34 * (c / 4) + 2 + 8 * (c % 4)))));
-                    }
+                    for (int cb = 0; cb < CB; ++cb) v[cb] = load_levels<KT>(row, c0 + cb);
 #pragma GCC unroll 8
                     for (int g = 0; g < G; ++g)
 #pragma GCC unroll 8
@@ -442,6 +459,8 @@ void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const u
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     if (s.kv_type == KvType::Q8_0)
         return attend_group_typed<KvType::Q8_0>(s, k_cache, v_cache, query, kv_head, buf);
+    if (s.kv_type == KvType::Q4_0)
+        return attend_group_typed<KvType::Q4_0>(s, k_cache, v_cache, query, kv_head, buf);
     attend_group_typed<KvType::F16>(s, k_cache, v_cache, query, kv_head, buf);
 }
 

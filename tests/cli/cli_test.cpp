@@ -276,6 +276,7 @@ TEST(Cli, InfoDescribesTheModel) {
                             j["head_count_kv"].get<uint64_t>() * j["head_dim"].get<uint64_t>();
     EXPECT_EQ(m["kv_bytes_per_position"]["f16"], values * 2);
     EXPECT_EQ(m["kv_bytes_per_position"]["q8_0"], values / 32 * 34);
+    EXPECT_EQ(m["kv_bytes_per_position"]["q4_0"], values / 32 * 18);
     EXPECT_EQ(
         m["total_bytes"]["f16"],
         m["weights_bytes"].get<uint64_t>() + 300 * values * 2 + 4 * values * 2);  // 19 blocks of 16

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 
@@ -55,47 +56,50 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
 // A Q8_0 KV cache keeps the cache's guarantees (decoding with the cache equals a fresh
 // pass, bit for bit; batching does not change results: BatchedSequencesEqualSeparateRuns),
 // halves the cache, and stays close to the f16 cache's logits.
-TEST(Engine, Q8_0KvCacheMatchesRecomputeAndStaysCloseToF16) {
-    for (const char* m : {"tiny-k.Q8_0.gguf", "tiny-qwen2.Q8_0.gguf", "tiny-moe.Q8_0.gguf"}) {
-        SCOPED_TRACE(m);
-        auto model = load(m);
-        const int nv = model->hp.n_vocab;
-        ContextParams cp;
-        cp.n_ctx = 64;
-        cp.n_seq_max = 2;
-        cp.block_size = 4;
-        cp.kv_type = KvType::Q8_0;
-        Context q8(*model, cp);
-        cp.kv_type = KvType::F16;
-        Context f16(*model, cp);
-        // Q8_0 rows: 34 bytes per 32 values where f16 takes 64.
-        EXPECT_EQ(q8.cache().storage.bytes() * 64, f16.cache().storage.bytes() * 34);
-        const int32_t inc = q8.cache().create_sequence();
-        std::vector<float> step, full, ref;
-        double diff = 0, norm = 0;
-        for (size_t i = 0; i < kTokens.size(); ++i) {
-            const int32_t one[1] = {kTokens[i]};
-            q8.eval(inc, one, false, step);
-            const int32_t fresh = q8.cache().create_sequence();
-            q8.eval(fresh, std::span<const int32_t>(kTokens.data(), i + 1), false, full);
-            q8.cache().free_sequence(fresh);
-            ASSERT_EQ(step.size(), (size_t)nv);
-            for (int v = 0; v < nv; ++v)
-                ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
-            const int32_t s16 = f16.cache().create_sequence();
-            f16.eval(s16, std::span<const int32_t>(kTokens.data(), i + 1), false, ref);
-            f16.cache().free_sequence(s16);
-            for (int v = 0; v < nv; ++v) {
-                diff += (double)(step[v] - ref[v]) * (step[v] - ref[v]);
-                norm += (double)ref[v] * ref[v];
+TEST(Engine, BlockTypeKvCachesMatchRecomputeAndStayCloseToF16) {
+    for (KvType kv : {KvType::Q8_0, KvType::Q4_0})
+        for (const char* m : {"tiny-k.Q8_0.gguf", "tiny-qwen2.Q8_0.gguf", "tiny-moe.Q8_0.gguf"}) {
+            SCOPED_TRACE(testing::Message() << m << " " << kv_type_name(kv));
+            auto model = load(m);
+            const int nv = model->hp.n_vocab;
+            ContextParams cp;
+            cp.n_ctx = 64;
+            cp.n_seq_max = 2;
+            cp.block_size = 4;
+            cp.kv_type = kv;
+            Context q8(*model, cp);
+            cp.kv_type = KvType::F16;
+            Context f16(*model, cp);
+            // Q8_0 rows: 34 bytes per 32 values where f16 takes 64; Q4_0 rows 18.
+            EXPECT_EQ(q8.cache().storage.bytes() * 64,
+                      f16.cache().storage.bytes() * (kv == KvType::Q8_0 ? 34 : 18));
+            const int32_t inc = q8.cache().create_sequence();
+            std::vector<float> step, full, ref;
+            double diff = 0, norm = 0;
+            for (size_t i = 0; i < kTokens.size(); ++i) {
+                const int32_t one[1] = {kTokens[i]};
+                q8.eval(inc, one, false, step);
+                const int32_t fresh = q8.cache().create_sequence();
+                q8.eval(fresh, std::span<const int32_t>(kTokens.data(), i + 1), false, full);
+                q8.cache().free_sequence(fresh);
+                ASSERT_EQ(step.size(), (size_t)nv);
+                for (int v = 0; v < nv; ++v)
+                    ASSERT_EQ(step[v], full[v]) << "token " << i << " logit " << v;
+                const int32_t s16 = f16.cache().create_sequence();
+                f16.eval(s16, std::span<const int32_t>(kTokens.data(), i + 1), false, ref);
+                f16.cache().free_sequence(s16);
+                for (int v = 0; v < nv; ++v) {
+                    diff += (double)(step[v] - ref[v]) * (step[v] - ref[v]);
+                    norm += (double)ref[v] * ref[v];
+                }
             }
+            // 8-bit K/V rounding moves the logits by a small fraction of their size (a wrong
+            // row or scale would move them by about their whole size).
+            const double rel = std::sqrt(diff / norm);
+            std::printf("%s %s: logits %.3g from f16\n", m, kv_type_name(kv), rel);
+            EXPECT_GT(rel, 0.0);
+            EXPECT_LT(rel, kv == KvType::Q8_0 ? 0.05 : 0.25);
         }
-        // 8-bit K/V rounding moves the logits by a small fraction of their size (a wrong
-        // row or scale would move them by about their whole size).
-        const double rel = std::sqrt(diff / norm);
-        EXPECT_GT(rel, 0.0);
-        EXPECT_LT(rel, 0.05);
-    }
     // Head size 8: no whole Q8_0 block per row; the error says what to use instead.
     auto small = load("stories260K.gguf");
     ContextParams cp;
@@ -160,7 +164,7 @@ TEST(Engine, RepackedWeightsGiveTheSameLogits) {
 // Two sequences in one batch give bit-identical logits to each run alone, with either KV
 // cache type.
 TEST(Engine, BatchedSequencesEqualSeparateRuns) {
-    for (KvType kv_type : {KvType::F16, KvType::Q8_0}) {
+    for (KvType kv_type : kKvTypes) {
         SCOPED_TRACE(kv_type_name(kv_type));
         auto model = load("tiny-k.Q8_0.gguf");
         const int nv = model->hp.n_vocab;

@@ -12,6 +12,7 @@
 #include "ops/thread_pool.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
+#include "quant/quantize.h"
 
 namespace lokal {
 namespace {
@@ -66,83 +67,95 @@ TEST(Attention, SimdMatchesReference) {
 // 64, 128; the tiled kernel for other groups and sizes) against the scalar reference on the
 // same quantized rows, and the reference itself against an f16 cache of the same values:
 // the only difference there is the 8-bit rounding of K and V.
-TEST(Attention, Q8_0CacheMatchesReferenceAndF16) {
-    std::mt19937 rng(5);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    struct Case {
-        int n_head, n_kv, hd, bs, len, window;
-    };
-    const Case cases[] = {{8, 1, 64, 16, 300, 0},  {32, 4, 64, 16, 77, 0},  {4, 4, 128, 8, 45, 0},
-                          {16, 2, 32, 8, 61, 13},  {8, 4, 64, 4, 33, 5},    {6, 2, 96, 16, 40, 0},
-                          {12, 4, 160, 16, 29, 0}, {4, 2, 128, 16, 1031, 0}};
-    ThreadPool pool(2);
-    for (const Case& c : cases) {
-        SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_kv << " hd " << c.hd
-                                        << " len " << c.len);
-        const int n_blocks = (c.len + c.bs - 1) / c.bs;
-        std::vector<int32_t> table(n_blocks);
-        for (int i = 0; i < n_blocks; ++i) table[i] = (i * 5 + 2) % n_blocks;  // scattered
-        AttentionShape f16{c.n_head, c.n_kv, c.hd, c.bs, 1.0f / std::sqrt((float)c.hd), c.window};
-        AttentionShape q8 = f16;
-        q8.kv_type = KvType::Q8_0;
-        ASSERT_EQ(kv_row_elems(KvType::Q8_0, c.hd) * 2, c.hd / 32 * 34);
-        const size_t rows = (size_t)n_blocks * c.bs * c.n_kv;
-        std::vector<uint16_t> kq(rows * kv_row_elems(KvType::Q8_0, c.hd)), vq(kq.size());
-        std::vector<uint16_t> kh(rows * c.hd), vh(kh.size());
-        // Each row: random values with a few large ones (as real keys have), stored as Q8_0,
-        // and as f16 copies of the values the Q8_0 row does not hold exactly.
-        std::vector<float> x(c.hd);
-        for (int b = 0; b < n_blocks; ++b)
-            for (int slot = 0; slot < c.bs; ++slot)
-                for (int h = 0; h < c.n_kv; ++h)
-                    for (int which = 0; which < 2; ++which) {
-                        for (int i = 0; i < c.hd; ++i) x[i] = nd(rng) * (i % 13 == 0 ? 6.0f : 1.0f);
-                        uint16_t* q = (which ? vq : kq).data() + kv_cache_offset(q8, b, slot, h);
-                        uint16_t* hh = (which ? vh : kh).data() + kv_cache_offset(f16, b, slot, h);
-                        quantize_row_dot(TensorType::Q8_0, x.data(), q, c.hd);
-                        for (int i = 0; i < c.hd; ++i) hh[i] = fp32_to_fp16(x[i]);
-                    }
-        std::vector<float> qf((size_t)c.len * c.n_head * c.hd);
-        for (float& v : qf) v = nd(rng);
-        std::vector<float> out(qf.size()), ref(qf.size()), ref16(qf.size());
-        std::vector<AttentionQuery> qs(c.len), rs(c.len), hs(c.len);
-        for (int p = 0; p < c.len; ++p) {
-            const size_t at = (size_t)p * c.n_head * c.hd;
-            qs[p] = {qf.data() + at, out.data() + at, p, table.data()};
-            rs[p] = {qf.data() + at, ref.data() + at, p, table.data()};
-            hs[p] = {qf.data() + at, ref16.data() + at, p, table.data()};
+TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
+    for (KvType kv : {KvType::Q8_0, KvType::Q4_0}) {
+        SCOPED_TRACE(kv_type_name(kv));
+        std::mt19937 rng(5);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        struct Case {
+            int n_head, n_kv, hd, bs, len, window;
+        };
+        const Case cases[] = {{8, 1, 64, 16, 300, 0},  {32, 4, 64, 16, 77, 0},
+                              {4, 4, 128, 8, 45, 0},   {16, 2, 32, 8, 61, 13},
+                              {8, 4, 64, 4, 33, 5},    {6, 2, 96, 16, 40, 0},
+                              {12, 4, 160, 16, 29, 0}, {4, 2, 128, 16, 1031, 0}};
+        ThreadPool pool(2);
+        for (const Case& c : cases) {
+            SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_kv << " hd "
+                                            << c.hd << " len " << c.len);
+            const int n_blocks = (c.len + c.bs - 1) / c.bs;
+            std::vector<int32_t> table(n_blocks);
+            for (int i = 0; i < n_blocks; ++i) table[i] = (i * 5 + 2) % n_blocks;  // scattered
+            AttentionShape f16{c.n_head, c.n_kv, c.hd, c.bs, 1.0f / std::sqrt((float)c.hd),
+                               c.window};
+            AttentionShape q8 = f16;
+            q8.kv_type = kv;
+            ASSERT_EQ(kv_row_elems(kv, c.hd) * 2, c.hd / 32 * (kv == KvType::Q8_0 ? 34 : 18));
+            const size_t rows = (size_t)n_blocks * c.bs * c.n_kv;
+            std::vector<uint16_t> kq(rows * kv_row_elems(kv, c.hd)), vq(kq.size());
+            std::vector<uint16_t> kh(rows * c.hd), vh(kh.size());
+            // Each row: random values with a few large ones (as real keys have), stored as Q8_0,
+            // and as f16 copies of the values the Q8_0 row does not hold exactly.
+            std::vector<float> x(c.hd);
+            for (int b = 0; b < n_blocks; ++b)
+                for (int slot = 0; slot < c.bs; ++slot)
+                    for (int h = 0; h < c.n_kv; ++h)
+                        for (int which = 0; which < 2; ++which) {
+                            for (int i = 0; i < c.hd; ++i)
+                                x[i] = nd(rng) * (i % 13 == 0 ? 6.0f : 1.0f);
+                            uint16_t* q =
+                                (which ? vq : kq).data() + kv_cache_offset(q8, b, slot, h);
+                            uint16_t* hh =
+                                (which ? vh : kh).data() + kv_cache_offset(f16, b, slot, h);
+                            if (kv == KvType::Q8_0)
+                                quantize_row_dot(TensorType::Q8_0, x.data(), q, c.hd);
+                            else
+                                quantize_row(TensorType::Q4_0, x.data(), q, c.hd, nullptr);
+                            for (int i = 0; i < c.hd; ++i) hh[i] = fp32_to_fp16(x[i]);
+                        }
+            std::vector<float> qf((size_t)c.len * c.n_head * c.hd);
+            for (float& v : qf) v = nd(rng);
+            std::vector<float> out(qf.size()), ref(qf.size()), ref16(qf.size());
+            std::vector<AttentionQuery> qs(c.len), rs(c.len), hs(c.len);
+            for (int p = 0; p < c.len; ++p) {
+                const size_t at = (size_t)p * c.n_head * c.hd;
+                qs[p] = {qf.data() + at, out.data() + at, p, table.data()};
+                rs[p] = {qf.data() + at, ref.data() + at, p, table.data()};
+                hs[p] = {qf.data() + at, ref16.data() + at, p, table.data()};
+            }
+            attention_paged(pool, q8, kq.data(), vq.data(), qs.data(), c.len);
+            attention_paged_ref(pool, q8, kq.data(), vq.data(), rs.data(), c.len);
+            attention_paged_ref(pool, f16, kh.data(), vh.data(), hs.data(), c.len);
+            // Squared norms: of the f16 output, and of the differences SIMD - reference and
+            // Q8_0 reference - f16 reference.
+            double norm = 0, d_simd = 0, d_q8 = 0, max_err = 0;
+            for (size_t i = 0; i < out.size(); ++i) {
+                norm += (double)ref16[i] * ref16[i];
+                d_simd += (double)(out[i] - ref[i]) * (out[i] - ref[i]);
+                d_q8 += (double)(ref[i] - ref16[i]) * (ref[i] - ref16[i]);
+                max_err = std::max(max_err, (double)std::fabs(out[i] - ref[i]));
+            }
+            const double rel_simd = std::sqrt(d_simd / norm), rel_q8 = std::sqrt(d_q8 / norm);
+            std::printf("%s hd %3d group %d len %4d: SIMD vs reference %.1e, vs f16 %.2e\n",
+                        kv_type_name(kv), c.hd, c.n_head / c.n_kv, c.len, rel_simd, rel_q8);
+            // SIMD against reference: float rounding, and now and then a flipped f16 rounding of
+            // a probability (values here reach ~20, so one such flip moves an output by ~1e-2).
+            EXPECT_LT(max_err, 1e-2);
+            EXPECT_LT(rel_simd, 1e-4);
+            // Q8_0 against f16: each K/V value is off by at most 1/254 of its block's largest, a
+            // few percent of the output at most; a wrong scale, block or row would be off by
+            // the output's own size (relative error ~1).
+            EXPECT_LT(rel_q8, kv == KvType::Q8_0 ? 0.05 : 0.5);
+            EXPECT_GT(rel_q8, 0.0);  // the Q8_0 rows really were read
         }
-        attention_paged(pool, q8, kq.data(), vq.data(), qs.data(), c.len);
-        attention_paged_ref(pool, q8, kq.data(), vq.data(), rs.data(), c.len);
-        attention_paged_ref(pool, f16, kh.data(), vh.data(), hs.data(), c.len);
-        // Squared norms: of the f16 output, and of the differences SIMD - reference and
-        // Q8_0 reference - f16 reference.
-        double norm = 0, d_simd = 0, d_q8 = 0, max_err = 0;
-        for (size_t i = 0; i < out.size(); ++i) {
-            norm += (double)ref16[i] * ref16[i];
-            d_simd += (double)(out[i] - ref[i]) * (out[i] - ref[i]);
-            d_q8 += (double)(ref[i] - ref16[i]) * (ref[i] - ref16[i]);
-            max_err = std::max(max_err, (double)std::fabs(out[i] - ref[i]));
-        }
-        const double rel_simd = std::sqrt(d_simd / norm), rel_q8 = std::sqrt(d_q8 / norm);
-        std::printf("hd %3d group %d len %4d: SIMD vs reference %.1e, Q8_0 vs f16 %.2e\n", c.hd,
-                    c.n_head / c.n_kv, c.len, rel_simd, rel_q8);
-        // SIMD against reference: float rounding, and now and then a flipped f16 rounding of
-        // a probability (values here reach ~20, so one such flip moves an output by ~1e-2).
-        EXPECT_LT(max_err, 1e-2);
-        EXPECT_LT(rel_simd, 1e-4);
-        // Q8_0 against f16: each K/V value is off by at most 1/254 of its block's largest, a
-        // few percent of the output at most; a wrong scale, block or row would be off by
-        // the output's own size (relative error ~1).
-        EXPECT_LT(rel_q8, 0.05);
-        EXPECT_GT(rel_q8, 0.0);  // the Q8_0 rows really were read
     }
 }
 
-// A Q8_0 cache needs whole 32-value blocks per row.
-TEST(Attention, Q8_0CacheRefusesOtherHeadSizes) {
+// A block-type cache needs whole 32-value blocks per row.
+TEST(Attention, BlockTypeCachesRefuseOtherHeadSizes) {
     EXPECT_TRUE(kv_type_fits(KvType::Q8_0, 64));
     EXPECT_FALSE(kv_type_fits(KvType::Q8_0, 80));
+    EXPECT_FALSE(kv_type_fits(KvType::Q4_0, 16));
     EXPECT_TRUE(kv_type_fits(KvType::F16, 80));
     ThreadPool pool(1);
     AttentionShape s{2, 1, 16, 4, 0.25f, 0};
@@ -155,7 +168,9 @@ TEST(Attention, Q8_0CacheRefusesOtherHeadSizes) {
                  std::invalid_argument);
     EXPECT_EQ(parse_kv_type("Q8_0"), KvType::Q8_0);
     EXPECT_EQ(parse_kv_type("f16"), KvType::F16);
-    EXPECT_FALSE(parse_kv_type("q4_0").has_value());
+    EXPECT_EQ(parse_kv_type("q4_0"), KvType::Q4_0);
+    EXPECT_FALSE(parse_kv_type("q4_1").has_value());
+    EXPECT_FALSE(parse_kv_type("").has_value());
 }
 
 }  // namespace
