@@ -174,12 +174,7 @@ void BM_AttentionDecode(benchmark::State& st) {
     for (int which = 0; which < 2; ++which) {
         std::vector<float> x(hd, which ? 0.5f : 1.0f);
         std::vector<uint16_t> r((size_t)row);
-        if (kv_type == KvType::Q8_0)
-            quantize_row_dot(TensorType::Q8_0, x.data(), r.data(), hd);
-        else if (kv_type == KvType::Q4_0)
-            quantize_row(TensorType::Q4_0, x.data(), r.data(), hd, nullptr);
-        else
-            for (int i = 0; i < hd; ++i) r[i] = fp32_to_fp16(x[i]);
+        quantize_row(kv_tensor_type(kv_type), x.data(), r.data(), hd, nullptr);
         uint16_t* dst = (which ? vc : kc).data();
         for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
             std::copy(r.begin(), r.end(), dst + i);

@@ -285,15 +285,10 @@ void run_model(const Opts& o) {
 
     LoadedModel lm = load_model(o.model, o.store);
     const Model& m = *lm.model;
-    if (!kv_type_fits(o.cache_type, m.hp.head_dim))  // before any output, not midway
-        throw UsageError(std::string("a ") + kv_type_name(o.cache_type) +
-                         " KV cache needs a head size that is a multiple of 32; this model's is " +
-                         std::to_string(m.hp.head_dim) + " (use --cache-type f16)");
+    require_kv_type_fits(o.cache_type, m.hp.head_dim);  // before any output, not midway
     const uint64_t per_token = weight_bytes_per_token(m);
     // K and V in f16 for every layer, per cached position.
-    // K and V bytes per cached position over all layers.
-    const uint64_t kv_per_pos = 2ull * 2 * (uint64_t)m.hp.n_layer * (uint64_t)m.hp.n_kv_head *
-                                (uint64_t)kv_row_elems(o.cache_type, m.hp.head_dim);
+    const uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, o.cache_type);
 
     json j = {
         {"model", lm.path},

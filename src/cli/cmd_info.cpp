@@ -90,14 +90,11 @@ void register_info(CLI::App& app) {
                 mem["total_bytes"][name] = nullptr;
                 continue;
             }
-            ContextParams cp;
+            ContextParams cp;  // what serve's pool takes (whole blocks)
             cp.n_ctx = ctx;
             cp.n_seq_max = o->parallel;
-            cp.block_size = 1;
             cp.kv_type = t;
-            const uint64_t per_pos = Context::kv_bytes(m, cp) / ((uint64_t)ctx * o->parallel);
-            cp.block_size = ContextParams{}.block_size;
-            mem["kv_bytes_per_position"][name] = per_pos;
+            mem["kv_bytes_per_position"][name] = KvStorage::bytes_per_position(hp, t);
             mem["total_bytes"][name] = m.weight_bytes() + Context::kv_bytes(m, cp);
         }
         j["memory"] = mem;

@@ -17,8 +17,7 @@ KvCache::KvCache(const HParams& hp, int64_t capacity_tokens, int block_size, KvT
 
 size_t KvCache::bytes_for(const HParams& hp, int64_t capacity_tokens, int block_size, KvType type) {
     const int64_t blocks = std::max<int64_t>(1, (capacity_tokens + block_size - 1) / block_size);
-    return 2ull * 2 * (size_t)hp.n_layer * (size_t)blocks * (size_t)block_size *
-           (size_t)hp.n_kv_head * (size_t)kv_row_elems(type, hp.head_dim);
+    return (size_t)blocks * (size_t)block_size * KvStorage::bytes_per_position(hp, type);
 }
 
 int32_t KvCache::create_sequence() {

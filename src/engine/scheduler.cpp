@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 #include "engine/generate.h"
 #include "tokenizer/detokenize.h"
@@ -324,8 +325,7 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
     }
     if (s.cache_seq >= 0) ctx_.cache().free_sequence(s.cache_seq);
     s.cache_seq = -1;
-    ev.prompt_logprobs = std::move(s.prompt_lps);
-    s.prompt_lps.clear();
+    ev.prompt_logprobs = std::exchange(s.prompt_lps, {});
     s.handle->push(std::move(ev));
 }
 
@@ -375,8 +375,7 @@ void Scheduler::emit_token(Seq& s, const float* logits) {
     }
     ev.token = tok;
     ev.text = s.stops.push(s.detok.push(tok));
-    ev.prompt_logprobs = std::move(s.prompt_lps);
-    s.prompt_lps.clear();
+    ev.prompt_logprobs = std::exchange(s.prompt_lps, {});
     s.handle->push(std::move(ev));
     if (s.stops.stopped())
         finish(s, "stop");

@@ -19,11 +19,7 @@
 namespace lokal {
 
 void KvStorage::allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type) {
-    if (!kv_type_fits(kv_type, hp.head_dim))
-        throw std::invalid_argument(std::string("a ") + kv_type_name(kv_type) +
-                                    " KV cache needs a head size that is a multiple of 32; this "
-                                    "model's is " +
-                                    std::to_string(hp.head_dim) + " (use --cache-type f16)");
+    require_kv_type_fits(kv_type, hp.head_dim);
     n_layer = hp.n_layer;
     n_blocks = blocks;
     block_size = block_sz;
@@ -184,7 +180,9 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
     shape.window = hp.sliding_window;
     shape.kv_type = kv.type;
-    // RoPE on q and k, then K/V go into their cache slots (f16 or Q8_0) before anyone attends.
+    // RoPE on q and k, then K/V go into their cache slots (in the cache's type: f16, Q8_0 or
+    // Q4_0 rows, with the reference quantizer's rounding) before anyone attends.
+    const TensorType row_type = kv_tensor_type(kv.type);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             const int32_t pos = batch.pos[t];
@@ -196,20 +194,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
                 const int64_t at = kv_cache_offset(shape, block, slot, h);
                 const float* ks = k_.data() + t * kvd + (int64_t)h * hp.head_dim;
                 const float* vs = v_.data() + t * kvd + (int64_t)h * hp.head_dim;
-                if (kv.type == KvType::Q8_0) {
-                    quantize_row_dot(TensorType::Q8_0, ks, kc + at, hp.head_dim);
-                    quantize_row_dot(TensorType::Q8_0, vs, vc + at, hp.head_dim);
-                    continue;
-                }
-                if (kv.type == KvType::Q4_0) {  // the reference quantizer's rounding
-                    quantize_row(TensorType::Q4_0, ks, kc + at, hp.head_dim, nullptr);
-                    quantize_row(TensorType::Q4_0, vs, vc + at, hp.head_dim, nullptr);
-                    continue;
-                }
-                for (int i = 0; i < hp.head_dim; ++i) {
-                    kc[at + i] = fp32_to_fp16(ks[i]);
-                    vc[at + i] = fp32_to_fp16(vs[i]);
-                }
+                quantize_row(row_type, ks, kc + at, hp.head_dim, nullptr);
+                quantize_row(row_type, vs, vc + at, hp.head_dim, nullptr);
             }
         }
     });

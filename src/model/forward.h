@@ -33,6 +33,11 @@ struct KvStorage {
     // Throws std::invalid_argument when the model's head size cannot be stored in `kv_type`.
     void allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type);
     size_t bytes() const { return 2ull * 2 * n_layer * (size_t)n_blocks * (size_t)block_elems; }
+    // K and V bytes of one position over all layers, in cache type t.
+    static size_t bytes_per_position(const HParams& hp, KvType t) {
+        return 2ull * 2 * (size_t)hp.n_layer * (size_t)hp.n_kv_head *
+               (size_t)kv_row_elems(t, hp.head_dim);
+    }
 };
 
 // One batch: token i is `tokens[i]` at position `pos[i]` of the sequence whose block table

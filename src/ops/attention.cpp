@@ -28,13 +28,25 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
     return std::nullopt;
 }
 
+void require_kv_type_fits(KvType t, int head_dim) {
+    if (!kv_type_fits(t, head_dim))
+        throw std::invalid_argument(std::string("a ") + kv_type_name(t) +
+                                    " KV cache needs a head size that is a multiple of 32; this "
+                                    "model's is " +
+                                    std::to_string(head_dim) + " (use --cache-type f16)");
+}
+
+TensorType kv_tensor_type(KvType t) {
+    return t == KvType::Q8_0   ? TensorType::Q8_0
+           : t == KvType::Q4_0 ? TensorType::Q4_0
+                               : TensorType::F16;
+}
+
 namespace {
 
-// One cached K or V row as head_dim floats.
+// One cached K or V row as head_dim floats (f16 rows too: dequantize_row converts them).
 void load_row(const AttentionShape& s, const uint16_t* src, float* dst) {
-    if (s.kv_type == KvType::Q8_0) return dequantize_row(TensorType::Q8_0, src, dst, s.head_dim);
-    if (s.kv_type == KvType::Q4_0) return dequantize_row(TensorType::Q4_0, src, dst, s.head_dim);
-    for (int i = 0; i < s.head_dim; ++i) dst[i] = fp16_to_fp32(src[i]);
+    dequantize_row(kv_tensor_type(s.kv_type), src, dst, s.head_dim);
 }
 
 // One task: one query token and one K/V head, covering the `group` query heads that share
@@ -101,9 +113,7 @@ using GroupFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*
 
 void run(ThreadPool& pool, GroupFn fn, const AttentionShape& shape, const uint16_t* k_cache,
          const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
-    if (!kv_type_fits(shape.kv_type, shape.head_dim))
-        throw std::invalid_argument(std::string("attention: a ") + kv_type_name(shape.kv_type) +
-                                    " KV cache needs a head size that is a multiple of 32");
+    require_kv_type_fits(shape.kv_type, shape.head_dim);
     pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int) {
         const int64_t qi = task / shape.n_kv_head;
         const int kv_head = (int)(task % shape.n_kv_head);

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "ops/thread_pool.h"
+#include "quant/types.h"
 
 namespace lokal {
 
@@ -34,8 +35,12 @@ std::optional<KvType> parse_kv_type(std::string_view);  // names as above (case-
 inline bool kv_type_fits(KvType t, int head_dim) {
     return t == KvType::F16 || head_dim % 32 == 0;
 }
+// Throws std::invalid_argument naming the head size when !kv_type_fits.
+void require_kv_type_fits(KvType t, int head_dim);
+// The GGUF block format of a row (F16 for f16 rows): for quantize_row / dequantize_row.
+TensorType kv_tensor_type(KvType t);
 // uint16_t elements per K/V row: a Q8_0 block is 34 bytes = 17 elements, Q4_0 18 = 9.
-inline int64_t kv_row_elems(KvType t, int head_dim) {
+constexpr int64_t kv_row_elems(KvType t, int head_dim) {
     switch (t) {
         case KvType::Q8_0:
             return (int64_t)head_dim / 32 * 17;
@@ -56,10 +61,14 @@ struct AttentionShape {
     KvType kv_type = KvType::F16;
 };
 
-// Element offset of (block, slot, kv_head)'s row in a K or V cache.
+// Element offset of (block, slot, kv_head)'s row in a K or V cache whose rows are
+// row_elems = kv_row_elems(s.kv_type, s.head_dim) long (given when it is hoisted out of a loop).
+inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head,
+                               int64_t row_elems) {
+    return ((block * s.n_kv_head + kv_head) * s.block_size + slot) * row_elems;
+}
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head) {
-    return ((block * s.n_kv_head + kv_head) * s.block_size + slot) *
-           kv_row_elems(s.kv_type, s.head_dim);
+    return kv_cache_offset(s, block, slot, kv_head, kv_row_elems(s.kv_type, s.head_dim));
 }
 
 struct AttentionQuery {

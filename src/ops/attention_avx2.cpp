@@ -21,13 +21,13 @@ namespace {
 
 constexpr int TK = 32;  // keys per tile
 
-// Bytes of one block of 32 values of the block types (an f16 scale, then the values).
-constexpr int block_bytes(KvType t) {
-    return t == KvType::Q8_0 ? 34 : 18;
-}
-// Bytes of one cached row of hd values.
+// Bytes of one cached row of hd values, and of one block of 32 values of the block types
+// (an f16 scale, then the values).
 constexpr int row_bytes(KvType t, int hd) {
-    return t == KvType::F16 ? hd * 2 : hd / 32 * block_bytes(t);
+    return 2 * (int)kv_row_elems(t, hd);
+}
+constexpr int block_bytes(KvType t) {
+    return row_bytes(t, 32);
 }
 
 // The scale of block b of a cached row of a block type.
@@ -335,15 +335,15 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // which is folded into the probabilities once per key and block instead (pq below), not
     // multiplied into every chunk in every pass; the products differ from the reference's
     // p * (q * d) only by float rounding.
-    constexpr int TKV = 64, LR = (RB + 63) / 64;    // keys per tile, cache lines per row
-    constexpr bool kQ8 = KT != KvType::F16;         // a block type
-    constexpr int NQB = kQ8 ? HD / 32 : 1;          // blocks per row
-    alignas(32) float pq[kQ8 ? NQB * TKV * G : 1];  // [block][key in tile][head]: p * d
+    constexpr int TKV = 64, LR = (RB + 63) / 64;        // keys per tile, cache lines per row
+    constexpr bool kBlocks = KT != KvType::F16;         // a block type
+    constexpr int NQB = kBlocks ? HD / 32 : 1;          // blocks per row
+    alignas(32) float pq[kBlocks ? NQB * TKV * G : 1];  // [block][key in tile][head]: p * d
     static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < n; j0 += TKV) {
         const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
-        if constexpr (kQ8) {
+        if constexpr (kBlocks) {
             for (int64_t j = j0; j < j1; ++j) {
                 const uint16_t* row = v_cache + rows[j];
 #pragma GCC unroll 4
@@ -380,7 +380,7 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
                 }
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
-                if constexpr (kQ8) {
+                if constexpr (kBlocks) {
 #pragma GCC unroll 8
                     for (int cb = 0; cb < CB; ++cb) v[cb] = load_levels<KT>(row, c0 + cb);
 #pragma GCC unroll 8

@@ -14,9 +14,10 @@ namespace lokal {
 inline void kv_row_offsets(const AttentionShape& s, const AttentionQuery& query, int kv_head,
                            int32_t first, int64_t n, std::vector<int64_t>& rows) {
     rows.resize((size_t)n);
+    const int64_t row_elems = kv_row_elems(s.kv_type, s.head_dim);
     int64_t bi = first / s.block_size, slot = first % s.block_size;
     for (int64_t j = 0; j < n; ++j) {
-        rows[(size_t)j] = kv_cache_offset(s, query.block_table[bi], slot, kv_head);
+        rows[(size_t)j] = kv_cache_offset(s, query.block_table[bi], slot, kv_head, row_elems);
         if (++slot == s.block_size) slot = 0, ++bi;
     }
 }

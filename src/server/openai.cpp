@@ -222,13 +222,11 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
             const std::vector<int32_t>& echo_tokens = job->echo_tokens[i / (size_t)job->n];
             // The prompt first: its text, and with logprobs each of its tokens (the first has
             // none: nothing comes before it), as the legacy completions API echoes it.
+            // The prompt's entries come first: the choice has none yet.
             json lp_prompt;
             if (job->top_logprobs >= 0) {
-                json tokens = json::array(), values = json::array(), tops = json::array(),
-                     offsets = json::array();
                 size_t offset = 0;
                 for (size_t k = 0; k < echo_tokens.size(); ++k) {
-                    const std::string piece = m->vocab->token_to_piece(echo_tokens[k], true);
                     json value, top;
                     if (k > 0 && k - 1 < ev.prompt_logprobs.size()) {
                         const PromptLogprob& p = ev.prompt_logprobs[k - 1];
@@ -237,23 +235,17 @@ void run(Server::Impl& s, const httplib::Request& req, httplib::Response& res, c
                         for (auto& t : p.top)
                             top[m->vocab->token_to_piece(t.token, true)] = t.logprob;
                     }
-                    tokens.push_back(piece);
-                    values.push_back(value);
-                    tops.push_back(top);
+                    ch.lp_tokens.push_back(m->vocab->token_to_piece(echo_tokens[k], true));
+                    ch.lp_values.push_back(value);
+                    ch.lp_top.push_back(top);
                     // Offsets into the echoed text, where control tokens (BOS) take no bytes.
-                    offsets.push_back(std::min(offset, echo_text.size()));
+                    ch.lp_offsets.push_back(std::min(offset, echo_text.size()));
                     offset += m->vocab->token_to_piece(echo_tokens[k]).size();
                 }
-                for (size_t k = 0; k < tokens.size(); ++k) {
-                    ch.lp_tokens.push_back(tokens[k]);
-                    ch.lp_values.push_back(values[k]);
-                    ch.lp_top.push_back(tops[k]);
-                    ch.lp_offsets.push_back(offsets[k]);
-                }
-                lp_prompt = {{"tokens", tokens},
-                             {"token_logprobs", values},
-                             {"top_logprobs", tops},
-                             {"text_offset", offsets}};
+                lp_prompt = {{"tokens", ch.lp_tokens},
+                             {"token_logprobs", ch.lp_values},
+                             {"top_logprobs", ch.lp_top},
+                             {"text_offset", ch.lp_offsets}};
             }
             ch.text = echo_text;
             if (stream)

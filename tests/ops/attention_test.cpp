@@ -107,10 +107,7 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
                                 (which ? vq : kq).data() + kv_cache_offset(q8, b, slot, h);
                             uint16_t* hh =
                                 (which ? vh : kh).data() + kv_cache_offset(f16, b, slot, h);
-                            if (kv == KvType::Q8_0)
-                                quantize_row_dot(TensorType::Q8_0, x.data(), q, c.hd);
-                            else
-                                quantize_row(TensorType::Q4_0, x.data(), q, c.hd, nullptr);
+                            quantize_row(kv_tensor_type(kv), x.data(), q, c.hd, nullptr);
                             for (int i = 0; i < c.hd; ++i) hh[i] = fp32_to_fp16(x[i]);
                         }
             std::vector<float> qf((size_t)c.len * c.n_head * c.hd);
