@@ -23,6 +23,10 @@ struct RunOpts {
     uint64_t seed = 0;
     bool json = false, no_parse_special = false;
     KvType cache_type = KvType::F16;
+    // Speculative decoding: a draft model, or prompt lookup.
+    std::string draft_model;
+    bool lookup = false;
+    DraftParams draft;
 };
 
 // Used when a model ships no chat template (documented in README): plain "role: text" lines.
@@ -30,16 +34,49 @@ constexpr const char* kDefaultChatTemplate =
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}";
 
-void print_stats(const LoadedModel& lm, const GenerateResult& r) {
+void print_stats(const LoadedModel& lm, const GenerateResult& r, const Drafter* drafter) {
     auto rate = [](double n, double ms) { return ms > 0 ? n * 1000.0 / ms : 0.0; };
     std::fprintf(stderr,
                  "\nload %.1f ms | prompt %d tokens, %.1f ms, %.1f t/s | generation %zu tokens, "
                  "%.1f ms, %.1f t/s\n",
                  lm.load_ms, r.prompt_tokens, r.prompt_ms, rate(r.prompt_tokens, r.prompt_ms),
                  r.tokens.size(), r.eval_ms, rate((double)r.tokens.size(), r.eval_ms));
+    if (drafter) {
+        const DraftStats& d = r.draft;
+        std::fprintf(stderr,
+                     "draft (%s) | %lld passes, %lld tokens proposed, %lld accepted (%.0f%%), "
+                     "%.1f tokens per pass, %.1f ms drafting\n",
+                     drafter->name(), (long long)d.steps, (long long)d.proposed,
+                     (long long)d.accepted,
+                     d.proposed ? 100.0 * (double)d.accepted / (double)d.proposed : 0.0,
+                     d.steps ? 1.0 + (double)d.accepted / (double)d.steps : 0.0, d.draft_ms);
+    }
+}
+
+// The drafter the flags ask for (null: none); a draft model is loaded into `draft`.
+std::unique_ptr<Drafter> make_drafter(const RunOpts& o, const LoadedModel& lm, const Context& ctx,
+                                      LoadedModel& draft, std::unique_ptr<Context>& draft_ctx) {
+    if (o.lookup && !o.draft_model.empty())
+        throw UsageError("--lookup and --model-draft are two kinds of drafts: choose one");
+    if (o.lookup) return std::make_unique<LookupDrafter>(o.draft);
+    if (o.draft_model.empty()) return nullptr;
+    draft = load_model(o.draft_model, o.store);
+    const std::string why = draft_vocab_mismatch(*lm.vocab, *draft.vocab);
+    if (!why.empty())
+        throw UsageError("--model-draft: " + why + "; use a smaller model of the same family");
+    ContextParams dp;
+    dp.n_ctx = ctx.n_ctx();
+    dp.n_threads = o.threads;
+    dp.n_batch = o.batch;
+    draft_ctx = std::make_unique<Context>(*draft.model, dp);
+    return std::make_unique<ModelDrafter>(*draft_ctx, o.draft);
 }
 
 void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateOptions gen) {
+    LoadedModel draft;
+    std::unique_ptr<Context> draft_ctx;
+    const std::unique_ptr<Drafter> drafter = make_drafter(o, lm, ctx, draft, draft_ctx);
+    gen.drafter = drafter.get();
     std::string tmpl = lm.config && lm.config->chat_template ? *lm.config->chat_template : "";
     if (tmpl.empty()) {
         if (auto t = lm.model->file->get_string("tokenizer.chat_template")) tmpl = std::string(*t);
@@ -83,6 +120,8 @@ void interactive_chat(const RunOpts& o, LoadedModel& lm, Context& ctx, GenerateO
         if (common == all.size()) common = all.size() - 1;  // at least one token must be evaluated
         ctx.cache().truncate(seq, (int32_t)common);
         std::vector<int32_t> delta(all.begin() + (ptrdiff_t)common, all.end());
+        const std::vector<int32_t> earlier(all.begin(), all.begin() + (ptrdiff_t)common);
+        gen.preceding = &earlier;
         if ((int)all.size() >= ctx.n_ctx())
             throw UsageError("the conversation no longer fits the context (-c)");
         GenerateResult r = generate(ctx, vocab, seq, delta, gen, [](const std::string& s) {
@@ -147,6 +186,23 @@ void register_run(CLI::App& app) {
     cmd->add_flag("--no-parse-special", o->no_parse_special,
                   "Treat special-token text in the prompt as plain text");
     cmd->add_option("--store", o->store, "Model store directory");
+    cmd->add_option("--model-draft", o->draft_model,
+                    "Speculative decoding with this smaller model of the same vocabulary "
+                    "drafting ahead (the output stays the same, only faster)");
+    cmd->add_flag("--lookup", o->lookup,
+                  "Speculative decoding with drafts copied from earlier in the prompt and "
+                  "output (prompt lookup; pays off when the answer repeats its input)");
+    cmd->add_option("--draft-max,--draft", o->draft.n_max, "Draft tokens checked per pass at most")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
+    cmd->add_option("--draft-p-min", o->draft.p_min,
+                    "Draft model: stop a draft where its top probability is below this")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0f, 1.0f));
+    cmd->add_option("--lookup-ngram", o->draft.ngram_max,
+                    "Lookup: the longest run of recent tokens searched for")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 16));
     ctxo->check(CLI::Range(0, 1 << 22));
     temp->check(CLI::Range(0.0f, 100.0f));
     top_p->check(CLI::Range(0.0f, 1.0f));
@@ -177,6 +233,7 @@ void register_run(CLI::App& app) {
         GenerateOptions gen;
         gen.n_predict = o->n_predict;
         gen.stop = o->stop;
+        gen.n_draft = o->draft.n_max;
         SamplerParams& sp = gen.sampling;
         sp.temperature = o->temp;
         sp.top_k = o->top_k;
@@ -226,6 +283,10 @@ void register_run(CLI::App& app) {
             throw UsageError("the prompt has " + std::to_string(ids.size()) +
                              " tokens but the context holds " + std::to_string(ctx.n_ctx()) +
                              "; raise -c or shorten the prompt");
+        LoadedModel draft;
+        std::unique_ptr<Context> draft_ctx;
+        const std::unique_ptr<Drafter> drafter = make_drafter(*o, lm, ctx, draft, draft_ctx);
+        gen.drafter = drafter.get();
         const int32_t seq = ctx.cache().create_sequence();
         const bool stream = !o->json;
         GenerateResult r = generate(ctx, *lm.vocab, seq, ids, gen, [stream](const std::string& s) {
@@ -244,10 +305,16 @@ void register_run(CLI::App& app) {
                                 {"eval_ms", r.eval_ms},
                                 {"stop_reason", r.stop_reason},
                                 {"seed", o->seed}};
+            if (drafter)
+                j["draft"] = {{"kind", drafter->name()},
+                              {"passes", r.draft.steps},
+                              {"proposed", r.draft.proposed},
+                              {"accepted", r.draft.accepted},
+                              {"draft_ms", r.draft.draft_ms}};
             std::printf("%s\n",
                         j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         }
-        print_stats(lm, r);
+        print_stats(lm, r, drafter.get());
     });
 }
 

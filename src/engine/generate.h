@@ -9,6 +9,7 @@
 
 #include "engine/context.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "tokenizer/vocab.h"
 
 namespace lokal {
@@ -17,6 +18,13 @@ struct GenerateOptions {
     int n_predict = -1;  // tokens to generate; -1: until end of generation or a full context
     SamplerParams sampling;
     std::vector<std::string> stop;  // stop strings (not included in the output)
+    // Speculative decoding (speculative.h): drafts of up to n_draft tokens are checked in
+    // one pass each. The output is the same with or without; null: no drafts.
+    Drafter* drafter = nullptr;
+    int n_draft = 8;
+    // Tokens the sequence's cache holds before `prompt` (a chat's earlier turns), so that
+    // drafters see the whole history. Null: the cache starts empty.
+    const std::vector<int32_t>* preceding = nullptr;
 };
 
 struct GenerateResult {
@@ -26,6 +34,7 @@ struct GenerateResult {
     double prompt_ms = 0;
     double eval_ms = 0;
     std::string stop_reason;  // "eog", "stop", "length", "context", "cancelled"
+    DraftStats draft;         // speculative decoding's counts (zero without a drafter)
 };
 
 // Streams text as it becomes final (valid UTF-8 that cannot be the start of a stop

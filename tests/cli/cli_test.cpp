@@ -115,6 +115,38 @@ TEST(Cli, RunSuffixFillsInTheMiddle) {
     EXPECT_EQ(count_lines(no.err), 1u) << no.err;
 }
 
+// Speculative decoding changes the speed, not the output: --lookup and --model-draft give
+// the tokens a plain run gives (greedy and seeded), and report their drafts in --json.
+TEST(Cli, RunDraftsKeepTheOutput) {
+    for (const char* sampling : {"--temp 0", "--temp 0.9 --seed 11"}) {
+        SCOPED_TRACE(sampling);
+        const std::string base = "run -m " + model("tiny-k.Q8_0.gguf") +
+                                 " -p 'Once upon a time' -n 48 --json " + sampling;
+        const Result plain = lokal(base);
+        ASSERT_EQ(plain.code, 0) << plain.err;
+        for (const std::string& extra :
+             {std::string("--lookup --draft-max 4"),
+              "--model-draft " + model("tiny-k.Q4_0.gguf") + " --draft-p-min 0"}) {
+            const Result r = lokal(base + " " + extra);
+            ASSERT_EQ(r.code, 0) << r.err;
+            const json j = json::parse(r.out);
+            EXPECT_EQ(j["tokens"], json::parse(plain.out)["tokens"]) << extra;
+            ASSERT_TRUE(j.contains("draft")) << r.out;
+            EXPECT_LE(j["draft"]["accepted"].get<int>(), j["draft"]["proposed"].get<int>());
+            EXPECT_NE(r.err.find("draft ("), std::string::npos) << r.err;
+        }
+    }
+    const Result both = lokal("run -m " + model("tiny-k.Q8_0.gguf") +
+                              " -p x --lookup --model-draft " + model("tiny-k.Q4_0.gguf"));
+    EXPECT_EQ(both.code, 1);
+    EXPECT_EQ(count_lines(both.err), 1u) << both.err;
+    const Result other = lokal("run -m " + model("tiny-k.Q8_0.gguf") + " -p x --model-draft " +
+                               model("tiny-qwen2.Q8_0.gguf"));
+    EXPECT_EQ(other.code, 1);
+    EXPECT_NE(other.err.find("--model-draft"), std::string::npos) << other.err;
+    EXPECT_EQ(count_lines(other.err), 1u) << other.err;
+}
+
 TEST(Cli, SameSeedSameSample) {
     const std::string args = "run -m " + model("stories260K.gguf") +
                              " -p 'Once upon a time' -n 24 --temp 1.0 --seed 7 --json";
