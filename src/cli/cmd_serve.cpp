@@ -52,6 +52,17 @@ void register_serve(CLI::App& app) {
     cmd->add_flag("!--no-prefill-first", o->models.prefill_first,
                   "Always step decoding sequences with prompts (default: a step that can finish "
                   "a new prompt runs it alone, for a faster first token)");
+    cmd->add_option("--lookup", o->models.lookup_draft,
+                    "Speculative decoding: check up to N tokens copied from earlier in each "
+                    "request's prompt and output per step (prompt lookup; the output is the same, "
+                    "faster when answers repeat their input; 0: off)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 64));
+    cmd->add_option("--draft-max-running", o->models.draft_max_running,
+                    "Speculate only while at most this many sequences decode (a full batch has "
+                    "no compute to spare)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
     cmd->add_option("--keep-alive", *keep_alive,
                     "How long an idle model stays loaded (e.g. 5m, 0, -1 = forever)")
         ->capture_default_str();

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "engine/generate.h"
+#include "engine/speculative.h"
 #include "tokenizer/detokenize.h"
 
 namespace lokal {
@@ -51,6 +52,8 @@ struct Scheduler::Seq {
     bool got_first = false;
     // Same-prompt requests waiting for this one's prefill (submit_group); forked then.
     std::vector<std::unique_ptr<Seq>> followers;
+    // This step's speculative tokens after tokens.back() (positions n_past + 1 ...).
+    std::vector<int32_t> drafts;
 };
 
 bool SeqHandle::next(SeqEvent& ev, std::chrono::milliseconds timeout) {
@@ -385,6 +388,48 @@ void Scheduler::emit_token(Seq& s, const float* logits) {
         finish(s, "context");
 }
 
+void Scheduler::draft_for(Seq& s, int budget) {
+    if (s.req.embed || !s.followers.empty() || s.req.n_predict == 0) return;
+    // Drafts must fit the context and the step, and need not go past n_predict.
+    int64_t room = std::min<int64_t>(params_.lookup_draft, budget);
+    room = std::min<int64_t>(room, (int64_t)ctx_.n_ctx() - (int64_t)s.tokens.size());
+    if (s.req.n_predict > 0) room = std::min<int64_t>(room, s.req.n_predict - s.n_generated);
+    if (room <= 0) return;
+    DraftParams dp;
+    dp.ngram_max = params_.lookup_ngram;
+    LookupDrafter lookup(dp);
+    lookup.propose(s.tokens, (int)room, s.drafts);
+    if (s.drafts.size() > (size_t)room) s.drafts.resize((size_t)room);
+    // Drafts take only free blocks: never worth evicting a cached prefix or a sequence.
+    if (!s.drafts.empty() &&
+        !ctx_.cache().prepare(s.cache_seq, s.n_past + 1, s.n_past + 1 + (int32_t)s.drafts.size()))
+        s.drafts.clear();
+}
+
+void Scheduler::verify_drafts(Seq& s, const float* logits) {
+    const size_t nv = (size_t)ctx_.model().hp.n_vocab, k = s.drafts.size();
+    ++s.n_past;  // tokens.back(), decoded in this pass
+    int64_t accepted = 0;
+    // Each row is the one decoding without drafts would sample from at that point; a draft
+    // survives only when the sampler's choice there equals it.
+    for (size_t j = 0;; ++j) {
+        emit_token(s, logits + j * nv);
+        if (s.cache_seq < 0 || j == k || s.tokens.back() != s.drafts[j]) break;
+        ++s.n_past;
+        ++accepted;
+    }
+    {
+        std::lock_guard lk(mu_);
+        stats_.draft_proposed += (int64_t)k;
+        stats_.draft_accepted += accepted;
+    }
+    s.drafts.clear();
+    if (s.cache_seq < 0) return;                   // finished
+    ctx_.cache().truncate(s.cache_seq, s.n_past);  // the rejected drafts' positions
+    ctx_.cache().set_length(s.cache_seq, s.n_past);
+    register_blocks(s);
+}
+
 std::unique_ptr<Scheduler::Seq> Scheduler::promote(Seq& leader) {
     std::unique_ptr<Seq> next;
     for (auto& f : leader.followers) {
@@ -505,6 +550,9 @@ bool Scheduler::step() {
         prefill_only = any_decoding && finishable_prefill;
     }
     last_step_prefill_only_ = prefill_only;
+    int n_decoding = 0;
+    for (auto& s : running_) n_decoding += s->tokens.size() - (size_t)s->n_past == 1;
+    const bool speculate = params_.lookup_draft > 0 && n_decoding <= params_.draft_max_running;
     for (int pass = prefill_only ? 1 : 0; pass < 2 && budget > 0; ++pass) {
         std::vector<Seq*> order;
         for (auto& s : running_) {
@@ -526,14 +574,30 @@ bool Scheduler::step() {
         }
     }
     if (in_batch.empty()) return true;
+    // Drafts last, from what the step has left: they never take a block or a token of the
+    // budget that a sequence needs.
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+        Seq& s = *in_batch[i];
+        s.drafts.clear();
+        if (!speculate || budget <= 0 || s.tokens.size() - (size_t)s.n_past != 1) continue;
+        draft_for(s, budget);
+        counts[i] += (int32_t)s.drafts.size();
+        budget -= (int)s.drafts.size();
+    }
     for (size_t i = 0; i < in_batch.size(); ++i) {
         Seq& s = *in_batch[i];
         batch_.block_tables.push_back(&ctx_.cache().table(s.cache_seq));
         const bool last = s.n_past + counts[i] == (int32_t)s.tokens.size();
+        const int32_t n_known = (int32_t)s.tokens.size();
         for (int32_t j = 0; j < counts[i]; ++j) {
             const int32_t p = s.n_past + j;
+            if (p >= n_known) {  // a draft: every position's logits check the next one
+                batch_.add(s.drafts[(size_t)(p - n_known)], p, (int32_t)i, true);
+                continue;
+            }
             batch_.add(s.tokens[p], p, (int32_t)i,
-                       s.req.embed || (last && j + 1 == counts[i]) || s.scores_prompt_at(p));
+                       s.req.embed || (last && j + 1 == counts[i]) || s.scores_prompt_at(p) ||
+                           !s.drafts.empty());
         }
         want_hidden |= s.req.embed;
     }
@@ -551,6 +615,12 @@ bool Scheduler::step() {
     std::vector<std::unique_ptr<Seq>> started;  // forked followers
     for (size_t i = 0; i < in_batch.size(); ++i) {
         Seq& s = *in_batch[i];
+        if (!s.drafts.empty()) {
+            verify_drafts(s, out_.logits.data() + row * (size_t)nv);
+            row += (size_t)counts[i];
+            if (s.cache_seq < 0) done.push_back(&s);
+            continue;
+        }
         const int32_t p0 = s.n_past;
         s.n_past += counts[i];
         ctx_.cache().set_length(s.cache_seq, s.n_past);

@@ -42,6 +42,13 @@ struct SchedulerParams {
     // a newcomer's first token does not wait for everybody's next token (they wait one
     // step). Never two such steps in a row, so a stream of arrivals cannot stall decoding.
     bool prefill_first = true;
+    // Speculative decoding by prompt lookup (speculative.h): a decoding sequence also runs
+    // up to lookup_draft tokens copied from earlier in its prompt and output, checked in the
+    // same pass; the output is unchanged. Only while at most draft_max_running sequences
+    // decode: a fuller batch has no spare compute to spend on drafts. 0: off.
+    int lookup_draft = 0;
+    int draft_max_running = 2;
+    int lookup_ngram = 3;
 };
 
 enum class Pooling { Mean, Last };
@@ -133,6 +140,7 @@ class Scheduler {
         int64_t batch_tokens = 0;        // tokens run through the model (prefill and decode)
         int64_t forks = 0;               // sequences started from a group leader's prompt blocks
         int64_t prefill_only_steps = 0;  // steps that ran a prompt without the decoders
+        int64_t draft_proposed = 0, draft_accepted = 0;  // speculative tokens
     };
     Stats stats() const;
     bool idle() const;  // nothing running or waiting
@@ -159,6 +167,12 @@ class Scheduler {
     void preempt(Seq& s);
     void finish(Seq& s, const std::string& reason, const std::string& error = {});
     void emit_token(Seq& s, const float* logits);
+    // Propose prompt-lookup drafts for a decoding sequence (into s.drafts) when the step has
+    // room for them without evicting or preempting anything.
+    void draft_for(Seq& s, int budget);
+    // After the pass: check s.drafts against the model's rows (from `logits`), emitting every
+    // token the sampler chooses; drops the rejected drafts' positions.
+    void verify_drafts(Seq& s, const float* logits);
     void register_blocks(Seq& s);
     bool evict_one();
     uint64_t block_hash(uint64_t parent, const int32_t* tokens) const;

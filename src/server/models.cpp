@@ -251,6 +251,8 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const 
     sp.step_tokens = opts_.n_batch;
     sp.prefix_cache = opts_.prefix_cache;
     sp.prefill_first = opts_.prefill_first;
+    sp.lookup_draft = opts_.lookup_draft;
+    sp.draft_max_running = opts_.draft_max_running;
     m->sched = std::make_unique<Scheduler>(*m->ctx, *m->vocab, sp);
     m->load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     m->loaded_at = std::chrono::system_clock::now();

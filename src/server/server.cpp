@@ -229,16 +229,18 @@ void Server::Impl::setup() {
             {"lokal_kv_blocks_used", "KV blocks in use (sequences and prefix cache)."},
             {"lokal_kv_blocks_cached", "KV blocks held by the prefix cache."},
             {"lokal_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache."},
-            {"lokal_preemptions_total", "Sequences preempted for lack of KV blocks."}};
+            {"lokal_preemptions_total", "Sequences preempted for lack of KV blocks."},
+            {"lokal_draft_tokens_total", "Speculative (prompt lookup) tokens checked."},
+            {"lokal_draft_tokens_accepted_total", "Speculative tokens the model kept."}};
         auto models = registry.loaded();
         for (size_t g = 0; g < std::size(gauges); ++g) {
             out += std::string("# HELP ") + gauges[g][0] + " " + gauges[g][1] + "\n# TYPE " +
                    gauges[g][0] + (g >= 5 ? " counter\n" : " gauge\n");
             for (auto& m : models) {
                 const auto st = m->sched->stats();
-                const int64_t vals[] = {st.waiting,    st.running,   st.kv_blocks,
-                                        st.kv_used,    st.kv_cached, st.prefix_hit_tokens,
-                                        st.preemptions};
+                const int64_t vals[] = {st.waiting,     st.running,        st.kv_blocks,
+                                        st.kv_used,     st.kv_cached,      st.prefix_hit_tokens,
+                                        st.preemptions, st.draft_proposed, st.draft_accepted};
                 out += std::string(gauges[g][0]) + "{model=\"" + m->name + "\"} " +
                        std::to_string(vals[g]) + "\n";
             }

@@ -922,6 +922,39 @@ TEST(Http, ModelOverTheMemoryBudgetIs507) {
     EXPECT_EQ(json::parse(l.client().Get("/api/ps")->body)["models"].size(), 0u);
 }
 
+// serve --lookup: the same completion as without drafts, streamed token by token, and the
+// drafts counted in /metrics.
+TEST(Http, LookupDraftsKeepTheAnswer) {
+    ServerOptions o = base_options();
+    o.models.lookup_draft = 6;
+    Live l(o);
+    const json body = {{"model", "stories260K"},
+                       {"prompt", "Once upon a time"},
+                       {"max_tokens", 80},
+                       {"temperature", 0},
+                       {"logit_bias", {{"2", -100}}}};  // no end of text: 80 tokens
+    auto plain = post("/v1/completions", body);
+    auto spec = l.client().Post("/v1/completions", body.dump(), "application/json");
+    ASSERT_TRUE(plain && spec);
+    ASSERT_EQ(spec->status, 200) << spec->body;
+    EXPECT_EQ(json::parse(spec->body)["choices"][0]["text"],
+              json::parse(plain->body)["choices"][0]["text"]);
+    json streamed = body;
+    streamed["stream"] = true;
+    auto st = l.client().Post("/v1/completions", streamed.dump(), "application/json");
+    ASSERT_TRUE(st);
+    std::string text;
+    for (const std::string& d : sse(st->body))
+        if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
+    EXPECT_EQ(text, json::parse(plain->body)["choices"][0]["text"]);
+    const double proposed = test::metric(l, "lokal_draft_tokens_total{model=\"stories260K\"}");
+    const double accepted =
+        test::metric(l, "lokal_draft_tokens_accepted_total{model=\"stories260K\"}");
+    EXPECT_GT(accepted, 0);
+    EXPECT_LE(accepted, proposed);
+    EXPECT_EQ(test::metric(live(), "lokal_draft_tokens_total{model=\"stories260K\"}"), 0);
+}
+
 TEST(Http, ConcurrentStreamsAndMetrics) {
     std::vector<std::thread> ts;
     std::atomic<int> ok{0};

@@ -379,3 +379,74 @@ TEST(Scheduler, CancelledGroupLeaderPromotesAFollower) {
 
 }  // namespace
 }  // namespace lokal
+
+namespace lokal {
+namespace {
+
+// Prompt-lookup speculation changes no output: greedy and seeded sampling, stop strings,
+// several sequences at once, and preemption under a tiny KV budget give the tokens the
+// scheduler gives without drafts. Drafts are proposed and both kept and rejected; beyond
+// draft_max_running decoders, none are proposed.
+TEST(Scheduler, LookupDraftsKeepTheOutput) {
+    const Loaded& m = stories();
+    std::vector<SeqRequest> reqs;
+    for (size_t i = 0; i < kPrompts.size(); ++i) {
+        SeqRequest r = greedy(kPrompts[i], 60);
+        if (i == 1) r.sampling.temperature = 0.8f, r.sampling.seed = 5;
+        reqs.push_back(r);
+    }
+    auto run_all = [&](int n_ctx, int n_seq, int max_running, int lookup, int draft_running,
+                       Scheduler::Stats* stats) {
+        Context ctx(*m.model, params(n_ctx, n_seq));
+        SchedulerParams sp;
+        sp.max_running = max_running;
+        sp.lookup_draft = lookup;
+        sp.draft_max_running = draft_running;
+        Scheduler s(ctx, *m.vocab, sp);
+        std::vector<std::shared_ptr<SeqHandle>> hs;
+        for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
+        std::vector<Result> out;
+        for (auto& h : hs) out.push_back(collect(*h));
+        if (stats) *stats = s.stats();
+        return out;
+    };
+    // A stop string from the middle of request 2's own text, so that it does stop.
+    const std::string text2 = run_all(128, 4, 1, 0, 2, nullptr)[2].text;
+    ASSERT_GT(text2.size(), 20u);
+    reqs[2].stop = {text2.substr(text2.size() / 2, 4)};
+    const std::vector<Result> plain = run_all(128, 4, 1, 0, 2, nullptr);
+    EXPECT_EQ(plain[2].last.finish_reason, "stop");
+    Scheduler::Stats together;
+    struct Setup {
+        const char* name;
+        int n_ctx, n_seq, max_running, draft_running;
+    };
+    for (const Setup& c :
+         {Setup{"one at a time", 128, 4, 1, 2}, Setup{"four together", 128, 4, 4, 4},
+          Setup{"tiny KV budget", 80, 1, 4, 4}}) {
+        SCOPED_TRACE(c.name);
+        Scheduler::Stats st;
+        const std::vector<Result> spec =
+            run_all(c.n_ctx, c.n_seq, c.max_running, 6, c.draft_running, &st);
+        for (size_t i = 0; i < reqs.size(); ++i) {
+            EXPECT_EQ(spec[i].tokens, plain[i].tokens) << "request " << i;
+            EXPECT_EQ(spec[i].text, plain[i].text) << "request " << i;
+            EXPECT_EQ(spec[i].last.finish_reason, plain[i].last.finish_reason) << "request " << i;
+            EXPECT_EQ(spec[i].last.completion_tokens, plain[i].last.completion_tokens);
+        }
+        EXPECT_GT(st.draft_accepted, 0);
+        EXPECT_LT(st.draft_accepted, st.draft_proposed);
+        if (c.max_running == 4 && c.n_seq == 4) together = st;
+        if (c.n_seq == 1) {
+            EXPECT_GT(st.preemptions, 0);
+        }
+    }
+    Scheduler::Stats st;
+    const std::vector<Result> busy = run_all(128, 4, 4, 6, 1, &st);
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(busy[i].tokens, plain[i].tokens);
+    // Drafts only once a single sequence was left decoding.
+    EXPECT_LT(st.draft_proposed, together.draft_proposed);
+}
+
+}  // namespace
+}  // namespace lokal
