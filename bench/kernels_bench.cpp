@@ -92,7 +92,7 @@ void matmul_args(benchmark::internal::Benchmark* b) {
     const int64_t shapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
     for (TensorType t : types)
         for (auto& sh : shapes)
-            for (int64_t tok : {1, 8, 512}) {
+            for (int64_t tok : {1, 2, 4, 8, 512}) {
                 if (tok == 512 && sh[0] == 32000) continue;  // the output layer runs for 1 token
                 for (int thr : {1, 2})
                     for (int pack : {0, 1}) b->Args({(int64_t)t, sh[0], sh[1], tok, thr, pack});
@@ -105,7 +105,7 @@ void matmul_l2_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
     for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
                          TensorType::Q5_K, TensorType::IQ4_XS, TensorType::F16})
-        for (int64_t tok : {1, 8, 64})
+        for (int64_t tok : {1, 2, 4, 8, 64})
             for (int pack : {0, 1}) b->Args({(int64_t)t, 256, 2048, tok, 1, pack});
 }
 BENCHMARK(BM_Matmul)->Name("BM_MatmulL2")->Apply(matmul_l2_args)->Unit(benchmark::kMicrosecond);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -18,6 +19,20 @@
 
 namespace lokal::gemm::avx2 {
 namespace {
+
+// The most tokens the streaming path takes: up to 4 it beats the panel for every type
+// measured (BM_Matmul/rows:32000/cols:2048/thr:2/pack:1: Q4_0, Q4_K, Q8_0); at 8, Q8_0 and
+// Q4_K were slower (more accumulators than registers).
+constexpr int kStreamTokens = 4;
+
+// LOKAL_GEMM_STREAM=0 turns the few-token streaming path off (for A/B measurements).
+bool stream_few_tokens() {
+    static const bool on = [] {
+        const char* e = std::getenv("LOKAL_GEMM_STREAM");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
 
 constexpr int RG = 8;
 
@@ -688,11 +703,52 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm256_store_ps(acc_buf + 8 * t, facc[t]);
 }
 
+// A few tokens (2..kStreamTokens: speculative checks, small decode batches): like decode, one pass
+// over the weights, each block unpacked once, prefetched ahead and used for every token
+// while in registers/L1, instead of unpacking a panel to scratch and reading it back. The
+// arithmetic per token is the panel path's (the same block order and operations), so
+// results do not depend on which path ran.
+template <class Pan, class Ty, template <class, int> class Compute, int T, class S>
+void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    const int64_t nb = a.n / QK;
+    Tok tk[T];
+    for (int t = 0; t < T; ++t)
+        tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
+    __m256 f[T];
+    for (int t = 0; t < T; ++t) f[t] = _mm256_setzero_ps();
+    Pan P;
+    for (int64_t b = 0; b < nb; ++b) {
+        R.prefetch(b);
+        if constexpr (QK == 32) {
+            Ty::unpack(R, b, P);
+        } else {
+            unpack_k<Ty>(R, b, P);
+        }
+        Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
+    }
+    for (int t = 0; t < T; ++t) {
+        alignas(32) float out[8];
+        _mm256_store_ps(out, f[t]);
+        for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = out[i];
+    }
+}
+
 // One group of 8 rows (g) for every token, reading the weights through S (Strided/Packed).
 template <class Pan, class Ty, template <class, int> class Compute, int CB, class S>
 void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, float* acc) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
     const int64_t nb = a.n / QK;
+    if (a.n_tokens >= 2 && a.n_tokens <= kStreamTokens && stream_few_tokens()) {
+        switch (a.n_tokens) {
+            case 2:
+                return stream_group<Pan, Ty, Compute, 2>(a, R, g, nv);
+            case 3:
+                return stream_group<Pan, Ty, Compute, 3>(a, R, g, nv);
+            default:
+                return stream_group<Pan, Ty, Compute, 4>(a, R, g, nv);
+        }
+    }
     if (a.n_tokens == 1) {
         // Decode: each unpacked block is used once, straight from registers.
         const Tok t1 = {a.act, a.side};
