@@ -21,7 +21,7 @@ struct GenerateOptions {
     // Speculative decoding (speculative.h): drafts of up to n_draft tokens are checked in
     // one pass each. The output is the same with or without; null: no drafts.
     Drafter* drafter = nullptr;
-    int n_draft = 8;
+    int n_draft = 3;
     // Tokens the sequence's cache holds before `prompt` (a chat's earlier turns), so that
     // drafters see the whole history. Null: the cache starts empty.
     const std::vector<int32_t>* preceding = nullptr;

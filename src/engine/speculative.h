@@ -36,7 +36,9 @@ namespace lokal {
 class Vocab;
 
 struct DraftParams {
-    int n_max = 8;        // tokens proposed per step at most (0: no speculation)
+    // Tokens proposed per step at most (0: no speculation). 3: on a 2-core AVX2 machine the
+    // check of 1 + 3 tokens still runs the streaming matmul (docs/PERFORMANCE.md).
+    int n_max = 3;
     int ngram_max = 3;    // lookup: longest suffix of the history searched for
     int ngram_min = 2;    // lookup: shortest (1 matches any repeated token: many bad drafts)
     float p_min = 0.75f;  // draft model: stop a draft when its top probability falls below
