@@ -45,9 +45,10 @@ struct SchedulerParams {
     // Speculative decoding by prompt lookup (speculative.h): a decoding sequence also runs
     // up to lookup_draft tokens copied from earlier in its prompt and output, checked in the
     // same pass; the output is unchanged. Only while at most draft_max_running sequences
-    // decode: a fuller batch has no spare compute to spend on drafts. 0: off.
+    // decode: a fuller batch has no spare compute for drafts (one sequence and 3 drafts is
+    // 4 tokens, the most the AVX2 matmul streams at about one token's cost). 0: off.
     int lookup_draft = 0;
-    int draft_max_running = 2;
+    int draft_max_running = 1;
     int lookup_ngram = 3;
 };
 

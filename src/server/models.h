@@ -79,7 +79,7 @@ struct ModelOptions {
     bool prefix_cache = true;
     bool prefill_first = true;  // SchedulerParams::prefill_first
     int lookup_draft = 0;       // SchedulerParams::lookup_draft (0: no speculation)
-    int draft_max_running = 2;  // SchedulerParams::draft_max_running
+    int draft_max_running = 1;  // SchedulerParams::draft_max_running
     KvType kv_type = KvType::F16;
     uint64_t max_memory = 0;  // budget for all loaded models' bytes; 0: 90% of physical memory
     std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
