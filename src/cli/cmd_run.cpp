@@ -233,7 +233,6 @@ void register_run(CLI::App& app) {
         GenerateOptions gen;
         gen.n_predict = o->n_predict;
         gen.stop = o->stop;
-        gen.n_draft = o->draft.n_max;
         SamplerParams& sp = gen.sampling;
         sp.temperature = o->temp;
         sp.top_k = o->top_k;

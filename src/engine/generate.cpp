@@ -125,9 +125,9 @@ GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq,
         if (!take(tok)) break;
         step.assign(1, tok);
         const int64_t at = pending_length();  // the position tok is written at
-        if (opts.drafter && opts.n_draft > 0) {
+        if (opts.drafter && opts.drafter->params().n_max > 0) {
             // Drafts must fit the context, and need not go past n_predict.
-            int64_t room = std::min<int64_t>(opts.n_draft, ctx.n_ctx() - at - 1);
+            int64_t room = std::min<int64_t>(opts.drafter->params().n_max, ctx.n_ctx() - at - 1);
             if (opts.n_predict > 0)
                 room = std::min<int64_t>(room, opts.n_predict - (int64_t)r.tokens.size());
             if (room > 0) {
@@ -135,8 +135,9 @@ GenerateResult generate(Context& ctx, const Vocab& vocab, int32_t seq,
                 drafts.clear();
                 opts.drafter->propose(history, (int)room, drafts);
                 r.draft.draft_ms += ms_since(td);
+                // At most room tokens; a draft model's extra padding ids end the draft.
                 for (int32_t d : drafts) {
-                    if (d < 0 || d >= n_vocab || (int64_t)step.size() > room) break;
+                    if (d < 0 || d >= n_vocab) break;
                     step.push_back(d);
                 }
             }

@@ -18,10 +18,9 @@ struct GenerateOptions {
     int n_predict = -1;  // tokens to generate; -1: until end of generation or a full context
     SamplerParams sampling;
     std::vector<std::string> stop;  // stop strings (not included in the output)
-    // Speculative decoding (speculative.h): drafts of up to n_draft tokens are checked in
-    // one pass each. The output is the same with or without; null: no drafts.
+    // Speculative decoding (speculative.h): drafts of up to drafter->params().n_max tokens
+    // are checked in one pass each. The output is the same with or without; null: no drafts.
     Drafter* drafter = nullptr;
-    int n_draft = 3;
     // Tokens the sequence's cache holds before `prompt` (a chat's earlier turns), so that
     // drafters see the whole history. Null: the cache starts empty.
     const std::vector<int32_t>* preceding = nullptr;

@@ -398,8 +398,7 @@ void Scheduler::draft_for(Seq& s, int budget) {
     DraftParams dp;
     dp.ngram_max = params_.lookup_ngram;
     LookupDrafter lookup(dp);
-    lookup.propose(s.tokens, (int)room, s.drafts);
-    if (s.drafts.size() > (size_t)room) s.drafts.resize((size_t)room);
+    lookup.propose(s.tokens, (int)room, s.drafts);  // at most room tokens
     // Drafts take only free blocks: never worth evicting a cached prefix or a sequence.
     if (!s.drafts.empty() &&
         !ctx_.cache().prepare(s.cache_seq, s.n_past + 1, s.n_past + 1 + (int32_t)s.drafts.size()))
@@ -539,19 +538,17 @@ bool Scheduler::step() {
     std::vector<int32_t> counts;
     int budget = params_.step_tokens;
     bool want_hidden = false;
-    bool prefill_only = false;
-    if (params_.prefill_first && !last_step_prefill_only_) {
-        bool any_decoding = false, finishable_prefill = false;
-        for (auto& s : running_) {
-            const size_t pending = s->tokens.size() - (size_t)s->n_past;
-            any_decoding |= pending == 1;
-            finishable_prefill |= pending > 1 && pending <= (size_t)budget;
-        }
-        prefill_only = any_decoding && finishable_prefill;
-    }
-    last_step_prefill_only_ = prefill_only;
+    // Decoding sequences have one token pending; a prompt being prefilled has more.
     int n_decoding = 0;
-    for (auto& s : running_) n_decoding += s->tokens.size() - (size_t)s->n_past == 1;
+    bool finishable_prefill = false;
+    for (auto& s : running_) {
+        const size_t pending = s->tokens.size() - (size_t)s->n_past;
+        n_decoding += pending == 1;
+        finishable_prefill |= pending > 1 && pending <= (size_t)budget;
+    }
+    const bool prefill_only =
+        params_.prefill_first && !last_step_prefill_only_ && n_decoding > 0 && finishable_prefill;
+    last_step_prefill_only_ = prefill_only;
     const bool speculate = params_.lookup_draft > 0 && n_decoding <= params_.draft_max_running;
     for (int pass = prefill_only ? 1 : 0; pass < 2 && budget > 0; ++pass) {
         std::vector<Seq*> order;

@@ -33,11 +33,11 @@ void LookupDrafter::propose(std::span<const int32_t> history, int max_tokens,
 }
 
 ModelDrafter::ModelDrafter(Context& draft_ctx, const DraftParams& p)
-    : ctx_(draft_ctx), p_(p), seq_(draft_ctx.cache().create_sequence()) {}
+    : Drafter(p), ctx_(draft_ctx), seq_(draft_ctx.cache().create_sequence()) {}
 
 void ModelDrafter::propose(std::span<const int32_t> history, int max_tokens,
                            std::vector<int32_t>& out) {
-    if (disabled_ || history.empty()) return;
+    if (disabled_ || history.empty() || max_tokens <= 0) return;
     const int32_t n_vocab = ctx_.model().hp.n_vocab;
     // Keep the cached prefix the history still starts with; evaluate the rest (usually
     // the tokens accepted at the last check plus the one the model chose).
@@ -57,22 +57,24 @@ void ModelDrafter::propose(std::span<const int32_t> history, int max_tokens,
         disabled_ = true;
         return;
     }
-    // The draft's cache ends holding history + all drafts but the last.
+    // The draft's cache ends holding history + all drafts but the last (>= 2 fit here).
     max_tokens = std::min<int64_t>(max_tokens, (int64_t)ctx_.n_ctx() - (int64_t)history.size() + 1);
-    if (max_tokens <= 0) return;
     try {
         ctx_.eval(seq_, delta, false, logits_);
         cached_.insert(cached_.end(), delta.begin(), delta.end());
         for (int i = 0; i < max_tokens; ++i) {
-            // Greedy, with the top probability as the draft's confidence.
+            // Greedy, with the top probability as the draft's confidence (a softmax over
+            // the vocabulary, skipped when no minimum is asked for).
             int32_t best = 0;
             for (int32_t v = 1; v < n_vocab; ++v)
                 if (logits_[(size_t)v] > logits_[(size_t)best]) best = v;
-            double sum = 0;
-            const float top = logits_[(size_t)best];
-            for (int32_t v = 0; v < n_vocab; ++v)
-                sum += std::exp((double)(logits_[(size_t)v] - top));
-            if (1.0 / sum < (double)p_.p_min) break;
+            if (p_.p_min > 0) {
+                double sum = 0;
+                const float top = logits_[(size_t)best];
+                for (int32_t v = 0; v < n_vocab; ++v)
+                    sum += std::exp((double)(logits_[(size_t)v] - top));
+                if (1.0 / sum < (double)p_.p_min) break;
+            }
             out.push_back(best);
             if (i + 1 == max_tokens) break;
             const int32_t one[1] = {best};

@@ -24,7 +24,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,23 +53,25 @@ struct DraftStats {
 
 class Drafter {
   public:
+    explicit Drafter(const DraftParams& p) : p_(p) {}
     virtual ~Drafter() = default;
+    const DraftParams& params() const { return p_; }
     // Append to `out` at most max_tokens tokens that may follow `history` (every token of
     // the sequence so far, the newest last). May append none.
     virtual void propose(std::span<const int32_t> history, int max_tokens,
                          std::vector<int32_t>& out) = 0;
     virtual const char* name() const = 0;
+
+  protected:
+    DraftParams p_;
 };
 
 class LookupDrafter final : public Drafter {
   public:
-    explicit LookupDrafter(const DraftParams& p) : p_(p) {}
+    explicit LookupDrafter(const DraftParams& p) : Drafter(p) {}
     void propose(std::span<const int32_t> history, int max_tokens,
                  std::vector<int32_t>& out) override;
     const char* name() const override { return "lookup"; }
-
-  private:
-    DraftParams p_;
 };
 
 // The draft model's Context is the caller's (sized like the target's: n_ctx positions,
@@ -87,7 +88,6 @@ class ModelDrafter final : public Drafter {
 
   private:
     Context& ctx_;
-    DraftParams p_;
     int32_t seq_;
     std::vector<int32_t> cached_;  // the tokens whose K/V the draft's sequence holds
     std::vector<float> logits_;

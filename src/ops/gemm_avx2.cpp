@@ -703,11 +703,11 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm256_store_ps(acc_buf + 8 * t, facc[t]);
 }
 
-// A few tokens (2..kStreamTokens: speculative checks, small decode batches): like decode, one pass
-// over the weights, each block unpacked once, prefetched ahead and used for every token
-// while in registers/L1, instead of unpacking a panel to scratch and reading it back. The
-// arithmetic per token is the panel path's (the same block order and operations), so
-// results do not depend on which path ran.
+// Decode (1 token) and a few tokens (2..kStreamTokens: speculative checks, small decode
+// batches): one pass over the weights, each block unpacked once, prefetched ahead and used
+// for every token while in registers/L1, instead of unpacking a panel to scratch and reading
+// it back. The arithmetic per token is the panel path's (the same block order and
+// operations), so results do not depend on which path ran.
 template <class Pan, class Ty, template <class, int> class Compute, int T, class S>
 void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
@@ -722,10 +722,13 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
         R.prefetch(b);
         if constexpr (QK == 32) {
             Ty::unpack(R, b, P);
+            Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
+        } else if constexpr (T == 1) {
+            f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);  // K-quant decode: unpacked as used
         } else {
             unpack_k<Ty>(R, b, P);
+            Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
         }
-        Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
     }
     for (int t = 0; t < T; ++t) {
         alignas(32) float out[8];
@@ -739,7 +742,8 @@ template <class Pan, class Ty, template <class, int> class Compute, int CB, clas
 void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, float* acc) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
     const int64_t nb = a.n / QK;
-    if (a.n_tokens >= 2 && a.n_tokens <= kStreamTokens && stream_few_tokens()) {
+    if (a.n_tokens == 1) return stream_group<Pan, Ty, Compute, 1>(a, R, g, nv);
+    if (a.n_tokens <= kStreamTokens && stream_few_tokens()) {
         switch (a.n_tokens) {
             case 2:
                 return stream_group<Pan, Ty, Compute, 2>(a, R, g, nv);
@@ -748,25 +752,6 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
             default:
                 return stream_group<Pan, Ty, Compute, 4>(a, R, g, nv);
         }
-    }
-    if (a.n_tokens == 1) {
-        // Decode: each unpacked block is used once, straight from registers.
-        const Tok t1 = {a.act, a.side};
-        __m256 f = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
-            R.prefetch(b);
-            if constexpr (QK == 32) {
-                Pan P;
-                Ty::unpack(R, b, P);
-                compute32<Ty, 1>(&P, 1, b, nb, &t1, &f);
-            } else {
-                f = gemv_k<Ty>(R, b, nb, t1, f);
-            }
-        }
-        alignas(32) float out[8];
-        _mm256_store_ps(out, f);
-        for (int i = 0; i < nv; ++i) a.y[g + i] = out[i];
-        return;
     }
     Tok tk[4];
     for (int64_t c0 = 0; c0 < nb; c0 += CB) {

@@ -94,7 +94,7 @@ std::vector<Case> cases(const std::string& middle) {
 }
 
 GenerateResult run(const Model& model, const Vocab& vocab, const std::vector<int32_t>& prompt,
-                   GenerateOptions opts, int n_ctx, Drafter* drafter, int n_draft,
+                   GenerateOptions opts, int n_ctx, Drafter* drafter,
                    std::vector<float>* next_logits = nullptr) {
     ContextParams cp;
     cp.n_ctx = n_ctx;
@@ -102,7 +102,6 @@ GenerateResult run(const Model& model, const Vocab& vocab, const std::vector<int
     Context ctx(model, cp);
     const int32_t seq = ctx.cache().create_sequence();
     opts.drafter = drafter;
-    opts.n_draft = n_draft;
     GenerateResult r = generate(ctx, vocab, seq, prompt, opts, nullptr);
     // The cache holds the prompt and the output (all but possibly the newest token) and
     // nothing rejected: the logits of one more token are those a plain run gives.
@@ -136,13 +135,13 @@ TEST(Speculative, DraftsNeverChangeTheOutput) {
     GenerateOptions greedy;
     greedy.n_predict = 80;
     greedy.sampling.temperature = 0;
-    const std::string text = run(*target, *vocab, prompt, greedy, 256, nullptr, 0).text;
+    const std::string text = run(*target, *vocab, prompt, greedy, 256, nullptr).text;
     ASSERT_GT(text.size(), 8u);
     for (const Case& c : cases(text.substr(text.size() / 2, 2))) {
         SCOPED_TRACE(c.name);
         std::vector<float> plain_next;
         const GenerateResult plain =
-            run(*target, *vocab, prompt, c.opts, c.n_ctx, nullptr, 0, &plain_next);
+            run(*target, *vocab, prompt, c.opts, c.n_ctx, nullptr, &plain_next);
         ASSERT_FALSE(plain.tokens.empty());
         if (!c.opts.stop.empty()) {
             EXPECT_EQ(plain.stop_reason, "stop");
@@ -153,12 +152,13 @@ TEST(Speculative, DraftsNeverChangeTheOutput) {
         for (int n_draft : {1, 3, 8}) {
             SCOPED_TRACE(n_draft);
             DraftParams dp;
+            dp.n_max = n_draft;
             dp.p_min = 0;  // always draft, so every path is taken
             {
                 LookupDrafter lookup(dp);
                 std::vector<float> next;
                 const GenerateResult r =
-                    run(*target, *vocab, prompt, c.opts, c.n_ctx, &lookup, n_draft, &next);
+                    run(*target, *vocab, prompt, c.opts, c.n_ctx, &lookup, &next);
                 expect_same(plain, r);
                 EXPECT_EQ(next, plain_next);
                 EXPECT_LE(r.draft.accepted, r.draft.proposed);
@@ -169,8 +169,7 @@ TEST(Speculative, DraftsNeverChangeTheOutput) {
                 Context draft_ctx(*draft, dc);
                 ModelDrafter md(draft_ctx, dp);
                 std::vector<float> next;
-                const GenerateResult r =
-                    run(*target, *vocab, prompt, c.opts, c.n_ctx, &md, n_draft, &next);
+                const GenerateResult r = run(*target, *vocab, prompt, c.opts, c.n_ctx, &md, &next);
                 expect_same(plain, r);
                 EXPECT_EQ(next, plain_next);
                 EXPECT_GT(r.draft.proposed, 0);
@@ -197,14 +196,15 @@ TEST(Speculative, DraftModelThatRunsOutOfRoomStops) {
     GenerateOptions o;
     o.n_predict = 60;
     o.sampling.temperature = 0;
-    const GenerateResult plain = run(*target, *vocab, prompt, o, 128, nullptr, 0);
+    const GenerateResult plain = run(*target, *vocab, prompt, o, 128, nullptr);
     ContextParams dc;
     dc.n_ctx = 24;  // smaller than the generation
     Context draft_ctx(*target, dc);
     DraftParams dp;
+    dp.n_max = 4;
     dp.p_min = 0;
     ModelDrafter md(draft_ctx, dp);
-    const GenerateResult r = run(*target, *vocab, prompt, o, 128, &md, 4);
+    const GenerateResult r = run(*target, *vocab, prompt, o, 128, &md);
     expect_same(plain, r);
     EXPECT_TRUE(md.disabled());
     EXPECT_GT(r.draft.accepted, 0);
