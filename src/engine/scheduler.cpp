@@ -171,14 +171,16 @@ void Scheduler::loop() {
     }
 }
 
-uint64_t Scheduler::block_hash(uint64_t parent, const int32_t* tokens) const {
+uint64_t Scheduler::block_hash(uint64_t parent, const int32_t* tokens, int n) const {
     // FNV-1a over the parent hash and the block's tokens; entries also keep the tokens.
+    // A tail's length is mixed in, so it never takes a full block's key.
     uint64_t h = 1469598103934665603ull ^ parent;
-    for (int i = 0; i < ctx_.cache().block_size(); ++i) {
+    for (int i = 0; i < n; ++i) {
         h ^= (uint32_t)tokens[i];
         h *= 1099511628211ull;
         h ^= h >> 29;
     }
+    if (n != ctx_.cache().block_size()) h = (h ^ (uint64_t)(n + 1)) * 1099511628211ull;
     return h;
 }
 
@@ -194,31 +196,58 @@ void Scheduler::admit(Seq& s) {
         s.admitted_once = true;
     }
     if (!params_.prefix_cache || s.req.embed || s.req.prompt_logprobs) return;
-    // Reuse full cached blocks of the longest matching prefix, leaving at least one token
-    // to compute so the last position's logits exist.
+    // Reuse cached blocks of the longest matching prefix, leaving at least one token to
+    // compute so the last position's logits exist. Whole blocks first, by their chain hash.
     const int bs = kv.block_size();
     std::vector<int32_t> blocks;
     uint64_t h = 0;
-    const size_t usable = (s.tokens.size() - 1) / (size_t)bs;
-    for (size_t j = 0; j < usable; ++j) {
+    const size_t limit = s.tokens.size() - 1;
+    for (size_t j = 0; (j + 1) * bs <= limit; ++j) {
         const int32_t* t = s.tokens.data() + j * bs;
-        const uint64_t hj = block_hash(h, t);
+        const uint64_t hj = block_hash(h, t, bs);
         auto it = prefix_.find(hj);
-        if (it == prefix_.end() || it->second.parent != h ||
+        if (it == prefix_.end() || it->second.parent != h || (int)it->second.tokens.size() != bs ||
             !std::equal(t, t + bs, it->second.tokens.begin()))
             break;
         lru_.splice(lru_.end(), lru_, it->second.lru);  // most recently used
         blocks.push_back(it->second.block);
         h = hj;
     }
+    const size_t full = blocks.size();
+    // Then the cached block (full or a tail) after that chain sharing the longest start with
+    // the rest of the prompt. It is attached shared; KvCache::prepare copies it before this
+    // sequence writes its first own position there (copy-on-write at the edge).
+    const size_t at = full * bs;
+    size_t best_len = 0;
+    CacheEntry* best = nullptr;
+    for (auto [c, end] = children_.equal_range(h); c != end; ++c) {
+        CacheEntry& e = prefix_.at(c->second);
+        const size_t n = std::min(e.tokens.size(), limit - at);
+        size_t k = 0;
+        while (k < n && e.tokens[k] == s.tokens[at + k]) ++k;
+        if (k > best_len) best_len = k, best = &e;
+    }
+    if (best) {
+        lru_.splice(lru_.end(), lru_, best->lru);
+        blocks.push_back(best->block);
+    }
     if (blocks.empty()) return;
-    kv.attach(s.cache_seq, blocks, (int32_t)(blocks.size() * bs));
-    s.n_past = (int32_t)(blocks.size() * bs);
-    s.registered = blocks.size();
+    kv.attach(s.cache_seq, blocks, (int32_t)(at + best_len));
+    s.n_past = (int32_t)(at + best_len);
+    s.registered = full;
     s.chain = h;
     if (s.n_generated == 0) s.cached_tokens = std::max(s.cached_tokens, s.n_past);
     std::lock_guard lk(mu_);
     stats_.prefix_hit_tokens += s.n_past;
+}
+
+void Scheduler::add_entry(uint64_t key, int32_t block, uint64_t parent, const int32_t* tokens,
+                          int n) {
+    ctx_.cache().retain_block(block);
+    lru_.push_back(key);
+    prefix_.emplace(key, CacheEntry{block, parent, std::vector<int32_t>(tokens, tokens + n),
+                                    std::prev(lru_.end())});
+    children_.emplace(parent, key);
 }
 
 void Scheduler::register_blocks(Seq& s) {
@@ -228,33 +257,67 @@ void Scheduler::register_blocks(Seq& s) {
     const auto& table = kv.table(s.cache_seq);
     while ((s.registered + 1) * (size_t)bs <= (size_t)s.n_past) {
         const int32_t* t = s.tokens.data() + s.registered * bs;
-        const uint64_t h = block_hash(s.chain, t);
-        if (!prefix_.count(h)) {
-            const int32_t b = table[s.registered];
-            kv.retain_block(b);
-            lru_.push_back(h);
-            prefix_.emplace(
-                h, CacheEntry{b, s.chain, std::vector<int32_t>(t, t + bs), std::prev(lru_.end())});
-        }
+        const uint64_t h = block_hash(s.chain, t, bs);
+        if (!prefix_.count(h)) add_entry(h, table[s.registered], s.chain, t, bs);
         s.chain = h;
         ++s.registered;
     }
 }
 
+void Scheduler::cache_tail(Seq& s) {
+    if (!params_.prefix_cache || s.cache_seq < 0 || s.req.embed) return;
+    register_blocks(s);
+    const int bs = ctx_.cache().block_size();
+    const int n = s.n_past - (int)(s.registered * bs);  // positions in the partly filled block
+    if (n <= 0 || n >= bs) return;
+    // A block s still shares was never written by it: it is some cached entry's (or a
+    // forked sibling's), and a second claim on it would keep it from ever being evicted.
+    const int32_t block = ctx_.cache().table(s.cache_seq)[s.registered];
+    if (ctx_.cache().refcount(block) != 1) return;
+    const int32_t* t = s.tokens.data() + s.registered * bs;
+    const uint64_t key = block_hash(s.chain, t, n);
+    if (!prefix_.count(key)) add_entry(key, block, s.chain, t, n);
+}
+
+void Scheduler::erase_entry(std::unordered_map<uint64_t, CacheEntry>::iterator e) {
+    ctx_.cache().release_block_ref(e->second.block);
+    for (auto [c, end] = children_.equal_range(e->second.parent); c != end; ++c)
+        if (c->second == e->first) {
+            children_.erase(c);
+            break;
+        }
+    lru_.erase(e->second.lru);
+    prefix_.erase(e);
+}
+
 bool Scheduler::evict_one() {
-    KvCache& kv = ctx_.cache();
-    for (auto it = lru_.begin(); it != lru_.end(); ++it) {
-        auto e = prefix_.find(*it);
-        if (kv.refcount(e->second.block) != 1) continue;  // a sequence still uses it
-        kv.release_block_ref(e->second.block);
-        prefix_.erase(e);
-        lru_.erase(it);
+    for (uint64_t key : lru_) {
+        auto e = prefix_.find(key);
+        if (ctx_.cache().refcount(e->second.block) != 1) continue;  // a sequence still uses it
+        erase_entry(e);
         return true;
     }
     return false;
 }
 
+bool Scheduler::uncache_edge(Seq& s) {
+    // The block s writes next may be one it shares with the cache alone (attached for a
+    // partial prefix match); dropping the cache's claims lets s write it without a copy.
+    KvCache& kv = ctx_.cache();
+    const auto& table = kv.table(s.cache_seq);
+    const size_t j = (size_t)(s.n_past / kv.block_size());
+    if (j >= table.size() || kv.refcount(table[j]) == 1) return false;
+    std::vector<std::unordered_map<uint64_t, CacheEntry>::iterator> claims;
+    for (auto e = prefix_.begin(); e != prefix_.end(); ++e)
+        if (e->second.block == table[j]) claims.push_back(e);
+    if (claims.empty() || kv.refcount(table[j]) != 1 + (int32_t)claims.size())
+        return false;  // another sequence shares it too: a copy is unavoidable
+    for (auto e : claims) erase_entry(e);
+    return true;
+}
+
 void Scheduler::preempt(Seq& s) {
+    cache_tail(s);  // its full blocks are cached already: resuming recomputes little
     ctx_.cache().free_sequence(s.cache_seq);
     s.cache_seq = -1;
     s.n_past = 0;
@@ -273,7 +336,7 @@ bool Scheduler::reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch) {
     KvCache& kv = ctx_.cache();
     for (;;) {
         if (kv.prepare(s.cache_seq, s.n_past, s.n_past + n)) return true;
-        if (evict_one()) continue;
+        if (evict_one() || uncache_edge(s)) continue;
         Seq* victim = nullptr;
         for (auto& r : running_)
             if (r.get() != &s &&
@@ -326,6 +389,7 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
         ev.prompt_ms = ms_between(s.t_admit, s.got_first ? s.t_first : now);
         ev.eval_ms = s.got_first ? ms_between(s.t_first, now) : 0;
     }
+    if (reason != "error") cache_tail(s);  // after an error its K/V may be incomplete
     if (s.cache_seq >= 0) ctx_.cache().free_sequence(s.cache_seq);
     s.cache_seq = -1;
     ev.prompt_logprobs = std::exchange(s.prompt_lps, {});
@@ -538,13 +602,16 @@ bool Scheduler::step() {
     std::vector<int32_t> counts;
     int budget = params_.step_tokens;
     bool want_hidden = false;
-    // Decoding sequences have one token pending; a prompt being prefilled has more.
+    // Decoding sequences have one token pending; a prompt being prefilled has more, or just
+    // one when the prefix cache held all the rest (it is still a newcomer waiting for its
+    // first token).
+    auto decoding = [](const Seq& s) { return s.got_first && s.tokens.size() - s.n_past == 1; };
     int n_decoding = 0;
     bool finishable_prefill = false;
     for (auto& s : running_) {
         const size_t pending = s->tokens.size() - (size_t)s->n_past;
-        n_decoding += pending == 1;
-        finishable_prefill |= pending > 1 && pending <= (size_t)budget;
+        n_decoding += decoding(*s);
+        finishable_prefill |= !decoding(*s) && pending <= (size_t)budget;
     }
     const bool prefill_only =
         params_.prefill_first && !last_step_prefill_only_ && n_decoding > 0 && finishable_prefill;
@@ -552,10 +619,8 @@ bool Scheduler::step() {
     const bool speculate = params_.lookup_draft > 0 && n_decoding <= params_.draft_max_running;
     for (int pass = prefill_only ? 1 : 0; pass < 2 && budget > 0; ++pass) {
         std::vector<Seq*> order;
-        for (auto& s : running_) {
-            const bool decoding = s->tokens.size() - (size_t)s->n_past == 1;
-            if (decoding == (pass == 0)) order.push_back(s.get());
-        }
+        for (auto& s : running_)
+            if (decoding(*s) == (pass == 0)) order.push_back(s.get());
         std::sort(order.begin(), order.end(), [](Seq* a, Seq* b) { return a->order < b->order; });
         for (Seq* s : order) {
             if (budget <= 0) break;

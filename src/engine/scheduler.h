@@ -4,8 +4,11 @@
 // being prefilled (under a per-step token budget) into one Batch for Context::decode, so
 // a new request starts within a step and nobody waits for another request to finish.
 // Requests join and leave between steps. Full KV blocks are remembered by the hash of the
-// token chain that produced them (prefix caching); a later request whose prompt starts
-// with the same tokens attaches those blocks instead of recomputing them. When blocks run
+// token chain that produced them (prefix caching), and so is the partly filled last block
+// a sequence leaves when it ends; a later request whose prompt starts with the same tokens
+// attaches those blocks instead of recomputing them, down to the token: a block it shares
+// only the start of is attached shared and copied when the request first writes into it
+// (copy-on-write at the edge), as llama-server reuses a slot's common prefix. When blocks run
 // out, cached blocks nobody uses are evicted least recently used first, then the newest
 // running sequence is preempted: its blocks are freed and it is recomputed later from its
 // tokens, so the result is the same (the kernels are batch-invariant).
@@ -151,8 +154,10 @@ class Scheduler {
     struct Seq;
     struct CacheEntry {
         int32_t block;
-        uint64_t parent;
-        std::vector<int32_t> tokens;  // the block's tokens, to rule out hash collisions
+        uint64_t parent;  // hash of the chain of full blocks before this one (0: none)
+        // The block's tokens, to rule out hash collisions: block_size of them for a full
+        // block, fewer for a tail (a finished sequence's partly filled last block).
+        std::vector<int32_t> tokens;
         std::list<uint64_t>::iterator lru;
     };
 
@@ -175,8 +180,16 @@ class Scheduler {
     // token the sampler chooses; drops the rejected drafts' positions.
     void verify_drafts(Seq& s, const float* logits);
     void register_blocks(Seq& s);
-    bool evict_one();
-    uint64_t block_hash(uint64_t parent, const int32_t* tokens) const;
+    // Keep the partly filled last block of a sequence that leaves (finished or preempted)
+    // in the prefix cache, so a request continuing its tokens reuses them all.
+    void cache_tail(Seq& s);
+    void add_entry(uint64_t key, int32_t block, uint64_t parent, const int32_t* tokens, int n);
+    void erase_entry(std::unordered_map<uint64_t, CacheEntry>::iterator e);
+    bool evict_one();  // drops the least recently used entry no sequence uses
+    // Drops the cache's entries for the block s writes next when only they share it with s.
+    bool uncache_edge(Seq& s);
+    // Hash of a chain extended by n tokens (n = block_size: a full block; fewer: a tail).
+    uint64_t block_hash(uint64_t parent, const int32_t* tokens, int n) const;
 
     Context& ctx_;
     const Vocab& vocab_;
@@ -191,8 +204,9 @@ class Scheduler {
     Stats stats_;
     uint64_t admissions_ = 0;
 
-    std::unordered_map<uint64_t, CacheEntry> prefix_;  // hash of a token block chain -> block
-    std::list<uint64_t> lru_;                          // front: least recently used
+    std::unordered_map<uint64_t, CacheEntry> prefix_;       // hash of a token block chain -> block
+    std::unordered_multimap<uint64_t, uint64_t> children_;  // parent hash -> keys in prefix_
+    std::list<uint64_t> lru_;                               // front: least recently used
 
     Batch batch_;
     ForwardOutput out_;

@@ -99,22 +99,62 @@ TEST(Scheduler, GreedyOutputSameAloneAndBesideFifteenOthers) {
     EXPECT_GT(s.stats().steps, 0);
 }
 
-TEST(Scheduler, PrefixCacheReusesFullBlocks) {
+// Prefix caching reuses cached K/V down to the token: full blocks by their chain hash, then
+// the start of a cached block (or of the partly filled block a finished request left) that
+// the prompt shares, copied on first write. The text is what an uncached run gives.
+TEST(Scheduler, PrefixCacheReusesToTheToken) {
     const Loaded& m = stories();
-    Context ctx(*m.model, params(256, 2));
-    Scheduler s(ctx, *m.vocab, SchedulerParams{});
-    SeqRequest req = greedy(
+    SeqRequest first = greedy(
         "Once upon a time there was a little girl named Lily. She loved to play outside in the sun "
         "with her friends every day.",
         16);
-    ASSERT_GE(req.prompt.size(), 33u);
-    const int full_blocks = (int)(req.prompt.size() - 1) / 16;
-    Result a = collect(*s.submit(req));
+    const size_t n_prompt = first.prompt.size();
+    ASSERT_GE(n_prompt, 33u);
+    ASSERT_NE(n_prompt % 16, 0u);  // the prompt ends inside a block
+    Context ctx(*m.model, params(256, 2));
+    Scheduler s(ctx, *m.vocab, SchedulerParams{});
+    Context plain_ctx(*m.model, params(256, 2));
+    SchedulerParams no_cache;
+    no_cache.prefix_cache = false;
+    Scheduler plain(plain_ctx, *m.vocab, no_cache);
+
+    Result a = collect(*s.submit(first));
     EXPECT_EQ(a.last.cached_tokens, 0);
-    Result b = collect(*s.submit(req));
-    EXPECT_EQ(b.last.cached_tokens, full_blocks * 16);
-    EXPECT_EQ(a.tokens, b.tokens);  // cached K/V are the very values a recompute gives
-    EXPECT_EQ(s.stats().prefix_hit_tokens, full_blocks * 16);
+    ASSERT_EQ(a.tokens.size(), 16u);
+
+    // The same prompt again (a regenerate): all but the last prompt token come from the cache.
+    Result b = collect(*s.submit(first));
+    EXPECT_EQ(b.last.cached_tokens, (int)n_prompt - 1);
+    EXPECT_EQ(b.tokens, a.tokens);
+
+    // The next turn of a chat: the prompt continues the first request's text. Its K/V hold
+    // the prompt and every generated token but the last (sampled, never fed back).
+    SeqRequest next = first;
+    next.prompt.insert(next.prompt.end(), a.tokens.begin(), a.tokens.end());
+    const auto more = m.vocab->tokenize(" Then they went home.", false, false);
+    next.prompt.insert(next.prompt.end(), more.begin(), more.end());
+    Result c = collect(*s.submit(next));
+    EXPECT_EQ(c.last.cached_tokens, (int)n_prompt + 15);
+    EXPECT_EQ(c.tokens, collect(*plain.submit(next)).tokens);
+
+    // A prompt that leaves the cached text in the middle of a block reuses up to there.
+    SeqRequest fork = first;
+    fork.prompt.resize(20);
+    const auto other = m.vocab->tokenize(" purple elephants who sang songs", false, false);
+    fork.prompt.insert(fork.prompt.end(), other.begin(), other.end());
+    if (fork.prompt[20] == first.prompt[20]) fork.prompt.erase(fork.prompt.begin() + 20);  // a "▁"
+    ASSERT_NE(fork.prompt[20], first.prompt[20]);
+    Result d = collect(*s.submit(fork));
+    EXPECT_EQ(d.last.cached_tokens, 20);
+    EXPECT_EQ(d.tokens, collect(*plain.submit(fork)).tokens);
+
+    // That request wrote into its copy of the shared block, not into the cached one.
+    Result e = collect(*s.submit(first));
+    EXPECT_EQ(e.last.cached_tokens, (int)n_prompt - 1);
+    EXPECT_EQ(e.tokens, a.tokens);
+
+    EXPECT_EQ(s.stats().prefix_hit_tokens,
+              2 * (int64_t)(n_prompt - 1) + (int64_t)n_prompt + 15 + 20);
     EXPECT_GT(s.stats().kv_cached, 0);
 }
 
