@@ -58,6 +58,19 @@ void register_serve(CLI::App& app) {
                     "faster when answers repeat their input; 0: off)")
         ->capture_default_str()
         ->check(CLI::Range(0, 64));
+    cmd->add_option("--model-draft", o->models.draft_model,
+                    "Speculative decoding with a small model of the same vocabulary drafting for "
+                    "the -m model (a GGUF file or a store name; the output is the same, faster "
+                    "when its drafts are right)");
+    cmd->add_option("--draft-max,--draft", o->models.draft.n_max,
+                    "Draft model: tokens drafted per step at most")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
+    cmd->add_option("--draft-p-min", o->models.draft.p_min,
+                    "Draft model: stop a draft where its top probability falls below this (0: "
+                    "never)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--draft-max-running", o->models.draft_max_running,
                     "Speculate only while at most this many sequences decode (a full batch has "
                     "no compute to spare)")
@@ -82,6 +95,13 @@ void register_serve(CLI::App& app) {
         if (!ka) throw UsageError("--keep-alive: '" + *keep_alive + "' is not a duration");
         o->models.keep_alive = *ka;
         o->models.store_dir = *store;
+        if (!o->models.draft_model.empty()) {
+            if (o->models.lookup_draft > 0)
+                throw UsageError("--lookup and --model-draft are two kinds of drafts: choose one");
+            if (o->default_model.empty())
+                throw UsageError("--model-draft drafts for the model loaded at start: give it -m");
+            o->models.draft_for = o->default_model;
+        }
         if (o->api_key.empty())
             if (const char* k = std::getenv("LOKAL_API_KEY")) o->api_key = k;
         // Block SIGTERM/SIGINT before any thread starts so only the waiter below sees them:

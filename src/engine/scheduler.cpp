@@ -455,14 +455,20 @@ void Scheduler::emit_token(Seq& s, const float* logits) {
 void Scheduler::draft_for(Seq& s, int budget) {
     if (s.req.embed || !s.followers.empty() || s.req.n_predict == 0) return;
     // Drafts must fit the context and the step, and need not go past n_predict.
-    int64_t room = std::min<int64_t>(params_.lookup_draft, budget);
+    Drafter* drafter = params_.drafter;
+    int64_t room =
+        std::min<int64_t>(drafter ? drafter->params().n_max : params_.lookup_draft, budget);
     room = std::min<int64_t>(room, (int64_t)ctx_.n_ctx() - (int64_t)s.tokens.size());
     if (s.req.n_predict > 0) room = std::min<int64_t>(room, s.req.n_predict - s.n_generated);
     if (room <= 0) return;
-    DraftParams dp;
-    dp.ngram_max = params_.lookup_ngram;
-    LookupDrafter lookup(dp);
-    lookup.propose(s.tokens, (int)room, s.drafts);  // at most room tokens
+    if (drafter) {
+        drafter->propose(s.tokens, (int)room, s.drafts);  // at most room tokens
+    } else {
+        DraftParams dp;
+        dp.ngram_max = params_.lookup_ngram;
+        LookupDrafter lookup(dp);
+        lookup.propose(s.tokens, (int)room, s.drafts);
+    }
     // Drafts take only free blocks: never worth evicting a cached prefix or a sequence.
     if (!s.drafts.empty() &&
         !ctx_.cache().prepare(s.cache_seq, s.n_past + 1, s.n_past + 1 + (int32_t)s.drafts.size()))
@@ -616,7 +622,8 @@ bool Scheduler::step() {
     const bool prefill_only =
         params_.prefill_first && !last_step_prefill_only_ && n_decoding > 0 && finishable_prefill;
     last_step_prefill_only_ = prefill_only;
-    const bool speculate = params_.lookup_draft > 0 && n_decoding <= params_.draft_max_running;
+    const bool speculate =
+        (params_.lookup_draft > 0 || params_.drafter) && n_decoding <= params_.draft_max_running;
     for (int pass = prefill_only ? 1 : 0; pass < 2 && budget > 0; ++pass) {
         std::vector<Seq*> order;
         for (auto& s : running_)

@@ -36,6 +36,8 @@
 
 namespace lokal {
 
+class Drafter;
+
 struct SchedulerParams {
     int max_running = 4;    // sequences stepped together
     int max_queue = 64;     // waiting requests beyond which submit() refuses
@@ -53,6 +55,10 @@ struct SchedulerParams {
     int lookup_draft = 0;
     int draft_max_running = 1;
     int lookup_ngram = 3;
+    // Speculative decoding by a draft model (a ModelDrafter over its own Context), used
+    // instead of prompt lookup, up to its DraftParams::n_max tokens, under the same
+    // draft_max_running gate. The caller owns it; only the loop thread uses it.
+    Drafter* drafter = nullptr;
 };
 
 enum class Pooling { Mean, Last };
@@ -173,8 +179,8 @@ class Scheduler {
     void preempt(Seq& s);
     void finish(Seq& s, const std::string& reason, const std::string& error = {});
     void emit_token(Seq& s, const float* logits);
-    // Propose prompt-lookup drafts for a decoding sequence (into s.drafts) when the step has
-    // room for them without evicting or preempting anything.
+    // Propose drafts (the draft model's, or prompt lookup's) for a decoding sequence (into
+    // s.drafts) when the step has room for them without evicting or preempting anything.
     void draft_for(Seq& s, int budget);
     // After the pass: check s.drafts against the model's rows (from `logits`), emitting every
     // token the sampler chooses; drops the rejected drafts' positions.

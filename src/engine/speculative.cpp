@@ -37,7 +37,7 @@ ModelDrafter::ModelDrafter(Context& draft_ctx, const DraftParams& p)
 
 void ModelDrafter::propose(std::span<const int32_t> history, int max_tokens,
                            std::vector<int32_t>& out) {
-    if (disabled_ || history.empty() || max_tokens <= 0) return;
+    if (history.empty() || max_tokens <= 0) return;
     const int32_t n_vocab = ctx_.model().hp.n_vocab;
     // Keep the cached prefix the history still starts with; evaluate the rest (usually
     // the tokens accepted at the last check plus the one the model chose).
@@ -45,18 +45,16 @@ void ModelDrafter::propose(std::span<const int32_t> history, int max_tokens,
     while (common < cached_.size() && common < history.size() && cached_[common] == history[common])
         ++common;
     if (common == history.size()) --common;  // the last token's logits are needed
-    ctx_.cache().truncate(seq_, (int32_t)common);
-    cached_.resize(common);
     const std::span<const int32_t> delta = history.subspan(common);
-    for (int32_t t : delta)
-        if (t < 0 || t >= n_vocab) {  // a padding token only the big model has
-            disabled_ = true;
-            return;
-        }
-    if ((int64_t)history.size() >= ctx_.n_ctx()) {  // the draft's context is full for good
-        disabled_ = true;
+    const bool foreign = std::any_of(delta.begin(), delta.end(), [&](int32_t t) {
+        return t < 0 || t >= n_vocab;  // a padding token only the big model has
+    });
+    if (foreign || (int64_t)history.size() >= ctx_.n_ctx()) {
+        ++declined_;
         return;
     }
+    ctx_.cache().truncate(seq_, (int32_t)common);
+    cached_.resize(common);
     // The draft's cache ends holding history + all drafts but the last (>= 2 fit here).
     max_tokens = std::min<int64_t>(max_tokens, (int64_t)ctx_.n_ctx() - (int64_t)history.size() + 1);
     try {
@@ -82,7 +80,11 @@ void ModelDrafter::propose(std::span<const int32_t> history, int max_tokens,
             cached_.push_back(best);
         }
     } catch (const ContextError&) {
-        disabled_ = true;  // the draft's cache is full: go on without drafts
+        // The draft's cache is full (it holds only this one sequence, so not expected):
+        // forget it and go on without these drafts.
+        ctx_.cache().truncate(seq_, 0);
+        cached_.clear();
+        ++declined_;
     }
 }
 

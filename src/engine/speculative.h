@@ -20,7 +20,8 @@
 //   summaries quoting the source, extraction, structured output).
 // - ModelDrafter: a small model with the same vocabulary decodes greedily ahead of the
 //   big one (llama.cpp's -md). Its own context follows the history: after each check it
-//   drops the positions the big model rejected and catches up on the accepted ones.
+//   drops the positions the big model rejected and catches up on the accepted ones. Given
+//   another history (the server's next request) it keeps the prefix they share.
 #pragma once
 
 #include <cstdint>
@@ -82,16 +83,17 @@ class ModelDrafter final : public Drafter {
     void propose(std::span<const int32_t> history, int max_tokens,
                  std::vector<int32_t>& out) override;
     const char* name() const override { return "model"; }
-    // True once the drafter gave up (a history token outside the draft's vocabulary, or
-    // its cache full): it proposes nothing more.
-    bool disabled() const { return disabled_; }
+    // Histories it proposed nothing for because it cannot follow them: a token outside the
+    // draft's vocabulary, or more tokens than its context holds. Not sticky: one drafter
+    // serves many requests in the server, and the next history may fit.
+    int64_t declined() const { return declined_; }
 
   private:
     Context& ctx_;
     int32_t seq_;
     std::vector<int32_t> cached_;  // the tokens whose K/V the draft's sequence holds
     std::vector<float> logits_;
-    bool disabled_ = false;
+    int64_t declined_ = 0;
 };
 
 // Empty when `draft` can draft for `target`: the same tokenizer kind and the same token

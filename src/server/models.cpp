@@ -166,6 +166,14 @@ ModelRegistry::LoadPlan ModelRegistry::plan_load(const std::string& name) const 
     }
     plan.weight_bytes = probe->weight_bytes();
     plan.kv_bytes = Context::kv_bytes(*probe, cp);
+    if (!opts_.draft_model.empty() && name == opts_.draft_for) {
+        // The draft model and its one-sequence cache count against the budget too.
+        const auto draft = Model::load(draft_path(), false);
+        ContextParams dc;
+        dc.n_ctx = cp.n_ctx;
+        plan.weight_bytes += draft->weight_bytes();
+        plan.kv_bytes += Context::kv_bytes(*draft, dc);
+    }
     return plan;
 }
 
@@ -218,6 +226,32 @@ void ModelRegistry::make_room(const std::string& name, const LoadPlan& plan) {
                             true);
 }
 
+std::string ModelRegistry::draft_path() const {
+    std::error_code ec;
+    if (fs::is_regular_file(opts_.draft_model, ec)) return opts_.draft_model;
+    try {
+        if (auto p = store::resolve_model(opts_.draft_model, opts_.store_dir)) return *p;
+    } catch (const std::exception&) {
+    }
+    throw ModelNotFound("--model-draft: '" + opts_.draft_model +
+                        "' is neither a GGUF file nor a model in the store");
+}
+
+void ModelRegistry::load_draft(ServedModel& m) const {
+    const std::string path = draft_path();
+    m.draft_model = Model::load(path);
+    const auto vocab = Vocab::from_gguf(*m.draft_model->file);
+    const std::string why = draft_vocab_mismatch(*m.vocab, *vocab);
+    if (!why.empty())
+        throw std::runtime_error("--model-draft: " + why +
+                                 "; use a smaller model of the same family");
+    std::fprintf(stderr,
+                 "lokal serve: '%s' drafts for '%s' (up to %d tokens while at most %d "
+                 "sequence%s decode)\n",
+                 path.c_str(), m.name.c_str(), opts_.draft.n_max, opts_.draft_max_running,
+                 opts_.draft_max_running == 1 ? "" : "s");
+}
+
 std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const LoadPlan& plan) {
     const std::string& path = plan.path;
     auto m = std::make_shared<ServedModel>();
@@ -230,6 +264,7 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const 
     if (m->vocab->n_tokens() != m->model->hp.n_vocab)
         throw std::runtime_error(
             "the vocabulary and the model's embedding disagree on the vocabulary size");
+    if (!opts_.draft_model.empty() && name == opts_.draft_for) load_draft(*m);
     if (m->config && m->config->chat_template) m->chat_template = *m->config->chat_template;
     if (m->chat_template.empty())
         if (auto t = m->model->file->get_string("tokenizer.chat_template"))
@@ -245,6 +280,16 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const 
     const ContextParams& cp = plan.cp;
     m->ctx = std::make_unique<Context>(*m->model, cp);
     m->bytes = m->model->weight_bytes() + m->ctx->cache().storage.bytes();
+    if (m->draft_model) {
+        ContextParams dc;  // one sequence as long as each of the model's
+        dc.n_ctx = m->ctx->n_ctx();
+        dc.n_seq_max = 1;
+        dc.n_threads = opts_.n_threads;
+        dc.n_batch = opts_.n_batch;
+        m->draft_ctx = std::make_unique<Context>(*m->draft_model, dc);
+        m->drafter = std::make_unique<ModelDrafter>(*m->draft_ctx, opts_.draft);
+        m->bytes += m->draft_model->weight_bytes() + m->draft_ctx->cache().storage.bytes();
+    }
     SchedulerParams sp;
     sp.max_running = std::max(1, opts_.parallel);
     sp.max_queue = opts_.max_queue;
@@ -253,6 +298,7 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const 
     sp.prefill_first = opts_.prefill_first;
     sp.lookup_draft = opts_.lookup_draft;
     sp.draft_max_running = opts_.draft_max_running;
+    sp.drafter = m->drafter.get();
     m->sched = std::make_unique<Scheduler>(*m->ctx, *m->vocab, sp);
     m->load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     m->loaded_at = std::chrono::system_clock::now();

@@ -20,6 +20,7 @@
 
 #include "engine/context.h"
 #include "engine/scheduler.h"
+#include "engine/speculative.h"
 #include "model/model.h"
 #include "store/resolve.h"
 #include "tokenizer/vocab.h"
@@ -51,6 +52,11 @@ struct ServedModel {
     std::optional<store::ModelConfig> config;
     std::string chat_template;
     bool default_template = false;
+    // The draft model (serve --model-draft) and its one-sequence Context, for the model
+    // loaded at start only; null otherwise. Destroyed after sched, which uses the drafter.
+    std::unique_ptr<Model> draft_model;
+    std::unique_ptr<Context> draft_ctx;
+    std::unique_ptr<Drafter> drafter;
     std::unique_ptr<Context> ctx;  // destroyed after sched (declared before it)
     std::unique_ptr<Scheduler> sched;
     double load_ms = 0;
@@ -80,6 +86,10 @@ struct ModelOptions {
     bool prefill_first = true;  // SchedulerParams::prefill_first
     int lookup_draft = 0;       // SchedulerParams::lookup_draft (0: no speculation)
     int draft_max_running = 1;  // SchedulerParams::draft_max_running
+    // A small model of the same vocabulary (a GGUF path or a store name) drafting for the
+    // model named draft_for (serve -m): speculative decoding, instead of lookup.
+    std::string draft_model, draft_for;
+    DraftParams draft;  // n_max tokens per draft, p_min confidence
     KvType kv_type = KvType::F16;
     uint64_t max_memory = 0;  // budget for all loaded models' bytes; 0: 90% of physical memory
     std::chrono::milliseconds keep_alive = std::chrono::minutes(5);  // negative: forever
@@ -126,6 +136,9 @@ class ModelRegistry {
     // `plan`; throws ModelTooLarge when they cannot. Called with mu_ held.
     void make_room(const std::string& name, const LoadPlan& plan);
     std::shared_ptr<ServedModel> load(const std::string& name, const LoadPlan& plan);
+    void load_draft(ServedModel& m) const;
+    std::string draft_path() const;  // opts_.draft_model as a file, or ModelNotFound  //
+                                     // opts_.draft_model, checked against m's vocabulary
     void sweep();
 
     ModelOptions opts_;

@@ -230,7 +230,8 @@ void Server::Impl::setup() {
             {"lokal_kv_blocks_cached", "KV blocks held by the prefix cache."},
             {"lokal_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache."},
             {"lokal_preemptions_total", "Sequences preempted for lack of KV blocks."},
-            {"lokal_draft_tokens_total", "Speculative (prompt lookup) tokens checked."},
+            {"lokal_draft_tokens_total",
+             "Speculative tokens checked (prompt lookup or draft model)."},
             {"lokal_draft_tokens_accepted_total", "Speculative tokens the model kept."}};
         auto models = registry.loaded();
         for (size_t g = 0; g < std::size(gauges); ++g) {

@@ -322,8 +322,10 @@ TEST(Cli, InfoDescribesTheModel) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-    for (const char* cmd : {"", "run", "tokenize", "perplexity", "info", "list", "pull", "show",
-                            "rm", "create", "convert"}) {
+    for (const char* cmd :
+         {"",      "run",      "tokenize", "perplexity",  "info",         "list",   "pull",
+          "push",  "show",     "rm",       "cp",          "prune",        "create", "convert",
+          "serve", "quantize", "imatrix",  "quant-error", "quant-report", "synth",  "bench"}) {
         const Result r = lokal(std::string(cmd) + " --help");
         EXPECT_EQ(r.code, 0) << cmd;
         EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
@@ -337,6 +339,19 @@ void expect_clean_failure(const Result& r, const std::string& must_mention) {
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(count_lines(r.err), 1u) << r.err;
     EXPECT_NE(r.err.find(must_mention), std::string::npos) << r.err;
+}
+
+// serve's draft model: one kind of draft at a time, and it drafts for the -m model.
+TEST(Cli, ServeDraftModelNeedsTheModelItDraftsFor) {
+    const std::string draft = " --model-draft " + model("tiny-k.Q4_0.gguf");
+    const Result alone = lokal("serve --port 0" + draft);
+    expect_clean_failure(alone, "-m");
+    const Result both =
+        lokal("serve --port 0 -m " + model("tiny-k.Q8_0.gguf") + " --lookup 3" + draft);
+    expect_clean_failure(both, "choose one");
+    const Result other = lokal("serve --port 0 -m " + model("tiny-k.Q8_0.gguf") +
+                               " --model-draft " + model("tiny-qwen2.Q8_0.gguf"));
+    expect_clean_failure(other, "--model-draft: the draft model's tokenizer");
 }
 
 TEST(Cli, BadInputFailsCleanly) {

@@ -206,7 +206,7 @@ TEST(Speculative, DraftModelThatRunsOutOfRoomStops) {
     ModelDrafter md(draft_ctx, dp);
     const GenerateResult r = run(*target, *vocab, prompt, o, 128, &md);
     expect_same(plain, r);
-    EXPECT_TRUE(md.disabled());
+    EXPECT_GT(md.declined(), 0);
     EXPECT_GT(r.draft.accepted, 0);
 }
 

@@ -955,6 +955,55 @@ TEST(Http, LookupDraftsKeepTheAnswer) {
     EXPECT_EQ(test::metric(live(), "lokal_draft_tokens_total{model=\"stories260K\"}"), 0);
 }
 
+// serve --model-draft: tiny-k's Q4_0 copy drafts for its Q8_0 original; the answers are the
+// ones without drafts, streamed or not, and the drafts show in /metrics. A draft model of
+// another vocabulary is refused at start, saying why.
+TEST(Http, DraftModelKeepsTheAnswer) {
+    ServerOptions o = base_options();
+    o.default_model = "tiny-k.Q8_0";
+    o.models.draft_model = test::shared_path("models/tiny-k.Q4_0.gguf");
+    o.models.draft_for = o.default_model;
+    o.models.draft.p_min = 0;
+    Live l(o);
+    const json body = {{"model", "tiny-k.Q8_0"},
+                       {"prompt", "A cat"},
+                       {"max_tokens", 48},
+                       {"temperature", 0},
+                       {"logit_bias", {{"2", -100}}}};
+    auto plain = post("/v1/completions", body);  // the shared server: no draft model
+    auto spec = l.client().Post("/v1/completions", body.dump(), "application/json");
+    ASSERT_TRUE(plain && spec);
+    ASSERT_EQ(plain->status, 200) << plain->body;
+    ASSERT_EQ(spec->status, 200) << spec->body;
+    const json want = json::parse(plain->body)["choices"][0]["text"];
+    EXPECT_EQ(json::parse(spec->body)["choices"][0]["text"], want);
+    json streamed = body;
+    streamed["stream"] = true;
+    auto st = l.client().Post("/v1/completions", streamed.dump(), "application/json");
+    ASSERT_TRUE(st);
+    std::string text;
+    for (const std::string& d : sse(st->body))
+        if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
+    EXPECT_EQ(text, want);
+    const double proposed = test::metric(l, "lokal_draft_tokens_total{model=\"tiny-k.Q8_0\"}");
+    const double accepted =
+        test::metric(l, "lokal_draft_tokens_accepted_total{model=\"tiny-k.Q8_0\"}");
+    EXPECT_GT(accepted, 0);
+    EXPECT_LT(accepted, proposed);
+
+    ServerOptions bad = o;
+    bad.models.draft_model = test::shared_path("models/tiny-qwen2.Q8_0.gguf");
+    server::Server srv(bad);
+    try {
+        srv.bind();
+        ADD_FAILURE() << "a draft model of another vocabulary was accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("--model-draft: the draft model's tokenizer"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(Http, ConcurrentStreamsAndMetrics) {
     std::vector<std::thread> ts;
     std::atomic<int> ok{0};

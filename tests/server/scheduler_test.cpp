@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "engine/scheduler.h"
+#include "engine/speculative.h"
 #include "shared_path.h"
 
 namespace lokal {
@@ -486,6 +487,56 @@ TEST(Scheduler, LookupDraftsKeepTheOutput) {
     for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(busy[i].tokens, plain[i].tokens);
     // Drafts only once a single sequence was left decoding.
     EXPECT_LT(st.draft_proposed, together.draft_proposed);
+}
+
+// A draft model (tiny-k's Q4_0 copy drafting for its Q8_0 original) in the scheduler: one
+// drafter follows whichever sequence is decoding alone, and every request's tokens are the
+// ones the scheduler gives without it, one at a time or four together.
+TEST(Scheduler, DraftModelKeepsTheOutput) {
+    auto target = Model::load(test::shared_path("models/tiny-k.Q8_0.gguf"));
+    auto vocab = Vocab::from_gguf(*target->file);
+    auto small = Model::load(test::shared_path("models/tiny-k.Q4_0.gguf"));
+    std::vector<SeqRequest> reqs;
+    for (const char* p : {"A cat", "The dog went", "Once there was", "Lily and Ben"}) {
+        SeqRequest r;
+        r.prompt = vocab->tokenize(p, true, false);
+        r.n_predict = 20 + 10 * (int)reqs.size();  // together, the last decodes alone at the end
+        r.sampling.temperature = 0;
+        r.ignore_eos = true;
+        reqs.push_back(r);
+    }
+    reqs[1].sampling.temperature = 0.8f, reqs[1].sampling.seed = 3;
+    auto run_all = [&](int max_running, Drafter* drafter, Scheduler::Stats* stats) {
+        Context ctx(*target, params(128, 4));
+        SchedulerParams sp;
+        sp.max_running = max_running;
+        sp.drafter = drafter;
+        sp.draft_max_running = 1;
+        Scheduler s(ctx, *vocab, sp);
+        std::vector<std::shared_ptr<SeqHandle>> hs;
+        for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
+        std::vector<Result> out;
+        for (auto& h : hs) out.push_back(collect(*h));
+        if (stats) *stats = s.stats();
+        return out;
+    };
+    const std::vector<Result> plain = run_all(4, nullptr, nullptr);
+    Context draft_ctx(*small, params(128, 1));
+    DraftParams dp;
+    dp.n_max = 3;
+    dp.p_min = 0;
+    ModelDrafter drafter(draft_ctx, dp);
+    for (int max_running : {1, 4}) {
+        SCOPED_TRACE(max_running);
+        Scheduler::Stats st;
+        const std::vector<Result> spec = run_all(max_running, &drafter, &st);
+        for (size_t i = 0; i < reqs.size(); ++i) {
+            EXPECT_EQ(spec[i].tokens, plain[i].tokens) << "request " << i;
+            EXPECT_EQ(spec[i].text, plain[i].text) << "request " << i;
+        }
+        EXPECT_GT(st.draft_accepted, 0);
+        EXPECT_LT(st.draft_accepted, st.draft_proposed);
+    }
 }
 
 }  // namespace
