@@ -922,8 +922,33 @@ TEST(Http, ModelOverTheMemoryBudgetIs507) {
     EXPECT_EQ(json::parse(l.client().Get("/api/ps")->body)["models"].size(), 0u);
 }
 
-// serve --lookup: the same completion as without drafts, streamed token by token, and the
-// drafts counted in /metrics.
+// A speculating server `l` answers `body` (a greedy /v1/completions request) with the text
+// the shared server without drafts gives, streamed and not; returns its draft counters
+// (proposed, accepted) for `model` from /metrics.
+std::pair<double, double> expect_answers_of_plain_server(Live& l, const json& body,
+                                                         const std::string& model) {
+    auto plain = post("/v1/completions", body);
+    auto spec = l.client().Post("/v1/completions", body.dump(), "application/json");
+    if (!plain || !spec) {
+        ADD_FAILURE() << "no answer";
+        return {0, 0};
+    }
+    EXPECT_EQ(plain->status, 200) << plain->body;
+    EXPECT_EQ(spec->status, 200) << spec->body;
+    const json want = json::parse(plain->body)["choices"][0]["text"];
+    EXPECT_EQ(json::parse(spec->body)["choices"][0]["text"], want);
+    json streamed = body;
+    streamed["stream"] = true;
+    auto st = l.client().Post("/v1/completions", streamed.dump(), "application/json");
+    std::string text;
+    if (st)
+        for (const std::string& d : sse(st->body))
+            if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
+    EXPECT_EQ(text, want);
+    return {test::metric(l, "lokal_draft_tokens_total{model=\"" + model + "\"}"),
+            test::metric(l, "lokal_draft_tokens_accepted_total{model=\"" + model + "\"}")};
+}
+
 TEST(Http, LookupDraftsKeepTheAnswer) {
     ServerOptions o = base_options();
     o.models.lookup_draft = 6;
@@ -933,23 +958,7 @@ TEST(Http, LookupDraftsKeepTheAnswer) {
                        {"max_tokens", 80},
                        {"temperature", 0},
                        {"logit_bias", {{"2", -100}}}};  // no end of text: 80 tokens
-    auto plain = post("/v1/completions", body);
-    auto spec = l.client().Post("/v1/completions", body.dump(), "application/json");
-    ASSERT_TRUE(plain && spec);
-    ASSERT_EQ(spec->status, 200) << spec->body;
-    EXPECT_EQ(json::parse(spec->body)["choices"][0]["text"],
-              json::parse(plain->body)["choices"][0]["text"]);
-    json streamed = body;
-    streamed["stream"] = true;
-    auto st = l.client().Post("/v1/completions", streamed.dump(), "application/json");
-    ASSERT_TRUE(st);
-    std::string text;
-    for (const std::string& d : sse(st->body))
-        if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
-    EXPECT_EQ(text, json::parse(plain->body)["choices"][0]["text"]);
-    const double proposed = test::metric(l, "lokal_draft_tokens_total{model=\"stories260K\"}");
-    const double accepted =
-        test::metric(l, "lokal_draft_tokens_accepted_total{model=\"stories260K\"}");
+    const auto [proposed, accepted] = expect_answers_of_plain_server(l, body, "stories260K");
     EXPECT_GT(accepted, 0);
     EXPECT_LE(accepted, proposed);
     EXPECT_EQ(test::metric(live(), "lokal_draft_tokens_total{model=\"stories260K\"}"), 0);
@@ -970,24 +979,7 @@ TEST(Http, DraftModelKeepsTheAnswer) {
                        {"max_tokens", 48},
                        {"temperature", 0},
                        {"logit_bias", {{"2", -100}}}};
-    auto plain = post("/v1/completions", body);  // the shared server: no draft model
-    auto spec = l.client().Post("/v1/completions", body.dump(), "application/json");
-    ASSERT_TRUE(plain && spec);
-    ASSERT_EQ(plain->status, 200) << plain->body;
-    ASSERT_EQ(spec->status, 200) << spec->body;
-    const json want = json::parse(plain->body)["choices"][0]["text"];
-    EXPECT_EQ(json::parse(spec->body)["choices"][0]["text"], want);
-    json streamed = body;
-    streamed["stream"] = true;
-    auto st = l.client().Post("/v1/completions", streamed.dump(), "application/json");
-    ASSERT_TRUE(st);
-    std::string text;
-    for (const std::string& d : sse(st->body))
-        if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
-    EXPECT_EQ(text, want);
-    const double proposed = test::metric(l, "lokal_draft_tokens_total{model=\"tiny-k.Q8_0\"}");
-    const double accepted =
-        test::metric(l, "lokal_draft_tokens_accepted_total{model=\"tiny-k.Q8_0\"}");
+    const auto [proposed, accepted] = expect_answers_of_plain_server(l, body, "tiny-k.Q8_0");
     EXPECT_GT(accepted, 0);
     EXPECT_LT(accepted, proposed);
 

@@ -51,6 +51,18 @@ Result collect(SeqHandle& h) {
     }
 }
 
+// Submits every request at once to a scheduler over ctx; their results, in order.
+std::vector<Result> submit_all(Context& ctx, const Vocab& vocab, const SchedulerParams& sp,
+                               const std::vector<SeqRequest>& reqs, Scheduler::Stats* stats) {
+    Scheduler s(ctx, vocab, sp);
+    std::vector<std::shared_ptr<SeqHandle>> hs;
+    for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
+    std::vector<Result> out;
+    for (auto& h : hs) out.push_back(collect(*h));
+    if (stats) *stats = s.stats();
+    return out;
+}
+
 SeqRequest greedy(const std::string& prompt, int n) {
     SeqRequest r;
     r.prompt = stories().vocab->tokenize(prompt, true, false);
@@ -443,13 +455,7 @@ TEST(Scheduler, LookupDraftsKeepTheOutput) {
         sp.max_running = max_running;
         sp.lookup_draft = lookup;
         sp.draft_max_running = draft_running;
-        Scheduler s(ctx, *m.vocab, sp);
-        std::vector<std::shared_ptr<SeqHandle>> hs;
-        for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
-        std::vector<Result> out;
-        for (auto& h : hs) out.push_back(collect(*h));
-        if (stats) *stats = s.stats();
-        return out;
+        return submit_all(ctx, *m.vocab, sp, reqs, stats);
     };
     // A stop string from the middle of request 2's own text, so that it does stop.
     const std::string text2 = run_all(128, 4, 1, 0, 2, nullptr)[2].text;
@@ -512,13 +518,7 @@ TEST(Scheduler, DraftModelKeepsTheOutput) {
         sp.max_running = max_running;
         sp.drafter = drafter;
         sp.draft_max_running = 1;
-        Scheduler s(ctx, *vocab, sp);
-        std::vector<std::shared_ptr<SeqHandle>> hs;
-        for (const SeqRequest& r : reqs) hs.push_back(s.submit(r));
-        std::vector<Result> out;
-        for (auto& h : hs) out.push_back(collect(*h));
-        if (stats) *stats = s.stats();
-        return out;
+        return submit_all(ctx, *vocab, sp, reqs, stats);
     };
     const std::vector<Result> plain = run_all(4, nullptr, nullptr);
     Context draft_ctx(*small, params(128, 1));
