@@ -20,15 +20,25 @@
 namespace lokal::gemm::avx2 {
 namespace {
 
-// The most tokens the streaming path takes: up to 4 it beats the panel for every type
-// measured (BM_Matmul/rows:32000/cols:2048/thr:2/pack:1: Q4_0, Q4_K, Q8_0); at 8, Q8_0 and
-// Q4_K were slower (more accumulators than registers).
+// The most tokens one streaming tile takes: up to 4 it beats the panel for every type
+// measured (BM_Matmul/rows:32000/cols:2048/thr:2/pack:1: Q4_0, Q4_K, Q8_0); one tile of 8
+// was slower for Q8_0 and Q4_K (more accumulators than registers), so 5-8 tokens stream
+// as two tiles of at most 4 over each unpacked block.
 constexpr int kStreamTokens = 4;
 
 // LOKAL_GEMM_STREAM=0 turns the few-token streaming path off (for A/B measurements).
 bool stream_few_tokens() {
     static const bool on = [] {
         const char* e = std::getenv("LOKAL_GEMM_STREAM");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+// LOKAL_GEMM_STREAM8=0: 5-8 tokens on the panel path (for A/B measurements).
+bool stream_two_tiles() {
+    static const bool on = [] {
+        const char* e = std::getenv("LOKAL_GEMM_STREAM8");
         return !(e && e[0] == '0');
     }();
     return on;
@@ -706,31 +716,35 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
 // Decode (1 token) and a few tokens (2..kStreamTokens: speculative checks, small decode
 // batches): one pass over the weights, each block unpacked once, prefetched ahead and used
 // for every token while in registers/L1, instead of unpacking a panel to scratch and reading
-// it back. The arithmetic per token is the panel path's (the same block order and
-// operations), so results do not depend on which path ran.
-template <class Pan, class Ty, template <class, int> class Compute, int T, class S>
+// it back. T2 > 0: a second group of T2 tokens uses the same unpacked block (up to 8 tokens
+// in two tiles of at most 4, so the dot products keep their registers). The arithmetic per
+// token is the panel path's (the same block order and operations), so results do not depend
+// on which path ran.
+template <class Pan, class Ty, template <class, int> class Compute, int T, int T2 = 0, class S>
 void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    constexpr int TT = T + T2;
     const int64_t nb = a.n / QK;
-    Tok tk[T];
-    for (int t = 0; t < T; ++t)
+    Tok tk[TT];
+    for (int t = 0; t < TT; ++t)
         tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
-    __m256 f[T];
-    for (int t = 0; t < T; ++t) f[t] = _mm256_setzero_ps();
+    __m256 f[TT];
+    for (int t = 0; t < TT; ++t) f[t] = _mm256_setzero_ps();
     Pan P;
     for (int64_t b = 0; b < nb; ++b) {
         R.prefetch(b);
         if constexpr (QK == 32) {
             Ty::unpack(R, b, P);
             Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
-        } else if constexpr (T == 1) {
+        } else if constexpr (TT == 1) {
             f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);  // K-quant decode: unpacked as used
         } else {
             unpack_k<Ty>(R, b, P);
             Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);
         }
+        if constexpr (T2 > 0) Compute<Ty, T2>::fn(&P, 1, b, nb, tk + T, f + T);
     }
-    for (int t = 0; t < T; ++t) {
+    for (int t = 0; t < TT; ++t) {
         alignas(32) float out[8];
         _mm256_store_ps(out, f[t]);
         for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = out[i];
@@ -751,6 +765,21 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
                 return stream_group<Pan, Ty, Compute, 3>(a, R, g, nv);
             default:
                 return stream_group<Pan, Ty, Compute, 4>(a, R, g, nv);
+        }
+    }
+    // Two tiles per unpacked block beat the panel up to 8 tokens, but for the split types
+    // (Q8_0, IQ4: two nibble planes, twice the int16 sums) only up to 6 (BM_Matmul, thr:1).
+    constexpr int kTwoTiles = Ty::Split ? 6 : 2 * kStreamTokens;
+    if (a.n_tokens <= kTwoTiles && stream_few_tokens() && stream_two_tiles()) {
+        switch (a.n_tokens) {
+            case 5:
+                return stream_group<Pan, Ty, Compute, 4, 1>(a, R, g, nv);
+            case 6:
+                return stream_group<Pan, Ty, Compute, 4, 2>(a, R, g, nv);
+            case 7:
+                return stream_group<Pan, Ty, Compute, 4, 3>(a, R, g, nv);
+            default:
+                return stream_group<Pan, Ty, Compute, 4, 4>(a, R, g, nv);
         }
     }
     Tok tk[4];
