@@ -92,7 +92,7 @@ void matmul_args(benchmark::internal::Benchmark* b) {
     const int64_t shapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
     for (TensorType t : types)
         for (auto& sh : shapes)
-            for (int64_t tok : {1, 2, 4, 5, 6, 8, 512}) {
+            for (int64_t tok : {1, 2, 4, 5, 6, 8, 12, 16, 512}) {
                 if (tok == 512 && sh[0] == 32000) continue;  // the output layer runs for 1 token
                 for (int thr : {1, 2})
                     for (int pack : {0, 1}) b->Args({(int64_t)t, sh[0], sh[1], tok, thr, pack});

@@ -25,6 +25,14 @@ namespace {
 // was slower for Q8_0 and Q4_K (more accumulators than registers), so 5-8 tokens stream
 // as two tiles of at most 4 over each unpacked block.
 constexpr int kStreamTokens = 4;
+constexpr int kStreamMany = 16;
+bool stream_many() {
+    static const bool on = [] {
+        const char* e = std::getenv("LOKAL_GEMM_STREAM16");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
 
 // LOKAL_GEMM_STREAM=0 turns the few-token streaming path off (for A/B measurements).
 bool stream_few_tokens() {
@@ -751,6 +759,50 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
     }
 }
 
+// 9..kStreamMany tokens (prefill chunks of short prompts, larger decode batches): the same
+// one pass over the weights, each unpacked block used by tiles of at most 4 tokens in turn;
+// the accumulators live in memory (L1) between tiles.
+template <class Pan, class Ty, template <class, int> class Compute, class S>
+void stream_tiles(const GemmArgs& a, const S& R, int64_t g, int nv) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    const int64_t nb = a.n / QK;
+    const int nt = (int)a.n_tokens;
+    Tok tk[kStreamMany];
+    alignas(32) __m256 f[kStreamMany];
+    for (int t = 0; t < nt; ++t) {
+        tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
+        f[t] = _mm256_setzero_ps();
+    }
+    Pan P;
+    for (int64_t b = 0; b < nb; ++b) {
+        R.prefetch(b);
+        if constexpr (QK == 32)
+            Ty::unpack(R, b, P);
+        else
+            unpack_k<Ty>(R, b, P);
+        for (int t0 = 0; t0 < nt; t0 += kStreamTokens) {
+            switch (std::min(kStreamTokens, nt - t0)) {
+                case 1:
+                    Compute<Ty, 1>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                    break;
+                case 2:
+                    Compute<Ty, 2>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                    break;
+                case 3:
+                    Compute<Ty, 3>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                    break;
+                default:
+                    Compute<Ty, 4>::fn(&P, 1, b, nb, tk + t0, f + t0);
+            }
+        }
+    }
+    for (int t = 0; t < nt; ++t) {
+        alignas(32) float out[8];
+        _mm256_store_ps(out, f[t]);
+        for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = out[i];
+    }
+}
+
 // One group of 8 rows (g) for every token, reading the weights through S (Strided/Packed).
 template <class Pan, class Ty, template <class, int> class Compute, int CB, class S>
 void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, float* acc) {
@@ -782,6 +834,8 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
                 return stream_group<Pan, Ty, Compute, 4, 4>(a, R, g, nv);
         }
     }
+    if (a.n_tokens <= kStreamMany && stream_many())
+        return stream_tiles<Pan, Ty, Compute>(a, R, g, nv);
     Tok tk[4];
     for (int64_t c0 = 0; c0 < nb; c0 += CB) {
         const int nbc = (int)std::min<int64_t>(CB, nb - c0);
