@@ -819,8 +819,9 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
                 return stream_group<Pan, Ty, Compute, 4>(a, R, g, nv);
         }
     }
-    // Two tiles per unpacked block beat the panel up to 8 tokens, but for the split types
-    // (Q8_0, IQ4: two nibble planes, twice the int16 sums) only up to 6 (BM_Matmul, thr:1).
+    // Two tiles per unpacked block, accumulators in registers, up to 8 tokens; the split
+    // types (Q8_0, IQ4: two nibble planes, twice the int16 sums) spill there past 6 and run
+    // 7-8 tokens faster with the accumulators in L1 (stream_tiles; BM_Matmul, thr:1).
     constexpr int kTwoTiles = Ty::Split ? 6 : 2 * kStreamTokens;
     if (a.n_tokens <= kTwoTiles && stream_few_tokens() && stream_two_tiles()) {
         switch (a.n_tokens) {
