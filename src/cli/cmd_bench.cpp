@@ -389,12 +389,16 @@ void run_model(const Opts& o) {
             e["npp"] = o.npp;
             e["ntg"] = o.ntg;
             e["prompt_tps"] = r.prompt_tps;
-            e["speedup"] = ref > 0 ? r.gen.mean / ref : 0.0;
+            // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
+            e["speedup"] = ref > 0 ? json(r.gen.mean / ref) : json(nullptr);
             j["batched"].push_back(e);
             if (!o.json) {
-                std::printf("| batched %d × tg%d | %s | %.2f× one sequence; prompts %.1f t/s |\n",
-                            B, o.ntg, tps_cell(r.gen).c_str(), ref > 0 ? r.gen.mean / ref : 0.0,
-                            r.prompt_tps);
+                char speedup[48] = "";
+                if (ref > 0)
+                    std::snprintf(speedup, sizeof speedup, "%.2f× one sequence; ",
+                                  r.gen.mean / ref);
+                std::printf("| batched %d × tg%d | %s | %sprompts %.1f t/s |\n", B, o.ntg,
+                            tps_cell(r.gen).c_str(), speedup, r.prompt_tps);
                 std::fflush(stdout);
             }
         }

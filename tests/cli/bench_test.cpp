@@ -223,6 +223,22 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     EXPECT_LT(j["weight_bytes_per_token"].get<double>(), j["weight_bytes"].get<double>());
 }
 
+// Batched runs without a one-sequence figure (no -b 1, -n 0) claim no speed-up.
+TEST_F(Synth, BenchBatchedWithoutOneSequenceHasNoSpeedup) {
+    const std::string m = make("tiny", "Q4_0");
+    const std::string args =
+        "bench -m " + q(m) + " -p 0 -n 0 -b 2 -r 1 --npp 4 --ntg 2 -t 2 --roofline 10";
+    const Result r = lokal(args + " --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_EQ(j["batched"].size(), 1u);
+    EXPECT_TRUE(j["batched"][0]["speedup"].is_null()) << r.out;
+    const Result table = lokal(args);
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_NE(table.out.find("| batched 2 × tg2 |"), std::string::npos) << table.out;
+    EXPECT_EQ(table.out.find("one sequence"), std::string::npos) << table.out;
+}
+
 TEST(Bench, MemoryReportsOneAndNThreads) {
     const Result r = lokal("bench --memory --buffer-mib 64 -t 2 --json");
     ASSERT_EQ(r.code, 0) << r.err;
