@@ -215,6 +215,7 @@ KernelTable make_table(bool amx) {
     KernelTable t;
     t.isa = amx ? "amx" : "avx512";
     t.row_group = 16;
+    t.reads_packed = true;
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
     t.gemm[(int)TensorType::BF16] = &gemm_float<TensorType::BF16>;

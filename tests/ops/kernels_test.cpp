@@ -237,7 +237,7 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
             if (!gemm::is_gemm_quant(t)) continue;
             ASSERT_EQ(gemm::pack_layout(t).block_bytes, type_traits(t).type_size) << type_name(t);
             for (int64_t n : lengths_for(t)) {
-                for (int64_t n_rows : {8, 19, 40}) {
+                for (int64_t n_rows : {8, 19, 24, 40}) {
                     const auto w = make_rows(t, n_rows, n, rng, true);
                     auto p = w;
                     gemm::pack_rows(t, n, n_rows, p.data());
@@ -251,7 +251,7 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
                     auto back = p;
                     gemm::unpack_rows(t, n, n_rows, back.data());
                     ASSERT_EQ(back, w) << type_name(t) << " pack/unpack round trip";
-                    for (int64_t n_tok : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17}) {
+                    for (int64_t n_tok : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33}) {
                         const auto a = make_acts(t, n_tok, n, rng);
                         const auto ref = run_gemm(scalar_kernels(), t, w, n_rows, a, n_tok, n);
                         const auto y = run_gemm(*kt, t, p, n_rows, a, n_tok, n, true);
