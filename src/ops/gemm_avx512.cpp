@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -713,6 +714,60 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm512_store_ps(acc_buf + 16 * t, facc[t]);
 }
 
+// Batches of 2..kStreamMany tokens (decode batches, speculative checks, short prompt chunks)
+// read each block once: unpacked, then used by tiles of 8, 4, 2, 1 tokens in turn while it is
+// in registers or L1, instead of a panel of CB blocks written to scratch and read back per
+// tile. The accumulators stay in L1 between tiles. Each token's arithmetic is the panel
+// path's (the same block order and operations), so the results do not depend on the path.
+constexpr int kStreamMany = 16;
+
+// LOKAL_GEMM_STREAM=0 sends these batches to the panel path (for A/B measurements).
+bool stream_few_tokens() {
+    static const bool on = [] {
+        const char* e = std::getenv("LOKAL_GEMM_STREAM");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+template <class Pan, class Ty, template <class, int> class Compute, class S>
+void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    const int64_t nb = a.n / QK;
+    const int nt = (int)a.n_tokens;
+    Tok tk[kStreamMany];
+    __m512 f[kStreamMany];
+    for (int t = 0; t < nt; ++t) {
+        tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
+        f[t] = _mm512_setzero_ps();
+    }
+    Pan P;
+    for (int64_t b = 0; b < nb; ++b) {
+        R.prefetch(b);
+        if constexpr (QK == 32)
+            Ty::unpack(R, b, P);
+        else
+            unpack_k<Ty>(R, b, P);
+        for (int t0 = 0; t0 < nt;) {
+            const int left = nt - t0;
+            if (left >= 8) {
+                Compute<Ty, 8>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                t0 += 8;
+            } else if (left >= 4) {
+                Compute<Ty, 4>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                t0 += 4;
+            } else if (left >= 2) {
+                Compute<Ty, 2>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                t0 += 2;
+            } else {
+                Compute<Ty, 1>::fn(&P, 1, b, nb, tk + t0, f + t0);
+                t0 += 1;
+            }
+        }
+    }
+    for (int t = 0; t < nt; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, f[t]);
+}
+
 // One group of 16 rows (g) for every token, reading the weights through S (Strided/Packed).
 template <class Pan, class Ty, template <class, int> class Compute, int CB, class S>
 void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, Pan* pan,
@@ -737,6 +792,8 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
         _mm512_mask_storeu_ps(a.y + g, out_mask, f);
         return;
     }
+    if (a.n_tokens <= kStreamMany && stream_few_tokens())
+        return stream_tiles<Pan, Ty, Compute>(a, R, g, out_mask);
     Tok tk_all[8];
     for (int64_t c0 = 0; c0 < nb; c0 += CB) {
         const int nbc = (int)std::min<int64_t>(CB, nb - c0);
