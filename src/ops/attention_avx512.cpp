@@ -6,6 +6,9 @@
 // reduces 16 keys at a time with one transposing tree (no per-key horizontal sums); the
 // softmax uses a vector exp and a double sum, probabilities are rounded to f16 as the
 // reference does, and pass 2 accumulates p * V with the head block's outputs in registers.
+// GQA groups of 1, 2, 4 and 8 (head sizes 64 and 128) take attend_gqa instead, which keeps
+// every partial sum in registers (BM_AttentionDecode/ctx:4096, 2 threads from memory:
+// 402-434 -> 295-305 us per layer on a Zen 5; LOKAL_ATTN_GQA512=0 for A/B).
 // GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -13,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "ops/attention_isa.h"
@@ -203,15 +207,179 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
 }
 
+// The decode-shaped kernel for GQA groups G in {1, 2, 4, 8} and head_dim = 16 NC, as
+// attend_fast in attention_avx2.cpp, 16 lanes wide. Scores live key-major,
+// scores[j * G + g]: KB = 16 / G keys at a time, one accumulator per (key, head) = 16 chains
+// over the head's chunks, and one transposing tree (hsum16x16) yields the 16 scores already
+// in key-major order, so lane l of every score vector holds head l % G and the max,
+// exponentials and sums of all heads are lane-wise vector work. No partial sums go through
+// memory. Values: G heads x CB chunks of 16 dims per register block (at most 16
+// accumulators), every key's chunk converted once per block and weighted by each head's
+// probability; keys in tiles of TKV so the later chunk blocks find the tile's V rows in L1.
+template <int NC, int G>
+void attend_gqa(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    constexpr int HD = 16 * NC, KB = 16 / G, CB = 16 / G < NC ? 16 / G : NC;
+    static_assert(NC % CB == 0, "head_dim chunks must fill the register blocks");
+    constexpr int PD = 64;      // keys prefetched ahead while scoring
+    constexpr int TKV = 64;     // keys per value tile
+    constexpr int RB = 2 * HD;  // bytes per f16 K or V row
+    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int64_t n = query.pos - first + 1;
+    const int64_t n_blk = (n + KB - 1) / KB * KB;
+    const int64_t n_vec = n_blk * G;  // a multiple of 16
+    buf.resize((size_t)(2 * G * HD + n_vec) + 16);
+    float* q = buf.data();                 // [G][HD], f16-rounded
+    float* acc = q + (size_t)G * HD;       // [G][HD]
+    float* scores = acc + (size_t)G * HD;  // [n_blk][G]
+    for (int g = 0; g < G; ++g) {
+        const float* src = query.q + (int64_t)(kv_head * G + g) * HD;
+        for (int c = 0; c < NC; ++c)
+            _mm512_storeu_ps(q + g * HD + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
+    }
+    thread_local std::vector<int64_t> rows_tl;
+    kv_row_offsets(s, query, kv_head, first, n, rows_tl);
+    // Padded to whole key blocks and the prefetch distances with the last row (its scores
+    // are replaced with -inf below).
+    rows_tl.resize((size_t)(n_blk + PD + TKV), rows_tl[(size_t)n - 1]);
+    const int64_t* rows = rows_tl.data();
+    auto prefetch_row = [](const uint16_t* row) {
+#pragma GCC unroll 4
+        for (int b = 0; b < RB; b += 64) _mm_prefetch((const char*)row + b, _MM_HINT_T0);
+    };
+    const __m512 scale = _mm512_set1_ps(s.scale);
+
+    // Scores, and their lane-wise max.
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < n_blk; j0 += KB) {
+#pragma GCC unroll 16
+        for (int kb = 0; kb < KB; ++kb) prefetch_row(k_cache + rows[j0 + kb + PD]);
+        __m512 d[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) d[i] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+#pragma GCC unroll 16
+            for (int kb = 0; kb < KB; ++kb) {
+                const __m512 k = load_h(k_cache + rows[j0 + kb] + 16 * c);
+#pragma GCC unroll 8
+                for (int g = 0; g < G; ++g)
+                    d[kb * G + g] =
+                        _mm512_fmadd_ps(_mm512_loadu_ps(q + g * HD + 16 * c), k, d[kb * G + g]);
+            }
+        }
+        const __m512 sc = _mm512_mul_ps(hsum16x16(d), scale);
+        _mm512_storeu_ps(scores + j0 * G, sc);
+        vmax = _mm512_max_ps(vmax, sc);
+    }
+    // The padding keys (copies of the last row) must not count: -inf scores, and the max
+    // taken again without them.
+    if (n_blk != n) {
+        for (int64_t i = n * G; i < n_vec; ++i) scores[i] = -INFINITY;
+        vmax = _mm512_set1_ps(-INFINITY);
+        for (int64_t i = 0; i < n_vec; i += 16)
+            vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(scores + i));
+    }
+    // Lanes l and l + G hold the same head: fold them so every lane has its head's max.
+    if constexpr (G <= 8) vmax = _mm512_max_ps(vmax, _mm512_shuffle_f32x4(vmax, vmax, 0x4E));
+    if constexpr (G <= 4) vmax = _mm512_max_ps(vmax, _mm512_shuffle_f32x4(vmax, vmax, 0xB1));
+    if constexpr (G <= 2) vmax = _mm512_max_ps(vmax, _mm512_permute_ps(vmax, 0x4E));
+    if constexpr (G <= 1) vmax = _mm512_max_ps(vmax, _mm512_permute_ps(vmax, 0xB1));
+
+    // Softmax: exponentials (exactly 0 for the padding), per-lane sums in double,
+    // probabilities rounded to f16 as the reference does.
+    __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n_vec; i += 16) {
+        const __m512 x = _mm512_loadu_ps(scores + i);
+        const __mmask16 live = _mm512_cmp_ps_mask(x, neg_inf, _CMP_NEQ_OQ);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(x, vmax)));
+        _mm512_storeu_ps(scores + i, e);
+        sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    alignas(64) double lane[16];
+    _mm512_store_pd(lane, sum0);
+    _mm512_store_pd(lane + 8, sum1);
+    alignas(64) float inv[16];
+    for (int l = 0; l < 16; ++l) {
+        double sum = 0;
+        for (int m = l % G; m < 16; m += G) sum += lane[m];
+        inv[l] = (float)(1.0 / sum);
+    }
+    const __m512 vinv = _mm512_load_ps(inv);
+    for (int64_t i = 0; i < n_vec; i += 16)
+        _mm512_storeu_ps(scores + i, round_f16(_mm512_mul_ps(_mm512_loadu_ps(scores + i), vinv)));
+
+    // Values.
+    std::fill(acc, acc + (size_t)G * HD, 0.0f);
+    for (int64_t j0 = 0; j0 < n; j0 += TKV) {
+        const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
+        for (int c0 = 0; c0 < NC; c0 += CB) {
+            __m512 a[G][CB];
+#pragma GCC unroll 8
+            for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb)
+                    a[g][cb] = _mm512_loadu_ps(acc + g * HD + 16 * (c0 + cb));
+            for (int64_t j = j0; j < j1; ++j) {
+                if (c0 == 0) prefetch_row(v_cache + rows[j + TKV]);  // the next tile's row
+                const uint16_t* row = v_cache + rows[j];
+                __m512 v[CB];
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb) v[cb] = load_h(row + 16 * (c0 + cb));
+#pragma GCC unroll 8
+                for (int g = 0; g < G; ++g) {
+                    const __m512 p = _mm512_set1_ps(scores[j * G + g]);
+#pragma GCC unroll 8
+                    for (int cb = 0; cb < CB; ++cb) a[g][cb] = _mm512_fmadd_ps(p, v[cb], a[g][cb]);
+                }
+            }
+#pragma GCC unroll 8
+            for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+                for (int cb = 0; cb < CB; ++cb)
+                    _mm512_storeu_ps(acc + g * HD + 16 * (c0 + cb), a[g][cb]);
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        std::copy_n(acc + g * HD, HD, query.out + (int64_t)(kv_head * G + g) * HD);
+}
+
+template <int NC>
+bool attend_gqa_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                      const AttentionQuery& q, int h, std::vector<float>& buf) {
+    // LOKAL_ATTN_GQA512=0: the generic kernel instead (for A/B measurements).
+    static const bool on = [] {
+        const char* e = std::getenv("LOKAL_ATTN_GQA512");
+        return !(e && e[0] == '0');
+    }();
+    if (!on) return false;
+    switch (s.n_head / s.n_kv_head) {
+        case 8:
+            return attend_gqa<NC, 8>(s, k, v, q, h, buf), true;
+        case 4:
+            return attend_gqa<NC, 4>(s, k, v, q, h, buf), true;
+        case 2:
+            return attend_gqa<NC, 2>(s, k, v, q, h, buf), true;
+        case 1:
+            return attend_gqa<NC, 1>(s, k, v, q, h, buf), true;
+        default:
+            return false;
+    }
+}
+
 }  // namespace
 
 bool attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     switch (s.head_dim) {
         case 64:
+            if (attend_gqa_group<4>(s, k_cache, v_cache, query, kv_head, buf)) return true;
             attend<4, 4>(s, k_cache, v_cache, query, kv_head, buf);
             return true;
         case 128:
+            if (attend_gqa_group<8>(s, k_cache, v_cache, query, kv_head, buf)) return true;
             attend<8, 2>(s, k_cache, v_cache, query, kv_head, buf);
             return true;
         case 32:
