@@ -7,8 +7,9 @@
 // softmax uses a vector exp and a double sum, probabilities are rounded to f16 as the
 // reference does, and pass 2 accumulates p * V with the head block's outputs in registers.
 // GQA groups of 1, 2, 4 and 8 (head sizes 64 and 128) take attend_gqa instead, which keeps
-// every partial sum in registers (BM_AttentionDecode/ctx:4096, 2 threads from memory:
-// 402-434 -> 295-305 us per layer on a Zen 5; LOKAL_ATTN_GQA512=0 for A/B).
+// every partial sum and, while scoring, the query chunks in registers
+// (BM_AttentionDecode/ctx:4096, 2 threads from memory: 402-434 -> 189-214 us per layer on a
+// Zen 5; LOKAL_ATTN_GQA512=0 for A/B).
 // GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -259,13 +260,20 @@ void attend_gqa(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         for (int i = 0; i < 16; ++i) d[i] = _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int c = 0; c < NC; ++c) {
+            // The G query chunks in registers for all KB keys: as memory operands of every
+            // FMA they made scoring load-bound (36 loads per key at G = 8).
+            __m512 qc[G];
+#pragma GCC unroll 8
+            for (int g = 0; g < G; ++g) {
+                qc[g] = _mm512_loadu_ps(q + g * HD + 16 * c);
+                asm("" : "+v"(qc[g]));  // keep it a register: GCC folds it back into each FMA
+            }
 #pragma GCC unroll 16
             for (int kb = 0; kb < KB; ++kb) {
                 const __m512 k = load_h(k_cache + rows[j0 + kb] + 16 * c);
 #pragma GCC unroll 8
                 for (int g = 0; g < G; ++g)
-                    d[kb * G + g] =
-                        _mm512_fmadd_ps(_mm512_loadu_ps(q + g * HD + 16 * c), k, d[kb * G + g]);
+                    d[kb * G + g] = _mm512_fmadd_ps(qc[g], k, d[kb * G + g]);
             }
         }
         const __m512 sc = _mm512_mul_ps(hsum16x16(d), scale);
