@@ -483,6 +483,9 @@ TEST(Scheduler, CancelledGroupLeaderPromotesAFollower) {
     std::vector<SeqRequest> reqs(3, greedy("The little dog ran to the park", 12));
     for (int i = 0; i < 3; ++i) reqs[i].sampling.seed = (uint64_t)i;
     const Result alone = collect(*s.submit(reqs[1]));
+    // The leader asks for far more tokens than it can make before cancel() below lands: with
+    // 12 like the others, a fast machine finished it first ("length", seen on a Zen 5).
+    reqs[0].n_predict = 200;
     auto hs = s.submit_group(reqs);
     hs[0]->cancel();
     EXPECT_EQ(collect(*hs[0]).last.finish_reason, "cancelled");
