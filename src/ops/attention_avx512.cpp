@@ -17,10 +17,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <vector>
 
 #include "ops/attention_isa.h"
+#include "ops/env_switch.h"
 
 namespace lokal {
 namespace {
@@ -358,10 +358,7 @@ template <int NC>
 bool attend_gqa_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
                       const AttentionQuery& q, int h, std::vector<float>& buf) {
     // LOKAL_ATTN_GQA512=0: the generic kernel instead (for A/B measurements).
-    static const bool on = [] {
-        const char* e = std::getenv("LOKAL_ATTN_GQA512");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = env_switch("LOKAL_ATTN_GQA512");
     if (!on) return false;
     switch (s.n_head / s.n_kv_head) {
         case 8:

@@ -9,11 +9,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "ops/env_switch.h"
 #include "ops/gemm_isa.h"
 #include "quant/blocks.h"
 
@@ -26,29 +25,21 @@ namespace {
 // as two tiles of at most 4 over each unpacked block.
 constexpr int kStreamTokens = 4;
 constexpr int kStreamMany = 16;
+// LOKAL_GEMM_STREAM16=0: 9-16 tokens on the panel path (for A/B measurements).
 bool stream_many() {
-    static const bool on = [] {
-        const char* e = std::getenv("LOKAL_GEMM_STREAM16");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = env_switch("LOKAL_GEMM_STREAM16");
     return on;
 }
 
 // LOKAL_GEMM_STREAM=0 turns the few-token streaming path off (for A/B measurements).
 bool stream_few_tokens() {
-    static const bool on = [] {
-        const char* e = std::getenv("LOKAL_GEMM_STREAM");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = env_switch("LOKAL_GEMM_STREAM");
     return on;
 }
 
 // LOKAL_GEMM_STREAM8=0: 5-8 tokens on the panel path (for A/B measurements).
 bool stream_two_tiles() {
-    static const bool on = [] {
-        const char* e = std::getenv("LOKAL_GEMM_STREAM8");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = env_switch("LOKAL_GEMM_STREAM8");
     return on;
 }
 
@@ -130,17 +121,9 @@ struct Strided {
 template <TensorType TT>
 struct Packed {
     static constexpr PackLayout L = pack_layout(TT);
-    // L.pos(x) for every byte x of a block, as a table: the compiler folds a constant index
-    // into a constant, where it left the field search of pos() as a loop in the K-quant
-    // decode (a quarter of its time, measured with perf on BM_MatmulL2).
-    static constexpr auto kPos = [] {
-        std::array<int16_t, pack_layout(TT).block_bytes> t{};
-        for (int x = 0; x < L.block_bytes; ++x) t[(size_t)x] = (int16_t)L.pos(x);
-        return t;
-    }();
     const uint8_t* base;  // the group's first byte
     [[gnu::always_inline]] const uint8_t* at(int64_t b, int x) const {
-        return base + (size_t)b * (kPackRows * L.block_bytes) + kPos[(size_t)x];
+        return base + (size_t)b * (kPackRows * L.block_bytes) + kPackPos<TT>[(size_t)x];
     }
     [[gnu::always_inline]] void t4(int64_t b, int x, __m256i T[4]) const {
         const uint8_t* p = at(b, x);

@@ -19,11 +19,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "ops/env_switch.h"
 #include "ops/gemm_amx.h"
 #include "ops/gemm_isa.h"
 #include "quant/blocks.h"
@@ -163,18 +162,11 @@ struct Strided {
 // is two plain loads: rows 0-7 from the first group's run, rows 8-15 from the second's.
 template <TensorType TT>
 struct Packed {
-    static constexpr PackLayout L = pack_layout(TT);
-    static constexpr int kRun = kPackRows * L.block_bytes;  // one block of 8 rows
-    // L.pos(x) for every byte x of a block, so a constant x folds into a constant offset.
-    static constexpr auto kPos = [] {
-        std::array<int16_t, pack_layout(TT).block_bytes> t{};
-        for (int x = 0; x < L.block_bytes; ++x) t[(size_t)x] = (int16_t)L.pos(x);
-        return t;
-    }();
+    static constexpr int kRun = kPackRows * pack_layout(TT).block_bytes;  // a block of 8 rows
     const uint8_t* lo;  // rows 0-7: the first packed group's first byte
     const uint8_t* hi;  // rows 8-15
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
-        return (size_t)b * kRun + (size_t)kPos[(size_t)x];
+        return (size_t)b * kRun + (size_t)kPackPos<TT>[(size_t)x];
     }
     [[gnu::always_inline]] __m512i both(size_t o) const {
         return _mm512_inserti64x4(
@@ -714,6 +706,23 @@ void run_tile(const Pan* pan, int nbc, int64_t b0, int64_t nb, const Tok* tk, fl
     for (int t = 0; t < T; ++t) _mm512_store_ps(acc_buf + 16 * t, facc[t]);
 }
 
+// Tokens [t0, n) in tiles of 8, 4, 2 and 1 (largest first): fn.template operator()<T>(t).
+template <class I, class F>
+[[gnu::always_inline]] inline void for_each_tile(I t0, I n, F&& fn) {
+    while (t0 < n) {
+        const I left = n - t0;
+        if (left >= 8) {
+            fn.template operator()<8>(t0), t0 += 8;
+        } else if (left >= 4) {
+            fn.template operator()<4>(t0), t0 += 4;
+        } else if (left >= 2) {
+            fn.template operator()<2>(t0), t0 += 2;
+        } else {
+            fn.template operator()<1>(t0), t0 += 1;
+        }
+    }
+}
+
 // Batches of 2..kStreamMany tokens (decode batches, speculative checks, short prompt chunks)
 // read each block once: unpacked, then used by tiles of 8, 4, 2, 1 tokens in turn while it is
 // in registers or L1, instead of a panel of CB blocks written to scratch and read back per
@@ -723,10 +732,7 @@ constexpr int kStreamMany = 16;
 
 // LOKAL_GEMM_STREAM=0 sends these batches to the panel path (for A/B measurements).
 bool stream_few_tokens() {
-    static const bool on = [] {
-        const char* e = std::getenv("LOKAL_GEMM_STREAM");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = env_switch("LOKAL_GEMM_STREAM");
     return on;
 }
 
@@ -748,22 +754,8 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
             Ty::unpack(R, b, P);
         else
             unpack_k<Ty>(R, b, P);
-        for (int t0 = 0; t0 < nt;) {
-            const int left = nt - t0;
-            if (left >= 8) {
-                Compute<Ty, 8>::fn(&P, 1, b, nb, tk + t0, f + t0);
-                t0 += 8;
-            } else if (left >= 4) {
-                Compute<Ty, 4>::fn(&P, 1, b, nb, tk + t0, f + t0);
-                t0 += 4;
-            } else if (left >= 2) {
-                Compute<Ty, 2>::fn(&P, 1, b, nb, tk + t0, f + t0);
-                t0 += 2;
-            } else {
-                Compute<Ty, 1>::fn(&P, 1, b, nb, tk + t0, f + t0);
-                t0 += 1;
-            }
-        }
+        for_each_tile(0, nt,
+                      [&]<int T>(int t0) { Compute<Ty, T>::fn(&P, 1, b, nb, tk + t0, f + t0); });
     }
     for (int t = 0; t < nt; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, f[t]);
 }
@@ -808,30 +800,12 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
         if (use_amx)
             for (; t0 + 16 <= a.n_tokens; t0 += 16)
                 amx_tile<Pan, Ty>(pan, nbc, c0, nb, a, t0, tile_sums, acc + 16 * t0, c0 == 0);
-        while (t0 < a.n_tokens) {
-            const int64_t left = a.n_tokens - t0;
-            const int T = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            for (int t = 0; t < T; ++t)
-                tk_all[t] = {a.act + (size_t)(t0 + t) * a.act_stride,
-                             a.side + (size_t)(t0 + t) * a.side_stride};
-            float* ab = acc + 16 * t0;
-            const bool first = c0 == 0;
-            switch (T) {
-                case 8:
-                    run_tile<Compute<Ty, 8>, Pan, 8>(pan, nbc, c0, nb, tk_all, ab, first);
-                    break;
-                case 4:
-                    run_tile<Compute<Ty, 4>, Pan, 4>(pan, nbc, c0, nb, tk_all, ab, first);
-                    break;
-                case 2:
-                    run_tile<Compute<Ty, 2>, Pan, 2>(pan, nbc, c0, nb, tk_all, ab, first);
-                    break;
-                default:
-                    run_tile<Compute<Ty, 1>, Pan, 1>(pan, nbc, c0, nb, tk_all, ab, first);
-                    break;
-            }
-            t0 += T;
-        }
+        for_each_tile(t0, a.n_tokens, [&]<int T>(int64_t t) {
+            for (int i = 0; i < T; ++i)
+                tk_all[i] = {a.act + (size_t)(t + i) * a.act_stride,
+                             a.side + (size_t)(t + i) * a.side_stride};
+            run_tile<Compute<Ty, T>, Pan, T>(pan, nbc, c0, nb, tk_all, acc + 16 * t, c0 == 0);
+        });
     }
     for (int64_t t = 0; t < a.n_tokens; ++t)
         _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, _mm512_load_ps(acc + 16 * t));
