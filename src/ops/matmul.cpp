@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "ops/env_switch.h"
 #include "ops/gemm_common.h"
 #include "ops/kernels.h"
 
@@ -135,14 +136,11 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
         first_unit[(size_t)i + 1] = first_unit[(size_t)i] + (w.n_rows + rg - 1) / rg;
     }
     const int64_t n_units = first_unit[(size_t)n_outs];
-    // Dealt dynamically in chunks of a few row groups: threads sharing memory bandwidth do
-    // not finish a static half at the same time, and the one that is done early takes more
-    // instead of waiting. Each row group is computed the same way on any thread.
-    const int64_t chunk = std::max<int64_t>(1, n_units / (4 * (int64_t)pool.n_threads()));
-    const int64_t n_chunks = (n_units + chunk - 1) / chunk;
-    pool.parallel_tasks(n_chunks, [&](int64_t c, int thread) {
-        int64_t u0 = c * chunk;
-        const int64_t u1 = std::min(n_units, u0 + chunk);
+    // Dealt dynamically, large ranges first and single row groups last: threads sharing
+    // memory bandwidth do not finish a static half at the same time, and the one that is
+    // done early takes more instead of waiting. Each row group is computed the same way on
+    // any thread. LOKAL_MATMUL_GUIDED=0: fixed chunks of 1/(4 * threads), for A/B.
+    auto run_units = [&](int64_t u0, int64_t u1, int thread) {
         uint8_t* s = thread_scratch(scratch, thread);
         for (int i = 0; i < n_outs && u0 < u1; ++i) {
             const int64_t b = std::max(u0, first_unit[(size_t)i]),
@@ -153,6 +151,16 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
             const int64_t r1 = std::min(a.n_rows, (e - first_unit[(size_t)i]) * rg);
             kt.gemm[(int)a.type](a, r0, r1, s);
         }
+    };
+    static const bool guided = env_switch("LOKAL_MATMUL_GUIDED");
+    if (guided) {
+        pool.parallel_ranges(n_units, 1, run_units);
+        return;
+    }
+    const int64_t chunk = std::max<int64_t>(1, n_units / (4 * (int64_t)pool.n_threads()));
+    const int64_t n_chunks = (n_units + chunk - 1) / chunk;
+    pool.parallel_tasks(n_chunks, [&](int64_t c, int thread) {
+        run_units(c * chunk, std::min(n_units, (c + 1) * chunk), thread);
     });
 }
 

@@ -126,4 +126,29 @@ void ThreadPool::parallel_tasks(int64_t n_tasks, const std::function<void(int64_
     });
 }
 
+void ThreadPool::parallel_ranges(int64_t n, int64_t min_range,
+                                 const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n <= 0) return;
+    min_range = std::max<int64_t>(1, min_range);
+    if (n_threads_ == 1 || n <= min_range) {
+        fn(0, n, 0);
+        return;
+    }
+    // Each grab takes 1/(2 * threads) of what is left: the last ranges are min_range, so
+    // the time one thread waits for the other at the end is about one small range.
+    const int64_t divisor = 2 * (int64_t)n_threads_;
+    std::atomic<int64_t> next{0};
+    run_on_all([&](int t) {
+        int64_t begin = next.load(std::memory_order_relaxed);
+        while (begin < n) {
+            const int64_t size = std::max(min_range, (n - begin) / divisor);
+            const int64_t end = std::min(n, begin + size);
+            if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+                fn(begin, end, t);
+                begin = next.load(std::memory_order_relaxed);
+            }
+        }
+    });
+}
+
 }  // namespace lokal

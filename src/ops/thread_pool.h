@@ -17,7 +17,7 @@
 namespace lokal {
 
 class ThreadPool {
-public:
+  public:
     // n_threads total, including the caller; 0 picks the number of physical cores.
     explicit ThreadPool(int n_threads = 0);
     ~ThreadPool();
@@ -34,9 +34,16 @@ public:
     // (for uneven work such as attention over sequences of different lengths).
     void parallel_tasks(int64_t n_tasks, const std::function<void(int64_t, int)>& fn);
 
+    // Run fn(begin, end, thread_index) over [0, n) in ranges dealt out dynamically, each
+    // range a share of what is left (guided): large ranges first, then smaller ones down to
+    // min_range, so threads that share memory bandwidth finish within a small range of each
+    // other. Which thread runs a range depends on timing; fn must not care.
+    void parallel_ranges(int64_t n, int64_t min_range,
+                         const std::function<void(int64_t, int64_t, int)>& fn);
+
     static int default_threads();
 
-private:
+  private:
     void worker(int index);
     void run_on_all(const std::function<void(int)>& job);
 

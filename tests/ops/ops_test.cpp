@@ -47,6 +47,26 @@ TEST(ThreadPool, ParallelTasksRunsEachTaskOnce) {
     }
 }
 
+TEST(ThreadPool, ParallelRangesCoverEachIndexOnceInRangesOfAtLeastTheMinimum) {
+    for (int threads : {1, 2, 3, 4}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {1, 2, 7, 64, 1001})
+            for (int64_t min_range : {1, 3, 16}) {
+                std::vector<std::atomic<int>> hits(n);
+                std::atomic<int64_t> short_ranges{0};
+                pool.parallel_ranges(n, min_range, [&](int64_t b, int64_t e, int) {
+                    // Only the range that ends at n may be shorter than min_range.
+                    if (e - b < min_range && e != n) short_ranges++;
+                    for (int64_t i = b; i < e; ++i) hits[i]++;
+                });
+                EXPECT_EQ(short_ranges.load(), 0);
+                for (int64_t i = 0; i < n; ++i)
+                    ASSERT_EQ(hits[i].load(), 1)
+                        << "threads " << threads << " n " << n << " min " << min_range;
+            }
+    }
+}
+
 TEST(Ops, RmsNormMatchesFormula) {
     auto x = random_vec(64, 1), w = random_vec(64, 2);
     std::vector<float> out(64);
