@@ -100,6 +100,49 @@ void matmul_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Matmul)->Apply(matmul_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Decode as a model runs it: every matrix comes from memory. Copies of one matrix, 256 MiB
+// in all, are used in turn (one copy repeated would sit in L3 if it fits there, and the
+// 32000 x 2048 output layer partly does). args: type, rows, cols, threads.
+void BM_MatmulFromMemory(benchmark::State& st) {
+    const TensorType t = (TensorType)st.range(0);
+    const int64_t rows = st.range(1), cols = st.range(2);
+    ThreadPool& pool = pool_for((int)st.range(3));
+    const auto& w = weights(t, rows, cols);
+    const size_t copies = std::max<size_t>(2, ((size_t)256 << 20) / w.size());
+    std::vector<uint8_t> all(w.size() * copies);
+    for (size_t c = 0; c < copies; ++c) std::memcpy(all.data() + c * w.size(), w.data(), w.size());
+    const bool pack = matmul_can_pack(t);
+    for (size_t c = 0; c < copies && pack; ++c)
+        matmul_pack(t, cols, rows, all.data() + c * w.size());
+    std::mt19937 rng(2);
+    std::normal_distribution<float> d(0, 1);
+    std::vector<float> x((size_t)cols), y((size_t)rows);
+    for (float& v : x) v = d(rng);
+    MatmulScratch s;
+    size_t c = 0;
+    for (auto _ : st) {
+        MatView m{t, cols, rows, row_size(t, cols), all.data() + c * w.size()};
+        m.packed = pack;
+        matmul(pool, m, x.data(), cols, 1, y.data(), rows, s);
+        benchmark::DoNotOptimize(y.data());
+        c = (c + 1) % copies;
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)w.size());
+    st.SetLabel(std::string(type_name(t)) + " " + kernels().isa + (pack ? " packed" : "") + ", " +
+                std::to_string(copies) + " copies");
+}
+BENCHMARK(BM_MatmulFromMemory)
+    ->ArgNames({"type", "rows", "cols", "thr"})
+    ->ArgsProduct({{(int64_t)TensorType::Q4_0, (int64_t)TensorType::Q4_K, (int64_t)TensorType::Q6_K,
+                    (int64_t)TensorType::Q8_0},
+                   {2048, 5632},
+                   {2048},
+                   {1, 2}})
+    ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 2})
+    ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 // Compute-bound view: a matrix that stays in L2 (256 x 2048), one thread.
 void matmul_l2_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
