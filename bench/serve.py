@@ -245,7 +245,8 @@ def main():
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--ctx", type=int, default=1024, help="context per sequence")
     ap.add_argument("--gen", type=int, default=64, help="tokens per generation")
-    ap.add_argument("--long", type=int, default=128, help="tokens of the 7 long generations")
+    ap.add_argument("--long", type=int, default=384,
+                    help="tokens of the 7 long generations (they must outlast the ~6 s of short requests)")
     ap.add_argument("--only", choices=["lokal", "anchor"])
     ap.add_argument("--rounds", type=int, default=1, help="repeat, engines interleaved; keep the best")
     ap.add_argument("--json")
