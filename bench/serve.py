@@ -150,6 +150,10 @@ def words(n, seed):
     return " ".join(rnd.choice(vocab) for _ in range(n))
 
 
+def ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
 def measure(port, anchor, gen_tokens, long_tokens):
     out = {}
     prompt = "Once upon a time there was a little girl named Lily. She"
@@ -201,6 +205,7 @@ def measure(port, anchor, gen_tokens, long_tokens):
     # previous answer, the same seeded draws for both engines), as users arrive: on average
     # half a step's wait.
     busy = [complete(port, f"{short} busy {i}", 1, anchor)[0] for i in range(5)]
+    decoding_after_b2b = sum(t.is_alive() for t in longs)
     draws = random.Random(1)
     busy_random = []
     for i in range(9):
@@ -209,13 +214,17 @@ def measure(port, anchor, gen_tokens, long_tokens):
     still_decoding = sum(t.is_alive() for t in longs)
     for t in longs:
         t.join()
-    if still_decoding < 7:
-        print(f"  warning: only {still_decoding} of the 7 long generations outlasted the "
-              "short requests (raise --long)", file=sys.stderr)
-    out["ttft_busy_b2b_ms"] = 1000 * statistics.median(busy)
-    out["ttft_busy_ms"] = 1000 * statistics.median(busy_random)
-    out["ttft_ratio_b2b"] = out["ttft_busy_b2b_ms"] / out["ttft_idle_ms"]
-    out["ttft_ratio"] = out["ttft_busy_ms"] / out["ttft_idle_ms"]
+    # A busy TTFT only counts if all 7 long generations were still decoding when the short
+    # requests went out; otherwise the measure is dropped (None, "n/a" in the table), not
+    # reported as if it had been taken beside them.
+    out["ttft_busy_b2b_ms"] = 1000 * statistics.median(busy) if decoding_after_b2b == 7 else None
+    out["ttft_busy_ms"] = 1000 * statistics.median(busy_random) if still_decoding == 7 else None
+    for key, alive in (("back to back", decoding_after_b2b), ("random arrival", still_decoding)):
+        if alive < 7:
+            print(f"  {key}: only {alive} of the 7 long generations outlasted the short "
+                  "requests; measure dropped (raise --long)", file=sys.stderr)
+    out["ttft_ratio_b2b"] = ratio(out["ttft_busy_b2b_ms"], out["ttft_idle_ms"])
+    out["ttft_ratio"] = ratio(out["ttft_busy_ms"], out["ttft_idle_ms"])
 
     say("prefix")
     # Prefix cache: a 500-token prompt, then another with the same first 500 tokens.
@@ -263,12 +272,12 @@ def main():
     for name, rs in rounds.items():
         best = {}
         for key in rs[0]:
-            vals = [r[key] for r in rs]
-            best[key] = min(vals) if key.endswith("_ms") else max(vals)
-        best["parallel8_speedup"] = best["parallel8_tps"] / best["single_tps"]
-        best["ttft_ratio"] = best["ttft_busy_ms"] / best["ttft_idle_ms"]
-        best["ttft_ratio_b2b"] = best["ttft_busy_b2b_ms"] / best["ttft_idle_ms"]
-        best["prefix_speedup"] = best["prefix_first_ms"] / best["prefix_second_ms"]
+            vals = [r[key] for r in rs if r[key] is not None]  # None: a dropped measure
+            best[key] = None if not vals else min(vals) if key.endswith("_ms") else max(vals)
+        best["parallel8_speedup"] = ratio(best["parallel8_tps"], best["single_tps"])
+        best["ttft_ratio"] = ratio(best["ttft_busy_ms"], best["ttft_idle_ms"])
+        best["ttft_ratio_b2b"] = ratio(best["ttft_busy_b2b_ms"], best["ttft_idle_ms"])
+        best["prefix_speedup"] = ratio(best["prefix_first_ms"], best["prefix_second_ms"])
         runs[name] = best
     report(runs, rounds, args)
 
@@ -323,9 +332,10 @@ def report(runs, rounds, args):
     print("| measure | " + " | ".join(names) + (" | lokal / anchor |" if len(names) == 2 else " |"))
     print("|---|" + "---|" * (len(names) + (1 if len(names) == 2 else 0)))
     for label, key, fmt in rows:
-        cells = [fmt % runs[n][key] for n in names]
+        cells = ["n/a" if runs[n][key] is None else fmt % runs[n][key] for n in names]
         if len(names) == 2:
-            cells.append("%.2f" % (runs["lokal"][key] / runs["anchor"][key]))
+            r = ratio(runs["lokal"][key], runs["anchor"][key])
+            cells.append("n/a" if r is None else "%.2f" % r)
         print(f"| {label} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
