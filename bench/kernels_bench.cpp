@@ -102,7 +102,8 @@ BENCHMARK(BM_Matmul)->Apply(matmul_args)->Unit(benchmark::kMillisecond)->UseReal
 
 // Decode as a model runs it: every matrix comes from memory. Copies of one matrix, 256 MiB
 // in all, are used in turn (one copy repeated would sit in L3 if it fits there, and the
-// 32000 x 2048 output layer partly does). args: type, rows, cols, threads.
+// 32000 x 2048 output layer partly does). args: type, rows, cols, threads, tokens (8: the
+// batched decode of 8 sequences).
 void BM_MatmulFromMemory(benchmark::State& st) {
     const TensorType t = (TensorType)st.range(0);
     const int64_t rows = st.range(1), cols = st.range(2);
@@ -116,30 +117,34 @@ void BM_MatmulFromMemory(benchmark::State& st) {
         matmul_pack(t, cols, rows, all.data() + c * w.size());
     std::mt19937 rng(2);
     std::normal_distribution<float> d(0, 1);
-    std::vector<float> x((size_t)cols), y((size_t)rows);
+    const int64_t tokens = st.range(4);
+    std::vector<float> x((size_t)(cols * tokens)), y((size_t)(rows * tokens));
     for (float& v : x) v = d(rng);
     MatmulScratch s;
     size_t c = 0;
     for (auto _ : st) {
         MatView m{t, cols, rows, row_size(t, cols), all.data() + c * w.size()};
         m.packed = pack;
-        matmul(pool, m, x.data(), cols, 1, y.data(), rows, s);
+        matmul(pool, m, x.data(), cols, tokens, y.data(), rows, s);
         benchmark::DoNotOptimize(y.data());
         c = (c + 1) % copies;
     }
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)w.size());
+    st.counters["GMAC/s"] = benchmark::Counter((double)rows * cols * tokens * st.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
     st.SetLabel(std::string(type_name(t)) + " " + kernels().isa + (pack ? " packed" : "") + ", " +
                 std::to_string(copies) + " copies");
 }
 BENCHMARK(BM_MatmulFromMemory)
-    ->ArgNames({"type", "rows", "cols", "thr"})
+    ->ArgNames({"type", "rows", "cols", "thr", "tok"})
     ->ArgsProduct({{(int64_t)TensorType::Q4_0, (int64_t)TensorType::Q4_K, (int64_t)TensorType::Q6_K,
                     (int64_t)TensorType::Q8_0},
                    {2048, 5632},
                    {2048},
-                   {1, 2}})
-    ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 2})
-    ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 2})
+                   {1, 2},
+                   {1, 8}})
+    ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 2, 1})
+    ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 2, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
