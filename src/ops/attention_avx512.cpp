@@ -76,6 +76,22 @@ inline __m512 load_h(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
 }
 
+// x[j] = exp(x[j] - vmax) for j < n_live and 0 for n_live <= j < n_pad (n_pad a multiple of
+// 16, the padding's contents ignored); the results summed lane-wise in double, lanes 0-7 into
+// sum[0] and 8-15 into sum[1], in j order (the reference's order per lane).
+inline void exp_in_place(float* x, int64_t n_pad, int64_t n_live, __m512 vmax, __m512d sum[2]) {
+    for (int64_t j = 0; j < n_pad; j += 16) {
+        const __mmask16 live = n_live - j >= 16
+                                   ? (__mmask16)0xFFFF
+                                   : (__mmask16)((1u << std::max<int64_t>(0, n_live - j)) - 1);
+        const __m512 e =
+            _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), vmax)));
+        _mm512_storeu_ps(x + j, e);
+        sum[0] = _mm512_add_pd(sum[0], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        sum[1] = _mm512_add_pd(sum[1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+}
+
 // NC = head_dim / 16, HB = query heads per register block.
 template <int NC, int HB>
 void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
@@ -156,17 +172,9 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
             mx = _mm512_mask_max_ps(mx, live, mx, _mm512_loadu_ps(sg + j));
         }
         const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-        __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
-        for (int64_t j = 0; j < n_pad; j += 16) {
-            const __mmask16 live =
-                n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-            const __m512 e =
-                _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(_mm512_loadu_ps(sg + j), vmax)));
-            _mm512_storeu_ps(sg + j, e);
-            sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-            sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
-        }
-        const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+        __m512d sums[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        exp_in_place(sg, n_pad, n, vmax, sums);
+        const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sums[0], sums[1]));
         const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
         for (int64_t j = 0; j < n_pad; j += 16)
             _mm512_storeu_ps(sg + j, round_f16(_mm512_mul_ps(_mm512_loadu_ps(sg + j), inv)));
@@ -296,19 +304,11 @@ void attend_gqa(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
 
     // Softmax: exponentials (exactly 0 for the padding), per-lane sums in double,
     // probabilities rounded to f16 as the reference does.
-    __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
-    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
-    for (int64_t i = 0; i < n_vec; i += 16) {
-        const __m512 x = _mm512_loadu_ps(scores + i);
-        const __mmask16 live = _mm512_cmp_ps_mask(x, neg_inf, _CMP_NEQ_OQ);
-        const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(x, vmax)));
-        _mm512_storeu_ps(scores + i, e);
-        sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
-    }
+    __m512d sums[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    exp_in_place(scores, n_vec, n * G, vmax, sums);
     alignas(64) double lane[16];
-    _mm512_store_pd(lane, sum0);
-    _mm512_store_pd(lane + 8, sum1);
+    _mm512_store_pd(lane, sums[0]);
+    _mm512_store_pd(lane + 8, sums[1]);
     alignas(64) float inv[16];
     for (int l = 0; l < 16; ++l) {
         double sum = 0;
