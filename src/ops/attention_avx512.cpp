@@ -92,6 +92,12 @@ inline void exp_in_place(float* x, int64_t n_pad, int64_t n_live, __m512 vmax, _
     }
 }
 
+// x[j] *= inv, rounded to f16 (the reference's probabilities), for j < n (a multiple of 16).
+inline void scale_round_f16(float* x, int64_t n, __m512 inv) {
+    for (int64_t j = 0; j < n; j += 16)
+        _mm512_storeu_ps(x + j, round_f16(_mm512_mul_ps(_mm512_loadu_ps(x + j), inv)));
+}
+
 // NC = head_dim / 16, HB = query heads per register block.
 template <int NC, int HB>
 void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
@@ -175,9 +181,7 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
         __m512d sums[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
         exp_in_place(sg, n_pad, n, vmax, sums);
         const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sums[0], sums[1]));
-        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-        for (int64_t j = 0; j < n_pad; j += 16)
-            _mm512_storeu_ps(sg + j, round_f16(_mm512_mul_ps(_mm512_loadu_ps(sg + j), inv)));
+        scale_round_f16(sg, n_pad, _mm512_set1_ps((float)(1.0 / sum)));
     }
 
     // Pass 2: probability-weighted values, chunk by chunk as pass 1; a head block's outputs
@@ -315,9 +319,7 @@ void attend_gqa(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         for (int m = l % G; m < 16; m += G) sum += lane[m];
         inv[l] = (float)(1.0 / sum);
     }
-    const __m512 vinv = _mm512_load_ps(inv);
-    for (int64_t i = 0; i < n_vec; i += 16)
-        _mm512_storeu_ps(scores + i, round_f16(_mm512_mul_ps(_mm512_loadu_ps(scores + i), vinv)));
+    scale_round_f16(scores, n_vec, _mm512_load_ps(inv));
 
     // Values.
     std::fill(acc, acc + (size_t)G * HD, 0.0f);
