@@ -98,6 +98,18 @@ inline void scale_round_f16(float* x, int64_t n, __m512 inv) {
         _mm512_storeu_ps(x + j, round_f16(_mm512_mul_ps(_mm512_loadu_ps(x + j), inv)));
 }
 
+// The group query heads of kv_head, NC chunks of 16 dims each, f16-rounded into q[group][16 NC]
+// (the reference scores f16-rounded queries).
+template <int NC>
+void load_queries_f16(const AttentionQuery& query, int kv_head, int group, float* q) {
+    constexpr int HD = 16 * NC;
+    for (int g = 0; g < group; ++g) {
+        const float* src = query.q + (int64_t)(kv_head * group + g) * HD;
+        for (int c = 0; c < NC; ++c)
+            _mm512_storeu_ps(q + g * HD + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
+    }
+}
+
 // NC = head_dim / 16, HB = query heads per register block.
 template <int NC, int HB>
 void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
@@ -112,11 +124,7 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
     float* acc = q + (size_t)group * hd;          // [group][hd] outputs between chunks
     float* part = acc + (size_t)group * hd;       // [HB][TK][16] partial dot vectors
     float* scores = part + (size_t)HB * TK * 16;  // [group][n_pad]
-    for (int g = 0; g < group; ++g) {
-        const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
-        for (int c = 0; c < NC; ++c)
-            _mm512_storeu_ps(q + g * hd + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
-    }
+    load_queries_f16<NC>(query, kv_head, group, q);
     thread_local std::vector<int64_t> rows;
     kv_row_offsets(s, query, kv_head, first, n, rows);
     auto row = [&](const uint16_t* cache, int64_t j) { return cache + rows[(size_t)j]; };
@@ -245,11 +253,7 @@ void attend_gqa(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     float* q = buf.data();                 // [G][HD], f16-rounded
     float* acc = q + (size_t)G * HD;       // [G][HD]
     float* scores = acc + (size_t)G * HD;  // [n_blk][G]
-    for (int g = 0; g < G; ++g) {
-        const float* src = query.q + (int64_t)(kv_head * G + g) * HD;
-        for (int c = 0; c < NC; ++c)
-            _mm512_storeu_ps(q + g * HD + 16 * c, round_f16(_mm512_loadu_ps(src + 16 * c)));
-    }
+    load_queries_f16<NC>(query, kv_head, G, q);
     thread_local std::vector<int64_t> rows_tl;
     kv_row_offsets(s, query, kv_head, first, n, rows_tl);
     // Padded to whole key blocks and the prefetch distances with the last row (its scores
