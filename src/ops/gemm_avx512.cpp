@@ -810,6 +810,16 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, f[t]);
 }
 
+// stream_group<T> for T = a.n_tokens (1 .. T), picked by direct calls the compiler inlines:
+// through a table of function pointers 8 sequences ran 0.92x as fast (bench/ab, Q4_0).
+template <class Pan, class Ty, int T = kStreamTokens, class S>
+[[gnu::always_inline]] inline void stream_by_count(const GemmArgs& a, const S& R, int64_t g,
+                                                   __mmask16 out_mask) {
+    if constexpr (T > 1)
+        if (a.n_tokens < T) return stream_by_count<Pan, Ty, T - 1>(a, R, g, out_mask);
+    stream_group<Pan, Ty, T>(a, R, g, out_mask);
+}
+
 // One group of 16 rows (g) for every token, reading the weights through S (Strided/Packed).
 template <class Pan, class Ty, template <class, int> class Compute, int CB, class S>
 void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, Pan* pan,
@@ -817,26 +827,8 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
     const int64_t nb = a.n / QK;
     const __mmask16 out_mask = (__mmask16)((1u << nv) - 1);
-    if (a.n_tokens <= kStreamTokens && (a.n_tokens == 1 || stream_fixed_tokens())) {
-        switch (a.n_tokens) {
-            case 1:  // decode: each unpacked block is used once, straight from registers
-                return stream_group<Pan, Ty, 1>(a, R, g, out_mask);
-            case 2:
-                return stream_group<Pan, Ty, 2>(a, R, g, out_mask);
-            case 3:
-                return stream_group<Pan, Ty, 3>(a, R, g, out_mask);
-            case 4:
-                return stream_group<Pan, Ty, 4>(a, R, g, out_mask);
-            case 5:
-                return stream_group<Pan, Ty, 5>(a, R, g, out_mask);
-            case 6:
-                return stream_group<Pan, Ty, 6>(a, R, g, out_mask);
-            case 7:
-                return stream_group<Pan, Ty, 7>(a, R, g, out_mask);
-            default:
-                return stream_group<Pan, Ty, 8>(a, R, g, out_mask);
-        }
-    }
+    if (a.n_tokens <= kStreamTokens && (a.n_tokens == 1 || stream_fixed_tokens()))
+        return stream_by_count<Pan, Ty>(a, R, g, out_mask);
     if (a.n_tokens <= kStreamMany && stream_few_tokens())
         return stream_tiles<Pan, Ty, Compute>(a, R, g, out_mask);
     Tok tk_all[8];
