@@ -181,8 +181,7 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     shape.window = hp.sliding_window;
     shape.kv_type = kv.type;
     // RoPE on q and k, then K/V go into their cache slots (in the cache's type: f16, Q8_0 or
-    // Q4_0 rows, with the reference quantizer's rounding) before anyone attends.
-    const TensorType row_type = kv_tensor_type(kv.type);
+    // Q4_0, with the reference quantizer's rounding, and its layout) before anyone attends.
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             const int32_t pos = batch.pos[t];
@@ -191,11 +190,10 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
             const auto& table = *batch.block_tables[batch.seq[t]];
             const int64_t block = table[pos / kv.block_size], slot = pos % kv.block_size;
             for (int h = 0; h < hp.n_kv_head; ++h) {
-                const int64_t at = kv_cache_offset(shape, block, slot, h);
-                const float* ks = k_.data() + t * kvd + (int64_t)h * hp.head_dim;
-                const float* vs = v_.data() + t * kvd + (int64_t)h * hp.head_dim;
-                quantize_row(row_type, ks, kc + at, hp.head_dim, nullptr);
-                quantize_row(row_type, vs, vc + at, hp.head_dim, nullptr);
+                kv_store_k(shape, kc, block, slot, h,
+                           k_.data() + t * kvd + (int64_t)h * hp.head_dim);
+                kv_store_v(shape, vc, block, slot, h,
+                           v_.data() + t * kvd + (int64_t)h * hp.head_dim);
             }
         }
     });

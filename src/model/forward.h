@@ -16,7 +16,8 @@
 namespace lokal {
 
 // The KV cache memory: per layer, K and V in fixed-size blocks of f16 or Q8_0 rows.
-// k[layer] and v[layer] are each [n_blocks][n_kv_head][block_size][row] (ops/attention.h).
+// k[layer] and v[layer] are each [n_blocks][n_kv_head][block data] (ops/attention.h: V blocks
+// are [block_size][row], f16 K blocks [head_dim][block_size]).
 // Which block holds which positions of which sequence is decided by the caller (engine/kv_cache.h)
 // through the block tables passed with each batch.
 struct KvStorage {
@@ -25,9 +26,9 @@ struct KvStorage {
     int block_size = 0;
     KvType type = KvType::F16;
     int64_t block_elems = 0;  // uint16_t elements of one block of one layer's K (or V) cache
-    // [n_layer] x [n_blocks * block_elems], each block [n_kv_head][block_size][row] with rows
-    // in `type` (ops/attention.h): zero until written, memory committed as blocks are first
-    // used, on huge pages when large (ops/huge_pages.h)
+    // [n_layer] x [n_blocks * block_elems], each block [n_kv_head][block data] with values
+    // in `type` (layouts: ops/attention.h): zero until written, memory committed as blocks are
+    // first used, on huge pages when large (ops/huge_pages.h)
     std::vector<ZeroBuffer<uint16_t>> k, v;
 
     // Throws std::invalid_argument when the model's head size cannot be stored in `kv_type`.

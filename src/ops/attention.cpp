@@ -12,6 +12,7 @@
 #include "ops/kernels.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
+#include "quant/quantize.h"
 
 namespace lokal {
 
@@ -42,12 +43,38 @@ TensorType kv_tensor_type(KvType t) {
                                : TensorType::F16;
 }
 
-namespace {
-
-// One cached K or V row as head_dim floats (f16 rows too: dequantize_row converts them).
-void load_row(const AttentionShape& s, const uint16_t* src, float* dst) {
-    dequantize_row(kv_tensor_type(s.kv_type), src, dst, s.head_dim);
+void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64_t slot,
+                int kv_head, const float* x) {
+    quantize_row(kv_tensor_type(s.kv_type), x, v_cache + kv_cache_offset(s, block, slot, kv_head),
+                 s.head_dim, nullptr);
 }
+
+void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
+                int kv_head, const float* x) {
+    if (!kv_k_dims_major(s.kv_type)) return kv_store_v(s, k_cache, block, slot, kv_head, x);
+    // The row converted as quantize_row converts any f16 row, then scattered down its slot's
+    // column: element (dim d, slot) of the block lies at d * block_size + slot.
+    thread_local std::vector<uint16_t> row;
+    row.resize((size_t)s.head_dim);
+    quantize_row(TensorType::F16, x, row.data(), s.head_dim, nullptr);
+    uint16_t* dst = k_cache + kv_block_offset(s, block, kv_head) + slot;
+    for (int d = 0; d < s.head_dim; ++d) dst[(int64_t)d * s.block_size] = row[(size_t)d];
+}
+
+void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, int64_t slot,
+               int kv_head, float* out) {
+    dequantize_row(kv_tensor_type(s.kv_type), v_cache + kv_cache_offset(s, block, slot, kv_head),
+                   out, s.head_dim);
+}
+
+void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
+               int kv_head, float* out) {
+    if (!kv_k_dims_major(s.kv_type)) return kv_load_v(s, k_cache, block, slot, kv_head, out);
+    const uint16_t* src = k_cache + kv_block_offset(s, block, kv_head) + slot;
+    for (int d = 0; d < s.head_dim; ++d) out[d] = fp16_to_fp32(src[(int64_t)d * s.block_size]);
+}
+
+namespace {
 
 // One task: one query token and one K/V head, covering the `group` query heads that share
 // it, so each K/V row is loaded and converted once for all of them.
@@ -74,12 +101,10 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
         const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
         for (int i = 0; i < hd; ++i) q[g * hd + i] = fp16_to_fp32(fp32_to_fp16(src[i]));
     }
-    auto cache_row = [&](int32_t p) {
-        return kv_cache_offset(s, query.block_table[p / s.block_size], p % s.block_size, kv_head);
-    };
+    auto block_of = [&](int32_t p) { return query.block_table[p / s.block_size]; };
     // Pass 1: scores against every key.
     for (int32_t p = first; p <= query.pos; ++p) {
-        load_row(s, k_cache + cache_row(p), row);
+        kv_load_k(s, k_cache, block_of(p), p % s.block_size, kv_head, row);
         for (int g = 0; g < group; ++g) {
             double dot = 0;  // float products, double sum: the reference's scalar f16 dot
             for (int i = 0; i < hd; ++i) dot += (double)(q[g * hd + i] * row[i]);
@@ -97,7 +122,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     }
     // Pass 2: probability-weighted values.
     for (int32_t p = first; p <= query.pos; ++p) {
-        load_row(s, v_cache + cache_row(p), row);
+        kv_load_v(s, v_cache, block_of(p), p % s.block_size, kv_head, row);
         for (int g = 0; g < group; ++g) {
             const float w = scores[g * n + (p - first)];
             float* a = acc + g * hd;
@@ -140,12 +165,8 @@ void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16
         : std::strcmp(kernels().isa, "avx2") == 0                                           ? 1
                                                                                             : 0;
     GroupFn fn = &attend_group;
-    if (level == 2 && shape.kv_type == KvType::F16 && shape.head_dim % 16 == 0 &&
-        shape.head_dim <= 128 && shape.head_dim != 112)
-        fn = [](const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                const AttentionQuery& q, int h, std::vector<float>& b) {
-            if (!attend_group_avx512(s, k, v, q, h, b)) attend_group_avx2(s, k, v, q, h, b);
-        };
+    if (level == 2 && shape.kv_type == KvType::F16 && shape.head_dim % 16 == 0)
+        fn = &attend_group_avx512;
     else if (level >= 1 && shape.head_dim % 8 == 0)
         fn = &attend_group_avx2;
     run(pool, fn, shape, k_cache, v_cache, queries, n_queries);

@@ -1,16 +1,22 @@
 // Causal self-attention of a batch of query tokens over a paged KV cache.
 //
-// K and V are stored in fixed-size blocks: each cache is [n_blocks][n_kv_head][block_size]
-// [row] (kv_cache_offset), a row being one position's head_dim values of one K/V head, in
-// the cache's KvType: head_dim half floats, or head_dim / 32 GGUF blocks: Q8_0 (an f16
-// scale and 32 int8 values, 34 bytes per 32 values instead of 64) or Q4_0 (an f16 scale and
-// 32 4-bit values, 18 bytes). A sequence's
-// positions map to blocks through its block table: position p lies in block table[p / block_size],
-// slot p % block_size. Within a block each K/V head's rows are contiguous, so one head's keys
-// stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved layout made decode read
-// 128 of every 512 bytes and run at a tenth of the memory bandwidth).
+// K and V are stored in fixed-size blocks: each cache is [n_blocks][n_kv_head][block data],
+// one block's data holding block_size positions of one K/V head. A row is one position's
+// head_dim values, in the cache's KvType: head_dim half floats, or head_dim / 32 GGUF blocks:
+// Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or Q4_0 (an
+// f16 scale and 32 4-bit values, 18 bytes). V blocks, and K blocks of the block types, are
+// [block_size][row] (kv_cache_offset). F16 K blocks are dims-major, [head_dim][block_size]
+// (kv_k_dims_major): one dim of consecutive positions is contiguous, so a SIMD kernel scores
+// 8 or 16 keys per vector against a broadcast query value with no horizontal sums (those
+// took a third of the decode attention's time with row-major keys).
+// A sequence's positions map to blocks through its block table: position p lies in block
+// table[p / block_size], slot p % block_size. Each block's data for one head is contiguous,
+// so one head's keys stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved
+// layout made decode read 128 of every 512 bytes and run at a tenth of the memory bandwidth).
 // Scores are never materialized as an n x n matrix: each query streams over its keys with
 // a softmax over its own keys only, so memory is O(keys) per query head, never O(n^2).
+// Write and read cache entries through kv_store_k / kv_store_v / kv_load_k, which know the
+// layouts.
 #pragma once
 
 #include <cstdint>
@@ -61,8 +67,19 @@ struct AttentionShape {
     KvType kv_type = KvType::F16;
 };
 
-// Element offset of (block, slot, kv_head)'s row in a K or V cache whose rows are
-// row_elems = kv_row_elems(s.kv_type, s.head_dim) long (given when it is hoisted out of a loop).
+// Whether K blocks of this cache type are stored dims-major ([head_dim][block_size]).
+constexpr bool kv_k_dims_major(KvType t) {
+    return t == KvType::F16;
+}
+
+// Element offset of (block, kv_head)'s data (block_size positions) in a K or V cache.
+inline int64_t kv_block_offset(const AttentionShape& s, int64_t block, int kv_head) {
+    return (block * s.n_kv_head + kv_head) * s.block_size * kv_row_elems(s.kv_type, s.head_dim);
+}
+
+// Element offset of (block, slot, kv_head)'s row in a V cache, or a K cache that is not
+// dims-major, whose rows are row_elems = kv_row_elems(s.kv_type, s.head_dim) long (given when
+// it is hoisted out of a loop).
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head,
                                int64_t row_elems) {
     return ((block * s.n_kv_head + kv_head) * s.block_size + slot) * row_elems;
@@ -70,6 +87,18 @@ inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t s
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head) {
     return kv_cache_offset(s, block, slot, kv_head, kv_row_elems(s.kv_type, s.head_dim));
 }
+
+// One position's K or V (head_dim floats) into its cache slot, in the cache's type (the
+// reference quantizer's rounding) and layout.
+void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
+                int kv_head, const float* x);
+void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64_t slot,
+                int kv_head, const float* x);
+// The K (or V) of one cached position as head_dim floats.
+void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
+               int kv_head, float* out);
+void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, int64_t slot,
+               int kv_head, float* out);
 
 struct AttentionQuery {
     const float* q = nullptr;  // [n_head][head_dim]

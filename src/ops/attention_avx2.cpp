@@ -1,11 +1,13 @@
 // AVX2 attention for one query token and one K/V head group: the reference's two-pass
 // numerics (attention.cpp) on 8-wide vectors.
 //
-// Keys are taken 8 at a time: their rows are converted (from f16, Q8_0 or Q4_0) once into a small
-// f32 tile and every query head of the GQA group reads that tile, so K and V are loaded from the
-// cache once per group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a
-// vector exp and a double sum, probabilities are rounded to f16 as the reference does, and pass 2
-// accumulates the probability-weighted V tiles.
+// f16 caches take the shared kernel of attention_f16_impl.h (dims-major K, 8 keys per
+// vector). Q8_0 and Q4_0 caches (row-major K) take the kernels below: keys are taken 8 at a
+// time, their rows converted once (into a small f32 tile, or in registers by the decode-shaped
+// kernel) for every query head of the GQA group, so K and V are loaded from the cache once per
+// group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a vector exp
+// and a double sum, probabilities are rounded to f16 as the reference does, and pass 2
+// accumulates the probability-weighted V.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/attention_f16_impl.h"
 #include "ops/attention_isa.h"
 #include "ops/simd_math_avx2.h"
 
@@ -55,15 +58,11 @@ template <KvType KT>
     }
 }
 
-// Values [8c, 8c + 8) of a cached row as floats. Block types: the levels times the block's
-// f16 scale, the same product the reference's dequantization forms.
+// Values [8c, 8c + 8) of a cached row as floats: the levels times the block's f16 scale,
+// the same product the reference's dequantization forms.
 template <KvType KT>
 [[gnu::always_inline]] inline __m256 load_chunk(const uint16_t* row, int c) {
-    if constexpr (KT == KvType::F16) {
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * c)));
-    } else {
-        return _mm256_mul_ps(load_levels<KT>(row, c), _mm256_set1_ps(block_scale<KT>(row, c / 4)));
-    }
+    return _mm256_mul_ps(load_levels<KT>(row, c), _mm256_set1_ps(block_scale<KT>(row, c / 4)));
 }
 
 inline float hsum(__m256 v) {
@@ -331,31 +330,28 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
     // and weighted by the G probabilities. Keys are walked in tiles so that the later
     // chunk blocks find the tile's rows in L1.
     //
-    // Block-type values (Q8_0, Q4_0): a row's levels are converted without their scale,
+    // A row's levels are converted without their scale,
     // which is folded into the probabilities once per key and block instead (pq below), not
     // multiplied into every chunk in every pass; the products differ from the reference's
     // p * (q * d) only by float rounding.
-    constexpr int TKV = 64, LR = (RB + 63) / 64;        // keys per tile, cache lines per row
-    constexpr bool kBlocks = KT != KvType::F16;         // a block type
-    constexpr int NQB = kBlocks ? HD / 32 : 1;          // blocks per row
-    alignas(32) float pq[kBlocks ? NQB * TKV * G : 1];  // [block][key in tile][head]: p * d
+    constexpr int TKV = 64, LR = (RB + 63) / 64;  // keys per tile, cache lines per row
+    constexpr int NQB = HD / 32;                  // blocks per row
+    alignas(32) float pq[NQB * TKV * G];          // [block][key in tile][head]: p * d
     static_assert(TKV <= PD, "rows[] is padded for prefetches up to PD keys ahead");
     for (int i = 0; i < G * HD; ++i) acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < n; j0 += TKV) {
         const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
-        if constexpr (kBlocks) {
-            for (int64_t j = j0; j < j1; ++j) {
-                const uint16_t* row = v_cache + rows[j];
+        for (int64_t j = j0; j < j1; ++j) {
+            const uint16_t* row = v_cache + rows[j];
 #pragma GCC unroll 4
-                for (int b = 0; b < NQB; ++b) {
-                    const float d = block_scale<KT>(row, b);
-                    float* dst = pq + (b * TKV + (j - j0)) * G;
-                    if constexpr (G == 8) {
-                        _mm256_store_ps(
-                            dst, _mm256_mul_ps(_mm256_loadu_ps(scores + j * G), _mm256_set1_ps(d)));
-                    } else {
-                        for (int g = 0; g < G; ++g) dst[g] = scores[j * G + g] * d;
-                    }
+            for (int b = 0; b < NQB; ++b) {
+                const float d = block_scale<KT>(row, b);
+                float* dst = pq + (b * TKV + (j - j0)) * G;
+                if constexpr (G == 8) {
+                    _mm256_store_ps(
+                        dst, _mm256_mul_ps(_mm256_loadu_ps(scores + j * G), _mm256_set1_ps(d)));
+                } else {
+                    for (int g = 0; g < G; ++g) dst[g] = scores[j * G + g] * d;
                 }
             }
         }
@@ -380,28 +376,16 @@ void attend_fast(const AttentionShape& s, const uint16_t* k_cache, const uint16_
                 }
                 const uint16_t* row = v_cache + rows[j];
                 __m256 v[CB];
-                if constexpr (kBlocks) {
 #pragma GCC unroll 8
-                    for (int cb = 0; cb < CB; ++cb) v[cb] = load_levels<KT>(row, c0 + cb);
+                for (int cb = 0; cb < CB; ++cb) v[cb] = load_levels<KT>(row, c0 + cb);
 #pragma GCC unroll 8
-                    for (int g = 0; g < G; ++g)
+                for (int g = 0; g < G; ++g)
 #pragma GCC unroll 8
-                        for (int cb = 0; cb < CB; ++cb) {
-                            const int b = (c0 + cb) / 4;
-                            const __m256 p = _mm256_broadcast_ss(pq + (b * TKV + (j - j0)) * G + g);
-                            a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
-                        }
-                } else {
-#pragma GCC unroll 8
-                    for (int cb = 0; cb < CB; ++cb) v[cb] = load_chunk<KT>(row, c0 + cb);
-#pragma GCC unroll 8
-                    for (int g = 0; g < G; ++g) {
-                        const __m256 p = _mm256_broadcast_ss(scores + j * G + g);
-#pragma GCC unroll 8
-                        for (int cb = 0; cb < CB; ++cb)
-                            a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
+                    for (int cb = 0; cb < CB; ++cb) {
+                        const int b = (c0 + cb) / 4;
+                        const __m256 p = _mm256_broadcast_ss(pq + (b * TKV + (j - j0)) * G + g);
+                        a[g][cb] = _mm256_fmadd_ps(p, v[cb], a[g][cb]);
                     }
-                }
             }
 #pragma GCC unroll 8
             for (int g = 0; g < G; ++g)
@@ -453,6 +437,69 @@ void attend_group_typed(const AttentionShape& s, const uint16_t* k_cache, const 
     }
 }
 
+struct Avx2 {
+    using V = __m256;
+    static constexpr int L = 8;
+    static constexpr int kScoreAcc = 8;  // 16 registers: 8 accumulators, a key vector, a query
+    static constexpr int kValueAcc = 8;
+    static __m256i first_n(int n) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static V zero() { return _mm256_setzero_ps(); }
+    static V set1(float x) { return _mm256_set1_ps(x); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    static V load_h(const uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p));
+    }
+    // No 16-bit masked loads in AVX2: a partial run (block or sequence ends) goes through a copy.
+    static V load_h_n(const uint16_t* p, int n) {
+        alignas(16) uint16_t t[8] = {};
+        std::memcpy(t, p, (size_t)n * 2);
+        return _mm256_cvtph_ps(_mm_load_si128((const __m128i*)t));
+    }
+    static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first_n(n), v); }
+    // f16-rounded copies of n floats (n a multiple of 8).
+    static void round_f16_n(const float* src, float* dst, int n) {
+        for (int i = 0; i < n; i += 8)
+            _mm256_storeu_ps(dst + i, round_f16(_mm256_loadu_ps(src + i)));
+    }
+    // Softmax steps on one tile of 8 scores, `live` of them real (the rest get 0).
+    struct Sum {
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();  // lanes 0-3, 4-7
+    };
+    static V max_tile(V m, const float* x, int live) {
+        const __m256 v = _mm256_loadu_ps(x);
+        if (live >= 8) return _mm256_max_ps(m, v);
+        return _mm256_max_ps(
+            m, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(first_n(live))));
+    }
+    static float reduce_max(V m) {
+        __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+        return _mm_cvtss_f32(_mm_max_ss(r, _mm_movehdup_ps(r)));
+    }
+    // x = e^(x - vmax), summed lane-wise in double (in key order per lane, as the reference).
+    static void exp_tile(float* x, V vmax, int live, Sum& sum) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x), vmax));
+        if (live < 8) e = _mm256_and_ps(e, _mm256_castsi256_ps(first_n(live)));
+        _mm256_storeu_ps(x, e);
+        sum.lo = _mm256_add_pd(sum.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        sum.hi = _mm256_add_pd(sum.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    static double reduce_sum(const Sum& s) {
+        alignas(32) double parts[4];
+        _mm256_store_pd(parts, _mm256_add_pd(s.lo, s.hi));
+        return (parts[0] + parts[1]) + (parts[2] + parts[3]);
+    }
+    // x *= inv, rounded to f16 (the reference's probabilities).
+    static void scale_round_tile(float* x, V inv) {
+        _mm256_storeu_ps(x, round_f16(_mm256_mul_ps(_mm256_loadu_ps(x), inv)));
+    }
+};
+
 }  // namespace
 
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
@@ -461,7 +508,7 @@ void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const u
         return attend_group_typed<KvType::Q8_0>(s, k_cache, v_cache, query, kv_head, buf);
     if (s.kv_type == KvType::Q4_0)
         return attend_group_typed<KvType::Q4_0>(s, k_cache, v_cache, query, kv_head, buf);
-    attend_group_typed<KvType::F16>(s, k_cache, v_cache, query, kv_head, buf);
+    attend_f16_dispatch<Avx2>(s, k_cache, v_cache, query, kv_head, buf);
 }
 
 }  // namespace lokal

@@ -22,12 +22,12 @@ inline void kv_row_offsets(const AttentionShape& s, const AttentionQuery& query,
     }
 }
 
-// attention_avx2.cpp (AVX2 + FMA + F16C); head_dim a multiple of 8.
+// attention_avx2.cpp (AVX2 + FMA + F16C); head_dim a multiple of 8, any cache type.
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf);
 
-// attention_avx512.cpp; returns false (doing nothing) for head sizes it has no kernel for.
-bool attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+// attention_avx512.cpp (AVX-512 F/BW/VL); f16 caches, head_dim a multiple of 16.
+void attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery& query, int kv_head, std::vector<float>& buf);
 
 }  // namespace lokal

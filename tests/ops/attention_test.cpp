@@ -25,11 +25,26 @@ TEST(Attention, SimdMatchesReference) {
     };
     // GQA groups 1, 2, 4 and 8 with head sizes 32, 64 and 128 take the decode kernel that
     // converts rows in registers; other groups and sizes the tiled one.
-    const Case cases[] = {
-        {4, 2, 16, 4, 19, 0},    {8, 1, 64, 16, 300, 0}, {32, 4, 64, 16, 77, 0},
-        {6, 3, 128, 8, 40, 9},   {4, 4, 80, 32, 65, 0},  {2, 1, 36, 4, 10, 0},
-        {16, 4, 64, 16, 203, 0}, {4, 4, 128, 16, 45, 0}, {16, 2, 32, 8, 61, 13},
-        {8, 4, 64, 4, 33, 5},    {14, 2, 64, 16, 50, 0}, {8, 1, 128, 16, 1031, 0}};
+    const Case cases[] = {{4, 2, 16, 4, 19, 0},
+                          {8, 1, 64, 16, 300, 0},
+                          {32, 4, 64, 16, 77, 0},
+                          {6, 3, 128, 8, 40, 9},
+                          {4, 4, 80, 32, 65, 0},
+                          {2, 1, 36, 4, 10, 0},
+                          {16, 4, 64, 16, 203, 0},
+                          {4, 4, 128, 16, 45, 0},
+                          {16, 2, 32, 8, 61, 13},
+                          {8, 4, 64, 4, 33, 5},
+                          {14, 2, 64, 16, 50, 0},
+                          {8, 1, 128, 16, 1031, 0},
+                          // groups of 3 and 16, head sizes 256, 48 and 24 (no unrolled kernel), a
+                          // window starting mid-block over 32-position blocks
+                          {6, 2, 64, 16, 50, 0},
+                          {32, 2, 64, 16, 40, 0},
+                          {8, 2, 256, 16, 33, 0},
+                          {4, 1, 48, 16, 29, 0},
+                          {4, 2, 24, 8, 21, 0},
+                          {16, 2, 64, 32, 150, 37}};
     ThreadPool pool(2);
     for (const Case& c : cases) {
         const int kv_dim = c.n_kv * c.hd;
@@ -103,12 +118,13 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
                         for (int which = 0; which < 2; ++which) {
                             for (int i = 0; i < c.hd; ++i)
                                 x[i] = nd(rng) * (i % 13 == 0 ? 6.0f : 1.0f);
-                            uint16_t* q =
-                                (which ? vq : kq).data() + kv_cache_offset(q8, b, slot, h);
-                            uint16_t* hh =
-                                (which ? vh : kh).data() + kv_cache_offset(f16, b, slot, h);
-                            quantize_row(kv_tensor_type(kv), x.data(), q, c.hd, nullptr);
-                            for (int i = 0; i < c.hd; ++i) hh[i] = fp32_to_fp16(x[i]);
+                            if (which) {
+                                kv_store_v(q8, vq.data(), b, slot, h, x.data());
+                                kv_store_v(f16, vh.data(), b, slot, h, x.data());
+                            } else {
+                                kv_store_k(q8, kq.data(), b, slot, h, x.data());
+                                kv_store_k(f16, kh.data(), b, slot, h, x.data());
+                            }
                         }
             std::vector<float> qf((size_t)c.len * c.n_head * c.hd);
             for (float& v : qf) v = nd(rng);
@@ -145,6 +161,52 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
             EXPECT_LT(rel_q8, kv == KvType::Q8_0 ? 0.05 : 0.5);
             EXPECT_GT(rel_q8, 0.0);  // the Q8_0 rows really were read
         }
+    }
+}
+
+// kv_store_k / kv_load_k and the V pair round-trip every cache type, f16 K blocks are
+// dims-major (dim d of slot i at d * block_size + i, the layout the kernels read), and a
+// store touches only its own position.
+TEST(Attention, CacheStoreLoadLayout) {
+    const int n_kv = 2, hd = 64, bs = 16, n_blocks = 3;
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (KvType kv : kKvTypes) {
+        SCOPED_TRACE(kv_type_name(kv));
+        AttentionShape s{8, n_kv, hd, bs, 0.125f, 0};
+        s.kv_type = kv;
+        const size_t elems = (size_t)n_blocks * n_kv * bs * kv_row_elems(kv, hd);
+        std::vector<uint16_t> kc(elems, 0), vc(elems, 0);
+        std::vector<float> x(hd), back(hd), expect(hd);
+        for (float& v : x) v = nd(rng);
+        kv_store_k(s, kc.data(), 2, 5, 1, x.data());
+        kv_store_v(s, vc.data(), 2, 5, 1, x.data());
+        // The values as the type holds them: a row quantized and dequantized.
+        std::vector<uint16_t> row((size_t)kv_row_elems(kv, hd));
+        quantize_row(kv_tensor_type(kv), x.data(), row.data(), hd, nullptr);
+        dequantize_row(kv_tensor_type(kv), row.data(), expect.data(), hd);
+        kv_load_k(s, kc.data(), 2, 5, 1, back.data());
+        EXPECT_EQ(back, expect);
+        kv_load_v(s, vc.data(), 2, 5, 1, back.data());
+        EXPECT_EQ(back, expect);
+        const int64_t base = ((int64_t)2 * n_kv + 1) * bs * kv_row_elems(kv, hd);
+        if (kv == KvType::F16) {
+            for (int d = 0; d < hd; ++d) {
+                EXPECT_EQ(kc[(size_t)(base + d * bs + 5)], row[(size_t)d]) << "dim " << d;
+                EXPECT_EQ(vc[(size_t)(base + 5 * hd + d)], row[(size_t)d]) << "dim " << d;
+            }
+        }
+        size_t nonzero_k = 0, nonzero_v = 0;
+        for (size_t i = 0; i < elems; ++i) {
+            nonzero_k += kc[i] != 0;
+            nonzero_v += vc[i] != 0;
+            if (kc[i] != 0) {
+                EXPECT_GE((int64_t)i, base);
+                EXPECT_LT((int64_t)i, base + bs * kv_row_elems(kv, hd));
+            }
+        }
+        EXPECT_GT(nonzero_k, (size_t)kv_row_elems(kv, hd) / 2);
+        EXPECT_EQ(nonzero_k, nonzero_v);
     }
 }
 

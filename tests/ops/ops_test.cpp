@@ -148,11 +148,12 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
          qf = random_vec(len * n_head * hd, 9);
     for (int p = 0; p < len; ++p)
         for (int i = 0; i < kv_dim; ++i) {
-            // [block][kv head][slot][dim], written out here rather than by the library.
+            // V [block][kv head][slot][dim], f16 K [block][kv head][dim][slot]: written out
+            // here rather than by the library.
             const int kvh = i / hd, d = i % hd;
-            const size_t slot = (((size_t)table[p / bs] * n_kv + kvh) * bs + p % bs) * hd + d;
-            kc[slot] = fp32_to_fp16(kf[p * kv_dim + i]);
-            vc[slot] = fp32_to_fp16(vf[p * kv_dim + i]);
+            const size_t head_base = ((size_t)table[p / bs] * n_kv + kvh) * bs * hd;
+            kc[head_base + (size_t)d * bs + p % bs] = fp32_to_fp16(kf[p * kv_dim + i]);
+            vc[head_base + (size_t)(p % bs) * hd + d] = fp32_to_fp16(vf[p * kv_dim + i]);
         }
     for (int window : {0, 5}) {
         std::vector<float> out(len * n_head * hd);

@@ -1,0 +1,295 @@
+// Internal to src/ops: the f16-cache attention kernel for one query token and one K/V head
+// group, written once over a small vector-traits struct S and compiled into each ISA's
+// translation unit with that unit's target flags (attention_avx2.cpp: 8 lanes,
+// attention_avx512.cpp: 16 lanes). Include only from those files: everything here lives in
+// an anonymous namespace, so each unit gets its own copy.
+//
+// Numerics are the reference's (attention.cpp): f16-rounded queries, scaled scores, softmax
+// with the max subtracted and the sum in double (lane-wise partial sums), probabilities
+// rounded to f16 before they weight the f16 values; float rounding aside the results agree.
+//
+// Scores. K blocks are dims-major ([head_dim][block_size], ops/attention.h), so the keys of
+// one block are cut into runs of up to S::L consecutive positions and a run's dim d is one
+// vector of L keys. Each dim's vector is multiplied by a broadcast query value of each head
+// of a register block of HB heads, accumulating L scores per head with no horizontal sums.
+// R runs are scored together so that R x HB accumulators (S::kScoreAcc) cover the FMA
+// latency. Scores are stored head-major, scores[g][j].
+//
+// Values (V rows stay row-major): HB heads x CB chunks of L dims in registers
+// (HB x CB <= S::kValueAcc), every key's chunk converted once per register block and weighted
+// by each head's probability; keys in tiles of TKV so later chunk blocks find the tile's V
+// rows in L1.
+//
+// S provides: V (the vector type), L (lanes), kScoreAcc, kValueAcc, zero, set1, fma, mul,
+// load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
+// those n), store_n (the first n lanes), round_f16_n, and the softmax steps on one tile of
+// L scores: max_tile, exp_tile (accumulating into a Sum), scale_round_tile, reduce_max,
+// reduce_sum (see the ISA files).
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "ops/attention_isa.h"
+
+namespace lokal {
+namespace {
+
+// Up to L consecutive keys in one block: k points at dim 0 of the first (dim d at
+// k + d * block_size), j is the first key's index among the query's keys.
+struct KeyRun {
+    const uint16_t* k;
+    int64_t j;
+    int32_t len;
+};
+
+// Per-thread scratch for the softmax normalizers (kept across calls: no allocation per task).
+inline std::vector<float>& inv_scratch() {
+    thread_local std::vector<float> v;
+    return v;
+}
+
+// The largest divisor of nc that is at most cap (chunks per value register block).
+constexpr int chunk_block(int nc, int cap) {
+    for (int c = std::min(nc, cap); c > 1; --c)
+        if (nc % c == 0) return c;
+    return 1;
+}
+
+// HD = head_dim when known at compile time (0: read from the shape; any multiple of S::L),
+// HB = query heads per register block.
+template <class S, int HD, int HB>
+void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    using V = typename S::V;
+    constexpr int L = S::L;
+    constexpr int R = S::kScoreAcc / HB > 1 ? S::kScoreAcc / HB : 1;  // runs scored together
+    constexpr int PR = 2;       // groups of R runs prefetched ahead while scoring
+    constexpr int TKV = 64;     // keys per value tile
+    constexpr int NC = HD / L;  // 0 when HD is
+    constexpr int CB = NC ? chunk_block(NC, S::kValueAcc / HB) : 1;
+    constexpr int TS = HB * L;  // floats per score tile: L keys of HB heads
+    static_assert(HD % L == 0, "head_dim must be whole vectors");
+    const int G = s.n_head / s.n_kv_head;
+    const int n_hblk = (G + HB - 1) / HB;
+    const int hd = HD ? HD : s.head_dim;
+    const int nc = hd / L;
+    const int64_t bs = s.block_size;
+    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int64_t n = query.pos - first + 1;
+    const int64_t n_tiles = (n + L - 1) / L;
+    buf.resize((size_t)(2 * G * hd + n_hblk * n_tiles * TS));
+    float* q = buf.data();            // [G][hd], f16-rounded
+    float* acc = q + (size_t)G * hd;  // [G][hd]
+    // [head block][key tile][HB][L]: for a key, its HB heads' scores are L floats apart, one
+    // pointer reaches them all in the values loop (separate per-head rows took 8 pointer
+    // registers and made the values 1.6x slower). Heads past the group's end in the last
+    // block redo the last head; their results are dropped.
+    float* scores = acc + (size_t)G * hd;
+    S::round_f16_n(query.q + (int64_t)kv_head * G * hd, q, G * hd);
+
+    // The keys as runs that cross neither a cache block nor a score tile, padded with empty
+    // runs (len 0: nothing loaded or stored) to whole groups of R and the prefetch distance.
+    thread_local std::vector<KeyRun> runs_tl;
+    runs_tl.clear();
+    for (int64_t p = first; p <= query.pos;) {
+        const int64_t slot = p % bs, j = p - first;
+        const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
+        runs_tl.push_back(
+            {k_cache + kv_block_offset(s, query.block_table[p / bs], kv_head) + slot, j, len});
+        p += len;
+    }
+    const int64_t n_runs = (int64_t)runs_tl.size();
+    runs_tl.resize((size_t)((n_runs + R - 1) / R * R + PR * R), KeyRun{runs_tl.back().k, 0, 0});
+    const KeyRun* runs = runs_tl.data();
+    // Dim rows of a run are bs values apart: one prefetch per cache line they cover.
+    const int d_step = bs >= 32 ? 1 : (int)(32 / bs);
+
+    const V scale = S::set1(s.scale);
+    for (int g0 = 0; g0 < G; g0 += HB) {
+        const int hb = std::min(HB, G - g0);
+        float* sblk = scores + (g0 / HB) * n_tiles * TS;
+        const float* qh[HB];
+        for (int h = 0; h < HB; ++h) qh[h] = q + (int64_t)(g0 + std::min(h, hb - 1)) * hd;
+        for (int64_t r0 = 0; r0 < n_runs; r0 += R) {
+            // The runs PR groups ahead, one line per run every d_step dims, spread over the
+            // dims loop (all of a group's lines at once overflowed the miss buffers: scoring
+            // from memory took 1.5x its time from L3).
+            const KeyRun* ahead = runs + r0 + PR * R;
+            const bool prefetch = g0 == 0;
+            V a[R][HB];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+                for (int h = 0; h < HB; ++h) a[r][h] = S::zero();
+            bool full = true;
+            for (int r = 0; r < R; ++r) full &= runs[r0 + r].len == L;
+            // hd vectors of L keys per run, each weighted by every head's query value.
+            auto score = [&](auto load) {
+                for (int d = 0; d < hd; ++d) {
+                    if (prefetch && d % d_step == 0)
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r)
+                            _mm_prefetch((const char*)(ahead[r].k + d * bs), _MM_HINT_T0);
+                    V kv[R];
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) kv[r] = load(runs[r0 + r], d * bs);
+#pragma GCC unroll 8
+                    for (int h = 0; h < HB; ++h) {
+                        const V qd = S::set1(qh[h][d]);
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r) a[r][h] = S::fma(qd, kv[r], a[r][h]);
+                    }
+                }
+            };
+            if (full)
+                score([](const KeyRun& run, int64_t at) { return S::load_h(run.k + at); });
+            else
+                score(
+                    [](const KeyRun& run, int64_t at) { return S::load_h_n(run.k + at, run.len); });
+            for (int r = 0; r < R; ++r) {
+                const KeyRun& run = runs[r0 + r];
+                float* dst = sblk + run.j / L * TS + run.j % L;
+#pragma GCC unroll 8
+                for (int h = 0; h < HB; ++h)
+                    S::store_n(dst + h * L, S::mul(a[r][h], scale), run.len);
+            }
+        }
+    }
+
+    // Softmax, a head block at a time in memory order (tile by tile, all HB heads of a tile;
+    // one head at a time strided through the tiles ran at L2 latency): the max, then the
+    // exponentials and their sums (lanes past n get 0). The normalization (times 1 / sum,
+    // rounded to f16) happens tile by tile in the values pass below, where the tile is used.
+    std::vector<float>& inv_tl = inv_scratch();
+    inv_tl.resize((size_t)n_hblk * HB);
+    float* inv = inv_tl.data();  // [n_hblk * HB]
+    for (int b = 0; b < n_hblk; ++b) {
+        float* sblk = scores + b * n_tiles * TS;
+        V m[HB];
+#pragma GCC unroll 8
+        for (int h = 0; h < HB; ++h) m[h] = S::set1(-INFINITY);
+        for (int64_t t = 0; t < n_tiles; ++t) {
+            const int live = (int)std::min<int64_t>(L, n - t * L);
+#pragma GCC unroll 8
+            for (int h = 0; h < HB; ++h) m[h] = S::max_tile(m[h], sblk + t * TS + h * L, live);
+        }
+        V vmax[HB];
+        typename S::Sum sum[HB];
+#pragma GCC unroll 8
+        for (int h = 0; h < HB; ++h) vmax[h] = S::set1(S::reduce_max(m[h]));
+        for (int64_t t = 0; t < n_tiles; ++t) {
+            const int live = (int)std::min<int64_t>(L, n - t * L);
+#pragma GCC unroll 8
+            for (int h = 0; h < HB; ++h) S::exp_tile(sblk + t * TS + h * L, vmax[h], live, sum[h]);
+        }
+        for (int h = 0; h < HB; ++h) inv[b * HB + h] = (float)(1.0 / S::reduce_sum(sum[h]));
+    }
+
+    // Values.
+    thread_local std::vector<int64_t> rows_tl;
+    kv_row_offsets(s, query, kv_head, first, n, rows_tl);
+    rows_tl.resize((size_t)(n + TKV), rows_tl[(size_t)n - 1]);  // prefetches past the end
+    const int64_t* rows = rows_tl.data();
+    const int row_lines = (2 * hd + 63) / 64;
+    const int n_pass = (nc + CB - 1) / CB;
+    std::fill(acc, acc + (size_t)G * hd, 0.0f);
+    for (int g0 = 0; g0 < G; g0 += HB) {
+        const int hb = std::min(HB, G - g0);
+        const float* sblk = scores + (g0 / HB) * n_tiles * TS;
+        float* sblk_w = scores + (g0 / HB) * n_tiles * TS;
+        for (int64_t j0 = 0; j0 < n; j0 += TKV) {
+            const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
+            // This tile's probabilities: times 1 / sum, rounded to f16 (TKV is whole tiles).
+            for (int64_t t = j0 / L; t * L < j1; ++t)
+#pragma GCC unroll 8
+                for (int h = 0; h < HB; ++h)
+                    S::scale_round_tile(sblk_w + t * TS + h * L, S::set1(inv[g0 + h]));
+            for (int c0 = 0; c0 < nc; c0 += CB) {
+                V a[HB][CB];
+#pragma GCC unroll 8
+                for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 8
+                    for (int cb = 0; cb < CB; ++cb)
+                        a[h][cb] = S::load(acc + (g0 + std::min(h, hb - 1)) * hd + L * (c0 + cb));
+                // The next tile's rows: with as many passes over the chunk blocks as lines
+                // per row, each of the first passes takes one line per key (a steady number
+                // of misses in flight); otherwise the first pass takes them all.
+                const int pass = c0 / CB;
+                const int pf_first = n_pass >= row_lines ? pass : 0;
+                const int pf_end = g0 > 0                ? 0
+                                   : n_pass >= row_lines ? (pass < row_lines ? pass + 1 : 0)
+                                   : pass == 0           ? row_lines
+                                                         : 0;
+                for (int64_t t0 = j0; t0 < j1; t0 += L) {  // score tiles: one pointer
+                    const float* pt = sblk + t0 / L * TS;  // key t0 + i, head h: pt[h * L + i]
+                    const int m = (int)std::min<int64_t>(L, j1 - t0);
+                    for (int i = 0; i < m; ++i) {
+                        const int64_t j = t0 + i;
+                        for (int b = pf_first; b < pf_end; ++b)
+                            _mm_prefetch((const char*)(v_cache + rows[j + TKV]) + 64 * b,
+                                         _MM_HINT_T0);
+                        const uint16_t* row = v_cache + rows[j] + L * c0;
+                        V v[CB];
+#pragma GCC unroll 8
+                        for (int cb = 0; cb < CB; ++cb) v[cb] = S::load_h(row + L * cb);
+#pragma GCC unroll 8
+                        for (int h = 0; h < HB; ++h) {
+                            const V p = S::set1(pt[h * L + i]);
+#pragma GCC unroll 8
+                            for (int cb = 0; cb < CB; ++cb) a[h][cb] = S::fma(p, v[cb], a[h][cb]);
+                        }
+                    }
+                }
+#pragma GCC unroll 8
+                for (int h = 0; h < hb; ++h)
+#pragma GCC unroll 8
+                    for (int cb = 0; cb < CB; ++cb)
+                        S::store(acc + (g0 + h) * hd + L * (c0 + cb), a[h][cb]);
+            }
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * G + g) * hd);
+}
+
+// HB: the smallest of 1, 2, 4, 8 that holds the group (8 for larger groups, in blocks).
+template <class S, int HD>
+void attend_f16_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                      const AttentionQuery& q, int h, std::vector<float>& buf) {
+    const int group = s.n_head / s.n_kv_head;
+    if (group > 4) return attend_f16<S, HD, 8>(s, k, v, q, h, buf);
+    if (group > 2) return attend_f16<S, HD, 4>(s, k, v, q, h, buf);
+    if (group > 1) return attend_f16<S, HD, 2>(s, k, v, q, h, buf);
+    attend_f16<S, HD, 1>(s, k, v, q, h, buf);
+}
+
+// Any head_dim that is a multiple of S::L; the common sizes fully unrolled.
+template <class S>
+void attend_f16_dispatch(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                         const AttentionQuery& q, int h, std::vector<float>& buf) {
+    switch (s.head_dim) {
+        case 64:
+            return attend_f16_group<S, 64>(s, k, v, q, h, buf);
+        case 128:
+            return attend_f16_group<S, 128>(s, k, v, q, h, buf);
+        case 32:
+            return attend_f16_group<S, 32>(s, k, v, q, h, buf);
+        case 80:
+            return attend_f16_group<S, 80>(s, k, v, q, h, buf);
+        case 96:
+            return attend_f16_group<S, 96>(s, k, v, q, h, buf);
+        case 256:
+            return attend_f16_group<S, 256>(s, k, v, q, h, buf);
+        default:
+            return attend_f16_group<S, 0>(s, k, v, q, h, buf);
+    }
+}
+
+}  // namespace
+}  // namespace lokal
