@@ -52,6 +52,9 @@ void register_serve(CLI::App& app) {
     cmd->add_flag("!--no-prefill-first", o->models.prefill_first,
                   "Always step decoding sequences with prompts (default: a step that can finish "
                   "a new prompt runs it alone, for a faster first token)");
+    cmd->add_flag("!--no-step-abort", o->models.abort_for_arrivals,
+                  "Never stop a decode step for an arriving request (default: a step of decoding "
+                  "sequences stops between layers and reruns after the newcomer's prompt)");
     cmd->add_option("--lookup", o->models.lookup_draft,
                     "Speculative decoding: check up to N tokens copied from earlier in each "
                     "request's prompt and output per step (prompt lookup; the output is the same, "

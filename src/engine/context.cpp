@@ -62,8 +62,9 @@ void Context::eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits
     }
 }
 
-void Context::decode(const Batch& batch, ForwardOutput& out, bool want_hidden) {
-    forward_.run(batch, cache_.storage, out, want_hidden);
+bool Context::decode(const Batch& batch, ForwardOutput& out, bool want_hidden,
+                     const std::atomic<bool>* abort) {
+    return forward_.run(batch, cache_.storage, out, want_hidden, abort);
 }
 
 }  // namespace lokal

@@ -51,8 +51,11 @@ class Context {
     void eval(int32_t seq, std::span<const int32_t> tokens, bool all_logits,
               std::vector<float>& logits);
 
-    // Run a batch whose block tables the caller prepared (see KvCache::prepare).
-    void decode(const Batch& batch, ForwardOutput& out, bool want_hidden = false);
+    // Run a batch whose block tables the caller prepared (see KvCache::prepare). With
+    // `abort`, the pass checks it between layers and returns false when it was set
+    // (Forward::run): nothing was computed that the caller must undo.
+    bool decode(const Batch& batch, ForwardOutput& out, bool want_hidden = false,
+                const std::atomic<bool>* abort = nullptr);
 
   private:
     const Model& model_;

@@ -77,6 +77,7 @@ Scheduler::Scheduler(Context& ctx, const Vocab& vocab, const SchedulerParams& pa
     params_.max_running = std::max(1, params_.max_running);
     params_.step_tokens = std::max(1, params_.step_tokens);
     stats_.kv_blocks = ctx_.cache().n_blocks();
+    free_slots_.store(params_.max_running);
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -132,8 +133,10 @@ std::vector<std::shared_ptr<SeqHandle>> Scheduler::submit_group(std::vector<SeqR
     {
         std::lock_guard lk(mu_);
         if ((int)waiting_.size() >= params_.max_queue) return {};
+        const int need = 1 + (int)leader->followers.size();
         waiting_.push_back(std::move(leader));
         stats_.waiting = (int)waiting_.size();
+        if (free_slots_.load() >= need) arrival_.store(true);
     }
     cv_.notify_all();
     return handles;
@@ -163,6 +166,7 @@ void Scheduler::loop() {
             for (auto& s : running_) finish(*s, "error", e.what());
             running_.clear();
         }
+        free_slots_.store(params_.max_running - slots());
         std::lock_guard lk(mu_);
         stats_.running = (int)running_.size();
         stats_.waiting = (int)waiting_.size();
@@ -580,6 +584,7 @@ void Scheduler::fork_followers(Seq& s, const float* logits,
 
 bool Scheduler::step() {
     drop_cancelled();
+    arrival_.store(false);  // before admitting: a later arrival can stop this step
     // Admit waiting requests while there is room; they take blocks only when stepped. A
     // group is admitted whole (alone when it is larger than max_running).
     for (;;) {
@@ -599,6 +604,7 @@ bool Scheduler::step() {
         admit(*s);
         running_.push_back(std::move(s));
     }
+    free_slots_.store(params_.max_running - slots());
     if (running_.empty()) return false;
 
     // Decoding sequences first (one token each), then prefill chunks, each pass oldest
@@ -621,6 +627,7 @@ bool Scheduler::step() {
     }
     const bool prefill_only =
         params_.prefill_first && !last_step_prefill_only_ && n_decoding > 0 && finishable_prefill;
+    const bool after_prefill_only = last_step_prefill_only_;
     last_step_prefill_only_ = prefill_only;
     const bool speculate =
         (params_.lookup_draft > 0 || params_.drafter) && n_decoding <= params_.draft_max_running;
@@ -670,7 +677,20 @@ bool Scheduler::step() {
         }
         want_hidden |= s.req.embed;
     }
-    ctx_.decode(batch_, out_, want_hidden);
+    // Only a step of decoding sequences (one token each, no drafts) may stop for an
+    // arrival: nothing in it but their next token, which the rerun computes again.
+    bool abortable = params_.abort_for_arrivals;
+    for (size_t i = 0; i < in_batch.size() && abortable; ++i)
+        abortable = counts[i] == 1 && in_batch[i]->drafts.empty() && decoding(*in_batch[i]) &&
+                    !in_batch[i]->req.embed;
+    if (!ctx_.decode(batch_, out_, want_hidden, abortable ? &arrival_ : nullptr)) {
+        // The decoders have not advanced: if they already sat out a prefill-only step, the
+        // next step must include them (a mixed step), so arrivals can never starve them.
+        last_step_prefill_only_ = after_prefill_only;
+        std::lock_guard lk(mu_);
+        ++stats_.aborted_steps;
+        return true;
+    }
     {
         std::lock_guard lk(mu_);
         ++stats_.steps;

@@ -47,6 +47,15 @@ struct SchedulerParams {
     // a newcomer's first token does not wait for everybody's next token (they wait one
     // step). Never two such steps in a row, so a stream of arrivals cannot stall decoding.
     bool prefill_first = true;
+    // A request that arrives (and has a free slot) while a step of decoding sequences only
+    // runs stops that step between layers; the next step takes the newcomer (alone, with
+    // prefill_first), and the decoders' step reruns after it, giving the same bits (the
+    // kernels are batch-invariant). The newcomer's first token then waits about one layer
+    // instead of a whole step. A step stopped right after a prefill-only step is followed by
+    // one that includes the decoders (prompt chunks beside them), so arrivals cannot starve
+    // them: between two of their completed steps lie at most two stopped ones and one
+    // prefill-only step.
+    bool abort_for_arrivals = true;
     // Speculative decoding by prompt lookup (speculative.h): a decoding sequence also runs
     // up to lookup_draft tokens copied from earlier in its prompt and output, checked in the
     // same pass; the output is unchanged. Only while at most draft_max_running sequences
@@ -150,6 +159,7 @@ class Scheduler {
         int64_t batch_tokens = 0;        // tokens run through the model (prefill and decode)
         int64_t forks = 0;               // sequences started from a group leader's prompt blocks
         int64_t prefill_only_steps = 0;  // steps that ran a prompt without the decoders
+        int64_t aborted_steps = 0;       // decode steps stopped for an arrival (rerun later)
         int64_t draft_proposed = 0, draft_accepted = 0;  // speculative tokens
     };
     Stats stats() const;
@@ -201,6 +211,11 @@ class Scheduler {
     const Vocab& vocab_;
     SchedulerParams params_;
     bool last_step_prefill_only_ = false;
+    // Set by submit when a request arrives with a slot free for it (free_slots_, kept by the
+    // loop); an abortable step's forward pass stops when it sees it. Cleared when a step
+    // starts admitting.
+    std::atomic<bool> arrival_{false};
+    std::atomic<int> free_slots_{0};
 
     mutable std::mutex mu_;  // guards waiting_, stop_, stats_ (the loop owns the rest)
     std::condition_variable cv_;

@@ -87,14 +87,15 @@ void Forward::mm_shared_input(std::initializer_list<std::pair<const Tensor*, flo
     matmul_multi(pool_, mo, k, x, ldx, n, mm_scratch_);
 }
 
-void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden) {
+bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden,
+                  const std::atomic<bool>* abort) {
     const HParams& hp = model_.hp;
     check_batch(batch, hp, kv);
     const int64_t n = batch.size();
     const int64_t dim = hp.dim;
     out.logits.clear();
     out.hidden.clear();
-    if (n == 0) return;
+    if (n == 0) return true;
 
     auto grow = [](std::vector<float>& v, int64_t size) {
         if ((int64_t)v.size() < size) v.resize((size_t)size);
@@ -118,6 +119,7 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     });
 
     for (int il = 0; il < hp.n_layer; ++il) {
+        if (abort && abort->load(std::memory_order_relaxed)) return false;
         const LayerWeights& L = model_.layers[il];
         pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t)
@@ -145,7 +147,7 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     for (int64_t t = 0; t < n; ++t)
         if (batch.want_logits[t]) wanted.push_back(t);
     const int64_t nw = (int64_t)wanted.size();
-    if (nw == 0) return;
+    if (nw == 0) return true;
     std::vector<float> normed((size_t)(nw * dim));
     pool_.parallel_for(nw, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i)
@@ -155,6 +157,7 @@ void Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     out.logits.resize((size_t)(nw * hp.n_vocab));
     mm(model_.output, 0, normed.data(), dim, nw, out.logits.data(), hp.n_vocab);
     if (want_hidden) out.hidden = std::move(normed);
+    return true;
 }
 
 void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {

@@ -1,6 +1,8 @@
 // The forward pass over a batch of tokens from any number of sequences.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -78,7 +80,11 @@ class Forward {
 
     // Runs the batch, writes its K/V into `kv`, fills out.logits (and out.hidden if
     // want_hidden) for the flagged tokens. Throws std::invalid_argument on a bad batch.
-    void run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden = false);
+    // Returns false, with out empty, when `abort` was found set between layers: the pass
+    // stopped early. The K/V it wrote are for the batch's own positions, which the caller
+    // has not counted as cached, and a rerun writes the same bits over them.
+    bool run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden = false,
+             const std::atomic<bool>* abort = nullptr);
 
     MatmulObserver observer;  // optional
 

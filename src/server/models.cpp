@@ -296,6 +296,7 @@ std::shared_ptr<ServedModel> ModelRegistry::load(const std::string& name, const 
     sp.step_tokens = opts_.n_batch;
     sp.prefix_cache = opts_.prefix_cache;
     sp.prefill_first = opts_.prefill_first;
+    sp.abort_for_arrivals = opts_.abort_for_arrivals;
     sp.lookup_draft = opts_.lookup_draft;
     sp.draft_max_running = opts_.draft_max_running;
     sp.drafter = m->drafter.get();

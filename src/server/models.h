@@ -83,9 +83,10 @@ struct ModelOptions {
     int max_queue = 64;
     int max_loaded = 3;
     bool prefix_cache = true;
-    bool prefill_first = true;  // SchedulerParams::prefill_first
-    int lookup_draft = 0;       // SchedulerParams::lookup_draft (0: no speculation)
-    int draft_max_running = 1;  // SchedulerParams::draft_max_running
+    bool prefill_first = true;       // SchedulerParams::prefill_first
+    bool abort_for_arrivals = true;  // SchedulerParams::abort_for_arrivals
+    int lookup_draft = 0;            // SchedulerParams::lookup_draft (0: no speculation)
+    int draft_max_running = 1;       // SchedulerParams::draft_max_running
     // A small model of the same vocabulary (a GGUF path or a store name) drafting for the
     // model named draft_for (serve -m): speculative decoding, instead of lookup.
     std::string draft_model, draft_for;

@@ -232,16 +232,19 @@ void Server::Impl::setup() {
             {"lokal_preemptions_total", "Sequences preempted for lack of KV blocks."},
             {"lokal_draft_tokens_total",
              "Speculative tokens checked (prompt lookup or draft model)."},
-            {"lokal_draft_tokens_accepted_total", "Speculative tokens the model kept."}};
+            {"lokal_draft_tokens_accepted_total", "Speculative tokens the model kept."},
+            {"lokal_steps_aborted_total",
+             "Decode steps stopped between layers for an arriving request (rerun after it)."}};
         auto models = registry.loaded();
         for (size_t g = 0; g < std::size(gauges); ++g) {
             out += std::string("# HELP ") + gauges[g][0] + " " + gauges[g][1] + "\n# TYPE " +
                    gauges[g][0] + (g >= 5 ? " counter\n" : " gauge\n");
             for (auto& m : models) {
                 const auto st = m->sched->stats();
-                const int64_t vals[] = {st.waiting,     st.running,        st.kv_blocks,
-                                        st.kv_used,     st.kv_cached,      st.prefix_hit_tokens,
-                                        st.preemptions, st.draft_proposed, st.draft_accepted};
+                const int64_t vals[] = {st.waiting,      st.running,        st.kv_blocks,
+                                        st.kv_used,      st.kv_cached,      st.prefix_hit_tokens,
+                                        st.preemptions,  st.draft_proposed, st.draft_accepted,
+                                        st.aborted_steps};
                 out += std::string(gauges[g][0]) + "{model=\"" + m->name + "\"} " +
                        std::to_string(vals[g]) + "\n";
             }

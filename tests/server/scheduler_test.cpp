@@ -2,6 +2,7 @@
 // cancellation, the bounded queue and embeddings.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <set>
@@ -345,6 +346,77 @@ TEST(Scheduler, PrefillFirstRunsANewPromptAlone) {
         }
     }
     EXPECT_EQ(texts[0], texts[1]);
+}
+
+// A request arriving while a step of decoding sequences runs stops that step between
+// layers (the matmul observer submits it from inside the step, so the stop is certain);
+// the newcomer is prefilled, the decoders' step reruns, and every text is what a scheduler
+// that never stops a step produces.
+TEST(Scheduler, ArrivalStopsADecodeStepWithoutChangingAnyOutput) {
+    const Loaded& m = stories();
+    std::vector<std::string> texts[2];
+    int64_t aborted[2] = {0, 0};
+    for (bool abort : {true, false}) {
+        Context ctx(*m.model, params(1024, 4));
+        SchedulerParams sp;
+        sp.max_running = 4;
+        sp.abort_for_arrivals = abort;
+        std::atomic<bool> armed{false}, submitted{false};
+        std::shared_ptr<SeqHandle> late;
+        Scheduler* sched = nullptr;
+        // Runs on the loop thread, inside a forward pass: the first matmul of a one-token
+        // step after arming submits the newcomer.
+        ctx.forward().observer = [&](const Tensor&, int64_t, const float*, int64_t n) {
+            if (n == 1 && armed.exchange(false)) {
+                late = sched->submit(greedy("The little dog", 12));
+                submitted = true;
+            }
+        };
+        Scheduler s(ctx, *m.vocab, sp);
+        sched = &s;
+        auto a = s.submit(greedy("Once upon a time", 40));
+        SeqEvent ev;
+        for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->next(ev, std::chrono::seconds(60)));
+        ASSERT_FALSE(ev.done);  // a is decoding now
+        armed = true;
+        Result ra = collect(*a);
+        while (!submitted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ASSERT_TRUE(late);
+        texts[abort] = {ra.text, collect(*late).text};
+        EXPECT_EQ(ra.last.completion_tokens, 40);
+        aborted[abort] = s.stats().aborted_steps;
+        ctx.forward().observer = nullptr;
+    }
+    EXPECT_EQ(texts[0], texts[1]);
+    EXPECT_GE(aborted[1], 1);
+    EXPECT_EQ(aborted[0], 0);
+}
+
+// Requests sent back to back, each as soon as the previous one answered, stop the decode
+// steps again and again, yet the decoding sequence advances at least once per two of them
+// (a stopped step right after a prefill-only one is followed by a mixed step).
+TEST(Scheduler, BackToBackArrivalsDoNotStarveDecoding) {
+    const Loaded& m = stories();
+    Context ctx(*m.model, params(1024, 4));
+    SchedulerParams sp;
+    sp.max_running = 4;
+    Scheduler s(ctx, *m.vocab, sp);
+    auto a = s.submit(greedy("Once upon a time", 600));
+    SeqEvent ev;
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->next(ev, std::chrono::seconds(60)));
+    int before = 3;
+    while (a->next(ev, std::chrono::milliseconds(0))) ++before;
+    const int n_short = 12;
+    for (int i = 0; i < n_short; ++i) {
+        Result r = collect(*s.submit(greedy(kPrompts[i % 4], 1)));
+        EXPECT_EQ(r.last.completion_tokens, 1);
+    }
+    int after = before;
+    while (a->next(ev, std::chrono::milliseconds(0))) ++after;
+    ASSERT_FALSE(ev.done);  // 600 tokens outlast the short requests
+    EXPECT_GE(after - before, n_short / 2 - 1);
+    a->cancel();
+    collect(*a);
 }
 
 TEST(Scheduler, CancellationFreesTheSequence) {

@@ -9,7 +9,7 @@ LOG=$(mktemp)
 "$BIN" serve --port "$PORT" --models-dir "$SHARED/models" -m stories260K -c 128 -t 1 2>"$LOG" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
-for i in $(seq 1 100); do
+for i in $(seq 1 300); do  # up to 30 s: the suite runs tests two at a time
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
