@@ -441,6 +441,7 @@ struct Avx2 {
     using V = __m256;
     static constexpr int L = 8;
     static constexpr int kScoreAcc = 8;  // 16 registers: 8 accumulators, a key vector, a query
+    static constexpr int kScoreHeads = 4;
     static constexpr int kValueAcc = 8;
     static __m256i first_n(int n) {
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

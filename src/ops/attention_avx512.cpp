@@ -46,6 +46,7 @@ struct Avx512 {
     using V = __m512;
     static constexpr int L = 16;
     static constexpr int kScoreAcc = 16;  // 2 runs x 8 heads (one run: 1.2x slower scoring)
+    static constexpr int kScoreHeads = 8;
     static constexpr int kValueAcc = 16;
     static __mmask16 first_n(int n) {
         return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);

@@ -20,8 +20,8 @@
 // by each head's probability; keys in tiles of TKV so later chunk blocks find the tile's V
 // rows in L1.
 //
-// S provides: V (the vector type), L (lanes), kScoreAcc, kValueAcc, zero, set1, fma, mul,
-// load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
+// S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads, kValueAcc, zero, set1, fma,
+// mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
 // those n), store_n (the first n lanes), round_f16_n, and the softmax steps on one tile of
 // L scores: max_tile, exp_tile (accumulating into a Sum), scale_round_tile, reduce_max,
 // reduce_sum (see the ISA files).
@@ -68,8 +68,13 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                 const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     using V = typename S::V;
     constexpr int L = S::L;
-    constexpr int R = S::kScoreAcc / HB > 1 ? S::kScoreAcc / HB : 1;  // runs scored together
-    constexpr int PR = 2;       // groups of R runs prefetched ahead while scoring
+    // Scoring takes HS heads at a time (up to S::kScoreHeads) and R runs of keys, R x HS
+    // accumulators: AVX-512 8 heads x 2 runs; AVX2 4 x 2 (8 heads x 1 run spent a broadcast
+    // per FMA and a key conversion per 8, and was 1.1x slower).
+    constexpr int HS = HB < S::kScoreHeads ? HB : S::kScoreHeads;
+    constexpr int R = S::kScoreAcc / HS > 1 ? S::kScoreAcc / HS : 1;
+    constexpr int PR = 64 / (R * L) > 1 ? 64 / (R * L) : 1;  // groups of R runs prefetched
+    // ahead while scoring: 64 keys
     constexpr int TKV = 64;     // keys per value tile
     constexpr int NC = HD / L;  // 0 when HD is
     constexpr int CB = NC ? chunk_block(NC, S::kValueAcc / HB) : 1;
@@ -111,22 +116,23 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     const int d_step = bs >= 32 ? 1 : (int)(32 / bs);
 
     const V scale = S::set1(s.scale);
-    for (int g0 = 0; g0 < G; g0 += HB) {
-        const int hb = std::min(HB, G - g0);
-        float* sblk = scores + (g0 / HB) * n_tiles * TS;
-        const float* qh[HB];
-        for (int h = 0; h < HB; ++h) qh[h] = q + (int64_t)(g0 + std::min(h, hb - 1)) * hd;
+    // Every head slot of every head block, the slots past the group's end with the last
+    // head's query (their results are dropped), so the softmax sees only computed scores.
+    for (int g0 = 0; g0 < n_hblk * HB; g0 += HS) {
+        float* sblk = scores + (g0 / HB) * n_tiles * TS + (g0 % HB) * L;
+        const float* qh[HS];
+        for (int h = 0; h < HS; ++h) qh[h] = q + (int64_t)std::min(g0 + h, G - 1) * hd;
         for (int64_t r0 = 0; r0 < n_runs; r0 += R) {
             // The runs PR groups ahead, one line per run every d_step dims, spread over the
             // dims loop (all of a group's lines at once overflowed the miss buffers: scoring
             // from memory took 1.5x its time from L3).
             const KeyRun* ahead = runs + r0 + PR * R;
             const bool prefetch = g0 == 0;
-            V a[R][HB];
+            V a[R][HS];
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-                for (int h = 0; h < HB; ++h) a[r][h] = S::zero();
+                for (int h = 0; h < HS; ++h) a[r][h] = S::zero();
             bool full = true;
             for (int r = 0; r < R; ++r) full &= runs[r0 + r].len == L;
             // hd vectors of L keys per run, each weighted by every head's query value.
@@ -140,7 +146,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
 #pragma GCC unroll 8
                     for (int r = 0; r < R; ++r) kv[r] = load(runs[r0 + r], d * bs);
 #pragma GCC unroll 8
-                    for (int h = 0; h < HB; ++h) {
+                    for (int h = 0; h < HS; ++h) {
                         const V qd = S::set1(qh[h][d]);
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) a[r][h] = S::fma(qd, kv[r], a[r][h]);
@@ -156,7 +162,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                 const KeyRun& run = runs[r0 + r];
                 float* dst = sblk + run.j / L * TS + run.j % L;
 #pragma GCC unroll 8
-                for (int h = 0; h < HB; ++h)
+                for (int h = 0; h < HS; ++h)
                     S::store_n(dst + h * L, S::mul(a[r][h], scale), run.len);
             }
         }
