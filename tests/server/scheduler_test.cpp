@@ -349,9 +349,9 @@ TEST(Scheduler, PrefillFirstRunsANewPromptAlone) {
 }
 
 // A request arriving while a step of decoding sequences runs stops that step between
-// layers (the matmul observer submits it from inside the step, so the stop is certain);
-// the newcomer is prefilled, the decoders' step reruns, and every text is what a scheduler
-// that never stops a step produces.
+// layers (the matmul observer submits it from inside the third one-token step, at its first
+// matmul, so the stop is certain); the newcomer is prefilled, the decoders' step reruns,
+// and every text is what a scheduler that never stops a step produces.
 TEST(Scheduler, ArrivalStopsADecodeStepWithoutChangingAnyOutput) {
     const Loaded& m = stories();
     std::vector<std::string> texts[2];
@@ -361,27 +361,21 @@ TEST(Scheduler, ArrivalStopsADecodeStepWithoutChangingAnyOutput) {
         SchedulerParams sp;
         sp.max_running = 4;
         sp.abort_for_arrivals = abort;
-        std::atomic<bool> armed{false}, submitted{false};
+        std::atomic<bool> submitted{false};
         std::shared_ptr<SeqHandle> late;
         Scheduler* sched = nullptr;
-        // Runs on the loop thread, inside a forward pass: the first matmul of a one-token
-        // step after arming submits the newcomer.
-        ctx.forward().observer = [&](const Tensor&, int64_t, const float*, int64_t n) {
-            if (n == 1 && armed.exchange(false)) {
+        int decode_steps = 0;  // loop thread only
+        const Tensor* first_weight = &m.model->layers[0].wq;
+        ctx.forward().observer = [&](const Tensor& w, int64_t, const float*, int64_t n) {
+            if (n == 1 && &w == first_weight && ++decode_steps == 3) {
                 late = sched->submit(greedy("The little dog", 12));
                 submitted = true;
             }
         };
         Scheduler s(ctx, *m.vocab, sp);
         sched = &s;
-        auto a = s.submit(greedy("Once upon a time", 40));
-        SeqEvent ev;
-        for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->next(ev, std::chrono::seconds(60)));
-        ASSERT_FALSE(ev.done);  // a is decoding now
-        armed = true;
-        Result ra = collect(*a);
-        while (!submitted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        ASSERT_TRUE(late);
+        Result ra = collect(*s.submit(greedy("Once upon a time", 40)));
+        ASSERT_TRUE(submitted);
         texts[abort] = {ra.text, collect(*late).text};
         EXPECT_EQ(ra.last.completion_tokens, 40);
         aborted[abort] = s.stats().aborted_steps;
@@ -401,7 +395,7 @@ TEST(Scheduler, BackToBackArrivalsDoNotStarveDecoding) {
     SchedulerParams sp;
     sp.max_running = 4;
     Scheduler s(ctx, *m.vocab, sp);
-    auto a = s.submit(greedy("Once upon a time", 600));
+    auto a = s.submit(greedy("Once upon a time", 1000));
     SeqEvent ev;
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->next(ev, std::chrono::seconds(60)));
     int before = 3;
@@ -413,10 +407,11 @@ TEST(Scheduler, BackToBackArrivalsDoNotStarveDecoding) {
     }
     int after = before;
     while (a->next(ev, std::chrono::milliseconds(0))) ++after;
-    ASSERT_FALSE(ev.done);  // 600 tokens outlast the short requests
     EXPECT_GE(after - before, n_short / 2 - 1);
-    a->cancel();
-    collect(*a);
+    if (!ev.done) {
+        a->cancel();
+        collect(*a);
+    }
 }
 
 TEST(Scheduler, CancellationFreesTheSequence) {
