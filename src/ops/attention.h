@@ -108,10 +108,11 @@ struct AttentionQuery {
 };
 
 // Every query's K/V (positions up to and including its own) must already be in the cache.
-// Runs a SIMD kernel (attention_avx512.cpp for f16 caches with head_dim 32/64/80/96/128 on
-// the avx512 path, else attention_avx2.cpp for head_dim % 8 == 0) or the scalar reference; they
-// agree within float rounding (tests/ops/attention_test.cpp). Each (query, K/V head) is computed by
-// one task in a fixed order, so results do not depend on the thread count or on the batch.
+// Runs a SIMD kernel (f16 caches: attention_f16_impl.h, 16 lanes on the avx512 path for
+// head_dim % 16 == 0, else 8 lanes; Q8_0/Q4_0 caches: attention_avx2.cpp; head_dim % 8 == 0)
+// or the scalar reference; they agree within float rounding (tests/ops/attention_test.cpp). Each
+// (query, K/V head) is computed by one task in a fixed order, so results do not depend on the
+// thread count or on the batch.
 void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
                      const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
 
