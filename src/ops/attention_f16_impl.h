@@ -41,9 +41,10 @@ namespace lokal {
 namespace {
 
 // Up to L consecutive keys in one block: k points at dim 0 of the first (dim d at
-// k + d * block_size), j is the first key's index among the query's keys.
+// k + d * block_size), v at its V row, j is the first key's index among the query's keys.
 struct KeyRun {
     const uint16_t* k;
+    const uint16_t* v;  // the first key's V row (the run's rows follow it, head_dim apart)
     int64_t j;
     int32_t len;
 };
@@ -105,12 +106,14 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     for (int64_t p = first; p <= query.pos;) {
         const int64_t slot = p % bs, j = p - first;
         const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
-        runs_tl.push_back(
-            {k_cache + kv_block_offset(s, query.block_table[p / bs], kv_head) + slot, j, len});
+        const int64_t at = kv_block_offset(s, query.block_table[p / bs], kv_head);
+        runs_tl.push_back({k_cache + at + slot, v_cache + at + slot * hd, j, len});
         p += len;
     }
     const int64_t n_runs = (int64_t)runs_tl.size();
-    runs_tl.resize((size_t)((n_runs + R - 1) / R * R + PR * R), KeyRun{runs_tl.back().k, 0, 0});
+    // (PR * R runs are 64 keys, so the padding also covers the values' prefetch 64 keys ahead.)
+    runs_tl.resize((size_t)((n_runs + R - 1) / R * R + PR * R),
+                   KeyRun{runs_tl.back().k, runs_tl.back().v, 0, 0});
     const KeyRun* runs = runs_tl.data();
     // Dim rows of a run are bs values apart: one prefetch per cache line they cover.
     const int d_step = bs >= 32 ? 1 : (int)(32 / bs);
@@ -197,11 +200,9 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         for (int h = 0; h < HB; ++h) inv[b * HB + h] = (float)(1.0 / S::reduce_sum(sum[h]));
     }
 
-    // Values.
-    thread_local std::vector<int64_t> rows_tl;
-    kv_row_offsets(s, query, kv_head, first, n, rows_tl);
-    rows_tl.resize((size_t)(n + TKV), rows_tl[(size_t)n - 1]);  // prefetches past the end
-    const int64_t* rows = rows_tl.data();
+    // Values, run by run (no per-key row table: 8 bytes per key written and read back).
+    static_assert(TKV % L == 0 && TKV / L <= PR * R, "value tiles are whole runs' tiles");
+    constexpr int RA = TKV / L;  // runs ahead for the V prefetch: 64 keys when they are full
     const int row_lines = (2 * hd + 63) / 64;
     const int n_pass = (nc + CB - 1) / CB;
     std::fill(acc, acc + (size_t)G * hd, 0.0f);
@@ -209,8 +210,11 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         const int hb = std::min(HB, G - g0);
         const float* sblk = scores + (g0 / HB) * n_tiles * TS;
         float* sblk_w = scores + (g0 / HB) * n_tiles * TS;
+        int64_t r_begin = 0;  // the tile's first run
         for (int64_t j0 = 0; j0 < n; j0 += TKV) {
             const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
+            int64_t r_end = r_begin;
+            while (r_end < n_runs && runs[r_end].j < j1) ++r_end;
             // This tile's probabilities: times 1 / sum, rounded to f16 (TKV is whole tiles).
             for (int64_t t = j0 / L; t * L < j1; ++t)
 #pragma GCC unroll 8
@@ -223,7 +227,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
 #pragma GCC unroll 8
                     for (int cb = 0; cb < CB; ++cb)
                         a[h][cb] = S::load(acc + (g0 + std::min(h, hb - 1)) * hd + L * (c0 + cb));
-                // The next tile's rows: with as many passes over the chunk blocks as lines
+                // The rows RA runs ahead: with as many passes over the chunk blocks as lines
                 // per row, each of the first passes takes one line per key (a steady number
                 // of misses in flight); otherwise the first pass takes them all.
                 const int pass = c0 / CB;
@@ -232,15 +236,14 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                                    : n_pass >= row_lines ? (pass < row_lines ? pass + 1 : 0)
                                    : pass == 0           ? row_lines
                                                          : 0;
-                for (int64_t t0 = j0; t0 < j1; t0 += L) {  // score tiles: one pointer
-                    const float* pt = sblk + t0 / L * TS;  // key t0 + i, head h: pt[h * L + i]
-                    const int m = (int)std::min<int64_t>(L, j1 - t0);
-                    for (int i = 0; i < m; ++i) {
-                        const int64_t j = t0 + i;
+                for (int64_t r = r_begin; r < r_end; ++r) {
+                    const KeyRun& run = runs[r];
+                    const uint16_t* ahead = runs[r + RA].v;
+                    const float* pt = sblk + run.j / L * TS + run.j % L;  // head h: pt[h * L + i]
+                    const uint16_t* row = run.v + L * c0;
+                    for (int i = 0; i < run.len; ++i, row += hd) {
                         for (int b = pf_first; b < pf_end; ++b)
-                            _mm_prefetch((const char*)(v_cache + rows[j + TKV]) + 64 * b,
-                                         _MM_HINT_T0);
-                        const uint16_t* row = v_cache + rows[j] + L * c0;
+                            _mm_prefetch((const char*)(ahead + i * hd) + 64 * b, _MM_HINT_T0);
                         V v[CB];
 #pragma GCC unroll 8
                         for (int cb = 0; cb < CB; ++cb) v[cb] = S::load_h(row + L * cb);
@@ -258,6 +261,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                     for (int cb = 0; cb < CB; ++cb)
                         S::store(acc + (g0 + h) * hd + L * (c0 + cb), a[h][cb]);
             }
+            r_begin = r_end;
         }
     }
     for (int g = 0; g < G; ++g)
