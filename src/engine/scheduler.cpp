@@ -677,12 +677,11 @@ bool Scheduler::step() {
         }
         want_hidden |= s.req.embed;
     }
-    // Only a step of decoding sequences (one token each, no drafts) may stop for an
+    // Only a step of decoding sequences (one token each, so no drafts) may stop for an
     // arrival: nothing in it but their next token, which the rerun computes again.
     bool abortable = params_.abort_for_arrivals;
     for (size_t i = 0; i < in_batch.size() && abortable; ++i)
-        abortable = counts[i] == 1 && in_batch[i]->drafts.empty() && decoding(*in_batch[i]) &&
-                    !in_batch[i]->req.embed;
+        abortable = counts[i] == 1 && decoding(*in_batch[i]);
     if (!ctx_.decode(batch_, out_, want_hidden, abortable ? &arrival_ : nullptr)) {
         // The decoders have not advanced: if they already sat out a prefill-only step, the
         // next step must include them (a mixed step), so arrivals can never starve them.

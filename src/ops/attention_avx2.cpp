@@ -86,11 +86,14 @@ inline __m256 round_f16(__m256 v) {
     return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-// q[0, n) = the group's query rows ([group][head_dim], n = group * head_dim, a multiple of
-// 8), rounded to f16 as the reference does.
+// dst[0, n) = src[0, n) rounded to f16 (n a multiple of 8).
+inline void round_f16_copy(const float* src, float* dst, int n) {
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, round_f16(_mm256_loadu_ps(src + i)));
+}
+// q[0, n) = the group's query rows ([group][head_dim], n = group * head_dim), rounded to f16
+// as the reference does.
 inline void load_group_queries(const AttentionQuery& query, int kv_head, int n, float* q) {
-    const float* src = query.q + (int64_t)kv_head * n;
-    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(q + i, round_f16(_mm256_loadu_ps(src + i)));
+    round_f16_copy(query.q + (int64_t)kv_head * n, q, n);
 }
 
 // x[i] = e^(x[i] - vmax) for i < n (a multiple of 8), -inf scores giving exactly 0; the
@@ -463,10 +466,7 @@ struct Avx2 {
     }
     static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first_n(n), v); }
     // f16-rounded copies of n floats (n a multiple of 8).
-    static void round_f16_n(const float* src, float* dst, int n) {
-        for (int i = 0; i < n; i += 8)
-            _mm256_storeu_ps(dst + i, round_f16(_mm256_loadu_ps(src + i)));
-    }
+    static void round_f16_n(const float* src, float* dst, int n) { round_f16_copy(src, dst, n); }
     // Softmax steps on one tile of 8 scores, `live` of them real (the rest get 0).
     struct Sum {
         __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();  // lanes 0-3, 4-7

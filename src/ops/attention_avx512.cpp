@@ -38,9 +38,6 @@ inline __m512 exp512(__m512 x) {
 inline __m512 round_f16(__m512 v) {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
-inline __m512 load_h16(const uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
-}
 
 struct Avx512 {
     using V = __m512;
@@ -57,7 +54,9 @@ struct Avx512 {
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
     static V load(const float* p) { return _mm512_loadu_ps(p); }
     static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-    static V load_h(const uint16_t* p) { return load_h16(p); }
+    static V load_h(const uint16_t* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
+    }
     static V load_h_n(const uint16_t* p, int n) {
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_n(n), p));
     }

@@ -10,10 +10,10 @@
 //
 // Scores. K blocks are dims-major ([head_dim][block_size], ops/attention.h), so the keys of
 // one block are cut into runs of up to S::L consecutive positions and a run's dim d is one
-// vector of L keys. Each dim's vector is multiplied by a broadcast query value of each head
-// of a register block of HB heads, accumulating L scores per head with no horizontal sums.
-// R runs are scored together so that R x HB accumulators (S::kScoreAcc) cover the FMA
-// latency. Scores are stored head-major, scores[g][j].
+// vector of L keys. Each dim's vector is multiplied by a broadcast query value of each of
+// HS heads, accumulating L scores per head with no horizontal sums. R runs are scored
+// together so that R x HS accumulators (S::kScoreAcc) cover the FMA latency. Scores are
+// stored in tiles, [head block of HB][key tile of L][HB][L].
 //
 // Values (V rows stay row-major): HB heads x CB chunks of L dims in registers
 // (HB x CB <= S::kValueAcc), every key's chunk converted once per register block and weighted
@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <vector>
 
 #include "ops/attention_isa.h"
@@ -48,12 +47,6 @@ struct KeyRun {
     int64_t j;
     int32_t len;
 };
-
-// Per-thread scratch for the softmax normalizers (kept across calls: no allocation per task).
-inline std::vector<float>& inv_scratch() {
-    thread_local std::vector<float> v;
-    return v;
-}
 
 // The largest divisor of nc that is at most cap (chunks per value register block).
 constexpr int chunk_block(int nc, int cap) {
@@ -89,14 +82,15 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_tiles = (n + L - 1) / L;
-    buf.resize((size_t)(2 * G * hd + n_hblk * n_tiles * TS));
-    float* q = buf.data();            // [G][hd], f16-rounded
-    float* acc = q + (size_t)G * hd;  // [G][hd]
+    buf.resize((size_t)(2 * G * hd + n_hblk * HB + n_hblk * n_tiles * TS));
+    float* q = buf.data();              // [G][hd], f16-rounded
+    float* acc = q + (size_t)G * hd;    // [G][hd]
+    float* inv = acc + (size_t)G * hd;  // [n_hblk * HB] softmax normalizers, 1 / sum
     // [head block][key tile][HB][L]: for a key, its HB heads' scores are L floats apart, one
     // pointer reaches them all in the values loop (separate per-head rows took 8 pointer
     // registers and made the values 1.6x slower). Heads past the group's end in the last
     // block redo the last head; their results are dropped.
-    float* scores = acc + (size_t)G * hd;
+    float* scores = inv + (size_t)n_hblk * HB;
     S::round_f16_n(query.q + (int64_t)kv_head * G * hd, q, G * hd);
 
     // The keys as runs that cross neither a cache block nor a score tile, padded with empty
@@ -175,9 +169,6 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     // one head at a time strided through the tiles ran at L2 latency): the max, then the
     // exponentials and their sums (lanes past n get 0). The normalization (times 1 / sum,
     // rounded to f16) happens tile by tile in the values pass below, where the tile is used.
-    std::vector<float>& inv_tl = inv_scratch();
-    inv_tl.resize((size_t)n_hblk * HB);
-    float* inv = inv_tl.data();  // [n_hblk * HB]
     for (int b = 0; b < n_hblk; ++b) {
         float* sblk = scores + b * n_tiles * TS;
         V m[HB];
@@ -208,8 +199,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     std::fill(acc, acc + (size_t)G * hd, 0.0f);
     for (int g0 = 0; g0 < G; g0 += HB) {
         const int hb = std::min(HB, G - g0);
-        const float* sblk = scores + (g0 / HB) * n_tiles * TS;
-        float* sblk_w = scores + (g0 / HB) * n_tiles * TS;
+        float* sblk = scores + (g0 / HB) * n_tiles * TS;
         int64_t r_begin = 0;  // the tile's first run
         for (int64_t j0 = 0; j0 < n; j0 += TKV) {
             const int64_t j1 = std::min<int64_t>(n, j0 + TKV);
@@ -219,7 +209,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
             for (int64_t t = j0 / L; t * L < j1; ++t)
 #pragma GCC unroll 8
                 for (int h = 0; h < HB; ++h)
-                    S::scale_round_tile(sblk_w + t * TS + h * L, S::set1(inv[g0 + h]));
+                    S::scale_round_tile(sblk + t * TS + h * L, S::set1(inv[g0 + h]));
             for (int c0 = 0; c0 < nc; c0 += CB) {
                 V a[HB][CB];
 #pragma GCC unroll 8
