@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ops/attention.h"
+#include "ops/gemm_common.h"
 #include "ops/huge_pages.h"
 #include "ops/kernels.h"
 #include "ops/matmul.h"
@@ -157,6 +158,68 @@ void matmul_l2_args(benchmark::internal::Benchmark* b) {
             for (int pack : {0, 1}) b->Args({(int64_t)t, 256, 2048, tok, 1, pack});
 }
 BENCHMARK(BM_Matmul)->Name("BM_MatmulL2")->Apply(matmul_l2_args)->Unit(benchmark::kMicrosecond);
+
+// The GEMM alone on one row group (the table's row_group rows x 2048, packed) with everything
+// in L1, called directly: no activation conversion, no thread pool, no memory stalls. What is
+// left is the kernel's own instruction stream (unpack, integer sums, float epilogue), so
+// "MAC/cycle"-style comparisons between types and token counts are not blurred by the rest.
+// args: type, tokens.
+void BM_GemmL1(benchmark::State& st) {
+    const TensorType t = (TensorType)st.range(0);
+    const int64_t tokens = st.range(1), cols = 2048;
+    const KernelTable& kt = kernels();
+    const int64_t rows = kt.row_group;
+    std::vector<uint8_t> w = weights(t, rows, cols);
+    const bool pack = matmul_can_pack(t) && rows % 8 == 0;
+    if (pack) matmul_pack(t, cols, rows, w.data());
+    const TensorType dot = type_traits(t).dot_type;
+    if (!kt.gemm[(int)t] || dot == TensorType::F32 || !gemm::is_gemm_quant(t)) {
+        st.SkipWithError("no quantized GEMM for this type on this table");
+        return;
+    }
+    std::mt19937 rng(2);
+    std::normal_distribution<float> d(0, 1);
+    std::vector<float> x((size_t)cols);
+    const size_t act_row = row_size(dot, cols), side_row = gemm::side_words(t, cols);
+    std::vector<uint8_t> act(act_row * (size_t)tokens);
+    std::vector<uint32_t> side(side_row * (size_t)tokens);
+    for (int64_t i = 0; i < tokens; ++i) {
+        for (float& v : x) v = d(rng);
+        kt.quantize[(int)dot](x.data(), act.data() + act_row * (size_t)i, cols);
+        gemm::prepare_side(t, act.data() + act_row * (size_t)i, cols,
+                           side.data() + side_row * (size_t)i);
+    }
+    std::vector<float> y((size_t)(rows * tokens));
+    const size_t scratch_bytes = (gemm::scratch_bytes(tokens) + 63) / 64 * 64;
+    std::unique_ptr<uint8_t, decltype(&std::free)> scratch(
+        static_cast<uint8_t*>(std::aligned_alloc(64, scratch_bytes)), &std::free);
+    gemm::GemmArgs a;
+    a.type = t;
+    a.n = cols;
+    a.w = w.data();
+    a.w_stride = row_size(t, cols);
+    a.packed = pack;
+    a.n_rows = rows;
+    a.act = act.data();
+    a.act_stride = act_row;
+    a.side = side.data();
+    a.side_stride = side_row;
+    a.n_tokens = tokens;
+    a.y = y.data();
+    a.ldy = rows;
+    for (auto _ : st) {
+        kt.gemm[(int)t](a, 0, rows, scratch.get());
+        benchmark::DoNotOptimize(y.data());
+    }
+    st.counters["GMAC/s"] = benchmark::Counter((double)rows * cols * tokens * st.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
+    st.SetLabel(std::string(type_name(t)) + " " + kt.isa + (pack ? " packed" : ""));
+}
+BENCHMARK(BM_GemmL1)
+    ->ArgNames({"type", "tok"})
+    ->ArgsProduct({{2, 3, 6, 7, 8, 20, 10, 11, 12, 13, 14, 23},  // every quantized GEMM type
+                   {1, 4, 8, 64}})
+    ->Unit(benchmark::kNanosecond);
 
 // Single-row dot, n = 4096 (vec_dot runs the GEMM kernel on one row).
 void BM_VecDot(benchmark::State& st) {

@@ -238,6 +238,7 @@ struct TIQ4_NL {
         __m512i T[4];
         R.t4(b, 2, T);
         const __m512i lut = iq4_lut();
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             P.w[k] = _mm512_shuffle_epi8(lut, lo4(T[k]));
             P.w[4 + k] = _mm512_shuffle_epi8(lut, hi4(T[k]));
@@ -271,6 +272,7 @@ struct TQ5 {
         __m512i T[4];
         R.t4(b, QS, T);
         const __m512i qh = R.g(b, QH);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             P.w[k] = q5_high(lo4(T[k]), qh, k);
             P.w[4 + k] = q5_high(hi4(T[k]), qh, 4 + k);
@@ -294,6 +296,7 @@ struct TQ8_0 {
         R.t4(b, 2, T);
         R.t4(b, 18, U);
         const __m512i flip = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
             P.w[k] = _mm512_xor_si512(T[k], flip);
             P.w[4 + k] = _mm512_xor_si512(U[k], flip);
