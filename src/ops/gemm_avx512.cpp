@@ -149,6 +149,10 @@ struct Strided {
     [[gnu::always_inline]] __m512 h(int64_t b, int x) const {
         return x + 4 <= BB ? half_lo(g(b, x)) : half_hi(g(b, x - 2));
     }
+    template <int P, int N>
+    [[gnu::always_inline]] void prefetch_part(int64_t b) const {
+        if (P == 0) prefetch(b);
+    }
     // 16 row streams: every cache line that starts inside block b, 1 KiB ahead in each row.
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         const size_t off = (size_t)b * BB;
@@ -192,11 +196,17 @@ struct Packed {
     // at the same pace (ahead = 16 rows), so the loads of one group overlap the arithmetic
     // of the one before. A fixed 2 KiB ahead left most of the memory latency exposed.
     [[gnu::always_inline]] void prefetch(int64_t b) const {
+        prefetch_part<0, 1>(b);
+    }
+    // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
+    template <int P, int N>
+    [[gnu::always_inline]] void prefetch_part(int64_t b) const {
+        constexpr int n = (kRun + 63) / 64;
         const size_t o = (size_t)b * kRun + ahead;
 #pragma GCC unroll 32
-        for (int p = 0; p < kRun; p += 64) {
-            _mm_prefetch((const char*)lo + o + p, _MM_HINT_T0);
-            _mm_prefetch((const char*)hi + o + p, _MM_HINT_T0);
+        for (int l = P * n / N; l < (P + 1) * n / N; ++l) {
+            _mm_prefetch((const char*)lo + o + 64 * l, _MM_HINT_T0);
+            _mm_prefetch((const char*)hi + o + 64 * l, _MM_HINT_T0);
         }
     }
 };
@@ -623,6 +633,10 @@ template <class Ty, class Src>
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
     constexpr int NC = Ty::CORR ? NS : 0;
     PK P;  // scales only
+    // The next group's lines for this block in two halves, before and after the weights: a
+    // K-quant block is 36 (Q4_K) to 54 (Q6_K) lines, all at once they stalled the loads
+    // (BM_MatmulFromMemory Q6_K 1 thread 392-436 -> 330-340 us; bench/ab Q4_K_M tg 1.125).
+    R.template prefetch_part<0, 2>(b);
     Ty::scales(R, b, P);
     __m512i S[NS];
 #pragma GCC unroll 16
@@ -633,6 +647,7 @@ template <class Ty, class Src>
     Ty::weights(R, b, [&](int k, __m512i v) {
         S[k / DW] = _mm512_dpbusd_epi32(S[k / DW], v, _mm512_set1_epi32(ld32(y + 4 * k)));
     });
+    R.template prefetch_part<1, 2>(b);
     __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int j = 0; j < NS; ++j) isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(S[j], P.sc[j]));
@@ -794,7 +809,7 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         f[t] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; ++b) {
-        R.prefetch(b);
+        if (QK == 32 || T > 1) R.prefetch(b);  // (gemv_k prefetches in two halves)
         if constexpr (QK == 32) {
             P32 P;
             Ty::unpack(R, b, P);
