@@ -777,11 +777,14 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
     }
     Pan P;
     for (int64_t b = 0; b < nb; ++b) {
-        R.prefetch(b);
-        if constexpr (QK == 32)
+        if constexpr (QK == 32) {
+            R.prefetch(b);
             Ty::unpack(R, b, P);
-        else
+        } else {  // in two halves, as in stream_group
+            R.template prefetch_part<0, 2>(b);
             unpack_k<Ty>(R, b, P);
+            R.template prefetch_part<1, 2>(b);
+        }
         for_each_tile(0, nt,
                       [&]<int T>(int t0) { Compute<Ty, T>::fn(&P, 1, b, nb, tk + t0, f + t0); });
     }
