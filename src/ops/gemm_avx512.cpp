@@ -151,7 +151,7 @@ struct Strided {
     }
     template <int P, int N>
     [[gnu::always_inline]] void prefetch_part(int64_t b) const {
-        if (P == 0) prefetch(b);
+        if constexpr (P == 0) prefetch(b);  // row-major tails: whole blocks, as before
     }
     // 16 row streams: every cache line that starts inside block b, 1 KiB ahead in each row.
     [[gnu::always_inline]] void prefetch(int64_t b) const {
@@ -626,6 +626,17 @@ template <class Ty, class S>
     Ty::scales(R, b, P);
 }
 
+// unpack_k for the streaming paths, with R.prefetch(b) in two halves around it (gemv_k does
+// the same around its weights): a K-quant block is 36 (Q4_K) to 54 (Q6_K) lines, and all at
+// once they stalled the loads. BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads: Q6_K
+// 459-501 -> 340-374 us, Q4_K 296-319 -> 265-283; bench/ab Q4_K_M batched 8 1.187.
+template <class Ty, class S>
+[[gnu::always_inline]] inline void prefetch_unpack_k(const S& R, int64_t b, PK& P) {
+    R.template prefetch_part<0, 2>(b);
+    unpack_k<Ty>(R, b, P);
+    R.template prefetch_part<1, 2>(b);
+}
+
 // Decode, K-quants: the block's dword vectors go straight into the sub-block sums.
 template <class Ty, class Src>
 [[gnu::always_inline]] inline __m512 gemv_k(const Src& R, int64_t b, int64_t nb, const Tok& tk,
@@ -633,9 +644,9 @@ template <class Ty, class Src>
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
     constexpr int NC = Ty::CORR ? NS : 0;
     PK P;  // scales only
-    // The next group's lines for this block in two halves, before and after the weights: a
-    // K-quant block is 36 (Q4_K) to 54 (Q6_K) lines, all at once they stalled the loads
-    // (BM_MatmulFromMemory Q6_K 1 thread 392-436 -> 330-340 us; bench/ab Q4_K_M tg 1.125).
+    // The next group's lines for this block in two halves, before and after the weights (see
+    // prefetch_unpack_k; BM_MatmulFromMemory Q6_K 1 thread 392-436 -> 330-340 us, bench/ab
+    // Q4_K_M tg 1.125).
     R.template prefetch_part<0, 2>(b);
     Ty::scales(R, b, P);
     __m512i S[NS];
@@ -780,10 +791,8 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         if constexpr (QK == 32) {
             R.prefetch(b);
             Ty::unpack(R, b, P);
-        } else {  // in two halves, as in stream_group
-            R.template prefetch_part<0, 2>(b);
-            unpack_k<Ty>(R, b, P);
-            R.template prefetch_part<1, 2>(b);
+        } else {
+            prefetch_unpack_k<Ty>(R, b, P);
         }
         for_each_tile(0, nt,
                       [&]<int T>(int t0) { Compute<Ty, T>::fn(&P, 1, b, nb, tk + t0, f + t0); });
@@ -812,8 +821,8 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         f[t] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; ++b) {
-        if (QK == 32) R.prefetch(b);  // (K-quants: in two halves, in gemv_k and below)
         if constexpr (QK == 32) {
+            R.prefetch(b);
             P32 P;
             Ty::unpack(R, b, P);
             const __m512 m = Ty::kMin ? P.m : P.d;
@@ -822,13 +831,8 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         } else if constexpr (T == 1) {
             f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);
         } else {
-            // The prefetch in halves around the unpack: BM_MatmulFromMemory 5632 x 2048,
-            // 8 tokens, 2 threads, Q6_K 459-501 -> 340-374 us, Q4_K 296-319 -> 265-283;
-            // bench/ab Q4_K_M batched 8 1.187 (5 of 5 pairs ahead).
             PK P;
-            R.template prefetch_part<0, 2>(b);
-            unpack_k<Ty>(R, b, P);
-            R.template prefetch_part<1, 2>(b);
+            prefetch_unpack_k<Ty>(R, b, P);
             computeK<Ty, T>(&P, 1, b, nb, tk, f);
         }
     }
