@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -162,21 +163,20 @@ struct Strided {
     }
 };
 
-// Packed: two row-interleaved groups of 8 (gemm_common.h) make the 16 rows, so every access
-// is two plain loads: rows 0-7 from the first group's run, rows 8-15 from the second's.
+// Packed: a unit of two row-interleaved groups of 8 (gemm_common.h, interleave 2) makes the 16
+// rows, so every access is two plain loads from one run: rows 0-7 at o, rows 8-15 at o + kRun.
 template <TensorType TT>
 struct Packed {
     static constexpr int kRun = kPackRows * pack_layout(TT).block_bytes;  // a block of 8 rows
-    const uint8_t* lo;  // rows 0-7: the first packed group's first byte
-    const uint8_t* hi;  // rows 8-15
-    size_t ahead;       // bytes from block b to what prefetch(b) fetches
+    const uint8_t* base;                                                  // the unit's first byte
+    size_t ahead;  // bytes from block b to what prefetch(b) fetches; 0: none
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
-        return (size_t)b * kRun + (size_t)kPackPos<TT>[(size_t)x];
+        return (size_t)b * (2 * kRun) + (size_t)kPackPos<TT>[(size_t)x];
     }
     [[gnu::always_inline]] __m512i both(size_t o) const {
         return _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(lo + o))),
-            _mm256_loadu_si256((const __m256i*)(hi + o)), 1);
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(base + o))),
+            _mm256_loadu_si256((const __m256i*)(base + o + kRun)), 1);
     }
     [[gnu::always_inline]] void t4(int64_t b, int x, __m512i T[4]) const {
         const size_t o = at(b, x);
@@ -188,26 +188,21 @@ struct Packed {
     }
     [[gnu::always_inline]] __m512 h(int64_t b, int x) const {
         const size_t o = at(b, x);
-        const __m256i v =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(ld128(lo + o)), ld128(hi + o), 1);
+        const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(ld128(base + o)),
+                                                  ld128(base + o + kRun), 1);
         return _mm512_cvtph_ps(v);
     }
-    // Decode streams each group front to back; while it does, fetch the next group's bytes
-    // at the same pace (ahead = 16 rows), so the loads of one group overlap the arithmetic
-    // of the one before. A fixed 2 KiB ahead left most of the memory latency exposed.
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         prefetch_part<0, 1>(b);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>
     [[gnu::always_inline]] void prefetch_part(int64_t b) const {
-        constexpr int n = (kRun + 63) / 64;
-        const size_t o = (size_t)b * kRun + ahead;
-#pragma GCC unroll 32
-        for (int l = P * n / N; l < (P + 1) * n / N; ++l) {
-            _mm_prefetch((const char*)lo + o + 64 * l, _MM_HINT_T0);
-            _mm_prefetch((const char*)hi + o + 64 * l, _MM_HINT_T0);
-        }
+        if (!ahead) return;
+        constexpr int n = (2 * kRun + 63) / 64;
+        const char* p = (const char*)base + (size_t)b * (2 * kRun) + ahead;
+#pragma GCC unroll 64
+        for (int l = P * n / N; l < (P + 1) * n / N; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     }
 };
 
@@ -886,10 +881,22 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
         _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, _mm512_load_ps(acc + 16 * t));
 }
 
-// LOKAL_GEMM_PREFETCH_NEXT=0: prefetch 2 KiB ahead in each run instead (for A/B).
-bool prefetch_next_group() {
-    static const bool on = env_switch("LOKAL_GEMM_PREFETCH_NEXT");
-    return on;
+// How far ahead (bytes) the packed paths prefetch; 0: not at all. A 16-row unit is one
+// forward stream (gemm_common.h), which the hardware prefetcher follows by itself while the
+// loop between loads is short: 32-element decode reads memory fastest with no software
+// prefetch (BM_MatmulFromMemory 5632 x 2048, 2 threads: Q4_0 129-132 -> 93-105 us, Q8_0
+// 222-227 -> 164-186; bench/ab Q4_0 tg 1.166, Q8_0 level, 8 KiB and 32 KiB ahead 0.95-0.97
+// of none). A K-quant block or a batch of tokens computes long enough between loads that the
+// hardware stream falls behind. K-quant decode: 12-24 KiB ahead measured alike, 8 KiB 0.97
+// and 4 KiB 0.90 of 18 KiB (bench/ab Q4_K_M tg). Batches: 8 KiB best of 8/16 KiB, one and
+// two units (BM_MatmulFromMemory 8 tokens, 2 threads: Q4_0 238-261 -> 193-216 us, Q6_K
+// 337-378 -> 270-285, Q4_K 248-289 -> 238-249; Q8_0 level). LOKAL_GEMM_PREFETCH=0: none
+// anywhere (for A/B).
+size_t packed_prefetch_ahead(int qk, int64_t n_tokens) {
+    static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
+    if (!on) return 0;
+    if (n_tokens == 1) return qk == 32 ? 0 : 16384;
+    return 8192;
 }
 
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB, bool Amx>
@@ -908,13 +915,13 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     if (use_amx) amx::configure(QK == 32 ? 32 : 256 / Ty::NSUB);
     // In a packed matrix, rows [0, packed_end) are 8-row packed groups, the rest row-major.
     const int64_t packed_end = a.packed ? a.n_rows - a.n_rows % kPackRows : 0;
-    const size_t ahead = prefetch_next_group() ? (size_t)RG * a.w_stride : 2048;
+    const size_t ahead = packed_prefetch_ahead(QK, a.n_tokens);
     std::vector<uint8_t> pad;
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;
         if (g + RG <= packed_end) {
-            const Packed<TT> R{base, base + (size_t)kPackRows * a.w_stride, ahead};
+            const Packed<TT> R{base, ahead};
             gemm_group<Pan, Ty, Compute, CB>(a, R, g, nv, use_amx, pan, tile_sums, acc);
             continue;
         }
@@ -923,7 +930,7 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
             std::memcpy(pad.data(), base, (size_t)nv * a.w_stride);
             // Its first 8 rows may be a packed group: back to row-major in the copy.
             const int64_t packed_rows = std::clamp<int64_t>(packed_end - g, 0, nv);
-            if (packed_rows > 0) unpack_rows(TT, a.n, packed_rows, pad.data());
+            if (packed_rows > 0) unpack_rows(TT, a.n, packed_rows, pad.data(), 1);
             base = pad.data();
         }
         const Strided<BB> R{Rows(base, a.w_stride)};

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "quant/blocks.h"
@@ -148,48 +149,59 @@ void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side) 
 
 namespace {
 
-// Moves the full 8-row groups between row-major and packed order through one temporary.
-void repack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, bool to_packed) {
+// Moves the full 8-row groups between row-major and packed order through one temporary:
+// units of `interleave` groups while they fit, then single groups.
+void repack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave,
+            bool to_packed) {
     const PackLayout L = pack_layout(t);
     if (L.block_bytes == 0) return;
+    if (interleave < 1) throw std::invalid_argument("pack_rows: interleave must be >= 1");
     const size_t row_bytes = row_size(t, n_cols);
     const int64_t nb = n_cols / type_traits(t).block_size;
-    const size_t group_bytes = kPackRows * row_bytes;
-    std::vector<uint8_t> tmp(group_bytes);
-    for (int64_t g = 0; g + kPackRows <= n_rows; g += kPackRows) {
-        uint8_t* grp = data + (size_t)g * row_bytes;
-        std::memcpy(tmp.data(), grp, group_bytes);
+    const size_t run_bytes = (size_t)kPackRows * L.block_bytes;
+    std::vector<uint8_t> tmp((size_t)interleave * kPackRows * row_bytes);
+    for (int64_t g = 0; g + kPackRows <= n_rows;) {
+        const int il = g + (int64_t)interleave * kPackRows <= n_rows ? interleave : 1;
+        const size_t unit_bytes = (size_t)il * kPackRows * row_bytes;
+        uint8_t* unit = data + (size_t)g * row_bytes;
+        std::memcpy(tmp.data(), unit, unit_bytes);
+        uint8_t* packed_base = to_packed ? unit : tmp.data();
+        uint8_t* rows_base = to_packed ? tmp.data() : unit;
         for (int64_t b = 0; b < nb; ++b) {
-            uint8_t* run = (to_packed ? grp : tmp.data()) + (size_t)b * kPackRows * L.block_bytes;
-            int p = 0;
-            for (int fi = 0; fi < L.n_fields; ++fi) {
-                const PackField& f = L.fields[fi];
-                for (int i = 0; i < kPackRows; ++i) {
-                    uint8_t* row_field =
-                        (to_packed ? tmp.data() : grp) + i * row_bytes + b * L.block_bytes + f.off;
-                    for (int k = 0; k < f.size; k += (f.size == 2 ? 2 : 4)) {
-                        uint8_t* packed = run + p + (f.size == 2 ? 2 * i : 32 * (k / 4) + 4 * i);
-                        const int n = f.size == 2 ? 2 : 4;
-                        if (to_packed)
-                            std::memcpy(packed, row_field + k, n);
-                        else
-                            std::memcpy(row_field + k, packed, n);
+            for (int j = 0; j < il; ++j) {
+                uint8_t* run = packed_base + (size_t)(b * il + j) * run_bytes;
+                int p = 0;
+                for (int fi = 0; fi < L.n_fields; ++fi) {
+                    const PackField& f = L.fields[fi];
+                    for (int i = 0; i < kPackRows; ++i) {
+                        uint8_t* row_field = rows_base + (size_t)(j * kPackRows + i) * row_bytes +
+                                             b * L.block_bytes + f.off;
+                        for (int k = 0; k < f.size; k += (f.size == 2 ? 2 : 4)) {
+                            uint8_t* packed =
+                                run + p + (f.size == 2 ? 2 * i : 32 * (k / 4) + 4 * i);
+                            const int n = f.size == 2 ? 2 : 4;
+                            if (to_packed)
+                                std::memcpy(packed, row_field + k, n);
+                            else
+                                std::memcpy(row_field + k, packed, n);
+                        }
                     }
+                    p += kPackRows * f.size;
                 }
-                p += kPackRows * f.size;
             }
         }
+        g += (int64_t)il * kPackRows;
     }
 }
 
 }  // namespace
 
-void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
-    repack(t, n_cols, n_rows, data, true);
+void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave) {
+    repack(t, n_cols, n_rows, data, interleave, true);
 }
 
-void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
-    repack(t, n_cols, n_rows, data, false);
+void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave) {
+    repack(t, n_cols, n_rows, data, interleave, false);
 }
 
 size_t scratch_bytes(int64_t n_tokens) {

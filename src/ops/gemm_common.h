@@ -54,8 +54,16 @@ void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side);
 // field by field. A field whose size is a multiple of 4 is stored dword-transposed (dword k of
 // row i at field_pos + 32 k + 4 i); a 2-byte field (an fp16 scale) as 8 consecutive halves.
 // The kernels then load 8 rows' worth of a block with plain vector loads instead of
-// transposes and gathers. Rows of a last partial group stay row-major. The bytes are the
-// same, only their order differs, so packing is done in place.
+// transposes and gathers.
+//
+// With interleave I > 1 (a table whose row tile is I groups), every full unit of I * 8 rows
+// puts the I groups' runs of block b side by side: run (b, group j) at (b * I + j) * run
+// bytes. A kernel reading the unit's blocks in order then reads one forward stream; with the
+// groups one after the other (I separate streams) the hardware prefetcher restarted at each
+// unit and decode from memory lost a fifth of its speed (docs/PERFORMANCE.md, 2026-12-05).
+// Full 8-row groups after the last full unit are packed with I = 1; rows of a last partial
+// group stay row-major. The bytes are the same, only their order differs, so packing is done
+// in place.
 constexpr int kPackRows = 8;
 
 struct PackField {
@@ -125,9 +133,10 @@ inline constexpr auto kPackPos = [] {
 }();
 
 // In place: rows [0, n_rows - n_rows % kPackRows) of a row-major matrix into the packed
-// layout, and back. Costs one pass over the data and an 8-row temporary.
-void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
-void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
+// layout with the given interleave, and back. Costs one pass over the data and a temporary
+// of one unit (interleave * 8 rows).
+void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave);
+void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave);
 
 struct GemmArgs {
     TensorType type = TensorType::F32;

@@ -216,6 +216,7 @@ KernelTable make_table(bool amx) {
     t.isa = amx ? "amx" : "avx512";
     t.row_group = 16;
     t.reads_packed = true;
+    t.pack_interleave = 2;  // the two 8-row groups of a 16-row tile in one stream
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
     t.gemm[(int)TensorType::BF16] = &gemm_float<TensorType::BF16>;

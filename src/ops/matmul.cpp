@@ -171,7 +171,7 @@ bool matmul_can_pack(TensorType t) {
 
 void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
     if (!matmul_can_pack(t)) throw std::invalid_argument("matmul_pack: type cannot be packed");
-    gemm::pack_rows(t, n_cols, n_rows, data);
+    gemm::pack_rows(t, n_cols, n_rows, data, kernels().pack_interleave);
 }
 
 void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,

@@ -237,10 +237,10 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
             if (!gemm::is_gemm_quant(t)) continue;
             ASSERT_EQ(gemm::pack_layout(t).block_bytes, type_traits(t).type_size) << type_name(t);
             for (int64_t n : lengths_for(t)) {
-                for (int64_t n_rows : {8, 19, 24, 40}) {
+                for (int64_t n_rows : {8, 19, 24, 32, 40}) {
                     const auto w = make_rows(t, n_rows, n, rng, true);
                     auto p = w;
-                    gemm::pack_rows(t, n, n_rows, p.data());
+                    gemm::pack_rows(t, n, n_rows, p.data(), kt->pack_interleave);
                     if (n_rows >= 8) {
                         ASSERT_NE(p, w) << type_name(t);
                     }
@@ -249,7 +249,7 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
                                            p.begin() + (ptrdiff_t)full))
                         << "tail rows must stay row-major";
                     auto back = p;
-                    gemm::unpack_rows(t, n, n_rows, back.data());
+                    gemm::unpack_rows(t, n, n_rows, back.data(), kt->pack_interleave);
                     ASSERT_EQ(back, w) << type_name(t) << " pack/unpack round trip";
                     for (int64_t n_tok : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33}) {
                         const auto a = make_acts(t, n_tok, n, rng);
@@ -266,6 +266,38 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
         }
     }
     if (tested == 0) GTEST_SKIP() << "no kernel table here reads packed weights";
+}
+
+// Interleave 2 (the AVX-512 table's 16-row units) is interleave 1's 8-row runs reordered:
+// in each full unit, run (block b, group j) sits at (2 b + j) * run bytes; 8-row groups past
+// the last full unit keep interleave 1's layout. Checked against the layout's description,
+// not against the packer itself.
+TEST(Kernels, PackInterleaveTwoReordersEightRowRuns) {
+    std::mt19937 rng(22);
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
+        const int64_t n = 512, n_rows = 43;  // two units, one 8-row group, 3 row-major rows
+        const auto w = make_rows(t, n_rows, n, rng, true);
+        auto p1 = w, p2 = w;
+        gemm::pack_rows(t, n, n_rows, p1.data(), 1);
+        gemm::pack_rows(t, n, n_rows, p2.data(), 2);
+        const size_t rb = row_size(t, n), run = (size_t)gemm::kPackRows * type_traits(t).type_size;
+        const int64_t nb = n / type_traits(t).block_size;
+        for (int64_t u = 0; u < 2; ++u)
+            for (int64_t b = 0; b < nb; ++b)
+                for (int64_t j = 0; j < 2; ++j) {
+                    const uint8_t* want = p1.data() + (size_t)(16 * u + 8 * j) * rb + b * run;
+                    const uint8_t* got =
+                        p2.data() + (size_t)(16 * u) * rb + (size_t)(2 * b + j) * run;
+                    ASSERT_EQ(std::memcmp(want, got, run), 0)
+                        << type_name(t) << " unit " << u << " block " << b << " group " << j;
+                }
+        ASSERT_TRUE(std::equal(p1.begin() + (ptrdiff_t)(32 * rb), p1.end(),
+                               p2.begin() + (ptrdiff_t)(32 * rb)))
+            << type_name(t) << ": the group after the units and the tail";
+        auto back = p2;
+        gemm::unpack_rows(t, n, n_rows, back.data(), 2);
+        ASSERT_EQ(back, w) << type_name(t);
+    }
 }
 
 TEST(Kernels, SimdActivationConversionBitIdentical) {
