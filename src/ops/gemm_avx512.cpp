@@ -913,7 +913,8 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     // Full 16-token tiles go to the AMX tile unit (same bits as the VNNI tiles).
     const bool use_amx = Amx && a.n_tokens >= 16;
     if (use_amx) amx::configure(QK == 32 ? 32 : 256 / Ty::NSUB);
-    // In a packed matrix, rows [0, packed_end) are 8-row packed groups, the rest row-major.
+    // In a packed matrix, rows [0, packed_end) are packed: 16-row units (interleave 2) from
+    // row 0 while they fit, then at most one 8-row group; the rest row-major.
     const int64_t packed_end = a.packed ? a.n_rows - a.n_rows % kPackRows : 0;
     const size_t ahead = packed_prefetch_ahead(QK, a.n_tokens);
     std::vector<uint8_t> pad;
