@@ -18,6 +18,7 @@
 #include "cli/common.h"
 #include "engine/context.h"
 #include "ops/kernels.h"
+#include "ops/matmul.h"
 #include "ops/thread_pool.h"
 
 namespace lokal::cli {
@@ -34,7 +35,7 @@ struct Opts {
     int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, depth = 0, npp = 32, ntg = 32;
     double roofline_gbps = 0;  // 0: measure
     int buffer_mib = 0;        // 0: default_bandwidth_buffer_bytes()
-    bool json = false, memory = false;
+    bool json = false, memory = false, matmul_profile = false;
     KvType cache_type = KvType::F16;
 };
 
@@ -328,7 +329,21 @@ void run_model(const Opts& o) {
     Stat tg;
     if (o.n_gen > 0) {
         size_t kv_bytes = 0;
+        matmul_profile_enable(o.matmul_profile);
         tg = bench.generate(0, &kv_bytes);
+        matmul_profile_enable(false);
+        if (o.matmul_profile) {
+            // Per shape, over every token of the tg test (its warm-up tokens included).
+            const std::vector<MatmulShapeStat> prof = matmul_profile_take();
+            j["matmul_profile"] = json::array();
+            for (const MatmulShapeStat& st : prof)
+                j["matmul_profile"].push_back({{"rows", st.rows},
+                                               {"cols", st.cols},
+                                               {"tokens", st.tokens},
+                                               {"calls", st.calls},
+                                               {"seconds", st.seconds},
+                                               {"gbps", st.weight_bytes / st.seconds / 1e9}});
+        }
         const double bw = tg.mean * (double)per_token;
         j["tg"] = stat_json(tg);
         j["tg"]["n_gen"] = o.n_gen;
@@ -403,13 +418,26 @@ void run_model(const Opts& o) {
             }
         }
     }
-    if (o.json)
+    if (o.json) {
         std::printf("%s\n", j.dump().c_str());
-    else if (j.contains("memory") && !j["memory"]["peak_rss_bytes"].is_null())
+        return;
+    }
+    if (j.contains("memory") && !j["memory"]["peak_rss_bytes"].is_null())
         std::printf(
             "\npeak RSS while generating: %.1f MiB (weights + KV cache: %.1f MiB)\n",
             j["memory"]["peak_rss_bytes"].get<double>() / 1048576.0,
             (double)(m.weight_bytes() + j["memory"]["kv_bytes"].get<uint64_t>()) / 1048576.0);
+    if (j.contains("matmul_profile")) {
+        std::printf("\nmatmuls during tg%d (warm-up included), by shape:\n\n", o.n_gen);
+        std::printf("| rows × cols | tokens | calls | µs per call | weights GB/s |\n");
+        std::printf("|---|---:|---:|---:|---:|\n");
+        for (const json& e : j["matmul_profile"])
+            std::printf("| %lld × %lld | %lld | %lld | %.1f | %.1f |\n",
+                        (long long)e["rows"].get<int64_t>(), (long long)e["cols"].get<int64_t>(),
+                        (long long)e["tokens"].get<int64_t>(), (long long)e["calls"].get<int64_t>(),
+                        1e6 * e["seconds"].get<double>() / (double)e["calls"].get<int64_t>(),
+                        e["gbps"].get<double>());
+    }
 }
 
 }  // namespace
@@ -446,6 +474,9 @@ void register_bench_commands(CLI::App& app) {
     cmd->add_flag("--memory", o->memory,
                   "Only measure this machine's read bandwidth (1 and N threads)");
     cmd->add_flag("--json", o->json, "Print one JSON object");
+    cmd->add_flag("--matmul-profile", o->matmul_profile,
+                  "Time every matmul of the generation test and print, per weight shape, calls, "
+                  "time per call and the rate it read weights at");
     cmd->add_option("--store", o->store, "Model store directory");
     cmd->callback([o] {
         if (o->memory) {

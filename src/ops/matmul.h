@@ -54,6 +54,22 @@ struct MatmulOut {
 void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
                   int64_t n_tokens, MatmulScratch& scratch);
 
+// Wall time per matmul shape, for `lokal bench --matmul-profile`: where a forward pass's time
+// goes and at what rate each shape reads its weights. Off by default (one relaxed atomic load
+// per call); while on, each matmul / matmul_multi call is timed as a whole (conversion,
+// threads and kernels) and counted under its shape: the rows of all its outputs together,
+// the columns and the token count.
+struct MatmulShapeStat {
+    int64_t rows = 0, cols = 0, tokens = 0;
+    int64_t calls = 0;
+    double seconds = 0;
+    double weight_bytes = 0;  // bytes of weights the calls read, all calls together
+};
+void matmul_profile_enable(bool on);
+// The statistics gathered since the last take, by shape (ascending rows, cols, tokens);
+// clears them.
+std::vector<MatmulShapeStat> matmul_profile_take();
+
 // Weight repacking at load: decoding reads every weight once, and the kernels run fastest
 // when the 8 rows they compute together lie interleaved (gemm_common.h: block b of 8 rows in
 // one contiguous run), so they load instead of transposing and gathering. Same bytes, other

@@ -223,6 +223,36 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     EXPECT_LT(j["weight_bytes_per_token"].get<double>(), j["weight_bytes"].get<double>());
 }
 
+// --matmul-profile: the generation test's matmuls by shape. The tiny preset's per-token calls
+// are known from its architecture: per layer one fused Q/K/V, one attention output, one fused
+// gate/up and one down projection, plus the output layer once per token.
+TEST_F(Synth, BenchMatmulProfileCountsTheGenerationMatmuls) {
+    const std::string m = make("tiny", "Q4_0");
+    const Result info = lokal("info -m " + q(m) + " --json");
+    ASSERT_EQ(info.code, 0) << info.err;
+    const json inf = json::parse(info.out);
+    const Result r = lokal("bench -m " + q(m) +
+                           " -p 0 -n 4 -b 0 -r 2 -t 2 --roofline 10 --matmul-profile --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_TRUE(j.contains("matmul_profile")) << r.out;
+    // Tokens evaluated: the warm-up (min(n, 4)) and r reps of n.
+    const int64_t tokens = 4 + 2 * 4;
+    int64_t calls = 0;
+    for (const json& e : j["matmul_profile"]) {
+        EXPECT_EQ(e["tokens"], 1);
+        EXPECT_GT(e["gbps"].get<double>(), 0);
+        EXPECT_EQ(e["calls"].get<int64_t>() % tokens, 0) << e.dump();
+        calls += e["calls"].get<int64_t>();
+    }
+    const int64_t layers = inf["block_count"].get<int64_t>();
+    EXPECT_EQ(calls, tokens * (4 * layers + 1)) << j["matmul_profile"].dump();
+    const Result table =
+        lokal("bench -m " + q(m) + " -p 0 -n 4 -b 0 -r 1 -t 2 --roofline 10 --matmul-profile");
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_NE(table.out.find("| rows × cols | tokens | calls |"), std::string::npos) << table.out;
+}
+
 // Batched runs without a one-sequence figure (no -b 1, -n 0) claim no speed-up.
 TEST_F(Synth, BenchBatchedWithoutOneSequenceHasNoSpeedup) {
     const std::string m = make("tiny", "Q4_0");

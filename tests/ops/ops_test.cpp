@@ -136,6 +136,40 @@ TEST(Matmul, F32MatchesNaiveAndIsThreadCountInvariant) {
     }
 }
 
+// The matmul profile counts each call under its shape (all outputs' rows together), only
+// while enabled, and a take clears it.
+TEST(Matmul, ProfileCountsCallsByShapeWhileEnabled) {
+    const int64_t n_in = 64;
+    auto w = random_vec(n_in * 40, 7), x = random_vec(n_in * 3, 8);
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
+    MatView a{TensorType::F32, n_in, 24, (size_t)n_in * 4, wb};
+    MatView b{TensorType::F32, n_in, 16, (size_t)n_in * 4, wb + 24 * n_in * 4};
+    ThreadPool pool(2);
+    MatmulScratch s;
+    std::vector<float> ya(24 * 3), yb(16 * 3);
+    const MatmulOut two[2] = {{a, ya.data(), 24}, {b, yb.data(), 16}};
+    matmul_profile_take();
+    matmul_multi(pool, two, 2, x.data(), n_in, 1, s);  // not enabled: not counted
+    matmul_profile_enable(true);
+    for (int i = 0; i < 3; ++i) matmul_multi(pool, two, 2, x.data(), n_in, 1, s);
+    matmul(pool, a, x.data(), n_in, 3, ya.data(), 24, s);
+    matmul_profile_enable(false);
+    matmul(pool, a, x.data(), n_in, 3, ya.data(), 24, s);  // off again
+    const std::vector<MatmulShapeStat> p = matmul_profile_take();
+    ASSERT_EQ(p.size(), 2u);
+    EXPECT_EQ(p[0].rows, 24);
+    EXPECT_EQ(p[0].tokens, 3);
+    EXPECT_EQ(p[0].calls, 1);
+    EXPECT_EQ(p[0].weight_bytes, 24.0 * n_in * 4);
+    EXPECT_EQ(p[1].rows, 40);
+    EXPECT_EQ(p[1].cols, n_in);
+    EXPECT_EQ(p[1].tokens, 1);
+    EXPECT_EQ(p[1].calls, 3);
+    EXPECT_EQ(p[1].weight_bytes, 3 * 40.0 * n_in * 4);
+    EXPECT_GT(p[1].seconds, 0.0);
+    EXPECT_TRUE(matmul_profile_take().empty());
+}
+
 // Attention over a paged cache with scattered blocks equals a plain softmax attention
 // over the same (f16-rounded) keys and values, with probabilities rounded to f16 as the
 // reference engine does.
