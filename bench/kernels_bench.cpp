@@ -144,7 +144,9 @@ BENCHMARK(BM_MatmulFromMemory)
                    {2048},
                    {1, 2},
                    {1, 8}})
+    ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 1, 1})
     ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 2, 1})
+    ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 1, 1})
     ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 2, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
