@@ -19,7 +19,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -168,8 +167,9 @@ struct Strided {
 template <TensorType TT>
 struct Packed {
     static constexpr int kRun = kPackRows * pack_layout(TT).block_bytes;  // a block of 8 rows
-    const uint8_t* base;                                                  // the unit's first byte
-    size_t ahead;  // bytes from block b to what prefetch(b) fetches; 0: none
+    // The unit's first byte, and the bytes from block b to what prefetch(b) fetches (0: none).
+    const uint8_t* base;
+    size_t ahead;
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
         return (size_t)b * (2 * kRun) + (size_t)kPackPos<TT>[(size_t)x];
     }

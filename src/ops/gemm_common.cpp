@@ -149,6 +149,28 @@ void prepare_side(TensorType t, const void* act_row, int64_t n, uint32_t* side) 
 
 namespace {
 
+// Moves block b of the 8 rows at `rows` (row_bytes apart) into the packed run at `run`, field
+// by field (gemm_common.h), or back.
+void move_run(const PackLayout& L, uint8_t* run, uint8_t* rows, size_t row_bytes, int64_t b,
+              bool to_packed) {
+    int p = 0;
+    for (int fi = 0; fi < L.n_fields; ++fi) {
+        const PackField& f = L.fields[fi];
+        const int unit = f.size == 2 ? 2 : 4;
+        for (int i = 0; i < kPackRows; ++i) {
+            uint8_t* row_field = rows + (size_t)i * row_bytes + b * L.block_bytes + f.off;
+            for (int k = 0; k < f.size; k += unit) {
+                uint8_t* packed = run + p + (f.size == 2 ? 2 * i : 32 * (k / 4) + 4 * i);
+                if (to_packed)
+                    std::memcpy(packed, row_field + k, unit);
+                else
+                    std::memcpy(row_field + k, packed, unit);
+            }
+        }
+        p += kPackRows * f.size;
+    }
+}
+
 // Moves the full 8-row groups between row-major and packed order through one temporary:
 // units of `interleave` groups while they fit, then single groups.
 void repack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave,
@@ -162,34 +184,14 @@ void repack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int int
     std::vector<uint8_t> tmp((size_t)interleave * kPackRows * row_bytes);
     for (int64_t g = 0; g + kPackRows <= n_rows;) {
         const int il = g + (int64_t)interleave * kPackRows <= n_rows ? interleave : 1;
-        const size_t unit_bytes = (size_t)il * kPackRows * row_bytes;
         uint8_t* unit = data + (size_t)g * row_bytes;
-        std::memcpy(tmp.data(), unit, unit_bytes);
+        std::memcpy(tmp.data(), unit, (size_t)il * kPackRows * row_bytes);
         uint8_t* packed_base = to_packed ? unit : tmp.data();
         uint8_t* rows_base = to_packed ? tmp.data() : unit;
-        for (int64_t b = 0; b < nb; ++b) {
-            for (int j = 0; j < il; ++j) {
-                uint8_t* run = packed_base + (size_t)(b * il + j) * run_bytes;
-                int p = 0;
-                for (int fi = 0; fi < L.n_fields; ++fi) {
-                    const PackField& f = L.fields[fi];
-                    for (int i = 0; i < kPackRows; ++i) {
-                        uint8_t* row_field = rows_base + (size_t)(j * kPackRows + i) * row_bytes +
-                                             b * L.block_bytes + f.off;
-                        for (int k = 0; k < f.size; k += (f.size == 2 ? 2 : 4)) {
-                            uint8_t* packed =
-                                run + p + (f.size == 2 ? 2 * i : 32 * (k / 4) + 4 * i);
-                            const int n = f.size == 2 ? 2 : 4;
-                            if (to_packed)
-                                std::memcpy(packed, row_field + k, n);
-                            else
-                                std::memcpy(row_field + k, packed, n);
-                        }
-                    }
-                    p += kPackRows * f.size;
-                }
-            }
-        }
+        for (int64_t b = 0; b < nb; ++b)
+            for (int j = 0; j < il; ++j)
+                move_run(L, packed_base + (size_t)(b * il + j) * run_bytes,
+                         rows_base + (size_t)j * kPackRows * row_bytes, row_bytes, b, to_packed);
         g += (int64_t)il * kPackRows;
     }
 }

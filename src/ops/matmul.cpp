@@ -51,46 +51,7 @@ std::atomic<bool> g_profile_on{false};
 std::mutex g_profile_mutex;
 std::map<std::tuple<int64_t, int64_t, int64_t>, MatmulShapeStat> g_profile;
 
-void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
-                      int64_t ldx, int64_t n_tokens, MatmulScratch& scratch);
-
-}  // namespace
-
-void matmul_profile_enable(bool on) {
-    g_profile_on.store(on, std::memory_order_relaxed);
-}
-
-std::vector<MatmulShapeStat> matmul_profile_take() {
-    std::lock_guard<std::mutex> lock(g_profile_mutex);
-    std::vector<MatmulShapeStat> v;
-    for (const auto& [key, st] : g_profile) v.push_back(st);
-    g_profile.clear();
-    return v;
-}
-
-void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
-                  int64_t n_tokens, MatmulScratch& scratch) {
-    if (!g_profile_on.load(std::memory_order_relaxed) || n_tokens <= 0 || n_outs <= 0)
-        return matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
-    const auto t0 = std::chrono::steady_clock::now();
-    matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    int64_t rows = 0;
-    double bytes = 0;
-    for (int i = 0; i < n_outs; ++i) {
-        rows += outs[i].w.n_rows;
-        bytes += (double)outs[i].w.n_rows * (double)outs[i].w.row_bytes;
-    }
-    std::lock_guard<std::mutex> lock(g_profile_mutex);
-    MatmulShapeStat& st = g_profile[{rows, outs[0].w.n_cols, n_tokens}];
-    st.rows = rows, st.cols = outs[0].w.n_cols, st.tokens = n_tokens;
-    st.calls += 1;
-    st.seconds += s;
-    st.weight_bytes += bytes;
-}
-
-namespace {
-
+// matmul_multi itself; the public function adds the profile's timing around it when enabled.
 void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
                       int64_t ldx, int64_t n_tokens, MatmulScratch& scratch) {
     if (n_tokens <= 0 || n_outs <= 0) return;
@@ -212,6 +173,39 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
 }
 
 }  // namespace
+
+void matmul_profile_enable(bool on) {
+    g_profile_on.store(on, std::memory_order_relaxed);
+}
+
+std::vector<MatmulShapeStat> matmul_profile_take() {
+    std::lock_guard<std::mutex> lock(g_profile_mutex);
+    std::vector<MatmulShapeStat> v;
+    for (const auto& [key, st] : g_profile) v.push_back(st);
+    g_profile.clear();
+    return v;
+}
+
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
+                  int64_t n_tokens, MatmulScratch& scratch) {
+    if (!g_profile_on.load(std::memory_order_relaxed) || n_tokens <= 0 || n_outs <= 0)
+        return matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
+    const auto t0 = std::chrono::steady_clock::now();
+    matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int64_t rows = 0;
+    double bytes = 0;
+    for (int i = 0; i < n_outs; ++i) {
+        rows += outs[i].w.n_rows;
+        bytes += (double)outs[i].w.n_rows * (double)outs[i].w.row_bytes;
+    }
+    std::lock_guard<std::mutex> lock(g_profile_mutex);
+    MatmulShapeStat& st = g_profile[{rows, outs[0].w.n_cols, n_tokens}];
+    st.rows = rows, st.cols = outs[0].w.n_cols, st.tokens = n_tokens;
+    st.calls += 1;
+    st.seconds += s;
+    st.weight_bytes += bytes;
+}
 
 bool matmul_can_pack(TensorType t) {
     return kernels().reads_packed && gemm::is_gemm_quant(t) &&
