@@ -888,10 +888,10 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
 // 222-227 -> 164-186; bench/ab Q4_0 tg 1.166, Q8_0 level, 8 KiB and 32 KiB ahead 0.95-0.97
 // of none). A K-quant block or a batch of tokens computes long enough between loads that the
 // hardware stream falls behind. K-quant decode: 12-24 KiB ahead measured alike, 8 KiB 0.97
-// and 4 KiB 0.90 of 18 KiB (bench/ab Q4_K_M tg). Batches: 8 KiB best of 8/16 KiB, one and
-// two units (BM_MatmulFromMemory 8 tokens, 2 threads: Q4_0 238-261 -> 193-216 us, Q6_K
-// 337-378 -> 270-285, Q4_K 248-289 -> 238-249; Q8_0 level). LOKAL_GEMM_PREFETCH=0: none
-// anywhere (for A/B).
+// and 4 KiB 0.90 of 18 KiB (bench/ab Q4_K_M tg; the distances here were set through a
+// temporary switch). Batches: 8 KiB best of 8/16 KiB, one and two units (BM_MatmulFromMemory 8
+// tokens, 2 threads: Q4_0 238-261 -> 193-216 us, Q6_K 337-378 -> 270-285, Q4_K 248-289 -> 238-249;
+// Q8_0 level). LOKAL_GEMM_PREFETCH=0: none anywhere (for A/B).
 size_t packed_prefetch_ahead(int qk, int64_t n_tokens) {
     static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
     if (!on) return 0;
