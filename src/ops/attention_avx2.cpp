@@ -469,10 +469,9 @@ struct Avx2 {
     static void round_f16_n(const float* src, float* dst, int n) { round_f16_copy(src, dst, n); }
     // Softmax steps on one tile of 8 scores, `live` of them real (the rest get 0).
     struct Sum {
-        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();  // lanes 0-3, 4-7
+        __m256 v = _mm256_setzero_ps();  // lane-wise partial sums
     };
-    static V max_tile(V m, const float* x, int live) {
-        const __m256 v = _mm256_loadu_ps(x);
+    static V max_n(V m, V v, int live) {
         if (live >= 8) return _mm256_max_ps(m, v);
         return _mm256_max_ps(
             m, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(first_n(live))));
@@ -482,18 +481,19 @@ struct Avx2 {
         r = _mm_max_ps(r, _mm_movehl_ps(r, r));
         return _mm_cvtss_f32(_mm_max_ss(r, _mm_movehdup_ps(r)));
     }
-    // x = e^(x - vmax), summed lane-wise in double (in key order per lane, as the reference).
+    // x = e^(x - vmax), summed lane-wise in float (see attention_avx512.cpp).
     static void exp_tile(float* x, V vmax, int live, Sum& sum) {
         __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x), vmax));
         if (live < 8) e = _mm256_and_ps(e, _mm256_castsi256_ps(first_n(live)));
         _mm256_storeu_ps(x, e);
-        sum.lo = _mm256_add_pd(sum.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        sum.hi = _mm256_add_pd(sum.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        sum.v = _mm256_add_ps(sum.v, e);
     }
     static double reduce_sum(const Sum& s) {
-        alignas(32) double parts[4];
-        _mm256_store_pd(parts, _mm256_add_pd(s.lo, s.hi));
-        return (parts[0] + parts[1]) + (parts[2] + parts[3]);
+        alignas(32) float parts[8];
+        _mm256_store_ps(parts, s.v);
+        double total = 0;
+        for (float p : parts) total += p;
+        return total;
     }
     // x *= inv, rounded to f16 (the reference's probabilities).
     static void scale_round_tile(float* x, V inv) {

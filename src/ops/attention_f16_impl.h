@@ -5,7 +5,8 @@
 // an anonymous namespace, so each unit gets its own copy.
 //
 // Numerics are the reference's (attention.cpp): f16-rounded queries, scaled scores, softmax
-// with the max subtracted and the sum in double (lane-wise partial sums), probabilities
+// with the max subtracted and the sum in float (lane-wise partial sums; the reference sums in
+// double, the difference is far below the f16 rounding that follows), probabilities
 // rounded to f16 before they weight the f16 values; float rounding aside the results agree.
 //
 // Scores. K blocks are dims-major ([head_dim][block_size], ops/attention.h), so the keys of
@@ -23,8 +24,8 @@
 // S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads, kValueAcc, zero, set1, fma,
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
 // those n), store_n (the first n lanes), round_f16_n, and the softmax steps on one tile of
-// L scores: max_tile, exp_tile (accumulating into a Sum), scale_round_tile, reduce_max,
-// reduce_sum (see the ISA files).
+// L scores: exp_tile (accumulating into a Sum), scale_round_tile, reduce_sum; and max_n
+// (a lane-wise max over the first n lanes), reduce_max (see the ISA files).
 #pragma once
 
 #include <immintrin.h>
@@ -82,35 +83,48 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_tiles = (n + L - 1) / L;
-    buf.resize((size_t)(2 * G * hd + n_hblk * HB + n_hblk * n_tiles * TS));
-    float* q = buf.data();              // [G][hd], f16-rounded
-    float* acc = q + (size_t)G * hd;    // [G][hd]
-    float* inv = acc + (size_t)G * hd;  // [n_hblk * HB] softmax normalizers, 1 / sum
+    buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS));
+    float* q = buf.data();                    // [G][hd], f16-rounded
+    float* acc = q + (size_t)G * hd;          // [G][hd]
+    float* inv = acc + (size_t)G * hd;        // [n_hblk * HB] softmax normalizers, 1 / sum
+    float* hmax = inv + (size_t)n_hblk * HB;  // [n_hblk * HB] each head's largest score
     // [head block][key tile][HB][L]: for a key, its HB heads' scores are L floats apart, one
     // pointer reaches them all in the values loop (separate per-head rows took 8 pointer
     // registers and made the values 1.6x slower). Heads past the group's end in the last
     // block redo the last head; their results are dropped.
-    float* scores = inv + (size_t)n_hblk * HB;
+    float* scores = hmax + (size_t)n_hblk * HB;
     S::round_f16_n(query.q + (int64_t)kv_head * G * hd, q, G * hd);
 
     // The keys as runs that cross neither a cache block nor a score tile, padded with empty
     // runs (len 0: nothing loaded or stored) to whole groups of R and the prefetch distance.
+    // Walked with a running block index and slot (no division per run), written in place
+    // (push_back's capacity check per run was ~2% of the kernel).
     thread_local std::vector<KeyRun> runs_tl;
-    runs_tl.clear();
-    for (int64_t p = first; p <= query.pos;) {
-        const int64_t slot = p % bs, j = p - first;
-        const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
-        const int64_t at = kv_block_offset(s, query.block_table[p / bs], kv_head);
-        runs_tl.push_back({k_cache + at + slot, v_cache + at + slot * hd, j, len});
-        p += len;
+    const int64_t max_runs = n / L + n / bs + 2;  // each run ends a tile, a block or the keys
+    if ((int64_t)runs_tl.size() < max_runs + R + PR * R)
+        runs_tl.resize((size_t)(max_runs + R + PR * R));
+    int64_t n_runs = 0;
+    {
+        KeyRun* out = runs_tl.data();
+        int64_t block = first / bs, slot = first % bs;
+        for (int64_t j = 0; j < n;) {
+            const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
+            const int64_t at = kv_block_offset(s, query.block_table[block], kv_head);
+            out[n_runs++] = {k_cache + at + slot, v_cache + at + slot * hd, j, len};
+            j += len;
+            slot += len;
+            if (slot == bs) slot = 0, ++block;
+        }
+        // (PR * R runs are 64 keys, so the padding also covers the values' prefetch 64 keys
+        // ahead.)
+        const KeyRun pad{out[n_runs - 1].k, out[n_runs - 1].v, 0, 0};
+        std::fill(out + n_runs, out + (n_runs + R - 1) / R * R + PR * R, pad);
     }
-    const int64_t n_runs = (int64_t)runs_tl.size();
-    // (PR * R runs are 64 keys, so the padding also covers the values' prefetch 64 keys ahead.)
-    runs_tl.resize((size_t)((n_runs + R - 1) / R * R + PR * R),
-                   KeyRun{runs_tl.back().k, runs_tl.back().v, 0, 0});
     const KeyRun* runs = runs_tl.data();
-    // Dim rows of a run are bs values apart: one prefetch per cache line they cover.
-    const int d_step = bs >= 32 ? 1 : (int)(32 / bs);
+    // Dim rows of a run are bs values apart: one prefetch per cache line they cover, every
+    // d_mask + 1 dims (a power of two: a division per dim cost ~5% of the scoring time).
+    int d_mask = 0;
+    while (bs * 2 * (d_mask + 1) <= 32) d_mask = 2 * d_mask + 1;
 
     const V scale = S::set1(s.scale);
     // Every head slot of every head block, the slots past the group's end with the last
@@ -119,6 +133,11 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         float* sblk = scores + (g0 / HB) * n_tiles * TS + (g0 % HB) * L;
         const float* qh[HS];
         for (int h = 0; h < HS; ++h) qh[h] = q + (int64_t)std::min(g0 + h, G - 1) * hd;
+        // Each head's lane-wise running max of its scores, taken as they are stored (a pass
+        // over the scores less for the softmax).
+        V m[HS];
+#pragma GCC unroll 8
+        for (int h = 0; h < HS; ++h) m[h] = S::set1(-INFINITY);
         for (int64_t r0 = 0; r0 < n_runs; r0 += R) {
             // The runs PR groups ahead, one line per run every d_step dims, spread over the
             // dims loop (all of a group's lines at once overflowed the miss buffers: scoring
@@ -135,7 +154,7 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
             // hd vectors of L keys per run, each weighted by every head's query value.
             auto score = [&](auto load) {
                 for (int d = 0; d < hd; ++d) {
-                    if (prefetch && d % d_step == 0)
+                    if (prefetch && (d & d_mask) == 0)
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r)
                             _mm_prefetch((const char*)(ahead[r].k + d * bs), _MM_HINT_T0);
@@ -159,30 +178,27 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                 const KeyRun& run = runs[r0 + r];
                 float* dst = sblk + run.j / L * TS + run.j % L;
 #pragma GCC unroll 8
-                for (int h = 0; h < HS; ++h)
-                    S::store_n(dst + h * L, S::mul(a[r][h], scale), run.len);
+                for (int h = 0; h < HS; ++h) {
+                    const V y = S::mul(a[r][h], scale);
+                    S::store_n(dst + h * L, y, run.len);
+                    m[h] = S::max_n(m[h], y, run.len);
+                }
             }
         }
+        for (int h = 0; h < HS; ++h) hmax[g0 + h] = S::reduce_max(m[h]);
     }
 
     // Softmax, a head block at a time in memory order (tile by tile, all HB heads of a tile;
-    // one head at a time strided through the tiles ran at L2 latency): the max, then the
-    // exponentials and their sums (lanes past n get 0). The normalization (times 1 / sum,
-    // rounded to f16) happens tile by tile in the values pass below, where the tile is used.
+    // one head at a time strided through the tiles ran at L2 latency): the exponentials and
+    // their sums (lanes past n get 0), the max known from scoring. The normalization (times
+    // 1 / sum, rounded to f16) happens tile by tile in the values pass below, where the tile
+    // is used.
     for (int b = 0; b < n_hblk; ++b) {
         float* sblk = scores + b * n_tiles * TS;
-        V m[HB];
-#pragma GCC unroll 8
-        for (int h = 0; h < HB; ++h) m[h] = S::set1(-INFINITY);
-        for (int64_t t = 0; t < n_tiles; ++t) {
-            const int live = (int)std::min<int64_t>(L, n - t * L);
-#pragma GCC unroll 8
-            for (int h = 0; h < HB; ++h) m[h] = S::max_tile(m[h], sblk + t * TS + h * L, live);
-        }
         V vmax[HB];
         typename S::Sum sum[HB];
 #pragma GCC unroll 8
-        for (int h = 0; h < HB; ++h) vmax[h] = S::set1(S::reduce_max(m[h]));
+        for (int h = 0; h < HB; ++h) vmax[h] = S::set1(hmax[b * HB + h]);
         for (int64_t t = 0; t < n_tiles; ++t) {
             const int live = (int)std::min<int64_t>(L, n - t * L);
 #pragma GCC unroll 8
