@@ -144,10 +144,14 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
         first_unit[(size_t)i + 1] = first_unit[(size_t)i] + (w.n_rows + rg - 1) / rg;
     }
     const int64_t n_units = first_unit[(size_t)n_outs];
-    // Dealt dynamically, large ranges first and single row groups last: threads sharing
-    // memory bandwidth do not finish a static half at the same time, and the one that is
-    // done early takes more instead of waiting. Each row group is computed the same way on
-    // any thread. LOKAL_MATMUL_GUIDED=0: fixed chunks of 1/(4 * threads), for A/B.
+    // Each thread owns a contiguous span of row groups and reads it as one forward stream;
+    // threads sharing memory bandwidth do not finish at the same time, so the one done early
+    // takes pieces from the back of another's span instead of waiting (parallel_spans). The
+    // guided ranges used before started a new stream at every range (~log(units) per thread
+    // and call): ~6 us more per call on two threads, which the small matrices paid most
+    // (bench/ab tg: Q4_K_M 1.092, Q4_0 1.051, Q8_0 1.031). Each row group is computed the
+    // same way on any thread. For A/B: LOKAL_MATMUL_SPANS=0 the guided ranges,
+    // LOKAL_MATMUL_SPANS=0 LOKAL_MATMUL_GUIDED=0 fixed chunks of 1/(4 * threads).
     auto run_units = [&](int64_t u0, int64_t u1, int thread) {
         uint8_t* s = thread_scratch(scratch, thread);
         for (int i = 0; i < n_outs && u0 < u1; ++i) {
@@ -160,7 +164,12 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
             kt.gemm[(int)a.type](a, r0, r1, s);
         }
     };
+    static const bool spans = env_switch("LOKAL_MATMUL_SPANS");
     static const bool guided = env_switch("LOKAL_MATMUL_GUIDED");
+    if (spans) {
+        pool.parallel_spans(n_units, 1, run_units);
+        return;
+    }
     if (guided) {
         pool.parallel_ranges(n_units, 1, run_units);
         return;

@@ -47,7 +47,9 @@ int ThreadPool::default_threads() {
     return n;
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : default_threads()) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads > 0 ? n_threads : default_threads()),
+      spans_(std::make_unique<Span[]>((size_t)n_threads_)) {
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
@@ -146,6 +148,64 @@ void ThreadPool::parallel_ranges(int64_t n, int64_t min_range,
             if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
                 fn(begin, end, t);
                 begin = next.load(std::memory_order_relaxed);
+            }
+        }
+    });
+}
+
+namespace {
+
+constexpr uint64_t pack_span(int64_t begin, int64_t end) {
+    return (uint64_t)begin | (uint64_t)end << 32;
+}
+constexpr int64_t span_begin(uint64_t v) {
+    return (int64_t)(v & 0xFFFFFFFFu);
+}
+constexpr int64_t span_end(uint64_t v) {
+    return (int64_t)(v >> 32);
+}
+
+}  // namespace
+
+void ThreadPool::parallel_spans(int64_t n, int64_t min_range,
+                                const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n <= 0) return;
+    min_range = std::max<int64_t>(1, min_range);
+    if (n_threads_ == 1 || n <= min_range) {
+        fn(0, n, 0);
+        return;
+    }
+    if (n >= ((int64_t)1 << 31)) return parallel_ranges(n, min_range, fn);  // 32-bit halves
+    const int nt = n_threads_;
+    for (int t = 0; t < nt; ++t)
+        spans_[(size_t)t].range.store(pack_span(n * t / nt, n * (t + 1) / nt),
+                                      std::memory_order_relaxed);
+    run_on_all([&](int t) {
+        // Own span, front to back: consecutive pieces continue one address stream.
+        std::atomic<uint64_t>& own = spans_[(size_t)t].range;
+        uint64_t cur = own.load(std::memory_order_relaxed);
+        for (;;) {
+            const int64_t b = span_begin(cur), e = span_end(cur);
+            if (b >= e) break;
+            const int64_t nb = std::min(e, b + std::max(min_range, (e - b) / 8));
+            if (own.compare_exchange_weak(cur, pack_span(nb, e), std::memory_order_relaxed)) {
+                fn(b, nb, t);
+                cur = own.load(std::memory_order_relaxed);
+            }
+        }
+        // Then the others' spans, from their backs: half of what is left at a time while
+        // that is large, so owner and thief finish within about one piece of each other.
+        for (int k = 1; k < nt; ++k) {
+            std::atomic<uint64_t>& other = spans_[(size_t)((t + k) % nt)].range;
+            cur = other.load(std::memory_order_relaxed);
+            for (;;) {
+                const int64_t b = span_begin(cur), e = span_end(cur);
+                if (b >= e) break;
+                const int64_t ne = std::max(b, e - std::max(min_range, (e - b) / 2));
+                if (other.compare_exchange_weak(cur, pack_span(b, ne), std::memory_order_relaxed)) {
+                    fn(ne, e, t);
+                    cur = other.load(std::memory_order_relaxed);
+                }
             }
         }
     });

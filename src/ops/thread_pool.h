@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -41,6 +42,16 @@ class ThreadPool {
     void parallel_ranges(int64_t n, int64_t min_range,
                          const std::function<void(int64_t, int64_t, int)>& fn);
 
+    // Run fn(begin, end, thread_index) over [0, n), each thread owning a contiguous span
+    // (thread t: [n * t / T, n * (t + 1) / T)) that it takes front to back in pieces (an
+    // eighth of what is left of it, at least min_range); a thread done with its own span
+    // takes pieces from the back of another's. So each thread reads one forward address
+    // stream, started once, and a new one only when it steals near the end (the guided
+    // ranges above start ~log(n) streams per thread). Which thread runs a range depends on
+    // timing; fn must not care.
+    void parallel_spans(int64_t n, int64_t min_range,
+                        const std::function<void(int64_t, int64_t, int)>& fn);
+
     static int default_threads();
 
   private:
@@ -56,6 +67,12 @@ class ThreadPool {
     std::mutex mutex_;
     std::condition_variable wake_;
     std::atomic<int> sleeping_{0};
+    // parallel_spans: per thread, its span's remaining [begin, end) as begin | end << 32, on
+    // its own cache line (owner and thief update it with compare-exchange).
+    struct alignas(64) Span {
+        std::atomic<uint64_t> range{0};
+    };
+    std::unique_ptr<Span[]> spans_;
 };
 
 }  // namespace lokal

@@ -67,6 +67,33 @@ TEST(ThreadPool, ParallelRangesCoverEachIndexOnceInRangesOfAtLeastTheMinimum) {
     }
 }
 
+TEST(ThreadPool, ParallelSpansCoverEachIndexOnceWithoutCrossingASpan) {
+    for (int threads : {1, 2, 3, 4}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {1, 2, 7, 64, 1001})
+            for (int64_t min_range : {1, 3, 16})
+                for (int round = 0; round < 5; ++round) {
+                    std::vector<std::atomic<int>> hits(n);
+                    std::atomic<int64_t> crossing{0}, empty{0};
+                    pool.parallel_spans(n, min_range, [&](int64_t b, int64_t e, int) {
+                        if (b >= e) empty++;
+                        // Thread t owns [n * t / T, n * (t + 1) / T): a range lies in one span
+                        // (when more than one thread shares the work).
+                        for (int t = 1; t < threads; ++t)
+                            if (threads > 1 && n > min_range && b < n * t / threads &&
+                                n * t / threads < e)
+                                crossing++;
+                        for (int64_t i = b; i < e; ++i) hits[i]++;
+                    });
+                    EXPECT_EQ(crossing.load(), 0) << "threads " << threads << " n " << n;
+                    EXPECT_EQ(empty.load(), 0);
+                    for (int64_t i = 0; i < n; ++i)
+                        ASSERT_EQ(hits[i].load(), 1)
+                            << "threads " << threads << " n " << n << " min " << min_range;
+                }
+    }
+}
+
 TEST(Ops, RmsNormMatchesFormula) {
     auto x = random_vec(64, 1), w = random_vec(64, 2);
     std::vector<float> out(64);
