@@ -52,13 +52,26 @@ void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64
 void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
                 int kv_head, const float* x) {
     if (!kv_k_dims_major(s.kv_type)) return kv_store_v(s, k_cache, block, slot, kv_head, x);
-    // The row converted as quantize_row converts any f16 row, then scattered down its slot's
-    // column: element (dim d, slot) of the block lies at d * block_size + slot.
+    // The row converted as quantize_row converts any row of the type, then scattered down its
+    // slot's column: value (dim d, slot) of the block lies at d * block_size + slot (and a
+    // Q8_0 scale (block b, slot) at b * block_size + slot after the values).
     thread_local std::vector<uint16_t> row;
-    row.resize((size_t)s.head_dim);
-    quantize_row(TensorType::F16, x, row.data(), s.head_dim, nullptr);
+    row.resize((size_t)kv_row_elems(s.kv_type, s.head_dim));
+    quantize_row(kv_tensor_type(s.kv_type), x, row.data(), s.head_dim, nullptr);
+    const int64_t bs = s.block_size;
+    if (s.kv_type == KvType::Q8_0) {
+        uint8_t* dst = (uint8_t*)(k_cache + kv_block_offset(s, block, kv_head));
+        uint16_t* scales = (uint16_t*)(dst + (int64_t)s.head_dim * bs);
+        const uint8_t* src = (const uint8_t*)row.data();
+        for (int b = 0; b < s.head_dim / 32; ++b) {
+            std::memcpy(&scales[b * bs + slot], src + 34 * b, 2);
+            for (int i = 0; i < 32; ++i)
+                dst[(int64_t)(32 * b + i) * bs + slot] = src[34 * b + 2 + i];
+        }
+        return;
+    }
     uint16_t* dst = k_cache + kv_block_offset(s, block, kv_head) + slot;
-    for (int d = 0; d < s.head_dim; ++d) dst[(int64_t)d * s.block_size] = row[(size_t)d];
+    for (int d = 0; d < s.head_dim; ++d) dst[(int64_t)d * bs] = row[(size_t)d];
 }
 
 void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, int64_t slot,
@@ -70,8 +83,20 @@ void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, 
 void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
                int kv_head, float* out) {
     if (!kv_k_dims_major(s.kv_type)) return kv_load_v(s, k_cache, block, slot, kv_head, out);
+    const int64_t bs = s.block_size;
+    if (s.kv_type == KvType::Q8_0) {
+        // As dequantize_row: the block's scale times each int8 value.
+        const int8_t* src = (const int8_t*)(k_cache + kv_block_offset(s, block, kv_head));
+        const uint16_t* scales = (const uint16_t*)(src + (int64_t)s.head_dim * bs);
+        for (int d = 0; d < s.head_dim; ++d) {
+            uint16_t h;
+            std::memcpy(&h, &scales[d / 32 * bs + slot], 2);
+            out[d] = fp16_to_fp32(h) * (float)src[(int64_t)d * bs + slot];
+        }
+        return;
+    }
     const uint16_t* src = k_cache + kv_block_offset(s, block, kv_head) + slot;
-    for (int d = 0; d < s.head_dim; ++d) out[d] = fp16_to_fp32(src[(int64_t)d * s.block_size]);
+    for (int d = 0; d < s.head_dim; ++d) out[d] = fp16_to_fp32(src[(int64_t)d * bs]);
 }
 
 namespace {
@@ -165,7 +190,7 @@ void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16
         : std::strcmp(kernels().isa, "avx2") == 0                                           ? 1
                                                                                             : 0;
     GroupFn fn = &attend_group;
-    if (level == 2 && shape.kv_type == KvType::F16 && shape.head_dim % 16 == 0)
+    if (level == 2 && kv_k_dims_major(shape.kv_type) && shape.head_dim % 16 == 0)
         fn = &attend_group_avx512;
     else if (level >= 1 && shape.head_dim % 8 == 0)
         fn = &attend_group_avx2;

@@ -4,11 +4,12 @@
 // one block's data holding block_size positions of one K/V head. A row is one position's
 // head_dim values, in the cache's KvType: head_dim half floats, or head_dim / 32 GGUF blocks:
 // Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or Q4_0 (an
-// f16 scale and 32 4-bit values, 18 bytes). V blocks, and K blocks of the block types, are
-// [block_size][row] (kv_cache_offset). F16 K blocks are dims-major, [head_dim][block_size]
-// (kv_k_dims_major): one dim of consecutive positions is contiguous, so a SIMD kernel scores
-// 8 or 16 keys per vector against a broadcast query value with no horizontal sums (those
-// took a third of the decode attention's time with row-major keys).
+// f16 scale and 32 4-bit values, 18 bytes). V blocks, and Q4_0 K blocks, are
+// [block_size][row] (kv_cache_offset). F16 and Q8_0 K blocks are dims-major,
+// [head_dim][block_size] values (Q8_0's scales after them, kv_k_dims_major): one dim of
+// consecutive positions is contiguous, so a SIMD kernel scores 8 or 16 keys per vector
+// against a broadcast query value with no horizontal sums (those took a third of the decode
+// attention's time with row-major keys; Q8_0 keys row-major ran 2.7x slower than f16).
 // A sequence's positions map to blocks through its block table: position p lies in block
 // table[p / block_size], slot p % block_size. Each block's data for one head is contiguous,
 // so one head's keys stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved
@@ -67,9 +68,11 @@ struct AttentionShape {
     KvType kv_type = KvType::F16;
 };
 
-// Whether K blocks of this cache type are stored dims-major ([head_dim][block_size]).
+// Whether K blocks of this cache type are stored dims-major: f16 as [head_dim][block_size]
+// values; Q8_0 as [head_dim][block_size] int8 values, then [head_dim / 32][block_size] f16
+// scales (the same bytes as block_size rows of Q8_0 blocks).
 constexpr bool kv_k_dims_major(KvType t) {
-    return t == KvType::F16;
+    return t == KvType::F16 || t == KvType::Q8_0;
 }
 
 // Element offset of (block, kv_head)'s data (block_size positions) in a K or V cache.
@@ -108,8 +111,9 @@ struct AttentionQuery {
 };
 
 // Every query's K/V (positions up to and including its own) must already be in the cache.
-// Runs a SIMD kernel (f16 caches: attention_f16_impl.h, 16 lanes on the avx512 path for
-// head_dim % 16 == 0, else 8 lanes; Q8_0/Q4_0 caches: attention_avx2.cpp; head_dim % 8 == 0)
+// Runs a SIMD kernel (f16 and Q8_0 caches: attention_dims_major_impl.h, 16 lanes on the
+// avx512 path for head_dim % 16 == 0, else 8 lanes; Q4_0 caches: attention_avx2.cpp;
+// head_dim % 8 == 0)
 // or the scalar reference; they agree within float rounding (tests/ops/attention_test.cpp). Each
 // (query, K/V head) is computed by one task in a fixed order, so results do not depend on the
 // thread count or on the batch.

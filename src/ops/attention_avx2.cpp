@@ -1,8 +1,8 @@
 // AVX2 attention for one query token and one K/V head group: the reference's two-pass
 // numerics (attention.cpp) on 8-wide vectors.
 //
-// f16 caches take the shared kernel of attention_f16_impl.h (dims-major K, 8 keys per
-// vector). Q8_0 and Q4_0 caches (row-major K) take the kernels below: keys are taken 8 at a
+// f16 and Q8_0 caches take the shared kernel of attention_dims_major_impl.h (dims-major K, 8
+// keys per vector). Q4_0 caches (row-major K) take the kernels below: keys are taken 8 at a
 // time, their rows converted once (into a small f32 tile, or in registers by the decode-shaped
 // kernel) for every query head of the GQA group, so K and V are loaded from the cache once per
 // group. Pass 1 writes the scaled scores (O(n) per head), the softmax runs with a vector exp
@@ -15,7 +15,7 @@
 #include <cstring>
 #include <vector>
 
-#include "ops/attention_f16_impl.h"
+#include "ops/attention_dims_major_impl.h"
 #include "ops/attention_isa.h"
 #include "ops/simd_math_avx2.h"
 
@@ -41,21 +41,16 @@ template <KvType KT>
     return _cvtsh_ss(dh);
 }
 
-// Values [8c, 8c + 8) of a cached row of a block type, without the scale: Q8_0's int8
-// values; Q4_0's nibbles minus 8 (values j < 16 of a block are the low nibbles of its bytes
-// j, values 16 + j the high ones).
+// Values [8c, 8c + 8) of a cached Q4_0 row, without the scale: the nibbles minus 8 (values
+// j < 16 of a block are the low nibbles of its bytes j, values 16 + j the high ones).
 template <KvType KT>
 [[gnu::always_inline]] inline __m256 load_levels(const uint16_t* row, int c) {
+    static_assert(KT == KvType::Q4_0, "Q4_0 rows only (Q8_0 K is dims-major)");
     const uint8_t* q = (const uint8_t*)row + block_bytes(KT) * (c / 4) + 2;
-    if constexpr (KT == KvType::Q8_0) {
-        return _mm256_cvtepi32_ps(
-            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(q + 8 * (c % 4)))));
-    } else {
-        __m128i b = _mm_loadl_epi64((const __m128i*)(q + 8 * (c % 2)));
-        if (c % 4 >= 2) b = _mm_srli_epi16(b, 4);
-        b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
-        return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(8)));
-    }
+    __m128i b = _mm_loadl_epi64((const __m128i*)(q + 8 * (c % 2)));
+    if (c % 4 >= 2) b = _mm_srli_epi16(b, 4);
+    b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(8)));
 }
 
 // Values [8c, 8c + 8) of a cached row as floats: the levels times the block's f16 scale,
@@ -236,8 +231,7 @@ void attend(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_
 
 // The decode-shaped kernel for GQA groups G in {1, 2, 4, 8} and head_dim = 8 NC.
 //
-// Nothing is staged: K and V rows are converted (from f16, Q8_0 or Q4_0) in registers where they
-// are used.
+// Nothing is staged: K and V rows are converted (from Q4_0) in registers where they are used.
 // (Converting rows into an f32 tile and reading it back took half of the generic kernel's
 // time, measured with BM_AttentionDecode.) Scores live key-major, scores[j * G + g], so the
 // 8 lanes of a vector always hold the same heads (lane l: head l % G): the max, the
@@ -464,6 +458,15 @@ struct Avx2 {
         std::memcpy(t, p, (size_t)n * 2);
         return _mm256_cvtph_ps(_mm_load_si128((const __m128i*)t));
     }
+    static V load_b(const int8_t* p) {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p)));
+    }
+    static V load_b_n(const int8_t* p, int n) {
+        int64_t t = 0;
+        std::memcpy(&t, p, (size_t)n);
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(t)));
+    }
+    static float half(uint16_t h) { return _cvtsh_ss(h); }
     static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first_n(n), v); }
     // f16-rounded copies of n floats (n a multiple of 8).
     static void round_f16_n(const float* src, float* dst, int n) { round_f16_copy(src, dst, n); }
@@ -505,11 +508,9 @@ struct Avx2 {
 
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    if (s.kv_type == KvType::Q8_0)
-        return attend_group_typed<KvType::Q8_0>(s, k_cache, v_cache, query, kv_head, buf);
     if (s.kv_type == KvType::Q4_0)
         return attend_group_typed<KvType::Q4_0>(s, k_cache, v_cache, query, kv_head, buf);
-    attend_f16_dispatch<Avx2>(s, k_cache, v_cache, query, kv_head, buf);
+    attend_dims_major_cache<Avx2>(s, k_cache, v_cache, query, kv_head, buf);
 }
 
 }  // namespace lokal

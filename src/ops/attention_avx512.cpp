@@ -1,8 +1,8 @@
-// AVX-512 attention for one query token and one K/V head group (f16 caches): the shared
-// kernel of attention_f16_impl.h on 16-lane vectors. Dims-major K makes each dim of 16
-// consecutive keys one vector, so scoring needs no transposing lane reductions; those took
-// ~29% of the row-major kernel's samples (docs/PERFORMANCE.md).
-// GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
+// AVX-512 attention for one query token and one K/V head group (f16 and Q8_0 caches): the
+// shared kernel of attention_dims_major_impl.h on 16-lane vectors. Dims-major K makes each dim of
+// 16 consecutive keys one vector, so scoring needs no transposing lane reductions; those took ~29%
+// of the row-major kernel's samples (docs/PERFORMANCE.md). GCC 12 flags the intrinsics' own
+// _mm512_undefined_* self-initialization once inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
@@ -11,7 +11,7 @@
 #include <cmath>
 #include <vector>
 
-#include "ops/attention_f16_impl.h"
+#include "ops/attention_dims_major_impl.h"
 #include "ops/attention_isa.h"
 
 namespace lokal {
@@ -60,6 +60,13 @@ struct Avx512 {
     static V load_h_n(const uint16_t* p, int n) {
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_n(n), p));
     }
+    static V load_b(const int8_t* p) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
+    }
+    static V load_b_n(const int8_t* p, int n) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_n(n), p)));
+    }
+    static float half(uint16_t h) { return _cvtsh_ss(h); }
     static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first_n(n), v); }
     // f16-rounded copies of n floats (n a multiple of 16).
     static void round_f16_n(const float* src, float* dst, int n) {
@@ -93,7 +100,7 @@ struct Avx512 {
 
 void attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    attend_f16_dispatch<Avx512>(s, k_cache, v_cache, query, kv_head, buf);
+    attend_dims_major_cache<Avx512>(s, k_cache, v_cache, query, kv_head, buf);
 }
 
 }  // namespace lokal

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -164,9 +165,9 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
     }
 }
 
-// kv_store_k / kv_load_k and the V pair round-trip every cache type, f16 K blocks are
-// dims-major (dim d of slot i at d * block_size + i, the layout the kernels read), and a
-// store touches only its own position.
+// kv_store_k / kv_load_k and the V pair round-trip every cache type, f16 and Q8_0 K blocks
+// are dims-major (dim d of slot i at d * block_size + i, the layout the kernels read; Q8_0's
+// scales after its values), and a store touches only its own position.
 TEST(Attention, CacheStoreLoadLayout) {
     const int n_kv = 2, hd = 64, bs = 16, n_blocks = 3;
     std::mt19937 rng(9);
@@ -196,6 +197,19 @@ TEST(Attention, CacheStoreLoadLayout) {
                 EXPECT_EQ(vc[(size_t)(base + 5 * hd + d)], row[(size_t)d]) << "dim " << d;
             }
         }
+        if (kv == KvType::Q8_0) {
+            // Values dims-major (byte d * block_size + slot), then the scales as
+            // [head_dim / 32][block_size] f16; V rows stay GGUF Q8_0 blocks (34 bytes each).
+            const uint8_t* kb = (const uint8_t*)(kc.data() + base);
+            const uint8_t* vb = (const uint8_t*)(vc.data() + base);
+            const uint8_t* q = (const uint8_t*)row.data();
+            for (int b = 0; b < hd / 32; ++b) {
+                EXPECT_EQ(std::memcmp(kb + hd * bs + 2 * (b * bs + 5), q + 34 * b, 2), 0);
+                for (int i = 0; i < 32; ++i)
+                    EXPECT_EQ(kb[(32 * b + i) * bs + 5], q[34 * b + 2 + i]) << "dim " << 32 * b + i;
+            }
+            EXPECT_EQ(std::memcmp(vb + 5 * 2 * kv_row_elems(kv, hd), q, 2 * row.size()), 0);
+        }
         size_t nonzero_k = 0, nonzero_v = 0;
         for (size_t i = 0; i < elems; ++i) {
             nonzero_k += kc[i] != 0;
@@ -206,7 +220,12 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
         }
         EXPECT_GT(nonzero_k, (size_t)kv_row_elems(kv, hd) / 2);
-        EXPECT_EQ(nonzero_k, nonzero_v);
+        // Row-major K holds a row in as many elements as V; dims-major Q8_0 spreads its bytes
+        // over one element per dim plus its scales.
+        if (kv == KvType::Q8_0)
+            EXPECT_LE(nonzero_k, (size_t)(hd + hd / 32));
+        else
+            EXPECT_EQ(nonzero_k, nonzero_v);
     }
 }
 

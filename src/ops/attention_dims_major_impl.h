@@ -1,20 +1,23 @@
-// Internal to src/ops: the f16-cache attention kernel for one query token and one K/V head
-// group, written once over a small vector-traits struct S and compiled into each ISA's
-// translation unit with that unit's target flags (attention_avx2.cpp: 8 lanes,
-// attention_avx512.cpp: 16 lanes). Include only from those files: everything here lives in
-// an anonymous namespace, so each unit gets its own copy.
+// Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16 and
+// Q8_0), for one query token and one K/V head group, written once over a small vector-traits
+// struct S and compiled into each ISA's translation unit with that unit's target flags
+// (attention_avx2.cpp: 8 lanes, attention_avx512.cpp: 16 lanes). Include only from those
+// files: everything here lives in an anonymous namespace, so each unit gets its own copy.
 //
 // Numerics are the reference's (attention.cpp): f16-rounded queries, scaled scores, softmax
 // with the max subtracted and the sum in float (lane-wise partial sums; the reference sums in
 // double, the difference is far below the f16 rounding that follows), probabilities
-// rounded to f16 before they weight the f16 values; float rounding aside the results agree.
+// rounded to f16 before they weight the values; K and V values as the reference dequantizes
+// them (f16 converted, Q8_0 int8 times its block's f16 scale: one float rounding, the same);
+// float rounding aside the results agree.
 //
-// Scores. K blocks are dims-major ([head_dim][block_size], ops/attention.h), so the keys of
-// one block are cut into runs of up to S::L consecutive positions and a run's dim d is one
-// vector of L keys. Each dim's vector is multiplied by a broadcast query value of each of
-// HS heads, accumulating L scores per head with no horizontal sums. R runs are scored
-// together so that R x HS accumulators (S::kScoreAcc) cover the FMA latency. Scores are
-// stored in tiles, [head block of HB][key tile of L][HB][L].
+// Scores. K blocks are dims-major ([head_dim][block_size] values, ops/attention.h; a Q8_0
+// block's scales follow its values as [head_dim / 32][block_size]), so the keys of one block
+// are cut into runs of up to S::L consecutive positions and a run's dim d is one vector of L
+// keys. Each dim's vector is multiplied by a broadcast query value of each of HS heads,
+// accumulating L scores per head with no horizontal sums. R runs are scored together so that
+// R x HS accumulators (S::kScoreAcc) cover the FMA latency. Scores are stored in tiles,
+// [head block of HB][key tile of L][HB][L].
 //
 // Values (V rows stay row-major): HB heads x CB chunks of L dims in registers
 // (HB x CB <= S::kValueAcc), every key's chunk converted once per register block and weighted
@@ -23,7 +26,8 @@
 //
 // S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads, kValueAcc, zero, set1, fma,
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
-// those n), store_n (the first n lanes), round_f16_n, and the softmax steps on one tile of
+// those n), load_b / load_b_n (the same for int8 values), store_n (the first n lanes),
+// round_f16_n, half (one f16 value as a float), and the softmax steps on one tile of
 // L scores: exp_tile (accumulating into a Sum), scale_round_tile, reduce_sum; and max_n
 // (a lane-wise max over the first n lanes), reduce_max (see the ISA files).
 #pragma once
@@ -33,6 +37,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "ops/attention_isa.h"
@@ -41,10 +46,12 @@ namespace lokal {
 namespace {
 
 // Up to L consecutive keys in one block: k points at dim 0 of the first (dim d at
-// k + d * block_size), v at its V row, j is the first key's index among the query's keys.
+// k + d * block_size values), ks (Q8_0) at its scale of dims 0-31 (dims 32b.. at ks + b *
+// block_size), v at its V row; j is the first key's index among the query's keys.
 struct KeyRun {
-    const uint16_t* k;
-    const uint16_t* v;  // the first key's V row (the run's rows follow it, head_dim apart)
+    const uint8_t* k;
+    const uint16_t* ks;
+    const uint8_t* v;  // the first key's V row (the run's rows follow it, one row apart)
     int64_t j;
     int32_t len;
 };
@@ -56,13 +63,17 @@ constexpr int chunk_block(int nc, int cap) {
     return 1;
 }
 
-// HD = head_dim when known at compile time (0: read from the shape; any multiple of S::L),
-// HB = query heads per register block.
-template <class S, int HD, int HB>
-void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+// KT = the cache type (F16 or Q8_0), HD = head_dim when known at compile time (0: read from
+// the shape; any multiple of S::L, and of 32 for Q8_0), HB = query heads per register block.
+template <class S, KvType KT, int HD, int HB>
+void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+                       const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+    static_assert(KT == KvType::F16 || KT == KvType::Q8_0, "dims-major K caches");
     using V = typename S::V;
     constexpr int L = S::L;
+    constexpr bool kQ8 = KT == KvType::Q8_0;
+    constexpr int EB = kQ8 ? 1 : 2;  // bytes per K value
+    static_assert(32 % L == 0, "a Q8_0 block is whole vectors");
     // Scoring takes HS heads at a time (up to S::kScoreHeads) and R runs of keys, R x HS
     // accumulators: AVX-512 8 heads x 2 runs; AVX2 4 x 2 (8 heads x 1 run spent a broadcast
     // per FMA and a key conversion per 8, and was 1.1x slower).
@@ -80,6 +91,8 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     const int hd = HD ? HD : s.head_dim;
     const int nc = hd / L;
     const int64_t bs = s.block_size;
+    const int64_t k_dim_bytes = EB * bs;                   // one dim of a K block
+    const int64_t v_row_bytes = 2 * kv_row_elems(KT, hd);  // one V row
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_tiles = (n + L - 1) / L;
@@ -110,21 +123,25 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
         for (int64_t j = 0; j < n;) {
             const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
             const int64_t at = kv_block_offset(s, query.block_table[block], kv_head);
-            out[n_runs++] = {k_cache + at + slot, v_cache + at + slot * hd, j, len};
+            const uint8_t* kb = (const uint8_t*)(k_cache + at);
+            out[n_runs++] = {kb + EB * slot, (const uint16_t*)(kb + hd * bs) + slot,
+                             (const uint8_t*)(v_cache + at) + slot * v_row_bytes, j, len};
             j += len;
             slot += len;
             if (slot == bs) slot = 0, ++block;
         }
         // (PR * R runs are 64 keys, so the padding also covers the values' prefetch 64 keys
         // ahead.)
-        const KeyRun pad{out[n_runs - 1].k, out[n_runs - 1].v, 0, 0};
+        const KeyRun pad{out[n_runs - 1].k, out[n_runs - 1].ks, out[n_runs - 1].v, 0, 0};
         std::fill(out + n_runs, out + (n_runs + R - 1) / R * R + PR * R, pad);
     }
     const KeyRun* runs = runs_tl.data();
-    // Dim rows of a run are bs values apart: one prefetch per cache line they cover, every
+    // Dim rows of a run are k_dim_bytes apart: one prefetch per cache line they cover, every
     // d_mask + 1 dims (a power of two: a division per dim cost ~5% of the scoring time).
     int d_mask = 0;
-    while (bs * 2 * (d_mask + 1) <= 32) d_mask = 2 * d_mask + 1;
+    while (k_dim_bytes * 2 * (d_mask + 1) <= 64) d_mask = 2 * d_mask + 1;
+    // Q8_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
+    const int d_blk = kQ8 ? 32 : hd;
 
     const V scale = S::set1(s.scale);
     // Every head slot of every head block, the slots past the group's end with the last
@@ -151,29 +168,68 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                 for (int h = 0; h < HS; ++h) a[r][h] = S::zero();
             bool full = true;
             for (int r = 0; r < R; ++r) full &= runs[r0 + r].len == L;
-            // hd vectors of L keys per run, each weighted by every head's query value.
-            auto score = [&](auto load) {
-                for (int d = 0; d < hd; ++d) {
-                    if (prefetch && (d & d_mask) == 0)
+            // hd vectors of L keys per run, each weighted by every head's query value; a Q8_0
+            // block's int8 values times the keys' scales for that block (sc).
+            auto score = [&](auto load, auto load_scales) {
+                for (int d0 = 0; d0 < hd; d0 += d_blk) {
+                    V sc[R];
+                    if constexpr (kQ8) {
 #pragma GCC unroll 8
-                        for (int r = 0; r < R; ++r)
-                            _mm_prefetch((const char*)(ahead[r].k + d * bs), _MM_HINT_T0);
-                    V kv[R];
+                        for (int r = 0; r < R; ++r) {
+                            sc[r] = load_scales(runs[r0 + r], d0 / 32 * bs);
+                            if (prefetch)
+                                _mm_prefetch((const char*)(ahead[r].ks + d0 / 32 * bs),
+                                             _MM_HINT_T0);
+                        }
+                    }
+                    for (int d = d0; d < d0 + d_blk; ++d) {
+                        if (prefetch && (d & d_mask) == 0)
 #pragma GCC unroll 8
-                    for (int r = 0; r < R; ++r) kv[r] = load(runs[r0 + r], d * bs);
+                            for (int r = 0; r < R; ++r)
+                                _mm_prefetch((const char*)(ahead[r].k + d * k_dim_bytes),
+                                             _MM_HINT_T0);
+                        V kv[R];
 #pragma GCC unroll 8
-                    for (int h = 0; h < HS; ++h) {
-                        const V qd = S::set1(qh[h][d]);
+                        for (int r = 0; r < R; ++r) {
+                            kv[r] = load(runs[r0 + r], d * k_dim_bytes);
+                            if constexpr (kQ8) kv[r] = S::mul(kv[r], sc[r]);
+                        }
 #pragma GCC unroll 8
-                        for (int r = 0; r < R; ++r) a[r][h] = S::fma(qd, kv[r], a[r][h]);
+                        for (int h = 0; h < HS; ++h) {
+                            const V qd = S::set1(qh[h][d]);
+#pragma GCC unroll 8
+                            for (int r = 0; r < R; ++r) a[r][h] = S::fma(qd, kv[r], a[r][h]);
+                        }
                     }
                 }
             };
-            if (full)
-                score([](const KeyRun& run, int64_t at) { return S::load_h(run.k + at); });
-            else
-                score(
-                    [](const KeyRun& run, int64_t at) { return S::load_h_n(run.k + at, run.len); });
+            auto scales = [](const KeyRun& run, int64_t at) { return S::load_h(run.ks + at); };
+            auto scales_n = [](const KeyRun& run, int64_t at) {
+                return S::load_h_n(run.ks + at, run.len);
+            };
+            if (full) {
+                if constexpr (kQ8)
+                    score([](const KeyRun& run,
+                             int64_t at) { return S::load_b((const int8_t*)run.k + at); },
+                          scales);
+                else
+                    score([](const KeyRun& run,
+                             int64_t at) { return S::load_h((const uint16_t*)(run.k + at)); },
+                          scales);
+            } else {
+                if constexpr (kQ8)
+                    score(
+                        [](const KeyRun& run, int64_t at) {
+                            return S::load_b_n((const int8_t*)run.k + at, run.len);
+                        },
+                        scales_n);
+                else
+                    score(
+                        [](const KeyRun& run, int64_t at) {
+                            return S::load_h_n((const uint16_t*)(run.k + at), run.len);
+                        },
+                        scales_n);
+            }
             for (int r = 0; r < R; ++r) {
                 const KeyRun& run = runs[r0 + r];
                 float* dst = sblk + run.j / L * TS + run.j % L;
@@ -210,7 +266,8 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
     // Values, run by run (no per-key row table: 8 bytes per key written and read back).
     static_assert(TKV % L == 0 && TKV / L <= PR * R, "value tiles are whole runs' tiles");
     constexpr int RA = TKV / L;  // runs ahead for the V prefetch: 64 keys when they are full
-    const int row_lines = (2 * hd + 63) / 64;
+    // Lines per V row (a Q8_0 row of 34-byte blocks may straddle one more).
+    const int row_lines = (int)(v_row_bytes + 63) / 64 + (kQ8 ? 1 : 0);
     const int n_pass = (nc + CB - 1) / CB;
     std::fill(acc, acc + (size_t)G * hd, 0.0f);
     for (int g0 = 0; g0 < G; g0 += HB) {
@@ -244,15 +301,28 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
                                                          : 0;
                 for (int64_t r = r_begin; r < r_end; ++r) {
                     const KeyRun& run = runs[r];
-                    const uint16_t* ahead = runs[r + RA].v;
+                    const uint8_t* ahead = runs[r + RA].v;
                     const float* pt = sblk + run.j / L * TS + run.j % L;  // head h: pt[h * L + i]
-                    const uint16_t* row = run.v + L * c0;
-                    for (int i = 0; i < run.len; ++i, row += hd) {
+                    const uint8_t* row = run.v;
+                    for (int i = 0; i < run.len; ++i, row += v_row_bytes) {
                         for (int b = pf_first; b < pf_end; ++b)
-                            _mm_prefetch((const char*)(ahead + i * hd) + 64 * b, _MM_HINT_T0);
+                            _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
+                                         _MM_HINT_T0);
                         V v[CB];
 #pragma GCC unroll 8
-                        for (int cb = 0; cb < CB; ++cb) v[cb] = S::load_h(row + L * cb);
+                        for (int cb = 0; cb < CB; ++cb) {
+                            const int e = L * (c0 + cb);  // the chunk's first dim
+                            if constexpr (kQ8) {
+                                // Block e / 32: an f16 scale, then 32 int8 values.
+                                const uint8_t* blk = row + 34 * (e / 32);
+                                uint16_t h;
+                                std::memcpy(&h, blk, 2);
+                                v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32),
+                                               S::set1(S::half(h)));
+                            } else {
+                                v[cb] = S::load_h((const uint16_t*)row + e);
+                            }
+                        }
 #pragma GCC unroll 8
                         for (int h = 0; h < HB; ++h) {
                             const V p = S::set1(pt[h * L + i]);
@@ -275,36 +345,47 @@ void attend_f16(const AttentionShape& s, const uint16_t* k_cache, const uint16_t
 }
 
 // HB: the smallest of 1, 2, 4, 8 that holds the group (8 for larger groups, in blocks).
-template <class S, int HD>
-void attend_f16_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                      const AttentionQuery& q, int h, std::vector<float>& buf) {
+template <class S, KvType KT, int HD>
+void attend_dims_major_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                             const AttentionQuery& q, int h, std::vector<float>& buf) {
     const int group = s.n_head / s.n_kv_head;
-    if (group > 4) return attend_f16<S, HD, 8>(s, k, v, q, h, buf);
-    if (group > 2) return attend_f16<S, HD, 4>(s, k, v, q, h, buf);
-    if (group > 1) return attend_f16<S, HD, 2>(s, k, v, q, h, buf);
-    attend_f16<S, HD, 1>(s, k, v, q, h, buf);
+    if (group > 4) return attend_dims_major<S, KT, HD, 8>(s, k, v, q, h, buf);
+    if (group > 2) return attend_dims_major<S, KT, HD, 4>(s, k, v, q, h, buf);
+    if (group > 1) return attend_dims_major<S, KT, HD, 2>(s, k, v, q, h, buf);
+    attend_dims_major<S, KT, HD, 1>(s, k, v, q, h, buf);
 }
 
-// Any head_dim that is a multiple of S::L; the common sizes fully unrolled.
-template <class S>
-void attend_f16_dispatch(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                         const AttentionQuery& q, int h, std::vector<float>& buf) {
+// Any head_dim that is a multiple of S::L (of 32 for Q8_0); the common sizes fully unrolled.
+template <class S, KvType KT>
+void attend_dims_major_dispatch(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                                const AttentionQuery& q, int h, std::vector<float>& buf) {
     switch (s.head_dim) {
         case 64:
-            return attend_f16_group<S, 64>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 64>(s, k, v, q, h, buf);
         case 128:
-            return attend_f16_group<S, 128>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 128>(s, k, v, q, h, buf);
         case 32:
-            return attend_f16_group<S, 32>(s, k, v, q, h, buf);
-        case 80:
-            return attend_f16_group<S, 80>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 32>(s, k, v, q, h, buf);
         case 96:
-            return attend_f16_group<S, 96>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 96>(s, k, v, q, h, buf);
         case 256:
-            return attend_f16_group<S, 256>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 256>(s, k, v, q, h, buf);
+        case 80:
+            if constexpr (KT == KvType::F16)
+                return attend_dims_major_group<S, KT, 80>(s, k, v, q, h, buf);
+            [[fallthrough]];
         default:
-            return attend_f16_group<S, 0>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 0>(s, k, v, q, h, buf);
     }
+}
+
+// The cache types with dims-major K blocks (kv_k_dims_major).
+template <class S>
+void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
+                             const AttentionQuery& q, int h, std::vector<float>& buf) {
+    if (s.kv_type == KvType::Q8_0)
+        return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, h, buf);
+    attend_dims_major_dispatch<S, KvType::F16>(s, k, v, q, h, buf);
 }
 
 }  // namespace
