@@ -882,21 +882,25 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
 }
 
 // How far ahead (bytes) the packed paths prefetch; 0: not at all. A 16-row unit is one
-// forward stream (gemm_common.h), which the hardware prefetcher follows by itself while the
-// loop between loads is short: 32-element decode reads memory fastest with no software
-// prefetch (BM_MatmulFromMemory 5632 x 2048, 2 threads: Q4_0 129-132 -> 93-105 us, Q8_0
-// 222-227 -> 164-186; bench/ab Q4_0 tg 1.166, Q8_0 level, 8 KiB and 32 KiB ahead 0.95-0.97
-// of none). A K-quant block or a batch of tokens computes long enough between loads that the
-// hardware stream falls behind. K-quant decode: 12-24 KiB ahead measured alike, 8 KiB 0.97
-// and 4 KiB 0.90 of 18 KiB (bench/ab Q4_K_M tg; the distances here were set through a
-// temporary switch). Batches: 8 KiB best of 8/16 KiB, one and two units (BM_MatmulFromMemory 8
-// tokens, 2 threads: Q4_0 238-261 -> 193-216 us, Q6_K 337-378 -> 270-285, Q4_K 248-289 -> 238-249;
+// forward stream (gemm_common.h) that the hardware prefetcher follows by itself while the
+// loop between loads is short; where the arithmetic per byte is longer it falls behind.
+// Measured with each thread reading its rows as one stream (parallel_spans), alternated
+// pairs of `bench/ab … -p 0 -n 32 -b 0 -r 2` through a temporary switch, 5 pairs each:
+// - Q8_0 decode (bb 34): none; 4 KiB ahead 0.937 of none (0 of 5 ahead), 8 KiB 0.97 of 4.
+// - Other 32-element decode (Q4_0, bb 18): 4 KiB; none 0.955, 2 KiB 0.93, 8 KiB 0.96
+//   (and 16 KiB level with 8).
+// - K-quant decode: 8 KiB; 16 KiB 0.955 (0 of 5 ahead), 4 KiB 0.92 of 16.
+// (With the guided ranges before, none was best for every 32-element type and 16 KiB for
+// K-quants: each range restarted the stream, so the distances interact with the split.)
+// Batches: 8 KiB best of 8/16 KiB, one and two units (BM_MatmulFromMemory 8 tokens, 2
+// threads: Q4_0 238-261 -> 193-216 us, Q6_K 337-378 -> 270-285, Q4_K 248-289 -> 238-249;
 // Q8_0 level). LOKAL_GEMM_PREFETCH=0: none anywhere (for A/B).
-size_t packed_prefetch_ahead(int qk, int64_t n_tokens) {
+size_t packed_prefetch_ahead(int qk, int block_bytes, int64_t n_tokens) {
     static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
     if (!on) return 0;
-    if (n_tokens == 1) return qk == 32 ? 0 : 16384;
-    return 8192;
+    if (n_tokens > 1) return 8192;
+    if (qk != 32) return 8192;
+    return block_bytes >= 34 ? 0 : 4096;
 }
 
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB, bool Amx>
@@ -916,7 +920,7 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     // In a packed matrix, rows [0, packed_end) are packed: 16-row units (interleave 2) from
     // row 0 while they fit, then at most one 8-row group; the rest row-major.
     const int64_t packed_end = a.packed ? a.n_rows - a.n_rows % kPackRows : 0;
-    const size_t ahead = packed_prefetch_ahead(QK, a.n_tokens);
+    const size_t ahead = packed_prefetch_ahead(QK, BB, a.n_tokens);
     std::vector<uint8_t> pad;
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
