@@ -169,13 +169,11 @@ constexpr int64_t span_end(uint64_t v) {
 
 void ThreadPool::parallel_spans(int64_t n, int64_t min_range,
                                 const std::function<void(int64_t, int64_t, int)>& fn) {
-    if (n <= 0) return;
+    // Nothing to split (one thread, n <= min_range, n <= 0), or more than the 32-bit halves
+    // of a span hold: as parallel_ranges does it.
+    if (n_threads_ == 1 || n <= std::max<int64_t>(1, min_range) || n >= ((int64_t)1 << 31))
+        return parallel_ranges(n, min_range, fn);
     min_range = std::max<int64_t>(1, min_range);
-    if (n_threads_ == 1 || n <= min_range) {
-        fn(0, n, 0);
-        return;
-    }
-    if (n >= ((int64_t)1 << 31)) return parallel_ranges(n, min_range, fn);  // 32-bit halves
     const int nt = n_threads_;
     for (int t = 0; t < nt; ++t)
         spans_[(size_t)t].range.store(pack_span(n * t / nt, n * (t + 1) / nt),
