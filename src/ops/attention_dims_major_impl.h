@@ -124,7 +124,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
             const int64_t at = kv_block_offset(s, query.block_table[block], kv_head);
             const uint8_t* kb = (const uint8_t*)(k_cache + at);
-            out[n_runs++] = {kb + EB * slot, (const uint16_t*)(kb + hd * bs) + slot,
+            out[n_runs++] = {kb + EB * slot, kQ8 ? (const uint16_t*)(kb + hd * bs) + slot : nullptr,
                              (const uint8_t*)(v_cache + at) + slot * v_row_bytes, j, len};
             j += len;
             slot += len;
@@ -156,7 +156,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
 #pragma GCC unroll 8
         for (int h = 0; h < HS; ++h) m[h] = S::set1(-INFINITY);
         for (int64_t r0 = 0; r0 < n_runs; r0 += R) {
-            // The runs PR groups ahead, one line per run every d_step dims, spread over the
+            // The runs PR groups ahead, one line per run every d_mask + 1 dims, spread over the
             // dims loop (all of a group's lines at once overflowed the miss buffers: scoring
             // from memory took 1.5x its time from L3).
             const KeyRun* ahead = runs + r0 + PR * R;
