@@ -170,13 +170,14 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             for (int r = 0; r < R; ++r) full &= runs[r0 + r].len == L;
             // hd vectors of L keys per run, each weighted by every head's query value; a Q8_0
             // block's int8 values times the keys' scales for that block (sc).
-            auto score = [&](auto load, auto load_scales) {
+            auto score = [&](auto load) {
                 for (int d0 = 0; d0 < hd; d0 += d_blk) {
                     V sc[R];
                     if constexpr (kQ8) {
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) {
-                            sc[r] = load_scales(runs[r0 + r], d0 / 32 * bs);
+                            const uint16_t* ks = runs[r0 + r].ks + d0 / 32 * bs;
+                            sc[r] = full ? S::load_h(ks) : S::load_h_n(ks, runs[r0 + r].len);
                             if (prefetch)
                                 _mm_prefetch((const char*)(ahead[r].ks + d0 / 32 * bs),
                                              _MM_HINT_T0);
@@ -203,33 +204,21 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                     }
                 }
             };
-            auto scales = [](const KeyRun& run, int64_t at) { return S::load_h(run.ks + at); };
-            auto scales_n = [](const KeyRun& run, int64_t at) {
-                return S::load_h_n(run.ks + at, run.len);
-            };
-            if (full) {
-                if constexpr (kQ8)
-                    score([](const KeyRun& run,
-                             int64_t at) { return S::load_b((const int8_t*)run.k + at); },
-                          scales);
-                else
-                    score([](const KeyRun& run,
-                             int64_t at) { return S::load_h((const uint16_t*)(run.k + at)); },
-                          scales);
-            } else {
-                if constexpr (kQ8)
-                    score(
-                        [](const KeyRun& run, int64_t at) {
-                            return S::load_b_n((const int8_t*)run.k + at, run.len);
-                        },
-                        scales_n);
-                else
-                    score(
-                        [](const KeyRun& run, int64_t at) {
-                            return S::load_h_n((const uint16_t*)(run.k + at), run.len);
-                        },
-                        scales_n);
-            }
+            // A run's L keys at dim offset `at`: whole vectors, or the run's len when short.
+            if (full)
+                score([](const KeyRun& run, int64_t at) {
+                    if constexpr (kQ8)
+                        return S::load_b((const int8_t*)run.k + at);
+                    else
+                        return S::load_h((const uint16_t*)(run.k + at));
+                });
+            else
+                score([](const KeyRun& run, int64_t at) {
+                    if constexpr (kQ8)
+                        return S::load_b_n((const int8_t*)run.k + at, run.len);
+                    else
+                        return S::load_h_n((const uint16_t*)(run.k + at), run.len);
+                });
             for (int r = 0; r < R; ++r) {
                 const KeyRun& run = runs[r0 + r];
                 float* dst = sblk + run.j / L * TS + run.j % L;
@@ -308,17 +297,20 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         for (int b = pf_first; b < pf_end; ++b)
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
                                          _MM_HINT_T0);
-                        V v[CB];
+                        V v[CB], vs{};  // vs: the current Q8_0 block's scale
 #pragma GCC unroll 8
                         for (int cb = 0; cb < CB; ++cb) {
                             const int e = L * (c0 + cb);  // the chunk's first dim
                             if constexpr (kQ8) {
-                                // Block e / 32: an f16 scale, then 32 int8 values.
+                                // Block e / 32: an f16 scale, then 32 int8 values; the scale
+                                // read once per block.
                                 const uint8_t* blk = row + 34 * (e / 32);
-                                uint16_t h;
-                                std::memcpy(&h, blk, 2);
-                                v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32),
-                                               S::set1(S::half(h)));
+                                if (cb == 0 || e % 32 == 0) {
+                                    uint16_t h;
+                                    std::memcpy(&h, blk, 2);
+                                    vs = S::set1(S::half(h));
+                                }
+                                v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
                             } else {
                                 v[cb] = S::load_h((const uint16_t*)row + e);
                             }

@@ -898,9 +898,8 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
 size_t packed_prefetch_ahead(int qk, int block_bytes, int64_t n_tokens) {
     static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
     if (!on) return 0;
-    if (n_tokens > 1) return 8192;
-    if (qk != 32) return 8192;
-    return block_bytes >= 34 ? 0 : 4096;
+    if (n_tokens > 1 || qk != 32) return 8192;
+    return block_bytes >= 34 ? 0 : 4096;  // 32-element decode: Q8_0 none, the others 4 KiB
 }
 
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB, bool Amx>

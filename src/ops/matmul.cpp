@@ -150,8 +150,8 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
     // guided ranges used before started a new stream at every range (~log(units) per thread
     // and call): ~6 us more per call on two threads, which the small matrices paid most
     // (bench/ab tg: Q4_K_M 1.092, Q4_0 1.051, Q8_0 1.031). Each row group is computed the
-    // same way on any thread. For A/B: LOKAL_MATMUL_SPANS=0 the guided ranges,
-    // LOKAL_MATMUL_SPANS=0 LOKAL_MATMUL_GUIDED=0 fixed chunks of 1/(4 * threads).
+    // same way on any thread. LOKAL_MATMUL_SPANS=0: the guided ranges, for A/B. (Fixed
+    // chunks, the split before those, ran slower and are gone.)
     auto run_units = [&](int64_t u0, int64_t u1, int thread) {
         uint8_t* s = thread_scratch(scratch, thread);
         for (int i = 0; i < n_outs && u0 < u1; ++i) {
@@ -165,20 +165,10 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
         }
     };
     static const bool spans = env_switch("LOKAL_MATMUL_SPANS");
-    static const bool guided = env_switch("LOKAL_MATMUL_GUIDED");
-    if (spans) {
+    if (spans)
         pool.parallel_spans(n_units, 1, run_units);
-        return;
-    }
-    if (guided) {
+    else
         pool.parallel_ranges(n_units, 1, run_units);
-        return;
-    }
-    const int64_t chunk = std::max<int64_t>(1, n_units / (4 * (int64_t)pool.n_threads()));
-    const int64_t n_chunks = (n_units + chunk - 1) / chunk;
-    pool.parallel_tasks(n_chunks, [&](int64_t c, int thread) {
-        run_units(c * chunk, std::min(n_units, (c + 1) * chunk), thread);
-    });
 }
 
 }  // namespace
