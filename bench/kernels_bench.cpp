@@ -111,7 +111,8 @@ void BM_MatmulFromMemory(benchmark::State& st) {
     ThreadPool& pool = pool_for((int)st.range(3));
     const auto& w = weights(t, rows, cols);
     const size_t copies = std::max<size_t>(2, ((size_t)256 << 20) / w.size());
-    std::vector<uint8_t> all(w.size() * copies);
+    // On huge pages where the system grants them, as the model loader puts the weights.
+    ZeroBuffer<uint8_t> all(w.size() * copies);
     for (size_t c = 0; c < copies; ++c) std::memcpy(all.data() + c * w.size(), w.data(), w.size());
     const bool pack = matmul_can_pack(t);
     for (size_t c = 0; c < copies && pack; ++c)

@@ -180,6 +180,7 @@ class Bench {
         int batch = 0;
         double prompt_tps = 0;
         Stat gen;
+        double gen_seconds = 0;  // the generation steps of every rep
     };
 
     // B sequences: their npp-token prompts in one batch, then ntg steps that decode one
@@ -208,6 +209,7 @@ class Bench {
             ctx.decode(batch, out);
             pp.push_back((double)B * o_.npp / seconds_since(t0));
             for (int32_t s : seqs) kv.set_length(s, o_.npp);
+            matmul_profile_enable(o_.matmul_profile);  // the steps only, not the prompts
             t0 = Clock::now();
             for (int step = 0; step < o_.ntg; ++step) {
                 batch.clear();
@@ -221,7 +223,10 @@ class Bench {
                 ctx.decode(batch, out);
                 for (int32_t s : seqs) kv.set_length(s, kv.length(s) + 1);
             }
-            tps.push_back((double)B * o_.ntg / seconds_since(t0));
+            const double gen_s = seconds_since(t0);
+            matmul_profile_enable(false);
+            res.gen_seconds += gen_s;
+            tps.push_back((double)B * o_.ntg / gen_s);
             for (int32_t s : seqs) kv.free_sequence(s);
         }
         res.prompt_tps = stat_of(pp).mean;
@@ -234,6 +239,29 @@ class Bench {
     const Model& m_;
     std::mt19937 rng_;
 };
+
+json profile_json(const std::vector<MatmulShapeStat>& prof) {
+    json a = json::array();
+    for (const MatmulShapeStat& st : prof)
+        a.push_back({{"rows", st.rows},
+                     {"cols", st.cols},
+                     {"tokens", st.tokens},
+                     {"calls", st.calls},
+                     {"seconds", st.seconds},
+                     {"gbps", st.weight_bytes / st.seconds / 1e9}});
+    return a;
+}
+
+void print_profile(const json& prof) {
+    std::printf("| rows × cols | tokens | calls | µs per call | weights GB/s |\n");
+    std::printf("|---|---:|---:|---:|---:|\n");
+    for (const json& e : prof)
+        std::printf("| %lld × %lld | %lld | %lld | %.1f | %.1f |\n",
+                    (long long)e["rows"].get<int64_t>(), (long long)e["cols"].get<int64_t>(),
+                    (long long)e["tokens"].get<int64_t>(), (long long)e["calls"].get<int64_t>(),
+                    1e6 * e["seconds"].get<double>() / (double)e["calls"].get<int64_t>(),
+                    e["gbps"].get<double>());
+}
 
 std::string gbps(double bytes_per_s) {
     char b[32];
@@ -332,18 +360,8 @@ void run_model(const Opts& o) {
         matmul_profile_enable(o.matmul_profile);
         tg = bench.generate(0, &kv_bytes);
         matmul_profile_enable(false);
-        if (o.matmul_profile) {
-            // Per shape, over every token of the tg test (its warm-up tokens included).
-            const std::vector<MatmulShapeStat> prof = matmul_profile_take();
-            j["matmul_profile"] = json::array();
-            for (const MatmulShapeStat& st : prof)
-                j["matmul_profile"].push_back({{"rows", st.rows},
-                                               {"cols", st.cols},
-                                               {"tokens", st.tokens},
-                                               {"calls", st.calls},
-                                               {"seconds", st.seconds},
-                                               {"gbps", st.weight_bytes / st.seconds / 1e9}});
-        }
+        // Per shape, over every token of the tg test (its warm-up tokens included).
+        if (o.matmul_profile) j["matmul_profile"] = profile_json(matmul_profile_take());
         const double bw = tg.mean * (double)per_token;
         j["tg"] = stat_json(tg);
         j["tg"]["n_gen"] = o.n_gen;
@@ -406,6 +424,10 @@ void run_model(const Opts& o) {
             e["prompt_tps"] = r.prompt_tps;
             // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
             e["speedup"] = ref > 0 ? json(r.gen.mean / ref) : json(nullptr);
+            if (o.matmul_profile) {
+                e["matmul_profile"] = profile_json(matmul_profile_take());
+                e["gen_seconds"] = r.gen_seconds;
+            }
             j["batched"].push_back(e);
             if (!o.json) {
                 char speedup[48] = "";
@@ -429,15 +451,20 @@ void run_model(const Opts& o) {
             (double)(m.weight_bytes() + j["memory"]["kv_bytes"].get<uint64_t>()) / 1048576.0);
     if (j.contains("matmul_profile")) {
         std::printf("\nmatmuls during tg%d (warm-up included), by shape:\n\n", o.n_gen);
-        std::printf("| rows × cols | tokens | calls | µs per call | weights GB/s |\n");
-        std::printf("|---|---:|---:|---:|---:|\n");
-        for (const json& e : j["matmul_profile"])
-            std::printf("| %lld × %lld | %lld | %lld | %.1f | %.1f |\n",
-                        (long long)e["rows"].get<int64_t>(), (long long)e["cols"].get<int64_t>(),
-                        (long long)e["tokens"].get<int64_t>(), (long long)e["calls"].get<int64_t>(),
-                        1e6 * e["seconds"].get<double>() / (double)e["calls"].get<int64_t>(),
-                        e["gbps"].get<double>());
+        print_profile(j["matmul_profile"]);
     }
+    if (j.contains("batched"))
+        for (const json& e : j["batched"]) {
+            if (!e.contains("matmul_profile")) continue;
+            double mm = 0;
+            for (const json& p : e["matmul_profile"]) mm += p["seconds"].get<double>();
+            const double total = e["gen_seconds"].get<double>();
+            std::printf(
+                "\nmatmuls during batched %d × tg%d (steps only), by shape: %.0f%% of the "
+                "steps' %.3f s\n\n",
+                e["batch"].get<int>(), o.ntg, total > 0 ? 100 * mm / total : 0.0, total);
+            print_profile(e["matmul_profile"]);
+        }
 }
 
 }  // namespace
@@ -475,8 +502,9 @@ void register_bench_commands(CLI::App& app) {
                   "Only measure this machine's read bandwidth (1 and N threads)");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_flag("--matmul-profile", o->matmul_profile,
-                  "Time every matmul of the generation test and print, per weight shape, calls, "
-                  "time per call and the rate it read weights at");
+                  "Time every matmul of the generation and batched tests' steps and print, per "
+                  "weight shape, calls, time per call, the rate it read weights at and the "
+                  "matmuls' share of the batched steps");
     cmd->add_option("--store", o->store, "Model store directory");
     cmd->callback([o] {
         if (o->memory) {

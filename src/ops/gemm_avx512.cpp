@@ -531,6 +531,24 @@ template <class Ty>
     return f;
 }
 
+// The 8 activation dwords at y, each broadcast to the 16 lanes: the first 4 by broadcast
+// loads, the last 4 from one 16-byte broadcast load by in-lane shuffles. Per
+// block and token the 32-element kernels do 8 vpdpbusd plus a mul and an fma on the two
+// FMA pipes and ~11 loads on a machine that loads two per cycle (Zen 5): eight broadcast
+// loads made the loads the limit, eight shuffles the four vector pipes. Half and half:
+// BM_GemmL1 8 tokens Q4_0 +4%, Q8_0 +10%, 1 token +10%; bench/ab batched 8: Q4_0 1.026 (5
+// of 5), Q8_0 1.029 (4 of 5); tg level. (The K-quant loops, which also spend the FMA pipes
+// on vpmulld per sub-block, measured level or slower with it: not used there.)
+[[gnu::always_inline]] inline void act_dwords8(const uint8_t* y, __m512i v[8]) {
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) v[k] = _mm512_set1_epi32(ld32(y + 4 * k));
+    const __m512i hi = _mm512_broadcast_i32x4(ld128(y + 16));
+    v[4] = _mm512_shuffle_epi32(hi, _MM_PERM_AAAA);
+    v[5] = _mm512_shuffle_epi32(hi, _MM_PERM_BBBB);
+    v[6] = _mm512_shuffle_epi32(hi, _MM_PERM_CCCC);
+    v[7] = _mm512_shuffle_epi32(hi, _MM_PERM_DDDD);
+}
+
 // One unpacked block (w: the 8 dword vectors) times one token.
 template <class Ty>
 [[gnu::always_inline]] inline __m512 step32(const __m512i* w, __m512 d, __m512 m, const Tok& tk,
@@ -539,10 +557,12 @@ template <class Ty>
     const uint32_t* sd = tk.side;
     __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
     __m512i s1 = _mm512_setzero_si512();
+    __m512i yv[8];
+    act_dwords8(y, yv);
 #pragma GCC unroll 4
     for (int k = 0; k < 8; k += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+        s0 = _mm512_dpbusd_epi32(s0, w[k], yv[k]);
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], yv[k + 1]);
     }
     return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
 }
