@@ -93,8 +93,13 @@ class Forward {
     void ffn_moe(int il, int64_t n);
     void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
             int64_t ldy);
-    void mm_shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs,
-                         const float* x, int64_t ldx, int64_t n);
+    // Products of weights over an input that a fused producer converted (matmul_convert_row)
+    // as it wrote x: norm_then_convert (RMSNorm) or ffn_dense's SwiGLU.
+    int outs_of(std::initializer_list<std::pair<const Tensor*, float*>> outs, MatmulOut* mo);
+    void norm_then_convert(const std::vector<float>& norm, const MatmulOut* mo, int n_mo,
+                           int64_t n);
+    void mm_converted(const MatmulOut* mo, int n_mo, const Tensor* const* tensors, const float* x,
+                      int64_t ldx, int64_t n);
 
     const Model& model_;
     ThreadPool& pool_;

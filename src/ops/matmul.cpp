@@ -21,14 +21,8 @@ void MatmulScratch::Free::operator()(void* p) const {
 
 namespace {
 
-struct Conv {  // one activation format the batch needs
-    TensorType dot;
-    size_t row = 0, offset = 0;  // bytes per token row, start in scratch.act
-};
-struct Side {  // one weight type's side records
-    TensorType type;
-    size_t words = 0, offset = 0;
-};
+using Conv = MatmulScratch::Conversion;
+using Side = MatmulScratch::SideRecords;
 
 uint8_t* thread_scratch(MatmulScratch& s, int thread) {
     return s.per_thread[(size_t)thread].get();
@@ -51,22 +45,12 @@ std::atomic<bool> g_profile_on{false};
 std::mutex g_profile_mutex;
 std::map<std::tuple<int64_t, int64_t, int64_t>, MatmulShapeStat> g_profile;
 
-// matmul_multi itself; the public function adds the profile's timing around it when enabled.
-void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
-                      int64_t ldx, int64_t n_tokens, MatmulScratch& scratch) {
-    if (n_tokens <= 0 || n_outs <= 0) return;
+// Which activation formats and side records the outputs need, into scratch (buffers sized).
+void plan_conversion(const MatmulOut* outs, int n_outs, int64_t n_tokens, MatmulScratch& scratch) {
     const KernelTable& kt = kernels();
     const int64_t n = outs[0].w.n_cols;
-    // Reused per calling thread: a decode step makes ~150 of these calls, so no per-call
-    // allocation. Bound to locals so the worker lambdas see the caller's instances.
-    thread_local std::vector<Conv> tl_convs;
-    thread_local std::vector<Side> tl_sides;
-    thread_local std::vector<int64_t> tl_first_unit;
-    thread_local std::vector<gemm::GemmArgs> tl_args;
-    std::vector<Conv>& convs = tl_convs;
-    std::vector<Side>& sides = tl_sides;
-    std::vector<int64_t>& first_unit = tl_first_unit;
-    std::vector<gemm::GemmArgs>& args = tl_args;
+    std::vector<Conv>& convs = scratch.convs;
+    std::vector<Side>& sides = scratch.sides;
     convs.clear();
     sides.clear();
     size_t act_bytes = 0, side_words = 0;
@@ -78,40 +62,67 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
             throw std::invalid_argument(
                 "matmul: packed weights with kernels that cannot read them");
         const TensorType dot = type_traits(w.type).dot_type;
-        if (dot != TensorType::F32 &&
-            std::none_of(convs.begin(), convs.end(), [&](const Conv& c) { return c.dot == dot; })) {
+        if (dot != TensorType::F32 && std::none_of(convs.begin(), convs.end(), [&](const Conv& c) {
+                return c.format == dot;
+            })) {
             convs.push_back({dot, row_size(dot, n), act_bytes});
-            act_bytes += convs.back().row * (size_t)n_tokens;
+            act_bytes += convs.back().row_bytes * (size_t)n_tokens;
         }
         if (gemm::is_gemm_quant(w.type) &&
             std::none_of(sides.begin(), sides.end(),
-                         [&](const Side& s) { return s.type == w.type; })) {
+                         [&](const Side& s) { return s.weight_type == w.type; })) {
             sides.push_back({w.type, gemm::side_words(w.type, n), side_words});
             side_words += sides.back().words * (size_t)n_tokens;
         }
     }
     if (scratch.act.size() < act_bytes) scratch.act.resize(act_bytes);
     if (scratch.side.size() < side_words) scratch.side.resize(side_words);
+    scratch.n_cols = n;
+    scratch.n_tokens = n_tokens;
+}
+
+const Conv& conversion_for(const MatmulScratch& s, TensorType format) {
+    return *std::find_if(s.convs.begin(), s.convs.end(),
+                         [&](const Conv& c) { return c.format == format; });
+}
+
+// Token t's row: converted once per format, side records once per weight type.
+void convert_row(const KernelTable& kt, MatmulScratch& s, int64_t t, const float* x) {
+    uint8_t* act = s.act.data();
+    for (const Conv& c : s.convs)
+        kt.quantize[(int)c.format](x, act + c.offset + (size_t)t * c.row_bytes, s.n_cols);
+    for (const Side& sd : s.sides) {
+        const Conv& c = conversion_for(s, type_traits(sd.weight_type).dot_type);
+        gemm::prepare_side(sd.weight_type, act + c.offset + (size_t)t * c.row_bytes, s.n_cols,
+                           s.side.data() + sd.offset + (size_t)t * sd.words);
+    }
+}
+
+// matmul_multi itself (converted: the activations are already in scratch); the public
+// functions add the profile's timing around it when enabled.
+void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
+                      int64_t ldx, int64_t n_tokens, MatmulScratch& scratch, bool converted) {
+    if (n_tokens <= 0 || n_outs <= 0) return;
+    const KernelTable& kt = kernels();
+    const int64_t n = outs[0].w.n_cols;
+    // Reused per calling thread: a decode step makes ~150 of these calls, so no per-call
+    // allocation. Bound to locals so the worker lambdas see the caller's instances.
+    thread_local std::vector<int64_t> tl_first_unit;
+    thread_local std::vector<gemm::GemmArgs> tl_args;
+    std::vector<int64_t>& first_unit = tl_first_unit;
+    std::vector<gemm::GemmArgs>& args = tl_args;
+    if (!converted) {
+        plan_conversion(outs, n_outs, n_tokens, scratch);
+        if (!scratch.convs.empty())
+            pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) {
+                for (int64_t t = t0; t < t1; ++t) convert_row(kt, scratch, t, x + t * ldx);
+            });
+    } else if (scratch.n_cols != n || scratch.n_tokens != n_tokens) {
+        throw std::logic_error("matmul_multi_converted: not the rows matmul_convert_begin planned");
+    }
     ensure_thread_scratch(scratch, pool.n_threads(), gemm::scratch_bytes(n_tokens));
     uint8_t* act = scratch.act.data();
     uint32_t* side = scratch.side.data();
-
-    // Activations: converted once per format, side records once per weight type.
-    if (!convs.empty()) {
-        pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) {
-            for (int64_t t = t0; t < t1; ++t) {
-                for (const Conv& c : convs)
-                    kt.quantize[(int)c.dot](x + t * ldx, act + c.offset + (size_t)t * c.row, n);
-                for (const Side& s : sides) {
-                    const Conv& c = *std::find_if(convs.begin(), convs.end(), [&](const Conv& c) {
-                        return c.dot == type_traits(s.type).dot_type;
-                    });
-                    gemm::prepare_side(s.type, act + c.offset + (size_t)t * c.row, n,
-                                       side + s.offset + (size_t)t * s.words);
-                }
-            }
-        });
-    }
 
     // Work units: row groups of every output, split in contiguous runs across threads.
     const int rg = kt.row_group;
@@ -131,13 +142,12 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
             a.act = reinterpret_cast<const uint8_t*>(x);
             a.act_stride = (size_t)ldx * sizeof(float);
         } else {
-            const Conv& c = *std::find_if(convs.begin(), convs.end(),
-                                          [&](const Conv& c) { return c.dot == dot; });
+            const Conv& c = conversion_for(scratch, dot);
             a.act = act + c.offset;
-            a.act_stride = c.row;
+            a.act_stride = c.row_bytes;
         }
-        for (const Side& s : sides)
-            if (s.type == w.type) a.side = side + s.offset, a.side_stride = s.words;
+        for (const Side& s : scratch.sides)
+            if (s.weight_type == w.type) a.side = side + s.offset, a.side_stride = s.words;
         a.n_tokens = n_tokens;
         a.y = outs[i].y;
         a.ldy = outs[i].ldy;
@@ -185,12 +195,14 @@ std::vector<MatmulShapeStat> matmul_profile_take() {
     return v;
 }
 
-void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
-                  int64_t n_tokens, MatmulScratch& scratch) {
+namespace {
+
+void matmul_multi_timed(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
+                        int64_t ldx, int64_t n_tokens, MatmulScratch& scratch, bool converted) {
     if (!g_profile_on.load(std::memory_order_relaxed) || n_tokens <= 0 || n_outs <= 0)
-        return matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
+        return matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch, converted);
     const auto t0 = std::chrono::steady_clock::now();
-    matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch);
+    matmul_multi_run(pool, outs, n_outs, x, ldx, n_tokens, scratch, converted);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int64_t rows = 0;
     double bytes = 0;
@@ -204,6 +216,29 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const flo
     st.calls += 1;
     st.seconds += s;
     st.weight_bytes += bytes;
+}
+
+}  // namespace
+
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
+                  int64_t n_tokens, MatmulScratch& scratch) {
+    matmul_multi_timed(pool, outs, n_outs, x, ldx, n_tokens, scratch, false);
+}
+
+void matmul_convert_begin(const MatmulOut* outs, int n_outs, int64_t n_tokens,
+                          MatmulScratch& scratch) {
+    if (n_outs <= 0 || n_tokens <= 0)
+        throw std::invalid_argument("matmul_convert_begin: nothing to convert");
+    plan_conversion(outs, n_outs, n_tokens, scratch);
+}
+
+void matmul_convert_row(MatmulScratch& scratch, int64_t t, const float* x_row) {
+    convert_row(kernels(), scratch, t, x_row);
+}
+
+void matmul_multi_converted(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
+                            int64_t ldx, int64_t n_tokens, MatmulScratch& scratch) {
+    matmul_multi_timed(pool, outs, n_outs, x, ldx, n_tokens, scratch, true);
 }
 
 bool matmul_can_pack(TensorType t) {

@@ -29,6 +29,20 @@ struct MatView {
 struct MatmulScratch {
     std::vector<uint8_t> act;    // activations converted to the weight's dot format
     std::vector<uint32_t> side;  // per-token block sums/scales the quantized kernels read
+    // What the current call converts: one entry per activation format the weights need
+    // (rows of row_bytes at offset in act) and per quantized weight type (side records of
+    // words at offset in side), for n_tokens rows of n_cols.
+    struct Conversion {
+        TensorType format;
+        size_t row_bytes = 0, offset = 0;
+    };
+    struct SideRecords {
+        TensorType weight_type;
+        size_t words = 0, offset = 0;
+    };
+    std::vector<Conversion> convs;
+    std::vector<SideRecords> sides;
+    int64_t n_cols = 0, n_tokens = 0;
     struct Free {
         void operator()(void* p) const;
     };
@@ -54,10 +68,26 @@ struct MatmulOut {
 void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
                   int64_t n_tokens, MatmulScratch& scratch);
 
+// The same with the activations converted by the op that produces them (RMSNorm before
+// Q/K/V and gate/up, SwiGLU before down): that op calls matmul_convert_row for each token
+// row right after writing it, while the row is in L1, inside its own parallel loop, so a
+// batch needs no conversion pass and no parallel region of its own (one per matmul fewer).
+//   matmul_convert_begin(outs, n_outs, n_tokens, scratch);       sizes the buffers
+//   parallel over t: produce x row t; matmul_convert_row(scratch, t, x row t);
+//   matmul_multi_converted(pool, outs, n_outs, x, ldx, n_tokens, scratch);
+// The conversion is the one matmul_multi does, so the results are the same bits. x is still
+// read by weights whose dot format is f32. Rows of distinct t may be converted concurrently.
+void matmul_convert_begin(const MatmulOut* outs, int n_outs, int64_t n_tokens,
+                          MatmulScratch& scratch);
+void matmul_convert_row(MatmulScratch& scratch, int64_t t, const float* x_row);
+void matmul_multi_converted(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
+                            int64_t ldx, int64_t n_tokens, MatmulScratch& scratch);
+
 // Wall time per matmul shape, for `lokal bench --matmul-profile`: where a forward pass's time
 // goes and at what rate each shape reads its weights. Off by default (one relaxed atomic load
 // per call); while on, each matmul / matmul_multi call is timed as a whole (conversion,
-// threads and kernels) and counted under its shape: the rows of all its outputs together,
+// threads and kernels; for matmul_multi_converted, whose producer converted, without the
+// conversion) and counted under its shape: the rows of all its outputs together,
 // the columns and the token count.
 struct MatmulShapeStat {
     int64_t rows = 0, cols = 0, tokens = 0;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -397,6 +398,45 @@ TEST(Matmul, MultiEqualsSeparateCalls) {
         std::vector<float> y((size_t)(rows[i] * n_tok));
         matmul(pool, outs[(size_t)i].w, x.data(), n, n_tok, y.data(), rows[i], s);
         EXPECT_EQ(y, ys[(size_t)i]) << type_name(types[i]);
+    }
+}
+
+// Activations converted row by row by their producer (as the forward pass's RMSNorm and
+// SwiGLU do, rows split across threads in any order) give the bits of matmul_multi's own
+// conversion, for weights needing Q8_0, Q8_1, Q8_K and f32 inputs at once; and a converted
+// call with another shape than the one planned is refused.
+TEST(Matmul, ConvertedByProducerEqualsMatmulMulti) {
+    std::mt19937 rng(16);
+    const int64_t n = 512;
+    ThreadPool pool(3);
+    const TensorType types[4] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q4_K,
+                                 TensorType::F16};
+    const int64_t rows[4] = {32, 16, 40, 8};
+    std::vector<std::vector<uint8_t>> wb;
+    for (int i = 0; i < 4; ++i) wb.push_back(make_rows(types[i], rows[i], n, rng, true));
+    for (int64_t n_tok : {1, 3, 8, 17}) {
+        const auto x = gaussian(rng, (size_t)(n * n_tok));
+        std::vector<std::vector<float>> want(4), got(4);
+        std::vector<MatmulOut> a, b;
+        for (int i = 0; i < 4; ++i) {
+            want[(size_t)i].assign((size_t)(rows[i] * n_tok), 0.0f);
+            got[(size_t)i].assign((size_t)(rows[i] * n_tok), -1.0f);
+            const MatView w{types[i], n, rows[i], row_size(types[i], n), wb[(size_t)i].data()};
+            a.push_back({w, want[(size_t)i].data(), rows[i]});
+            b.push_back({w, got[(size_t)i].data(), rows[i]});
+        }
+        MatmulScratch s;
+        matmul_multi(pool, a.data(), 4, x.data(), n, n_tok, s);
+        matmul_convert_begin(b.data(), 4, n_tok, s);
+        pool.parallel_tasks(n_tok, [&](int64_t t, int) {
+            const int64_t r = n_tok - 1 - t;  // rows in reverse, on whichever thread
+            matmul_convert_row(s, r, x.data() + r * n);
+        });
+        matmul_multi_converted(pool, b.data(), 4, x.data(), n, n_tok, s);
+        for (int i = 0; i < 4; ++i)
+            EXPECT_EQ(got[(size_t)i], want[(size_t)i]) << type_name(types[i]) << " " << n_tok;
+        EXPECT_THROW(matmul_multi_converted(pool, b.data(), 4, x.data(), n, n_tok + 1, s),
+                     std::logic_error);
     }
 }
 
