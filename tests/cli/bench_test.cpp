@@ -253,6 +253,40 @@ TEST_F(Synth, BenchMatmulProfileCountsTheGenerationMatmuls) {
     EXPECT_NE(table.out.find("| rows × cols | tokens | calls |"), std::string::npos) << table.out;
 }
 
+// --matmul-profile with batches: each batched test's generation steps alone (its prompts,
+// 3 x 4 tokens per pass, are not counted), every call with all 3 sequences' tokens, and the
+// steps' own time, which the matmuls' time cannot exceed.
+TEST_F(Synth, BenchMatmulProfileCountsTheBatchedSteps) {
+    const std::string m = make("tiny", "Q4_0");
+    const Result info = lokal("info -m " + q(m) + " --json");
+    ASSERT_EQ(info.code, 0) << info.err;
+    const int64_t layers = json::parse(info.out)["block_count"].get<int64_t>();
+    const std::string args =
+        "bench -m " + q(m) +
+        " -p 0 -n 0 -b 3 -r 2 --npp 4 --ntg 2 -t 2 --roofline 10 --matmul-profile";
+    const Result r = lokal(args + " --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_FALSE(j.contains("matmul_profile")) << r.out;  // no tg test
+    ASSERT_EQ(j["batched"].size(), 1u);
+    const json& b = j["batched"][0];
+    ASSERT_TRUE(b.contains("matmul_profile")) << r.out;
+    int64_t calls = 0;
+    double seconds = 0;
+    for (const json& e : b["matmul_profile"]) {
+        EXPECT_EQ(e["tokens"], 3) << e.dump();
+        calls += e["calls"].get<int64_t>();
+        seconds += e["seconds"].get<double>();
+    }
+    EXPECT_EQ(calls, 2 * 2 * (4 * layers + 1)) << b["matmul_profile"].dump();
+    EXPECT_GT(seconds, 0.0);
+    EXPECT_LE(seconds, b["gen_seconds"].get<double>());
+    const Result table = lokal(args);
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_NE(table.out.find("matmuls during batched 3 × tg2 (steps only)"), std::string::npos)
+        << table.out;
+}
+
 // Batched runs without a one-sequence figure (no -b 1, -n 0) claim no speed-up.
 TEST_F(Synth, BenchBatchedWithoutOneSequenceHasNoSpeedup) {
     const std::string m = make("tiny", "Q4_0");
