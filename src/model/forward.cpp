@@ -71,25 +71,22 @@ void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, i
     matmul(pool_, w.mat(expert), x, ldx, n, y, ldy, mm_scratch_);
 }
 
-// Several weights over the same input (Q/K/V, gate/up): one parallel region, the activations
-// converted once (by the fused producer); the results are the bits separate mm() calls give.
-int Forward::outs_of(std::initializer_list<std::pair<const Tensor*, float*>> outs, MatmulOut* mo) {
-    int k = 0;
+Forward::SharedInput Forward::shared_input(
+    std::initializer_list<std::pair<const Tensor*, float*>> outs) {
+    SharedInput in;
     for (auto [w, y] : outs) {
-        mo[k].w = w->mat(0);
-        mo[k].y = y;
-        mo[k].ldy = w->ne[1];
-        ++k;
+        if (in.n == 3) throw std::logic_error("shared_input: at most 3 weights");
+        in.outs[in.n] = {w->mat(0), y, w->ne[1]};
+        in.weights[in.n++] = w;
     }
-    return k;
+    return in;
 }
 
-// xb = RMSNorm(x) per token, each row converted for the matmuls mo right after it is
-// written (one parallel loop for both; a batch saves the conversion's own loop and region).
-void Forward::norm_then_convert(const std::vector<float>& norm, const MatmulOut* mo, int n_mo,
-                                int64_t n) {
+// xb = RMSNorm(x) per token, each row converted for in's matmuls right after it is written
+// (one parallel loop for both; a batch saves the conversion's own loop and region).
+void Forward::norm_then_convert(const std::vector<float>& norm, const SharedInput& in, int64_t n) {
     const int64_t dim = model_.hp.dim;
-    matmul_convert_begin(mo, n_mo, n, mm_scratch_);
+    matmul_convert_begin(in.outs, in.n, n, mm_scratch_);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             rmsnorm(x_.data() + t * dim, norm.data(), xb_.data() + t * dim, dim, model_.hp.rms_eps);
@@ -98,11 +95,12 @@ void Forward::norm_then_convert(const std::vector<float>& norm, const MatmulOut*
     });
 }
 
-void Forward::mm_converted(const MatmulOut* mo, int n_mo, const Tensor* const* tensors,
-                           const float* x, int64_t ldx, int64_t n) {
+// All of in's products in one parallel region; the results are the bits separate mm() calls
+// give.
+void Forward::mm_converted(const SharedInput& in, const float* x, int64_t ldx, int64_t n) {
     if (observer)
-        for (int i = 0; i < n_mo; ++i) observer(*tensors[i], 0, x, n);
-    matmul_multi_converted(pool_, mo, n_mo, x, ldx, n, mm_scratch_);
+        for (int i = 0; i < in.n; ++i) observer(*in.weights[i], 0, x, n);
+    matmul_multi_converted(pool_, in.outs, in.n, x, ldx, n, mm_scratch_);
 }
 
 bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool want_hidden,
@@ -179,11 +177,10 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     const LayerWeights& L = model_.layers[il];
     const int64_t n = batch.size(), dim = hp.dim, qd = hp.q_dim(), kvd = hp.kv_dim();
 
-    MatmulOut qkv[3];
-    const Tensor* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
-    outs_of({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, qkv);
-    norm_then_convert(L.attn_norm, qkv, 3, n);
-    mm_converted(qkv, 3, qkv_w, xb_.data(), dim, n);
+    const SharedInput qkv =
+        shared_input({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}});
+    norm_then_convert(L.attn_norm, qkv, n);
+    mm_converted(qkv, xb_.data(), dim, n);
     add_bias(q_.data(), L.bq, n, qd);
     add_bias(k_.data(), L.bk, n, kvd);
     add_bias(v_.data(), L.bv, n, kvd);
@@ -232,23 +229,19 @@ void Forward::ffn_dense(int il, int64_t n) {
     const HParams& hp = model_.hp;
     const LayerWeights& L = model_.layers[il];
     const int64_t dim = hp.dim, ff = hp.n_ff;
-    MatmulOut gate_up[2];
-    const Tensor* gate_up_w[2] = {&L.w_gate, &L.w_up};
-    outs_of({{&L.w_gate, hb_.data()}, {&L.w_up, hb2_.data()}}, gate_up);
-    norm_then_convert(L.ffn_norm, gate_up, 2, n);
-    mm_converted(gate_up, 2, gate_up_w, xb_.data(), dim, n);
+    const SharedInput gate_up = shared_input({{&L.w_gate, hb_.data()}, {&L.w_up, hb2_.data()}});
+    norm_then_convert(L.ffn_norm, gate_up, n);
+    mm_converted(gate_up, xb_.data(), dim, n);
     // SwiGLU, each row converted for the down projection as it is written.
-    MatmulOut down[1];
-    const Tensor* down_w[1] = {&L.w_down};
-    outs_of({{&L.w_down, xb_.data()}}, down);
-    matmul_convert_begin(down, 1, n, mm_scratch_);
+    const SharedInput down = shared_input({{&L.w_down, xb_.data()}});
+    matmul_convert_begin(down.outs, down.n, n, mm_scratch_);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             swiglu(hb_.data() + t * ff, hb2_.data() + t * ff, hb_.data() + t * ff, ff);
             matmul_convert_row(mm_scratch_, t, hb_.data() + t * ff);
         }
     });
-    mm_converted(down, 1, down_w, hb_.data(), ff, n);
+    mm_converted(down, hb_.data(), ff, n);
 }
 
 // Mixture of experts: softmax router, top-k experts per token, weights renormalized over

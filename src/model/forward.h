@@ -93,13 +93,17 @@ class Forward {
     void ffn_moe(int il, int64_t n);
     void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
             int64_t ldy);
-    // Products of weights over an input that a fused producer converted (matmul_convert_row)
-    // as it wrote x: norm_then_convert (RMSNorm) or ffn_dense's SwiGLU.
-    int outs_of(std::initializer_list<std::pair<const Tensor*, float*>> outs, MatmulOut* mo);
-    void norm_then_convert(const std::vector<float>& norm, const MatmulOut* mo, int n_mo,
-                           int64_t n);
-    void mm_converted(const MatmulOut* mo, int n_mo, const Tensor* const* tensors, const float* x,
-                      int64_t ldx, int64_t n);
+    // Weights applied to one input (Q/K/V, gate/up, down) whose producer converts it for
+    // them as it writes it (matmul_convert_row): norm_then_convert (RMSNorm) or ffn_dense's
+    // SwiGLU, then mm_converted.
+    struct SharedInput {
+        MatmulOut outs[3];
+        const Tensor* weights[3] = {};
+        int n = 0;
+    };
+    static SharedInput shared_input(std::initializer_list<std::pair<const Tensor*, float*>> outs);
+    void norm_then_convert(const std::vector<float>& norm, const SharedInput& in, int64_t n);
+    void mm_converted(const SharedInput& in, const float* x, int64_t ldx, int64_t n);
 
     const Model& model_;
     ThreadPool& pool_;
