@@ -269,19 +269,22 @@ BENCHMARK(BM_QuantizeAct)
     ->Arg((int)TensorType::BF16);
 
 // One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
-// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0.
+// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0;
+// seqs > 1: that many sequences' queries in one call, each with its own blocks (a batched
+// decode step).
 void BM_AttentionDecode(benchmark::State& st) {
     const int ctx = (int)st.range(0), n_head = 32, n_kv = 4, hd = 64, bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
     const KvType kv_type = kKvTypes[st.range(4)];
+    const int seqs = (int)st.range(5);
     const int64_t row = kv_row_elems(kv_type, hd);
     const int n_blocks = (ctx + bs - 1) / bs;
-    std::vector<int32_t> table(n_blocks);
-    for (int i = 0; i < n_blocks; ++i) table[i] = i;
+    std::vector<int32_t> table((size_t)n_blocks * seqs);
+    for (int i = 0; i < n_blocks * seqs; ++i) table[i] = i;
     // layers > 1: that many separate caches, used in turn as a model's layers would be, so
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
-    const size_t cache_elems = (size_t)n_blocks * bs * n_kv * row;
+    const size_t cache_elems = (size_t)n_blocks * seqs * bs * n_kv * row;
     // The engine's KV buffer type (model/forward.h): on huge pages. Every row holds the same
     // values (1 for keys, 0.5 for values) in the cache's type.
     ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
@@ -293,8 +296,11 @@ void BM_AttentionDecode(benchmark::State& st) {
         for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
             std::copy(r.begin(), r.end(), dst + i);
     }
-    std::vector<float> q((size_t)n_head * hd, 0.1f), out(q.size());
-    AttentionQuery aq{q.data(), out.data(), ctx - 1, table.data()};
+    std::vector<float> q((size_t)seqs * n_head * hd, 0.1f), out(q.size());
+    std::vector<AttentionQuery> aq;
+    for (int i = 0; i < seqs; ++i)
+        aq.push_back({q.data() + (size_t)i * n_head * hd, out.data() + (size_t)i * n_head * hd,
+                      ctx - 1, table.data() + (size_t)i * n_blocks});
     AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
     shape.kv_type = kv_type;
     int layer = 0;
@@ -303,27 +309,32 @@ void BM_AttentionDecode(benchmark::State& st) {
         const uint16_t* v = vc.data() + cache_elems * layer;
         layer = (layer + 1) % layers;
         if (st.range(1))
-            attention_paged_ref(pool, shape, k, v, &aq, 1);
+            attention_paged_ref(pool, shape, k, v, aq.data(), seqs);
         else
-            attention_paged(pool, shape, k, v, &aq, 1);
+            attention_paged(pool, shape, k, v, aq.data(), seqs);
         benchmark::DoNotOptimize(out.data());
     }
-    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * n_kv * row * 2 * 2);
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * seqs * n_kv * row * 2 * 2);
 }
 BENCHMARK(BM_AttentionDecode)
-    ->ArgNames({"ctx", "ref", "thr", "layers", "kv"})
-    ->Args({4096, 0, 1, 1, 0})
-    ->Args({4096, 1, 1, 1, 0})
-    ->Args({4096, 0, 2, 1, 0})
-    ->Args({4096, 0, 2, 22, 0})
-    ->Args({4096, 0, 1, 22, 0})
-    ->Args({512, 0, 1, 1, 0})
-    ->Args({4096, 0, 1, 1, 1})
-    ->Args({4096, 0, 2, 1, 1})
-    ->Args({4096, 0, 2, 22, 1})
-    ->Args({4096, 0, 1, 1, 2})
-    ->Args({4096, 0, 2, 1, 2})
-    ->Args({4096, 0, 2, 22, 2})
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
+    ->Args({4096, 0, 1, 1, 0, 1})
+    ->Args({4096, 1, 1, 1, 0, 1})
+    ->Args({4096, 0, 2, 1, 0, 1})
+    ->Args({4096, 0, 2, 22, 0, 1})
+    ->Args({4096, 0, 1, 22, 0, 1})
+    ->Args({512, 0, 1, 1, 0, 1})
+    ->Args({4096, 0, 1, 1, 1, 1})
+    ->Args({4096, 0, 2, 1, 1, 1})
+    ->Args({4096, 0, 2, 22, 1, 1})
+    ->Args({4096, 0, 1, 1, 2, 1})
+    ->Args({4096, 0, 2, 1, 2, 1})
+    ->Args({4096, 0, 2, 22, 2, 1})
+    // A batched decode step's attention, 8 sequences at short context: in cache, and from
+    // memory (100 layers' caches, 79 MB, more than a last-level cache).
+    ->Args({96, 0, 2, 1, 0, 8})
+    ->Args({96, 0, 2, 100, 0, 8})
+    ->Args({96, 0, 1, 100, 0, 8})
     ->Unit(benchmark::kMicrosecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.
