@@ -138,11 +138,13 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
         if (abort && abort->load(std::memory_order_relaxed)) return false;
         const LayerWeights& L = model_.layers[il];
         attention_block(batch, il, kv);  // RMSNorm, Q/K/V, RoPE, attention
-        mm(L.wo, 0, att_.data(), hp.q_dim(), n, xb_.data(), dim);
-        add_inplace(x_.data(), xb_.data(), n * dim);
+        // x += wo · attention, the add inside the matmul's parallel region.
+        if (observer) observer(L.wo, 0, att_.data(), n);
+        const MatmulOut wo{L.wo.mat(0), xb_.data(), dim, x_.data()};
+        matmul_multi(pool_, &wo, 1, att_.data(), hp.q_dim(), n, mm_scratch_);
 
         if (hp.n_expert == 0) {
-            ffn_dense(il, n);  // RMSNorm, gate/up, SwiGLU, down
+            ffn_dense(il, n);  // RMSNorm, gate/up, SwiGLU, down, and x += down's output
         } else {
             pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
                 for (int64_t t = t0; t < t1; ++t)
@@ -150,8 +152,8 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
                             hp.rms_eps);
             });
             ffn_moe(il, n);
+            add_inplace(x_.data(), xb_.data(), n * dim);
         }
-        add_inplace(x_.data(), xb_.data(), n * dim);
     }
 
     // Final norm and output projection only for the tokens that want logits.
@@ -233,7 +235,8 @@ void Forward::ffn_dense(int il, int64_t n) {
     norm_then_convert(L.ffn_norm, gate_up, n);
     mm_converted(gate_up, xb_.data(), dim, n);
     // SwiGLU, each row converted for the down projection as it is written.
-    const SharedInput down = shared_input({{&L.w_down, xb_.data()}});
+    SharedInput down = shared_input({{&L.w_down, xb_.data()}});
+    down.outs[0].residual = x_.data();  // x += down · SwiGLU, inside the matmul's region
     matmul_convert_begin(down.outs, down.n, n, mm_scratch_);
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {

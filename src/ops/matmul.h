@@ -64,6 +64,10 @@ struct MatmulOut {
     MatView w;
     float* y = nullptr;
     int64_t ldy = 0;
+    // When set, residual[t * ldy + r] += y[t * ldy + r] for every output, by the thread that
+    // computed the row group, right after it (in cache): a transformer's residual add without
+    // a pass of its own over the whole batch. The same float additions, so the same bits.
+    float* residual = nullptr;
 };
 void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x, int64_t ldx,
                   int64_t n_tokens, MatmulScratch& scratch);

@@ -440,5 +440,40 @@ TEST(Matmul, ConvertedByProducerEqualsMatmulMulti) {
     }
 }
 
+// A residual on an output: residual += y for every output row and token, the bits of
+// matmul then a separate add (packed Q4_0 with a partial row group, Q6_K and f32 weights,
+// three threads), y itself as without the residual; outputs without one leave it alone.
+TEST(Matmul, ResidualAddEqualsMatmulThenAdd) {
+    std::mt19937 rng(17);
+    const int64_t n = 512;
+    ThreadPool pool(3);
+    const TensorType types[3] = {TensorType::Q4_0, TensorType::Q6_K, TensorType::F32};
+    const int64_t rows[3] = {56, 24, 8};
+    for (int i = 0; i < 3; ++i) {
+        auto wb = make_rows(types[i], rows[i], n, rng, true);
+        MatView w{types[i], n, rows[i], row_size(types[i], n), wb.data()};
+        if (matmul_can_pack(types[i])) {
+            matmul_pack(types[i], n, rows[i], wb.data());
+            w.packed = true;
+        }
+        for (int64_t n_tok : {1, 5, 8}) {
+            const auto x = gaussian(rng, (size_t)(n * n_tok));
+            const auto base = gaussian(rng, (size_t)(rows[i] * n_tok));
+            std::vector<float> y_plain((size_t)(rows[i] * n_tok)), y((size_t)(rows[i] * n_tok));
+            MatmulScratch s;
+            matmul(pool, w, x.data(), n, n_tok, y_plain.data(), rows[i], s);
+            std::vector<float> want = base;
+            for (size_t k = 0; k < want.size(); ++k) want[k] += y_plain[k];
+            std::vector<float> res = base;
+            const MatmulOut out{w, y.data(), rows[i], res.data()};
+            matmul_multi(pool, &out, 1, x.data(), n, n_tok, s);
+            EXPECT_EQ(y, y_plain) << type_name(types[i]) << " " << n_tok;
+            for (size_t k = 0; k < want.size(); ++k)
+                ASSERT_EQ(bits_of(res[k]), bits_of(want[k]))
+                    << type_name(types[i]) << " " << n_tok << " at " << k;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace lokal
