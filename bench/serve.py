@@ -8,7 +8,11 @@ Both servers get the same threads, the same number of parallel sequences and the
 context per sequence, and are measured one after the other over /v1/completions:
 
   single      one streaming request, generation tokens/s (first token to last)
-  parallel8   8 concurrent streaming requests, total generated tokens / wall time
+  parallel8   8 concurrent streaming requests, total generated tokens / wall time (from
+              sending the requests, so with their prompts), and the generation phase alone
+              (tokens after each stream's first, from the first first token to the last
+              token: like for like with single's rate, which excludes its prompt); the
+              ratios to single are printed both ways
   ttft        time to first token of a short request, idle and while 7 long ones run
               (requests sent back to back, and at random moments)
   prefix      time to first token of a 500-token prompt, then of a second prompt that
@@ -81,7 +85,8 @@ def recv(s):
 
 
 def complete(port, prompt, max_tokens, anchor):
-    """One streaming completion: (seconds to first token, seconds to the end)."""
+    """One streaming completion: (seconds to first token, seconds to the end, the
+    perf_counter() at which the request was sent)."""
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "logit_bias": {str(EOS): -100}}
     if anchor:
@@ -107,7 +112,7 @@ def complete(port, prompt, max_tokens, anchor):
     s.close()
     if not got.startswith(b"HTTP/1.1 200") or b"data: [DONE]" not in got:
         raise RuntimeError(f"bad answer: {got[:300]!r}")
-    return first, end
+    return first, end, t0
 
 
 def round_trips(port, n):
@@ -162,8 +167,9 @@ def measure(port, anchor, gen_tokens, long_tokens):
     say = lambda what: print(f"  {what}", file=sys.stderr, flush=True)
     say("single")
     # One request alone.
-    first, end = complete(port, prompt, gen_tokens, anchor)
+    first, end, _ = complete(port, prompt, gen_tokens, anchor)
     out["single_tps"] = (gen_tokens - 1) / (end - first)
+    out["single_wall_tps"] = gen_tokens / end  # with its prompt and first token
 
     say("parallel8")
     # Eight at once.
@@ -180,6 +186,13 @@ def measure(port, anchor, gen_tokens, long_tokens):
         t.join()
     out["parallel8_tps"] = 8 * gen_tokens / (time.perf_counter() - t0)
     out["parallel8_speedup"] = out["parallel8_tps"] / out["single_tps"]
+    # Like for like with single_tps: the tokens after each stream's first, over the span
+    # from the first stream's first token to the last stream's last.
+    firsts = [r[2] + r[0] for r in results]
+    ends = [r[2] + r[1] for r in results]
+    out["parallel8_gen_tps"] = 8 * (gen_tokens - 1) / (max(ends) - min(firsts))
+    out["parallel8_gen_speedup"] = out["parallel8_gen_tps"] / out["single_tps"]
+    out["parallel8_e2e_speedup"] = out["parallel8_tps"] / out["single_wall_tps"]
 
     say("ttft")
     # Short request: idle, then beside 7 long generations (already decoding).
@@ -275,6 +288,8 @@ def main():
             vals = [r[key] for r in rs if r[key] is not None]  # None: a dropped measure
             best[key] = None if not vals else min(vals) if key.endswith("_ms") else max(vals)
         best["parallel8_speedup"] = ratio(best["parallel8_tps"], best["single_tps"])
+        best["parallel8_gen_speedup"] = ratio(best["parallel8_gen_tps"], best["single_tps"])
+        best["parallel8_e2e_speedup"] = ratio(best["parallel8_tps"], best["single_wall_tps"])
         best["ttft_ratio"] = ratio(best["ttft_busy_ms"], best["ttft_idle_ms"])
         best["ttft_ratio_b2b"] = ratio(best["ttft_busy_b2b_ms"], best["ttft_idle_ms"])
         best["prefix_speedup"] = ratio(best["prefix_first_ms"], best["prefix_second_ms"])
@@ -315,9 +330,13 @@ def report(runs, rounds, args):
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, {args.threads} threads, --parallel {args.parallel}, "
           f"best of {args.rounds} round(s), {os.path.basename(args.model)}\n")
-    rows = [("single request, tokens/s", "single_tps", "%.1f"),
-            ("8 concurrent streams, total tokens/s", "parallel8_tps", "%.1f"),
-            ("  ratio to a single request", "parallel8_speedup", "%.2fx"),
+    rows = [("single request, tokens/s (first token to last)", "single_tps", "%.1f"),
+            ("single request, tokens/s (request to last token)", "single_wall_tps", "%.1f"),
+            ("8 concurrent streams, total tokens/s (requests to last token)", "parallel8_tps", "%.1f"),
+            ("  ratio to a single request's first-to-last rate", "parallel8_speedup", "%.2fx"),
+            ("  ratio to a single request's request-to-last rate", "parallel8_e2e_speedup", "%.2fx"),
+            ("8 concurrent streams, total tokens/s (first token to last)", "parallel8_gen_tps", "%.1f"),
+            ("  ratio to a single request's first-to-last rate", "parallel8_gen_speedup", "%.2fx"),
             ("TTFT short request, idle (ms)", "ttft_idle_ms", "%.0f"),
             ("TTFT short request beside 7 long, random arrival (ms)", "ttft_busy_ms", "%.0f"),
             ("  ratio busy / idle", "ttft_ratio", "%.2fx"),
