@@ -268,6 +268,57 @@ BENCHMARK(BM_QuantizeAct)
     ->Arg((int)TensorType::Q8_K)
     ->Arg((int)TensorType::BF16);
 
+// The matmuls of a TinyLlama layer in a forward pass's order (Q/K/V 2560 x 2048, wo 2048 x
+// 2048, gate/up 11264 x 2048, down 2048 x 5632), `layers` copies of them used in turn, Q4_0
+// packed on huge pages: what the weights' streams cost when every call starts a new matrix
+// (BM_MatmulFromMemory reads copies of one matrix back to back). Per layer.
+void BM_MatmulLayer(benchmark::State& st) {
+    const TensorType t = TensorType::Q4_0;
+    ThreadPool& pool = pool_for((int)st.range(0));
+    const int64_t tokens = st.range(1), layers = 22;
+    const int64_t shapes[4][2] = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
+    size_t total = 0, offsets[4];
+    for (int i = 0; i < 4; ++i) {
+        offsets[i] = total;
+        total += (size_t)shapes[i][0] * row_size(t, shapes[i][1]);
+    }
+    ZeroBuffer<uint8_t> all(total * layers);
+    for (int i = 0; i < 4; ++i) {
+        const auto& w = weights(t, shapes[i][0], shapes[i][1]);
+        for (int64_t l = 0; l < layers; ++l) {
+            uint8_t* dst = all.data() + total * l + offsets[i];
+            std::memcpy(dst, w.data(), w.size());
+            matmul_pack(t, shapes[i][1], shapes[i][0], dst);
+        }
+    }
+    std::mt19937 rng(3);
+    std::normal_distribution<float> d(0, 1);
+    std::vector<float> x((size_t)(5632 * tokens)), y((size_t)(11264 * tokens));
+    for (float& v : x) v = d(rng);
+    MatmulScratch s;
+    int64_t l = 0;
+    for (auto _ : st) {
+        for (int i = 0; i < 4; ++i) {
+            MatView m{t, shapes[i][1], shapes[i][0], row_size(t, shapes[i][1]),
+                      all.data() + total * l + offsets[i]};
+            m.packed = true;
+            matmul(pool, m, x.data(), shapes[i][1], tokens, y.data(), shapes[i][0], s);
+        }
+        benchmark::DoNotOptimize(y.data());
+        l = (l + 1) % layers;
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)total);
+    double macs = 0;
+    for (auto& sh : shapes) macs += (double)sh[0] * sh[1] * tokens;
+    st.counters["GMAC/s"] =
+        benchmark::Counter(macs * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_MatmulLayer)
+    ->ArgNames({"thr", "tok"})
+    ->ArgsProduct({{1, 2}, {1, 8}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 // One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
 // `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0;
 // seqs > 1: that many sequences' queries in one call, each with its own blocks (a batched
