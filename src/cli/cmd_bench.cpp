@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -149,54 +151,51 @@ class Bench {
         return stat_of(std::move(tps));
     }
 
-    // n_gen tokens one at a time after `depth` cached positions (filled once, untimed).
-    Stat generate(int depth, size_t* kv_bytes = nullptr) {
-        Context ctx(m_, params(depth + o_.n_gen + 8, 1));
-        if (kv_bytes) *kv_bytes = ctx.cache().storage.bytes();
-        std::vector<float> logits;
-        const int32_t seq = ctx.cache().create_sequence();
+    // n_gen tokens one at a time after `depth` cached positions (filled once, untimed), made
+    // ready (context, fill, a warm-up of a few tokens): each call of the result is one timed
+    // repetition and returns its tokens/s.
+    std::function<double()> generation(int depth, size_t* kv_bytes = nullptr) {
+        auto ctx = std::make_shared<Context>(m_, params(depth + o_.n_gen + 8, 1));
+        if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
+        const int32_t seq = ctx->cache().create_sequence();
         if (depth > 0) {
+            std::vector<float> logits;
             const auto t0 = Clock::now();
-            ctx.eval(seq, random_tokens(rng_, m_.hp.n_vocab, depth), false, logits);
+            ctx->eval(seq, random_tokens(rng_, m_.hp.n_vocab, depth), false, logits);
             if (!o_.json)
                 std::fprintf(stderr, "bench: filled %d positions in %.1f s\n", depth,
                              seconds_since(t0));
         }
-        std::vector<double> tps;
-        for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up, a few tokens
-            const int n = r < 0 ? std::min(o_.n_gen, 4) : o_.n_gen;
+        auto rep = [this, ctx, seq, depth](int n) {
+            std::vector<float> logits;
             const auto toks = random_tokens(rng_, m_.hp.n_vocab, n);
             const auto t0 = Clock::now();
             for (int i = 0; i < n; ++i)
-                ctx.eval(seq, std::span<const int32_t>(&toks[(size_t)i], 1), false, logits);
+                ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], 1), false, logits);
             const double s = seconds_since(t0);
-            ctx.cache().truncate(seq, depth);
-            if (r >= 0) tps.push_back(n / s);
-        }
-        return stat_of(std::move(tps));
+            ctx->cache().truncate(seq, depth);
+            return n / s;
+        };
+        rep(std::min(o_.n_gen, 4));  // warm-up: page faults, scratch growth
+        return [rep, n = o_.n_gen] { return rep(n); };
     }
 
-    struct Batched {
-        int batch = 0;
-        double prompt_tps = 0;
-        Stat gen;
-        double gen_seconds = 0;  // the generation steps of every rep
+    struct BatchedRep {
+        double gen_tps = 0, prompt_tps = 0, gen_seconds = 0;
     };
 
     // B sequences: their npp-token prompts in one batch, then ntg steps that decode one
-    // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time).
-    Batched batched(int B) {
+    // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time). Each
+    // call of the result is one repetition with fresh sequences.
+    std::function<BatchedRep()> batched(int B) {
         // A block of slack per sequence: each one rounds its positions up to whole KV blocks.
-        Context ctx(m_, params(o_.npp + o_.ntg + 16, B));
-        KvCache& kv = ctx.cache();
-        Batch batch;
-        ForwardOutput out;
-        Batched res;
-        res.batch = B;
-        std::vector<double> tps, pp;
-        std::vector<int32_t> seqs((size_t)B);
-        for (int r = 0; r < o_.reps; ++r) {
-            batch.clear();
+        auto ctx = std::make_shared<Context>(m_, params(o_.npp + o_.ntg + 16, B));
+        auto rep = [this, ctx, B] {
+            KvCache& kv = ctx->cache();
+            Batch batch;
+            ForwardOutput out;
+            BatchedRep res;
+            std::vector<int32_t> seqs((size_t)B);
             for (int b = 0; b < B; ++b) {
                 seqs[(size_t)b] = kv.create_sequence();
                 if (!kv.prepare(seqs[(size_t)b], 0, o_.npp))
@@ -206,8 +205,8 @@ class Bench {
                 for (int i = 0; i < o_.npp; ++i) batch.add(toks[(size_t)i], i, b, i + 1 == o_.npp);
             }
             auto t0 = Clock::now();
-            ctx.decode(batch, out);
-            pp.push_back((double)B * o_.npp / seconds_since(t0));
+            ctx->decode(batch, out);
+            res.prompt_tps = (double)B * o_.npp / seconds_since(t0);
             for (int32_t s : seqs) kv.set_length(s, o_.npp);
             matmul_profile_enable(o_.matmul_profile);  // the steps only, not the prompts
             t0 = Clock::now();
@@ -220,18 +219,18 @@ class Bench {
                     batch.block_tables.push_back(&kv.table(s));
                     batch.add(toks[(size_t)b], pos, b, true);
                 }
-                ctx.decode(batch, out);
+                ctx->decode(batch, out);
                 for (int32_t s : seqs) kv.set_length(s, kv.length(s) + 1);
             }
-            const double gen_s = seconds_since(t0);
+            res.gen_seconds = seconds_since(t0);
             matmul_profile_enable(false);
-            res.gen_seconds += gen_s;
-            tps.push_back((double)B * o_.ntg / gen_s);
+            res.gen_tps = (double)B * o_.ntg / res.gen_seconds;
             for (int32_t s : seqs) kv.free_sequence(s);
-        }
-        res.prompt_tps = stat_of(pp).mean;
-        res.gen = stat_of(std::move(tps));
-        return res;
+            return res;
+        };
+        rep();  // warm-up (the cache's pages, scratch growth); its matmuls not counted
+        matmul_profile_take();
+        return rep;
     }
 
   private:
@@ -239,6 +238,37 @@ class Bench {
     const Model& m_;
     std::mt19937 rng_;
 };
+
+// acc += more, shape by shape (both ascending by shape, as matmul_profile_take gives them).
+void merge_profile(std::vector<MatmulShapeStat>& acc, const std::vector<MatmulShapeStat>& more) {
+    for (const MatmulShapeStat& st : more) {
+        auto same = [&](const MatmulShapeStat& a) {
+            return a.rows == st.rows && a.cols == st.cols && a.tokens == st.tokens;
+        };
+        auto it = std::find_if(acc.begin(), acc.end(), same);
+        if (it == acc.end()) {
+            acc.push_back(st);
+            continue;
+        }
+        it->calls += st.calls;
+        it->seconds += st.seconds;
+        it->weight_bytes += st.weight_bytes;
+    }
+    std::sort(acc.begin(), acc.end(), [](const MatmulShapeStat& a, const MatmulShapeStat& b) {
+        return std::tie(a.rows, a.cols, a.tokens) < std::tie(b.rows, b.cols, b.tokens);
+    });
+}
+
+// The median over rounds of a[r] / b[r] (both one sample per round).
+double median_ratio(const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> r;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (b[i] > 0) r.push_back(a[i] / b[i]);
+    if (r.empty()) return 0.0;
+    std::sort(r.begin(), r.end());
+    const size_t n = r.size();
+    return n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
+}
 
 json profile_json(const std::vector<MatmulShapeStat>& prof) {
     json a = json::array();
@@ -354,20 +384,16 @@ void run_model(const Opts& o) {
     }
 
     Bench bench(o, m);
-    Stat tg;
+    // Generation first, alone: the peak RSS right after its warm-up, against what generating
+    // has to hold (weights + its KV cache), before any other test's context exists.
+    std::function<double()> tg_rep;
+    std::vector<MatmulShapeStat> tg_prof;  // the tg test's matmuls, its warm-up included
     if (o.n_gen > 0) {
         size_t kv_bytes = 0;
         matmul_profile_enable(o.matmul_profile);
-        tg = bench.generate(0, &kv_bytes);
+        tg_rep = bench.generation(0, &kv_bytes);
         matmul_profile_enable(false);
-        // Per shape, over every token of the tg test (its warm-up tokens included).
-        if (o.matmul_profile) j["matmul_profile"] = profile_json(matmul_profile_take());
-        const double bw = tg.mean * (double)per_token;
-        j["tg"] = stat_json(tg);
-        j["tg"]["n_gen"] = o.n_gen;
-        j["tg"]["gbps"] = bw / 1e9;
-        j["tg"]["roofline_fraction"] = bw / roof;
-        // Peak RSS right after generating, against what generation has to hold.
+        tg_prof = matmul_profile_take();
         const size_t peak = rss_ok ? peak_rss_bytes() : 0;
         j["memory"] = {{"peak_rss_bytes", rss_ok ? json(peak) : json(nullptr)},
                        {"weights_bytes", m.weight_bytes()},
@@ -375,11 +401,6 @@ void run_model(const Opts& o) {
                        {"overhead_fraction",
                         rss_ok ? json((double)peak / double(m.weight_bytes() + kv_bytes) - 1.0)
                                : json(nullptr)}};
-        if (!o.json) {
-            std::printf("| tg%d | %s | %s weights, %.0f%% of roofline |\n", o.n_gen,
-                        tps_cell(tg).c_str(), gbps(bw).c_str(), 100 * bw / roof);
-            std::fflush(stdout);
-        }
     }
     if (o.n_prompt > 0) {
         const Stat pp = bench.prompt();
@@ -390,11 +411,59 @@ void run_model(const Opts& o) {
             std::fflush(stdout);
         }
     }
-    if (o.depth > 0 && o.n_gen > 0) {
-        const Stat d = bench.generate(o.depth);
+
+    // The tests whose ratios are the point (generation at depth 0 and at depth; one and B
+    // sequences) repeat in rounds, one repetition of each per round, so both sides of a ratio
+    // run within seconds of each other: this VM's speed swings up to 2x within minutes, and
+    // one test's reps after the other's had put a swing between them. Each ratio is also
+    // reported as the median of its per-round ratios (`paired`).
+    std::function<double()> depth_rep;
+    if (o.depth > 0 && o.n_gen > 0) depth_rep = bench.generation(o.depth);
+    std::vector<std::function<Bench::BatchedRep()>> batched_reps;
+    for (int B : batches) batched_reps.push_back(bench.batched(B));
+    std::vector<double> tg_s, depth_s;
+    std::vector<std::vector<double>> b_gen(batches.size()), b_prompt(batches.size());
+    std::vector<double> b_seconds(batches.size(), 0.0);
+    std::vector<std::vector<MatmulShapeStat>> b_prof(batches.size());
+    for (int r = 0; r < o.reps; ++r) {
+        if (tg_rep) {
+            matmul_profile_enable(o.matmul_profile);
+            tg_s.push_back(tg_rep());
+            matmul_profile_enable(false);
+            merge_profile(tg_prof, matmul_profile_take());
+        }
+        if (depth_rep) depth_s.push_back(depth_rep());
+        for (size_t i = 0; i < batches.size(); ++i) {
+            const Bench::BatchedRep br = batched_reps[i]();
+            b_gen[i].push_back(br.gen_tps);
+            b_prompt[i].push_back(br.prompt_tps);
+            b_seconds[i] += br.gen_seconds;
+            merge_profile(b_prof[i], matmul_profile_take());
+        }
+    }
+
+    Stat tg;
+    if (tg_rep) {
+        tg = stat_of(tg_s);
+        // Per shape, over every token of the tg test (its warm-up tokens included).
+        if (o.matmul_profile) j["matmul_profile"] = profile_json(tg_prof);
+        const double bw = tg.mean * (double)per_token;
+        j["tg"] = stat_json(tg);
+        j["tg"]["n_gen"] = o.n_gen;
+        j["tg"]["gbps"] = bw / 1e9;
+        j["tg"]["roofline_fraction"] = bw / roof;
+        if (!o.json) {
+            std::printf("| tg%d | %s | %s weights, %.0f%% of roofline |\n", o.n_gen,
+                        tps_cell(tg).c_str(), gbps(bw).c_str(), 100 * bw / roof);
+            std::fflush(stdout);
+        }
+    }
+    if (depth_rep) {
+        const Stat d = stat_of(depth_s);
         // Attention reads the cached K/V too: the KV bytes at mid-run depth.
         const double kv_read = (double)kv_per_pos * (o.depth + o.n_gen / 2.0);
         const double bw = d.mean * (double)per_token;
+        const double paired = median_ratio(depth_s, tg_s);
         j["tg_depth"] = stat_json(d);
         j["tg_depth"]["depth"] = o.depth;
         j["tg_depth"]["n_gen"] = o.n_gen;
@@ -402,40 +471,48 @@ void run_model(const Opts& o) {
         j["tg_depth"]["kv_bytes_per_token"] = kv_read;
         j["tg_depth"]["roofline_fraction"] = d.mean * ((double)per_token + kv_read) / roof;
         j["tg_depth"]["ratio_to_tg"] = tg.mean > 0 ? d.mean / tg.mean : 0.0;
+        j["tg_depth"]["ratio_to_tg_paired"] = paired;
         if (!o.json) {
-            std::printf("| tg%d @ d%d | %s | %.0f%% of tg%d; %.0f%% of roofline with KV reads |\n",
-                        o.n_gen, o.depth, tps_cell(d).c_str(), 100 * d.mean / tg.mean, o.n_gen,
-                        100 * d.mean * ((double)per_token + kv_read) / roof);
+            std::printf(
+                "| tg%d @ d%d | %s | %.0f%% of tg%d (paired by round: %.0f%%); %.0f%% of roofline "
+                "with KV reads |\n",
+                o.n_gen, o.depth, tps_cell(d).c_str(), 100 * d.mean / tg.mean, o.n_gen,
+                100 * paired, 100 * d.mean * ((double)per_token + kv_read) / roof);
             std::fflush(stdout);
         }
     }
     if (!batches.empty()) {
         j["batched"] = json::array();
-        double base = 0;
-        for (int B : batches) {
-            const Bench::Batched r = bench.batched(B);
-            if (B == 1) base = r.gen.mean;
-            // Speed-up over one sequence: the batched run's own B = 1, else the tg test.
-            const double ref = base > 0 ? base : tg.mean;
-            json e = stat_json(r.gen);
+        // Speed-up over one sequence: the batched run's own B = 1, else the tg test.
+        const std::vector<double>* base = nullptr;
+        for (size_t i = 0; i < batches.size(); ++i)
+            if (batches[i] == 1) base = &b_gen[i];
+        if (!base && tg_rep) base = &tg_s;
+        const double ref = base ? stat_of(*base).mean : 0.0;
+        for (size_t i = 0; i < batches.size(); ++i) {
+            const int B = batches[i];
+            const Stat g = stat_of(b_gen[i]);
+            json e = stat_json(g);
             e["batch"] = B;
             e["npp"] = o.npp;
             e["ntg"] = o.ntg;
-            e["prompt_tps"] = r.prompt_tps;
+            e["prompt_tps"] = stat_of(b_prompt[i]).mean;
             // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
-            e["speedup"] = ref > 0 ? json(r.gen.mean / ref) : json(nullptr);
+            e["speedup"] = ref > 0 ? json(g.mean / ref) : json(nullptr);
+            e["speedup_paired"] = base ? json(median_ratio(b_gen[i], *base)) : json(nullptr);
             if (o.matmul_profile) {
-                e["matmul_profile"] = profile_json(matmul_profile_take());
-                e["gen_seconds"] = r.gen_seconds;
+                e["matmul_profile"] = profile_json(b_prof[i]);
+                e["gen_seconds"] = b_seconds[i];
             }
             j["batched"].push_back(e);
             if (!o.json) {
-                char speedup[48] = "";
-                if (ref > 0)
-                    std::snprintf(speedup, sizeof speedup, "%.2f× one sequence; ",
-                                  r.gen.mean / ref);
+                char speedup[96] = "";
+                if (base)
+                    std::snprintf(speedup, sizeof speedup,
+                                  "%.2f× one sequence (paired by round: %.2f×); ", g.mean / ref,
+                                  median_ratio(b_gen[i], *base));
                 std::printf("| batched %d × tg%d | %s | %sprompts %.1f t/s |\n", B, o.ntg,
-                            tps_cell(r.gen).c_str(), speedup, r.prompt_tps);
+                            tps_cell(g).c_str(), speedup, e["prompt_tps"].get<double>());
                 std::fflush(stdout);
             }
         }

@@ -212,6 +212,17 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     EXPECT_GT(j["tg"]["gbps"].get<double>(), 0);
     EXPECT_EQ(j["tg_depth"]["depth"], 8);
     EXPECT_GT(j["tg_depth"]["ratio_to_tg"].get<double>(), 0);
+    // The tests run in rounds (one rep of each per round), and the paired ratios are the
+    // median over rounds of the two tests' samples of that round (2 rounds: their mean).
+    auto paired = [](const json& a, const json& b) {
+        return (a[0].get<double>() / b[0].get<double>() + a[1].get<double>() / b[1].get<double>()) /
+               2;
+    };
+    EXPECT_DOUBLE_EQ(j["tg_depth"]["ratio_to_tg_paired"].get<double>(),
+                     paired(j["tg_depth"]["samples"], j["tg"]["samples"]));
+    EXPECT_DOUBLE_EQ(j["batched"][0]["speedup_paired"].get<double>(), 1.0);  // B = 1 itself
+    EXPECT_DOUBLE_EQ(j["batched"][1]["speedup_paired"].get<double>(),
+                     paired(j["batched"][1]["samples"], j["batched"][0]["samples"]));
     ASSERT_EQ(j["batched"].size(), 2u);
     EXPECT_EQ(j["batched"][1]["batch"], 2);
     EXPECT_EQ(j["batched"][1]["ntg"], 2);
