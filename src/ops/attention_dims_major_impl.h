@@ -79,10 +79,10 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // per FMA and a key conversion per 8, and was 1.1x slower).
     constexpr int HS = HB < S::kScoreHeads ? HB : S::kScoreHeads;
     constexpr int R = S::kScoreAcc / HS > 1 ? S::kScoreAcc / HS : 1;
-    // Keys that K and V are prefetched ahead (128 and 256 measured no better, 2026-12-05).
+    // Keys that K and V are prefetched ahead (128 and 256 measured no better, 2026-12-05),
+    // and the groups of R runs that makes while scoring.
     constexpr int kAhead = 64;
-    constexpr int PR = kAhead / (R * L) > 1 ? kAhead / (R * L) : 1;  // groups of R runs prefetched
-    // ahead while scoring: 64 keys
+    constexpr int PR = kAhead / (R * L) > 1 ? kAhead / (R * L) : 1;
     constexpr int TKV = 64;     // keys per value tile
     constexpr int NC = HD / L;  // 0 when HD is
     constexpr int CB = NC ? chunk_block(NC, S::kValueAcc / HB) : 1;
@@ -145,7 +145,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // Q8_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
     const int d_blk = kQ8 ? 32 : hd;
 
-    // Prefetches run 64 keys ahead, so nothing fetched the first 64 keys' K and V before
+    // Prefetches run kAhead keys ahead, so nothing fetched the first ones' K and V before
     // they were used: with a short context (a batch of sequences a few hundred positions
     // long) a task is then mostly cold misses, one at a time (8 sequences at 96 positions:
     // 2.2x the time from memory that they take in cache). So their K lines are requested
