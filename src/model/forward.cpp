@@ -66,9 +66,10 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n, int64_t width
 }  // namespace
 
 void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
-                 int64_t ldy) {
+                 int64_t ldy, float* residual) {
     if (observer) observer(w, expert, x, n);
-    matmul(pool_, w.mat(expert), x, ldx, n, y, ldy, mm_scratch_);
+    const MatmulOut out{w.mat(expert), y, ldy, residual};
+    matmul_multi(pool_, &out, 1, x, ldx, n, mm_scratch_);
 }
 
 Forward::SharedInput Forward::shared_input(
@@ -138,10 +139,7 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
         if (abort && abort->load(std::memory_order_relaxed)) return false;
         const LayerWeights& L = model_.layers[il];
         attention_block(batch, il, kv);  // RMSNorm, Q/K/V, RoPE, attention
-        // x += wo · attention, the add inside the matmul's parallel region.
-        if (observer) observer(L.wo, 0, att_.data(), n);
-        const MatmulOut wo{L.wo.mat(0), xb_.data(), dim, x_.data()};
-        matmul_multi(pool_, &wo, 1, att_.data(), hp.q_dim(), n, mm_scratch_);
+        mm(L.wo, 0, att_.data(), hp.q_dim(), n, xb_.data(), dim, x_.data());  // and x += it
 
         if (hp.n_expert == 0) {
             ffn_dense(il, n);  // RMSNorm, gate/up, SwiGLU, down, and x += down's output

@@ -91,8 +91,9 @@ class Forward {
     void attention_block(const Batch& batch, int il, KvStorage& kv);
     void ffn_dense(int il, int64_t n);
     void ffn_moe(int il, int64_t n);
+    // y = w · x; with residual, also residual += y inside the matmul (MatmulOut::residual).
     void mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
-            int64_t ldy);
+            int64_t ldy, float* residual = nullptr);
     // Weights applied to one input (Q/K/V, gate/up, down) whose producer converts it for
     // them as it writes it (matmul_convert_row): norm_then_convert (RMSNorm) or ffn_dense's
     // SwiGLU, then mm_converted.

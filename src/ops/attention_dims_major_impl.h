@@ -180,6 +180,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             // from memory took 1.5x its time from L3).
             const KeyRun* ahead = runs + r0 + PR * R;
             const bool prefetch = g0 == 0;
+            const bool first_v = prefetch && runs[r0].j < kAhead;  // the first keys' V rows
             V a[R][HS];
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r)
@@ -208,7 +209,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                             for (int r = 0; r < R; ++r)
                                 _mm_prefetch((const char*)(ahead[r].k + d * k_dim_bytes),
                                              _MM_HINT_T0);
-                            if (runs[r0].j < kAhead) {  // the first kAhead keys' V rows
+                            if (first_v) {
                                 const int k0 = d / (d_mask + 1) * v_keys_per_point;
                                 for (int ki = k0; ki < k0 + v_keys_per_point && ki < R * L; ++ki) {
                                     const KeyRun& rk = runs[r0 + ki / L];

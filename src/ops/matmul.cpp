@@ -12,6 +12,7 @@
 #include "ops/env_switch.h"
 #include "ops/gemm_common.h"
 #include "ops/kernels.h"
+#include "ops/ops.h"
 
 namespace lokal {
 
@@ -98,11 +99,6 @@ void convert_row(const KernelTable& kt, MatmulScratch& s, int64_t t, const float
     }
 }
 
-// y[i] += x[i] (the residual add; restrict lets the compiler use vectors).
-void add_rows(float* __restrict y, const float* __restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-}
-
 // matmul_multi itself (converted: the activations are already in scratch); the public
 // functions add the profile's timing around it when enabled.
 void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const float* x,
@@ -179,7 +175,7 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
             kt.gemm[(int)a.type](a, r0, r1, s);
             if (float* res = outs[i].residual)
                 for (int64_t t = 0; t < n_tokens; ++t)
-                    add_rows(res + t * a.ldy + r0, a.y + t * a.ldy + r0, r1 - r0);
+                    add_inplace(res + t * a.ldy + r0, a.y + t * a.ldy + r0, r1 - r0);
         }
     };
     static const bool spans = env_switch("LOKAL_MATMUL_SPANS");
