@@ -1,15 +1,20 @@
-// Constrained sampling cost: finding every token a JSON schema allows next (the walk over
-// the vocabulary as a byte trie), at the states where it is cheapest and dearest, on the
-// vocabularies in ../shared/models (LOKAL_SHARED overrides the path).
+// Sampling cost: one token from a row of logits (greedy and with the usual filters, a
+// TinyLlama-sized vocabulary), and constrained sampling: finding every token a JSON schema
+// allows next (the walk over the vocabulary as a byte trie), at the states where it is
+// cheapest and dearest, on the vocabularies in ../shared/models (LOKAL_SHARED overrides the
+// path).
 //   ./build/bin/bench_sampling
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "engine/json_matcher.h"
 #include "engine/json_schema.h"
+#include "engine/sampler.h"
 #include "gguf/gguf.h"
 #include "tokenizer/token_trie.h"
 #include "tokenizer/vocab.h"
@@ -87,6 +92,23 @@ void BM_JsonAcceptsToken(benchmark::State& st) {
     for (auto _ : st) benchmark::DoNotOptimize(m.accepts(" world"));
 }
 BENCHMARK(BM_JsonAcceptsToken);
+
+// One sample() from 32,000 logits (the server does this per sequence per step on its
+// scheduler thread). args: 0 greedy, 1 temperature 0.8 with top-k 40, top-p 0.95.
+void BM_SampleRow(benchmark::State& st) {
+    constexpr int n_vocab = 32000;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> d(0, 3);
+    std::vector<float> logits(n_vocab);
+    for (float& v : logits) v = d(rng);
+    SamplerParams p;
+    p.temperature = st.range(0) ? 0.8f : 0.0f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    Sampler s(p, n_vocab);
+    for (auto _ : st) benchmark::DoNotOptimize(s.sample(logits.data()));
+}
+BENCHMARK(BM_SampleRow)->ArgName("temp")->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace lokal

@@ -11,6 +11,32 @@
 
 namespace lokal {
 
+namespace {
+
+// The index the serial rule "best = 0; for each i, if x[i] > x[best] then best = i" picks:
+// the first maximum, NaNs never chosen (a NaN at 0 is never replaced). Two passes the
+// compiler vectorizes, the largest value in 16 independent lanes and then its first index,
+// instead of one loop whose every step waits on the last comparison: it runs on the
+// server's scheduler thread for every sequence of every step while the other workers wait
+// (32,000 logits: ~1.8% of an 8-stream server's samples before).
+int32_t first_argmax(const float* x, int32_t n) {
+    if (n <= 0 || std::isnan(x[0])) return 0;
+    constexpr int W = 16;
+    float lane[W];
+    std::fill(lane, lane + W, -std::numeric_limits<float>::infinity());
+    int32_t i = 0;
+    for (; i + W <= n; i += W)
+        for (int j = 0; j < W; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    float best = lane[0];
+    for (int j = 1; j < W; ++j) best = lane[j] > best ? lane[j] : best;
+    for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+    for (i = 0; i < n; ++i)
+        if (x[i] == best) return i;
+    return 0;  // not reached: best is one of the values (x[0] is not NaN)
+}
+
+}  // namespace
+
 Sampler::Sampler(const SamplerParams& params, int32_t n_vocab, const Vocab* vocab)
     : p_(params), n_vocab_(n_vocab), rng_(params.seed), vocab_(vocab) {
     if (p_.json_schema) {
@@ -144,9 +170,7 @@ int32_t Sampler::draw() {
     cands_.clear();
     if (p_.temperature <= 0) {
         // Greedy: the first maximum wins, like the reference.
-        int32_t best = 0;
-        for (int32_t i = 1; i < n_vocab_; ++i)
-            if (work_[i] > work_[best]) best = i;
+        const int32_t best = first_argmax(work_.data(), n_vocab_);
         cands_.push_back({best, 1.0f});
         return best;
     }

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
+#include <random>
 
 #include "engine/context.h"
 #include "engine/generate.h"
@@ -270,6 +272,41 @@ TEST(Sampler, GreedyPicksArgmaxAndSeedsReproduce) {
     EXPECT_GT(counts[1], counts[4]);
     EXPECT_GT(counts[4], counts[3]);
     EXPECT_NEAR(counts[1] / 2000.0, 0.39, 0.05);
+}
+
+// Greedy picks what the serial rule picks (best = 0; x[i] > x[best] replaces it): the first
+// of tied maxima, never a NaN (except one at 0, which nothing replaces), any length (the
+// vectorized search has 16-wide steps and a tail).
+TEST(Sampler, GreedyIsTheSerialFirstMaximum) {
+    auto serial = [](const std::vector<float>& x) {
+        int32_t best = 0;
+        for (int32_t i = 1; i < (int32_t)x.size(); ++i)
+            if (x[i] > x[best]) best = i;
+        return best;
+    };
+    std::mt19937 rng(7);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    SamplerParams p;
+    p.temperature = 0;
+    int checked = 0;
+    for (int n : {1, 2, 15, 16, 17, 31, 33, 100, 32000}) {
+        for (int trial = 0; trial < 40; ++trial) {
+            std::vector<float> x((size_t)n);
+            // Few distinct values, so ties are common; some -inf and NaN.
+            for (float& v : x) {
+                const int r = (int)(rng() % 20);
+                v = r == 0 ? nan : r == 1 ? -inf : (float)(int)(rng() % 7) - 3.0f;
+            }
+            if (trial % 5 == 0) x[rng() % x.size()] = nan;
+            if (trial % 7 == 0) x[0] = nan;
+            if (trial % 11 == 0) std::fill(x.begin(), x.end(), -inf);
+            if (trial % 13 == 0) x[x.size() - 1] = 100.0f;  // the maximum in the tail
+            ASSERT_EQ(Sampler(p, n).sample(x.data()), serial(x)) << "n " << n << " trial " << trial;
+            ++checked;
+        }
+    }
+    EXPECT_EQ(checked, 9 * 40);
 }
 
 TEST(Sampler, FiltersAndPenalties) {
