@@ -94,7 +94,8 @@ void BM_JsonAcceptsToken(benchmark::State& st) {
 BENCHMARK(BM_JsonAcceptsToken);
 
 // One sample() from 32,000 logits (the server does this per sequence per step on its
-// scheduler thread). args: 0 greedy, 1 temperature 0.8 with top-k 40, top-p 0.95.
+// scheduler thread). args: 0 greedy, 1 temperature 0.8 with top-k 40, top-p 0.95 (Ollama's
+// kind of defaults), 2 temperature 1 with neither (the OpenAI API's defaults).
 void BM_SampleRow(benchmark::State& st) {
     constexpr int n_vocab = 32000;
     std::mt19937 rng(3);
@@ -102,13 +103,14 @@ void BM_SampleRow(benchmark::State& st) {
     std::vector<float> logits(n_vocab);
     for (float& v : logits) v = d(rng);
     SamplerParams p;
-    p.temperature = st.range(0) ? 0.8f : 0.0f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
+    const int kind = (int)st.range(0);
+    p.temperature = kind == 0 ? 0.0f : kind == 1 ? 0.8f : 1.0f;
+    p.top_k = kind == 2 ? 0 : 40;
+    p.top_p = kind == 2 ? 1.0f : 0.95f;
     Sampler s(p, n_vocab);
     for (auto _ : st) benchmark::DoNotOptimize(s.sample(logits.data()));
 }
-BENCHMARK(BM_SampleRow)->ArgName("temp")->Arg(0)->Arg(1);
+BENCHMARK(BM_SampleRow)->ArgName("kind")->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 }  // namespace lokal

@@ -47,11 +47,6 @@ struct SamplerParams {
     bool json_trigger_at_start = false;  // the trigger counts only at the start of the text
 };
 
-struct TokenProb {
-    int32_t token;
-    float prob;
-};
-
 class Sampler {
   public:
     // vocab is needed (and kept) when params.json_schema is set.
@@ -63,9 +58,6 @@ class Sampler {
     // Record a token in the penalty window (prompt tokens and each generated token).
     void accept(int32_t token);
 
-    // The candidates left after filtering at the last sample(), with their probabilities
-    // (for logprobs); greedy leaves only the argmax.
-    const std::vector<TokenProb>& last_candidates() const { return cands_; }
     const SamplerParams& params() const { return p_; }
 
     // The JSON constraint, when there is one.
@@ -83,7 +75,6 @@ class Sampler {
     std::deque<int32_t> history_;
     std::unordered_map<int32_t, int> counts_;
     std::vector<float> work_;
-    std::vector<TokenProb> cands_;
     const Vocab* vocab_ = nullptr;
     std::unique_ptr<JsonMatcher> json_;
     std::string since_trigger_;  // lazy: text generated while asleep (its recent tail)

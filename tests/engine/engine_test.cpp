@@ -2,6 +2,7 @@
 // change results, the paged cache shares and copies blocks correctly, sampling is
 // reproducible, stop strings are honoured.
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <cstring>
 
 #include <cmath>
@@ -307,6 +308,105 @@ TEST(Sampler, GreedyIsTheSerialFirstMaximum) {
         }
     }
     EXPECT_EQ(checked, 9 * 40);
+}
+
+// The sampler ranks candidates lazily (bands of logits below the best); the tokens it draws
+// must be those of the plain definition: every candidate sorted (logit descending, ties by
+// id), top-k, then top-p and min-p on the temperature-1 probabilities, then the draw on the
+// temperature's probabilities, walking the sorted candidates (softmax sums over all tokens
+// in id order when no filter removed any, else over the kept ones best first).
+TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
+    auto reference = [](const std::vector<float>& l, const SamplerParams& p, std::mt19937_64& rng) {
+        const int32_t n = (int32_t)l.size();
+        std::vector<std::pair<float, int32_t>> c;
+        for (int32_t i = 0; i < n; ++i) c.push_back({l[(size_t)i], i});
+        std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+        });
+        size_t keep = p.top_k > 0 && p.top_k < n ? (size_t)p.top_k : c.size();
+        const float max = c[0].first;
+        auto sum_of = [&](float t, size_t k) {
+            double sum = 0;
+            if (k == (size_t)n)
+                for (float v : l) sum += std::exp((v - max) / t);
+            else
+                for (size_t r = 0; r < k; ++r) sum += std::exp((c[r].first - max) / t);
+            return sum;
+        };
+        auto prob = [&](size_t r, float t, double sum) {
+            return (float)(std::exp((c[r].first - max) / t) / sum);
+        };
+        if (p.top_p < 1.0f || p.min_p > 0) {
+            const double s1 = sum_of(1.0f, keep);
+            if (p.top_p < 1.0f) {
+                double cum = 0;
+                for (size_t r = 0; r < keep; ++r)
+                    if ((cum += prob(r, 1.0f, s1)) >= p.top_p) {
+                        keep = r + 1;
+                        break;
+                    }
+            }
+            if (p.min_p > 0) {
+                size_t k = 1;
+                while (k < keep && prob(k, 1.0f, s1) >= prob(0, 1.0f, s1) * p.min_p) ++k;
+                keep = k;
+            }
+        }
+        const double sum = sum_of(p.temperature, keep);
+        const double u = (double)(rng() >> 11) * (1.0 / 9007199254740992.0);
+        double cum = 0;
+        size_t chosen = 0;
+        for (size_t r = 0; r < keep; ++r) {
+            const float q = prob(r, p.temperature, sum);
+            if (q > 0) chosen = r;
+            if (u < (cum += q)) {
+                chosen = r;
+                break;
+            }
+        }
+        return c[chosen].second;
+    };
+    struct Filters {
+        float temp;
+        int top_k;
+        float top_p, min_p;
+    };
+    const Filters filters[] = {{1.0f, 0, 1.0f, 0},       {0.7f, 0, 0.9f, 0}, {1.0f, 0, 1.0f, 0.1f},
+                               {0.8f, 40, 0.95f, 0.05f}, {1.5f, 0, 1.0f, 0}, {1.0f, 3, 1.0f, 0}};
+    std::mt19937 gen(11);
+    int draws = 0;
+    for (int n : {5, 100, 32000})
+        for (float sd : {0.5f, 3.0f, 12.0f})
+            for (const Filters& f : filters) {
+                std::normal_distribution<float> d(0, sd);
+                std::vector<float> l((size_t)n);
+                for (float& v : l) v = d(gen);
+                l[gen() % l.size()] = -std::numeric_limits<float>::infinity();
+                if (n > 5) l[gen() % l.size()] = l[gen() % l.size()];  // a tie
+                SamplerParams p;
+                p.temperature = f.temp;
+                p.top_k = f.top_k;
+                p.top_p = f.top_p;
+                p.min_p = f.min_p;
+                p.seed = gen();
+                Sampler s(p, n);
+                std::mt19937_64 rng(p.seed);
+                for (int k = 0; k < 20; ++k, ++draws)
+                    ASSERT_EQ(s.sample(l.data()), reference(l, p, rng))
+                        << "n " << n << " sd " << sd << " temp " << f.temp << " draw " << k;
+            }
+    EXPECT_EQ(draws, 3 * 3 * 6 * 20);
+    // NaN logits rank last and never crash the sorts; the draw stays a valid token.
+    std::vector<float> l(1000, 1.0f);
+    for (size_t i = 0; i < l.size(); i += 7) l[i] = std::numeric_limits<float>::quiet_NaN();
+    SamplerParams p;
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 0.5f;
+    for (int k = 0; k < 20; ++k) {
+        const int32_t t = Sampler(p, 1000).sample(l.data());
+        EXPECT_TRUE(t >= 0 && t < 1000 && t % 7 != 0) << t;
+    }
 }
 
 TEST(Sampler, FiltersAndPenalties) {
