@@ -55,10 +55,10 @@ class RankedLogits {
         }
         top_ = l_[first_argmax(l_, n_)];
     }
-    // Candidate r (r < limit).
+    // Candidate r (r < limit; the last band ranks every candidate, so the loop ends).
     const Cand& at(int32_t r) {
-        while ((int32_t)ranked_.size() <= r) add_band();
-        return ranked_[(size_t)r];
+        while ((int32_t)ranked_.size() <= r && band_ <= kBands) add_band();
+        return ranked_[(size_t)std::min<int64_t>(r, (int64_t)ranked_.size() - 1)];
     }
 
   private:
