@@ -371,8 +371,9 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
         int top_k;
         float top_p, min_p;
     };
-    const Filters filters[] = {{1.0f, 0, 1.0f, 0},       {0.7f, 0, 0.9f, 0}, {1.0f, 0, 1.0f, 0.1f},
-                               {0.8f, 40, 0.95f, 0.05f}, {1.5f, 0, 1.0f, 0}, {1.0f, 3, 1.0f, 0}};
+    const Filters filters[] = {
+        {1.0f, 0, 1.0f, 0}, {0.7f, 0, 0.9f, 0}, {1.0f, 0, 1.0f, 0.1f}, {0.8f, 40, 0.95f, 0.05f},
+        {1.5f, 0, 1.0f, 0}, {1.0f, 3, 1.0f, 0}, {1e-6f, 0, 0.0f, 0},   {1.0f, 0, 1.0f, 1.0f}};
     std::mt19937 gen(11);
     int draws = 0;
     for (int n : {5, 100, 32000})
@@ -395,7 +396,7 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
                     ASSERT_EQ(s.sample(l.data()), reference(l, p, rng))
                         << "n " << n << " sd " << sd << " temp " << f.temp << " draw " << k;
             }
-    EXPECT_EQ(draws, 3 * 3 * 6 * 20);
+    EXPECT_EQ(draws, 3 * 3 * 8 * 20);
     // NaN logits rank last and never crash the sorts; the draw stays a valid token.
     std::vector<float> l(1000, 1.0f);
     for (size_t i = 0; i < l.size(); i += 7) l[i] = std::numeric_limits<float>::quiet_NaN();
