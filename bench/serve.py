@@ -3,6 +3,7 @@
 
     bench/serve.py --model M.gguf [--lokal build/bin/lokal] [--anchor ../shared/anchor]
                    [--threads 2] [--parallel 8] [--only lokal|anchor] [--json OUT]
+                   [--temperature T]
 
 Both servers get the same threads, the same number of parallel sequences and the same
 context per sequence, and are measured one after the other over /v1/completions:
@@ -84,10 +85,16 @@ def recv(s):
     return s.recv(1 << 16)
 
 
+# Every request's temperature (--temperature): 0 (greedy) by default; 1 is what OpenAI
+# clients send when they set none, and with no other field lokal then samples from the whole
+# vocabulary (llama-server applies its own default top-k/top-p/min-p).
+TEMPERATURE = 0.0
+
+
 def complete(port, prompt, max_tokens, anchor):
     """One streaming completion: (seconds to first token, seconds to the end, the
     perf_counter() at which the request was sent)."""
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": TEMPERATURE, "stream": True,
             "logit_bias": {str(EOS): -100}}
     if anchor:
         body["ignore_eos"] = True
@@ -272,7 +279,11 @@ def main():
     ap.add_argument("--only", choices=["lokal", "anchor"])
     ap.add_argument("--rounds", type=int, default=1, help="repeat, engines interleaved; keep the best")
     ap.add_argument("--json")
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="every request's temperature (default 0, greedy; 1: OpenAI clients' default)")
     args = ap.parse_args()
+    global TEMPERATURE
+    TEMPERATURE = args.temperature
 
     rounds = {}
     names = [n for n in ["lokal", "anchor"] if not args.only or args.only == n]
@@ -329,7 +340,8 @@ def report(runs, rounds, args):
         pass
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, {args.threads} threads, --parallel {args.parallel}, "
-          f"best of {args.rounds} round(s), {os.path.basename(args.model)}\n")
+          f"best of {args.rounds} round(s), {os.path.basename(args.model)}, "
+          f"temperature {args.temperature:g}\n")
     rows = [("single request, tokens/s (first token to last)", "single_tps", "%.1f"),
             ("single request, tokens/s (request to last token)", "single_wall_tps", "%.1f"),
             ("8 concurrent streams, total tokens/s (requests to last token)", "parallel8_tps", "%.1f"),
