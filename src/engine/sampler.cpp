@@ -35,6 +35,14 @@ int32_t first_argmax(const float* x, int32_t n) {
     return 0;  // not reached: best is one of the values (x[0] is not NaN)
 }
 
+// A candidate's share of a draw: its probability in units of 2^-53, truncated. The draw
+// compares the uniform 53-bit integer with running sums of these, and integer sums do not
+// depend on the order they are taken in, so whole groups of candidates can be skipped by
+// their total.
+inline uint64_t draw_weight(float p) {
+    return p > 0 ? (uint64_t)((double)p * 9007199254740992.0) : 0;  // NaN: none
+}
+
 // The candidates in the sampler's order: logit descending, ties by token id (a strict total
 // order, so the ranking is unique), of the first `limit` of them. Ranked lazily, in bands of
 // logits below the best (within 2, 4, 8, ..., 64 of it, then everything else): one pass over the
@@ -54,14 +62,18 @@ class RankedLogits {
             return;
         }
         top_ = l_[first_argmax(l_, n_)];
+        if (std::isnan(top_))  // a NaN at 0 (the greedy rule keeps it): the best of the rest
+            for (int32_t i = 1; i < n_; ++i)
+                if (l_[i] > top_ || (std::isnan(top_) && !std::isnan(l_[i]))) top_ = l_[i];
     }
+    // The best candidate's logit (NaN only when every logit is).
+    float best() { return limit_ < n_ ? ranked_[0].first : top_; }
     // Candidate r (r < limit; the last band ranks every candidate, so the loop ends).
     const Cand& at(int32_t r) {
         while ((int32_t)ranked_.size() <= r && band_ <= kBands) add_band();
         return ranked_[(size_t)std::min<int64_t>(r, (int64_t)ranked_.size() - 1)];
     }
 
-  private:
     // Logit descending, then token id; NaN ranks as -inf (a strict order for the sorts,
     // whatever the logits hold).
     struct Better {
@@ -71,6 +83,8 @@ class RankedLogits {
             return x > y || (x == y && a.second < b.second);
         }
     };
+
+  private:
     static constexpr int kBands = 6;  // logits within 2, 4, ..., 64 of the best; then the rest
     // The next band: logits in [lo, hi) for hi the last band's lo; the last band takes all
     // that no band took (-inf and NaN included).
@@ -236,7 +250,7 @@ int32_t Sampler::draw() {
     // filters and the draw look.
     const int32_t limit = p_.top_k > 0 && p_.top_k < n_vocab_ ? (int32_t)p_.top_k : n_vocab_;
     RankedLogits ranked(work_.data(), n_vocab_, limit);
-    const float max = ranked.at(0).first;
+    const float max = ranked.best();
     // Each candidate's softmax probability at temperature t over the candidates [0, n):
     // exp((logit - max) / t), the sum over them in double, in token order when they are all
     // there (no ranking needed), else in rank order.
@@ -275,23 +289,74 @@ int32_t Sampler::draw() {
         }
     }
 
+    // A uniform draw from the top 53 bits of the generator: the same on every platform.
+    const uint64_t u = rng_() >> 11;
+    if (keep == n_vocab_) return draw_unranked(max, u);
     const double sum = softmax_sum(p_.temperature, keep);
-    // A uniform draw in [0, 1) from the top 53 bits: the same on every platform.
-    const double u = (double)(rng_() >> 11) * (1.0 / 9007199254740992.0);
-    double cum = 0;
-    // Rounding may leave u at or above the sum: then the last candidate that has any
-    // probability (a masked token has none).
+    // Rounding may leave u at or above the weights' total: then the last candidate that has
+    // any weight (a masked token has none).
+    uint64_t cum = 0;
     int32_t chosen = 0;
     for (int32_t r = 0; r < keep; ++r) {
-        const float p = prob(r, p_.temperature, sum);
-        if (p > 0) chosen = r;
-        cum += p;
+        const uint64_t w = draw_weight(prob(r, p_.temperature, sum));
+        if (w > 0) chosen = r;
+        cum += w;
         if (u < cum) {
             chosen = r;
             break;
         }
     }
     return ranked.at(chosen).second;
+}
+
+// The draw over the whole vocabulary (no filter cut: the OpenAI API's defaults) without
+// ranking it: every token's weight goes into a bucket by its logit's distance below the best
+// (1/16 wide down to 64 below, then one for the rest; the buckets keep the rank order), the
+// buckets' totals say which one the draw lands in, and only that bucket is sorted and walked.
+// The same token as walking the fully ranked candidates with the same weights: a flat
+// distribution (a draw deep in the ranking) costs three passes over the logits, not a sort
+// of most of them.
+int32_t Sampler::draw_unranked(float max, uint64_t u) {
+    constexpr int kSteps = 16, kLast = 64 * kSteps;  // buckets 0 .. kLast
+    const float t = p_.temperature;
+    // The softmax: exp((logit - max) / t) per token, summed in double in token order.
+    exp_.resize((size_t)n_vocab_);
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab_; ++i) sum += exp_[(size_t)i] = std::exp((work_[i] - max) / t);
+    bucket_of_.resize((size_t)n_vocab_);
+    bucket_weight_.assign(kLast + 1, 0);
+    for (int32_t i = 0; i < n_vocab_; ++i) {
+        const float d = max - work_[(size_t)i];
+        const int b = d < 64.0f ? (int)(d * (float)kSteps) : kLast;  // NaN, -inf: the last
+        bucket_of_[(size_t)i] = (uint16_t)b;
+        bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
+    }
+    uint64_t cum = 0;
+    int target = -1, last_weighted = 0;
+    for (int b = 0; b <= kLast; ++b) {
+        if (bucket_weight_[(size_t)b] == 0) continue;
+        last_weighted = b;
+        if (u < cum + bucket_weight_[(size_t)b]) {
+            target = b;
+            break;
+        }
+        cum += bucket_weight_[(size_t)b];
+    }
+    // u at or above the total: the last candidate with any weight, in the last bucket that
+    // has weight (every weight 0, as when the logits hold NaN: the best candidate).
+    const int b = target >= 0 ? target : last_weighted;
+    bucket_members_.clear();
+    for (int32_t i = 0; i < n_vocab_; ++i)
+        if (bucket_of_[(size_t)i] == b) bucket_members_.push_back({work_[(size_t)i], i});
+    std::sort(bucket_members_.begin(), bucket_members_.end(), RankedLogits::Better());
+    int32_t chosen = bucket_members_.empty() ? first_argmax(work_.data(), n_vocab_) : -1;
+    for (const auto& [l, i] : bucket_members_) {
+        const uint64_t w = draw_weight((float)(exp_[(size_t)i] / sum));
+        if (w > 0 || chosen < 0) chosen = i;
+        cum += w;
+        if (target >= 0 && u < cum) return i;
+    }
+    return chosen;
 }
 
 }  // namespace lokal

@@ -64,7 +64,8 @@ class Sampler {
     const JsonMatcher* json() const { return json_.get(); }
 
   private:
-    int32_t draw();  // from work_
+    int32_t draw();                                // from work_
+    int32_t draw_unranked(float max, uint64_t u);  // no filter cut (see .cpp)
     bool fits(int32_t token) const;
     int32_t sample_constrained();
     void watch_trigger(int32_t token);  // lazy constraint asleep: look for the trigger
@@ -75,6 +76,10 @@ class Sampler {
     std::deque<int32_t> history_;
     std::unordered_map<int32_t, int> counts_;
     std::vector<float> work_;
+    std::vector<float> exp_;  // draw_unranked's scratch
+    std::vector<uint16_t> bucket_of_;
+    std::vector<uint64_t> bucket_weight_;
+    std::vector<std::pair<float, int32_t>> bucket_members_;
     const Vocab* vocab_ = nullptr;
     std::unique_ptr<JsonMatcher> json_;
     std::string since_trigger_;  // lazy: text generated while asleep (its recent tail)

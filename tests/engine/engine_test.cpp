@@ -313,8 +313,10 @@ TEST(Sampler, GreedyIsTheSerialFirstMaximum) {
 // The sampler ranks candidates lazily (bands of logits below the best); the tokens it draws
 // must be those of the plain definition: every candidate sorted (logit descending, ties by
 // id), top-k, then top-p and min-p on the temperature-1 probabilities, then the draw on the
-// temperature's probabilities, walking the sorted candidates (softmax sums over all tokens
-// in id order when no filter removed any, else over the kept ones best first).
+// temperature's probabilities, walking the sorted candidates with integer weights (softmax
+// sums over all tokens in id order when no filter removed any, else over the kept ones best
+// first). Without a cut the sampler does not rank at all (buckets of logits, see
+// Sampler::draw_unranked): the flat distributions below (sd 0.5) draw deep.
 TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
     auto reference = [](const std::vector<float>& l, const SamplerParams& p, std::mt19937_64& rng) {
         const int32_t n = (int32_t)l.size();
@@ -353,13 +355,16 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
             }
         }
         const double sum = sum_of(p.temperature, keep);
-        const double u = (double)(rng() >> 11) * (1.0 / 9007199254740992.0);
-        double cum = 0;
+        // Each candidate's weight: its probability in units of 2^-53, truncated; the draw is
+        // the first rank whose running total passes the generator's top 53 bits.
+        const uint64_t u = rng() >> 11;
+        uint64_t cum = 0;
         size_t chosen = 0;
         for (size_t r = 0; r < keep; ++r) {
             const float q = prob(r, p.temperature, sum);
-            if (q > 0) chosen = r;
-            if (u < (cum += q)) {
+            const uint64_t w = q > 0 ? (uint64_t)std::ldexp((double)q, 53) : 0;
+            if (w > 0) chosen = r;
+            if (u < (cum += w)) {
                 chosen = r;
                 break;
             }
