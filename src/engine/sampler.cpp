@@ -70,17 +70,22 @@ class RankedLogits {
     float best() { return limit_ < n_ ? ranked_[0].first : top_; }
     // Candidate r (r < limit; the last band ranks every candidate, so the loop ends).
     const Cand& at(int32_t r) {
+        // A walk this deep (top-p or min-p over a flat distribution) will want most ranks:
+        // one sort of everything is cheaper than band after band.
+        if (r >= n_ / 8 && (int32_t)ranked_.size() <= r) rank_all();
         while ((int32_t)ranked_.size() <= r && band_ <= kBands) add_band();
         return ranked_[(size_t)std::min<int64_t>(r, (int64_t)ranked_.size() - 1)];
     }
 
-    // Logit descending, then token id; NaN ranks as -inf (a strict order for the sorts,
+    // Logit descending, then token id; NaN after every number (a strict order for the sorts,
     // whatever the logits hold).
     struct Better {
         bool operator()(const Cand& a, const Cand& b) const {
-            const float x = std::isnan(a.first) ? -INFINITY : a.first;
-            const float y = std::isnan(b.first) ? -INFINITY : b.first;
-            return x > y || (x == y && a.second < b.second);
+            if (a.first > b.first) return true;
+            if (a.first < b.first) return false;
+            const bool an = std::isnan(a.first), bn = std::isnan(b.first);
+            if (an != bn) return bn;     // any number before a NaN
+            return a.second < b.second;  // equal logits, or both NaN
         }
     };
 
@@ -101,8 +106,20 @@ class RankedLogits {
             }
             hi_ = lo;
         }
-        std::sort(ranked_.begin() + (ptrdiff_t)start, ranked_.end(), Better());
         ++band_;
+        // A band holding most of the vocabulary (a flat distribution): one sort of all.
+        if ((int32_t)ranked_.size() > n_ / 8 && band_ <= kBands) return rank_all();
+        std::sort(ranked_.begin() + (ptrdiff_t)start, ranked_.end(), Better());
+    }
+
+    // Every candidate ranked at once (one sort of the whole vocabulary).
+    void rank_all() {
+        if (band_ > kBands) return;
+        std::vector<Cand> c((size_t)n_);
+        for (int32_t i = 0; i < n_; ++i) c[(size_t)i] = {l_[i], i};
+        std::sort(c.begin(), c.end(), Better());
+        ranked_ = std::move(c);
+        band_ = kBands + 1;
     }
 
     const float* l_;
@@ -284,7 +301,16 @@ int32_t Sampler::draw() {
         if (p_.min_p > 0) {
             const float threshold = prob(0, 1.0f, sum1) * p_.min_p;
             int32_t k = 1;
-            while (k < keep && prob(k, 1.0f, sum1) >= threshold) ++k;
+            if (keep == n_vocab_) {
+                // Nothing cut yet: count instead of walking the ranking (a probability never
+                // rises with the rank, so the ranks that pass are the first `count`).
+                int32_t count = 0;
+                for (int32_t i = 0; i < n_vocab_; ++i)
+                    count += (float)(std::exp(work_[i] - max) / sum1) >= threshold;
+                k = std::max<int32_t>(1, count);
+            } else {
+                while (k < keep && prob(k, 1.0f, sum1) >= threshold) ++k;
+            }
             keep = k;
         }
     }
