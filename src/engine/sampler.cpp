@@ -270,14 +270,11 @@ int32_t Sampler::draw() {
     const float max = ranked.best();
     // Each candidate's softmax probability at temperature t over the candidates [0, n):
     // exp((logit - max) / t), the sum over them in double, in token order when they are all
-    // there (no ranking needed), else in rank order.
+    // there (no ranking needed; exp_ then holds every token's term), else in rank order.
     auto softmax_sum = [&](float t, int32_t n) {
+        if (n == n_vocab_) return exp_terms(max, t);
         double sum = 0;
-        if (n == n_vocab_) {
-            for (int32_t i = 0; i < n_vocab_; ++i) sum += std::exp((work_[i] - max) / t);
-        } else {
-            for (int32_t r = 0; r < n; ++r) sum += std::exp((ranked.at(r).first - max) / t);
-        }
+        for (int32_t r = 0; r < n; ++r) sum += std::exp((ranked.at(r).first - max) / t);
         return sum;
     };
     auto prob = [&](int32_t r, float t, double sum) {
@@ -303,10 +300,11 @@ int32_t Sampler::draw() {
             int32_t k = 1;
             if (keep == n_vocab_) {
                 // Nothing cut yet: count instead of walking the ranking (a probability never
-                // rises with the rank, so the ranks that pass are the first `count`).
+                // rises with the rank, so the ranks that pass are the first `count`); exp_
+                // holds the terms of sum1.
                 int32_t count = 0;
                 for (int32_t i = 0; i < n_vocab_; ++i)
-                    count += (float)(std::exp(work_[i] - max) / sum1) >= threshold;
+                    count += (float)(exp_[(size_t)i] / sum1) >= threshold;
                 k = std::max<int32_t>(1, count);
             } else {
                 while (k < keep && prob(k, 1.0f, sum1) >= threshold) ++k;
@@ -335,6 +333,15 @@ int32_t Sampler::draw() {
     return ranked.at(chosen).second;
 }
 
+// exp_[i] = exp((logit i - max) / t) for every token; returns their sum, in double, in token
+// order (the softmax's normalizer when nothing is cut).
+double Sampler::exp_terms(float max, float t) {
+    exp_.resize((size_t)n_vocab_);
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab_; ++i) sum += exp_[(size_t)i] = std::exp((work_[i] - max) / t);
+    return sum;
+}
+
 // The draw over the whole vocabulary (no filter cut: the OpenAI API's defaults) without
 // ranking it: every token's weight goes into a bucket by its logit's distance below the best
 // (1/16 wide down to 64 below, then one for the rest; the buckets keep the rank order), the
@@ -344,11 +351,7 @@ int32_t Sampler::draw() {
 // of most of them.
 int32_t Sampler::draw_unranked(float max, uint64_t u) {
     constexpr int kSteps = 16, kLast = 64 * kSteps;  // buckets 0 .. kLast
-    const float t = p_.temperature;
-    // The softmax: exp((logit - max) / t) per token, summed in double in token order.
-    exp_.resize((size_t)n_vocab_);
-    double sum = 0;
-    for (int32_t i = 0; i < n_vocab_; ++i) sum += exp_[(size_t)i] = std::exp((work_[i] - max) / t);
+    const double sum = exp_terms(max, p_.temperature);
     bucket_of_.resize((size_t)n_vocab_);
     bucket_weight_.assign(kLast + 1, 0);
     for (int32_t i = 0; i < n_vocab_; ++i) {

@@ -66,6 +66,7 @@ class Sampler {
   private:
     int32_t draw();                                // from work_
     int32_t draw_unranked(float max, uint64_t u);  // no filter cut (see .cpp)
+    double exp_terms(float max, float t);          // fills exp_, returns its sum
     bool fits(int32_t token) const;
     int32_t sample_constrained();
     void watch_trigger(int32_t token);  // lazy constraint asleep: look for the trigger
@@ -76,7 +77,7 @@ class Sampler {
     std::deque<int32_t> history_;
     std::unordered_map<int32_t, int> counts_;
     std::vector<float> work_;
-    std::vector<float> exp_;  // draw_unranked's scratch
+    std::vector<float> exp_;  // exp_terms: each token's softmax term
     std::vector<uint16_t> bucket_of_;
     std::vector<uint64_t> bucket_weight_;
     std::vector<std::pair<float, int32_t>> bucket_members_;
