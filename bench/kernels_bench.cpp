@@ -335,7 +335,10 @@ void BM_AttentionDecode(benchmark::State& st) {
     // layers > 1: that many separate caches, used in turn as a model's layers would be, so
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
-    const size_t cache_elems = (size_t)n_blocks * seqs * bs * n_kv * row;
+    AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
+    shape.kv_type = kv_type;
+    shape.n_blocks = (int64_t)n_blocks * seqs;
+    const size_t cache_elems = (size_t)kv_cache_elems(shape);
     // The engine's KV buffer type (model/forward.h): on huge pages. Every row holds the same
     // values (1 for keys, 0.5 for values) in the cache's type.
     ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
@@ -352,8 +355,6 @@ void BM_AttentionDecode(benchmark::State& st) {
     for (int i = 0; i < seqs; ++i)
         aq.push_back({q.data() + (size_t)i * n_head * hd, out.data() + (size_t)i * n_head * hd,
                       ctx - 1, table.data() + (size_t)i * n_blocks});
-    AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
-    shape.kv_type = kv_type;
     int layer = 0;
     for (auto _ : st) {
         const uint16_t* k = kc.data() + cache_elems * layer;

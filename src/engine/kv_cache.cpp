@@ -64,13 +64,15 @@ void KvCache::release_block(int32_t b) {
 }
 
 void KvCache::copy_block(int32_t dst, int32_t src) {
-    const size_t n = (size_t)storage.block_elems;
-    for (int l = 0; l < storage.n_layer; ++l) {
-        std::copy_n(storage.k[l].data() + (size_t)src * n, n,
-                    storage.k[l].data() + (size_t)dst * n);
-        std::copy_n(storage.v[l].data() + (size_t)src * n, n,
-                    storage.v[l].data() + (size_t)dst * n);
-    }
+    // A block's heads are not adjacent (blocks are grouped per head, ops/attention.h).
+    const int64_t n = storage.head_block_elems;
+    const KvLayout layout = kv_layout(storage.n_kv_head, n, storage.n_blocks);
+    for (int l = 0; l < storage.n_layer; ++l)
+        for (int h = 0; h < storage.n_kv_head; ++h) {
+            const int64_t from = layout.block_offset(src, h), to = layout.block_offset(dst, h);
+            std::copy_n(storage.k[l].data() + from, n, storage.k[l].data() + to);
+            std::copy_n(storage.v[l].data() + from, n, storage.v[l].data() + to);
+        }
 }
 
 bool KvCache::prepare(int32_t seq, int32_t from, int32_t end) {

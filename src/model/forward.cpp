@@ -21,11 +21,16 @@ namespace lokal {
 void KvStorage::allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type) {
     require_kv_type_fits(kv_type, hp.head_dim);
     n_layer = hp.n_layer;
+    n_kv_head = hp.n_kv_head;
     n_blocks = blocks;
     block_size = block_sz;
     type = kv_type;
-    block_elems = (int64_t)block_sz * hp.n_kv_head * kv_row_elems(kv_type, hp.head_dim);
-    const size_t per_layer = (size_t)blocks * (size_t)block_elems;
+    head_block_elems = (int64_t)block_sz * kv_row_elems(kv_type, hp.head_dim);
+    block_elems = head_block_elems * hp.n_kv_head;
+    // Whole groups of blocks (the layout's unit, ops/attention.h); blocks past n_blocks in the
+    // last group are never handed out, so their memory is never touched or committed.
+    const size_t per_layer =
+        (size_t)kv_cache_elems(kv_layout(n_kv_head, head_block_elems, blocks), blocks);
     k.clear();
     v.clear();
     for (int l = 0; l < n_layer; ++l) {
@@ -197,6 +202,7 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     shape.scale = 1.0f / std::sqrt((float)hp.head_dim);
     shape.window = hp.sliding_window;
     shape.kv_type = kv.type;
+    shape.n_blocks = kv.n_blocks;
     // RoPE on q and k, then K/V go into their cache slots (in the cache's type: f16, Q8_0 or
     // Q4_0, with the reference quantizer's rounding, and its layout) before anyone attends.
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {

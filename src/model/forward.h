@@ -17,17 +17,21 @@
 namespace lokal {
 
 // The KV cache memory: per layer, K and V in fixed-size blocks of f16 or Q8_0 rows.
-// k[layer] and v[layer] are each [n_blocks][n_kv_head][block data] (ops/attention.h: V blocks
-// are [block_size][row], f16 K blocks [head_dim][block_size]).
+// k[layer] and v[layer] are each [group][n_kv_head][blocks of the group][block data]
+// (ops/attention.h, KvLayout: V blocks are [block_size][row], f16 K blocks
+// [head_dim][block_size]).
 // Which block holds which positions of which sequence is decided by the caller (engine/kv_cache.h)
 // through the block tables passed with each batch.
 struct KvStorage {
     int n_layer = 0;
+    int n_kv_head = 0;
     int n_blocks = 0;
     int block_size = 0;
     KvType type = KvType::F16;
-    int64_t block_elems = 0;  // uint16_t elements of one block of one layer's K (or V) cache
-    // [n_layer] x [n_blocks * block_elems], each block [n_kv_head][block data] with values
+    int64_t block_elems = 0;       // uint16_t elements of one block of one layer's K (or V) cache
+    int64_t head_block_elems = 0;  // of one head's part of a block (block_elems / n_kv_head)
+    // [n_layer] x [n_blocks rounded up to whole groups][block_elems], laid out as
+    // ops/attention.h says (kv_block_offset), with values
     // in `type` (layouts: ops/attention.h): zero until written, memory committed as blocks are
     // first used, on huge pages when large (ops/huge_pages.h)
     std::vector<ZeroBuffer<uint16_t>> k, v;

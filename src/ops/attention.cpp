@@ -43,8 +43,17 @@ TensorType kv_tensor_type(KvType t) {
                                : TensorType::F16;
 }
 
+void require_valid_shape(const AttentionShape& s) {
+    if (s.n_blocks <= 0 || s.block_size <= 0 || s.head_dim <= 0 || s.n_kv_head <= 0 ||
+        s.n_head <= 0 || s.n_head % s.n_kv_head != 0)
+        throw std::invalid_argument(
+            "attention: the shape needs n_blocks, block_size, head_dim and heads (n_head a "
+            "multiple of n_kv_head)");
+}
+
 void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64_t slot,
                 int kv_head, const float* x) {
+    require_valid_shape(s);  // the layout depends on n_blocks
     quantize_row(kv_tensor_type(s.kv_type), x, v_cache + kv_cache_offset(s, block, slot, kv_head),
                  s.head_dim, nullptr);
 }
@@ -52,6 +61,7 @@ void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64
 void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
                 int kv_head, const float* x) {
     if (!kv_k_dims_major(s.kv_type)) return kv_store_v(s, k_cache, block, slot, kv_head, x);
+    require_valid_shape(s);
     // The row converted as quantize_row converts any row of the type, then scattered down its
     // slot's column: value (dim d, slot) of the block lies at d * block_size + slot (and a
     // Q8_0 scale (block b, slot) at b * block_size + slot after the values).
@@ -163,6 +173,7 @@ using GroupFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*
 
 void run(ThreadPool& pool, GroupFn fn, const AttentionShape& shape, const uint16_t* k_cache,
          const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
+    require_valid_shape(shape);
     require_kv_type_fits(shape.kv_type, shape.head_dim);
     pool.parallel_tasks(n_queries * shape.n_kv_head, [&](int64_t task, int) {
         const int64_t qi = task / shape.n_kv_head;

@@ -1,10 +1,17 @@
 // Causal self-attention of a batch of query tokens over a paged KV cache.
 //
-// K and V are stored in fixed-size blocks: each cache is [n_blocks][n_kv_head][block data],
-// one block's data holding block_size positions of one K/V head. A row is one position's
-// head_dim values, in the cache's KvType: head_dim half floats, or head_dim / 32 GGUF blocks:
-// Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or Q4_0 (an
-// f16 scale and 32 4-bit values, 18 bytes). V blocks, and Q4_0 K blocks, are
+// K and V are stored in fixed-size blocks, one block's data holding block_size positions of
+// one K/V head, in groups of consecutive blocks: each cache is [group][n_kv_head][blocks of the
+// group][block data] (KvLayout; size a cache with kv_cache_elems). A group is the whole cache
+// when it fits in 2 MiB, else as many blocks as fit in 2 MiB with every head (256 at
+// TinyLlama shape), so a sequence whose blocks were allocated in order reads each head's keys
+// as one long stream rather than block-sized pieces n_kv_head blocks apart (2 KiB every 8 KiB at
+// TinyLlama shape: decode attention over 4,096 positions from memory took 9-22% longer that
+// way, docs/PERFORMANCE.md 2026-12-05), and a cache's first blocks still lie in one huge page
+// (a region per head would commit a huge page per head for a short sequence). A row is one
+// position's head_dim values, in the cache's KvType: head_dim half floats, or head_dim / 32
+// GGUF blocks: Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or
+// Q4_0 (an f16 scale and 32 4-bit values, 18 bytes). V blocks, and Q4_0 K blocks, are
 // [block_size][row] (kv_cache_offset). F16 and Q8_0 K blocks are dims-major,
 // [head_dim][block_size] values (Q8_0's scales after them, kv_k_dims_major): one dim of
 // consecutive positions is contiguous, so a SIMD kernel scores 8 or 16 keys per vector
@@ -20,6 +27,7 @@
 // layouts.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -66,7 +74,12 @@ struct AttentionShape {
     float scale = 0;     // usually 1 / sqrt(head_dim)
     int32_t window = 0;  // sliding window in positions; 0 = attend to the whole prefix
     KvType kv_type = KvType::F16;
+    int64_t n_blocks = 0;  // blocks in each K (and V) cache: the layout depends on it
 };
+
+// Throws std::invalid_argument unless the shape can address a cache (n_blocks > 0, heads and
+// sizes positive, n_head a multiple of n_kv_head).
+void require_valid_shape(const AttentionShape& s);
 
 // Whether K blocks of this cache type are stored dims-major: f16 as [head_dim][block_size]
 // values; Q8_0 as [head_dim][block_size] int8 values, then [head_dim / 32][block_size] f16
@@ -75,9 +88,53 @@ constexpr bool kv_k_dims_major(KvType t) {
     return t == KvType::F16 || t == KvType::Q8_0;
 }
 
-// Element offset of (block, kv_head)'s data (block_size positions) in a K or V cache.
+// Where a cache's blocks lie (see the top of this file): groups of group_blocks consecutive
+// blocks, each group [n_kv_head][group_blocks][one head's block data].
+struct KvLayout {
+    int64_t head_block_elems = 0;  // one block of one head
+    int n_kv_head = 0;
+    int64_t group_blocks = 0;
+    int group_shift = 0;  // log2(group_blocks) when several groups; 62 (one group) otherwise
+
+    // Element offset of (block, kv_head)'s data.
+    int64_t block_offset(int64_t block, int kv_head) const {
+        const int64_t group = block >> group_shift, in_group = block - (group << group_shift);
+        return ((group * n_kv_head + kv_head) * group_blocks + in_group) * head_block_elems;
+    }
+};
+
+// Bytes of one group with every head, at most: 2 MiB, so that each head reads long runs (at
+// TinyLlama shape, f16: 256 blocks, 4,096 positions, 512 KiB per head) while the first blocks
+// of a cache still lie in one huge page. A cache of fewer blocks is one group of exactly its
+// blocks; a larger one takes the largest power of two of blocks that fits.
+inline constexpr int64_t kKvGroupBytes = int64_t{2} << 20;
+
+inline KvLayout kv_layout(int n_kv_head, int64_t head_block_elems, int64_t n_blocks) {
+    KvLayout l{head_block_elems, n_kv_head, std::max<int64_t>(n_blocks, 1), 62};
+    const int64_t per_block = 2 * head_block_elems * n_kv_head;  // bytes, every head
+    if (n_blocks * per_block <= kKvGroupBytes || per_block <= 0) return l;
+    l.group_shift = 0;
+    while ((per_block << (l.group_shift + 1)) <= kKvGroupBytes) ++l.group_shift;
+    l.group_blocks = int64_t{1} << l.group_shift;
+    return l;
+}
+inline KvLayout kv_layout(const AttentionShape& s) {
+    return kv_layout(s.n_kv_head, s.block_size * kv_row_elems(s.kv_type, s.head_dim), s.n_blocks);
+}
+// uint16_t elements of a K (or V) cache of the layout's blocks: whole groups.
+inline int64_t kv_cache_elems(const KvLayout& l, int64_t n_blocks) {
+    return (n_blocks + l.group_blocks - 1) / l.group_blocks * l.group_blocks * l.n_kv_head *
+           l.head_block_elems;
+}
+// uint16_t elements of a K (or V) cache of shape s (s.n_blocks blocks).
+inline int64_t kv_cache_elems(const AttentionShape& s) {
+    return kv_cache_elems(kv_layout(s), s.n_blocks);
+}
+
+// Element offset of (block, kv_head)'s data (block_size positions) in a K or V cache (in loops,
+// take kv_layout(s) once).
 inline int64_t kv_block_offset(const AttentionShape& s, int64_t block, int kv_head) {
-    return (block * s.n_kv_head + kv_head) * s.block_size * kv_row_elems(s.kv_type, s.head_dim);
+    return kv_layout(s).block_offset(block, kv_head);
 }
 
 // Element offset of (block, slot, kv_head)'s row in a V cache, or a K cache that is not
@@ -85,7 +142,9 @@ inline int64_t kv_block_offset(const AttentionShape& s, int64_t block, int kv_he
 // it is hoisted out of a loop).
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head,
                                int64_t row_elems) {
-    return ((block * s.n_kv_head + kv_head) * s.block_size + slot) * row_elems;
+    return kv_layout(s.n_kv_head, s.block_size * row_elems, s.n_blocks)
+               .block_offset(block, kv_head) +
+           slot * row_elems;
 }
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head) {
     return kv_cache_offset(s, block, slot, kv_head, kv_row_elems(s.kv_type, s.head_dim));

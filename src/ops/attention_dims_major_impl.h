@@ -121,10 +121,11 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     int64_t n_runs = 0;
     {
         KeyRun* out = runs_tl.data();
+        const KvLayout layout = kv_layout(s);
         int64_t block = first / bs, slot = first % bs;
         for (int64_t j = 0; j < n;) {
             const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
-            const int64_t at = kv_block_offset(s, query.block_table[block], kv_head);
+            const int64_t at = layout.block_offset(query.block_table[block], kv_head);
             const uint8_t* kb = (const uint8_t*)(k_cache + at);
             out[n_runs++] = {kb + EB * slot, kQ8 ? (const uint16_t*)(kb + hd * bs) + slot : nullptr,
                              (const uint8_t*)(v_cache + at) + slot * v_row_bytes, j, len};

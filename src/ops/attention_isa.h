@@ -15,10 +15,13 @@ inline void kv_row_offsets(const AttentionShape& s, const AttentionQuery& query,
                            int32_t first, int64_t n, std::vector<int64_t>& rows) {
     rows.resize((size_t)n);
     const int64_t row_elems = kv_row_elems(s.kv_type, s.head_dim);
+    const KvLayout layout = kv_layout(s);
     int64_t bi = first / s.block_size, slot = first % s.block_size;
+    int64_t block_at = layout.block_offset(query.block_table[bi], kv_head);
     for (int64_t j = 0; j < n; ++j) {
-        rows[(size_t)j] = kv_cache_offset(s, query.block_table[bi], slot, kv_head, row_elems);
-        if (++slot == s.block_size) slot = 0, ++bi;
+        rows[(size_t)j] = block_at + slot * row_elems;
+        if (++slot == s.block_size && j + 1 < n)
+            slot = 0, block_at = layout.block_offset(query.block_table[++bi], kv_head);
     }
 }
 

@@ -212,14 +212,25 @@ TEST(Engine, BatchedSequencesEqualSeparateRuns) {
 TEST(KvCache, ForkSharesBlocksAndCopiesOnWrite) {
     HParams hp;
     hp.n_layer = 1;
-    hp.n_kv_head = 1;
+    hp.n_kv_head = 2;
     hp.head_dim = 2;
     KvCache cache(hp, 32, 4);  // 8 blocks
     const int32_t a = cache.create_sequence();
     ASSERT_TRUE(cache.prepare(a, 0, 6));  // 2 blocks
     cache.set_length(a, 6);
     EXPECT_EQ(cache.free_blocks(), 6);
-    cache.storage.k[0][(size_t)cache.table(a)[1] * 4 * 2] = 0x3c00;  // mark block 1
+    // Where a block's data for one head lies (a block's heads are not adjacent).
+    AttentionShape shape{2, 2, 2, 4, 1.0f, 0};
+    shape.n_blocks = cache.storage.n_blocks;
+    auto at = [&](int32_t block, int head, int i) {
+        return (size_t)(kv_block_offset(shape, block, head) + i);
+    };
+    // Mark block 1: distinct values in both heads' K and V, first and last element.
+    for (int h = 0; h < 2; ++h)
+        for (int i : {0, 7}) {
+            cache.storage.k[0][at(cache.table(a)[1], h, i)] = (uint16_t)(0x3c00 + 16 * h + i);
+            cache.storage.v[0][at(cache.table(a)[1], h, i)] = (uint16_t)(0x4000 + 16 * h + i);
+        }
     const int32_t b = cache.fork_sequence(a);
     EXPECT_EQ(cache.free_blocks(), 6);  // nothing copied yet
     EXPECT_EQ(cache.table(b), cache.table(a));
@@ -227,7 +238,11 @@ TEST(KvCache, ForkSharesBlocksAndCopiesOnWrite) {
     ASSERT_TRUE(cache.prepare(b, 6, 7));
     EXPECT_EQ(cache.table(b)[0], cache.table(a)[0]);
     EXPECT_NE(cache.table(b)[1], cache.table(a)[1]);
-    EXPECT_EQ(cache.storage.k[0][(size_t)cache.table(b)[1] * 4 * 2], 0x3c00);
+    for (int h = 0; h < 2; ++h)
+        for (int i : {0, 7}) {
+            EXPECT_EQ(cache.storage.k[0][at(cache.table(b)[1], h, i)], 0x3c00 + 16 * h + i);
+            EXPECT_EQ(cache.storage.v[0][at(cache.table(b)[1], h, i)], 0x4000 + 16 * h + i);
+        }
     EXPECT_EQ(cache.free_blocks(), 5);
     cache.free_sequence(a);
     EXPECT_EQ(cache.free_blocks(), 6);  // a's block 1 freed, block 0 still held by b

@@ -48,11 +48,12 @@ TEST(Attention, SimdMatchesReference) {
                           {16, 2, 64, 32, 150, 37}};
     ThreadPool pool(2);
     for (const Case& c : cases) {
-        const int kv_dim = c.n_kv * c.hd;
         const int n_blocks = (c.len + c.bs - 1) / c.bs;
         std::vector<int32_t> table(n_blocks);
         for (int i = 0; i < n_blocks; ++i) table[i] = (i * 7 + 3) % n_blocks;  // scattered
-        std::vector<uint16_t> kc((size_t)n_blocks * c.bs * kv_dim), vc(kc.size());
+        AttentionShape shape{c.n_head, c.n_kv, c.hd, c.bs, 1.0f / std::sqrt((float)c.hd), c.window};
+        shape.n_blocks = n_blocks;
+        std::vector<uint16_t> kc((size_t)kv_cache_elems(shape)), vc(kc.size());
         for (auto& h : kc) h = fp32_to_fp16(nd(rng));
         for (auto& h : vc) h = fp32_to_fp16(nd(rng));
         std::vector<float> qf((size_t)c.len * c.n_head * c.hd);
@@ -64,7 +65,6 @@ TEST(Attention, SimdMatchesReference) {
                      out.data() + (size_t)p * c.n_head * c.hd, p, table.data()};
             rs[p] = {qs[p].q, ref.data() + (size_t)p * c.n_head * c.hd, p, table.data()};
         }
-        AttentionShape shape{c.n_head, c.n_kv, c.hd, c.bs, 1.0f / std::sqrt((float)c.hd), c.window};
         attention_paged(pool, shape, kc.data(), vc.data(), qs.data(), c.len);
         attention_paged_ref(pool, shape, kc.data(), vc.data(), rs.data(), c.len);
         double max_err = 0;
@@ -104,12 +104,12 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
             for (int i = 0; i < n_blocks; ++i) table[i] = (i * 5 + 2) % n_blocks;  // scattered
             AttentionShape f16{c.n_head, c.n_kv, c.hd, c.bs, 1.0f / std::sqrt((float)c.hd),
                                c.window};
+            f16.n_blocks = n_blocks;
             AttentionShape q8 = f16;
             q8.kv_type = kv;
             ASSERT_EQ(kv_row_elems(kv, c.hd) * 2, c.hd / 32 * (kv == KvType::Q8_0 ? 34 : 18));
-            const size_t rows = (size_t)n_blocks * c.bs * c.n_kv;
-            std::vector<uint16_t> kq(rows * kv_row_elems(kv, c.hd)), vq(kq.size());
-            std::vector<uint16_t> kh(rows * c.hd), vh(kh.size());
+            std::vector<uint16_t> kq((size_t)kv_cache_elems(q8)), vq(kq.size());
+            std::vector<uint16_t> kh((size_t)kv_cache_elems(f16)), vh(kh.size());
             // Each row: random values with a few large ones (as real keys have), stored as Q8_0,
             // and as f16 copies of the values the Q8_0 row does not hold exactly.
             std::vector<float> x(c.hd);
@@ -176,7 +176,8 @@ TEST(Attention, CacheStoreLoadLayout) {
         SCOPED_TRACE(kv_type_name(kv));
         AttentionShape s{8, n_kv, hd, bs, 0.125f, 0};
         s.kv_type = kv;
-        const size_t elems = (size_t)n_blocks * n_kv * bs * kv_row_elems(kv, hd);
+        s.n_blocks = n_blocks;
+        const size_t elems = (size_t)kv_cache_elems(s);
         std::vector<uint16_t> kc(elems, 0), vc(elems, 0);
         std::vector<float> x(hd), back(hd), expect(hd);
         for (float& v : x) v = nd(rng);
@@ -190,7 +191,10 @@ TEST(Attention, CacheStoreLoadLayout) {
         EXPECT_EQ(back, expect);
         kv_load_v(s, vc.data(), 2, 5, 1, back.data());
         EXPECT_EQ(back, expect);
-        const int64_t base = ((int64_t)2 * n_kv + 1) * bs * kv_row_elems(kv, hd);
+        // Block 2 of head 1: a cache this small (under 2 MiB) is one group, [kv head][block]
+        // [block data], so head 1's blocks follow all 3 of head 0's.
+        ASSERT_EQ(elems, (size_t)n_blocks * n_kv * bs * kv_row_elems(kv, hd));
+        const int64_t base = ((int64_t)1 * n_blocks + 2) * bs * kv_row_elems(kv, hd);
         if (kv == KvType::F16) {
             for (int d = 0; d < hd; ++d) {
                 EXPECT_EQ(kc[(size_t)(base + d * bs + 5)], row[(size_t)d]) << "dim " << d;
@@ -229,6 +233,76 @@ TEST(Attention, CacheStoreLoadLayout) {
     }
 }
 
+// A cache over 2 MiB is split in groups of 2^k blocks (the most that fit in 2 MiB with every
+// head), each [kv head][block in group][block data]: a row lands where that rule says, a cache
+// is sized in whole groups, and the SIMD kernels agree with the reference when a sequence's
+// blocks are scattered over several groups.
+TEST(Attention, CachesOverTwoMiBAreGroupedByHead) {
+    const int n_head = 16, n_kv = 4, hd = 64, bs = 16, len = 5000;
+    const int64_t n_blocks = 600;  // 600 blocks x 4 heads x 2 KiB: 4.7 MiB, groups of 256
+    AttentionShape s{n_head, n_kv, hd, bs, 0.125f, 0};
+    s.n_blocks = n_blocks;
+    const int64_t head_block = (int64_t)bs * hd;  // f16 elements of one block of one head
+    EXPECT_EQ(kv_cache_elems(s), (int64_t)768 * n_kv * head_block);  // 3 whole groups
+    // Block 300 = group 1, block 44 in it; head 2: after group 0 (4 heads x 256 blocks) and
+    // heads 0-1 of group 1.
+    EXPECT_EQ(kv_block_offset(s, 300, 2), ((int64_t)(1 * n_kv + 2) * 256 + 44) * head_block);
+    EXPECT_EQ(kv_block_offset(s, 255, 3), ((int64_t)3 * 256 + 255) * head_block);
+    // A small cache is one group of exactly its blocks.
+    AttentionShape small = s;
+    small.n_blocks = 10;
+    EXPECT_EQ(kv_cache_elems(small), (int64_t)10 * n_kv * head_block);
+    EXPECT_EQ(kv_block_offset(small, 7, 3), ((int64_t)3 * 10 + 7) * head_block);
+
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int used = (len + bs - 1) / bs;
+    std::vector<int32_t> table(used);
+    for (int i = 0; i < used; ++i) table[i] = (int32_t)((i * 37 + 11) % n_blocks);  // all groups
+    for (KvType kv : kKvTypes) {
+        SCOPED_TRACE(kv_type_name(kv));
+        AttentionShape t = s;
+        t.kv_type = kv;
+        std::vector<uint16_t> kc((size_t)kv_cache_elems(t)), vc(kc.size());
+        std::vector<float> x(hd);
+        for (int p = 0; p < len; ++p)
+            for (int h = 0; h < n_kv; ++h) {
+                for (float& v : x) v = nd(rng);
+                kv_store_k(t, kc.data(), table[p / bs], p % bs, h, x.data());
+                for (float& v : x) v = nd(rng);
+                kv_store_v(t, vc.data(), table[p / bs], p % bs, h, x.data());
+            }
+        // A few queries late in the sequence (the reference is O(keys) per query).
+        const int32_t positions[] = {len - 1, 4200, 4097, 3000};
+        std::vector<float> q((size_t)4 * n_head * hd), out(q.size()), ref(q.size());
+        for (float& v : q) v = nd(rng);
+        std::vector<AttentionQuery> qs, rs;
+        for (int i = 0; i < 4; ++i) {
+            qs.push_back({q.data() + (size_t)i * n_head * hd, out.data() + (size_t)i * n_head * hd,
+                          positions[i], table.data()});
+            rs.push_back(
+                {qs.back().q, ref.data() + (size_t)i * n_head * hd, positions[i], table.data()});
+        }
+        ThreadPool pool(2);
+        attention_paged(pool, t, kc.data(), vc.data(), qs.data(), 4);
+        attention_paged_ref(pool, t, kc.data(), vc.data(), rs.data(), 4);
+        double max_err = 0;
+        for (size_t i = 0; i < out.size(); ++i)
+            max_err = std::max(max_err, (double)std::fabs(out[i] - ref[i]));
+        EXPECT_LT(max_err, 2e-3);
+        // And the reference itself reads what was stored: position 4200's keys through
+        // kv_load_k equal its row read straight from the group rule above.
+        std::vector<float> back(hd);
+        kv_load_k(t, kc.data(), table[4200 / bs], 4200 % bs, 1, back.data());
+        if (kv == KvType::F16) {
+            const int64_t b = table[4200 / bs];
+            const int64_t at = ((b / 256 * n_kv + 1) * 256 + b % 256) * head_block;
+            for (int d = 0; d < hd; ++d)
+                EXPECT_EQ(back[d], fp16_to_fp32(kc[(size_t)(at + d * bs + 4200 % bs)]));
+        }
+    }
+}
+
 // A block-type cache needs whole 32-value blocks per row.
 TEST(Attention, BlockTypeCachesRefuseOtherHeadSizes) {
     EXPECT_TRUE(kv_type_fits(KvType::Q8_0, 64));
@@ -238,12 +312,22 @@ TEST(Attention, BlockTypeCachesRefuseOtherHeadSizes) {
     ThreadPool pool(1);
     AttentionShape s{2, 1, 16, 4, 0.25f, 0};
     s.kv_type = KvType::Q8_0;
+    s.n_blocks = 1;
     std::vector<uint16_t> cache(64);
     std::vector<float> q(32), out(32);
     const int32_t table[1] = {0};
     AttentionQuery query{q.data(), out.data(), 0, table};
     EXPECT_THROW(attention_paged(pool, s, cache.data(), cache.data(), &query, 1),
                  std::invalid_argument);
+    // A shape without its cache's block count cannot address the cache (its layout depends
+    // on the count).
+    AttentionShape no_blocks{2, 1, 32, 4, 0.25f, 0};
+    std::vector<uint16_t> big(4 * 32);
+    std::vector<float> row(32, 1.0f);
+    EXPECT_THROW(attention_paged(pool, no_blocks, big.data(), big.data(), &query, 1),
+                 std::invalid_argument);
+    EXPECT_THROW(kv_store_k(no_blocks, big.data(), 0, 0, 0, row.data()), std::invalid_argument);
+    EXPECT_THROW(kv_store_v(no_blocks, big.data(), 0, 0, 0, row.data()), std::invalid_argument);
     EXPECT_EQ(parse_kv_type("Q8_0"), KvType::Q8_0);
     EXPECT_EQ(parse_kv_type("f16"), KvType::F16);
     EXPECT_EQ(parse_kv_type("q4_0"), KvType::Q4_0);

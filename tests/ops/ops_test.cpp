@@ -209,10 +209,10 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
          qf = random_vec(len * n_head * hd, 9);
     for (int p = 0; p < len; ++p)
         for (int i = 0; i < kv_dim; ++i) {
-            // V [block][kv head][slot][dim], f16 K [block][kv head][dim][slot]: written out
-            // here rather than by the library.
+            // V [kv head][block][slot][dim], f16 K [kv head][block][dim][slot] (a cache under
+            // 2 MiB is one group of blocks): written out here rather than by the library.
             const int kvh = i / hd, d = i % hd;
-            const size_t head_base = ((size_t)table[p / bs] * n_kv + kvh) * bs * hd;
+            const size_t head_base = ((size_t)kvh * n_blocks + table[p / bs]) * bs * hd;
             kc[head_base + (size_t)d * bs + p % bs] = fp32_to_fp16(kf[p * kv_dim + i]);
             vc[head_base + (size_t)(p % bs) * hd + d] = fp32_to_fp16(vf[p * kv_dim + i]);
         }
@@ -222,6 +222,7 @@ TEST(Attention, PagedMatchesNaiveSoftmax) {
         for (int p = 0; p < len; ++p)
             qs[p] = {qf.data() + p * n_head * hd, out.data() + p * n_head * hd, p, table.data()};
         AttentionShape shape{n_head, n_kv, hd, bs, 1.0f / std::sqrt((float)hd), window};
+        shape.n_blocks = n_blocks;
         ThreadPool pool(2);
         attention_paged(pool, shape, kc.data(), vc.data(), qs.data(), len);
         auto r16 = [](float x) { return fp16_to_fp32(fp32_to_fp16(x)); };
