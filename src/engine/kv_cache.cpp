@@ -65,10 +65,10 @@ void KvCache::release_block(int32_t b) {
 
 void KvCache::copy_block(int32_t dst, int32_t src) {
     // A block's heads are not adjacent (blocks are grouped per head, ops/attention.h).
-    const int64_t n = storage.head_block_elems;
-    const KvLayout layout = kv_layout(storage.n_kv_head, n, storage.n_blocks);
+    const KvLayout& layout = storage.layout;
+    const int64_t n = layout.head_block_elems;
     for (int l = 0; l < storage.n_layer; ++l)
-        for (int h = 0; h < storage.n_kv_head; ++h) {
+        for (int h = 0; h < layout.n_kv_head; ++h) {
             const int64_t from = layout.block_offset(src, h), to = layout.block_offset(dst, h);
             std::copy_n(storage.k[l].data() + from, n, storage.k[l].data() + to);
             std::copy_n(storage.v[l].data() + from, n, storage.v[l].data() + to);

@@ -21,16 +21,14 @@ namespace lokal {
 void KvStorage::allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type) {
     require_kv_type_fits(kv_type, hp.head_dim);
     n_layer = hp.n_layer;
-    n_kv_head = hp.n_kv_head;
     n_blocks = blocks;
     block_size = block_sz;
     type = kv_type;
-    head_block_elems = (int64_t)block_sz * kv_row_elems(kv_type, hp.head_dim);
-    block_elems = head_block_elems * hp.n_kv_head;
+    layout =
+        kv_layout(hp.n_kv_head, (int64_t)block_sz * kv_row_elems(kv_type, hp.head_dim), blocks);
     // Whole groups of blocks (the layout's unit, ops/attention.h); blocks past n_blocks in the
     // last group are never handed out, so their memory is never touched or committed.
-    const size_t per_layer =
-        (size_t)kv_cache_elems(kv_layout(n_kv_head, head_block_elems, blocks), blocks);
+    const size_t per_layer = (size_t)kv_cache_elems(layout, blocks);
     k.clear();
     v.clear();
     for (int l = 0; l < n_layer; ++l) {

@@ -24,21 +24,21 @@ namespace lokal {
 // through the block tables passed with each batch.
 struct KvStorage {
     int n_layer = 0;
-    int n_kv_head = 0;
     int n_blocks = 0;
     int block_size = 0;
     KvType type = KvType::F16;
-    int64_t block_elems = 0;       // uint16_t elements of one block of one layer's K (or V) cache
-    int64_t head_block_elems = 0;  // of one head's part of a block (block_elems / n_kv_head)
-    // [n_layer] x [n_blocks rounded up to whole groups][block_elems], laid out as
-    // ops/attention.h says (kv_block_offset), with values
+    KvLayout layout;  // where each block of each head lies in a layer's K (or V) cache
+    // [n_layer] x [n_blocks rounded up to whole groups of the layout] blocks, with values
     // in `type` (layouts: ops/attention.h): zero until written, memory committed as blocks are
     // first used, on huge pages when large (ops/huge_pages.h)
     std::vector<ZeroBuffer<uint16_t>> k, v;
 
     // Throws std::invalid_argument when the model's head size cannot be stored in `kv_type`.
     void allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type);
-    size_t bytes() const { return 2ull * 2 * n_layer * (size_t)n_blocks * (size_t)block_elems; }
+    size_t bytes() const {
+        return 2ull * 2 * n_layer * (size_t)n_blocks * (size_t)layout.n_kv_head *
+               (size_t)layout.head_block_elems;
+    }
     // K and V bytes of one position over all layers, in cache type t.
     static size_t bytes_per_position(const HParams& hp, KvType t) {
         return 2ull * 2 * (size_t)hp.n_layer * (size_t)hp.n_kv_head *
