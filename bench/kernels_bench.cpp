@@ -149,6 +149,13 @@ BENCHMARK(BM_MatmulFromMemory)
     ->Args({(int64_t)TensorType::Q4_0, 2048, 5632, 2, 1})
     ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 1, 1})
     ->Args({(int64_t)TensorType::Q8_0, 2048, 5632, 2, 1})
+    ->Apply([](benchmark::internal::Benchmark* b) {
+        // Float weights (F16, BF16 models and their output layers): row-major, not packed.
+        for (TensorType t : {TensorType::F16, TensorType::BF16})
+            for (int64_t rows : {2048, 5632})
+                for (int thr : {1, 2})
+                    for (int tok : {1, 8}) b->Args({(int64_t)t, rows, 2048, thr, tok});
+    })
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

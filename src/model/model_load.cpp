@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -118,18 +119,29 @@ auto packable_weights(M& m) {
     return v;
 }
 
-// Copies them into one anonymous arena and repacks them there, on all threads, one matrix
-// (or expert slice) per task. The buffer is on huge pages (ops/huge_pages.h). Each slice's file
-// pages are dropped from this process once copied (they stay in the page cache), so resident memory
-// ends at the weights' size and peaks at most one slice above it.
+// Every matmul weight, the packable ones (packable_weights) repacked, the rest (F16, BF16,
+// F32) copied as they are, and a tied token_embd (the output layer then, and row lookups
+// read the copy: it is not permuted). They are copied into one anonymous arena, on all
+// threads, one matrix (or expert slice) per task. The buffer is on huge pages
+// (ops/huge_pages.h): decode streams every weight once per token, and on the file's 4 KiB
+// pages each stream crosses a page (a TLB miss, and the hardware prefetcher stops) every
+// 4 KiB (F16 decode, qwen2.5-0.5b shape: weights read at ~30 GB/s from the file mapping,
+// the same kernels at ~50 GB/s from huge pages; docs/PERFORMANCE.md). Each slice's file pages
+// are dropped from this process once copied (they stay in the page cache), so resident
+// memory ends at the weights' size and peaks at most one slice above it.
 void pack_weights(Model& m) {
     struct Job {
         Tensor* t;
         const uint8_t* src;  // one [ne1][row] slice in the file mapping
         uint8_t* dst;        // its place in the arena
         size_t bytes;
+        bool pack;  // repack it there (else a plain copy)
     };
-    const auto tensors = packable_weights(m);
+    const bool tied = m.output.present() && m.output.data == m.token_embd.data;
+    std::vector<Tensor*> tensors;
+    for (Tensor* t : matmul_weights(m))
+        if (t->present() && t->data != m.token_embd.data) tensors.push_back(t);
+    if (tied) tensors.push_back(&m.token_embd);
     auto slice_bytes = [](const Tensor* t) { return (size_t)t->ne[1] * t->row_bytes(); };
     auto round_up = [](size_t x, size_t a) { return (x + a - 1) / a * a; };
     size_t total = 0;
@@ -146,22 +158,32 @@ void pack_weights(Model& m) {
     size_t off = 0;
     for (Tensor* t : tensors) {
         const size_t slice = slice_bytes(t);
+        const bool pack = t != &m.token_embd && matmul_can_pack(t->type);
         for (int64_t e = 0; e < t->ne[2] * t->ne[3]; ++e)
-            jobs.push_back({t, t->data + (size_t)e * slice, base + off + (size_t)e * slice, slice});
+            jobs.push_back(
+                {t, t->data + (size_t)e * slice, base + off + (size_t)e * slice, slice, pack});
         t->data = base + off;
-        t->packed = true;
+        t->packed = pack;
         off += round_up(slice * t->ne[2] * t->ne[3], 64);
     }
+    if (tied) m.output.data = m.token_embd.data;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     ThreadPool pool(ThreadPool::default_threads());
     pool.parallel_tasks((int64_t)jobs.size(), [&](int64_t i, int) {
         const Job& j = jobs[(size_t)i];
-        std::memcpy(j.dst, j.src, j.bytes);
-        // Only whole pages inside the slice: the pages at its ends may hold other tensors.
-        const uintptr_t lo = round_up((uintptr_t)j.src, page);
-        const uintptr_t hi = ((uintptr_t)j.src + j.bytes) / page * page;
-        if (hi > lo) madvise((void*)lo, hi - lo, MADV_DONTNEED);
-        matmul_pack(j.t->type, j.t->ne[0], j.t->ne[1], j.dst);
+        // In pieces, each piece's file pages dropped once copied: a whole large slice (a tied
+        // F16 embedding is ~55 MiB at qwen2.5-0.5b shape) resident twice on each thread at
+        // once put the peak 10% above the weights. Only whole pages inside the slice: the
+        // pages at its ends may hold other tensors.
+        constexpr size_t kPiece = (size_t)4 << 20;
+        uintptr_t dropped = round_up((uintptr_t)j.src, page);  // pages below are done
+        for (size_t o = 0; o < j.bytes; o += kPiece) {
+            const size_t n = std::min(kPiece, j.bytes - o);
+            std::memcpy(j.dst + o, j.src + o, n);
+            const uintptr_t hi = ((uintptr_t)j.src + o + n) / page * page;
+            if (hi > dropped) madvise((void*)dropped, hi - dropped, MADV_DONTNEED), dropped = hi;
+        }
+        if (j.pack) matmul_pack(j.t->type, j.t->ne[0], j.t->ne[1], j.dst);
     });
 }
 

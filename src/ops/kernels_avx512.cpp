@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -42,8 +43,11 @@ inline float reduce16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+// How far ahead (bytes) each weight row of a tile is prefetched: as kernels_avx2.cpp.
+constexpr int64_t kFloatAhead = 2048;
+
 template <TensorType Ty, int R, int T>
-void float_tile(const GemmArgs& a, int64_t r, int64_t t) {
+void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     // F16 weights take f32 activations (type_traits(F16).dot_type); BF16 takes BF16.
     constexpr TensorType At = Ty == TensorType::BF16 ? TensorType::BF16 : TensorType::F32;
     __m512 acc[R][T];
@@ -57,9 +61,22 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t) {
     for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    constexpr int64_t EB = Ty == TensorType::F32 ? 4 : 2;  // bytes per weight
+    const int64_t row_bytes = a.n * EB;
+    // Rows shorter than the distance: the next tile's rows, one tile ahead.
+    const int64_t ahead = std::min(kFloatAhead, row_bytes);
     int64_t k = 0;
     for (; k + 16 <= a.n; k += 16) {
         __m512 w[R], x[T];
+        if (pf && ((k * EB) & 63) == 0) {
+            const int64_t p = k * EB + ahead;
+#pragma GCC unroll 4
+            for (int i = 0; i < R; ++i)
+                _mm_prefetch(
+                    (const char*)(p < row_bytes ? wp[i] + p
+                                                : wp[i] + R * a.w_stride + (p - row_bytes)),
+                    _MM_HINT_T0);
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, 0xFFFF);
 #pragma GCC unroll 4
@@ -92,13 +109,13 @@ void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         int64_t t = 0;
-        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 4, 4>(a, r, t);
-        for (; t < a.n_tokens; ++t) float_tile<Ty, 4, 1>(a, r, t);
+        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 4, 4>(a, r, t, t == 0);
+        for (; t < a.n_tokens; ++t) float_tile<Ty, 4, 1>(a, r, t, t == 0);
     }
     for (; r < r1; ++r) {
         int64_t t = 0;
-        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 1, 4>(a, r, t);
-        for (; t < a.n_tokens; ++t) float_tile<Ty, 1, 1>(a, r, t);
+        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 1, 4>(a, r, t, false);
+        for (; t < a.n_tokens; ++t) float_tile<Ty, 1, 1>(a, r, t, false);
     }
 }
 

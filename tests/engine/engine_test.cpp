@@ -164,6 +164,68 @@ TEST(Engine, RepackedWeightsGiveTheSameLogits) {
     }
 }
 
+// Float weights (F16, BF16, F32) are not repacked but still copied into the arena (huge
+// pages), byte for byte, and so is a tied token_embd, which the output layer then shares;
+// the logits are those of the file's mapping (LOKAL_REPACK=0), bit for bit.
+TEST(Engine, FloatWeightsAndTiedEmbeddingsAreCopiedToTheArena) {
+    int n_tied = 0;
+    for (const char* m : {"tiny-k.F16.gguf", "tiny-k.BF16.gguf", "tiny-k.f32.gguf",
+                          "tiny-qwen2.Q8_0.gguf", "TinyStories-656K.f16.gguf"}) {
+        SCOPED_TRACE(m);
+        std::vector<float> logits[2];
+        for (int plain = 0; plain < 2; ++plain) {
+            if (plain) setenv("LOKAL_REPACK", "0", 1);
+            auto model = load(m);
+            unsetenv("LOKAL_REPACK");
+            const uint8_t* lo = model->packed_weights.data();
+            const uint8_t* hi = lo + model->packed_weights.size();
+            auto in_arena = [&](const Tensor& t) { return t.data >= lo && t.data < hi; };
+            const gguf::TensorInfo* embd = model->file->find_tensor(model->token_embd.name);
+            ASSERT_NE(embd, nullptr);
+            const bool tied = model->file->find_tensor("output.weight") == nullptr;
+            EXPECT_EQ(tied, model->output.data == model->token_embd.data);
+            n_tied += tied && !plain;
+            std::vector<const Tensor*> check = {&model->layers[0].wq, &model->layers[0].w_down,
+                                                &model->output};
+            for (const Tensor* t : check) {
+                SCOPED_TRACE(t->name);
+                const gguf::TensorInfo* ti = model->file->find_tensor(t->name);
+                ASSERT_NE(ti, nullptr);
+                EXPECT_EQ(in_arena(*t), !plain);
+                if (!t->packed) {
+                    EXPECT_EQ(std::memcmp(t->data, ti->data, ti->n_bytes), 0);
+                }
+                if (!plain && (t->type == TensorType::F16 || t->type == TensorType::BF16 ||
+                               t->type == TensorType::F32)) {
+                    EXPECT_FALSE(t->packed);
+                }
+            }
+            // A tied embedding is copied (row lookups read it too: never permuted); an untied
+            // one stays in the mapping.
+            EXPECT_EQ(in_arena(model->token_embd), tied && !plain);
+            EXPECT_FALSE(model->token_embd.packed);
+            EXPECT_EQ(std::memcmp(model->token_embd.data, embd->data, embd->n_bytes), 0);
+            ContextParams cp;
+            cp.n_ctx = 64;
+            Context ctx(*model, cp);
+            const int32_t seq = ctx.cache().create_sequence();
+            std::vector<float> out;
+            const int nv = model->hp.n_vocab;
+            std::vector<int32_t> toks;
+            for (int32_t t : kTokens) toks.push_back(t % nv);
+            ctx.eval(seq, std::span<const int32_t>(toks.data(), 9), true, out);
+            logits[plain] = out;
+            const int32_t one[1] = {toks[9]};
+            ctx.eval(seq, one, false, out);
+            logits[plain].insert(logits[plain].end(), out.begin(), out.end());
+        }
+        ASSERT_EQ(logits[0].size(), logits[1].size());
+        for (size_t i = 0; i < logits[0].size(); ++i)
+            ASSERT_EQ(logits[0][i], logits[1][i]) << "logit " << i;
+    }
+    EXPECT_GT(n_tied, 0);  // the list has a model with a tied output
+}
+
 // Two sequences in one batch give bit-identical logits to each run alone, with either KV
 // cache type.
 TEST(Engine, BatchedSequencesEqualSeparateRuns) {
