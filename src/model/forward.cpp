@@ -129,13 +129,20 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     grow(hb_, n * hp.n_ff);
     grow(hb2_, n * hp.n_ff);
 
-    // Embedding lookup: dequantize one row of token_embd per token.
-    const size_t embd_row = model_.token_embd.row_bytes();
+    // Embedding lookup: dequantize one row of token_embd per token (a tied embedding may be
+    // packed for the output matmul: its row is read back into row-major order first).
+    const MatView embd = model_.token_embd.mat();
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t)
-            dequantize_row(model_.token_embd.type,
-                           model_.token_embd.data + (size_t)batch.tokens[t] * embd_row,
-                           x_.data() + t * dim, dim);
+        thread_local std::vector<uint8_t> row;
+        for (int64_t t = t0; t < t1; ++t) {
+            const uint8_t* src = embd.data + (size_t)batch.tokens[t] * embd.row_bytes;
+            if (embd.packed) {
+                row.resize(embd.row_bytes);
+                matmul_read_row(embd, batch.tokens[t], row.data());
+                src = row.data();
+            }
+            dequantize_row(embd.type, src, x_.data() + t * dim, dim);
+        }
     });
 
     for (int il = 0; il < hp.n_layer; ++il) {

@@ -107,22 +107,25 @@ auto matmul_weights(M& m) {
     return v;
 }
 
-// The weights only matmul reads (not token_embd, which get_rows reads by row; a tied output
-// shares it) that the kernels in use want row-interleaved.
+// The matmul weights that the kernels in use want row-interleaved (a tied output counts: the
+// loader packs the token_embd it shares).
 template <class M>
 auto packable_weights(M& m) {
     auto v = matmul_weights(m);
     v.clear();
     for (auto* t : matmul_weights(m))
-        if (t->present() && t->data != m.token_embd.data && matmul_can_pack(t->type))
+        if (t->present() && (t->data != m.token_embd.data || t == &m.output) &&
+            matmul_can_pack(t->type))
             v.push_back(t);
     return v;
 }
 
-// Every matmul weight, the packable ones (packable_weights) repacked, the rest (F16, BF16,
-// F32) copied as they are, and a tied token_embd (the output layer then, and row lookups
-// read the copy: it is not permuted). They are copied into one anonymous arena, on all
-// threads, one matrix (or expert slice) per task. The buffer is on huge pages
+// Every matmul weight, the packable ones (matmul_can_pack) repacked, the rest (F16, BF16,
+// F32) copied as they are, and a tied token_embd, repacked too when its type is (the output
+// matmul shares it; the embedding lookup reads its rows back with matmul_read_row: a tied
+// Q4_0 output of 128256 x 2048 read weights at 17 GB/s row-major, a third of the packed
+// layers' rate, and took half of a llama-3.2-1b token). They are copied into one anonymous arena,
+// on all threads, one matrix (or expert slice) per task. The buffer is on huge pages
 // (ops/huge_pages.h): decode streams every weight once per token, and on the file's 4 KiB
 // pages each stream crosses a page (a TLB miss, and the hardware prefetcher stops) every
 // 4 KiB (F16 decode, qwen2.5-0.5b shape: weights read at ~30 GB/s from the file mapping,
@@ -158,7 +161,7 @@ void pack_weights(Model& m) {
     size_t off = 0;
     for (Tensor* t : tensors) {
         const size_t slice = slice_bytes(t);
-        const bool pack = t != &m.token_embd && matmul_can_pack(t->type);
+        const bool pack = matmul_can_pack(t->type);
         for (int64_t e = 0; e < t->ne[2] * t->ne[3]; ++e)
             jobs.push_back(
                 {t, t->data + (size_t)e * slice, base + off + (size_t)e * slice, slice, pack});
@@ -166,7 +169,7 @@ void pack_weights(Model& m) {
         t->packed = pack;
         off += round_up(slice * t->ne[2] * t->ne[3], 64);
     }
-    if (tied) m.output.data = m.token_embd.data;
+    if (tied) m.output.data = m.token_embd.data, m.output.packed = m.token_embd.packed;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     ThreadPool pool(ThreadPool::default_threads());
     pool.parallel_tasks((int64_t)jobs.size(), [&](int64_t i, int) {

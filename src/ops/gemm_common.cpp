@@ -206,6 +206,42 @@ void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, in
     repack(t, n_cols, n_rows, data, interleave, false);
 }
 
+void unpack_row(TensorType t, int64_t n_cols, int64_t n_rows, const uint8_t* data, int interleave,
+                int64_t row, uint8_t* out) {
+    const PackLayout L = pack_layout(t);
+    const size_t row_bytes = row_size(t, n_cols);
+    if (row < 0 || row >= n_rows) throw std::out_of_range("unpack_row: row out of range");
+    if (interleave < 1) throw std::invalid_argument("unpack_row: interleave must be >= 1");
+    // Where the row's unit starts, how many groups it has (repack's walk, in closed form).
+    const int64_t unit_rows = (int64_t)interleave * kPackRows;
+    const int64_t full_units_end = n_rows / unit_rows * unit_rows;
+    const int64_t groups_end = n_rows / kPackRows * kPackRows;
+    if (L.block_bytes == 0 || row >= groups_end) {  // row-major
+        std::memcpy(out, data + (size_t)row * row_bytes, row_bytes);
+        return;
+    }
+    const int64_t unit0 = row < full_units_end ? row / unit_rows * unit_rows : row / 8 * 8;
+    const int il = row < full_units_end ? interleave : 1;
+    const int j = (int)((row - unit0) / kPackRows), i = (int)(row % kPackRows);
+    const uint8_t* unit = data + (size_t)unit0 * row_bytes;
+    const size_t run_bytes = (size_t)kPackRows * L.block_bytes;
+    const int64_t nb = n_cols / type_traits(t).block_size;
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* run = unit + (size_t)(b * il + j) * run_bytes;
+        int p = 0;
+        for (int fi = 0; fi < L.n_fields; ++fi) {
+            const PackField& f = L.fields[fi];
+            uint8_t* dst = out + b * L.block_bytes + f.off;
+            if (f.size == 2)
+                std::memcpy(dst, run + p + 2 * i, 2);
+            else
+                for (int k = 0; k < f.size; k += 4)
+                    std::memcpy(dst + k, run + p + 32 * (k / 4) + 4 * i, 4);
+            p += kPackRows * f.size;
+        }
+    }
+}
+
 size_t scratch_bytes(int64_t n_tokens) {
     // Weight panel (48 KiB) + AMX tile sums (64 KiB) + per-token float accumulators of one
     // row group.

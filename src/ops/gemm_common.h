@@ -137,6 +137,11 @@ inline constexpr auto kPackPos = [] {
 // of one unit (interleave * 8 rows).
 void pack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave);
 void unpack_rows(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data, int interleave);
+// Row `row` of a matrix packed by pack_rows (same interleave), in row-major order, into out
+// (row_size(t, n_cols) bytes): for reading single rows (an embedding lookup) of a packed
+// matrix without unpacking it.
+void unpack_row(TensorType t, int64_t n_cols, int64_t n_rows, const uint8_t* data, int interleave,
+                int64_t row, uint8_t* out);
 
 struct GemmArgs {
     TensorType type = TensorType::F32;

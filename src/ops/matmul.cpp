@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -253,6 +254,15 @@ bool matmul_can_pack(TensorType t) {
 void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data) {
     if (!matmul_can_pack(t)) throw std::invalid_argument("matmul_pack: type cannot be packed");
     gemm::pack_rows(t, n_cols, n_rows, data, kernels().pack_interleave);
+}
+
+void matmul_read_row(const MatView& w, int64_t row, uint8_t* out) {
+    if (row < 0 || row >= w.n_rows) throw std::out_of_range("matmul_read_row: row out of range");
+    if (!w.packed) {
+        std::memcpy(out, w.data + (size_t)row * w.row_bytes, w.row_bytes);
+        return;
+    }
+    gemm::unpack_row(w.type, w.n_cols, w.n_rows, w.data, kernels().pack_interleave, row, out);
 }
 
 void matmul(ThreadPool& pool, const MatView& w, const float* x, int64_t ldx, int64_t n_tokens,

@@ -113,5 +113,8 @@ std::vector<MatmulShapeStat> matmul_profile_take();
 bool matmul_can_pack(TensorType t);
 // Packs a row-major [n_rows][n_cols] matrix in place; a MatView over it needs packed = true.
 void matmul_pack(TensorType t, int64_t n_cols, int64_t n_rows, uint8_t* data);
+// Row `row` of w, packed or not, in row-major order into out (w.row_bytes bytes): for reading
+// single rows of a matrix that is also a matmul weight (a tied embedding).
+void matmul_read_row(const MatView& w, int64_t row, uint8_t* out);
 
 }  // namespace lokal

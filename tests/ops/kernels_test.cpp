@@ -301,6 +301,36 @@ TEST(Kernels, PackInterleaveTwoReordersEightRowRuns) {
     }
 }
 
+// unpack_row reads any single row of a packed matrix back as the row-major original: rows in
+// full units, in 8-row groups after them, in the row-major tail; interleave 1, 2 and 3; every
+// packable type.
+TEST(Kernels, UnpackRowReadsSingleRowsOfPackedMatrices) {
+    std::mt19937 rng(23);
+    for (TensorType t :
+         {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
+          TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
+          TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS}) {
+        const int64_t n = 512;
+        const size_t rb = row_size(t, n);
+        for (int64_t n_rows : {5, 8, 43, 64}) {
+            const auto w = make_rows(t, n_rows, n, rng, true);
+            for (int il : {1, 2, 3}) {
+                auto p = w;
+                gemm::pack_rows(t, n, n_rows, p.data(), il);
+                std::vector<uint8_t> row(rb);
+                for (int64_t r = 0; r < n_rows; ++r) {
+                    gemm::unpack_row(t, n, n_rows, p.data(), il, r, row.data());
+                    ASSERT_EQ(std::memcmp(row.data(), w.data() + r * rb, rb), 0)
+                        << type_name(t) << " rows " << n_rows << " interleave " << il << " row "
+                        << r;
+                }
+                EXPECT_THROW(gemm::unpack_row(t, n, n_rows, p.data(), il, n_rows, row.data()),
+                             std::out_of_range);
+            }
+        }
+    }
+}
+
 TEST(Kernels, SimdActivationConversionBitIdentical) {
     std::mt19937 rng(13);
     for (const KernelTable* kt : simd_tables()) {
