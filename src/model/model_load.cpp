@@ -129,9 +129,9 @@ auto packable_weights(M& m) {
 // (ops/huge_pages.h): decode streams every weight once per token, and on the file's 4 KiB
 // pages each stream crosses a page (a TLB miss, and the hardware prefetcher stops) every
 // 4 KiB (F16 decode, qwen2.5-0.5b shape: weights read at ~30 GB/s from the file mapping,
-// the same kernels at ~50 GB/s from huge pages; docs/PERFORMANCE.md). Each slice's file pages
-// are dropped from this process once copied (they stay in the page cache), so resident
-// memory ends at the weights' size and peaks at most one slice above it.
+// the same kernels at ~50 GB/s from huge pages; docs/PERFORMANCE.md). The file's pages are
+// dropped from this process as they are copied (they stay in the page cache), so resident
+// memory ends at the weights' size and peaks a 4 MiB piece per thread above it.
 void pack_weights(Model& m) {
     struct Job {
         Tensor* t;

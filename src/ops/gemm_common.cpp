@@ -220,7 +220,8 @@ void unpack_row(TensorType t, int64_t n_cols, int64_t n_rows, const uint8_t* dat
         std::memcpy(out, data + (size_t)row * row_bytes, row_bytes);
         return;
     }
-    const int64_t unit0 = row < full_units_end ? row / unit_rows * unit_rows : row / 8 * 8;
+    const int64_t unit0 =
+        row < full_units_end ? row / unit_rows * unit_rows : row / kPackRows * kPackRows;
     const int il = row < full_units_end ? interleave : 1;
     const int j = (int)((row - unit0) / kPackRows), i = (int)(row % kPackRows);
     const uint8_t* unit = data + (size_t)unit0 * row_bytes;
