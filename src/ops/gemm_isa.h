@@ -1,6 +1,11 @@
 // Internal to src/ops: the per-ISA kernel entry points the tables in kernels_*.cpp assemble.
 #pragma once
 
+#include <xmmintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
 #include "ops/gemm_common.h"
 
 namespace lokal::gemm {
@@ -8,6 +13,27 @@ namespace lokal::gemm {
 // vec_dot of one row through a GEMM kernel (1 row x 1 token): the same arithmetic as the
 // matmul by construction.
 float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const void* act_row);
+
+// Float-weight tiles (kernels_avx2.cpp, kernels_avx512.cpp) read R row-major rows side by
+// side, short streams that the hardware prefetcher picked up late: F16 decode read weights at
+// a third of the bandwidth (qwen2.5-0.5b shape, 15 GB/s of 47). So on a tile's first token
+// tile, every 64 bytes, each row's line kFloatAhead bytes ahead is prefetched; past the row's
+// end (and for rows shorter than the distance) the same place in the row R further down, the
+// next tile's. 2048 was the best of 512 B - 8 KiB in BM_MatmulFromMemory (F16 and BF16, 2048
+// and 5632 x 2048, AVX-512; 2026-12-05). at: the bytes of each row read so far.
+constexpr int64_t kFloatAhead = 2048;
+
+template <int R>
+[[gnu::always_inline]] inline void prefetch_float_rows(const uint8_t* const (&wp)[R],
+                                                       size_t w_stride, int64_t row_bytes,
+                                                       int64_t at) {
+    const int64_t p = at + (kFloatAhead < row_bytes ? kFloatAhead : row_bytes);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+        _mm_prefetch(
+            (const char*)(p < row_bytes ? wp[i] + p : wp[i] + R * w_stride + (p - row_bytes)),
+            _MM_HINT_T0);
+}
 
 namespace avx512 {
 // gemm_avx512.cpp; amx: 16-token tiles through the AMX tile unit (same results).

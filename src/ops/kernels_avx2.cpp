@@ -3,7 +3,6 @@
 // halves, so they match the AVX-512 and scalar paths bit for bit.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "ops/gemm_isa.h"
@@ -52,14 +51,6 @@ inline float reduce16(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// How far ahead (bytes) each weight row of a tile is prefetched, on the first token tile
-// only; past a row's end the tile's row R further down (the next tile's) instead. Rows are
-// row-major and a tile reads R of them side by side, short streams that the hardware
-// prefetcher picked up late: F16 decode read weights at a third of the bandwidth (qwen2.5-0.5b
-// shape, 15 GB/s of 47). 2048 was the best of 512, 1024, 2048, 4096 and 8192 in
-// BM_MatmulFromMemory (F16 and BF16, 2048 and 5632 x 2048, AVX-512; 2026-12-05).
-constexpr int64_t kFloatAhead = 2048;
-
 template <TensorType Ty, int R, int T>
 void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     // F16 weights take f32 activations (type_traits(F16).dot_type); BF16 takes BF16.
@@ -77,19 +68,10 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
     constexpr int64_t EB = Ty == TensorType::F32 ? 4 : 2;  // bytes per weight
     const int64_t row_bytes = a.n * EB;
-    // Rows shorter than the distance: the next tile's rows, one tile ahead.
-    const int64_t ahead = std::min(kFloatAhead, row_bytes);
     int64_t k = 0;
     for (; k + 16 <= a.n; k += 16) {
-        if (pf && ((k * EB) & 63) == 0) {  // see kFloatAhead
-            const int64_t p = k * EB + ahead;
-#pragma GCC unroll 4
-            for (int i = 0; i < R; ++i)
-                _mm_prefetch(
-                    (const char*)(p < row_bytes ? wp[i] + p
-                                                : wp[i] + R * a.w_stride + (p - row_bytes)),
-                    _MM_HINT_T0);
-        }
+        if (pf && ((k * EB) & 63) == 0)
+            gemm::prefetch_float_rows<R>(wp, a.w_stride, row_bytes, k * EB);  // gemm_isa.h
         __m256 x0[T], x1[T];
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) x0[j] = load8<At>(xp[j], k), x1[j] = load8<At>(xp[j], k + 8);

@@ -6,7 +6,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -43,9 +42,6 @@ inline float reduce16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// How far ahead (bytes) each weight row of a tile is prefetched: as kernels_avx2.cpp.
-constexpr int64_t kFloatAhead = 2048;
-
 template <TensorType Ty, int R, int T>
 void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     // F16 weights take f32 activations (type_traits(F16).dot_type); BF16 takes BF16.
@@ -63,20 +59,11 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
     constexpr int64_t EB = Ty == TensorType::F32 ? 4 : 2;  // bytes per weight
     const int64_t row_bytes = a.n * EB;
-    // Rows shorter than the distance: the next tile's rows, one tile ahead.
-    const int64_t ahead = std::min(kFloatAhead, row_bytes);
     int64_t k = 0;
     for (; k + 16 <= a.n; k += 16) {
         __m512 w[R], x[T];
-        if (pf && ((k * EB) & 63) == 0) {
-            const int64_t p = k * EB + ahead;
-#pragma GCC unroll 4
-            for (int i = 0; i < R; ++i)
-                _mm_prefetch(
-                    (const char*)(p < row_bytes ? wp[i] + p
-                                                : wp[i] + R * a.w_stride + (p - row_bytes)),
-                    _MM_HINT_T0);
-        }
+        if (pf && ((k * EB) & 63) == 0)
+            gemm::prefetch_float_rows<R>(wp, a.w_stride, row_bytes, k * EB);  // gemm_isa.h
 #pragma GCC unroll 4
         for (int i = 0; i < R; ++i) w[i] = load16<Ty>(wp[i], k, 0xFFFF);
 #pragma GCC unroll 4
