@@ -298,8 +298,13 @@ void Forward::ffn_moe(int il, int64_t n) {
         std::vector<float> ye((size_t)(m * dim));
         for (int64_t r = 0; r < m; ++r)
             std::copy_n(xb_.data() + (rows[r] / k) * dim, dim, xe_.data() + r * dim);
-        mm(L.gate_exps, e, xe_.data(), dim, m, he_.data(), ff);
-        mm(L.up_exps, e, xe_.data(), dim, m, he2_.data(), ff);
+        // Gate and up in one call: one activation conversion and one parallel region (the
+        // bits of two separate calls).
+        if (observer)
+            observer(L.gate_exps, e, xe_.data(), m), observer(L.up_exps, e, xe_.data(), m);
+        const MatmulOut gate_up[2] = {{L.gate_exps.mat(e), he_.data(), ff},
+                                      {L.up_exps.mat(e), he2_.data(), ff}};
+        matmul_multi(pool_, gate_up, 2, xe_.data(), dim, m, mm_scratch_);
         for (int64_t r = 0; r < m; ++r)
             swiglu(he_.data() + r * ff, he2_.data() + r * ff, he_.data() + r * ff, ff);
         mm(L.down_exps, e, he_.data(), ff, m, ye.data(), dim);
