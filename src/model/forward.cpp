@@ -300,8 +300,10 @@ void Forward::ffn_moe(int il, int64_t n) {
             std::copy_n(xb_.data() + (rows[r] / k) * dim, dim, xe_.data() + r * dim);
         // Gate and up in one call: one activation conversion and one parallel region (the
         // bits of two separate calls).
-        if (observer)
-            observer(L.gate_exps, e, xe_.data(), m), observer(L.up_exps, e, xe_.data(), m);
+        if (observer) {
+            observer(L.gate_exps, e, xe_.data(), m);
+            observer(L.up_exps, e, xe_.data(), m);
+        }
         const MatmulOut gate_up[2] = {{L.gate_exps.mat(e), he_.data(), ff},
                                       {L.up_exps.mat(e), he2_.data(), ff}};
         matmul_multi(pool_, gate_up, 2, xe_.data(), dim, m, mm_scratch_);
