@@ -129,19 +129,15 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     grow(hb_, n * hp.n_ff);
     grow(hb2_, n * hp.n_ff);
 
-    // Embedding lookup: dequantize one row of token_embd per token (a tied embedding may be
-    // packed for the output matmul: its row is read back into row-major order first).
+    // Embedding lookup: dequantize one row of token_embd per token (matmul_read_row: a tied
+    // embedding may be packed for the output matmul).
     const MatView embd = model_.token_embd.mat();
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         thread_local std::vector<uint8_t> row;
+        row.resize(embd.row_bytes);
         for (int64_t t = t0; t < t1; ++t) {
-            const uint8_t* src = embd.data + (size_t)batch.tokens[t] * embd.row_bytes;
-            if (embd.packed) {
-                row.resize(embd.row_bytes);
-                matmul_read_row(embd, batch.tokens[t], row.data());
-                src = row.data();
-            }
-            dequantize_row(embd.type, src, x_.data() + t * dim, dim);
+            matmul_read_row(embd, batch.tokens[t], row.data());
+            dequantize_row(embd.type, row.data(), x_.data() + t * dim, dim);
         }
     });
 

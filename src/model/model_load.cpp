@@ -107,16 +107,24 @@ auto matmul_weights(M& m) {
     return v;
 }
 
-// The matmul weights that the kernels in use want row-interleaved (a tied output counts: the
-// loader packs the token_embd it shares).
+// The weights that go into the arena (pack_weights): every present matmul weight, a tied
+// output as the token_embd it shares (its one copy serves the output matmul and the
+// embedding lookup).
 template <class M>
-auto packable_weights(M& m) {
+auto arena_weights(M& m) {
     auto v = matmul_weights(m);
     v.clear();
     for (auto* t : matmul_weights(m))
-        if (t->present() && (t->data != m.token_embd.data || t == &m.output) &&
-            matmul_can_pack(t->type))
-            v.push_back(t);
+        if (t->present() && t->data != m.token_embd.data) v.push_back(t);
+    if (m.output.present() && m.output.data == m.token_embd.data) v.push_back(&m.token_embd);
+    return v;
+}
+
+// Those of them the kernels in use want row-interleaved.
+template <class M>
+auto packable_weights(M& m) {
+    auto v = arena_weights(m);
+    std::erase_if(v, [](auto* t) { return !matmul_can_pack(t->type); });
     return v;
 }
 
@@ -141,10 +149,7 @@ void pack_weights(Model& m) {
         bool pack;  // repack it there (else a plain copy)
     };
     const bool tied = m.output.present() && m.output.data == m.token_embd.data;
-    std::vector<Tensor*> tensors;
-    for (Tensor* t : matmul_weights(m))
-        if (t->present() && t->data != m.token_embd.data) tensors.push_back(t);
-    if (tied) tensors.push_back(&m.token_embd);
+    const auto tensors = arena_weights(m);
     auto slice_bytes = [](const Tensor* t) { return (size_t)t->ne[1] * t->row_bytes(); };
     auto round_up = [](size_t x, size_t a) { return (x + a - 1) / a * a; };
     size_t total = 0;

@@ -138,16 +138,9 @@ inline int64_t kv_block_offset(const AttentionShape& s, int64_t block, int kv_he
 }
 
 // Element offset of (block, slot, kv_head)'s row in a V cache, or a K cache that is not
-// dims-major, whose rows are row_elems = kv_row_elems(s.kv_type, s.head_dim) long (given when
-// it is hoisted out of a loop).
-inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head,
-                               int64_t row_elems) {
-    return kv_layout(s.n_kv_head, s.block_size * row_elems, s.n_blocks)
-               .block_offset(block, kv_head) +
-           slot * row_elems;
-}
+// dims-major (rows of kv_row_elems(s.kv_type, s.head_dim) elements).
 inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t slot, int kv_head) {
-    return kv_cache_offset(s, block, slot, kv_head, kv_row_elems(s.kv_type, s.head_dim));
+    return kv_block_offset(s, block, kv_head) + slot * kv_row_elems(s.kv_type, s.head_dim);
 }
 
 // One position's K or V (head_dim floats) into its cache slot, in the cache's type (the
