@@ -89,7 +89,7 @@ void BM_Matmul(benchmark::State& st) {
 void matmul_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
     const TensorType types[] = {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K,
-                                TensorType::Q8_0, TensorType::F16};
+                                TensorType::Q8_0, TensorType::F16,  TensorType::BF16};
     const int64_t shapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
     for (TensorType t : types)
         for (auto& sh : shapes)

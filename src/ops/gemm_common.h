@@ -13,9 +13,19 @@
 // (dpbusd, maddubs, AMX) may compute them in any order; only the float chain is fixed, and it
 // is the same whether a kernel vectorizes over rows, tokens or both.
 //
-// Float weights (F32/F16/BF16, activations converted exactly to f32): 16 lanes, lane l
-// accumulates elements k = l (mod 16) in order with fma; then s8[i] = l[i] + l[i+8],
+// F32 and F16 weights (activations f32, converted exactly): 16 lanes, lane l accumulates
+// elements k = l (mod 16) in order with fma; then s8[i] = l[i] + l[i+8],
 // s4[i] = s8[i] + s8[i+4], s2[i] = s4[i] + s4[i+2], result = s2[0] + s2[1].
+//
+// BF16 weights (activations rounded to BF16): the arithmetic of AVX-512's BF16 pair dot
+// product (vdpbf16ps), so that machines with it run it natively at twice the fma rate. 16 lanes;
+// for each chunk c of 32 elements, lane l takes elements o = 32c + 2l + 1, then e = 32c + 2l:
+//     acc_l = ftz(fma(w_o, x_o, acc_l)),  acc_l = ftz(fma(w_e, x_e, acc_l))
+// with BF16 denormal inputs read as zero and denormal results flushed to zero (ftz); elements
+// past n are zero, and in the last chunk a lane whose even element is past n is left as it
+// is. Then the same reduction tree, each sum flushed to zero when denormal too. The SIMD paths
+// run a whole GEMM call under MXCSR's DAZ and FTZ (set once per call: per tile it cost AVX2
+// decode a fifth of its speed), those without the instruction with two fmas per pair.
 //
 // The scalar table (kernels_scalar.cpp) is the executable definition; the SIMD tables must
 // reproduce it bit for bit, which the tests check.

@@ -51,5 +51,8 @@ const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
 const KernelTable& amx_kernels();
+// The avx512 table as a CPU without AVX512_BF16 gets it (BF16 weights through fmas in the
+// same canonical order); for tests on CPUs that have the instruction.
+const KernelTable& avx512_kernels_without_bf16_dot();
 
 }  // namespace lokal

@@ -3,6 +3,7 @@
 // fma chain (std::fma, correctly rounded on every machine).
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "ops/kernels.h"
 #include "quant/blocks.h"
@@ -183,21 +184,39 @@ float dot_lanes(int64_t n, Load load) {
     return l[0] + l[1];
 }
 
-template <float (*Conv)(uint16_t)>
-struct LoadHalf {
-    const uint8_t* pw;
-    const uint8_t* pa;
-    float w(int64_t k) const {
+// BF16 rows (BF16 activations): the canonical BF16 order, the arithmetic of the AVX-512
+// BF16 pair dot product (vdpbf16ps, gemm_common.h). Lane l takes elements 32c + 2l + 1 (odd)
+// then 32c + 2l (even) of each chunk c of 32, each an fma rounded to nearest even with
+// denormal inputs read as zero and denormal results flushed to zero; elements past n are zero,
+// and a lane whose even element of the last chunk is past n is left as it is. Then the fixed
+// reduction tree, each sum flushed to zero when denormal too.
+float bf16_daz(uint16_t h) {
+    return (h & 0x7F80) == 0 ? std::copysign(0.0f, bf16_to_fp32(h)) : bf16_to_fp32(h);
+}
+float flush_denormal(float x) {
+    return std::fabs(x) < std::numeric_limits<float>::min() ? std::copysign(0.0f, x) : x;
+}
+
+float dot_bf16_pairs(int64_t n, const uint8_t* w, const uint8_t* a) {
+    auto elem = [n](const uint8_t* p, int64_t k) {
+        if (k >= n) return 0.0f;
         uint16_t h;
-        std::memcpy(&h, pw + 2 * k, 2);
-        return Conv(h);
-    }
-    float a(int64_t k) const {
-        uint16_t h;
-        std::memcpy(&h, pa + 2 * k, 2);
-        return Conv(h);
-    }
-};
+        std::memcpy(&h, p + 2 * k, 2);
+        return bf16_daz(h);
+    };
+    float l[16] = {};
+    for (int64_t c = 0; c < n; c += 32)
+        for (int i = 0; i < 16; ++i) {
+            const int64_t even = c + 2 * i, odd = even + 1;
+            if (even >= n) break;
+            l[i] = flush_denormal(std::fma(elem(w, odd), elem(a, odd), l[i]));
+            l[i] = flush_denormal(std::fma(elem(w, even), elem(a, even), l[i]));
+        }
+    for (int i = 0; i < 8; ++i) l[i] = flush_denormal(l[i] + l[i + 8]);
+    for (int i = 0; i < 4; ++i) l[i] = flush_denormal(l[i] + l[i + 4]);
+    for (int i = 0; i < 2; ++i) l[i] = flush_denormal(l[i] + l[i + 2]);
+    return flush_denormal(l[0] + l[1]);
+}
 
 // F16 weights meet f32 activations (see type_traits(F16).dot_type).
 struct LoadF16F32 {
@@ -227,8 +246,7 @@ float vec_dot_canon(int64_t n, const void* w, const void* a) {
         return dot_lanes(n,
                          LoadF16F32{static_cast<const uint8_t*>(w), static_cast<const float*>(a)});
     } else if constexpr (T == TensorType::BF16) {
-        return dot_lanes(n, LoadHalf<bf16_to_fp32>{static_cast<const uint8_t*>(w),
-                                                   static_cast<const uint8_t*>(a)});
+        return dot_bf16_pairs(n, static_cast<const uint8_t*>(w), static_cast<const uint8_t*>(a));
     } else if constexpr (T == TensorType::Q4_0) {
         return dot_q4_0(nb, static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(a));
     } else if constexpr (T == TensorType::Q4_1) {

@@ -121,7 +121,13 @@ TEST_P(Reference, LogitsTokensAndGreedyMatch) {
         // kGreedyTie of the maximum: the reference sums in SIMD lane order, we do not);
         // past such a tie the two continuations are no longer comparable.
         if (exact) {
-            constexpr float kGreedyTie = 2e-3f;
+            // BF16 models round every matmul's activations to 8 significant bits, so a
+            // last-bit difference upstream (kernels that agree across ISAs within rounding,
+            // not bit for bit, such as attention) can move an activation by 2^-9 and, 30
+            // tokens on, a logit by a few 1e-3: this machine's AVX2 and AVX-512 paths
+            // differed by 0.003 at greedy step 30 of one prompt (2026-12-05). So a tie there
+            // is 1e-2.
+            const float kGreedyTie = name.find(".BF16") != std::string::npos ? 1e-2f : 2e-3f;
             const auto want = p["greedy_ids"].get<std::vector<int32_t>>();
             std::vector<int32_t> got;
             std::vector<float> l(logits.end() - nv, logits.end());

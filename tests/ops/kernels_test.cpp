@@ -5,6 +5,11 @@
 //  - matmul is batch invariant and thread-count invariant, bit for bit.
 #include <gtest/gtest.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -116,6 +121,8 @@ std::vector<const KernelTable*> simd_tables() {
     std::vector<const KernelTable*> v;
     for (const char* isa : {"avx2", "avx512", "amx"})
         if (const KernelTable* t = kernels_for(isa)) v.push_back(t);
+    // BF16 weights as a CPU without AVX512_BF16 computes them (fmas in the same order).
+    if (kernels_for("avx512")) v.push_back(&avx512_kernels_without_bf16_dot());
     return v;
 }
 
@@ -225,6 +232,129 @@ TEST(Kernels, SimdGemmBitIdenticalToScalar) {
         }
     }
 }
+
+// BF16 weights follow the pair order of the AVX-512 BF16 dot product (gemm_common.h): per lane
+// the odd element of a pair, then the even one, denormal inputs read as zero, denormal results
+// flushed. Hand-worked cases where another order or IEEE denormals give a different answer,
+// on every table.
+std::vector<uint16_t> bf16_bits(const std::vector<float>& v) {
+    std::vector<uint16_t> out;
+    for (float f : v) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        EXPECT_EQ(u & 0xFFFF, 0u) << f << " is not a bf16 value";
+        out.push_back((uint16_t)(u >> 16));
+    }
+    return out;
+}
+
+float bf16_dot(const KernelTable& kt, const std::vector<uint16_t>& w,
+               const std::vector<uint16_t>& x) {
+    return kt.vec_dot[(int)TensorType::BF16]((int64_t)w.size(), w.data(), x.data());
+}
+
+TEST(Kernels, Bf16DotFollowsThePairOrder) {
+    std::vector<const KernelTable*> tables = simd_tables();
+    tables.push_back(&scalar_kernels());
+    const float tiny = std::ldexp(1.0f, -24);
+    for (const KernelTable* kt : tables) {
+        // Lane 0 holds elements 1, 0, 33, 32 in that order: 2^-24 + 2^-24 = 2^-23 first, then
+        // 1 + 2^-23 is exact. Elements k mod 16 in order (the F16 lanes) would put 2^-24 and
+        // 1 in different lanes and round 1 + 2^-24 to 1 at the end.
+        std::vector<float> w(34, 0.0f), x(34, 1.0f);
+        w[0] = w[1] = tiny;
+        w[33] = 1.0f;
+        EXPECT_EQ(bf16_dot(*kt, bf16_bits(w), bf16_bits(x)), 1.0f + 2 * tiny) << kt->isa;
+        // An odd length: the last lane's odd element is past the end.
+        EXPECT_EQ(bf16_dot(*kt, bf16_bits({1, 2, 3}), bf16_bits({4, 5, 6})), 32.0f) << kt->isa;
+        // A denormal weight (bf16 0x0001, 2^-133) reads as zero: 0, not 2^-133 * 2^100.
+        const std::vector<uint16_t> dw = {0x0001, 0}, dx = bf16_bits({std::ldexp(1.0f, 100), 0});
+        EXPECT_EQ(bf16_dot(*kt, dw, dx), 0.0f) << kt->isa;
+        // A product below the normal range is flushed: 2^-70 * 2^-60 = 2^-130 gives 0.
+        EXPECT_EQ(bf16_dot(*kt, bf16_bits({std::ldexp(1.0f, -70), 0}),
+                           bf16_bits({std::ldexp(1.0f, -60), 0})),
+                  0.0f)
+            << kt->isa;
+        // So is a sum in the reduction tree: lanes 0 and 8 (elements 1 and 17) hold 1.5 * 2^-126
+        // and -2^-126, whose sum 2^-127 is denormal.
+        std::vector<float> rw(18, 0.0f), rx(18, 1.0f);
+        rw[1] = 1.5f * std::ldexp(1.0f, -126);
+        rw[17] = -std::ldexp(1.0f, -126);
+#if defined(__x86_64__)
+        const unsigned mxcsr = _mm_getcsr();
+#endif
+        EXPECT_EQ(bf16_dot(*kt, bf16_bits(rw), bf16_bits(rx)), 0.0f) << kt->isa;
+#if defined(__x86_64__)
+        EXPECT_EQ(_mm_getcsr(), mxcsr) << kt->isa << " must restore MXCSR";
+#endif
+    }
+}
+
+#if defined(__x86_64__)
+// The scalar definition of the BF16 order against the instruction itself, where the CPU has it:
+// random rows with values across the whole exponent range, denormals and zeros, odd lengths.
+[[gnu::target("avx512f,avx512bw,avx512bf16")]] float bf16_dot_instruction(int64_t n,
+                                                                          const uint16_t* w,
+                                                                          const uint16_t* x) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k += 32) {
+        const int left = (int)std::min<int64_t>(32, n - k);
+        const __mmask32 em = left == 32 ? ~0u : (1u << left) - 1;
+        const __mmask16 lanes = (__mmask16)((1u << ((left + 1) / 2)) - 1);
+        const __m512i wv = _mm512_maskz_loadu_epi16(em, w + k);
+        const __m512i xv = _mm512_maskz_loadu_epi16(em, x + k);
+        acc = _mm512_mask_dpbf16_ps(acc, lanes, (__m512bh)wv, (__m512bh)xv);
+    }
+    // The canonical reduction tree, its sums flushed like the instruction's.
+    auto ftz = [](float v) { return std::fabs(v) < 0x1p-126f ? std::copysign(0.0f, v) : v; };
+    float l[16];
+    _mm512_storeu_ps(l, acc);
+    for (int i = 0; i < 8; ++i) l[i] = ftz(l[i] + l[i + 8]);
+    for (int i = 0; i < 4; ++i) l[i] = ftz(l[i] + l[i + 4]);
+    for (int i = 0; i < 2; ++i) l[i] = ftz(l[i] + l[i + 2]);
+    return ftz(l[0] + l[1]);
+}
+
+TEST(Kernels, Bf16DotMatchesTheHardwareInstruction) {
+    if (!cpu_features().avx512bf16) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+    std::mt19937 rng(31);
+    auto value = [&](bool wide) -> uint16_t {
+        const uint32_t r = rng();
+        const uint16_t sign = (uint16_t)(r & 0x8000), mant = (uint16_t)((r >> 1) & 0x7F);
+        switch (r % 16) {
+            case 0:
+                return sign;  // signed zero
+            case 1:
+                return (uint16_t)(sign | mant | 1);  // denormal
+            default: {
+                const int e = wide ? 1 + (int)(r >> 8) % 254 : 127 + (int)((r >> 8) % 9) - 4;
+                return (uint16_t)(sign | (e << 7) | mant);
+            }
+        }
+    };
+    int compared = 0;
+    for (int64_t n : {1, 2, 7, 31, 32, 33, 100, 1000}) {
+        for (int rep = 0; rep < 50; ++rep) {
+            const bool wide = rep % 2 == 1;
+            std::vector<uint16_t> w((size_t)n), x((size_t)n);
+            for (auto& v : w) v = value(wide);
+            for (auto& v : x) v = value(wide);
+            const float hw = bf16_dot_instruction(n, w.data(), x.data());
+            for (const KernelTable* kt : {&scalar_kernels(), &avx512_kernels_without_bf16_dot()}) {
+                const float got = bf16_dot(*kt, w, x);
+                if (std::isnan(hw)) {
+                    ASSERT_TRUE(std::isnan(got)) << kt->isa << " n=" << n;
+                } else {
+                    ASSERT_EQ(bits_of(got), bits_of(hw))
+                        << kt->isa << " n=" << n << " rep " << rep << ": " << got << " vs " << hw;
+                }
+                ++compared;
+            }
+        }
+    }
+    EXPECT_EQ(compared, 8 * 50 * 2);
+}
+#endif  // __x86_64__
 
 // Row-interleaved weights: packing is a permutation of the bytes (undone exactly), partial
 // last groups stay row-major, and every table that reads packed weights gives the scalar
