@@ -358,6 +358,7 @@ void run_model(const Opts& o) {
         {"weight_bytes_per_token", per_token},
         {"cpu", cpu_model_name()},
         {"kernel_path", kernels().isa},
+        {"kernel_bf16_dot", kernels().bf16_dot},
         {"packed_tensors", m.packed_tensors()},
         {"huge_page_bytes", huge_page_bytes()},
         {"transparent_huge_pages", transparent_huge_pages_mode()},
@@ -371,10 +372,10 @@ void run_model(const Opts& o) {
         std::printf("model:    %s (%s, %.2f B parameters, %.1f MiB of weights)\n", lm.path.c_str(),
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
         std::printf(
-            "machine:  %s; kernels %s (%d weight tensors repacked), %d threads, %s KV "
+            "machine:  %s; kernels %s%s (%d weight tensors repacked), %d threads, %s KV "
             "cache\n",
-            cpu_model_name().c_str(), kernels().isa, m.packed_tensors(), threads,
-            kv_type_name(o.cache_type));
+            cpu_model_name().c_str(), kernels().isa, kernels().bf16_dot ? " + bf16 dot" : "",
+            m.packed_tensors(), threads, kv_type_name(o.cache_type));
         std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
                     huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
         std::printf("roofline: %s read with %d threads%s\n\n", gbps(roof).c_str(), threads,

@@ -70,6 +70,7 @@ void register_info(CLI::App& app) {
             {"eos", lm.vocab->eos()},
             {"chat_template", has_template},
             {"kernel_path", kernels().isa},
+            {"kernel_bf16_dot", kernels().bf16_dot},
             {"packed_tensors", lm.model->packable_tensors()},
             {"threads_default", ThreadPool::default_threads()},
         };
@@ -145,8 +146,10 @@ void register_info(CLI::App& app) {
             o->parallel, per_type("total_bytes", 1048576.0, "MiB").c_str(),
             physical / 1073741824.0);
         std::printf(
-            "kernels:       %s, %d threads by default, %d weight tensors repacked when computing\n",
-            kernels().isa, ThreadPool::default_threads(), lm.model->packable_tensors());
+            "kernels:       %s%s, %d threads by default, %d weight tensors repacked when "
+            "computing\n",
+            kernels().isa, kernels().bf16_dot ? " + bf16 dot" : "", ThreadPool::default_threads(),
+            lm.model->packable_tensors());
     });
 }
 

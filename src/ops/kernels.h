@@ -27,6 +27,7 @@ struct KernelTable {
     // gemm_common.h), so the loader may pack weights for this table.
     bool reads_packed = false;
     int pack_interleave = 1;  // 8-row groups per packed unit (gemm_common.h: pack_rows)
+    bool bf16_dot = false;    // BF16 weights through the CPU's BF16 pair dot product (vdpbf16ps)
     VecDotFn vec_dot[(int)TensorType::COUNT] = {};
     gemm::GemmFn gemm[(int)TensorType::COUNT] = {};
     // Indexed by the activation (dot) type: F32, F16, BF16, Q8_0, Q8_1, Q8_K.

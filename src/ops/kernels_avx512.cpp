@@ -347,6 +347,7 @@ KernelTable make_table(bool amx, bool native_bf16) {
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
     t.gemm[(int)TensorType::BF16] = native_bf16 ? &gemm_bf16<true> : &gemm_bf16<false>;
+    t.bf16_dot = native_bf16;
     for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})

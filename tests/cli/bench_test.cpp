@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "ops/cpu_features.h"
 
 #include "gguf/gguf.h"
 #include "model/synth.h"
@@ -186,10 +189,17 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(count_lines(r.out), 1u);
     const json j = json::parse(r.out);
-    for (const char* k :
-         {"model", "architecture", "parameters", "weight_bytes", "weight_bytes_per_token", "cpu",
-          "kernel_path", "threads", "reps", "roofline_gbps", "roofline_measured"})
+    for (const char* k : {"model", "architecture", "parameters", "weight_bytes",
+                          "weight_bytes_per_token", "cpu", "kernel_path", "kernel_bf16_dot",
+                          "threads", "reps", "roofline_gbps", "roofline_measured"})
         EXPECT_TRUE(j.contains(k)) << k;
+    // The BF16 instruction is used exactly where the CPU has it (and LOKAL_BF16_DOT is not 0).
+    const char* bf16_env = std::getenv("LOKAL_BF16_DOT");
+    const bool avx512 = j["kernel_path"] == "avx512" || j["kernel_path"] == "amx";
+    if (avx512 && !(bf16_env && bf16_env[0] == '0'))
+        EXPECT_EQ(j["kernel_bf16_dot"].get<bool>(), lokal::cpu_features().avx512bf16);
+    else
+        EXPECT_FALSE(j["kernel_bf16_dot"].get<bool>());
     EXPECT_EQ(j["threads"], 2);
     EXPECT_EQ(j["roofline_gbps"], 10.0);
     // Where the weights and KV cache live: the system's THP mode and how much of them.
