@@ -24,8 +24,8 @@
 // with BF16 denormal inputs read as zero and denormal results flushed to zero (ftz); elements
 // past n are zero, and in the last chunk a lane whose even element is past n is left as it
 // is. Then the same reduction tree, each sum flushed to zero when denormal too. The SIMD paths
-// run a whole GEMM call under MXCSR's DAZ and FTZ (set once per call: per tile it cost AVX2
-// decode a fifth of its speed), those without the instruction with two fmas per pair.
+// run a whole GEMM call under MXCSR's DAZ and FTZ (set once per call), those without the
+// instruction with two fmas per pair.
 //
 // The scalar table (kernels_scalar.cpp) is the executable definition; the SIMD tables must
 // reproduce it bit for bit, which the tests check.

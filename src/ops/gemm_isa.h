@@ -23,6 +23,30 @@ float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const v
 // and 5632 x 2048, AVX-512; 2026-12-05). at: the bytes of each row read so far.
 constexpr int64_t kFloatAhead = 2048;
 
+// The first bytes of a float tile's R weight rows (from row r) and T activation rows (from
+// token t).
+template <int R, int T>
+[[gnu::always_inline]] inline void float_tile_rows(const GemmArgs& a, int64_t r, int64_t t,
+                                                   const uint8_t* (&wp)[R],
+                                                   const uint8_t* (&xp)[T]) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+}
+
+// MXCSR's DAZ and FTZ for one GEMM call of BF16 weights (gemm_common.h: the canonical BF16
+// order reads denormals as zero and flushes denormal results, as the BF16 dot product
+// instruction does; the fma paths get that from MXCSR). Set once per call, around the
+// reduction tree too.
+struct MxcsrDazFtz {
+    unsigned saved = _mm_getcsr();
+    MxcsrDazFtz() { _mm_setcsr(saved | 0x8040); }
+    ~MxcsrDazFtz() { _mm_setcsr(saved); }
+    MxcsrDazFtz(const MxcsrDazFtz&) = delete;
+    MxcsrDazFtz& operator=(const MxcsrDazFtz&) = delete;
+};
+
 template <int R>
 [[gnu::always_inline]] inline void prefetch_float_rows(const uint8_t* const (&wp)[R],
                                                        size_t w_stride, int64_t row_bytes,

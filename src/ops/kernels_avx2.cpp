@@ -60,10 +60,7 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         for (int j = 0; j < T; ++j) lo[i][j] = hi[i][j] = _mm256_setzero_ps();
     const uint8_t* wp[R];
     const uint8_t* xp[T];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    gemm::float_tile_rows<R, T>(a, r, t, wp, xp);
     constexpr int64_t EB = Ty == TensorType::F32 ? 4 : 2;  // bytes per weight
     const int64_t row_bytes = a.n * EB;
     int64_t k = 0;
@@ -143,16 +140,6 @@ void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
 // a 32-element chunk, lanes 8-15 dwords 8-15. Each pair is two fmas, odd element first, with
 // MXCSR's DAZ and FTZ set for the call: the arithmetic of AVX-512's vdpbf16ps.
 
-// MXCSR's DAZ and FTZ for one GEMM call (set per tile, the two ldmxcsr cost decode a fifth
-// of its speed).
-struct MxcsrDazFtz {
-    unsigned saved = _mm_getcsr();
-    MxcsrDazFtz() { _mm_setcsr(saved | 0x8040); }
-    ~MxcsrDazFtz() { _mm_setcsr(saved); }
-    MxcsrDazFtz(const MxcsrDazFtz&) = delete;
-    MxcsrDazFtz& operator=(const MxcsrDazFtz&) = delete;
-};
-
 inline __m256 bf16_odd(__m256i v) {
     return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
 }
@@ -197,10 +184,7 @@ void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         for (int j = 0; j < T; ++j) acc[i][j][0] = acc[i][j][1] = _mm256_setzero_ps();
     const uint8_t* wp[R];
     const uint8_t* xp[T];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    gemm::float_tile_rows<R, T>(a, r, t, wp, xp);
     const int64_t row_bytes = a.n * 2;
     int64_t k = 0;
     for (; k + 32 <= a.n; k += 32) {
@@ -238,7 +222,7 @@ void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
 }
 
 void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
-    const MxcsrDazFtz mode;
+    const gemm::MxcsrDazFtz mode;
     int64_t r = r0;
     // Decode: 8 rows a tile (a row group). A lane's pairs are one fma chain, two dependent fmas
     // a chunk, so each row holds two chains in flight: 4 rows were latency-bound

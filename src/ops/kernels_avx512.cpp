@@ -53,10 +53,7 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         for (int j = 0; j < T; ++j) acc[i][j] = _mm512_setzero_ps();
     const uint8_t* wp[R];
     const uint8_t* xp[T];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    gemm::float_tile_rows<R, T>(a, r, t, wp, xp);
     constexpr int64_t EB = Ty == TensorType::F32 ? 4 : 2;  // bytes per weight
     const int64_t row_bytes = a.n * EB;
     int64_t k = 0;
@@ -113,16 +110,6 @@ void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
 // lane, odd element first, with MXCSR's DAZ and FTZ set (the instruction reads denormals as zero
 // and flushes denormal results).
 
-// MXCSR's DAZ and FTZ for one GEMM call: the reduction tree runs under them on every path
-// (the instruction itself ignores MXCSR).
-struct MxcsrDazFtz {
-    unsigned saved = _mm_getcsr();
-    MxcsrDazFtz() { _mm_setcsr(saved | 0x8040); }
-    ~MxcsrDazFtz() { _mm_setcsr(saved); }
-    MxcsrDazFtz(const MxcsrDazFtz&) = delete;
-    MxcsrDazFtz& operator=(const MxcsrDazFtz&) = delete;
-};
-
 template <bool Native>
 [[gnu::always_inline]] inline __m512 bf16_pairs(__m512 acc, __m512i w, __m512i x, __mmask16 lanes) {
     if constexpr (Native) {
@@ -150,10 +137,7 @@ void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         for (int j = 0; j < T; ++j) acc[i][j] = _mm512_setzero_ps();
     const uint8_t* wp[R];
     const uint8_t* xp[T];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) wp[i] = a.w + (size_t)(r + i) * a.w_stride;
-#pragma GCC unroll 4
-    for (int j = 0; j < T; ++j) xp[j] = a.act + (size_t)(t + j) * a.act_stride;
+    gemm::float_tile_rows<R, T>(a, r, t, wp, xp);
     const int64_t row_bytes = a.n * 2;
     int64_t k = 0;
     for (; k + 32 <= a.n; k += 32) {  // 32 elements, 64 bytes: a cache line of each row
@@ -192,7 +176,7 @@ void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
 
 template <bool Native>
 void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
-    const MxcsrDazFtz mode;
+    const gemm::MxcsrDazFtz mode;
     // 4 x 4 tiles: 6 x 4 measured level, 8 x 3 and 4 x 6 slower, blocking the tokens to
     // fit L2 level (BM_Matmul BF16 2048 x 2048 and 5632 x 2048, 512 tokens, 1 thread,
     // 2026-12-05).
