@@ -91,16 +91,21 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
 
 template <TensorType Ty>
 void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        int64_t t = 0;
-        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 4, 4>(a, r, t, t == 0);
-        for (; t < a.n_tokens; ++t) float_tile<Ty, 4, 1>(a, r, t, t == 0);
-    }
-    for (; r < r1; ++r) {
-        int64_t t = 0;
-        for (; t + 4 <= a.n_tokens; t += 4) float_tile<Ty, 1, 4>(a, r, t, false);
-        for (; t < a.n_tokens; ++t) float_tile<Ty, 1, 1>(a, r, t, false);
+    // Tokens in blocks whose activations stay in L2 (gemm_isa.h: kActBlockBytes).
+    const int64_t tb = std::max<int64_t>(4, gemm::kActBlockBytes / (4 * a.n) / 4 * 4);  // f32
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
+        const int64_t t1 = std::min(a.n_tokens, t0 + tb);
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) float_tile<Ty, 4, 4>(a, r, t, t == 0);
+            for (; t < t1; ++t) float_tile<Ty, 4, 1>(a, r, t, t == 0);
+        }
+        for (; r < r1; ++r) {
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) float_tile<Ty, 1, 4>(a, r, t, false);
+            for (; t < t1; ++t) float_tile<Ty, 1, 1>(a, r, t, false);
+        }
     }
 }
 
@@ -184,11 +189,8 @@ void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
     if (a.n_tokens == 1)
         for (; rs + 8 <= r1; rs += 8) bf16_tile<Native, 8, 1>(a, rs, 0, true);
     // Batches: 4 x 4 tiles (6 x 4 measured level, 8 x 3 and 4 x 6 slower), over tokens in
-    // blocks of 256 KiB of activations, which stay in L2 while every tile of the call reads
-    // them (512 tokens at once streamed them from L3 for each tile, and the tiles waited on
-    // those loads). BM_Matmul BF16 512 tokens, alternated: 2048 x 2048, 2 threads 9.3-10.1 ->
-    // 8.3-8.9 ms; 5632 x 2048, 2 threads 25.6-28.0 -> 22.5-25.8 ms (512 KiB blocks between).
-    const int64_t tb = std::max<int64_t>(4, ((int64_t)256 << 10) / (2 * a.n) / 4 * 4);
+    // blocks whose activations stay in L2 (gemm_isa.h: kActBlockBytes).
+    const int64_t tb = std::max<int64_t>(4, gemm::kActBlockBytes / (2 * a.n) / 4 * 4);
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
         const int64_t t1 = std::min(a.n_tokens, t0 + tb);
         int64_t r = rs;
