@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <optional>
 
 #include "ops/gemm_isa.h"
 #include "ops/kernels.h"
@@ -175,6 +176,35 @@ template <int R, int T, bool Masked>
     }
 }
 
+// The last partial chunk of a BF16 tile (left < 32 elements from byte `at`): zero-padded
+// copies of the rows' and tokens' elements, and the lanes it may change (those whose even
+// element is before n; the others keep their value).
+template <int R, int T>
+struct Bf16Tail {
+    alignas(32) uint8_t wbuf[R][64];
+    alignas(32) uint8_t xbuf[T][64];
+    const uint8_t* wq[R];
+    const uint8_t* xq[T];
+    __m256 lane_mask[2];
+
+    Bf16Tail(const uint8_t* const (&wp)[R], const uint8_t* const (&xp)[T], int64_t at, int left) {
+        for (int i = 0; i < R; ++i) {
+            std::memset(wbuf[i], 0, 64);
+            std::memcpy(wbuf[i], wp[i] + at, (size_t)left * 2);
+            wq[i] = wbuf[i];
+        }
+        for (int j = 0; j < T; ++j) {
+            std::memset(xbuf[j], 0, 64);
+            std::memcpy(xbuf[j], xp[j] + at, (size_t)left * 2);
+            xq[j] = xbuf[j];
+        }
+        alignas(32) int32_t mask[16];
+        for (int l = 0; l < 16; ++l) mask[l] = 2 * l < left ? -1 : 0;
+        lane_mask[0] = _mm256_load_ps((const float*)mask);
+        lane_mask[1] = _mm256_load_ps((const float*)mask + 8);
+    }
+};
+
 template <int R, int T>
 void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     __m256 acc[R][T][2];
@@ -192,27 +222,8 @@ void bf16_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         bf16_chunk<R, T, false>(wp, xp, 2 * k, acc, nullptr);
     }
     if (k < a.n) {
-        // Elements past n read as zero (copies padded with zeros); lanes whose even element is
-        // past n keep their value.
-        const int left = (int)(a.n - k);
-        alignas(32) uint8_t wbuf[R][64], xbuf[T][64];
-        const uint8_t* wq[R];
-        const uint8_t* xq[T];
-        for (int i = 0; i < R; ++i) {
-            std::memset(wbuf[i], 0, 64);
-            std::memcpy(wbuf[i], wp[i] + 2 * k, (size_t)left * 2);
-            wq[i] = wbuf[i];
-        }
-        for (int j = 0; j < T; ++j) {
-            std::memset(xbuf[j], 0, 64);
-            std::memcpy(xbuf[j], xp[j] + 2 * k, (size_t)left * 2);
-            xq[j] = xbuf[j];
-        }
-        alignas(32) int32_t mask[16];
-        for (int l = 0; l < 16; ++l) mask[l] = 2 * l < left ? -1 : 0;
-        const __m256 lane_mask[2] = {_mm256_load_ps((const float*)mask),
-                                     _mm256_load_ps((const float*)mask + 8)};
-        bf16_chunk<R, T, true>(wq, xq, 0, acc, lane_mask);
+        const Bf16Tail<R, T> tail(wp, xp, 2 * k, (int)(a.n - k));
+        bf16_chunk<R, T, true>(tail.wq, tail.xq, 0, acc, tail.lane_mask);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i)
@@ -258,28 +269,8 @@ void bf16_tile_by_half(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
     const int64_t row_bytes = a.n * 2;
     const int left = (int)(a.n % 32);
     const int64_t full = a.n - left;
-    // The last partial chunk: zero-padded copies; lanes whose even element is past n keep
-    // their value.
-    alignas(32) uint8_t wbuf[R][64], xbuf[T][64];
-    const uint8_t* wq[R];
-    const uint8_t* xq[T];
-    __m256 lane_mask[2] = {};
-    if (left) {
-        for (int i = 0; i < R; ++i) {
-            std::memset(wbuf[i], 0, 64);
-            std::memcpy(wbuf[i], wp[i] + 2 * full, (size_t)left * 2);
-            wq[i] = wbuf[i];
-        }
-        for (int j = 0; j < T; ++j) {
-            std::memset(xbuf[j], 0, 64);
-            std::memcpy(xbuf[j], xp[j] + 2 * full, (size_t)left * 2);
-            xq[j] = xbuf[j];
-        }
-        alignas(32) int32_t mask[16];
-        for (int l = 0; l < 16; ++l) mask[l] = 2 * l < left ? -1 : 0;
-        lane_mask[0] = _mm256_load_ps((const float*)mask);
-        lane_mask[1] = _mm256_load_ps((const float*)mask + 8);
-    }
+    std::optional<Bf16Tail<R, T>> tail;
+    if (left) tail.emplace(wp, xp, 2 * full, left);
     alignas(32) float lanes[R][T][16];
     for (int h = 0; h < 2; ++h) {
         __m256 acc[R][T];
@@ -289,9 +280,9 @@ void bf16_tile_by_half(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
             for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
         for (int64_t k = 0; k < full; k += 32) {
             if (pf && h == 0) gemm::prefetch_float_rows<R>(wp, a.w_stride, row_bytes, k * 2);
-            bf16_half_chunk<R, T, false>(wp, xp, 2 * k + 32 * h, acc, lane_mask[h]);
+            bf16_half_chunk<R, T, false>(wp, xp, 2 * k + 32 * h, acc, _mm256_setzero_ps());
         }
-        if (left) bf16_half_chunk<R, T, true>(wq, xq, 32 * h, acc, lane_mask[h]);
+        if (tail) bf16_half_chunk<R, T, true>(tail->wq, tail->xq, 32 * h, acc, tail->lane_mask[h]);
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4

@@ -89,24 +89,34 @@ void float_tile(const GemmArgs& a, int64_t r, int64_t t, bool pf) {
         for (int j = 0; j < T; ++j) a.y[(t + j) * a.ldy + r + i] = reduce16(acc[i][j]);
 }
 
-template <TensorType Ty>
-void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
-    // Tokens in blocks whose activations stay in L2 (gemm_isa.h: kActBlockBytes).
-    const int64_t tb = std::max<int64_t>(4, gemm::kActBlockBytes / (4 * a.n) / 4 * 4);  // f32
+// Batches of float weights: rows [r0, r1) in 4 x 4 tiles, over the tokens in blocks whose
+// activations (act_bytes each) stay in L2 (gemm_isa.h: kActBlockBytes); rows past the last 4
+// one at a time. tile.template operator()<R, T>(r, t, prefetch) computes one tile.
+template <class Tile>
+[[gnu::always_inline]] inline void float_tiles_4x4(const GemmArgs& a, int64_t r0, int64_t r1,
+                                                   int64_t act_bytes, Tile&& tile) {
+    const int64_t tb = std::max<int64_t>(4, gemm::kActBlockBytes / (act_bytes * a.n) / 4 * 4);
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
         const int64_t t1 = std::min(a.n_tokens, t0 + tb);
         int64_t r = r0;
         for (; r + 4 <= r1; r += 4) {
             int64_t t = t0;
-            for (; t + 4 <= t1; t += 4) float_tile<Ty, 4, 4>(a, r, t, t == 0);
-            for (; t < t1; ++t) float_tile<Ty, 4, 1>(a, r, t, t == 0);
+            for (; t + 4 <= t1; t += 4) tile.template operator()<4, 4>(r, t, t == 0);
+            for (; t < t1; ++t) tile.template operator()<4, 1>(r, t, t == 0);
         }
         for (; r < r1; ++r) {
             int64_t t = t0;
-            for (; t + 4 <= t1; t += 4) float_tile<Ty, 1, 4>(a, r, t, false);
-            for (; t < t1; ++t) float_tile<Ty, 1, 1>(a, r, t, false);
+            for (; t + 4 <= t1; t += 4) tile.template operator()<1, 4>(r, t, false);
+            for (; t < t1; ++t) tile.template operator()<1, 1>(r, t, false);
         }
     }
+}
+
+template <TensorType Ty>
+void gemm_float(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
+    float_tiles_4x4(a, r0, r1, 4, [&]<int R, int T>(int64_t r, int64_t t, bool pf) {
+        float_tile<Ty, R, T>(a, r, t, pf);
+    });
 }
 
 // ---- BF16 weights: the canonical BF16 order (gemm_common.h), pairs of elements per lane ----
@@ -188,23 +198,10 @@ void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
     // 43.8 t/s, 8 rows 67.6 / 49.2 / 49.8, 2 rows 54.1 / 43.4 / 42.8).
     if (a.n_tokens == 1)
         for (; rs + 8 <= r1; rs += 8) bf16_tile<Native, 8, 1>(a, rs, 0, true);
-    // Batches: 4 x 4 tiles (6 x 4 measured level, 8 x 3 and 4 x 6 slower), over tokens in
-    // blocks whose activations stay in L2 (gemm_isa.h: kActBlockBytes).
-    const int64_t tb = std::max<int64_t>(4, gemm::kActBlockBytes / (2 * a.n) / 4 * 4);
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
-        const int64_t t1 = std::min(a.n_tokens, t0 + tb);
-        int64_t r = rs;
-        for (; r + 4 <= r1; r += 4) {
-            int64_t t = t0;
-            for (; t + 4 <= t1; t += 4) bf16_tile<Native, 4, 4>(a, r, t, t == 0);
-            for (; t < t1; ++t) bf16_tile<Native, 4, 1>(a, r, t, t == 0);
-        }
-        for (; r < r1; ++r) {
-            int64_t t = t0;
-            for (; t + 4 <= t1; t += 4) bf16_tile<Native, 1, 4>(a, r, t, false);
-            for (; t < t1; ++t) bf16_tile<Native, 1, 1>(a, r, t, false);
-        }
-    }
+    // Batches: 4 x 4 tiles (6 x 4 measured level, 8 x 3 and 4 x 6 slower) over token blocks.
+    float_tiles_4x4(a, rs, r1, 2, [&]<int R, int T>(int64_t r, int64_t t, bool pf) {
+        bf16_tile<Native, R, T>(a, r, t, pf);
+    });
 }
 
 // ---- activation conversion, bit-identical to quantize_row_dot ----
