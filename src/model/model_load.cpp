@@ -107,6 +107,12 @@ auto matmul_weights(M& m) {
     return v;
 }
 
+// Whether the output layer is token_embd itself (a tied embedding: one copy in the file).
+template <class M>
+bool output_is_tied(const M& m) {
+    return m.output.present() && m.output.data == m.token_embd.data;
+}
+
 // The weights that go into the arena (pack_weights): every present matmul weight, a tied
 // output as the token_embd it shares (its one copy serves the output matmul and the
 // embedding lookup).
@@ -116,7 +122,7 @@ auto arena_weights(M& m) {
     v.clear();
     for (auto* t : matmul_weights(m))
         if (t->present() && t->data != m.token_embd.data) v.push_back(t);
-    if (m.output.present() && m.output.data == m.token_embd.data) v.push_back(&m.token_embd);
+    if (output_is_tied(m)) v.push_back(&m.token_embd);
     return v;
 }
 
@@ -148,7 +154,7 @@ void pack_weights(Model& m) {
         size_t bytes;
         bool pack;  // repack it there (else a plain copy)
     };
-    const bool tied = m.output.present() && m.output.data == m.token_embd.data;
+    const bool tied = output_is_tied(m);  // before the arena moves token_embd
     const auto tensors = arena_weights(m);
     auto slice_bytes = [](const Tensor* t) { return (size_t)t->ne[1] * t->row_bytes(); };
     auto round_up = [](size_t x, size_t a) { return (x + a - 1) / a * a; };

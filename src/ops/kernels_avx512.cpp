@@ -325,8 +325,11 @@ float vec_dot(int64_t n, const void* w, const void* a) {
     return gemm::vec_dot_via(table().gemm[(int)T], T, n, w, a);
 }
 
-float vec_dot_bf16_emulated(int64_t n, const void* w, const void* a) {
-    return gemm::vec_dot_via(&gemm_bf16<false>, TensorType::BF16, n, w, a);
+// BF16 vec_dot through the table's own BF16 GEMM (native or fma; vec_dot above reads the
+// process's table).
+template <bool Native>
+float vec_dot_bf16(int64_t n, const void* w, const void* a) {
+    return gemm::vec_dot_via(&gemm_bf16<Native>, TensorType::BF16, n, w, a);
 }
 
 KernelTable make_table(bool amx, bool native_bf16) {
@@ -338,6 +341,7 @@ KernelTable make_table(bool amx, bool native_bf16) {
     t.gemm[(int)TensorType::F32] = &gemm_float<TensorType::F32>;
     t.gemm[(int)TensorType::F16] = &gemm_float<TensorType::F16>;
     t.gemm[(int)TensorType::BF16] = native_bf16 ? &gemm_bf16<true> : &gemm_bf16<false>;
+    t.vec_dot[(int)TensorType::BF16] = native_bf16 ? &vec_dot_bf16<true> : &vec_dot_bf16<false>;
     t.bf16_dot = native_bf16;
     for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
@@ -346,7 +350,6 @@ KernelTable make_table(bool amx, bool native_bf16) {
 #define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
     LOKAL_VD(F32)
     LOKAL_VD(F16)
-    LOKAL_VD(BF16)
     LOKAL_VD(Q4_0)
     LOKAL_VD(Q4_1)
     LOKAL_VD(Q5_0)
@@ -366,7 +369,6 @@ KernelTable make_table(bool amx, bool native_bf16) {
     t.quantize[(int)TensorType::Q8_0] = &quantize_q8_0;
     t.quantize[(int)TensorType::Q8_1] = &quantize_scalar<TensorType::Q8_1>;
     t.quantize[(int)TensorType::Q8_K] = &quantize_q8_k;
-    if (!native_bf16) t.vec_dot[(int)TensorType::BF16] = &vec_dot_bf16_emulated;
     return t;
 }
 
