@@ -303,14 +303,16 @@ void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
     int64_t r = r0;
     // Decode: 8 rows a tile (a row group). A lane's pairs are one fma chain, two dependent fmas
     // a chunk, so each row holds two chains in flight: 4 rows were latency-bound
-    // (BM_MatmulFromMemory BF16 5632 x 2048, 1 thread: 2 rows 1375-1463 us, 4 rows 834-983,
+    // (BM_MatmulFromMemory BF16 5632 x 2048, 1 thread, tile heights through a temporary switch:
+    // 2 rows 1375-1463 us, 4 rows 834-983,
     // 6 rows 627-802, 8 rows 664-800; the k mod 16 order before, 4 rows, 758-760).
     if (a.n_tokens == 1) {
         for (; r + 8 <= r1; r += 8) bf16_tile<8, 1>(a, r, 0, true);
         for (; r + 4 <= r1; r += 4) bf16_tile<4, 1>(a, r, 0, true);
     }
     // Batches: 4 rows x 2 tokens, a half of the lanes at a time (bf16_tile_by_half).
-    // BM_Matmul BF16 2048 x 2048, 1 thread, LOKAL_ISA=avx2 on the Zen 5, two rounds: 512
+    // BM_Matmul BF16 2048 x 2048, 1 thread, LOKAL_ISA=avx2 on the Zen 5, shapes through a
+    // temporary switch, two rounds: 512
     // tokens 2 x 2 both halves 115 / 101 ms, 4 x 2 by half 101 / 84, 2 x 4 by half 156 / 143,
     // 4 x 3 by half 132 / 117; 8 tokens 1.80 / 1.86 -> 1.73 / 1.45 ms.
     if (a.n_tokens > 1)

@@ -194,11 +194,13 @@ template <bool Native>
 void gemm_bf16(const GemmArgs& a, int64_t r0, int64_t r1, void*) {
     const gemm::MxcsrDazFtz mode;
     int64_t rs = r0;
-    // Decode: 8 rows a tile (qwen2.5-0.5b shape BF16, tg32, alternated: 4 rows 60.0 / 44.2 /
-    // 43.8 t/s, 8 rows 67.6 / 49.2 / 49.8, 2 rows 54.1 / 43.4 / 42.8).
+    // Decode: 8 rows a tile (qwen2.5-0.5b shape BF16, tg32, tile heights through a temporary
+    // switch, alternated: 4 rows 60.0 / 44.2 / 43.8 t/s, 8 rows 67.6 / 49.2 / 49.8, 2 rows
+    // 54.1 / 43.4 / 42.8).
     if (a.n_tokens == 1)
         for (; rs + 8 <= r1; rs += 8) bf16_tile<Native, 8, 1>(a, rs, 0, true);
-    // Batches: 4 x 4 tiles (6 x 4 measured level, 8 x 3 and 4 x 6 slower) over token blocks.
+    // Batches: 4 x 4 tiles (6 x 4 measured level, 8 x 3 and 4 x 6 slower, through a temporary
+    // switch) over token blocks.
     float_tiles_4x4(a, rs, r1, 2, [&]<int R, int T>(int64_t r, int64_t t, bool pf) {
         bf16_tile<Native, R, T>(a, r, t, pf);
     });
