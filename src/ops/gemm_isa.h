@@ -27,10 +27,9 @@ constexpr int64_t kFloatAhead = 2048;
 // which stay in L2 (1-2 MiB on AVX-512 CPUs) while every tile of the call reads them: with
 // 512 tokens at once they streamed from L3 for every 4-row tile and the tiles waited on them.
 // BM_Matmul 512 tokens, 2 threads, alternated through a temporary switch (2026-12-05): F16
-// 2048 x 2048 16.5-17.8 ->
-// 13.5-15.2 ms, 5632 x 2048 44.7-50.1 -> 38.4-42.8; BF16 9.3-10.1 -> 8.3-8.9, 25.6-28.0 ->
-// 22.5-25.8 (512 KiB level or slightly better, less safe on smaller L2s). The AVX2 F16
-// tiles are compute-bound: level there, not used.
+// 2048 x 2048 16.5-17.8 -> 13.5-15.2 ms, 5632 x 2048 44.7-50.1 -> 38.4-42.8; BF16 9.3-10.1
+// -> 8.3-8.9, 25.6-28.0 -> 22.5-25.8 (512 KiB level or slightly better, less safe on smaller
+// L2s). The AVX2 F16 tiles are compute-bound: level there, not used.
 constexpr int64_t kActBlockBytes = int64_t{256} << 10;
 
 // The first bytes of a float tile's R weight rows (from row r) and T activation rows (from
