@@ -277,12 +277,12 @@ BENCHMARK(BM_QuantizeAct)
 
 // The matmuls of a TinyLlama layer in a forward pass's order (Q/K/V 2560 x 2048, wo 2048 x
 // 2048, gate/up 11264 x 2048, down 2048 x 5632), `layers` copies of them used in turn, Q4_0
-// packed on huge pages: what the weights' streams cost when every call starts a new matrix
+// packed on huge pages (Q4_0, Q4_K or Q8_0): what the weights' streams cost when every call starts a new matrix
 // (BM_MatmulFromMemory reads copies of one matrix back to back). Per layer.
 void BM_MatmulLayer(benchmark::State& st) {
-    const TensorType t = TensorType::Q4_0;
-    ThreadPool& pool = pool_for((int)st.range(0));
-    const int64_t tokens = st.range(1), layers = 22;
+    const TensorType t = (TensorType)st.range(0);
+    ThreadPool& pool = pool_for((int)st.range(1));
+    const int64_t tokens = st.range(2), layers = 22;
     const int64_t shapes[4][2] = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
     size_t total = 0, offsets[4];
     for (int i = 0; i < 4; ++i) {
@@ -321,8 +321,8 @@ void BM_MatmulLayer(benchmark::State& st) {
         benchmark::Counter(macs * st.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_MatmulLayer)
-    ->ArgNames({"thr", "tok"})
-    ->ArgsProduct({{1, 2}, {1, 8}})
+    ->ArgNames({"type", "thr", "tok"})
+    ->ArgsProduct({{(int)TensorType::Q4_0, (int)TensorType::Q4_K, (int)TensorType::Q8_0}, {1, 2}, {1, 8}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
