@@ -109,7 +109,8 @@ struct Strided {
     }
     __m256 h(int64_t b, int x) const;
     // Decode reads 8 row streams: when block b starts a new cache line, fetch that line of
-    // each row 1 KiB ahead (a prefetch past the end is harmless).
+    // each row 1 KiB ahead (a prefetch past the end is harmless). The same for batches.
+    [[gnu::always_inline]] void prefetch_burst(int64_t b) const { prefetch(b); }
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         const size_t off = (size_t)b * BB;
         if (off % 64 >= BB) return;
@@ -136,12 +137,16 @@ struct Packed {
     [[gnu::always_inline]] __m256 h(int64_t b, int x) const {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)at(b, x)));
     }
-    // Decode streams the group front to back: fetch block b's run some blocks early.
+    // Batches stream the group front to back: fetch block b's run some blocks early.
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         constexpr int kRun = kPackRows * L.block_bytes, kAhead = 2048;
         const char* p = (const char*)base + (size_t)b * kRun + kAhead;
 #pragma GCC unroll 32
         for (int o = 0; o < kRun; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+    // Decode (gemm_isa.h).
+    [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
+        prefetch_decode_burst<kPackRows * L.block_bytes, false>(base, b, kDecodeAhead);
     }
 };
 
@@ -723,7 +728,10 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
     for (int t = 0; t < TT; ++t) f[t] = _mm256_setzero_ps();
     Pan P;
     for (int64_t b = 0; b < nb; ++b) {
-        R.prefetch(b);
+        if constexpr (TT == 1)
+            R.prefetch_burst(b);
+        else
+            R.prefetch(b);
         if constexpr (QK == 32) {
             Ty::unpack(R, b, P);
             Compute<Ty, T>::fn(&P, 1, b, nb, tk, f);

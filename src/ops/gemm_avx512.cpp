@@ -132,7 +132,8 @@ inline __m512i iq4_lut() {
 //
 // Byte x of the block (a constant after inlining). t4: dwords x..x+3 (16 bytes) as 4 vectors,
 // lane i = row i; g: the dword at x; h: the fp16 at x as floats (x starts a 2-byte field);
-// prefetch: fetch what block b will need some way ahead (decode streams the weights).
+// prefetch: fetch what block b will need some way ahead (batches); prefetch_burst: the same
+// for decode, in bursts (gemm_isa.h).
 
 // Strided: row-major rows, transposed on the fly (shuffles and gathers).
 template <int BB>
@@ -153,7 +154,12 @@ struct Strided {
     [[gnu::always_inline]] void prefetch_part(int64_t b) const {
         if constexpr (P == 0) prefetch(b);  // row-major tails: whole blocks, as before
     }
-    // 16 row streams: every cache line that starts inside block b, 1 KiB ahead in each row.
+    // 16 row streams: every cache line that starts inside block b, 1 KiB ahead in each row
+    // (decode and batches alike).
+    template <bool Stepped>
+    [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
+        prefetch(b);
+    }
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         const size_t off = (size_t)b * BB;
         for (size_t p = (off + 63) & ~(size_t)63; p < off + BB; p += 64)
@@ -194,6 +200,11 @@ struct Packed {
     }
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         prefetch_part<0, 1>(b);
+    }
+    // Decode (gemm_isa.h).
+    template <bool Stepped>
+    [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
+        prefetch_decode_burst<2 * kRun, Stepped>(base, b, ahead);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>
@@ -641,10 +652,11 @@ template <class Ty, class S>
     Ty::scales(R, b, P);
 }
 
-// unpack_k for the streaming paths, with R.prefetch(b) in two halves around it (gemv_k does
-// the same around its weights): a K-quant block is 36 (Q4_K) to 54 (Q6_K) lines, and all at
-// once they stalled the loads. BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads: Q6_K
-// 459-501 -> 340-374 us, Q4_K 296-319 -> 265-283; bench/ab Q4_K_M batched 8 1.187.
+// unpack_k for the batched streaming paths, with R.prefetch(b) in two halves around it: a
+// K-quant block is 36 (Q4_K) to 54 (Q6_K) lines, and all at once they stalled the loads
+// there (decode prefers bursts, gemm_isa.h; bursts here measured level, bench/ab batched 8).
+// BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads: Q6_K 459-501 -> 340-374 us,
+// Q4_K 296-319 -> 265-283; bench/ab Q4_K_M batched 8 1.187.
 template <class Ty, class S>
 [[gnu::always_inline]] inline void prefetch_unpack_k(const S& R, int64_t b, PK& P) {
     R.template prefetch_part<0, 2>(b);
@@ -659,10 +671,7 @@ template <class Ty, class Src>
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
     constexpr int NC = Ty::CORR ? NS : 0;
     PK P;  // scales only
-    // The next group's lines for this block in two halves, before and after the weights (see
-    // prefetch_unpack_k; BM_MatmulFromMemory Q6_K 1 thread 392-436 -> 330-340 us, bench/ab
-    // Q4_K_M tg 1.125).
-    R.template prefetch_part<0, 2>(b);
+    R.template prefetch_burst<true>(b);
     Ty::scales(R, b, P);
     __m512i S[NS];
 #pragma GCC unroll 16
@@ -673,7 +682,6 @@ template <class Ty, class Src>
     Ty::weights(R, b, [&](int k, __m512i v) {
         S[k / DW] = _mm512_dpbusd_epi32(S[k / DW], v, _mm512_set1_epi32(ld32(y + 4 * k)));
     });
-    R.template prefetch_part<1, 2>(b);
     __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int j = 0; j < NS; ++j) isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(S[j], P.sc[j]));
@@ -837,7 +845,10 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
     }
     for (int64_t b = 0; b < nb; ++b) {
         if constexpr (QK == 32) {
-            R.prefetch(b);
+            if constexpr (T == 1)
+                R.template prefetch_burst<false>(b);
+            else
+                R.prefetch(b);
             P32 P;
             Ty::unpack(R, b, P);
             const __m512 m = Ty::kMin ? P.m : P.d;
@@ -904,22 +915,13 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
 // How far ahead (bytes) the packed paths prefetch; 0: not at all. A 16-row unit is one
 // forward stream (gemm_common.h) that the hardware prefetcher follows by itself while the
 // loop between loads is short; where the arithmetic per byte is longer it falls behind.
-// Measured with each thread reading its rows as one stream (parallel_spans), alternated
-// pairs of `bench/ab … -p 0 -n 32 -b 0 -r 2` through a temporary switch, 5 pairs each:
-// - Q8_0 decode (bb 34): none; 4 KiB ahead 0.937 of none (0 of 5 ahead), 8 KiB 0.97 of 4.
-// - Other 32-element decode (Q4_0, bb 18): 4 KiB; none 0.955, 2 KiB 0.93, 8 KiB 0.96
-//   (and 16 KiB level with 8).
-// - K-quant decode: 8 KiB; 16 KiB 0.955 (0 of 5 ahead), 4 KiB 0.92 of 16.
-// (With the guided ranges before, none was best for every 32-element type and 16 KiB for
-// K-quants: each range restarted the stream, so the distances interact with the split.)
+// Decode: kDecodeAhead in bursts (gemm_isa.h).
 // Batches: 8 KiB best of 8/16 KiB, one and two units (BM_MatmulFromMemory 8 tokens, 2
 // threads: Q4_0 238-261 -> 193-216 us, Q6_K 337-378 -> 270-285, Q4_K 248-289 -> 238-249;
 // Q8_0 level). LOKAL_GEMM_PREFETCH=0: none anywhere (for A/B).
-size_t packed_prefetch_ahead(int qk, int block_bytes, int64_t n_tokens) {
+size_t packed_prefetch_ahead() {
     static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
-    if (!on) return 0;
-    if (n_tokens > 1 || qk != 32) return 8192;
-    return block_bytes >= 34 ? 0 : 4096;  // 32-element decode: Q8_0 none, the others 4 KiB
+    return on ? kDecodeAhead : 0;  // batches: 8 KiB as well
 }
 
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB, bool Amx>
@@ -939,7 +941,7 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     // In a packed matrix, rows [0, packed_end) are packed: 16-row units (interleave 2) from
     // row 0 while they fit, then at most one 8-row group; the rest row-major.
     const int64_t packed_end = a.packed ? a.n_rows - a.n_rows % kPackRows : 0;
-    const size_t ahead = packed_prefetch_ahead(QK, BB, a.n_tokens);
+    const size_t ahead = packed_prefetch_ahead();
     std::vector<uint8_t> pad;
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);

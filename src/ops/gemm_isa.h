@@ -23,6 +23,41 @@ float vec_dot_via(GemmFn fn, TensorType t, int64_t n, const void* w_row, const v
 // and 5632 x 2048, AVX-512; 2026-12-05). at: the bytes of each row read so far.
 constexpr int64_t kFloatAhead = 2048;
 
+// Quantized decode (one token) streams each thread's packed row units front to back and
+// prefetches kDecodeAhead bytes ahead in bursts: at every Burst-th block, the lines of the
+// Burst blocks from there (Burst whole blocks of about kDecodeBurstBytes: 8 Q4_0 blocks of
+// 16 rows, 4 of Q8_0, one K-quant block on AVX-512; as many bytes of 8-row blocks on AVX2).
+// Before, every block requested its own lines (AVX-512: Q4_0 4 KiB ahead, Q8_0 none,
+// K-quants in two halves around the block; AVX2: each block 2 KiB ahead), and the decode
+// matmuls read 30-34 GB/s where the K-quants' whole-block requests read 39-45 (`lokal bench
+// --matmul-profile`, llama-2-7b and TinyLlama shapes, Zen 5). A burst's lines are requested
+// back to back (Stepped = false) except on AVX-512 K-quant decode, where back to back they
+// held up the block's arithmetic: there one per loop step (TinyLlama Q4_K_M tg 0.81x the
+// halves before back to back, 1.18x stepped; stepped Q4_0 was 0.94-0.95x back to back, and
+// AVX2 Q4_K_M stepped 1.18x the old and back to back 1.47x). Sizes and distances, alternated
+// `bench/ab` through temporary switches: bursts of 1152 bytes 0.96x, 4608 0.92-0.94x, 6912
+// and 9216 slower still; 4 KiB ahead 0.93x (AVX2 Q4_K_M), 6-12 KiB no better than 8.
+constexpr int kDecodeBurstBytes = 2304;
+constexpr size_t kDecodeAhead = 8192;
+
+// The burst of block b of a packed unit whose blocks are `Run` bytes apart (see above).
+template <int Run, bool Stepped>
+[[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
+                                                         size_t ahead) {
+    constexpr int kBurst =
+        (kDecodeBurstBytes + Run / 2) / Run > 1 ? (kDecodeBurstBytes + Run / 2) / Run : 1;
+    constexpr int n = (Run * kBurst + 63) / 64;
+    if (!ahead || b % kBurst != 0) return;
+    const char* p = (const char*)unit + (size_t)b * Run + ahead;
+    if constexpr (!Stepped) {
+#pragma GCC unroll 64
+        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
+    } else {
+#pragma GCC unroll 1
+        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
+    }
+}
+
 // Float-weight batches on AVX-512 go over tokens in blocks of this many bytes of activations,
 // which stay in L2 (1-2 MiB on AVX-512 CPUs) while every tile of the call reads them: with
 // 512 tokens at once they streamed from L3 for every 4-row tile and the tiles waited on them.
