@@ -3,6 +3,7 @@
 
 #include <xmmintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,7 +30,7 @@ constexpr int64_t kFloatAhead = 2048;
 // 16 rows, 4 of Q8_0, one K-quant block on AVX-512; as many bytes of 8-row blocks on AVX2).
 // Before, every block requested its own lines (AVX-512: Q4_0 4 KiB ahead, Q8_0 none,
 // K-quants in two halves around the block; AVX2: each block 2 KiB ahead), and the decode
-// matmuls read 30-34 GB/s where the K-quants' whole-block requests read 39-45 (`lokal bench
+// matmuls read 30-36 GB/s where the K-quants' whole-block requests read 39-46 (`lokal bench
 // --matmul-profile`, llama-2-7b and TinyLlama shapes, Zen 5). A burst's lines are requested
 // back to back (Stepped = false) except on AVX-512 K-quant decode, where back to back they
 // held up the block's arithmetic: there one per loop step (TinyLlama Q4_K_M tg 0.81x the
@@ -44,8 +45,7 @@ constexpr size_t kDecodeAhead = 8192;
 template <int Run, bool Stepped>
 [[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
                                                          size_t ahead) {
-    constexpr int kBurst =
-        (kDecodeBurstBytes + Run / 2) / Run > 1 ? (kDecodeBurstBytes + Run / 2) / Run : 1;
+    constexpr int kBurst = std::max(1, (kDecodeBurstBytes + Run / 2) / Run);  // whole blocks
     constexpr int n = (Run * kBurst + 63) / 64;
     if (!ahead || b % kBurst != 0) return;
     const char* p = (const char*)unit + (size_t)b * Run + ahead;
