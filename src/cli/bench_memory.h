@@ -11,9 +11,12 @@ namespace lokal::cli {
 // so the reads come from DRAM and not from cache.
 size_t default_bandwidth_buffer_bytes();
 
-// Best-of-`passes` read bandwidth in bytes per second with `threads` threads streaming
-// disjoint slices of a `bytes` buffer (wide SIMD loads where the CPU has them).
-double measure_read_bandwidth(int threads, size_t bytes, int passes = 5);
+// Read bandwidth in bytes per second with `threads` threads reading disjoint slices of a
+// `bytes` buffer (wide SIMD loads where the CPU has them), each slice as 1, 2 and 4 streams
+// at once: the best of `passes` rounds of each. best_streams (optional): the streams per
+// thread of the best pass.
+double measure_read_bandwidth(int threads, size_t bytes, int passes = 5,
+                              int* best_streams = nullptr);
 
 // Peak resident set (VmHWM) in bytes, 0 when unknown; reset_peak_rss asks the kernel to
 // restart it from the current RSS and says whether that worked.

@@ -314,17 +314,20 @@ void run_memory(const Opts& o) {
               {"passes", 5},
               {"results", json::array()}};
     for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
-        const double bw = measure_read_bandwidth(t, bytes);
-        j["results"].push_back({{"threads", t}, {"gbps", bw / 1e9}});
+        int streams = 1;
+        const double bw = measure_read_bandwidth(t, bytes, 5, &streams);
+        j["results"].push_back(
+            {{"threads", t}, {"gbps", bw / 1e9}, {"streams_per_thread", streams}});
         if (!o.json)
-            std::printf("read bandwidth, %2d thread%s: %s\n", t, t == 1 ? " " : "s",
-                        gbps(bw).c_str());
+            std::printf("read bandwidth, %2d thread%s: %s (%d stream%s per thread)\n", t,
+                        t == 1 ? " " : "s", gbps(bw).c_str(), streams, streams == 1 ? "" : "s");
     }
     if (o.json)
         std::printf("%s\n", j.dump().c_str());
     else
-        std::printf("(%s; %.0f MiB buffer, best of 5 streaming passes)\n", cpu_model_name().c_str(),
-                    bytes / 1048576.0);
+        std::printf(
+            "(%s; %.0f MiB buffer, best of 5 passes each of 1, 2 and 4 streams per thread)\n",
+            cpu_model_name().c_str(), bytes / 1048576.0);
 }
 
 void run_model(const Opts& o) {
