@@ -306,16 +306,17 @@ std::string tps_cell(const Stat& s) {
 }
 
 void run_memory(const Opts& o) {
+    constexpr int kPasses = 5;  // of each stream count
     const size_t bytes =
         o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
     const int n = o.threads > 0 ? o.threads : ThreadPool::default_threads();
     json j = {{"cpu", cpu_model_name()},
               {"buffer_bytes", bytes},
-              {"passes", 5},
+              {"passes", kPasses},
               {"results", json::array()}};
     for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
         int streams = 1;
-        const double bw = measure_read_bandwidth(t, bytes, 5, &streams);
+        const double bw = measure_read_bandwidth(t, bytes, kPasses, &streams);
         j["results"].push_back(
             {{"threads", t}, {"gbps", bw / 1e9}, {"streams_per_thread", streams}});
         if (!o.json)
@@ -326,8 +327,8 @@ void run_memory(const Opts& o) {
         std::printf("%s\n", j.dump().c_str());
     else
         std::printf(
-            "(%s; %.0f MiB buffer, best of 5 passes each of 1, 2 and 4 streams per thread)\n",
-            cpu_model_name().c_str(), bytes / 1048576.0);
+            "(%s; %.0f MiB buffer, best of %d passes each of 1, 2 and 4 streams per thread)\n",
+            cpu_model_name().c_str(), bytes / 1048576.0, kPasses);
 }
 
 void run_model(const Opts& o) {

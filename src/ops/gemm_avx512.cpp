@@ -201,10 +201,10 @@ struct Packed {
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         prefetch_part<0, 1>(b);
     }
-    // Decode (gemm_isa.h).
+    // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0).
     template <bool Stepped>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
-        prefetch_decode_burst<2 * kRun, Stepped>(base, b, ahead);
+        prefetch_decode_burst<2 * kRun, Stepped>(base, b, ahead ? kDecodeAhead : 0);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>
@@ -915,13 +915,15 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
 // How far ahead (bytes) the packed paths prefetch; 0: not at all. A 16-row unit is one
 // forward stream (gemm_common.h) that the hardware prefetcher follows by itself while the
 // loop between loads is short; where the arithmetic per byte is longer it falls behind.
-// Decode: kDecodeAhead in bursts (gemm_isa.h).
+// Decode: kDecodeAhead in bursts (gemm_isa.h; Packed::prefetch_burst).
 // Batches: 8 KiB best of 8/16 KiB, one and two units (BM_MatmulFromMemory 8 tokens, 2
 // threads: Q4_0 238-261 -> 193-216 us, Q6_K 337-378 -> 270-285, Q4_K 248-289 -> 238-249;
-// Q8_0 level). LOKAL_GEMM_PREFETCH=0: none anywhere (for A/B).
+// Q8_0 level; 12 KiB: Q4_K_M batched 8 0.936x, bench/ab). LOKAL_GEMM_PREFETCH=0: none
+// anywhere (for A/B).
+constexpr size_t kBatchAhead = 8192;
 size_t packed_prefetch_ahead() {
     static const bool on = env_switch("LOKAL_GEMM_PREFETCH");
-    return on ? kDecodeAhead : 0;  // batches: 8 KiB as well
+    return on ? kBatchAhead : 0;
 }
 
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB, bool Amx>

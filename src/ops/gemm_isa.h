@@ -37,7 +37,10 @@ constexpr int64_t kFloatAhead = 2048;
 // halves before back to back, 1.18x stepped; stepped Q4_0 was 0.94-0.95x back to back, and
 // AVX2 Q4_K_M stepped 1.18x the old and back to back 1.47x). Sizes and distances, alternated
 // `bench/ab` through temporary switches: bursts of 1152 bytes 0.96x, 4608 0.92-0.94x, 6912
-// and 9216 slower still; 4 KiB ahead 0.93x (AVX2 Q4_K_M), 6-12 KiB no better than 8.
+// and 9216 slower still; 4 KiB ahead 0.93x (AVX2 Q4_K_M), 6-12 KiB no better than 8. (A
+// switch read inside the loop can slow the side it is compared with, docs/PERFORMANCE.md:
+// built binaries put 12 KiB at 1.02-1.04x on AVX-512 decode, a lead.) The batches' distance
+// is their own (packed_prefetch_ahead).
 constexpr int kDecodeBurstBytes = 2304;
 constexpr size_t kDecodeAhead = 8192;
 
