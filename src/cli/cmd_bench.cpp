@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_compute.h"
 #include "cli/bench_memory.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -37,7 +38,7 @@ struct Opts {
     int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, depth = 0, npp = 32, ntg = 32;
     double roofline_gbps = 0;  // 0: measure
     int buffer_mib = 0;        // 0: default_bandwidth_buffer_bytes()
-    bool json = false, memory = false, matmul_profile = false;
+    bool json = false, memory = false, compute = false, matmul_profile = false;
     KvType cache_type = KvType::F16;
 };
 
@@ -111,6 +112,36 @@ uint64_t weight_bytes_per_token(const Model& m) {
             b += (uint64_t)(bytes_of(*t) * expert_share);
     }
     return b;
+}
+
+// Seconds one token's matmuls take at the machine's peaks: each matrix's rows x cols
+// multiply-adds at the rate of the instruction its type runs on (integer dot products for the
+// quantized types, fma for f32 and f16, the BF16 pair dot where the kernels use it), the
+// routed experts' share of the expert tensors. with_output: a prompt only computes logits
+// for its last token. Attention is not counted (~2% of pp512's arithmetic at TinyLlama
+// shape). 0 when a peak is unknown.
+double matmul_seconds_per_token(const Model& m, const ComputePeaks& pk, bool with_output) {
+    bool unknown = false;
+    auto seconds = [&](const Tensor& t, double share) {
+        if (!t.present()) return 0.0;
+        const double macs = (double)t.ne[0] * (double)(t.ne[1] * t.ne[2] * t.ne[3]) * share;
+        const double rate = t.type == TensorType::F32 || t.type == TensorType::F16 ? pk.f32_macs
+                            : t.type == TensorType::BF16
+                                ? (pk.bf16_macs > 0 ? pk.bf16_macs : pk.f32_macs)
+                                : pk.int8_macs;
+        if (rate <= 0) unknown = true;
+        return rate > 0 ? macs / rate : 0.0;
+    };
+    double s = with_output ? seconds(m.output, 1.0) : 0.0;
+    const double expert_share = m.hp.n_expert ? (double)m.hp.n_expert_used / m.hp.n_expert : 0.0;
+    for (const LayerWeights& L : m.layers) {
+        for (const Tensor* t :
+             {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router})
+            s += seconds(*t, 1.0);
+        for (const Tensor* t : {&L.gate_exps, &L.up_exps, &L.down_exps})
+            s += seconds(*t, expert_share);
+    }
+    return unknown ? 0.0 : s;
 }
 
 std::vector<int32_t> random_tokens(std::mt19937& rng, int n_vocab, int n) {
@@ -331,6 +362,47 @@ void run_memory(const Opts& o) {
             cpu_model_name().c_str(), bytes / 1048576.0, kPasses);
 }
 
+json peaks_json(const ComputePeaks& p) {
+    return {{"isa", p.isa},
+            {"threads", p.threads},
+            {"int8_gmacs", p.int8_macs / 1e9},
+            {"int8_instruction", p.int8_instr},
+            {"f32_gmacs", p.f32_macs / 1e9},
+            {"f32_instruction", p.f32_instr},
+            {"bf16_gmacs", p.bf16_macs > 0 ? json(p.bf16_macs / 1e9) : json(nullptr)}};
+}
+
+// "int8 dot 394 G/s (vpdpbusd zmm), f32 fma 98 G/s (vfmadd231ps zmm)": multiply-adds.
+std::string peaks_line(const ComputePeaks& p) {
+    if (p.isa.empty()) return "not measured (no SIMD kernel path)";
+    char b[256];
+    int n = std::snprintf(b, sizeof b, "int8 dot %.0f G/s (%s), f32 fma %.0f G/s (%s)",
+                          p.int8_macs / 1e9, p.int8_instr.c_str(), p.f32_macs / 1e9,
+                          p.f32_instr.c_str());
+    if (p.bf16_macs > 0 && n > 0 && n < (int)sizeof b)
+        std::snprintf(b + n, sizeof b - n, ", bf16 dot %.0f G/s (vdpbf16ps zmm)",
+                      p.bf16_macs / 1e9);
+    return b;
+}
+
+void run_compute(const Opts& o) {
+    const int n = o.threads > 0 ? o.threads : ThreadPool::default_threads();
+    json j = {
+        {"cpu", cpu_model_name()}, {"kernel_path", kernels().isa}, {"results", json::array()}};
+    for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
+        const ComputePeaks p = measure_compute_peaks(kernels().isa, t, kernels().bf16_dot);
+        j["results"].push_back(peaks_json(p));
+        if (!o.json)
+            std::printf("multiply-adds, %2d thread%s: %s\n", t, t == 1 ? " " : "s",
+                        peaks_line(p).c_str());
+    }
+    if (o.json)
+        std::printf("%s\n", j.dump().c_str());
+    else
+        std::printf("(%s; kernels %s; each the instruction issued back to back, best of 5)\n",
+                    cpu_model_name().c_str(), kernels().isa);
+}
+
 void run_model(const Opts& o) {
     const std::vector<int> batches = parse_batches(o.batches);
     const int threads = o.threads > 0 ? o.threads : ThreadPool::default_threads();
@@ -344,6 +416,8 @@ void run_model(const Opts& o) {
             o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
         roof = measure_read_bandwidth(threads, bytes);
     }
+    // The compute peaks, the ceiling of prompt processing and batched generation.
+    const ComputePeaks peaks = measure_compute_peaks(kernels().isa, threads, kernels().bf16_dot);
     const bool rss_ok = reset_peak_rss();
 
     LoadedModel lm = load_model(o.model, o.store);
@@ -371,7 +445,12 @@ void run_model(const Opts& o) {
         {"reps", o.reps},
         {"roofline_gbps", roof / 1e9},
         {"roofline_measured", measured},
+        {"compute_peaks", peaks_json(peaks)},
     };
+    // Arithmetic time of one token at the peaks: a prompt token (logits only for the last)
+    // and a generated one (logits for every sequence).
+    const double prompt_s = matmul_seconds_per_token(m, peaks, false);
+    const double gen_s = matmul_seconds_per_token(m, peaks, true);
     if (!o.json) {
         std::printf("model:    %s (%s, %.2f B parameters, %.1f MiB of weights)\n", lm.path.c_str(),
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
@@ -382,8 +461,10 @@ void run_model(const Opts& o) {
             m.packed_tensors(), threads, kv_type_name(o.cache_type));
         std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
                     huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
-        std::printf("roofline: %s read with %d threads%s\n\n", gbps(roof).c_str(), threads,
+        std::printf("roofline: %s read with %d threads%s\n", gbps(roof).c_str(), threads,
                     measured ? " (measured)" : " (given)");
+        std::printf("compute:  %s with %d threads (multiply-adds)\n\n", peaks_line(peaks).c_str(),
+                    threads);
         std::printf("| test | t/s | notes |\n|---|---:|---|\n");
         std::fflush(stdout);
     }
@@ -411,8 +492,13 @@ void run_model(const Opts& o) {
         const Stat pp = bench.prompt();
         j["pp"] = stat_json(pp);
         j["pp"]["n_prompt"] = o.n_prompt;
+        j["pp"]["compute_fraction"] = prompt_s > 0 ? json(pp.mean * prompt_s) : json(nullptr);
         if (!o.json) {
-            std::printf("| pp%d | %s | |\n", o.n_prompt, tps_cell(pp).c_str());
+            char note[64] = "";
+            if (prompt_s > 0)
+                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
+                              100 * pp.mean * prompt_s);
+            std::printf("| pp%d | %s | %s |\n", o.n_prompt, tps_cell(pp).c_str(), note);
             std::fflush(stdout);
         }
     }
@@ -502,6 +588,7 @@ void run_model(const Opts& o) {
             e["npp"] = o.npp;
             e["ntg"] = o.ntg;
             e["prompt_tps"] = stat_of(b_prompt[i]).mean;
+            e["compute_fraction"] = gen_s > 0 ? json(g.mean * gen_s) : json(nullptr);
             // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
             e["speedup"] = ref > 0 ? json(g.mean / ref) : json(nullptr);
             e["speedup_paired"] = base ? json(median_ratio(b_gen[i], *base)) : json(nullptr);
@@ -516,16 +603,35 @@ void run_model(const Opts& o) {
                     std::snprintf(speedup, sizeof speedup,
                                   "%.2f× one sequence (paired by round: %.2f×); ", g.mean / ref,
                                   median_ratio(b_gen[i], *base));
-                std::printf("| batched %d × tg%d | %s | %sprompts %.1f t/s |\n", B, o.ntg,
-                            tps_cell(g).c_str(), speedup, e["prompt_tps"].get<double>());
+                char frac[48] = "";
+                if (gen_s > 0)
+                    std::snprintf(frac, sizeof frac, "%.0f%% of compute peak; ",
+                                  100 * g.mean * gen_s);
+                std::printf("| batched %d × tg%d | %s | %s%sprompts %.1f t/s |\n", B, o.ntg,
+                            tps_cell(g).c_str(), speedup, frac, e["prompt_tps"].get<double>());
                 std::fflush(stdout);
             }
         }
     }
+    // What the two ceilings allow: one sequence at most roof / bytes per token, B sequences
+    // together at most 1 / gen_s tokens per second, so B sequences can be at most their ratio
+    // times one (whatever the kernels do).
+    const double tg_bound = per_token > 0 ? roof / (double)per_token : 0.0;
+    const double batched_bound = gen_s > 0 ? 1.0 / gen_s : 0.0;
+    j["bounds"] = {
+        {"tg_tps", tg_bound},
+        {"batched_tps", batched_bound > 0 ? json(batched_bound) : json(nullptr)},
+        {"batched_speedup",
+         batched_bound > 0 && tg_bound > 0 ? json(batched_bound / tg_bound) : json(nullptr)}};
     if (o.json) {
         std::printf("%s\n", j.dump().c_str());
         return;
     }
+    if (batched_bound > 0 && tg_bound > 0)
+        std::printf(
+            "\nceilings: one sequence %.1f t/s (roofline ÷ %.0f MiB per token), many sequences "
+            "%.1f t/s in total (compute peaks): batched generation at most %.2f× one sequence\n",
+            tg_bound, per_token / 1048576.0, batched_bound, batched_bound / tg_bound);
     if (j.contains("memory") && !j["memory"]["peak_rss_bytes"].is_null())
         std::printf(
             "\npeak RSS while generating: %.1f MiB (weights + KV cache: %.1f MiB)\n",
@@ -582,6 +688,9 @@ void register_bench_commands(CLI::App& app) {
         ->check(CLI::Range(1, 1 << 20));
     cmd->add_flag("--memory", o->memory,
                   "Only measure this machine's read bandwidth (1 and N threads)");
+    cmd->add_flag("--compute", o->compute,
+                  "Only measure this machine's multiply-add peaks (int8 dot, f32 fma, bf16 dot) "
+                  "on the kernel path in use, 1 and N threads");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_flag("--matmul-profile", o->matmul_profile,
                   "Time every matmul of the generation and batched tests' steps and print, per "
@@ -589,12 +698,15 @@ void register_bench_commands(CLI::App& app) {
                   "matmuls' share of the batched steps");
     cmd->add_option("--store", o->store, "Model store directory");
     cmd->callback([o] {
-        if (o->memory) {
-            if (!o->model.empty()) throw UsageError("bench: --memory takes no model");
-            run_memory(*o);
+        if (o->memory || o->compute) {
+            if (!o->model.empty())
+                throw UsageError(o->memory ? "bench: --memory takes no model"
+                                           : "bench: --compute takes no model");
+            if (o->memory) run_memory(*o);
+            if (o->compute) run_compute(*o);
             return;
         }
-        if (o->model.empty()) throw UsageError("bench: needs -m MODEL (or --memory)");
+        if (o->model.empty()) throw UsageError("bench: needs -m MODEL (or --memory, --compute)");
         run_model(*o);
     });
 }

@@ -242,6 +242,43 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     EXPECT_GT(j["memory"]["kv_bytes"].get<double>(), 0);
     // The weights one token reads: everything but all rows of the untied embedding.
     EXPECT_LT(j["weight_bytes_per_token"].get<double>(), j["weight_bytes"].get<double>());
+
+    // The compute peaks of the kernel path in use, and the ceilings they and the roofline set.
+    const json& pk = j["compute_peaks"];
+    const bool simd = j["kernel_path"] != "scalar" && j["kernel_path"] != "reference";
+    ASSERT_EQ(pk["isa"] != "", simd) << pk.dump();
+    EXPECT_EQ(pk["threads"], 2);
+    EXPECT_EQ(pk["bf16_gmacs"].is_null(), !j["kernel_bf16_dot"].get<bool>()) << pk.dump();
+    const json& bounds = j["bounds"];
+    // One sequence can read its weights no faster than the roofline.
+    EXPECT_NEAR(bounds["tg_tps"].get<double>(), 10e9 / j["weight_bytes_per_token"].get<double>(),
+                1e-9 * bounds["tg_tps"].get<double>());
+    if (!simd) return;
+    EXPECT_GT(pk["int8_gmacs"].get<double>(), 0);
+    EXPECT_GT(pk["f32_gmacs"].get<double>(), 0);
+    // Many sequences: each generated token's matmuls at the peaks, counted here from the
+    // file: every matrix (all but the token embedding, which is looked up, unless it is also
+    // the output) rows x cols multiply-adds at the int8 peak for quantized types and the f32
+    // peak for f32/f16 (the tiny preset has no experts and no BF16).
+    auto f = gguf::File::open(m);
+    ASSERT_TRUE(f);
+    const bool tied = f->find_tensor("output.weight") == nullptr;
+    double gen_s = 0;
+    for (const auto& t : f->tensors()) {
+        if (t.n_dims < 2 || (t.name == "token_embd.weight" && !tied)) continue;
+        const bool fl = t.type == lokal::TensorType::F32 || t.type == lokal::TensorType::F16;
+        gen_s += (double)t.n_elements() / (1e9 * pk[fl ? "f32_gmacs" : "int8_gmacs"].get<double>());
+    }
+    ASSERT_GT(gen_s, 0);
+    EXPECT_NEAR(bounds["batched_tps"].get<double>(), 1 / gen_s, 1e-6 / gen_s);
+    EXPECT_NEAR(bounds["batched_speedup"].get<double>(),
+                bounds["batched_tps"].get<double>() / bounds["tg_tps"].get<double>(), 1e-9);
+    for (const json& e : j["batched"])
+        EXPECT_NEAR(e["compute_fraction"].get<double>(), e["tps_mean"].get<double>() * gen_s,
+                    1e-6 * e["compute_fraction"].get<double>());
+    // A prompt computes logits for its last token only: less arithmetic per token.
+    EXPECT_GT(j["pp"]["compute_fraction"].get<double>(), 0);
+    EXPECT_LT(j["pp"]["compute_fraction"].get<double>(), j["pp"]["tps_mean"].get<double>() * gen_s);
 }
 
 // --matmul-profile: the generation test's matmuls by shape. The tiny preset's per-token calls
@@ -320,8 +357,11 @@ TEST_F(Synth, BenchBatchedWithoutOneSequenceHasNoSpeedup) {
     EXPECT_TRUE(j["batched"][0]["speedup"].is_null()) << r.out;
     const Result table = lokal(args);
     ASSERT_EQ(table.code, 0) << table.err;
-    EXPECT_NE(table.out.find("| batched 2 × tg2 |"), std::string::npos) << table.out;
-    EXPECT_EQ(table.out.find("one sequence"), std::string::npos) << table.out;
+    const size_t row = table.out.find("| batched 2 × tg2 |");
+    ASSERT_NE(row, std::string::npos) << table.out;
+    // The row claims no speed-up (the ceilings line below the table may name one sequence).
+    const std::string line = table.out.substr(row, table.out.find('\n', row) - row);
+    EXPECT_EQ(line.find("one sequence"), std::string::npos) << line;
 }
 
 TEST(Bench, MemoryReportsOneAndNThreads) {
@@ -340,13 +380,34 @@ TEST(Bench, MemoryReportsOneAndNThreads) {
     EXPECT_EQ(j["buffer_bytes"], 64 << 20);
 }
 
+// --compute: the multiply-add peaks with 1 and N threads, on the kernel path in use.
+TEST(Bench, ComputeReportsOneAndNThreads) {
+    const Result r = lokal("bench --compute -t 2 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_EQ(j["results"].size(), 2u);
+    const bool simd = j["kernel_path"] != "scalar" && j["kernel_path"] != "reference";
+    for (int i = 0; i < 2; ++i) {
+        const json& res = j["results"][i];
+        EXPECT_EQ(res["threads"], i + 1);
+        if (!simd) continue;
+        EXPECT_GT(res["int8_gmacs"].get<double>(), 0);
+        EXPECT_GT(res["f32_gmacs"].get<double>(), 0);
+        const std::string instr = res["int8_instruction"].get<std::string>();
+        EXPECT_EQ(instr, j["kernel_path"] == "avx2" ? "vpmaddubsw ymm" : "vpdpbusd zmm");
+    }
+    const Result text = lokal("bench --compute -t 1");
+    ASSERT_EQ(text.code, 0) << text.err;
+    EXPECT_NE(text.out.find("multiply-adds,  1 thread"), std::string::npos) << text.out;
+}
+
 TEST(Bench, BadFlagsFailWithOneLine) {
     const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
     for (const std::string& args : std::vector<std::string>{
              "bench", "bench -m " + m + " -b 1,x", "bench -m " + m + " -b 0,4",
              "bench -m " + m + " -p -1", "bench -m " + m + " --memory",
-             "bench -m /nonexistent.gguf --roofline 1", "bench --bogus",
-             "bench -m " + m + " --cache-type q4_1",
+             "bench -m " + m + " --compute", "bench -m /nonexistent.gguf --roofline 1",
+             "bench --bogus", "bench -m " + m + " --cache-type q4_1",
              "bench -m " + q(lokal::test::shared_path("models/stories260K.gguf")) +
                  " --cache-type q8_0 --roofline 1",
              "synth --preset nope --type q4_0 -o /tmp/x.gguf",
