@@ -48,6 +48,7 @@ void softmax(float* x, int64_t n) {
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
+    if (use_simd()) return add_inplace_avx2(y, x, n);
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 

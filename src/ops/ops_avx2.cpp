@@ -44,4 +44,19 @@ void rmsnorm_avx2(const float* x, const float* weight, float* out, int64_t n, fl
     for (; i < n; ++i) out[i] = (x[i] * scale) * weight[i];
 }
 
+// The residual adds (x += the attention output, the FFN output) over every token of a batch:
+// the scalar loop (no vectorization at -O2 for an unknown count that may alias) took 2-3% of
+// a 512-token prompt. Element-wise, so the same bits.
+void add_inplace_avx2(float* y, const float* x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+#pragma GCC unroll 4
+        for (int k = 0; k < 32; k += 8)
+            _mm256_storeu_ps(y + i + k,
+                             _mm256_add_ps(_mm256_loadu_ps(y + i + k), _mm256_loadu_ps(x + i + k)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; ++i) y[i] += x[i];
+}
+
 }  // namespace lokal

@@ -42,5 +42,23 @@ TEST(Ops, RmsNormOddLengths) {
     }
 }
 
+// Element-wise, so exactly the scalar sums, at every length and offset (the matmul adds
+// residual rows from any row, so unaligned starts too).
+TEST(Ops, AddInplaceIsExactAtOddLengthsAndOffsets) {
+    std::mt19937 rng(33);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (int64_t n : {0, 1, 7, 8, 31, 32, 33, 100, 2048 * 3 + 5})
+        for (int64_t off : {0, 1, 3}) {
+            std::vector<float> y(n + off), x(n + off);
+            for (auto& v : y) v = nd(rng);
+            for (auto& v : x) v = nd(rng);
+            std::vector<float> want = y;
+            for (int64_t i = 0; i < n; ++i) want[off + i] = y[off + i] + x[off + i];
+            add_inplace(y.data() + off, x.data() + off, n);
+            for (int64_t i = 0; i < n + off; ++i)
+                ASSERT_EQ(y[i], want[i]) << "n " << n << " off " << off << " i " << i;
+        }
+}
+
 }  // namespace
 }  // namespace lokal
