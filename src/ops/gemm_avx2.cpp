@@ -863,6 +863,10 @@ template <class Pan, class Ty, TensorType TT, template <class, int> class Comput
 void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     static_assert(sizeof(Pan) * CB <= 48 * 1024);
     constexpr int BB = pack_layout(TT).block_bytes;
+    if (split_token_blocks(a, kStreamMany, [&](const GemmArgs& s) {
+            gemm_quant<Pan, Ty, TT, Compute, CB>(s, r0, r1, scratch);
+        }))
+        return;
     Pan* pan = static_cast<Pan*>(scratch);
     float* acc = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + 48 * 1024);
     // Rows of a last partial group are row-major even in a packed matrix.

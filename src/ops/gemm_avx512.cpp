@@ -931,6 +931,10 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
     constexpr int BB = pack_layout(TT).block_bytes;
     static_assert(BB == Ty::BB);
+    if (split_token_blocks(a, kStreamMany, [&](const GemmArgs& s) {
+            gemm_quant<Pan, Ty, TT, Compute, CB, Amx>(s, r0, r1, scratch);
+        }))
+        return;
     Pan* pan = static_cast<Pan*>(scratch);
     int32_t* tile_sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(scratch) + kPanelBytes);
     float* acc =

@@ -70,6 +70,37 @@ template <int Run, bool Stepped>
 // L2s). The AVX2 F16 tiles are compute-bound: level there, not used.
 constexpr int64_t kActBlockBytes = int64_t{256} << 10;
 
+// Quantized batches of more than a kernel's streaming sizes go over their tokens in blocks
+// whose activations take at most kQuantActBlockBytes, one call per block: a thread's range
+// of row groups then reads one block's activations from L2 for every group, where all 512
+// tokens of a prompt (1.2 MB at 2048 columns) streamed from L3 for each 16-row group. Each
+// token's arithmetic does not depend on the batch (gemm_common.h), so neither do the
+// results. BM_Matmul 512 tokens, 2 threads, min of 3 alternated (AVX-512, 2026-12-06):
+// Q4_0 2048 x 2048 6.35 -> 4.99 ms, 5632 x 2048 15.5 -> 12.6; Q4_K 5.65 -> 4.94, 14.8 -> 12.6;
+// Q8_0 6.20 -> 5.78, 15.9 -> 13.1; bench/ab pp512 Q4_0 1.014-1.016, Q4_K_M 1.10, Q8_0 1.05,
+// llama-2-7b Q4_0 pp256 1.12 (3 of 3). 512 KiB measured level with 256, 128 no better.
+constexpr size_t kQuantActBlockBytes = size_t{256} << 10;
+
+// Runs fn on consecutive token blocks of `a` (at least 16 tokens each, whole 16-token AMX
+// tiles) when a has more than `stream_max` tokens and more than one block of activations;
+// returns whether it did (else the caller computes `a` as it is).
+template <class F>
+bool split_token_blocks(const GemmArgs& a, int64_t stream_max, F&& fn) {
+    if (a.n_tokens <= stream_max || a.act_stride == 0) return false;
+    const int64_t tb =
+        std::max<int64_t>(16, (int64_t)(kQuantActBlockBytes / a.act_stride) / 16 * 16);
+    if (tb >= a.n_tokens) return false;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
+        GemmArgs s = a;
+        s.act += (size_t)t0 * a.act_stride;
+        if (s.side) s.side += (size_t)t0 * a.side_stride;
+        s.y += t0 * a.ldy;
+        s.n_tokens = std::min(tb, a.n_tokens - t0);
+        fn(s);
+    }
+    return true;
+}
+
 // The first bytes of a float tile's R weight rows (from row r) and T activation rows (from
 // token t).
 template <int R, int T>

@@ -402,6 +402,36 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
     if (tested == 0) GTEST_SKIP() << "no kernel table here reads packed weights";
 }
 
+// Long batches go over their tokens in blocks of at most 256 KiB of activations
+// (gemm_isa.h, split_token_blocks): at 2048 columns 112-128 tokens a block, so 250 tokens are
+// two or three blocks and a remainder on the panel path, 240 a remainder of 16 on the
+// few-token path. Every token must still get the scalar table's bits, packed or not.
+TEST(Kernels, TokenBlocksOfLongBatchesBitIdenticalToScalar) {
+    const auto tables = simd_tables();
+    if (tables.empty()) GTEST_SKIP() << "no SIMD path on this CPU";
+    std::mt19937 rng(22);
+    const int64_t n = 2048, n_rows = 24;
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
+        const auto w = make_rows(t, n_rows, n, rng, true);
+        for (int64_t n_tok : {240, 250}) {
+            ASSERT_GT((size_t)n_tok * row_size(type_traits(t).dot_type, n), size_t{256} << 10);
+            const auto a = make_acts(t, n_tok, n, rng);
+            const auto ref = run_gemm(scalar_kernels(), t, w, n_rows, a, n_tok, n);
+            for (const KernelTable* kt : tables)
+                for (bool packed : {false, true}) {
+                    if (packed && !kt->reads_packed) continue;
+                    auto wp = w;
+                    if (packed) gemm::pack_rows(t, n, n_rows, wp.data(), kt->pack_interleave);
+                    const auto y = run_gemm(*kt, t, wp, n_rows, a, n_tok, n, packed);
+                    for (size_t i = 0; i < y.size(); ++i)
+                        ASSERT_EQ(bits_of(y[i]), bits_of(ref[i]))
+                            << kt->isa << (packed ? " packed " : " ") << type_name(t)
+                            << " tok=" << n_tok << " out " << i;
+                }
+        }
+    }
+}
+
 // Interleave 2 (the AVX-512 table's 16-row units) is interleave 1's 8-row runs reordered:
 // in each full unit, run (block b, group j) sits at (2 b + j) * run bytes; 8-row groups past
 // the last full unit keep interleave 1's layout. Checked against the layout's description,
