@@ -23,7 +23,8 @@ struct ComputePeaks {
 // Peaks of the path `isa` (as kernels().isa names it; "amx" measures its AVX-512 VNNI part,
 // the tile unit is not measured) with `threads` threads: the best of `passes` rounds. A path
 // this CPU cannot run, or "scalar"/"reference", gives zeros (isa empty).
+constexpr int kComputePasses = 5;
 ComputePeaks measure_compute_peaks(const std::string& isa, int threads, bool bf16_dot,
-                                   int passes = 5);
+                                   int passes = kComputePasses);
 
 }  // namespace lokal::cli

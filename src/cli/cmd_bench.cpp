@@ -98,19 +98,27 @@ uint64_t bytes_of(const Tensor& t) {
     return (uint64_t)t.row_bytes() * (uint64_t)(t.ne[1] * t.ne[2] * t.ne[3]);
 }
 
-// Weight bytes one decoded token reads: every matrix once, one row of an untied embedding,
-// and only the routed experts' share of the expert tensors.
-uint64_t weight_bytes_per_token(const Model& m) {
-    uint64_t b = bytes_of(m.output);
-    if (m.output.data != m.token_embd.data) b += m.token_embd.row_bytes();
+// The matrices one decoded token multiplies by: fn(tensor, share) for the output and every
+// layer's, share 1 except the expert tensors (the routed experts' share of them).
+template <class F>
+void for_each_token_matrix(const Model& m, F&& fn) {
+    fn(m.output, 1.0);
     const double expert_share = m.hp.n_expert ? (double)m.hp.n_expert_used / m.hp.n_expert : 0.0;
     for (const LayerWeights& L : m.layers) {
         for (const Tensor* t :
              {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router})
-            b += bytes_of(*t);
-        for (const Tensor* t : {&L.gate_exps, &L.up_exps, &L.down_exps})
-            b += (uint64_t)(bytes_of(*t) * expert_share);
+            fn(*t, 1.0);
+        for (const Tensor* t : {&L.gate_exps, &L.up_exps, &L.down_exps}) fn(*t, expert_share);
     }
+}
+
+// Weight bytes one decoded token reads: every matrix once (the routed share of the experts)
+// and one row of an untied embedding.
+uint64_t weight_bytes_per_token(const Model& m) {
+    uint64_t b = m.output.data != m.token_embd.data ? m.token_embd.row_bytes() : 0;
+    for_each_token_matrix(m, [&](const Tensor& t, double share) {
+        b += (uint64_t)(bytes_of(t) * share);
+    });
     return b;
 }
 
@@ -122,25 +130,16 @@ uint64_t weight_bytes_per_token(const Model& m) {
 // shape). 0 when a peak is unknown.
 double matmul_seconds_per_token(const Model& m, const ComputePeaks& pk, bool with_output) {
     bool unknown = false;
-    auto seconds = [&](const Tensor& t, double share) {
-        if (!t.present()) return 0.0;
-        const double macs = (double)t.ne[0] * (double)(t.ne[1] * t.ne[2] * t.ne[3]) * share;
+    double s = 0;
+    for_each_token_matrix(m, [&](const Tensor& t, double share) {
+        if (!t.present() || (&t == &m.output && !with_output)) return;
         const double rate = t.type == TensorType::F32 || t.type == TensorType::F16 ? pk.f32_macs
                             : t.type == TensorType::BF16
                                 ? (pk.bf16_macs > 0 ? pk.bf16_macs : pk.f32_macs)
                                 : pk.int8_macs;
         if (rate <= 0) unknown = true;
-        return rate > 0 ? macs / rate : 0.0;
-    };
-    double s = with_output ? seconds(m.output, 1.0) : 0.0;
-    const double expert_share = m.hp.n_expert ? (double)m.hp.n_expert_used / m.hp.n_expert : 0.0;
-    for (const LayerWeights& L : m.layers) {
-        for (const Tensor* t :
-             {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router})
-            s += seconds(*t, 1.0);
-        for (const Tensor* t : {&L.gate_exps, &L.up_exps, &L.down_exps})
-            s += seconds(*t, expert_share);
-    }
+        if (rate > 0) s += (double)t.ne[0] * (double)(t.ne[1] * t.ne[2] * t.ne[3]) * share / rate;
+    });
     return unknown ? 0.0 : s;
 }
 
@@ -390,7 +389,8 @@ void run_compute(const Opts& o) {
     json j = {
         {"cpu", cpu_model_name()}, {"kernel_path", kernels().isa}, {"results", json::array()}};
     for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
-        const ComputePeaks p = measure_compute_peaks(kernels().isa, t, kernels().bf16_dot);
+        const ComputePeaks p =
+            measure_compute_peaks(kernels().isa, t, kernels().bf16_dot, kComputePasses);
         j["results"].push_back(peaks_json(p));
         if (!o.json)
             std::printf("multiply-adds, %2d thread%s: %s\n", t, t == 1 ? " " : "s",
@@ -399,8 +399,8 @@ void run_compute(const Opts& o) {
     if (o.json)
         std::printf("%s\n", j.dump().c_str());
     else
-        std::printf("(%s; kernels %s; each the instruction issued back to back, best of 5)\n",
-                    cpu_model_name().c_str(), kernels().isa);
+        std::printf("(%s; kernels %s; each the instruction issued back to back, best of %d)\n",
+                    cpu_model_name().c_str(), kernels().isa, kComputePasses);
 }
 
 void run_model(const Opts& o) {

@@ -39,8 +39,8 @@ constexpr int64_t kFloatAhead = 2048;
 // `bench/ab` through temporary switches: bursts of 1152 bytes 0.96x, 4608 0.92-0.94x, 6912
 // and 9216 slower still; 4 KiB ahead 0.93x (AVX2 Q4_K_M), 6-12 KiB no better than 8. (A
 // switch read inside the loop can slow the side it is compared with, docs/PERFORMANCE.md:
-// built binaries put 12 KiB at 1.02-1.04x on AVX-512 decode, a lead.) The batches' distance
-// is their own (packed_prefetch_ahead).
+// built binaries put 12 KiB at 1.02-1.04x on AVX-512 decode once, level on 2026-12-06.) The
+// batches' distance is their own (packed_prefetch_ahead).
 constexpr int kDecodeBurstBytes = 2304;
 constexpr size_t kDecodeAhead = 8192;
 
@@ -61,34 +61,27 @@ template <int Run, bool Stepped>
     }
 }
 
-// Float-weight batches on AVX-512 go over tokens in blocks of this many bytes of activations,
-// which stay in L2 (1-2 MiB on AVX-512 CPUs) while every tile of the call reads them: with
-// 512 tokens at once they streamed from L3 for every 4-row tile and the tiles waited on them.
-// BM_Matmul 512 tokens, 2 threads, alternated through a temporary switch (2026-12-05): F16
-// 2048 x 2048 16.5-17.8 -> 13.5-15.2 ms, 5632 x 2048 44.7-50.1 -> 38.4-42.8; BF16 9.3-10.1
-// -> 8.3-8.9, 25.6-28.0 -> 22.5-25.8 (512 KiB level or slightly better, less safe on smaller
-// L2s). The AVX2 F16 tiles are compute-bound: level there, not used.
+// Batches go over their tokens in blocks of this many bytes of activations, which stay in L2
+// (1-2 MiB on AVX-512 CPUs, 512 KiB on Zen 3) while every tile of the call reads them: with
+// 512 tokens at once they streamed from L3 for every tile and the tiles waited on them.
+// BM_Matmul 512 tokens, 2 threads. Float weights on AVX-512 (float_tiles_4x4), alternated
+// through a temporary switch (2026-12-05): F16 2048 x 2048 16.5-17.8 -> 13.5-15.2 ms, 5632 x
+// 2048 44.7-50.1 -> 38.4-42.8; BF16 9.3-10.1 -> 8.3-8.9, 25.6-28.0 -> 22.5-25.8 (512 KiB level
+// or slightly better, less safe on smaller L2s; the AVX2 F16 tiles are compute-bound: level
+// there, not used). Quantized weights (split_token_blocks, AVX-512 and AVX2), built binaries,
+// min of 3 alternated (2026-12-06): Q4_0 2048 x 2048 6.35 -> 4.99 ms, 5632 x 2048 15.5 -> 12.6;
+// Q4_K 5.65 -> 4.94, 14.8 -> 12.6; Q8_0 6.20 -> 5.78, 15.9 -> 13.1; bench/ab pp512 Q4_0
+// 1.014-1.016, Q4_K_M 1.10, Q8_0 1.05, llama-2-7b Q4_0 pp256 1.12; 512 KiB level with 256.
 constexpr int64_t kActBlockBytes = int64_t{256} << 10;
 
-// Quantized batches of more than a kernel's streaming sizes go over their tokens in blocks
-// whose activations take at most kQuantActBlockBytes, one call per block: a thread's range
-// of row groups then reads one block's activations from L2 for every group, where all 512
-// tokens of a prompt (1.2 MB at 2048 columns) streamed from L3 for each 16-row group. Each
-// token's arithmetic does not depend on the batch (gemm_common.h), so neither do the
-// results. BM_Matmul 512 tokens, 2 threads, min of 3 alternated (AVX-512, 2026-12-06):
-// Q4_0 2048 x 2048 6.35 -> 4.99 ms, 5632 x 2048 15.5 -> 12.6; Q4_K 5.65 -> 4.94, 14.8 -> 12.6;
-// Q8_0 6.20 -> 5.78, 15.9 -> 13.1; bench/ab pp512 Q4_0 1.014-1.016, Q4_K_M 1.10, Q8_0 1.05,
-// llama-2-7b Q4_0 pp256 1.12 (3 of 3). 512 KiB measured level with 256, 128 no better.
-constexpr size_t kQuantActBlockBytes = size_t{256} << 10;
-
-// Runs fn on consecutive token blocks of `a` (at least 16 tokens each, whole 16-token AMX
-// tiles) when a has more than `stream_max` tokens and more than one block of activations;
-// returns whether it did (else the caller computes `a` as it is).
+// Runs fn on consecutive token blocks of `a` (kActBlockBytes of activations, at least 16
+// tokens each, whole 16-token AMX tiles) when a has more than `stream_max` tokens and more
+// than one block; returns whether it did (else the caller computes `a` as it is). Each token's
+// arithmetic does not depend on the batch (gemm_common.h), so neither do the results.
 template <class F>
 bool split_token_blocks(const GemmArgs& a, int64_t stream_max, F&& fn) {
     if (a.n_tokens <= stream_max || a.act_stride == 0) return false;
-    const int64_t tb =
-        std::max<int64_t>(16, (int64_t)(kQuantActBlockBytes / a.act_stride) / 16 * 16);
+    const int64_t tb = std::max<int64_t>(16, kActBlockBytes / (int64_t)a.act_stride / 16 * 16);
     if (tb >= a.n_tokens) return false;
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
         GemmArgs s = a;
