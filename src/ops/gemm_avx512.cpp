@@ -438,6 +438,18 @@ struct TQ45_K {
             }
         }
     }
+    // w = the 8 dword vectors of sub-block j (j at run time; Q4_K only: with Q5_K's high
+    // bits the panel was faster).
+    template <class S>
+    requires(!Five)
+        [[gnu::always_inline]] static void sub(const S& R, int64_t b, int j, __m512i* w) {
+        const __m128i shift = _mm_cvtsi32_si128(4 * (j & 1));
+        __m512i T[8];
+        R.t4(b, QS + 32 * (j >> 1), T);
+        R.t4(b, QS + 32 * (j >> 1) + 16, T + 4);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) w[k] = lo4(_mm512_srl_epi16(T[k], shift));
+    }
     template <class S>
     [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
         const __m512i D0 = R.g(b, 4), D1 = R.g(b, 8), D2 = R.g(b, 12);
@@ -644,6 +656,44 @@ template <class Ty, int T>
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) facc[t] = finishK<Ty>(P, isum[t], tk[t], bg, nb, facc[t]);
     }
+}
+
+// One K block for T tokens, each sub-block's dword vectors made from the weights when the
+// sub-block loop reaches them and used from registers by every token (no panel written and
+// read back: the panel's 64 stores were a fifth of the 8-token kernel's samples).
+template <class Ty, int T, class S>
+[[gnu::always_inline]] inline void direct_k(const S& R, int64_t b, int64_t nb, const Tok* tk,
+                                            __m512* facc) {
+    constexpr int NS = Ty::NSUB, DW = 64 / NS;
+    constexpr int NC = Ty::CORR ? NS : 0;
+    PK P;  // scales only
+    R.template prefetch_part<0, 2>(b);
+    Ty::scales(R, b, P);
+    __m512i isum[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int j = 0; j < NS; ++j) {
+        __m512i w[DW];
+        Ty::sub(R, b, j, w);
+        const __m512i sc = _mm512_load_si512(&P.sc[j]);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const uint8_t* y = tk[t].act + b * 292 + 4 + 4 * DW * j;
+            __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + b * NC + j])
+                                  : _mm512_setzero_si512();
+            __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < DW; k += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+            }
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+        }
+    }
+    R.template prefetch_part<1, 2>(b);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) facc[t] = finishK<Ty>(P, isum[t], tk[t], b, nb, facc[t]);
 }
 
 template <class Ty, class S>
@@ -856,6 +906,8 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
             for (int t = 0; t < T; ++t) f[t] = step32<Ty>(P.w, P.d, m, tk[t], b, nb, f[t]);
         } else if constexpr (T == 1) {
             f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);
+        } else if constexpr (requires { Ty::sub(R, b, 0, (__m512i*)nullptr); }) {
+            direct_k<Ty, T>(R, b, nb, tk, f);
         } else {
             PK P;
             prefetch_unpack_k<Ty>(R, b, P);
