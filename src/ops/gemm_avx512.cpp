@@ -623,11 +623,32 @@ template <class Ty>
     return f;
 }
 
+// Sub-block j of K block bg (its DW dword vectors w, its scales sc) into the block sums of T
+// tokens: each token's exact sub-block sum (plus its side correction), times the scale.
+template <class Ty, int T>
+[[gnu::always_inline]] inline void subblock_sums(const __m512i* w, __m512i sc, const Tok* tk,
+                                                 int64_t bg, int64_t nb, int j, __m512i* isum) {
+    constexpr int DW = 64 / Ty::NSUB;
+    constexpr int NC = Ty::CORR ? Ty::NSUB : 0;
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+        const uint8_t* y = tk[t].act + bg * 292 + 4 + 4 * DW * j;
+        __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j])
+                              : _mm512_setzero_si512();
+        __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < DW; k += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+            s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+        }
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+    }
+}
+
 template <class Ty, int T>
 [[gnu::always_inline]] inline void computeK(const PK* pan, int nbc, int64_t b0, int64_t nb,
                                             const Tok* tk, __m512* facc) {
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
-    constexpr int NC = Ty::CORR ? NS : 0;
     for (int b = 0; b < nbc; ++b) {
         const PK& P = pan[b];
         const int64_t bg = b0 + b;
@@ -638,20 +659,7 @@ template <class Ty, int T>
 #pragma GCC unroll 8
             for (int k = 0; k < DW; ++k) w[k] = _mm512_load_si512(&P.w[DW * j + k]);
             const __m512i sc = _mm512_load_si512(&P.sc[j]);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) {
-                const uint8_t* y = tk[t].act + bg * 292 + 4 + 4 * DW * j;
-                __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + bg * NC + j])
-                                      : _mm512_setzero_si512();
-                __m512i s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                for (int k = 0; k < DW; k += 2) {
-                    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-                }
-                isum[t] =
-                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
-            }
+            subblock_sums<Ty, T>(w, sc, tk, bg, nb, j, isum);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) facc[t] = finishK<Ty>(P, isum[t], tk[t], bg, nb, facc[t]);
@@ -665,7 +673,6 @@ template <class Ty, int T, class S>
 [[gnu::always_inline]] inline void direct_k(const S& R, int64_t b, int64_t nb, const Tok* tk,
                                             __m512* facc) {
     constexpr int NS = Ty::NSUB, DW = 64 / NS;
-    constexpr int NC = Ty::CORR ? NS : 0;
     PK P;  // scales only
     R.template prefetch_part<0, 2>(b);
     Ty::scales(R, b, P);
@@ -677,19 +684,7 @@ template <class Ty, int T, class S>
         __m512i w[DW];
         Ty::sub(R, b, j, w);
         const __m512i sc = _mm512_load_si512(&P.sc[j]);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* y = tk[t].act + b * 292 + 4 + 4 * DW * j;
-            __m512i s0 = Ty::CORR ? _mm512_set1_epi32((int32_t)tk[t].side[nb + b * NC + j])
-                                  : _mm512_setzero_si512();
-            __m512i s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int k = 0; k < DW; k += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-            }
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
-        }
+        subblock_sums<Ty, T>(w, sc, tk, b, nb, j, isum);
     }
     R.template prefetch_part<1, 2>(b);
 #pragma GCC unroll 8
