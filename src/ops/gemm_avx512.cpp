@@ -872,7 +872,10 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // accumulators and token pointers in registers (a compile-time T lets them stay there).
 // Each unpacked block goes straight from registers into every token's step32; a K block is
 // unpacked to L1 and read back by computeK, except for decode (T = 1), where gemv_k feeds
-// the dword vectors straight into the sub-block sums. The AVX2 kernels have the same shape.
+// the dword vectors straight into the sub-block sums, and for Q4_K, whose sub-blocks
+// direct_k makes one at a time as it uses them (Q5_K and Q6_K share their high-bit
+// vectors between sub-blocks and were slower that way). The AVX2 kernels have the same
+// shape (there Q4_K's sub-blocks made per 4-token tile measured level: not used).
 // Tokens 2-8 ran 1.21x (Q4_0) and 1.12x (Q8_0) faster this way than through stream_tiles,
 // whose run-time token count keeps the accumulators in memory (bench/ab, batched 8).
 constexpr int kStreamTokens = 8;
