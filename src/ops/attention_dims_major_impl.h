@@ -98,7 +98,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
     const int64_t n_tiles = (n + L - 1) / L;
-    buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS));
+    buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS + hd * HS));
     float* q = buf.data();                    // [G][hd], f16-rounded
     float* acc = q + (size_t)G * hd;          // [G][hd]
     float* inv = acc + (size_t)G * hd;        // [n_hblk * HB] softmax normalizers, 1 / sum
@@ -108,6 +108,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // registers and made the values 1.6x slower). Heads past the group's end in the last
     // block redo the last head; their results are dropped.
     float* scores = hmax + (size_t)n_hblk * HB;
+    float* qt = scores + (size_t)n_hblk * n_tiles * TS;  // [hd][HS] one head block's queries
     S::round_f16_n(query.q + (int64_t)kv_head * G * hd, q, G * hd);
 
     // The keys as runs that cross neither a cache block nor a score tile, padded with empty
@@ -168,8 +169,12 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // head's query (their results are dropped), so the softmax sees only computed scores.
     for (int g0 = 0; g0 < n_hblk * HB; g0 += HS) {
         float* sblk = scores + (g0 / HB) * n_tiles * TS + (g0 % HB) * L;
-        const float* qh[HS];
-        for (int h = 0; h < HS; ++h) qh[h] = q + (int64_t)std::min(g0 + h, G - 1) * hd;
+        // The HS heads' query values dim by dim ([hd][HS]): one pointer for the broadcasts of
+        // every head (a pointer per head left too few registers: two were reloaded per dim).
+        for (int h = 0; h < HS; ++h) {
+            const float* qh = q + (int64_t)std::min(g0 + h, G - 1) * hd;
+            for (int d = 0; d < hd; ++d) qt[d * HS + h] = qh[d];
+        }
         // Each head's lane-wise running max of its scores, taken as they are stored (a pass
         // over the scores less for the softmax).
         V m[HS];
@@ -229,7 +234,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         }
 #pragma GCC unroll 8
                         for (int h = 0; h < HS; ++h) {
-                            const V qd = S::set1(qh[h][d]);
+                            const V qd = S::set1(qt[d * HS + h]);
 #pragma GCC unroll 8
                             for (int r = 0; r < R; ++r) a[r][h] = S::fma(qd, kv[r], a[r][h]);
                         }
