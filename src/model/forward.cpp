@@ -206,21 +206,40 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     shape.n_blocks = kv.n_blocks;
     // RoPE on q and k, then K/V go into their cache slots (in the cache's type: f16, Q8_0 or
     // Q4_0, with the reference quantizer's rounding, and its layout) before anyone attends.
+    // Q4_0 K keeps two slots of a block in each byte, so its rows are stored by K/V head
+    // afterwards: one thread per head's blocks, no two threads writing one byte.
+    const bool k_by_head = kv.type == KvType::Q4_0;
+    auto slot_of = [&](int64_t t, int64_t& block, int64_t& slot) {
+        const int32_t pos = batch.pos[t];
+        block = (*batch.block_tables[batch.seq[t]])[pos / kv.block_size];
+        slot = pos % kv.block_size;
+    };
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             const int32_t pos = batch.pos[t];
             rope(q_.data() + t * qd, hp.n_head, hp.head_dim, pos, rp);
             rope(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, pos, rp);
-            const auto& table = *batch.block_tables[batch.seq[t]];
-            const int64_t block = table[pos / kv.block_size], slot = pos % kv.block_size;
+            int64_t block, slot;
+            slot_of(t, block, slot);
             for (int h = 0; h < hp.n_kv_head; ++h) {
-                kv_store_k(shape, kc, block, slot, h,
-                           k_.data() + t * kvd + (int64_t)h * hp.head_dim);
+                if (!k_by_head)
+                    kv_store_k(shape, kc, block, slot, h,
+                               k_.data() + t * kvd + (int64_t)h * hp.head_dim);
                 kv_store_v(shape, vc, block, slot, h,
                            v_.data() + t * kvd + (int64_t)h * hp.head_dim);
             }
         }
     });
+    if (k_by_head)
+        pool_.parallel_for(hp.n_kv_head, [&](int64_t h0, int64_t h1, int) {
+            for (int64_t h = h0; h < h1; ++h)
+                for (int64_t t = 0; t < n; ++t) {
+                    int64_t block, slot;
+                    slot_of(t, block, slot);
+                    kv_store_k(shape, kc, block, slot, (int)h,
+                               k_.data() + t * kvd + h * hp.head_dim);
+                }
+        });
 
     std::vector<AttentionQuery> queries((size_t)n);
     for (int64_t t = 0; t < n; ++t) {

@@ -49,6 +49,8 @@ void require_valid_shape(const AttentionShape& s) {
         throw std::invalid_argument(
             "attention: the shape needs n_blocks, block_size, head_dim and heads (n_head a "
             "multiple of n_kv_head)");
+    if (s.kv_type == KvType::Q4_0 && s.block_size % 2 != 0)
+        throw std::invalid_argument("attention: a q4_0 cache needs an even block size");
 }
 
 void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64_t slot,
@@ -69,6 +71,26 @@ void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64
     row.resize((size_t)kv_row_elems(s.kv_type, s.head_dim));
     quantize_row(kv_tensor_type(s.kv_type), x, row.data(), s.head_dim, nullptr);
     const int64_t bs = s.block_size;
+    if (s.kv_type == KvType::Q4_0) {
+        // Value i of GGUF block b: the low nibble of its byte i (i < 16), else the high
+        // nibble of byte i - 16. Dim d of slot goes to byte d * bs / 2 + slot % (bs / 2), the
+        // low nibble for the first half of the block's slots.
+        uint8_t* dst = (uint8_t*)(k_cache + kv_block_offset(s, block, kv_head));
+        uint16_t* scales = (uint16_t*)(dst + (int64_t)s.head_dim * bs / 2);
+        const uint8_t* src = (const uint8_t*)row.data();
+        const int64_t half = bs / 2, at = slot % half;
+        const bool high = slot >= half;
+        for (int b = 0; b < s.head_dim / 32; ++b) {
+            std::memcpy(&scales[b * bs + slot], src + 18 * b, 2);
+            for (int i = 0; i < 32; ++i) {
+                const uint8_t q =
+                    i < 16 ? src[18 * b + 2 + i] & 0x0F : src[18 * b + 2 + i - 16] >> 4;
+                uint8_t& byte = dst[(int64_t)(32 * b + i) * half + at];
+                byte = high ? (uint8_t)((byte & 0x0F) | (q << 4)) : (uint8_t)((byte & 0xF0) | q);
+            }
+        }
+        return;
+    }
     if (s.kv_type == KvType::Q8_0) {
         uint8_t* dst = (uint8_t*)(k_cache + kv_block_offset(s, block, kv_head));
         uint16_t* scales = (uint16_t*)(dst + (int64_t)s.head_dim * bs);
@@ -94,6 +116,20 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
                int kv_head, float* out) {
     if (!kv_k_dims_major(s.kv_type)) return kv_load_v(s, k_cache, block, slot, kv_head, out);
     const int64_t bs = s.block_size;
+    if (s.kv_type == KvType::Q4_0) {
+        // As dequantize_row: (the 4-bit value - 8) times the block's scale.
+        const uint8_t* src = (const uint8_t*)(k_cache + kv_block_offset(s, block, kv_head));
+        const uint16_t* scales = (const uint16_t*)(src + (int64_t)s.head_dim * bs / 2);
+        const int64_t half = bs / 2, at = slot % half;
+        for (int d = 0; d < s.head_dim; ++d) {
+            uint16_t h;
+            std::memcpy(&h, &scales[d / 32 * bs + slot], 2);
+            const uint8_t byte = src[(int64_t)d * half + at];
+            const int q = slot >= half ? byte >> 4 : byte & 0x0F;
+            out[d] = (float)(q - 8) * fp16_to_fp32(h);
+        }
+        return;
+    }
     if (s.kv_type == KvType::Q8_0) {
         // As dequantize_row: the block's scale times each int8 value.
         const int8_t* src = (const int8_t*)(k_cache + kv_block_offset(s, block, kv_head));

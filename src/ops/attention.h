@@ -11,12 +11,13 @@
 // (a region per head would commit a huge page per head for a short sequence). A row is one
 // position's head_dim values, in the cache's KvType: head_dim half floats, or head_dim / 32
 // GGUF blocks: Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or
-// Q4_0 (an f16 scale and 32 4-bit values, 18 bytes). V blocks, and Q4_0 K blocks, are
-// [block_size][row] (kv_cache_offset). F16 and Q8_0 K blocks are dims-major,
-// [head_dim][block_size] values (Q8_0's scales after them, kv_k_dims_major): one dim of
+// Q4_0 (an f16 scale and 32 4-bit values, 18 bytes). V blocks are [block_size][row]
+// (kv_cache_offset). K blocks are dims-major, [head_dim][block_size] values (Q8_0's and
+// Q4_0's scales after them, Q4_0's values two to a byte; kv_k_dims_major): one dim of
 // consecutive positions is contiguous, so a SIMD kernel scores 8 or 16 keys per vector
 // against a broadcast query value with no horizontal sums (those took a third of the decode
-// attention's time with row-major keys; Q8_0 keys row-major ran 2.7x slower than f16).
+// attention's time with row-major keys; Q8_0 keys row-major ran 2.7x slower than f16, Q4_0
+// ones on the AVX2 kernel 2.8x on an AVX-512 machine).
 // A sequence's positions map to blocks through its block table: position p lies in block
 // table[p / block_size], slot p % block_size. Each block's data for one head is contiguous,
 // so one head's keys stream as block_size * head_dim * 2 contiguous bytes (a row-interleaved
@@ -78,14 +79,18 @@ struct AttentionShape {
 };
 
 // Throws std::invalid_argument unless the shape can address a cache (n_blocks > 0, heads and
-// sizes positive, n_head a multiple of n_kv_head).
+// sizes positive, n_head a multiple of n_kv_head, an even block_size for Q4_0).
 void require_valid_shape(const AttentionShape& s);
 
-// Whether K blocks of this cache type are stored dims-major: f16 as [head_dim][block_size]
-// values; Q8_0 as [head_dim][block_size] int8 values, then [head_dim / 32][block_size] f16
-// scales (the same bytes as block_size rows of Q8_0 blocks).
+// Whether K blocks of this cache type are stored dims-major (all are): f16 as
+// [head_dim][block_size] values; Q8_0 as [head_dim][block_size] int8 values, then
+// [head_dim / 32][block_size] f16 scales (the same bytes as block_size rows of Q8_0 blocks);
+// Q4_0 as [head_dim][block_size / 2] bytes, byte i of a dim holding slot i in its low nibble
+// and slot i + block_size / 2 in its high one (so a block of 16 reads as one 8-byte load per
+// dim, and a half block as one nibble plane), then the scales as for Q8_0. Q4_0 caches need
+// an even block_size (require_valid_shape).
 constexpr bool kv_k_dims_major(KvType t) {
-    return t == KvType::F16 || t == KvType::Q8_0;
+    return t == KvType::F16 || t == KvType::Q8_0 || t == KvType::Q4_0;
 }
 
 // Where a cache's blocks lie (see the top of this file): groups of group_blocks consecutive
@@ -144,7 +149,8 @@ inline int64_t kv_cache_offset(const AttentionShape& s, int64_t block, int64_t s
 }
 
 // One position's K or V (head_dim floats) into its cache slot, in the cache's type (the
-// reference quantizer's rounding) and layout.
+// reference quantizer's rounding) and layout. A Q4_0 K slot shares its bytes with the slot
+// block_size / 2 away: K stores into one block and head must not run concurrently.
 void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
                 int kv_head, const float* x);
 void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64_t slot,
@@ -163,9 +169,8 @@ struct AttentionQuery {
 };
 
 // Every query's K/V (positions up to and including its own) must already be in the cache.
-// Runs a SIMD kernel (f16 and Q8_0 caches: attention_dims_major_impl.h, 16 lanes on the
-// avx512 path for head_dim % 16 == 0, else 8 lanes; Q4_0 caches: attention_avx2.cpp;
-// head_dim % 8 == 0)
+// Runs a SIMD kernel (attention_dims_major_impl.h, 16 lanes on the avx512 path for
+// head_dim % 16 == 0, else 8 lanes for head_dim % 8 == 0)
 // or the scalar reference; they agree within float rounding (tests/ops/attention_test.cpp). Each
 // (query, K/V head) is computed by one task in a fixed order, so results do not depend on the
 // thread count or on the batch.

@@ -44,6 +44,7 @@ struct Avx512 {
     static constexpr int L = 16;
     static constexpr int kScoreAcc = 16;  // 2 runs x 8 heads (one run: 1.2x slower scoring)
     static constexpr int kScoreHeads = 8;
+    static constexpr int kScoreHeadsQ4 = 8;
     static constexpr int kValueAcc = 16;
     static __mmask16 first_n(int n) {
         return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
@@ -65,6 +66,19 @@ struct Avx512 {
     }
     static V load_b_n(const int8_t* p, int n) {
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_n(n), p)));
+    }
+    // Q4_0 levels (0-15) as floats: 16 nibbles, the low ones of 8 bytes then their high
+    // ones, or one plane of 16 bytes.
+    static V levels(__m128i nibbles) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(nibbles)); }
+    static V load_q4_pair(const uint8_t* p) {
+        const __m128i x = _mm_loadl_epi64((const __m128i*)p), m = _mm_set1_epi8(0x0F);
+        return levels(
+            _mm_unpacklo_epi64(_mm_and_si128(x, m), _mm_and_si128(_mm_srli_epi16(x, 4), m)));
+    }
+    static V load_q4_plane(const uint8_t* p, int shift) {
+        const __m128i x =
+            _mm_srl_epi16(_mm_loadu_si128((const __m128i*)p), _mm_cvtsi32_si128(shift));
+        return levels(_mm_and_si128(x, _mm_set1_epi8(0x0F)));
     }
     static float half(uint16_t h) { return _cvtsh_ss(h); }
     static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first_n(n), v); }

@@ -1,5 +1,5 @@
-// Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16 and
-// Q8_0), for one query token and one K/V head group, written once over a small vector-traits
+// Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16, Q8_0
+// and Q4_0), for one query token and one K/V head group, written once over a small vector-traits
 // struct S and compiled into each ISA's translation unit with that unit's target flags
 // (attention_avx2.cpp: 8 lanes, attention_avx512.cpp: 16 lanes). Include only from those
 // files: everything here lives in an anonymous namespace, so each unit gets its own copy.
@@ -24,9 +24,12 @@
 // by each head's probability; keys in tiles of TKV so later chunk blocks find the tile's V
 // rows in L1.
 //
-// S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads, kValueAcc, zero, set1, fma,
+// S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads (kScoreHeadsQ4 for Q4_0
+// keys, whose conversion costs more), kValueAcc, zero, set1, fma,
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
-// those n), load_b / load_b_n (the same for int8 values), store_n (the first n lanes),
+// those n), load_b / load_b_n (the same for int8 values), load_q4_pair (L / 2 bytes' low
+// nibbles then their high ones, as floats), load_q4_plane (L bytes shifted right by 0 or 4,
+// their low nibbles as floats), store_n (the first n lanes),
 // round_f16_n, half (one f16 value as a float), and the softmax steps on one tile of
 // L scores: exp_tile (accumulating into a Sum), scale_round_tile, reduce_sum; and max_n
 // (a lane-wise max over the first n lanes), reduce_max (see the ISA files).
@@ -46,14 +49,17 @@ namespace lokal {
 namespace {
 
 // Up to L consecutive keys in one block: k points at dim 0 of the first (dim d at
-// k + d * block_size values), ks (Q8_0) at its scale of dims 0-31 (dims 32b.. at ks + b *
-// block_size), v at its V row; j is the first key's index among the query's keys.
+// k + d * block_size values; Q4_0: at dim 0 of the block, the first key being slot), ks
+// (Q8_0, Q4_0) at its scale of dims 0-31 (dims 32b.. at ks + b * block_size), v at its V row;
+// j is the first key's index among the query's keys.
 struct KeyRun {
     const uint8_t* k;
     const uint16_t* ks;
     const uint8_t* v;  // the first key's V row (the run's rows follow it, one row apart)
     int64_t j;
     int32_t len;
+    int32_t slot;   // the first key's slot in its block
+    int32_t shift;  // Q4_0: 4 when the run's keys are the high nibbles (second half of a block)
 };
 
 // The largest divisor of nc that is at most cap (chunks per value register block).
@@ -63,21 +69,23 @@ constexpr int chunk_block(int nc, int cap) {
     return 1;
 }
 
-// KT = the cache type (F16 or Q8_0), HD = head_dim when known at compile time (0: read from
-// the shape; any multiple of S::L, and of 32 for Q8_0), HB = query heads per register block.
+// KT = the cache type (F16, Q8_0 or Q4_0), HD = head_dim when known at compile time (0: read
+// from the shape; any multiple of S::L, and of 32 for Q8_0 and Q4_0), HB = query heads per
+// register block.
 template <class S, KvType KT, int HD, int HB>
 void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    static_assert(KT == KvType::F16 || KT == KvType::Q8_0, "dims-major K caches");
     using V = typename S::V;
     constexpr int L = S::L;
-    constexpr bool kQ8 = KT == KvType::Q8_0;
-    constexpr int EB = kQ8 ? 1 : 2;  // bytes per K value
+    constexpr bool kQ8 = KT == KvType::Q8_0, kQ4 = KT == KvType::Q4_0;
+    constexpr bool kBlk = kQ8 || kQ4;  // GGUF blocks: a scale per 32 values of a row
+    constexpr int EB = kQ8 ? 1 : 2;    // bytes per K value (Q4_0: half a byte)
     static_assert(32 % L == 0, "a Q8_0 block is whole vectors");
     // Scoring takes HS heads at a time (up to S::kScoreHeads) and R runs of keys, R x HS
     // accumulators: AVX-512 8 heads x 2 runs; AVX2 4 x 2 (8 heads x 1 run spent a broadcast
     // per FMA and a key conversion per 8, and was 1.1x slower).
-    constexpr int HS = HB < S::kScoreHeads ? HB : S::kScoreHeads;
+    constexpr int kSH = kQ4 ? S::kScoreHeadsQ4 : S::kScoreHeads;
+    constexpr int HS = HB < kSH ? HB : kSH;
     constexpr int R = S::kScoreAcc / HS > 1 ? S::kScoreAcc / HS : 1;
     // Keys that K and V are prefetched ahead (128 and 256 measured no better, 2026-12-05),
     // and the groups of R runs that makes while scoring.
@@ -93,7 +101,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const int hd = HD ? HD : s.head_dim;
     const int nc = hd / L;
     const int64_t bs = s.block_size;
-    const int64_t k_dim_bytes = EB * bs;                   // one dim of a K block
+    const int64_t half = bs / 2;                           // Q4_0: a nibble plane's keys
+    const int64_t k_dim_bytes = kQ4 ? half : EB * bs;      // one dim of a K block
     const int64_t v_row_bytes = 2 * kv_row_elems(KT, hd);  // one V row
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
     const int64_t n = query.pos - first + 1;
@@ -128,15 +137,22 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const int len = (int)std::min<int64_t>(std::min<int64_t>(L - j % L, bs - slot), n - j);
             const int64_t at = layout.block_offset(query.block_table[block], kv_head);
             const uint8_t* kb = (const uint8_t*)(k_cache + at);
-            out[n_runs++] = {kb + EB * slot, kQ8 ? (const uint16_t*)(kb + hd * bs) + slot : nullptr,
-                             (const uint8_t*)(v_cache + at) + slot * v_row_bytes, j, len};
+            const uint16_t* ks = kBlk ? (const uint16_t*)(kb + hd * k_dim_bytes) + slot : nullptr;
+            out[n_runs++] = {kQ4 ? kb : kb + EB * slot,
+                             ks,
+                             (const uint8_t*)(v_cache + at) + slot * v_row_bytes,
+                             j,
+                             len,
+                             (int32_t)slot,
+                             kQ4 && slot >= half ? 4 : 0};
             j += len;
             slot += len;
             if (slot == bs) slot = 0, ++block;
         }
         // (PR * R runs are 64 keys, so the padding also covers the values' prefetch 64 keys
         // ahead.)
-        const KeyRun pad{out[n_runs - 1].k, out[n_runs - 1].ks, out[n_runs - 1].v, 0, 0};
+        const KeyRun pad{out[n_runs - 1].k,    out[n_runs - 1].ks,   out[n_runs - 1].v, 0, 0,
+                         out[n_runs - 1].slot, out[n_runs - 1].shift};
         std::fill(out + n_runs, out + (n_runs + R - 1) / R * R + PR * R, pad);
     }
     const KeyRun* runs = runs_tl.data();
@@ -145,7 +161,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     int d_mask = 0;
     while (k_dim_bytes * 2 * (d_mask + 1) <= 64) d_mask = 2 * d_mask + 1;
     // Q8_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
-    const int d_blk = kQ8 ? 32 : hd;
+    const int d_blk = kBlk ? 32 : hd;
 
     // Prefetches run kAhead keys ahead, so nothing fetched the first ones' K and V before
     // they were used: with a short context (a batch of sequences a few hundred positions
@@ -155,11 +171,11 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     for (int64_t r = 0; r < std::min<int64_t>(n_runs, PR * R); ++r) {
         for (int d = 0; d < hd; d += d_mask + 1)
             _mm_prefetch((const char*)(runs[r].k + d * k_dim_bytes), _MM_HINT_T0);
-        if constexpr (kQ8)
+        if constexpr (kBlk)
             for (int d = 0; d < hd; d += 32)
                 _mm_prefetch((const char*)(runs[r].ks + d / 32 * bs), _MM_HINT_T0);
     }
-    const int v_lines = (int)(v_row_bytes + 63) / 64 + (kQ8 ? 1 : 0);  // lines a V row spans
+    const int v_lines = (int)(v_row_bytes + 63) / 64 + (kBlk ? 1 : 0);  // lines a V row spans
     // A group of R runs is scored in hd / (d_mask + 1) prefetch points: its keys' V rows
     // spread over them.
     const int v_keys_per_point = (R * L + hd / (d_mask + 1) - 1) / (hd / (d_mask + 1));
@@ -192,18 +208,29 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
                 for (int h = 0; h < HS; ++h) a[r][h] = S::zero();
+            // Full runs take whole-vector loads. A Q4_0 run also needs its keys to be one
+            // block of L (both nibble planes of L / 2 bytes) or L of one plane; others are
+            // gathered key by key (runs cut by a block's end, a window or the last keys).
             bool full = true;
-            for (int r = 0; r < R; ++r) full &= runs[r0 + r].len == L;
+            for (int r = 0; r < R; ++r) {
+                const KeyRun& run = runs[r0 + r];
+                full &= run.len == L;
+                if constexpr (kQ4)
+                    full &= (bs == L && run.slot == 0) || run.slot % half + L <= half;
+            }
             // hd vectors of L keys per run, each weighted by every head's query value; a Q8_0
             // block's int8 values times the keys' scales for that block (sc).
             auto score = [&](auto load) {
                 for (int d0 = 0; d0 < hd; d0 += d_blk) {
-                    V sc[R];
-                    if constexpr (kQ8) {
+                    // Q4_0: levels u in 0..15 give (u - 8) x scale as fma(u, scale, -8 x scale),
+                    // one rounding of the same exact product (-8 x scale is exact).
+                    V sc[R], sc8[R];
+                    if constexpr (kBlk) {
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) {
                             const uint16_t* ks = runs[r0 + r].ks + d0 / 32 * bs;
                             sc[r] = full ? S::load_h(ks) : S::load_h_n(ks, runs[r0 + r].len);
+                            if constexpr (kQ4) sc8[r] = S::mul(sc[r], S::set1(-8.0f));
                             if (prefetch)
                                 _mm_prefetch((const char*)(ahead[r].ks + d0 / 32 * bs),
                                              _MM_HINT_T0);
@@ -230,7 +257,10 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) {
                             kv[r] = load(runs[r0 + r], d * k_dim_bytes);
-                            if constexpr (kQ8) kv[r] = S::mul(kv[r], sc[r]);
+                            if constexpr (kQ4)
+                                kv[r] = S::fma(kv[r], sc[r], sc8[r]);
+                            else if constexpr (kQ8)
+                                kv[r] = S::mul(kv[r], sc[r]);
                         }
 #pragma GCC unroll 8
                         for (int h = 0; h < HS; ++h) {
@@ -242,19 +272,35 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                 }
             };
             // A run's L keys at dim offset `at`: whole vectors, or the run's len when short.
-            if (full)
-                score([](const KeyRun& run, int64_t at) {
-                    if constexpr (kQ8)
+            // Q4_0: a block of L keys is both nibble planes of L / 2 bytes; otherwise a run
+            // is L keys of one plane (its shift picks the plane).
+            if (kQ4 && full && bs == L)
+                score([](const KeyRun& run, int64_t at) { return S::load_q4_pair(run.k + at); });
+            else if (full)
+                score([half](const KeyRun& run, int64_t at) {
+                    if constexpr (kQ4) {
+                        return S::load_q4_plane(run.k + at + run.slot % half, run.shift);
+                    } else if constexpr (kQ8) {
                         return S::load_b((const int8_t*)run.k + at);
-                    else
+                    } else {
                         return S::load_h((const uint16_t*)(run.k + at));
+                    }
                 });
             else
-                score([](const KeyRun& run, int64_t at) {
-                    if constexpr (kQ8)
+                score([half](const KeyRun& run, int64_t at) {
+                    if constexpr (kQ4) {
+                        alignas(64) int8_t t[L] = {};
+                        for (int i = 0; i < run.len; ++i) {
+                            const int64_t slot = run.slot + i;
+                            const uint8_t byte = run.k[at + slot % half];
+                            t[i] = (int8_t)(slot >= half ? byte >> 4 : byte & 0x0F);
+                        }
+                        return S::load_b(t);
+                    } else if constexpr (kQ8) {
                         return S::load_b_n((const int8_t*)run.k + at, run.len);
-                    else
+                    } else {
                         return S::load_h_n((const uint16_t*)(run.k + at), run.len);
+                    }
                 });
             for (int r = 0; r < R; ++r) {
                 const KeyRun& run = runs[r0 + r];
@@ -293,7 +339,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     constexpr int RA = kAhead / L;  // runs ahead for the V prefetch: kAhead keys when full
     static_assert(TKV % L == 0 && RA <= PR * R, "value tiles are whole runs' tiles");
     // Lines per V row (a Q8_0 row of 34-byte blocks may straddle one more).
-    const int row_lines = (int)(v_row_bytes + 63) / 64 + (kQ8 ? 1 : 0);
+    const int row_lines = (int)(v_row_bytes + 63) / 64 + (kBlk ? 1 : 0);
     const int n_pass = (nc + CB - 1) / CB;
     std::fill(acc, acc + (size_t)G * hd, 0.0f);
     for (int g0 = 0; g0 < G; g0 += HB) {
@@ -334,20 +380,27 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         for (int b = pf_first; b < pf_end; ++b)
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
                                          _MM_HINT_T0);
-                        V v[CB], vs{};  // vs: the current Q8_0 block's scale
+                        V v[CB], vs{}, vs8{};  // the current block's scale (and -8 x it)
 #pragma GCC unroll 8
                         for (int cb = 0; cb < CB; ++cb) {
                             const int e = L * (c0 + cb);  // the chunk's first dim
-                            if constexpr (kQ8) {
-                                // Block e / 32: an f16 scale, then 32 int8 values; the scale
-                                // read once per block.
-                                const uint8_t* blk = row + 34 * (e / 32);
+                            if constexpr (kBlk) {
+                                // Block e / 32: an f16 scale, then 32 int8 values (Q4_0: 16
+                                // bytes, values 0-15 their low nibbles, 16-31 their high ones);
+                                // the scale read once per block.
+                                const uint8_t* blk = row + (kQ8 ? 34 : 18) * (e / 32);
                                 if (cb == 0 || e % 32 == 0) {
                                     uint16_t h;
                                     std::memcpy(&h, blk, 2);
                                     vs = S::set1(S::half(h));
+                                    if constexpr (kQ4) vs8 = S::set1(-8.0f * S::half(h));
                                 }
-                                v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
+                                if constexpr (kQ8)
+                                    v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
+                                else
+                                    v[cb] = S::fma(
+                                        S::load_q4_plane(blk + 2 + e % 16, e % 32 >= 16 ? 4 : 0),
+                                        vs, vs8);
                             } else {
                                 v[cb] = S::load_h((const uint16_t*)row + e);
                             }
@@ -414,6 +467,8 @@ void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const u
                              const AttentionQuery& q, int h, std::vector<float>& buf) {
     if (s.kv_type == KvType::Q8_0)
         return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, h, buf);
+    if (s.kv_type == KvType::Q4_0)
+        return attend_dims_major_dispatch<S, KvType::Q4_0>(s, k, v, q, h, buf);
     attend_dims_major_dispatch<S, KvType::F16>(s, k, v, q, h, buf);
 }
 

@@ -214,6 +214,24 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
             EXPECT_EQ(std::memcmp(vb + 5 * 2 * kv_row_elems(kv, hd), q, 2 * row.size()), 0);
         }
+        if (kv == KvType::Q4_0) {
+            // Values dims-major two to a byte: slot 5 lies in the first half of the 16 slots,
+            // so dim d is the low nibble of byte d * 8 + 5 (GGUF value i of a block: the low
+            // nibble of its byte i, or the high one of byte i - 16); then the scales as for
+            // Q8_0. V rows stay GGUF Q4_0 blocks (18 bytes each).
+            const uint8_t* kb = (const uint8_t*)(kc.data() + base);
+            const uint8_t* vb = (const uint8_t*)(vc.data() + base);
+            const uint8_t* q = (const uint8_t*)row.data();
+            for (int b = 0; b < hd / 32; ++b) {
+                EXPECT_EQ(std::memcmp(kb + hd * bs / 2 + 2 * (b * bs + 5), q + 18 * b, 2), 0);
+                for (int i = 0; i < 32; ++i) {
+                    const int level =
+                        i < 16 ? q[18 * b + 2 + i] & 0x0F : q[18 * b + 2 + i - 16] >> 4;
+                    EXPECT_EQ(kb[(32 * b + i) * bs / 2 + 5], level) << "dim " << 32 * b + i;
+                }
+            }
+            EXPECT_EQ(std::memcmp(vb + 5 * 2 * kv_row_elems(kv, hd), q, 2 * row.size()), 0);
+        }
         size_t nonzero_k = 0, nonzero_v = 0;
         for (size_t i = 0; i < elems; ++i) {
             nonzero_k += kc[i] != 0;
@@ -224,12 +242,25 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
         }
         EXPECT_GT(nonzero_k, (size_t)kv_row_elems(kv, hd) / 2);
-        // Row-major K holds a row in as many elements as V; dims-major Q8_0 spreads its bytes
-        // over one element per dim plus its scales.
-        if (kv == KvType::Q8_0)
-            EXPECT_LE(nonzero_k, (size_t)(hd + hd / 32));
-        else
+        // f16 K holds a row in as many elements as V; dims-major Q8_0 and Q4_0 spread their
+        // bytes over one element per dim plus the scales.
+        if (kv == KvType::F16)
             EXPECT_EQ(nonzero_k, nonzero_v);
+        else
+            EXPECT_LE(nonzero_k, (size_t)(hd + hd / 32));
+        // Q4_0: slot 13 shares slot 5's bytes (their high nibbles); writing it leaves slot 5
+        // as it was, and both read back as their rows dequantized.
+        if (kv == KvType::Q4_0) {
+            std::vector<float> y(hd), expect_y(hd);
+            for (float& v : y) v = nd(rng);
+            kv_store_k(s, kc.data(), 2, 13, 1, y.data());
+            quantize_row(kv_tensor_type(kv), y.data(), row.data(), hd, nullptr);
+            dequantize_row(kv_tensor_type(kv), row.data(), expect_y.data(), hd);
+            kv_load_k(s, kc.data(), 2, 13, 1, back.data());
+            EXPECT_EQ(back, expect_y);
+            kv_load_k(s, kc.data(), 2, 5, 1, back.data());
+            EXPECT_EQ(back, expect);
+        }
     }
 }
 
