@@ -25,7 +25,7 @@
 // rows in L1.
 //
 // S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads (kScoreHeadsQ4 for Q4_0
-// keys, whose conversion costs more), kValueAcc, zero, set1, fma,
+// keys, whose conversion costs more), kValueAcc, zero, set1, fma, sub,
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
 // those n), load_b / load_b_n (the same for int8 values), load_q4_pair (L / 2 bytes' low
 // nibbles then their high ones, as floats), load_q4_plane (L bytes shifted right by 0 or 4,
@@ -380,7 +380,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         for (int b = pf_first; b < pf_end; ++b)
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
                                          _MM_HINT_T0);
-                        V v[CB], vs{}, vs8{};  // the current block's scale (and -8 x it)
+                        V v[CB], vs{};  // the current block's scale
 #pragma GCC unroll 8
                         for (int cb = 0; cb < CB; ++cb) {
                             const int e = L * (c0 + cb);  // the chunk's first dim
@@ -393,14 +393,15 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                                     uint16_t h;
                                     std::memcpy(&h, blk, 2);
                                     vs = S::set1(S::half(h));
-                                    if constexpr (kQ4) vs8 = S::set1(-8.0f * S::half(h));
                                 }
                                 if constexpr (kQ8)
                                     v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
                                 else
-                                    v[cb] = S::fma(
-                                        S::load_q4_plane(blk + 2 + e % 16, e % 32 >= 16 ? 4 : 0),
-                                        vs, vs8);
+                                    // (u - 8) exact, then one rounding, as for K.
+                                    v[cb] = S::mul(S::sub(S::load_q4_plane(blk + 2 + e % 16,
+                                                                           e % 32 >= 16 ? 4 : 0),
+                                                          S::set1(8.0f)),
+                                                   vs);
                             } else {
                                 v[cb] = S::load_h((const uint16_t*)row + e);
                             }
