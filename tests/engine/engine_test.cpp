@@ -338,6 +338,18 @@ TEST(KvCache, PrepareFailsCleanlyWhenFull) {
     EXPECT_TRUE(cache.prepare(b, 0, 8));
 }
 
+// A q4_0 cache keeps two slots of a block in each K byte: an odd block size is refused when
+// the cache is made (one clear error on the caller's thread, not a throw inside a worker).
+TEST(KvCache, Q4_0NeedsAnEvenBlockSize) {
+    HParams hp;
+    hp.n_layer = 1;
+    hp.n_kv_head = 1;
+    hp.head_dim = 32;
+    EXPECT_THROW(KvCache(hp, 15, 5, KvType::Q4_0), std::invalid_argument);
+    EXPECT_NO_THROW(KvCache(hp, 15, 5, KvType::Q8_0));
+    EXPECT_NO_THROW(KvCache(hp, 16, 4, KvType::Q4_0));
+}
+
 TEST(Sampler, GreedyPicksArgmaxAndSeedsReproduce) {
     std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
     SamplerParams p;
