@@ -91,10 +91,18 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
         struct Case {
             int n_head, n_kv, hd, bs, len, window;
         };
-        const Case cases[] = {{8, 1, 64, 16, 300, 0},  {32, 4, 64, 16, 77, 0},
-                              {4, 4, 128, 8, 45, 0},   {16, 2, 32, 8, 61, 13},
-                              {8, 4, 64, 4, 33, 5},    {6, 2, 96, 16, 40, 0},
-                              {12, 4, 160, 16, 29, 0}, {4, 2, 128, 16, 1031, 0}};
+        const Case cases[] = {{8, 1, 64, 16, 300, 0},
+                              {32, 4, 64, 16, 77, 0},
+                              {4, 4, 128, 8, 45, 0},
+                              {16, 2, 32, 8, 61, 13},
+                              {8, 4, 64, 4, 33, 5},
+                              {6, 2, 96, 16, 40, 0},
+                              {12, 4, 160, 16, 29, 0},
+                              {4, 2, 128, 16, 1031, 0},
+                              // 32-position blocks: Q4_0 keys of one nibble plane per run on
+                              // both ISAs, with and without a window starting mid-block
+                              {8, 2, 64, 32, 150, 0},
+                              {8, 2, 64, 32, 150, 37}};
         ThreadPool pool(2);
         for (const Case& c : cases) {
             SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_kv << " hd "
