@@ -1,7 +1,6 @@
 // AVX2 attention for one query token and one K/V head group: the reference's two-pass
 // numerics (attention.cpp) on 8-wide vectors, through the shared kernel of
-// attention_dims_major_impl.h (dims-major K, 8 keys per vector) for every cache type. (Q4_0
-// caches had a row-major kernel of their own here until 2026-12-06.)
+// attention_dims_major_impl.h (dims-major K, 8 keys per vector) for every cache type.
 #include <immintrin.h>
 
 #include <algorithm>
