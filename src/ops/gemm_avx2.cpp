@@ -872,6 +872,9 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     // Rows of a last partial group are row-major even in a packed matrix.
     const int64_t full_end = a.n_rows - a.n_rows % RG;
     std::vector<uint8_t> pad;
+    if (a.n_tokens == 1 && a.packed && r0 + RG <= full_end)
+        prefetch_decode_start(a.w + (size_t)r0 * a.w_stride,
+                              (size_t)(std::min(r1, full_end) - r0) * a.w_stride);
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;
