@@ -65,10 +65,9 @@ template <int Run, bool Stepped>
 // bursts fetch kDecodeAhead ahead of the block being read, so the first bytes of a range
 // were fetched by nobody but the hardware prefetcher, which starts each new stream cold —
 // and every decode call starts two (one per thread's span) plus one for each piece a thread
-// takes from the back of another's (ThreadPool::parallel_spans; ~10 per call on two threads,
-// TinyLlama Q4_0). One request per loop step, as the K-quant bursts. `bench/ab -n 6 NEW OLD
-// -p 0 -n 64 -b 0 -r 2`, Zen 5, 2026-12-06: see docs/PERFORMANCE.md ("Decode: the first
-// bytes of every range").
+// takes from the back of another's (ThreadPool::parallel_spans). One request per loop step,
+// as the K-quant bursts. Measured (`bench/ab`, tg, Zen 5, 2026-12-06): docs/PERFORMANCE.md,
+// "Decode: the first bytes of every range".
 [[gnu::always_inline]] inline void prefetch_decode_start(const uint8_t* p, size_t bytes) {
     bytes = std::min(bytes, kDecodeAhead);
 #pragma GCC unroll 1
