@@ -7,7 +7,7 @@ namespace lokal {
 
 KvCache::KvCache(const HParams& hp, int64_t capacity_tokens, int block_size, KvType type) {
     if (block_size <= 0) throw std::invalid_argument("kv cache: block size must be positive");
-    if (type == KvType::Q4_0 && block_size % 2 != 0)  // two slots per byte (ops/attention.h)
+    if (!kv_block_size_valid(type, block_size))  // Q4_0: two slots per byte (ops/attention.h)
         throw std::invalid_argument("kv cache: a q4_0 cache needs an even block size");
     const int64_t blocks = std::max<int64_t>(1, (capacity_tokens + block_size - 1) / block_size);
     if (blocks > (1 << 24)) throw std::invalid_argument("kv cache: capacity too large");

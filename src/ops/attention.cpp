@@ -49,7 +49,7 @@ void require_valid_shape(const AttentionShape& s) {
         throw std::invalid_argument(
             "attention: the shape needs n_blocks, block_size, head_dim and heads (n_head a "
             "multiple of n_kv_head)");
-    if (s.kv_type == KvType::Q4_0 && s.block_size % 2 != 0)
+    if (!kv_block_size_valid(s.kv_type, s.block_size))
         throw std::invalid_argument("attention: a q4_0 cache needs an even block size");
 }
 
@@ -62,7 +62,6 @@ void kv_store_v(const AttentionShape& s, uint16_t* v_cache, int64_t block, int64
 
 void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64_t slot,
                 int kv_head, const float* x) {
-    if (!kv_k_dims_major(s.kv_type)) return kv_store_v(s, k_cache, block, slot, kv_head, x);
     require_valid_shape(s);
     // The row converted as quantize_row converts any row of the type, then scattered down its
     // slot's column: value (dim d, slot) of the block lies at d * block_size + slot (and a
@@ -114,7 +113,6 @@ void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, 
 
 void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
                int kv_head, float* out) {
-    if (!kv_k_dims_major(s.kv_type)) return kv_load_v(s, k_cache, block, slot, kv_head, out);
     const int64_t bs = s.block_size;
     if (s.kv_type == KvType::Q4_0) {
         // As dequantize_row: (the 4-bit value - 8) times the block's scale.
@@ -237,7 +235,7 @@ void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16
         : std::strcmp(kernels().isa, "avx2") == 0                                           ? 1
                                                                                             : 0;
     GroupFn fn = &attend_group;
-    if (level == 2 && kv_k_dims_major(shape.kv_type) && shape.head_dim % 16 == 0)
+    if (level == 2 && shape.head_dim % 16 == 0)
         fn = &attend_group_avx512;
     else if (level >= 1 && shape.head_dim % 8 == 0)
         fn = &attend_group_avx2;

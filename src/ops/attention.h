@@ -13,7 +13,7 @@
 // GGUF blocks: Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or
 // Q4_0 (an f16 scale and 32 4-bit values, 18 bytes). V blocks are [block_size][row]
 // (kv_cache_offset). K blocks are dims-major, [head_dim][block_size] values (Q8_0's and
-// Q4_0's scales after them, Q4_0's values two to a byte; kv_k_dims_major): one dim of
+// Q4_0's scales after them, Q4_0's values two to a byte; see kv_block_size_valid): one dim of
 // consecutive positions is contiguous, so a SIMD kernel scores 8 or 16 keys per vector
 // against a broadcast query value with no horizontal sums (those took a third of the decode
 // attention's time with row-major keys; Q8_0 keys row-major ran 2.7x slower than f16, Q4_0
@@ -82,15 +82,15 @@ struct AttentionShape {
 // sizes positive, n_head a multiple of n_kv_head, an even block_size for Q4_0).
 void require_valid_shape(const AttentionShape& s);
 
-// Whether K blocks of this cache type are stored dims-major (all are): f16 as
-// [head_dim][block_size] values; Q8_0 as [head_dim][block_size] int8 values, then
-// [head_dim / 32][block_size] f16 scales (the same bytes as block_size rows of Q8_0 blocks);
-// Q4_0 as [head_dim][block_size / 2] bytes, byte i of a dim holding slot i in its low nibble
-// and slot i + block_size / 2 in its high one (so a block of 16 reads as one 8-byte load per
-// dim, and a half block as one nibble plane), then the scales as for Q8_0. Q4_0 caches need
-// an even block_size (require_valid_shape).
-constexpr bool kv_k_dims_major(KvType t) {
-    return t == KvType::F16 || t == KvType::Q8_0 || t == KvType::Q4_0;
+// K blocks, every cache type dims-major: f16 as [head_dim][block_size] values; Q8_0 as
+// [head_dim][block_size] int8 values, then [head_dim / 32][block_size] f16 scales (the same
+// bytes as block_size rows of Q8_0 blocks); Q4_0 as [head_dim][block_size / 2] bytes, byte i
+// of a dim holding slot i in its low nibble and slot i + block_size / 2 in its high one (so a
+// block of 16 reads as one 8-byte load per dim, and a half block as one nibble plane), then
+// the scales as for Q8_0. So a Q4_0 block holds an even number of positions: whether a cache
+// of type t can have blocks of block_size positions (KvCache and require_valid_shape ask).
+constexpr bool kv_block_size_valid(KvType t, int64_t block_size) {
+    return block_size > 0 && (t != KvType::Q4_0 || block_size % 2 == 0);
 }
 
 // Where a cache's blocks lie (see the top of this file): groups of group_blocks consecutive

@@ -58,8 +58,10 @@ struct KeyRun {
     const uint8_t* v;  // the first key's V row (the run's rows follow it, one row apart)
     int64_t j;
     int32_t len;
-    int32_t slot;   // the first key's slot in its block
-    int32_t shift;  // Q4_0: 4 when the run's keys are the high nibbles (second half of a block)
+    int32_t slot;  // the first key's slot in its block
+    // Q4_0: 4 when the run's keys are the high nibbles (second half of a block). Derived from
+    // slot, kept here so the per-dim loads take it as it is.
+    int32_t shift;
 };
 
 // The largest divisor of nc that is at most cap (chunks per value register block).
@@ -160,7 +162,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // d_mask + 1 dims (a power of two: a division per dim cost ~5% of the scoring time).
     int d_mask = 0;
     while (k_dim_bytes * 2 * (d_mask + 1) <= 64) d_mask = 2 * d_mask + 1;
-    // Q8_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
+    // Q8_0, Q4_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
     const int d_blk = kBlk ? 32 : hd;
 
     // Prefetches run kAhead keys ahead, so nothing fetched the first ones' K and V before
@@ -462,7 +464,7 @@ void attend_dims_major_dispatch(const AttentionShape& s, const uint16_t* k, cons
     }
 }
 
-// The cache types with dims-major K blocks (kv_k_dims_major).
+// Every cache type (all have dims-major K blocks, ops/attention.h).
 template <class S>
 void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
                              const AttentionQuery& q, int h, std::vector<float>& buf) {

@@ -79,7 +79,7 @@ TEST(Attention, SimdMatchesReference) {
     }
 }
 
-// Q8_0 caches: every SIMD path (decode kernels for GQA groups 1, 2, 4, 8 at head sizes 32,
+// Q8_0 and Q4_0 caches: every SIMD path (decode kernels for GQA groups 1, 2, 4, 8 at head sizes 32,
 // 64, 128; the tiled kernel for other groups and sizes) against the scalar reference on the
 // same quantized rows, and the reference itself against an f16 cache of the same values:
 // the only difference there is the 8-bit rounding of K and V.
