@@ -916,6 +916,51 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, f[t]);
 }
 
+// Decode (one token) of two packed 16-row groups far apart (GemmArgs::pair_rows), in
+// lockstep block by block: each thread then reads two forward streams, as the read-bandwidth
+// test's best pass does (the hardware prefetcher keeps more lines in flight for two streams
+// than for one), and each activation block's broadcasts serve 32 rows instead of 16. Each
+// group's float chain is stream_group<1>'s, in the same order: the same bits. TinyLlama tg
+// against one group at a time (bench/ab, LOKAL_GEMM_PAIRS=0 as B, Zen 5, 2026-12-06): Q4_0
+// 1.077 (6 of 6), Q8_0 1.155 (6 of 6); with both bursts at the same block 0.85 and 1.06.
+template <class Ty, TensorType TT>
+void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
+    const int64_t nb = a.n / 32;
+    const Packed<TT> RA{a.w + (size_t)gA * a.w_stride, ahead};
+    const Packed<TT> RB{a.w + (size_t)gB * a.w_stride, ahead};
+    const Tok tk{a.act, a.side};
+    constexpr int kUnitBlock = 2 * Packed<TT>::kRun;  // bytes of a 16-row block
+    constexpr int kHalfBurst = std::max(1, (kDecodeBurstBytes + kUnitBlock / 2) / kUnitBlock) / 2;
+    constexpr size_t kBurstShifted = kDecodeAhead - (size_t)kHalfBurst * kUnitBlock;
+    __m512 fA = _mm512_setzero_ps(), fB = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        // The two streams' bursts half a burst apart: at the same block (72 Q4_0 lines back
+        // to back) they made the pairs slower than one group at a time.
+        RA.template prefetch_burst<false>(b);
+        prefetch_decode_burst<2 * Packed<TT>::kRun, false>(RB.base, b + kHalfBurst,
+                                                           ahead ? kBurstShifted : 0);
+        P32 PA, PB;
+        Ty::unpack(RA, b, PA);
+        Ty::unpack(RB, b, PB);
+        __m512i yv[8];
+        act_dwords8(tk.act + b * Ty::AB + Ty::AO, yv);
+        const __m512i c0 =
+            Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)tk.side[nb + b]);
+        __m512i a0 = c0, a1 = _mm512_setzero_si512(), b0 = c0, b1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) {
+            a0 = _mm512_dpbusd_epi32(a0, PA.w[k], yv[k]);
+            a1 = _mm512_dpbusd_epi32(a1, PA.w[k + 1], yv[k + 1]);
+            b0 = _mm512_dpbusd_epi32(b0, PB.w[k], yv[k]);
+            b1 = _mm512_dpbusd_epi32(b1, PB.w[k + 1], yv[k + 1]);
+        }
+        fA = finish32<Ty>(_mm512_add_epi32(a0, a1), PA.d, Ty::kMin ? PA.m : PA.d, tk, b, nb, fA);
+        fB = finish32<Ty>(_mm512_add_epi32(b0, b1), PB.d, Ty::kMin ? PB.m : PB.d, tk, b, nb, fB);
+    }
+    _mm512_storeu_ps(a.y + gA, fA);
+    _mm512_storeu_ps(a.y + gB, fB);
+}
+
 // stream_group<T> for T = a.n_tokens (1 .. T), picked by direct calls the compiler inlines:
 // through a table of function pointers 8 sequences ran 0.92x as fast (bench/ab, Q4_0).
 template <class Pan, class Ty, int T = kStreamTokens, class S>
@@ -1007,6 +1052,16 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
         r0 + RG <= packed_end)
         prefetch_decode_start(a.w + (size_t)r0 * a.w_stride,
                               (size_t)(std::min(r1, packed_end) - r0) * a.w_stride);
+    if constexpr (QK == 32) {
+        if (a.pair_rows) {  // whole packed groups only (matmul.cpp)
+            if (ahead)
+                prefetch_decode_start(a.w + (size_t)(r0 + a.pair_rows) * a.w_stride,
+                                      (size_t)(r1 - r0) * a.w_stride);
+            for (int64_t g = r0; g < r1; g += RG)
+                decode_pair32<Ty, TT>(a, g, g + a.pair_rows, ahead);
+            return;
+        }
+    }
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;

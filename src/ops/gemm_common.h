@@ -167,6 +167,10 @@ struct GemmArgs {
     int64_t n_tokens = 0;
     float* y = nullptr;  // y[t * ldy + r]
     int64_t ldy = 0;
+    // Decode through a table whose pairs_decode[type] is set (kernels.h): also compute rows
+    // [r0 + pair_rows, r1 + pair_rows), reading them in lockstep with [r0, r1), so that a
+    // thread streams from two places at once. 0: rows [r0, r1) only.
+    int64_t pair_rows = 0;
 };
 
 // Computes y for rows [r0, r1) and every token. r0 is a multiple of the table's row_group.

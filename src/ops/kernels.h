@@ -28,6 +28,9 @@ struct KernelTable {
     bool reads_packed = false;
     int pack_interleave = 1;  // 8-row groups per packed unit (gemm_common.h: pack_rows)
     bool bf16_dot = false;    // BF16 weights through the CPU's BF16 pair dot product (vdpbf16ps)
+    // The gemm entry of these types reads GemmArgs::pair_rows for one-token calls on packed
+    // weights (matmul pairs far-apart row groups for them: matmul.cpp).
+    bool pairs_decode[(int)TensorType::COUNT] = {};
     VecDotFn vec_dot[(int)TensorType::COUNT] = {};
     gemm::GemmFn gemm[(int)TensorType::COUNT] = {};
     // Indexed by the activation (dot) type: F32, F16, BF16, Q8_0, Q8_1, Q8_K.

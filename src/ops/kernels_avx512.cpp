@@ -349,6 +349,12 @@ KernelTable make_table(bool amx, bool native_bf16) {
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})
         t.gemm[(int)ty] = gemm::avx512::quant_gemm(ty, amx);
+    // Decode of the 32-element types in pairs of far-apart row groups (gemm_avx512.cpp,
+    // decode_pair32). LOKAL_GEMM_PAIRS=0: one group at a time (for A/B).
+    if (env_switch("LOKAL_GEMM_PAIRS"))
+        for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+                              TensorType::Q5_1, TensorType::Q8_0, TensorType::IQ4_NL})
+            t.pairs_decode[(int)ty] = true;
 #define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
     LOKAL_VD(F32)
     LOKAL_VD(F16)

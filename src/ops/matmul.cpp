@@ -109,9 +109,10 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
     const int64_t n = outs[0].w.n_cols;
     // Reused per calling thread: a decode step makes ~150 of these calls, so no per-call
     // allocation. Bound to locals so the worker lambdas see the caller's instances.
-    thread_local std::vector<int64_t> tl_first_unit;
+    thread_local std::vector<int64_t> tl_first_unit, tl_pair_units;
     thread_local std::vector<gemm::GemmArgs> tl_args;
     std::vector<int64_t>& first_unit = tl_first_unit;
+    std::vector<int64_t>& pair_units = tl_pair_units;
     std::vector<gemm::GemmArgs>& args = tl_args;
     if (!converted) {
         plan_conversion(outs, n_outs, n_tokens, scratch);
@@ -129,6 +130,7 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
     // Work units: row groups of every output, split in contiguous runs across threads.
     const int rg = kt.row_group;
     first_unit.assign((size_t)n_outs + 1, 0);
+    pair_units.assign((size_t)n_outs, 0);
     args.assign((size_t)n_outs, gemm::GemmArgs{});
     for (int i = 0; i < n_outs; ++i) {
         const MatView& w = outs[i].w;
@@ -153,7 +155,17 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
         a.n_tokens = n_tokens;
         a.y = outs[i].y;
         a.ldy = outs[i].ldy;
-        first_unit[(size_t)i + 1] = first_unit[(size_t)i] + (w.n_rows + rg - 1) / rg;
+        // Decode through a pairing kernel: unit k < P stands for row groups k and k + P of
+        // the packed ones (P: half of them), so a thread's span reads two forward streams
+        // (gemm_avx512.cpp, decode_pair32); the units after P are the remaining groups, one
+        // each.
+        int64_t units = (w.n_rows + rg - 1) / rg;
+        if (n_tokens == 1 && w.packed && kt.pairs_decode[(int)w.type]) {
+            const int64_t full = (w.n_rows - w.n_rows % gemm::kPackRows) / rg;
+            pair_units[(size_t)i] = full / 2;
+            units -= full / 2;
+        }
+        first_unit[(size_t)i + 1] = first_unit[(size_t)i] + units;
     }
     const int64_t n_units = first_unit[(size_t)n_outs];
     // Each thread owns a contiguous span of row groups and reads it as one forward stream;
@@ -171,12 +183,27 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
                           e = std::min(u1, first_unit[(size_t)i + 1]);
             if (b >= e) continue;
             const gemm::GemmArgs& a = args[(size_t)i];
-            const int64_t r0 = (b - first_unit[(size_t)i]) * rg;
-            const int64_t r1 = std::min(a.n_rows, (e - first_unit[(size_t)i]) * rg);
-            kt.gemm[(int)a.type](a, r0, r1, s);
-            if (float* res = outs[i].residual)
-                for (int64_t t = 0; t < n_tokens; ++t)
-                    add_inplace(res + t * a.ldy + r0, a.y + t * a.ldy + r0, r1 - r0);
+            const int64_t pu = pair_units[(size_t)i];
+            const int64_t k0 = b - first_unit[(size_t)i], k1 = e - first_unit[(size_t)i];
+            auto run = [&](const gemm::GemmArgs& ga, int64_t r0, int64_t r1) {
+                kt.gemm[(int)a.type](ga, r0, r1, s);
+                if (float* res = outs[i].residual)
+                    for (int64_t t = 0; t < n_tokens; ++t) {
+                        add_inplace(res + t * a.ldy + r0, a.y + t * a.ldy + r0, r1 - r0);
+                        if (const int64_t p = ga.pair_rows)
+                            add_inplace(res + t * a.ldy + r0 + p, a.y + t * a.ldy + r0 + p,
+                                        r1 - r0);
+                    }
+            };
+            if (k0 < pu) {  // paired units: row groups k and k + pu
+                gemm::GemmArgs pa = a;
+                pa.pair_rows = pu * rg;
+                run(pa, k0 * rg, std::min(k1, pu) * rg);
+            }
+            if (k1 > pu) {  // single units after them: row group k + pu
+                const int64_t kb = std::max(k0, pu) + pu, ke = k1 + pu;
+                run(a, kb * rg, std::min(a.n_rows, ke * rg));
+            }
         }
     };
     static const bool spans = env_switch("LOKAL_MATMUL_SPANS");

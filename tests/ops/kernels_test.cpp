@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -196,6 +197,18 @@ std::vector<float> run_gemm(const KernelTable& kt, TensorType t, const std::vect
     a.y = y.data();
     a.ldy = n_rows;
     void* scratch = std::aligned_alloc(64, gemm::scratch_bytes(n_tok));
+    // Decode through a pairing table, as matmul splits it: the first half of the full packed
+    // row groups paired with the second, in two calls, then the rest one group at a time.
+    const int64_t pairs = (n_rows - n_rows % 8) / kt.row_group / 2;
+    if (packed && n_tok == 1 && kt.pairs_decode[(int)t] && pairs > 0) {
+        gemm::GemmArgs pa = a;
+        pa.pair_rows = pairs * kt.row_group;
+        kt.gemm[(int)t](pa, 0, pairs / 2 * kt.row_group, scratch);
+        kt.gemm[(int)t](pa, pairs / 2 * kt.row_group, pairs * kt.row_group, scratch);
+        kt.gemm[(int)t](a, 2 * pa.pair_rows, n_rows, scratch);
+        std::free(scratch);
+        return y;
+    }
     // Split at a row-group boundary, as matmul's work split does.
     const int64_t mid = std::min(n_rows, (int64_t)kt.row_group * ((n_rows / 2) / kt.row_group));
     if (mid > 0) kt.gemm[(int)t](a, 0, mid, scratch);
@@ -371,7 +384,7 @@ TEST(Kernels, PackedWeightsBitIdenticalToScalar) {
             if (!gemm::is_gemm_quant(t)) continue;
             ASSERT_EQ(gemm::pack_layout(t).block_bytes, type_traits(t).type_size) << type_name(t);
             for (int64_t n : lengths_for(t)) {
-                for (int64_t n_rows : {8, 19, 24, 32, 40}) {
+                for (int64_t n_rows : {8, 19, 24, 32, 40, 72, 104}) {
                     const auto w = make_rows(t, n_rows, n, rng, true);
                     auto p = w;
                     gemm::pack_rows(t, n, n_rows, p.data(), kt->pack_interleave);
@@ -664,6 +677,56 @@ TEST(Matmul, ResidualAddEqualsMatmulThenAdd) {
             for (size_t k = 0; k < want.size(); ++k)
                 ASSERT_EQ(bits_of(res[k]), bits_of(want[k]))
                     << type_name(types[i]) << " " << n_tok << " at " << k;
+        }
+    }
+}
+
+// One-token matmuls of packed weights through the table in use: where it decodes in pairs
+// of far-apart row groups (kernels.h, pairs_decode), a thread's work units stand for two
+// groups each, and units split between threads and outputs in every way. Every row must
+// still get the scalar table's bits, its residual added once, at 1-4 threads, alone or in
+// a matmul_multi with other shapes.
+TEST(Matmul, PackedDecodeBitIdenticalToScalarAtAnyThreadCount) {
+    std::mt19937 rng(18);
+    const int64_t n = 512;
+    std::vector<std::unique_ptr<ThreadPool>> pools;
+    for (int th = 1; th <= 4; ++th) pools.push_back(std::make_unique<ThreadPool>(th));
+    for (TensorType t : all_types()) {
+        if (!matmul_can_pack(t)) continue;
+        const int64_t rows[3] = {200, 40, 24};  // 12 full groups + 8 rows, 2 + 8, 1 + 8
+        std::vector<std::vector<uint8_t>> plain, packed;
+        std::vector<MatView> views;
+        for (int64_t r : rows) {
+            plain.push_back(make_rows(t, r, n, rng, true));
+            packed.push_back(plain.back());
+            matmul_pack(t, n, r, packed.back().data());
+            views.push_back(MatView{t, n, r, row_size(t, n), packed.back().data()});
+            views.back().packed = true;
+        }
+        const auto x = gaussian(rng, (size_t)n);
+        std::vector<uint8_t> act(row_size(type_traits(t).dot_type, n));
+        quantize_row_dot(type_traits(t).dot_type, x.data(), act.data(), n);
+        for (auto& pool : pools) {
+            std::vector<std::vector<float>> ys(3), res(3);
+            std::vector<MatmulOut> outs;
+            for (int i = 0; i < 3; ++i) {
+                ys[(size_t)i].assign((size_t)rows[i], NAN);
+                res[(size_t)i].assign((size_t)rows[i], 1.0f);
+                outs.push_back(
+                    {views[(size_t)i], ys[(size_t)i].data(), rows[i], res[(size_t)i].data()});
+            }
+            MatmulScratch s;
+            matmul_multi(*pool, outs.data(), 3, x.data(), n, 1, s);
+            for (int i = 0; i < 3; ++i)
+                for (int64_t r = 0; r < rows[i]; ++r) {
+                    const float want = scalar_kernels().vec_dot[(int)t](
+                        n, plain[(size_t)i].data() + (size_t)r * row_size(t, n), act.data());
+                    ASSERT_EQ(bits_of(ys[(size_t)i][(size_t)r]), bits_of(want))
+                        << type_name(t) << " threads " << pool->n_threads() << " rows " << rows[i]
+                        << " row " << r;
+                    ASSERT_EQ(bits_of(res[(size_t)i][(size_t)r]), bits_of(1.0f + want))
+                        << type_name(t) << " residual, row " << r;
+                }
         }
     }
 }
