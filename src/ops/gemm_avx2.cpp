@@ -859,6 +859,31 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
         for (int i = 0; i < nv; ++i) a.y[t * a.ldy + g + i] = acc[8 * t + i];
 }
 
+// Decode (one token) of two packed 8-row groups far apart (GemmArgs::pair_rows), block by
+// block in turn with their bursts half a burst apart: two forward streams per thread, as on
+// AVX-512 (gemm_avx512.cpp, decode_pair32). Each group's arithmetic is stream_group's.
+template <class Ty, TensorType TT>
+void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB) {
+    constexpr int kRun = kPackRows * pack_layout(TT).block_bytes;
+    constexpr int kHalfBurst = std::max(1, (kDecodeBurstBytes + kRun / 2) / kRun) / 2;
+    const int64_t nb = a.n / 32;
+    const Packed<TT> RA{a.w + (size_t)gA * a.w_stride}, RB{a.w + (size_t)gB * a.w_stride};
+    const Tok tk{a.act, a.side};
+    __m256 fA = _mm256_setzero_ps(), fB = _mm256_setzero_ps();
+    P32 PA, PB;
+    for (int64_t b = 0; b < nb; ++b) {
+        RA.prefetch_burst(b);
+        prefetch_decode_burst<kRun, false>(RB.base, b + kHalfBurst,
+                                           kDecodeAhead - (size_t)kHalfBurst * kRun);
+        Ty::unpack(RA, b, PA);
+        compute32<Ty, 1>(&PA, 1, b, nb, &tk, &fA);
+        Ty::unpack(RB, b, PB);
+        compute32<Ty, 1>(&PB, 1, b, nb, &tk, &fB);
+    }
+    _mm256_storeu_ps(a.y + gA, fA);
+    _mm256_storeu_ps(a.y + gB, fB);
+}
+
 template <class Pan, class Ty, TensorType TT, template <class, int> class Compute, int CB>
 void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     static_assert(sizeof(Pan) * CB <= 48 * 1024);
@@ -875,6 +900,14 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
     if (a.n_tokens == 1 && a.packed && r0 + RG <= full_end)
         prefetch_decode_start(a.w + (size_t)r0 * a.w_stride,
                               (size_t)(std::min(r1, full_end) - r0) * a.w_stride);
+    if constexpr (sizeof(Pan) == sizeof(P32)) {
+        if (a.pair_rows) {  // whole packed groups only (matmul.cpp)
+            prefetch_decode_start(a.w + (size_t)(r0 + a.pair_rows) * a.w_stride,
+                                  (size_t)(r1 - r0) * a.w_stride);
+            for (int64_t g = r0; g < r1; g += RG) decode_pair32<Ty, TT>(a, g, g + a.pair_rows);
+            return;
+        }
+    }
     for (int64_t g = r0; g < r1; g += RG) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;

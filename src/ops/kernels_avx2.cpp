@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "ops/env_switch.h"
 #include "ops/gemm_isa.h"
 #include "ops/kernels.h"
 #include "quant/blocks.h"
@@ -468,6 +469,11 @@ KernelTable make_table() {
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})
         t.gemm[(int)ty] = gemm::avx2::quant_gemm(ty);
+    // Q8_0 decode in pairs of far-apart row groups (gemm_avx2.cpp, decode_pair32): on a Zen 5
+    // through LOKAL_ISA=avx2 (bench/ab tg, LOKAL_GEMM_PAIRS=0 as B, 2026-12-06) Q8_0 1.042 (5
+    // of 6), Q4_0 0.987 (3 of 6) and 0.989 — level, so only Q8_0 pairs here (the AVX2 kernels
+    // there are compute-bound; a Zen 3 is yet to be measured). LOKAL_GEMM_PAIRS=0: none.
+    if (env_switch("LOKAL_GEMM_PAIRS")) t.pairs_decode[(int)TensorType::Q8_0] = true;
 #define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
     LOKAL_VD(F32)
     LOKAL_VD(F16)
