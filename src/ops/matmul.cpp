@@ -168,14 +168,14 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
         first_unit[(size_t)i + 1] = first_unit[(size_t)i] + units;
     }
     const int64_t n_units = first_unit[(size_t)n_outs];
-    // Each thread owns a contiguous span of row groups and reads it as one forward stream;
-    // threads sharing memory bandwidth do not finish at the same time, so the one done early
-    // takes pieces from the back of another's span instead of waiting (parallel_spans). The
-    // guided ranges used before started a new stream at every range (~log(units) per thread
-    // and call): ~6 us more per call on two threads, which the small matrices paid most
-    // (bench/ab tg: Q4_K_M 1.092, Q4_0 1.051, Q8_0 1.031). Each row group is computed the
-    // same way on any thread. LOKAL_MATMUL_SPANS=0: the guided ranges, for A/B. (Fixed
-    // chunks, the split before those, ran slower and are gone.)
+    // Each thread owns a contiguous span of units and reads it as one forward stream (two for
+    // paired units); threads sharing memory bandwidth do not finish at the same time, so the
+    // one done early takes pieces from the back of another's span instead of waiting
+    // (parallel_spans). The guided ranges used before started a new stream at every range
+    // (~log(units) per thread and call): ~6 us more per call on two threads, which the small
+    // matrices paid most (bench/ab tg: Q4_K_M 1.092, Q4_0 1.051, Q8_0 1.031). Each row group
+    // is computed the same way on any thread. LOKAL_MATMUL_SPANS=0: the guided ranges, for A/B.
+    // (Fixed chunks, the split before those, ran slower and are gone.)
     auto run_units = [&](int64_t u0, int64_t u1, int thread) {
         uint8_t* s = thread_scratch(scratch, thread);
         for (int i = 0; i < n_outs && u0 < u1; ++i) {
