@@ -920,9 +920,10 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // lockstep block by block: each thread then reads two forward streams, as the read-bandwidth
 // test's best pass does (the hardware prefetcher keeps more lines in flight for two streams
 // than for one), and each activation block's broadcasts serve 32 rows instead of 16. Each
-// group's float chain is stream_group<1>'s, in the same order: the same bits. TinyLlama tg
-// against one group at a time (bench/ab, LOKAL_GEMM_PAIRS=0 as B, Zen 5, 2026-12-06): Q4_0
-// 1.077 (6 of 6), Q8_0 1.155 (6 of 6); with both bursts at the same block 0.85 and 1.06.
+// group's float chain is stream_group<1>'s, in the same order: the same bits. Used for Q8_0
+// (kernels_avx512.cpp says which types and why): TinyLlama tg against one group at a time
+// (bench/ab, LOKAL_GEMM_PAIRS=0 as B, Zen 5, 2026-12-06) Q8_0 1.155 and 1.104; Q4_0 1.077 in
+// fast-memory minutes but 0.929 in slow ones. With both bursts at the same block: Q4_0 0.85.
 template <class Ty, TensorType TT>
 void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
     const int64_t nb = a.n / 32;

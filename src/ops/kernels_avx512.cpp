@@ -349,12 +349,12 @@ KernelTable make_table(bool amx, bool native_bf16) {
                           TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_XS})
         t.gemm[(int)ty] = gemm::avx512::quant_gemm(ty, amx);
-    // Decode of the 32-element types in pairs of far-apart row groups (gemm_avx512.cpp,
-    // decode_pair32). LOKAL_GEMM_PAIRS=0: one group at a time (for A/B).
-    if (env_switch("LOKAL_GEMM_PAIRS"))
-        for (TensorType ty : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
-                              TensorType::Q5_1, TensorType::Q8_0, TensorType::IQ4_NL})
-            t.pairs_decode[(int)ty] = true;
+    // Q8_0 decode in pairs of far-apart row groups (gemm_avx512.cpp, decode_pair32): bench/ab
+    // tg against LOKAL_GEMM_PAIRS=0 (Zen 5, 2026-12-06) Q8_0 1.155 and 1.104 (all pairs ahead);
+    // the other 32-element types were slower in the VM's slow-memory minutes (Q4_0 0.929,
+    // though 1.077 in fast ones; Q4_1 0.939, Q5_0 0.842, IQ4_NL 0.969): not paired.
+    // LOKAL_GEMM_PAIRS=0: none.
+    if (env_switch("LOKAL_GEMM_PAIRS")) t.pairs_decode[(int)TensorType::Q8_0] = true;
 #define LOKAL_VD(T) t.vec_dot[(int)TensorType::T] = &vec_dot<TensorType::T>;
     LOKAL_VD(F32)
     LOKAL_VD(F16)
