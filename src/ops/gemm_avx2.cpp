@@ -864,8 +864,6 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, Pan* pan, floa
 // AVX-512 (gemm_avx512.cpp, decode_pair32). Each group's arithmetic is stream_group's.
 template <class Ty, TensorType TT>
 void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB) {
-    constexpr int kRun = kPackRows * pack_layout(TT).block_bytes;
-    constexpr int kHalfBurst = std::max(1, (kDecodeBurstBytes + kRun / 2) / kRun) / 2;
     const int64_t nb = a.n / 32;
     const Packed<TT> RA{a.w + (size_t)gA * a.w_stride}, RB{a.w + (size_t)gB * a.w_stride};
     const Tok tk{a.act, a.side};
@@ -873,8 +871,8 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB) {
     P32 PA, PB;
     for (int64_t b = 0; b < nb; ++b) {
         RA.prefetch_burst(b);
-        prefetch_decode_burst<kRun, false>(RB.base, b + kHalfBurst,
-                                           kDecodeAhead - (size_t)kHalfBurst * kRun);
+        prefetch_decode_burst_second<kPackRows * pack_layout(TT).block_bytes>(RB.base, b,
+                                                                              kDecodeAhead);
         Ty::unpack(RA, b, PA);
         compute32<Ty, 1>(&PA, 1, b, nb, &tk, &fA);
         Ty::unpack(RB, b, PB);

@@ -930,16 +930,10 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
     const Packed<TT> RA{a.w + (size_t)gA * a.w_stride, ahead};
     const Packed<TT> RB{a.w + (size_t)gB * a.w_stride, ahead};
     const Tok tk{a.act, a.side};
-    constexpr int kUnitBlock = 2 * Packed<TT>::kRun;  // bytes of a 16-row block
-    constexpr int kHalfBurst = std::max(1, (kDecodeBurstBytes + kUnitBlock / 2) / kUnitBlock) / 2;
-    constexpr size_t kBurstShifted = kDecodeAhead - (size_t)kHalfBurst * kUnitBlock;
     __m512 fA = _mm512_setzero_ps(), fB = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        // The two streams' bursts half a burst apart: at the same block (72 Q4_0 lines back
-        // to back) they made the pairs slower than one group at a time.
         RA.template prefetch_burst<false>(b);
-        prefetch_decode_burst<2 * Packed<TT>::kRun, false>(RB.base, b + kHalfBurst,
-                                                           ahead ? kBurstShifted : 0);
+        prefetch_decode_burst_second<2 * Packed<TT>::kRun>(RB.base, b, ahead ? kDecodeAhead : 0);
         P32 PA, PB;
         Ty::unpack(RA, b, PA);
         Ty::unpack(RB, b, PB);

@@ -44,11 +44,16 @@ constexpr int64_t kFloatAhead = 2048;
 constexpr int kDecodeBurstBytes = 2304;
 constexpr size_t kDecodeAhead = 8192;
 
+// Whole blocks of `Run` bytes per burst.
+constexpr int decode_burst_blocks(int run) {
+    return std::max(1, (kDecodeBurstBytes + run / 2) / run);
+}
+
 // The burst of block b of a packed unit whose blocks are `Run` bytes apart (see above).
 template <int Run, bool Stepped>
 [[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
                                                          size_t ahead) {
-    constexpr int kBurst = std::max(1, (kDecodeBurstBytes + Run / 2) / Run);  // whole blocks
+    constexpr int kBurst = decode_burst_blocks(Run);
     constexpr int n = (Run * kBurst + 63) / 64;
     if (!ahead || b % kBurst != 0) return;
     const char* p = (const char*)unit + (size_t)b * Run + ahead;
@@ -59,6 +64,16 @@ template <int Run, bool Stepped>
 #pragma GCC unroll 1
         for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     }
+}
+
+// The bursts of a second stream read in lockstep with a first (decode pairs: gemm_avx512.cpp,
+// decode_pair32): as far ahead, but half a burst later than the first stream's; at the same
+// block (72 Q4_0 lines back to back) they made the pairs slower than one group at a time.
+template <int Run>
+[[gnu::always_inline]] inline void prefetch_decode_burst_second(const uint8_t* unit, int64_t b,
+                                                                size_t ahead) {
+    constexpr int kHalf = decode_burst_blocks(Run) / 2;
+    prefetch_decode_burst<Run, false>(unit, b + kHalf, ahead ? ahead - (size_t)kHalf * Run : 0);
 }
 
 // The first kDecodeAhead bytes of a decode range, requested before its first block: the
