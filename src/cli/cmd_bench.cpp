@@ -11,8 +11,10 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <span>
 #include <tuple>
 
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/bench_compute.h"
@@ -116,9 +118,8 @@ void for_each_token_matrix(const Model& m, F&& fn) {
 // and one row of an untied embedding.
 uint64_t weight_bytes_per_token(const Model& m) {
     uint64_t b = m.output.data != m.token_embd.data ? m.token_embd.row_bytes() : 0;
-    for_each_token_matrix(m, [&](const Tensor& t, double share) {
-        b += (uint64_t)(bytes_of(t) * share);
-    });
+    for_each_token_matrix(
+        m, [&](const Tensor& t, double share) { b += (uint64_t)(bytes_of(t) * share); });
     return b;
 }
 
@@ -150,23 +151,62 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int n_vocab, int n) {
     return v;
 }
 
+// The contexts of the tests: positions (every one of a sequence's tokens plus slack), and
+// sequences.
+ContextParams bench_params(const Opts& o, int n_ctx, int n_seq) {
+    ContextParams cp;
+    cp.n_ctx = n_ctx;
+    cp.n_seq_max = n_seq;
+    cp.n_threads = o.threads;
+    cp.n_batch = 512;
+    cp.kv_type = o.cache_type;
+    return cp;
+}
+int prompt_ctx(const Opts& o) {
+    return o.n_prompt + 8;
+}
+int generation_ctx(const Opts& o, int depth) {
+    return depth + o.n_gen + 8;
+}
+// A block of slack per sequence: each one rounds its positions up to whole KV blocks.
+int batched_ctx(const Opts& o) {
+    return o.npp + o.ntg + 16;
+}
+
+// Before any test runs: every test's context against the machine's memory (UsageError), and a
+// note on stderr when a test goes past the model's training context (speed is still measured,
+// as llama-bench does, but the user may not have meant it).
+void check_contexts(const Opts& o, const Model& m, const std::vector<int>& batches) {
+    struct Test {
+        int n_ctx, n_seq;
+        const char* lower;
+    };
+    std::vector<Test> tests;
+    if (o.n_prompt > 0) tests.push_back({prompt_ctx(o), 1, "lower -p"});
+    if (o.n_gen > 0) tests.push_back({generation_ctx(o, 0), 1, "lower -n"});
+    if (o.n_gen > 0 && o.depth > 0) tests.push_back({generation_ctx(o, o.depth), 1, "lower -d"});
+    for (int B : batches) tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg"});
+    int longest = 0;
+    for (const Test& t : tests) {
+        require_context_fits(m, bench_params(o, t.n_ctx, t.n_seq), t.lower);
+        longest = std::max(longest, t.n_ctx);
+    }
+    if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
+        std::fprintf(stderr,
+                     "bench: a test reaches %d positions, past the model's training context of "
+                     "%d (measured all the same)\n",
+                     longest, m.hp.n_ctx_train);
+}
+
 class Bench {
   public:
     Bench(const Opts& o, const Model& m) : o_(o), m_(m), rng_(1234) {}
 
-    ContextParams params(int n_ctx, int n_seq) const {
-        ContextParams cp;
-        cp.n_ctx = n_ctx;
-        cp.n_seq_max = n_seq;
-        cp.n_threads = o_.threads;
-        cp.n_batch = 512;
-        cp.kv_type = o_.cache_type;
-        return cp;
-    }
+    ContextParams params(int n_ctx, int n_seq) const { return bench_params(o_, n_ctx, n_seq); }
 
     // Prompt processing: n_prompt tokens into an empty cache, logits of the last only.
     Stat prompt() {
-        Context ctx(m_, params(o_.n_prompt + 8, 1));
+        Context ctx(m_, params(prompt_ctx(o_), 1));
         std::vector<float> logits;
         std::vector<double> tps;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
@@ -185,13 +225,26 @@ class Bench {
     // ready (context, fill, a warm-up of a few tokens): each call of the result is one timed
     // repetition and returns its tokens/s.
     std::function<double()> generation(int depth, size_t* kv_bytes = nullptr) {
-        auto ctx = std::make_shared<Context>(m_, params(depth + o_.n_gen + 8, 1));
+        auto ctx = std::make_shared<Context>(m_, params(generation_ctx(o_, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
         const int32_t seq = ctx->cache().create_sequence();
         if (depth > 0) {
             std::vector<float> logits;
             const auto t0 = Clock::now();
-            ctx->eval(seq, random_tokens(rng_, m_.hp.n_vocab, depth), false, logits);
+            const std::vector<int32_t> toks = random_tokens(rng_, m_.hp.n_vocab, depth);
+            // In prompt-sized pieces (the passes one call would make) with a progress line
+            // on a terminal: a long fill takes minutes.
+            const bool show = !o_.json && isatty(fileno(stderr));
+            const int piece = params(0, 1).n_batch;
+            for (int i = 0; i < depth; i += piece) {
+                const int len = std::min(piece, depth - i);
+                ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], (size_t)len), false,
+                          logits);
+                if (show)
+                    std::fprintf(stderr, "\rbench: filling the KV cache: %d/%d positions (%.0f s)",
+                                 i + len, depth, seconds_since(t0));
+            }
+            if (show) std::fprintf(stderr, "\r\033[K");
             if (!o_.json)
                 std::fprintf(stderr, "bench: filled %d positions in %.1f s\n", depth,
                              seconds_since(t0));
@@ -218,8 +271,7 @@ class Bench {
     // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time). Each
     // call of the result is one repetition with fresh sequences.
     std::function<BatchedRep()> batched(int B) {
-        // A block of slack per sequence: each one rounds its positions up to whole KV blocks.
-        auto ctx = std::make_shared<Context>(m_, params(o_.npp + o_.ntg + 16, B));
+        auto ctx = std::make_shared<Context>(m_, params(batched_ctx(o_), B));
         auto rep = [this, ctx, B] {
             KvCache& kv = ctx->cache();
             Batch batch;
@@ -423,6 +475,7 @@ void run_model(const Opts& o) {
     LoadedModel lm = load_model(o.model, o.store);
     const Model& m = *lm.model;
     require_kv_type_fits(o.cache_type, m.hp.head_dim);  // before any output, not midway
+    check_contexts(o, m, batches);
     const uint64_t per_token = weight_bytes_per_token(m);
     // K and V in f16 for every layer, per cached position.
     const uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, o.cache_type);

@@ -261,6 +261,7 @@ void register_run(CLI::App& app) {
         cp.n_threads = o->threads;
         cp.n_batch = o->batch;
         cp.kv_type = o->cache_type;
+        require_context_fits(*lm.model, cp, "lower -c (--ctx-size) or use --cache-type q8_0");
         Context ctx(*lm.model, cp);
 
         std::string prompt = o->prompt;

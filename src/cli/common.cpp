@@ -1,7 +1,10 @@
 #include "cli/common.h"
 
+#include "ops/cpu_features.h"
+
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -72,6 +75,26 @@ void add_cache_type_option(CLI::App* cmd, KvType* type) {
                            : "unknown KV cache type '" + name + "' (use f16, q8_0 or q4_0)";
             },
             "f16|q8_0|q4_0");
+}
+
+void require_context_fits(const Model& m, const ContextParams& cp, const std::string& advice) {
+    const uint64_t physical = physical_memory_bytes();
+    if (physical == 0) return;  // unknown: nothing to compare with
+    const uint64_t kv = Context::kv_bytes(m, cp), weights = m.weight_bytes();
+    const uint64_t budget = (uint64_t)((double)physical * 0.9);
+    if (weights + kv <= budget) return;
+    auto gib = [](uint64_t b) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
+        return std::string(buf);
+    };
+    const int n_ctx = Context::resolve_n_ctx(m, cp.n_ctx);
+    throw UsageError(
+        "a context of " + std::to_string(n_ctx) + " positions" +
+        (cp.n_seq_max > 1 ? " x " + std::to_string(cp.n_seq_max) + " sequences" : std::string()) +
+        " needs " + gib(weights + kv) + " (weights " + gib(weights) + ", " +
+        kv_type_name(cp.kv_type) + " KV cache " + gib(kv) + "), more than 90% of this machine's " +
+        gib(physical) + "; " + advice);
 }
 
 }  // namespace lokal::cli

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/context.h"
 #include "model/model.h"
 #include "ops/attention.h"
 #include "store/resolve.h"
@@ -44,6 +45,13 @@ LoadedModel load_model(const std::string& name_or_path, const std::string& store
 // The --cache-type option (KV cache element type), shared by run, serve, bench and
 // perplexity: rejected at parse time unless parse_kv_type knows the name.
 void add_cache_type_option(CLI::App* cmd, KvType* type);
+
+// The weights plus a context's KV cache (every position of every sequence) against this
+// machine's memory: a UsageError naming both sizes and `advice` (what to lower) when they
+// exceed 90% of it. The cache is mapped lazily, so a context too large for the machine
+// otherwise fails late, when generation reaches pages the system cannot give (the kernel's
+// out-of-memory kill, no message), hours into a long fill.
+void require_context_fits(const Model& m, const ContextParams& cp, const std::string& advice);
 
 // Whole file as bytes; UsageError naming the file when it cannot be read.
 std::string read_text_file(const std::string& path);

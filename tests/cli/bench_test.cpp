@@ -421,4 +421,49 @@ TEST(Bench, BadFlagsFailWithOneLine) {
     }
 }
 
+// MemTotal from /proc/meminfo in bytes (0 when unreadable).
+uint64_t mem_total_bytes() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    uint64_t kib = 0;
+    while (in >> key >> kib) {
+        if (key == "MemTotal:") return kib * 1024;
+        in.ignore(1 << 10, '\n');
+    }
+    return 0;
+}
+
+// A test whose KV cache cannot fit is refused before anything runs: one line that names the
+// sizes and what to lower, not an allocation the system kills hours into the fill.
+TEST(Bench, ContextLargerThanMemoryIsRefusedUpFront) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    // 512 sequences of 131,088 positions at 512 bytes each (tiny-k's f16 K and V per
+    // position, `lokal info`): 34.4 GB.
+    const double need = 512.0 * (65536 + 65536 + 16) * 512;
+    const uint64_t total = mem_total_bytes();
+    if (total == 0 || need <= 0.9 * (double)total) GTEST_SKIP() << "this machine could hold it";
+    const Result r =
+        lokal("bench -m " + m + " -p 0 -n 0 -b 512 --npp 65536 --ntg 65536 --roofline 1");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("x 512 sequences"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("KV cache"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("lower -b, --npp or --ntg"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+// Past the model's training context (tiny-k: 512) the speed is measured all the same, with
+// a note on stderr; within it, no note.
+TEST(Bench, PastTheTrainingContextIsNotedNotRefused) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    const std::string note = "past the model's training context of 512";
+    Result r = lokal("bench -m " + m + " -p 0 -n 4 -d 600 -b 0 -r 1 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find(note), std::string::npos) << r.err;
+    EXPECT_TRUE(json::parse(r.out).contains("tg_depth"));
+    r = lokal("bench -m " + m + " -p 0 -n 4 -d 100 -b 0 -r 1 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find(note), std::string::npos) << r.err;
+}
+
 }  // namespace
