@@ -102,10 +102,13 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // line per pass over the tile. A small gain: `BM_AttentionDecode` from memory 2-15%
     // faster, TinyLlama generation at 4,096 cached tokens 1.03x (Q4_K_M) to level
     // (Q8_0), docs/PERFORMANCE.md.
-    constexpr int HV1 = NC ? S::kValueAcc / NC : 0;
-    constexpr bool kWholeRows = HV1 >= 1 && HV1 < HB && HB % HV1 == 0 && HB / HV1 == 2;
-    constexpr int HV = kWholeRows ? HV1 : HB;
+    // Only where measured: other shapes would fit too (head_dim 128 with 3-4 heads per K/V
+    // head as 2 heads x 8 chunks, AVX2's head_dim 32), but keep their chunk passes until
+    // someone measures them.
+    constexpr bool kWholeRows = L == 16 && NC == 4 && HB == 8 && S::kValueAcc == 16;
+    constexpr int HV = kWholeRows ? 4 : HB;
     constexpr int CB = kWholeRows ? NC : NC ? chunk_block(NC, S::kValueAcc / HB) : 1;
+    static_assert(HV * CB <= S::kValueAcc && HB % HV == 0, "value register blocks");
     constexpr int TS = HB * L;  // floats per score tile: L keys of HB heads
     static_assert(HD % L == 0, "head_dim must be whole vectors");
     const int G = s.n_head / s.n_kv_head;
