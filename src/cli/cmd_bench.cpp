@@ -153,12 +153,13 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int n_vocab, int n) {
 
 // The contexts of the tests: positions (every one of a sequence's tokens plus slack), and
 // sequences.
+constexpr int kBenchBatch = 512;  // prompt tokens per forward pass, as llama-bench's default
 ContextParams bench_params(const Opts& o, int n_ctx, int n_seq) {
     ContextParams cp;
     cp.n_ctx = n_ctx;
     cp.n_seq_max = n_seq;
     cp.n_threads = o.threads;
-    cp.n_batch = 512;
+    cp.n_batch = kBenchBatch;
     cp.kv_type = o.cache_type;
     return cp;
 }
@@ -202,11 +203,9 @@ class Bench {
   public:
     Bench(const Opts& o, const Model& m) : o_(o), m_(m), rng_(1234) {}
 
-    ContextParams params(int n_ctx, int n_seq) const { return bench_params(o_, n_ctx, n_seq); }
-
     // Prompt processing: n_prompt tokens into an empty cache, logits of the last only.
     Stat prompt() {
-        Context ctx(m_, params(prompt_ctx(o_), 1));
+        Context ctx(m_, bench_params(o_, prompt_ctx(o_), 1));
         std::vector<float> logits;
         std::vector<double> tps;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
@@ -225,7 +224,7 @@ class Bench {
     // ready (context, fill, a warm-up of a few tokens): each call of the result is one timed
     // repetition and returns its tokens/s.
     std::function<double()> generation(int depth, size_t* kv_bytes = nullptr) {
-        auto ctx = std::make_shared<Context>(m_, params(generation_ctx(o_, depth), 1));
+        auto ctx = std::make_shared<Context>(m_, bench_params(o_, generation_ctx(o_, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
         const int32_t seq = ctx->cache().create_sequence();
         if (depth > 0) {
@@ -235,9 +234,8 @@ class Bench {
             // In prompt-sized pieces (the passes one call would make) with a progress line
             // on a terminal: a long fill takes minutes.
             const bool show = !o_.json && isatty(fileno(stderr));
-            const int piece = params(0, 1).n_batch;
-            for (int i = 0; i < depth; i += piece) {
-                const int len = std::min(piece, depth - i);
+            for (int i = 0; i < depth; i += kBenchBatch) {
+                const int len = std::min(kBenchBatch, depth - i);
                 ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], (size_t)len), false,
                           logits);
                 if (show)
@@ -271,7 +269,7 @@ class Bench {
     // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time). Each
     // call of the result is one repetition with fresh sequences.
     std::function<BatchedRep()> batched(int B) {
-        auto ctx = std::make_shared<Context>(m_, params(batched_ctx(o_), B));
+        auto ctx = std::make_shared<Context>(m_, bench_params(o_, batched_ctx(o_), B));
         auto rep = [this, ctx, B] {
             KvCache& kv = ctx->cache();
             Batch batch;

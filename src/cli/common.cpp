@@ -78,10 +78,8 @@ void add_cache_type_option(CLI::App* cmd, KvType* type) {
 }
 
 void require_context_fits(const Model& m, const ContextParams& cp, const std::string& advice) {
-    const uint64_t physical = physical_memory_bytes();
-    if (physical == 0) return;  // unknown: nothing to compare with
     const uint64_t kv = Context::kv_bytes(m, cp), weights = m.weight_bytes();
-    const uint64_t budget = (uint64_t)((double)physical * 0.9);
+    const uint64_t budget = Context::default_memory_budget();
     if (weights + kv <= budget) return;
     auto gib = [](uint64_t b) {
         char buf[32];
@@ -94,7 +92,7 @@ void require_context_fits(const Model& m, const ContextParams& cp, const std::st
         (cp.n_seq_max > 1 ? " x " + std::to_string(cp.n_seq_max) + " sequences" : std::string()) +
         " needs " + gib(weights + kv) + " (weights " + gib(weights) + ", " +
         kv_type_name(cp.kv_type) + " KV cache " + gib(kv) + "), more than 90% of this machine's " +
-        gib(physical) + "; " + advice);
+        gib(physical_memory_bytes()) + "; " + advice);
 }
 
 }  // namespace lokal::cli

@@ -1,6 +1,9 @@
 #include "engine/context.h"
 
+#include "ops/cpu_features.h"
+
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 namespace lokal {
@@ -21,6 +24,11 @@ size_t Context::kv_bytes(const Model& model, const ContextParams& params) {
     return KvCache::bytes_for(
         model.hp, (int64_t)resolve_ctx(model, params.n_ctx) * std::max(1, params.n_seq_max),
         params.block_size, params.kv_type);
+}
+
+uint64_t Context::default_memory_budget() {
+    const uint64_t physical = physical_memory_bytes();
+    return physical > 0 ? (uint64_t)((double)physical * 0.9) : UINT64_MAX;
 }
 
 Context::Context(const Model& model, const ContextParams& params)

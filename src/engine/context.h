@@ -36,6 +36,10 @@ class Context {
     static int resolve_n_ctx(const Model& model, int requested);
     // Bytes of the KV cache a Context with these params allocates (its pool's full size).
     static size_t kv_bytes(const Model& model, const ContextParams& params);
+    // What weights and KV caches may take unless the user says otherwise: 90% of this
+    // machine's physical memory (UINT64_MAX when the system does not say). lokal serve's
+    // budget and the CLI's context check.
+    static uint64_t default_memory_budget();
 
     const Model& model() const { return model_; }
     int n_ctx() const { return n_ctx_; }

@@ -178,9 +178,7 @@ ModelRegistry::LoadPlan ModelRegistry::plan_load(const std::string& name) const 
 }
 
 uint64_t ModelRegistry::memory_budget() const {
-    if (opts_.max_memory > 0) return opts_.max_memory;
-    const uint64_t physical = physical_memory_bytes();
-    return physical > 0 ? (uint64_t)((double)physical * 0.9) : UINT64_MAX;
+    return opts_.max_memory > 0 ? opts_.max_memory : Context::default_memory_budget();
 }
 
 namespace {
