@@ -304,7 +304,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             else
                 score([half](const KeyRun& run, int64_t at) {
                     if constexpr (kQ4) {
-                        alignas(64) int8_t t[L] = {};
+                        alignas(64) int8_t t[S::L] = {};  // S::L: clang does not see L here
                         for (int i = 0; i < run.len; ++i) {
                             const int64_t slot = run.slot + i;
                             const uint8_t byte = run.k[at + slot % half];

@@ -13,6 +13,7 @@ namespace lokal::server {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;  // ToolCall::arguments keeps the model's key order
 
 std::string template_text(const std::string& name) {
     std::ifstream in(test::shared_path("templates/" + name + ".jinja"));
@@ -50,9 +51,9 @@ TEST(Tools, ParseEachSyntax) {
     EXPECT_EQ(content, "Let me check.");
     ASSERT_EQ(calls.size(), 2u);
     EXPECT_EQ(calls[0].name, "get_weather");
-    EXPECT_EQ(calls[0].arguments, json({{"city", "Paris"}}));
+    EXPECT_EQ(calls[0].arguments, ordered_json({{"city", "Paris"}}));
     EXPECT_EQ(calls[1].name, "add");
-    EXPECT_EQ(calls[1].arguments, json({{"a", 1}}));  // arguments given as a JSON string
+    EXPECT_EQ(calls[1].arguments, ordered_json({{"a", 1}}));  // arguments given as a JSON string
     // An unterminated last call (cut by the token limit) still parses when its JSON does.
     auto cut =
         parse_tool_calls("<tool_call>\n{\"name\": \"f\", \"arguments\": {}}", ToolFormat::Hermes);
@@ -69,7 +70,7 @@ TEST(Tools, ParseEachSyntax) {
     auto llama = parse_tool_calls(" {\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}",
                                   ToolFormat::Llama3);
     ASSERT_EQ(llama.second.size(), 1u);
-    EXPECT_EQ(llama.second[0].arguments, json({{"a", 1}, {"b", 2}}));
+    EXPECT_EQ(llama.second[0].arguments, ordered_json({{"a", 1}, {"b", 2}}));
     EXPECT_EQ(llama.first, "");
     EXPECT_TRUE(parse_tool_calls("{\"answer\": 42}", ToolFormat::Llama3).second.empty());
 
@@ -77,7 +78,7 @@ TEST(Tools, ParseEachSyntax) {
         "[{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"x\": true}}]",
         ToolFormat::Mistral);
     ASSERT_EQ(mistral.second.size(), 2u);
-    EXPECT_EQ(mistral.second[1].arguments, json({{"x", true}}));
+    EXPECT_EQ(mistral.second[1].arguments, ordered_json({{"x", true}}));
     EXPECT_TRUE(parse_tool_calls("[1, 2]", ToolFormat::Mistral).second.empty());
 }
 
