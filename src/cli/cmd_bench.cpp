@@ -36,8 +36,11 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 struct Opts {
-    std::string model, store, batches = "1,4,8";
-    int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, depth = 0, npp = 32, ntg = 32;
+    // Lists, as llama-bench takes them (parse_list): prompt and generated tokens, depths,
+    // threads, batch sizes.
+    std::string prompts = "512", gens = "128", depths = "0", threads = "0", batches = "1,4,8";
+    std::string model, store;
+    int reps = 5, npp = 32, ntg = 32;
     double roofline_gbps = 0;  // 0: measure
     int buffer_mib = 0;        // 0: default_bandwidth_buffer_bytes()
     bool json = false, memory = false, compute = false, matmul_profile = false;
@@ -72,27 +75,107 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::vector<int> parse_batches(const std::string& s) {
+// The values of a list flag: comma-separated items, each a number or one of llama-bench's
+// ranges "first-last" (every value), "first-last+step", "first-last*factor"; each in
+// [lo, hi] and at most kMaxListValues in all (a range like 1-1048576 is refused, not run).
+constexpr size_t kMaxListValues = 64, kMaxTests = 256;
+std::vector<int> parse_list(const std::string& text, const char* flag, int lo, int hi,
+                            const char* example) {
+    auto bad = [&](const std::string& item, const char* why) {
+        return UsageError(std::string(flag) + ": '" + item + "' " + why + " (example: " + example +
+                          ")");
+    };
     std::vector<int> out;
-    if (s.empty() || s == "0") return out;
     size_t pos = 0;
-    while (pos <= s.size()) {
-        const size_t comma = std::min(s.find(',', pos), s.size());
-        const std::string item = s.substr(pos, comma - pos);
-        int v = 0;
-        size_t used = 0;
-        try {
-            v = std::stoi(item, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != item.size() || item.empty() || v < 1 || v > 512)
-            throw UsageError("-b: '" + item +
-                             "' is not a batch size in 1..512 (example: -b 1,4,8)");
-        out.push_back(v);
+    while (pos <= text.size()) {
+        const size_t comma = std::min(text.find(',', pos), text.size());
+        const std::string item = text.substr(pos, comma - pos);
         pos = comma + 1;
+        // number [- number [+ step | * factor]], every number without a sign
+        size_t i = 0;
+        auto number = [&](long long& v) {
+            const size_t start = i;
+            v = 0;
+            for (; i < item.size() && item[i] >= '0' && item[i] <= '9'; ++i)
+                v = std::min<long long>(v * 10 + (item[i] - '0'), (long long)hi + 1);
+            return i > start;
+        };
+        long long first = 0, last = 0, step = 1;
+        char op = '+';
+        bool ok = number(first);
+        last = first;
+        if (ok && i < item.size() && item[i] == '-') {
+            ++i;
+            ok = number(last);
+            if (ok && i < item.size() && (item[i] == '+' || item[i] == '*')) {
+                op = item[i++];
+                ok = number(step);
+            }
+        }
+        if (!ok || i != item.size()) throw bad(item, "is not a number or a range");
+        if (first < lo || last > hi || first > last)
+            throw bad(item, ("is outside " + std::to_string(lo) + ".." + std::to_string(hi) +
+                             " or an empty range")
+                                .c_str());
+        if ((op == '+' && step < 1) || (op == '*' && (step < 2 || first == 0)))
+            throw bad(item, "has a step that never reaches the end");
+        for (long long v = first; v <= last; v = op == '+' ? v + step : v * step) {
+            if (out.size() == kMaxListValues)
+                throw bad(
+                    text,
+                    ("makes more than " + std::to_string(kMaxListValues) + " values").c_str());
+            out.push_back((int)v);
+        }
     }
     return out;
+}
+
+// -t's values in the order given, repeats dropped, 0 the default (physical cores).
+std::vector<int> thread_counts(const Opts& o) {
+    std::vector<int> out;
+    for (int t : parse_list(o.threads, "-t", 0, 1024, "-t 2 or -t 1,2")) {
+        if (t == 0) t = ThreadPool::default_threads();
+        if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+    }
+    return out;
+}
+
+// The tests to run: values in the order given, repeats dropped; 0 (skip) dropped from -p,
+// -n and -d (-d 0,4096: the plain generation test, which always runs, and one at 4096);
+// -b 0 alone skips the batched tests; -t as thread_counts gives it.
+struct Plan {
+    std::vector<int> prompts, gens, depths, threads, batches;
+};
+Plan make_plan(const Opts& o) {
+    auto keep = [](std::vector<int> v, bool drop_zero) {
+        std::vector<int> out;
+        for (int x : v)
+            if (!(drop_zero && x == 0) && std::find(out.begin(), out.end(), x) == out.end())
+                out.push_back(x);
+        return out;
+    };
+    Plan p;
+    p.prompts = keep(parse_list(o.prompts, "-p", 0, 1 << 20, "-p 512 or -p 128,512"), true);
+    p.gens = keep(parse_list(o.gens, "-n", 0, 1 << 20, "-n 128"), true);
+    p.depths = keep(parse_list(o.depths, "-d", 0, 1 << 20, "-d 0,4096 or -d 0-8192+2048"), true);
+    if (o.batches != "0") p.batches = keep(parse_list(o.batches, "-b", 1, 512, "-b 1,4,8"), false);
+    p.threads = thread_counts(o);
+    // Lists multiply: refuse a plan that would run for days rather than start it.
+    const size_t tests =
+        p.threads.size() *
+        (p.prompts.size() + p.gens.size() * (1 + p.depths.size()) + p.batches.size());
+    if (tests > kMaxTests)
+        throw UsageError("bench: the lists make " + std::to_string(tests) + " tests, more than " +
+                         std::to_string(kMaxTests) + "; give fewer -p, -n, -d, -b or -t values");
+    return p;
+}
+
+// --memory and --compute: one thread, then each -t value.
+std::vector<int> one_then_threads(const Opts& o) {
+    std::vector<int> v{1};
+    for (int t : thread_counts(o))
+        if (t != 1) v.push_back(t);
+    return v;
 }
 
 uint64_t bytes_of(const Tensor& t) {
@@ -154,20 +237,20 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int n_vocab, int n) {
 // The contexts of the tests: positions (every one of a sequence's tokens plus slack), and
 // sequences.
 constexpr int kBenchBatch = 512;  // prompt tokens per forward pass, as llama-bench's default
-ContextParams bench_params(const Opts& o, int n_ctx, int n_seq) {
+ContextParams bench_params(const Opts& o, int threads, int n_ctx, int n_seq) {
     ContextParams cp;
     cp.n_ctx = n_ctx;
     cp.n_seq_max = n_seq;
-    cp.n_threads = o.threads;
+    cp.n_threads = threads;
     cp.n_batch = kBenchBatch;
     cp.kv_type = o.cache_type;
     return cp;
 }
-int prompt_ctx(const Opts& o) {
-    return o.n_prompt + 8;
+int prompt_ctx(int n_prompt) {
+    return n_prompt + 8;
 }
-int generation_ctx(const Opts& o, int depth) {
-    return depth + o.n_gen + 8;
+int generation_ctx(int n_gen, int depth) {
+    return depth + n_gen + 8;
 }
 // A block of slack per sequence: each one rounds its positions up to whole KV blocks.
 int batched_ctx(const Opts& o) {
@@ -177,19 +260,22 @@ int batched_ctx(const Opts& o) {
 // Before any test runs: every test's context against the machine's memory (UsageError), and a
 // note on stderr when a test goes past the model's training context (speed is still measured,
 // as llama-bench does, but the user may not have meant it).
-void check_contexts(const Opts& o, const Model& m, const std::vector<int>& batches) {
+void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
     struct Test {
         int n_ctx, n_seq;
         const char* lower;
     };
     std::vector<Test> tests;
-    if (o.n_prompt > 0) tests.push_back({prompt_ctx(o), 1, "lower -p"});
-    if (o.n_gen > 0) tests.push_back({generation_ctx(o, 0), 1, "lower -n"});
-    if (o.n_gen > 0 && o.depth > 0) tests.push_back({generation_ctx(o, o.depth), 1, "lower -d"});
-    for (int B : batches) tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg"});
+    const int threads = plan.threads.front();  // memory does not depend on it
+    for (int p : plan.prompts) tests.push_back({prompt_ctx(p), 1, "lower -p"});
+    for (int n : plan.gens) {
+        tests.push_back({generation_ctx(n, 0), 1, "lower -n"});
+        for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d"});
+    }
+    for (int B : plan.batches) tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg"});
     int longest = 0;
     for (const Test& t : tests) {
-        require_context_fits(m, bench_params(o, t.n_ctx, t.n_seq), t.lower);
+        require_context_fits(m, bench_params(o, threads, t.n_ctx, t.n_seq), t.lower);
         longest = std::max(longest, t.n_ctx);
     }
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
@@ -201,21 +287,22 @@ void check_contexts(const Opts& o, const Model& m, const std::vector<int>& batch
 
 class Bench {
   public:
-    Bench(const Opts& o, const Model& m) : o_(o), m_(m), rng_(1234) {}
+    Bench(const Opts& o, const Model& m, int threads)
+        : o_(o), m_(m), threads_(threads), rng_(1234) {}
 
     // Prompt processing: n_prompt tokens into an empty cache, logits of the last only.
-    Stat prompt() {
-        Context ctx(m_, bench_params(o_, prompt_ctx(o_), 1));
+    Stat prompt(int n_prompt) {
+        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt), 1));
         std::vector<float> logits;
         std::vector<double> tps;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
             const int32_t seq = ctx.cache().create_sequence();
-            const auto toks = random_tokens(rng_, m_.hp.n_vocab, o_.n_prompt);
+            const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt);
             const auto t0 = Clock::now();
             ctx.eval(seq, toks, false, logits);
             const double s = seconds_since(t0);
             ctx.cache().free_sequence(seq);
-            if (r >= 0) tps.push_back(o_.n_prompt / s);
+            if (r >= 0) tps.push_back(n_prompt / s);
         }
         return stat_of(std::move(tps));
     }
@@ -223,8 +310,9 @@ class Bench {
     // n_gen tokens one at a time after `depth` cached positions (filled once, untimed), made
     // ready (context, fill, a warm-up of a few tokens): each call of the result is one timed
     // repetition and returns its tokens/s.
-    std::function<double()> generation(int depth, size_t* kv_bytes = nullptr) {
-        auto ctx = std::make_shared<Context>(m_, bench_params(o_, generation_ctx(o_, depth), 1));
+    std::function<double()> generation(int n_gen, int depth, size_t* kv_bytes = nullptr) {
+        auto ctx = std::make_shared<Context>(
+            m_, bench_params(o_, threads_, generation_ctx(n_gen, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
         const int32_t seq = ctx->cache().create_sequence();
         if (depth > 0) {
@@ -257,8 +345,8 @@ class Bench {
             ctx->cache().truncate(seq, depth);
             return n / s;
         };
-        rep(std::min(o_.n_gen, 4));  // warm-up: page faults, scratch growth
-        return [rep, n = o_.n_gen] { return rep(n); };
+        rep(std::min(n_gen, 4));  // warm-up: page faults, scratch growth
+        return [rep, n_gen] { return rep(n_gen); };
     }
 
     struct BatchedRep {
@@ -269,7 +357,7 @@ class Bench {
     // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time). Each
     // call of the result is one repetition with fresh sequences.
     std::function<BatchedRep()> batched(int B) {
-        auto ctx = std::make_shared<Context>(m_, bench_params(o_, batched_ctx(o_), B));
+        auto ctx = std::make_shared<Context>(m_, bench_params(o_, threads_, batched_ctx(o_), B));
         auto rep = [this, ctx, B] {
             KvCache& kv = ctx->cache();
             Batch batch;
@@ -316,6 +404,7 @@ class Bench {
   private:
     const Opts& o_;
     const Model& m_;
+    int threads_;
     std::mt19937 rng_;
 };
 
@@ -389,12 +478,11 @@ void run_memory(const Opts& o) {
     constexpr int kPasses = 5;  // of each stream count
     const size_t bytes =
         o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
-    const int n = o.threads > 0 ? o.threads : ThreadPool::default_threads();
     json j = {{"cpu", cpu_model_name()},
               {"buffer_bytes", bytes},
               {"passes", kPasses},
               {"results", json::array()}};
-    for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
+    for (int t : one_then_threads(o)) {
         int streams = 1;
         const double bw = measure_read_bandwidth(t, bytes, kPasses, &streams);
         j["results"].push_back(
@@ -435,10 +523,9 @@ std::string peaks_line(const ComputePeaks& p) {
 }
 
 void run_compute(const Opts& o) {
-    const int n = o.threads > 0 ? o.threads : ThreadPool::default_threads();
     json j = {
         {"cpu", cpu_model_name()}, {"kernel_path", kernels().isa}, {"results", json::array()}};
-    for (int t : n > 1 ? std::vector<int>{1, n} : std::vector<int>{1}) {
+    for (int t : one_then_threads(o)) {
         const ComputePeaks p =
             measure_compute_peaks(kernels().isa, t, kernels().bf16_dot, kComputePasses);
         j["results"].push_back(peaks_json(p));
@@ -453,29 +540,251 @@ void run_compute(const Opts& o) {
                     cpu_model_name().c_str(), kernels().isa, kComputePasses);
 }
 
-void run_model(const Opts& o) {
-    const std::vector<int> batches = parse_batches(o.batches);
-    const int threads = o.threads > 0 ? o.threads : ThreadPool::default_threads();
+// The machine's ceilings at one thread count.
+struct Ceilings {
+    int threads = 0;
+    double roof = 0;  // read bandwidth, bytes/s
+    bool measured = false;
+    ComputePeaks peaks;
+};
 
-    // The roofline first, before the model is mapped, then the peak-RSS counter restarts so
-    // the memory figure below is the model's alone.
-    double roof = o.roofline_gbps * 1e9;
-    const bool measured = roof <= 0;
-    if (measured) {
-        const size_t bytes =
-            o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
-        roof = measure_read_bandwidth(threads, bytes);
+// The results of every test at one thread count, in rounds (below), as records for `tests`
+// (JSON) and rows of the table. `first`: the first thread count, whose generation test also
+// gives the peak-RSS figure.
+struct ThreadRun {
+    const Opts& o;
+    const Plan& plan;
+    const Model& m;
+    const Ceilings& c;
+    bool threads_column;  // several thread counts: the table has a threads column
+    uint64_t per_token = 0, kv_per_pos = 0;
+    double prompt_s = 0, gen_s = 0;  // matmul seconds per token at the peaks
+
+    void row(const std::string& test, const Stat& s, const std::string& notes) const {
+        if (o.json) return;
+        if (threads_column) std::printf("| %d ", c.threads);
+        std::printf("| %s | %s | %s |\n", test.c_str(), tps_cell(s).c_str(), notes.c_str());
+        std::fflush(stdout);
     }
-    // The compute peaks, the ceiling of prompt processing and batched generation.
-    const ComputePeaks peaks = measure_compute_peaks(kernels().isa, threads, kernels().bf16_dot);
+
+    json record(const char* test, const Stat& s) const {
+        json e = stat_json(s);
+        e["test"] = test;
+        e["threads"] = c.threads;
+        return e;
+    }
+
+    // Appends this thread count's records to `tests`; `memory` gets the peak-RSS figure when
+    // `first`.
+    void run(bool first, bool rss_ok, json& tests, json& memory) const {
+        Bench bench(o, m, c.threads);
+        // Generation first, alone: the peak RSS right after its warm-up, against what
+        // generating has to hold (weights + its KV cache), before any other test's context
+        // exists.
+        std::vector<std::function<double()>> tg_reps;
+        std::vector<std::vector<MatmulShapeStat>> tg_prof;  // each tg test's, warm-up included
+        for (int n : plan.gens) {
+            size_t kv_bytes = 0;
+            matmul_profile_enable(o.matmul_profile);
+            tg_reps.push_back(bench.generation(n, 0, &kv_bytes));
+            matmul_profile_enable(false);
+            tg_prof.push_back(matmul_profile_take());
+            if (first && n == plan.gens.front()) {
+                const size_t peak = rss_ok ? peak_rss_bytes() : 0;
+                memory = {{"peak_rss_bytes", rss_ok ? json(peak) : json(nullptr)},
+                          {"weights_bytes", m.weight_bytes()},
+                          {"kv_bytes", kv_bytes},
+                          {"overhead_fraction",
+                           rss_ok ? json((double)peak / double(m.weight_bytes() + kv_bytes) - 1.0)
+                                  : json(nullptr)}};
+            }
+        }
+        for (int p : plan.prompts) {
+            const Stat pp = bench.prompt(p);
+            json e = record("pp", pp);
+            e["n_prompt"] = p;
+            e["compute_fraction"] = prompt_s > 0 ? json(pp.mean * prompt_s) : json(nullptr);
+            tests.push_back(e);
+            char note[64] = "";
+            if (prompt_s > 0)
+                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
+                              100 * pp.mean * prompt_s);
+            row("pp" + std::to_string(p), pp, note);
+        }
+
+        // The tests whose ratios are the point (generation at depth 0 and at each depth; one
+        // and B sequences) repeat in rounds, one repetition of each per round, so both sides
+        // of a ratio run within seconds of each other: this VM's speed swings up to 2x within
+        // minutes, and one test's reps after the other's had put a swing between them. Each
+        // ratio is also reported as the median of its per-round ratios (`paired`).
+        const size_t ng = plan.gens.size(), nd = plan.depths.size(), nbt = plan.batches.size();
+        std::vector<std::function<double()>> depth_reps;  // [gen][depth]
+        for (int n : plan.gens)
+            for (int d : plan.depths) depth_reps.push_back(bench.generation(n, d));
+        std::vector<std::function<Bench::BatchedRep()>> batched_reps;
+        for (int B : plan.batches) batched_reps.push_back(bench.batched(B));
+        std::vector<std::vector<double>> tg_s(ng), depth_s(ng * nd), b_gen(nbt), b_prompt(nbt);
+        std::vector<double> b_seconds(nbt, 0.0);
+        std::vector<std::vector<MatmulShapeStat>> b_prof(nbt);
+        for (int r = 0; r < o.reps; ++r) {
+            for (size_t g = 0; g < ng; ++g) {
+                matmul_profile_enable(o.matmul_profile);
+                tg_s[g].push_back(tg_reps[g]());
+                matmul_profile_enable(false);
+                merge_profile(tg_prof[g], matmul_profile_take());
+            }
+            for (size_t k = 0; k < depth_reps.size(); ++k) depth_s[k].push_back(depth_reps[k]());
+            for (size_t i = 0; i < nbt; ++i) {
+                const Bench::BatchedRep br = batched_reps[i]();
+                b_gen[i].push_back(br.gen_tps);
+                b_prompt[i].push_back(br.prompt_tps);
+                b_seconds[i] += br.gen_seconds;
+                merge_profile(b_prof[i], matmul_profile_take());
+            }
+        }
+
+        for (size_t g = 0; g < ng; ++g) {
+            const int n = plan.gens[g];
+            const Stat tg = stat_of(tg_s[g]);
+            const double bw = tg.mean * (double)per_token;
+            json e = record("tg", tg);
+            e["n_gen"] = n;
+            e["gbps"] = bw / 1e9;
+            e["roofline_fraction"] = bw / c.roof;
+            // Per shape, over every token of the test (its warm-up tokens included).
+            if (o.matmul_profile) e["matmul_profile"] = profile_json(tg_prof[g]);
+            tests.push_back(e);
+            row("tg" + std::to_string(n), tg,
+                gbps(bw) + " weights, " + std::to_string((int)std::lround(100 * bw / c.roof)) +
+                    "% of roofline");
+            for (size_t k = 0; k < nd; ++k) {
+                const int depth = plan.depths[k];
+                const std::vector<double>& ds = depth_s[g * nd + k];
+                const Stat d = stat_of(ds);
+                // Attention reads the cached K/V too: the KV bytes at mid-run depth.
+                const double kv_read = (double)kv_per_pos * (depth + n / 2.0);
+                const double dbw = d.mean * (double)per_token;
+                const double paired = median_ratio(ds, tg_s[g]);
+                const double roof_frac = d.mean * ((double)per_token + kv_read) / c.roof;
+                json de = record("tg_depth", d);
+                de["depth"] = depth;
+                de["n_gen"] = n;
+                de["gbps"] = dbw / 1e9;
+                de["kv_bytes_per_token"] = kv_read;
+                de["roofline_fraction"] = roof_frac;
+                de["ratio_to_tg"] = tg.mean > 0 ? d.mean / tg.mean : 0.0;
+                de["ratio_to_tg_paired"] = paired;
+                tests.push_back(de);
+                char note[160];
+                std::snprintf(note, sizeof note,
+                              "%.0f%% of tg%d (paired by round: %.0f%%); %.0f%% of roofline "
+                              "with KV reads",
+                              tg.mean > 0 ? 100 * d.mean / tg.mean : 0.0, n, 100 * paired,
+                              100 * roof_frac);
+                row("tg" + std::to_string(n) + " @ d" + std::to_string(depth), d, note);
+            }
+        }
+
+        // Speed-up over one sequence: the batched run's own B = 1, else the first tg test.
+        const std::vector<double>* base = nullptr;
+        for (size_t i = 0; i < nbt; ++i)
+            if (plan.batches[i] == 1) base = &b_gen[i];
+        if (!base && ng > 0) base = &tg_s[0];
+        const double ref = base ? stat_of(*base).mean : 0.0;
+        for (size_t i = 0; i < nbt; ++i) {
+            const int B = plan.batches[i];
+            const Stat g = stat_of(b_gen[i]);
+            json e = record("batched", g);
+            e["batch"] = B;
+            e["npp"] = o.npp;
+            e["ntg"] = o.ntg;
+            e["prompt_tps"] = stat_of(b_prompt[i]).mean;
+            e["compute_fraction"] = gen_s > 0 ? json(g.mean * gen_s) : json(nullptr);
+            // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
+            e["speedup"] = ref > 0 ? json(g.mean / ref) : json(nullptr);
+            e["speedup_paired"] = base ? json(median_ratio(b_gen[i], *base)) : json(nullptr);
+            if (o.matmul_profile) {
+                e["matmul_profile"] = profile_json(b_prof[i]);
+                e["gen_seconds"] = b_seconds[i];
+            }
+            tests.push_back(e);
+            char speedup[96] = "", frac[48] = "", note[224];
+            if (base)
+                std::snprintf(speedup, sizeof speedup,
+                              "%.2f× one sequence (paired by round: %.2f×); ", g.mean / ref,
+                              median_ratio(b_gen[i], *base));
+            if (gen_s > 0)
+                std::snprintf(frac, sizeof frac, "%.0f%% of compute peak; ", 100 * g.mean * gen_s);
+            std::snprintf(note, sizeof note, "%s%sprompts %.1f t/s", speedup, frac,
+                          e["prompt_tps"].get<double>());
+            row("batched " + std::to_string(B) + " × tg" + std::to_string(o.ntg), g, note);
+        }
+    }
+
+    // What the two ceilings allow: one sequence at most roof / bytes per token, B sequences
+    // together at most 1 / gen_s tokens per second, so B sequences can be at most their
+    // ratio times one (whatever the kernels do).
+    json bounds() const {
+        const double tg_bound = per_token > 0 ? c.roof / (double)per_token : 0.0;
+        const double batched_bound = gen_s > 0 ? 1.0 / gen_s : 0.0;
+        return {
+            {"tg_tps", tg_bound},
+            {"batched_tps", batched_bound > 0 ? json(batched_bound) : json(nullptr)},
+            {"batched_speedup",
+             batched_bound > 0 && tg_bound > 0 ? json(batched_bound / tg_bound) : json(nullptr)}};
+    }
+};
+
+// Each test's matmul profile; with several thread counts each title names its count.
+void print_profiles(const json& tests, bool several) {
+    for (const json& e : tests) {
+        if (!e.contains("matmul_profile")) continue;
+        const std::string t = several ? std::to_string(e["threads"].get<int>()) + " threads, " : "";
+        if (e["test"] == "tg") {
+            std::printf("\nmatmuls during %stg%d (warm-up included), by shape:\n\n", t.c_str(),
+                        e["n_gen"].get<int>());
+        } else {
+            double mm = 0;
+            for (const json& p : e["matmul_profile"]) mm += p["seconds"].get<double>();
+            const double total = e["gen_seconds"].get<double>();
+            std::printf(
+                "\nmatmuls during %sbatched %d × tg%d (steps only), by shape: %.0f%% of the "
+                "steps' %.3f s\n\n",
+                t.c_str(), e["batch"].get<int>(), e["ntg"].get<int>(),
+                total > 0 ? 100 * mm / total : 0.0, total);
+        }
+        print_profile(e["matmul_profile"]);
+    }
+}
+
+void run_model(const Opts& o) {
+    const Plan plan = make_plan(o);
+
+    // The rooflines first, before the model is mapped, then the peak-RSS counter restarts so
+    // the memory figure below is the model's alone; the compute peaks are the ceiling of
+    // prompt processing and batched generation.
+    std::vector<Ceilings> ceilings;
+    for (int t : plan.threads) {
+        Ceilings c;
+        c.threads = t;
+        c.roof = o.roofline_gbps * 1e9;
+        c.measured = c.roof <= 0;
+        if (c.measured) {
+            const size_t bytes =
+                o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
+            c.roof = measure_read_bandwidth(t, bytes);
+        }
+        c.peaks = measure_compute_peaks(kernels().isa, t, kernels().bf16_dot);
+        ceilings.push_back(c);
+    }
     const bool rss_ok = reset_peak_rss();
 
     LoadedModel lm = load_model(o.model, o.store);
     const Model& m = *lm.model;
     require_kv_type_fits(o.cache_type, m.hp.head_dim);  // before any output, not midway
-    check_contexts(o, m, batches);
+    check_contexts(o, plan, m);
     const uint64_t per_token = weight_bytes_per_token(m);
-    // K and V in f16 for every layer, per cached position.
+    // K and V for every layer, per cached position.
     const uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, o.cache_type);
 
     json j = {
@@ -491,219 +800,104 @@ void run_model(const Opts& o) {
         {"packed_tensors", m.packed_tensors()},
         {"huge_page_bytes", huge_page_bytes()},
         {"transparent_huge_pages", transparent_huge_pages_mode()},
-        {"threads", threads},
         {"cache_type", kv_type_name(o.cache_type)},
         {"reps", o.reps},
-        {"roofline_gbps", roof / 1e9},
-        {"roofline_measured", measured},
-        {"compute_peaks", peaks_json(peaks)},
+        {"runs", json::array()},
+        {"tests", json::array()},
     };
-    // Arithmetic time of one token at the peaks: a prompt token (logits only for the last)
-    // and a generated one (logits for every sequence).
-    const double prompt_s = matmul_seconds_per_token(m, peaks, false);
-    const double gen_s = matmul_seconds_per_token(m, peaks, true);
+    const bool several = plan.threads.size() > 1;
     if (!o.json) {
+        std::string threads;
+        for (int t : plan.threads) threads += (threads.empty() ? "" : ", ") + std::to_string(t);
         std::printf("model:    %s (%s, %.2f B parameters, %.1f MiB of weights)\n", lm.path.c_str(),
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
         std::printf(
-            "machine:  %s; kernels %s%s (%d weight tensors repacked), %d threads, %s KV "
+            "machine:  %s; kernels %s%s (%d weight tensors repacked), %s thread%s, %s KV "
             "cache\n",
             cpu_model_name().c_str(), kernels().isa, kernels().bf16_dot ? " + bf16 dot" : "",
-            m.packed_tensors(), threads, kv_type_name(o.cache_type));
+            m.packed_tensors(), threads.c_str(),
+            several                ? "s"
+            : plan.threads[0] == 1 ? ""
+                                   : "s",
+            kv_type_name(o.cache_type));
         std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
                     huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
-        std::printf("roofline: %s read with %d threads%s\n", gbps(roof).c_str(), threads,
-                    measured ? " (measured)" : " (given)");
-        std::printf("compute:  %s with %d threads (multiply-adds)\n\n", peaks_line(peaks).c_str(),
-                    threads);
-        std::printf("| test | t/s | notes |\n|---|---:|---|\n");
+        for (const Ceilings& c : ceilings) {
+            std::printf("roofline: %s read with %d threads%s\n", gbps(c.roof).c_str(), c.threads,
+                        c.measured ? " (measured)" : " (given)");
+            std::printf("compute:  %s with %d threads (multiply-adds)\n",
+                        peaks_line(c.peaks).c_str(), c.threads);
+        }
+        std::printf("\n%s| test | t/s | notes |\n%s|---|---:|---|\n", several ? "| threads " : "",
+                    several ? "|---:" : "");
         std::fflush(stdout);
     }
 
-    Bench bench(o, m);
-    // Generation first, alone: the peak RSS right after its warm-up, against what generating
-    // has to hold (weights + its KV cache), before any other test's context exists.
-    std::function<double()> tg_rep;
-    std::vector<MatmulShapeStat> tg_prof;  // the tg test's matmuls, its warm-up included
-    if (o.n_gen > 0) {
-        size_t kv_bytes = 0;
-        matmul_profile_enable(o.matmul_profile);
-        tg_rep = bench.generation(0, &kv_bytes);
-        matmul_profile_enable(false);
-        tg_prof = matmul_profile_take();
-        const size_t peak = rss_ok ? peak_rss_bytes() : 0;
-        j["memory"] = {{"peak_rss_bytes", rss_ok ? json(peak) : json(nullptr)},
-                       {"weights_bytes", m.weight_bytes()},
-                       {"kv_bytes", kv_bytes},
-                       {"overhead_fraction",
-                        rss_ok ? json((double)peak / double(m.weight_bytes() + kv_bytes) - 1.0)
-                               : json(nullptr)}};
+    json memory;
+    for (size_t i = 0; i < ceilings.size(); ++i) {
+        const Ceilings& c = ceilings[i];
+        // Arithmetic time of one token at the peaks: a prompt token (logits only for the
+        // last) and a generated one (logits for every sequence).
+        ThreadRun tr{o,
+                     plan,
+                     m,
+                     c,
+                     several,
+                     per_token,
+                     kv_per_pos,
+                     matmul_seconds_per_token(m, c.peaks, false),
+                     matmul_seconds_per_token(m, c.peaks, true)};
+        tr.run(i == 0, rss_ok, j["tests"], memory);
+        j["runs"].push_back({{"threads", c.threads},
+                             {"roofline_gbps", c.roof / 1e9},
+                             {"roofline_measured", c.measured},
+                             {"compute_peaks", peaks_json(c.peaks)},
+                             {"bounds", tr.bounds()}});
     }
-    if (o.n_prompt > 0) {
-        const Stat pp = bench.prompt();
-        j["pp"] = stat_json(pp);
-        j["pp"]["n_prompt"] = o.n_prompt;
-        j["pp"]["compute_fraction"] = prompt_s > 0 ? json(pp.mean * prompt_s) : json(nullptr);
-        if (!o.json) {
-            char note[64] = "";
-            if (prompt_s > 0)
-                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
-                              100 * pp.mean * prompt_s);
-            std::printf("| pp%d | %s | %s |\n", o.n_prompt, tps_cell(pp).c_str(), note);
-            std::fflush(stdout);
-        }
-    }
-
-    // The tests whose ratios are the point (generation at depth 0 and at depth; one and B
-    // sequences) repeat in rounds, one repetition of each per round, so both sides of a ratio
-    // run within seconds of each other: this VM's speed swings up to 2x within minutes, and
-    // one test's reps after the other's had put a swing between them. Each ratio is also
-    // reported as the median of its per-round ratios (`paired`).
-    std::function<double()> depth_rep;
-    if (o.depth > 0 && o.n_gen > 0) depth_rep = bench.generation(o.depth);
-    std::vector<std::function<Bench::BatchedRep()>> batched_reps;
-    for (int B : batches) batched_reps.push_back(bench.batched(B));
-    std::vector<double> tg_s, depth_s;
-    std::vector<std::vector<double>> b_gen(batches.size()), b_prompt(batches.size());
-    std::vector<double> b_seconds(batches.size(), 0.0);
-    std::vector<std::vector<MatmulShapeStat>> b_prof(batches.size());
-    for (int r = 0; r < o.reps; ++r) {
-        if (tg_rep) {
-            matmul_profile_enable(o.matmul_profile);
-            tg_s.push_back(tg_rep());
-            matmul_profile_enable(false);
-            merge_profile(tg_prof, matmul_profile_take());
-        }
-        if (depth_rep) depth_s.push_back(depth_rep());
-        for (size_t i = 0; i < batches.size(); ++i) {
-            const Bench::BatchedRep br = batched_reps[i]();
-            b_gen[i].push_back(br.gen_tps);
-            b_prompt[i].push_back(br.prompt_tps);
-            b_seconds[i] += br.gen_seconds;
-            merge_profile(b_prof[i], matmul_profile_take());
-        }
-    }
-
-    Stat tg;
-    if (tg_rep) {
-        tg = stat_of(tg_s);
-        // Per shape, over every token of the tg test (its warm-up tokens included).
-        if (o.matmul_profile) j["matmul_profile"] = profile_json(tg_prof);
-        const double bw = tg.mean * (double)per_token;
-        j["tg"] = stat_json(tg);
-        j["tg"]["n_gen"] = o.n_gen;
-        j["tg"]["gbps"] = bw / 1e9;
-        j["tg"]["roofline_fraction"] = bw / roof;
-        if (!o.json) {
-            std::printf("| tg%d | %s | %s weights, %.0f%% of roofline |\n", o.n_gen,
-                        tps_cell(tg).c_str(), gbps(bw).c_str(), 100 * bw / roof);
-            std::fflush(stdout);
-        }
-    }
-    if (depth_rep) {
-        const Stat d = stat_of(depth_s);
-        // Attention reads the cached K/V too: the KV bytes at mid-run depth.
-        const double kv_read = (double)kv_per_pos * (o.depth + o.n_gen / 2.0);
-        const double bw = d.mean * (double)per_token;
-        const double paired = median_ratio(depth_s, tg_s);
-        j["tg_depth"] = stat_json(d);
-        j["tg_depth"]["depth"] = o.depth;
-        j["tg_depth"]["n_gen"] = o.n_gen;
-        j["tg_depth"]["gbps"] = bw / 1e9;
-        j["tg_depth"]["kv_bytes_per_token"] = kv_read;
-        j["tg_depth"]["roofline_fraction"] = d.mean * ((double)per_token + kv_read) / roof;
-        j["tg_depth"]["ratio_to_tg"] = tg.mean > 0 ? d.mean / tg.mean : 0.0;
-        j["tg_depth"]["ratio_to_tg_paired"] = paired;
-        if (!o.json) {
-            std::printf(
-                "| tg%d @ d%d | %s | %.0f%% of tg%d (paired by round: %.0f%%); %.0f%% of roofline "
-                "with KV reads |\n",
-                o.n_gen, o.depth, tps_cell(d).c_str(), 100 * d.mean / tg.mean, o.n_gen,
-                100 * paired, 100 * d.mean * ((double)per_token + kv_read) / roof);
-            std::fflush(stdout);
-        }
-    }
-    if (!batches.empty()) {
-        j["batched"] = json::array();
-        // Speed-up over one sequence: the batched run's own B = 1, else the tg test.
-        const std::vector<double>* base = nullptr;
-        for (size_t i = 0; i < batches.size(); ++i)
-            if (batches[i] == 1) base = &b_gen[i];
-        if (!base && tg_rep) base = &tg_s;
-        const double ref = base ? stat_of(*base).mean : 0.0;
-        for (size_t i = 0; i < batches.size(); ++i) {
-            const int B = batches[i];
-            const Stat g = stat_of(b_gen[i]);
-            json e = stat_json(g);
-            e["batch"] = B;
-            e["npp"] = o.npp;
-            e["ntg"] = o.ntg;
-            e["prompt_tps"] = stat_of(b_prompt[i]).mean;
-            e["compute_fraction"] = gen_s > 0 ? json(g.mean * gen_s) : json(nullptr);
-            // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
-            e["speedup"] = ref > 0 ? json(g.mean / ref) : json(nullptr);
-            e["speedup_paired"] = base ? json(median_ratio(b_gen[i], *base)) : json(nullptr);
-            if (o.matmul_profile) {
-                e["matmul_profile"] = profile_json(b_prof[i]);
-                e["gen_seconds"] = b_seconds[i];
-            }
-            j["batched"].push_back(e);
-            if (!o.json) {
-                char speedup[96] = "";
-                if (base)
-                    std::snprintf(speedup, sizeof speedup,
-                                  "%.2f× one sequence (paired by round: %.2f×); ", g.mean / ref,
-                                  median_ratio(b_gen[i], *base));
-                char frac[48] = "";
-                if (gen_s > 0)
-                    std::snprintf(frac, sizeof frac, "%.0f%% of compute peak; ",
-                                  100 * g.mean * gen_s);
-                std::printf("| batched %d × tg%d | %s | %s%sprompts %.1f t/s |\n", B, o.ntg,
-                            tps_cell(g).c_str(), speedup, frac, e["prompt_tps"].get<double>());
-                std::fflush(stdout);
+    if (!memory.is_null()) j["memory"] = memory;
+    // One value of each list (the usual run): the results also under the keys they had
+    // before lists (scripts read `tg`, `batched`, ...).
+    const json& run0 = j["runs"][0];
+    j["threads"] = run0["threads"];
+    j["roofline_gbps"] = run0["roofline_gbps"];
+    j["roofline_measured"] = run0["roofline_measured"];
+    j["compute_peaks"] = run0["compute_peaks"];
+    j["bounds"] = run0["bounds"];
+    if (!several && plan.prompts.size() <= 1 && plan.gens.size() <= 1 && plan.depths.size() <= 1) {
+        for (const json& e : j["tests"]) {
+            const std::string t = e["test"];
+            if (t == "batched") {
+                j["batched"].push_back(e);
+            } else {
+                j[t] = e;
+                if (t == "tg" && e.contains("matmul_profile"))
+                    j["matmul_profile"] = e["matmul_profile"];
             }
         }
     }
-    // What the two ceilings allow: one sequence at most roof / bytes per token, B sequences
-    // together at most 1 / gen_s tokens per second, so B sequences can be at most their ratio
-    // times one (whatever the kernels do).
-    const double tg_bound = per_token > 0 ? roof / (double)per_token : 0.0;
-    const double batched_bound = gen_s > 0 ? 1.0 / gen_s : 0.0;
-    j["bounds"] = {
-        {"tg_tps", tg_bound},
-        {"batched_tps", batched_bound > 0 ? json(batched_bound) : json(nullptr)},
-        {"batched_speedup",
-         batched_bound > 0 && tg_bound > 0 ? json(batched_bound / tg_bound) : json(nullptr)}};
     if (o.json) {
         std::printf("%s\n", j.dump().c_str());
         return;
     }
-    if (batched_bound > 0 && tg_bound > 0)
+    for (const json& r : j["runs"]) {
+        const json& b = r["bounds"];
+        if (b["batched_tps"].is_null() || b["tg_tps"].get<double>() <= 0) continue;
         std::printf(
-            "\nceilings: one sequence %.1f t/s (roofline ÷ %.0f MiB per token), many sequences "
+            "\nceilings%s: one sequence %.1f t/s (roofline ÷ %.0f MiB per token), many sequences "
             "%.1f t/s in total (compute peaks): batched generation at most %.2f× one sequence\n",
-            tg_bound, per_token / 1048576.0, batched_bound, batched_bound / tg_bound);
+            several ? (" with " + std::to_string(r["threads"].get<int>()) +
+                       (r["threads"].get<int>() == 1 ? " thread" : " threads"))
+                          .c_str()
+                    : "",
+            b["tg_tps"].get<double>(), per_token / 1048576.0, b["batched_tps"].get<double>(),
+            b["batched_speedup"].get<double>());
+    }
     if (j.contains("memory") && !j["memory"]["peak_rss_bytes"].is_null())
         std::printf(
             "\npeak RSS while generating: %.1f MiB (weights + KV cache: %.1f MiB)\n",
             j["memory"]["peak_rss_bytes"].get<double>() / 1048576.0,
             (double)(m.weight_bytes() + j["memory"]["kv_bytes"].get<uint64_t>()) / 1048576.0);
-    if (j.contains("matmul_profile")) {
-        std::printf("\nmatmuls during tg%d (warm-up included), by shape:\n\n", o.n_gen);
-        print_profile(j["matmul_profile"]);
-    }
-    if (j.contains("batched"))
-        for (const json& e : j["batched"]) {
-            if (!e.contains("matmul_profile")) continue;
-            double mm = 0;
-            for (const json& p : e["matmul_profile"]) mm += p["seconds"].get<double>();
-            const double total = e["gen_seconds"].get<double>();
-            std::printf(
-                "\nmatmuls during batched %d × tg%d (steps only), by shape: %.0f%% of the "
-                "steps' %.3f s\n\n",
-                e["batch"].get<int>(), o.ntg, total > 0 ? 100 * mm / total : 0.0, total);
-            print_profile(e["matmul_profile"]);
-        }
+    print_profiles(j["tests"], several);
 }
 
 }  // namespace
@@ -715,17 +909,19 @@ void register_bench_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "bench", "Measure prompt, generation and batched speed (like llama-bench)");
     cmd->add_option("-m,--model", o->model, "GGUF file or stored model name");
-    cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0: skip)")
-        ->check(CLI::Range(0, 1 << 20));
-    cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")
-        ->check(CLI::Range(0, 1 << 20));
+    // The lists take llama-bench's forms: 128,512 and ranges 1-4 (every value), 0-8192+2048
+    // (a step), 1-16*2 (a factor).
+    cmd->add_option("-p,--n-prompt", o->prompts,
+                    "Prompt tokens, a list (0: skip; e.g. 128,512 or 128-512*2)");
+    cmd->add_option("-n,--n-gen", o->gens, "Generated tokens, a list (0: skip)");
     cmd->add_option("-b,--batches", o->batches,
-                    "Batch sizes for batched generation, comma-separated (0: skip)");
-    cmd->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")
-        ->check(CLI::Range(0, 1024));
+                    "Batch sizes for batched generation, a list (0: skip)");
+    cmd->add_option("-t,--threads", o->threads,
+                    "Threads, a list: every test runs with each (default: physical cores)");
     cmd->add_option("-r,--reps", o->reps, "Repetitions of each test")->check(CLI::Range(1, 1000));
-    cmd->add_option("-d,--depth", o->depth, "Also generate with this many positions already cached")
-        ->check(CLI::Range(0, 1 << 20));
+    cmd->add_option("-d,--depth", o->depths,
+                    "Also generate with this many positions already cached, a list (e.g. "
+                    "0,4096 or 0-8192+2048; 0: only the plain generation test)");
     cmd->add_option("--npp", o->npp, "Batched: prompt tokens per sequence")
         ->check(CLI::Range(1, 1 << 16));
     cmd->add_option("--ntg", o->ntg, "Batched: generated tokens per sequence")

@@ -404,14 +404,26 @@ TEST(Bench, ComputeReportsOneAndNThreads) {
 TEST(Bench, BadFlagsFailWithOneLine) {
     const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
     for (const std::string& args : std::vector<std::string>{
-             "bench", "bench -m " + m + " -b 1,x", "bench -m " + m + " -b 0,4",
-             "bench -m " + m + " -p -1", "bench -m " + m + " --memory",
-             "bench -m " + m + " --compute", "bench -m /nonexistent.gguf --roofline 1",
-             "bench --bogus", "bench -m " + m + " --cache-type q4_1",
+             "bench",
+             "bench -m " + m + " -b 1,x",
+             "bench -m " + m + " -b 0,4",
+             "bench -m " + m + " -p -1",
+             "bench -m " + m + " -p 1-1048576",
+             "bench -m " + m + " -d 8-4",
+             "bench -m " + m + " -p 4-16*1",
+             "bench -m " + m + " -t 1,x",
+             "bench -m " + m + " -n 4,",
+             "bench -m " + m + " -p 1-64 -n 1-64 -d 1-4",
+             "bench -m " + m + " --memory",
+             "bench -m " + m + " --compute",
+             "bench -m /nonexistent.gguf --roofline 1",
+             "bench --bogus",
+             "bench -m " + m + " --cache-type q4_1",
              "bench -m " + q(lokal::test::shared_path("models/stories260K.gguf")) +
                  " --cache-type q8_0 --roofline 1",
              "synth --preset nope --type q4_0 -o /tmp/x.gguf",
-             "synth --preset tiny --type q9_9 -o /tmp/x.gguf", "synth --preset tiny --type q4_0",
+             "synth --preset tiny --type q9_9 -o /tmp/x.gguf",
+             "synth --preset tiny --type q4_0",
              "synth --preset tiny --type q4_0 --vocab /nonexistent.gguf -o /tmp/x.gguf"}) {
         const Result r = lokal(args);
         EXPECT_NE(r.code, 0) << args;
@@ -450,6 +462,47 @@ TEST(Bench, ContextLargerThanMemoryIsRefusedUpFront) {
     EXPECT_NE(r.err.find("KV cache"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("lower -b, --npp or --ntg"), std::string::npos) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+// -p, -n, -d and -t take lists and llama-bench's ranges: every test runs for every value
+// (each depth with each generation length), at each thread count; `tests` holds one
+// record per result, `runs` the ceilings per thread count. The single-run keys (`pp`, `tg`,
+// ...) are left out when a list has several values.
+TEST(Bench, ListsRunEveryCombination) {
+    const std::string m = q(lokal::test::shared_path("models/stories260K.gguf"));
+    Result r = lokal("bench -m " + m +
+                     " -p 4-16*2 -n 2 -d 0,3-6+3 -t 1,2 -b 1,2 --npp 2 --ntg 2 -r 1 --roofline 1 "
+                     "--json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_EQ(j["runs"].size(), 2u);
+    EXPECT_EQ(j["runs"][0]["threads"], 1);
+    EXPECT_EQ(j["runs"][1]["threads"], 2);
+    std::vector<std::string> got;
+    for (const json& e : j["tests"]) {
+        EXPECT_EQ(e["samples"].size(), 1u);
+        EXPECT_GT(e["tps_mean"].get<double>(), 0);
+        std::string name =
+            std::to_string(e["threads"].get<int>()) + " " + e["test"].get<std::string>();
+        if (e.contains("n_prompt")) name += " p" + std::to_string(e["n_prompt"].get<int>());
+        if (e.contains("n_gen")) name += " n" + std::to_string(e["n_gen"].get<int>());
+        if (e.contains("depth")) name += " d" + std::to_string(e["depth"].get<int>());
+        if (e.contains("batch")) name += " b" + std::to_string(e["batch"].get<int>());
+        got.push_back(name);
+    }
+    std::vector<std::string> want;
+    for (const char* t : {"1", "2"})
+        for (const char* x : {" pp p4", " pp p8", " pp p16", " tg n2", " tg_depth n2 d3",
+                              " tg_depth n2 d6", " batched b1", " batched b2"})
+            want.push_back(std::string(t) + x);
+    EXPECT_EQ(got, want);
+    for (const char* k : {"pp", "tg", "tg_depth", "batched"}) EXPECT_FALSE(j.contains(k)) << k;
+    EXPECT_EQ(j["threads"], 1);  // the first run's, as before lists
+    // The table gets a threads column when there are several.
+    r = lokal("bench -m " + m + " -p 4 -n 2 -b 0 -t 1,2 -r 1 --roofline 1");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("| threads | test | t/s | notes |"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| 2 | tg2 |"), std::string::npos) << r.out;
 }
 
 // Past the model's training context (tiny-k: 512) the speed is measured all the same, with
