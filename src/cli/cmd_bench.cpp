@@ -163,7 +163,7 @@ Plan make_plan(const Opts& o) {
     // Lists multiply: refuse a plan that would run for days rather than start it.
     const size_t tests =
         p.threads.size() *
-        (p.prompts.size() + p.gens.size() * (1 + p.depths.size()) + p.batches.size());
+        ((p.prompts.size() + p.gens.size()) * (1 + p.depths.size()) + p.batches.size());
     if (tests > kMaxTests)
         throw UsageError("bench: the lists make " + std::to_string(tests) + " tests, more than " +
                          std::to_string(kMaxTests) + "; give fewer -p, -n, -d, -b or -t values");
@@ -246,8 +246,8 @@ ContextParams bench_params(const Opts& o, int threads, int n_ctx, int n_seq) {
     cp.kv_type = o.cache_type;
     return cp;
 }
-int prompt_ctx(int n_prompt) {
-    return n_prompt + 8;
+int prompt_ctx(int n_prompt, int depth) {
+    return depth + n_prompt + 8;
 }
 int generation_ctx(int n_gen, int depth) {
     return depth + n_gen + 8;
@@ -267,7 +267,10 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
     };
     std::vector<Test> tests;
     const int threads = plan.threads.front();  // memory does not depend on it
-    for (int p : plan.prompts) tests.push_back({prompt_ctx(p), 1, "lower -p"});
+    for (int p : plan.prompts) {
+        tests.push_back({prompt_ctx(p, 0), 1, "lower -p"});
+        for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d"});
+    }
     for (int n : plan.gens) {
         tests.push_back({generation_ctx(n, 0), 1, "lower -n"});
         for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d"});
@@ -290,18 +293,21 @@ class Bench {
     Bench(const Opts& o, const Model& m, int threads)
         : o_(o), m_(m), threads_(threads), rng_(1234) {}
 
-    // Prompt processing: n_prompt tokens into an empty cache, logits of the last only.
-    Stat prompt(int n_prompt) {
-        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt), 1));
+    // Prompt processing: n_prompt tokens after `depth` cached positions (0: into an empty
+    // cache; filled once, untimed), logits of the last only. At depth this is a new turn of
+    // a long chat: the prompt's attention reads the whole history.
+    Stat prompt(int n_prompt, int depth) {
+        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt, depth), 1));
+        const int32_t seq = ctx.cache().create_sequence();
+        fill(ctx, seq, depth);
         std::vector<float> logits;
         std::vector<double> tps;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
-            const int32_t seq = ctx.cache().create_sequence();
             const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt);
             const auto t0 = Clock::now();
             ctx.eval(seq, toks, false, logits);
             const double s = seconds_since(t0);
-            ctx.cache().free_sequence(seq);
+            ctx.cache().truncate(seq, depth);
             if (r >= 0) tps.push_back(n_prompt / s);
         }
         return stat_of(std::move(tps));
@@ -315,26 +321,7 @@ class Bench {
             m_, bench_params(o_, threads_, generation_ctx(n_gen, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
         const int32_t seq = ctx->cache().create_sequence();
-        if (depth > 0) {
-            std::vector<float> logits;
-            const auto t0 = Clock::now();
-            const std::vector<int32_t> toks = random_tokens(rng_, m_.hp.n_vocab, depth);
-            // In prompt-sized pieces (the passes one call would make) with a progress line
-            // on a terminal: a long fill takes minutes.
-            const bool show = !o_.json && isatty(fileno(stderr));
-            for (int i = 0; i < depth; i += kBenchBatch) {
-                const int len = std::min(kBenchBatch, depth - i);
-                ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], (size_t)len), false,
-                          logits);
-                if (show)
-                    std::fprintf(stderr, "\rbench: filling the KV cache: %d/%d positions (%.0f s)",
-                                 i + len, depth, seconds_since(t0));
-            }
-            if (show) std::fprintf(stderr, "\r\033[K");
-            if (!o_.json)
-                std::fprintf(stderr, "bench: filled %d positions in %.1f s\n", depth,
-                             seconds_since(t0));
-        }
+        fill(*ctx, seq, depth);
         auto rep = [this, ctx, seq, depth](int n) {
             std::vector<float> logits;
             const auto toks = random_tokens(rng_, m_.hp.n_vocab, n);
@@ -402,6 +389,27 @@ class Bench {
     }
 
   private:
+    // `depth` random tokens into seq (untimed), in prompt-sized pieces (the passes one call
+    // would make) with a progress line on a terminal: a long fill takes minutes.
+    void fill(Context& ctx, int32_t seq, int depth) {
+        if (depth <= 0) return;
+        std::vector<float> logits;
+        const auto t0 = Clock::now();
+        const std::vector<int32_t> toks = random_tokens(rng_, m_.hp.n_vocab, depth);
+        const bool show = !o_.json && isatty(fileno(stderr));
+        for (int i = 0; i < depth; i += kBenchBatch) {
+            const int len = std::min(kBenchBatch, depth - i);
+            ctx.eval(seq, std::span<const int32_t>(&toks[(size_t)i], (size_t)len), false, logits);
+            if (show)
+                std::fprintf(stderr, "\rbench: filling the KV cache: %d/%d positions (%.0f s)",
+                             i + len, depth, seconds_since(t0));
+        }
+        if (show) std::fprintf(stderr, "\r\033[K");
+        if (!o_.json)
+            std::fprintf(stderr, "bench: filled %d positions in %.1f s\n", depth,
+                         seconds_since(t0));
+    }
+
     const Opts& o_;
     const Model& m_;
     int threads_;
@@ -600,16 +608,28 @@ struct ThreadRun {
             }
         }
         for (int p : plan.prompts) {
-            const Stat pp = bench.prompt(p);
+            const Stat pp = bench.prompt(p, 0);
             json e = record("pp", pp);
             e["n_prompt"] = p;
             e["compute_fraction"] = prompt_s > 0 ? json(pp.mean * prompt_s) : json(nullptr);
             tests.push_back(e);
-            char note[64] = "";
+            char note[96] = "";
             if (prompt_s > 0)
                 std::snprintf(note, sizeof note, "%.0f%% of compute peak",
                               100 * pp.mean * prompt_s);
             row("pp" + std::to_string(p), pp, note);
+            // The same prompt after each depth (its reps not in rounds: a ratio of means).
+            for (int d : plan.depths) {
+                const Stat pd = bench.prompt(p, d);
+                json de = record("pp_depth", pd);
+                de["n_prompt"] = p;
+                de["depth"] = d;
+                de["ratio_to_pp"] = pp.mean > 0 ? pd.mean / pp.mean : 0.0;
+                tests.push_back(de);
+                std::snprintf(note, sizeof note, "%.0f%% of pp%d",
+                              pp.mean > 0 ? 100 * pd.mean / pp.mean : 0.0, p);
+                row("pp" + std::to_string(p) + " @ d" + std::to_string(d), pd, note);
+            }
         }
 
         // The tests whose ratios are the point (generation at depth 0 and at each depth; one

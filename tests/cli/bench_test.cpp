@@ -221,6 +221,13 @@ TEST_F(Synth, BenchJsonHasTheDocumentedFields) {
     EXPECT_GT(j["tg"]["roofline_fraction"].get<double>(), 0);
     EXPECT_GT(j["tg"]["gbps"].get<double>(), 0);
     EXPECT_EQ(j["tg_depth"]["depth"], 8);
+    // -d applies to the prompt too (llama-bench's pp512 @ d4096): a new turn after a history.
+    ASSERT_TRUE(j.contains("pp_depth"));
+    EXPECT_EQ(j["pp_depth"]["n_prompt"], 16);
+    EXPECT_EQ(j["pp_depth"]["depth"], 8);
+    EXPECT_EQ(j["pp_depth"]["samples"].size(), 2u);
+    EXPECT_DOUBLE_EQ(j["pp_depth"]["ratio_to_pp"].get<double>(),
+                     j["pp_depth"]["tps_mean"].get<double>() / j["pp"]["tps_mean"].get<double>());
     EXPECT_GT(j["tg_depth"]["ratio_to_tg"].get<double>(), 0);
     // The tests run in rounds (one rep of each per round), and the paired ratios are the
     // median over rounds of the two tests' samples of that round (2 rounds: their mean).
@@ -491,12 +498,20 @@ TEST(Bench, ListsRunEveryCombination) {
         got.push_back(name);
     }
     std::vector<std::string> want;
-    for (const char* t : {"1", "2"})
-        for (const char* x : {" pp p4", " pp p8", " pp p16", " tg n2", " tg_depth n2 d3",
-                              " tg_depth n2 d6", " batched b1", " batched b2"})
+    for (const char* t : {"1", "2"}) {
+        for (const char* p : {" p4", " p8", " p16"})
+            for (const char* x : {" pp%", " pp_depth% d3", " pp_depth% d6"}) {
+                std::string w = std::string(t) + x;
+                w.replace(w.find('%'), 1, p);
+                want.push_back(w);
+            }
+        for (const char* x :
+             {" tg n2", " tg_depth n2 d3", " tg_depth n2 d6", " batched b1", " batched b2"})
             want.push_back(std::string(t) + x);
+    }
     EXPECT_EQ(got, want);
-    for (const char* k : {"pp", "tg", "tg_depth", "batched"}) EXPECT_FALSE(j.contains(k)) << k;
+    for (const char* k : {"pp", "pp_depth", "tg", "tg_depth", "batched"})
+        EXPECT_FALSE(j.contains(k)) << k;
     EXPECT_EQ(j["threads"], 1);  // the first run's, as before lists
     // The table gets a threads column when there are several.
     r = lokal("bench -m " + m + " -p 4 -n 2 -b 0 -t 1,2 -r 1 --roofline 1");
