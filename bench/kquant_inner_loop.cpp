@@ -297,6 +297,70 @@ void run_all() {
 }  // namespace nibble_pairs
 }  // namespace
 
+// Whether the unpack's cost is its results feeding the dot products or just its vector ops:
+// the same loop with the weights loaded as they are, then with an `and` each (what Q4_K's
+// low nibbles need), then with an `and` and an `xor` whose results nothing but a dummy
+// uses. A run-time scale (set1 of 3 folds the multiply into a shift and an add).
+namespace dead_ops {
+template <int V>
+__attribute__((noinline)) void run(int iters, __m512i* out, __m512i sc) {
+    __m512i isum[8];
+    for (int t = 0; t < 8; ++t) isum[t] = _mm512_setzero_si512();
+    __m512i dummy = _mm512_setzero_si512();
+    const __m512i m = _mm512_set1_epi8(15);
+    for (int it = 0; it < iters; ++it) {
+        for (int j = 0; j < 64; ++j) {
+            __m512i w[8];
+            const uint8_t* p = wts + (j % 16) * 512;
+            for (int k = 0; k < 8; ++k) {
+                const __m512i T = _mm512_load_si512(p + 64 * k);
+                if (V == 1) {
+                    w[k] = _mm512_and_si512(T, m);
+                } else if (V == 2) {
+                    w[k] = T;
+                    dummy = _mm512_xor_si512(dummy, _mm512_and_si512(T, m));
+                } else {
+                    w[k] = T;
+                }
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                const uint8_t* y = act[t] + (j % 32) * 32 * 4;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k += 2) {
+                    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+                    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+                }
+                isum[t] =
+                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+            }
+        }
+    }
+    for (int t = 0; t < 8; ++t) out[t] = _mm512_add_epi32(isum[t], dummy);
+}
+template <int V>
+void bench(const char* name, __m512i sc) {
+    __m512i out[8];
+    run<V>(100, out, sc);
+    double best = 1e9;
+    for (int r = 0; r < 20; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        run<V>(2000, out, sc);
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s < best) best = s;
+    }
+    double macs = 2000.0 * 64 * 8 * 8 * 64;
+    printf("%-40s %.1f GMAC/s\n", name, macs / best / 1e9);
+}
+void run_all(int seed) {
+    const __m512i sc = _mm512_set1_epi32(seed + 2);
+    bench<0>("weights as loaded, run-time scale", sc);
+    bench<1>("+ and (used)", sc);
+    bench<2>("+ and, xor (unused)", sc);
+}
+}  // namespace dead_ops
+
 int main() {
     if (!__builtin_cpu_supports("avx512vnni")) {
         std::fprintf(stderr, "kquant_inner_loop: needs AVX-512 VNNI\n");
@@ -307,4 +371,5 @@ int main() {
     weights_in_l1::run_all();
     unpack_spread::run_all();
     nibble_pairs::run_all();
+    dead_ops::run_all(act[0][0]);
 }
