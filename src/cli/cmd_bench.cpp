@@ -281,6 +281,27 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
         require_context_fits(m, bench_params(o, threads, t.n_ctx, t.n_seq), t.lower);
         longest = std::max(longest, t.n_ctx);
     }
+    // The generation and batched tests of a thread count run in rounds, so their contexts
+    // exist together (the prompt tests' one at a time): their caches' sum must fit too.
+    uint64_t together = 0;
+    for (int n : plan.gens) {
+        together += Context::kv_bytes(m, bench_params(o, threads, generation_ctx(n, 0), 1));
+        for (int d : plan.depths)
+            together += Context::kv_bytes(m, bench_params(o, threads, generation_ctx(n, d), 1));
+    }
+    for (int B : plan.batches)
+        together += Context::kv_bytes(m, bench_params(o, threads, batched_ctx(o), B));
+    const uint64_t budget = Context::default_memory_budget();
+    if (m.weight_bytes() + together > budget) {
+        char msg[320];
+        std::snprintf(msg, sizeof msg,
+                      "bench: the generation and batched tests run side by side and their KV "
+                      "caches need %.2f GiB together (weights %.2f GiB more), over the %.2f GiB "
+                      "this machine allows; give fewer -n, -d or -b values",
+                      together / 1073741824.0, m.weight_bytes() / 1073741824.0,
+                      budget / 1073741824.0);
+        throw UsageError(msg);
+    }
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
         std::fprintf(stderr,
                      "bench: a test reaches %d positions, past the model's training context of "

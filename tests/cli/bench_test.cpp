@@ -520,6 +520,24 @@ TEST(Bench, ListsRunEveryCombination) {
     EXPECT_NE(r.out.find("| 2 | tg2 |"), std::string::npos) << r.out;
 }
 
+// Each depth fits alone but the generation tests' contexts exist together (they run in
+// rounds): their sum is checked too, before anything runs.
+TEST(Bench, ContextsThatCoexistAreCheckedTogether) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    // tiny-k: 512 bytes of f16 K and V per position (see above). 64 depths of 984,064 to
+    // 1,048,576 positions: each about 0.5 GB, 32.5 GB together; skipped where 90% of the
+    // memory would hold them.
+    const uint64_t mem = mem_total_bytes();
+    ASSERT_GT(mem, 0u);
+    if (mem / 10 * 9 > (uint64_t)34 << 30) GTEST_SKIP() << "this machine holds them all";
+    const Result r =
+        lokal("bench -m " + m + " -p 0 -n 4 -b 0 -d 984064-1048576+1024 -r 1 --roofline 1");
+    EXPECT_NE(r.code, 0) << r.out;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("side by side"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty());
+}
+
 // Past the model's training context (tiny-k: 512) the speed is measured all the same, with
 // a note on stderr; within it, no note.
 TEST(Bench, PastTheTrainingContextIsNotedNotRefused) {
