@@ -26,6 +26,33 @@ inline int32_t ld32(const uint8_t* p) {
 }
 alignas(64) uint8_t act[8][4096];
 alignas(64) uint8_t wts[64 * 1024];
+// isum + sc * (one token's sum over a sub-block's 8 dword vectors w[k] times its activation
+// dwords at y, broadcast), in two chains as the kernel does.
+[[gnu::always_inline]] inline __m512i token_sum(__m512i isum, const __m512i* w, const uint8_t* y,
+                                                __m512i sc) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
+    }
+    return _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+}
+// GMAC/s of run(iters) for 2000 iterations of 64 sub-blocks x 8 tokens x 8 vpdpbusd of 64
+// multiply-adds each, best of 20 after a warm-up (run is noinline and stores its sums, so
+// nothing is optimized away).
+template <class Run>
+void report(const char* name, Run run) {
+    run(100);
+    double best = 1e9;
+    for (int r = 0; r < 20; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        run(2000);
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s < best) best = s;
+    }
+    printf("%-40s %.1f GMAC/s\n", name, 2000.0 * 64 * 8 * 8 * 64 / best / 1e9);
+}
 namespace weights_in_l1 {
 template <int V>
 __attribute__((noinline)) void run(int iters, __m512i* out) {
@@ -92,16 +119,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out) {
 template <int V>
 void bench(const char* name) {
     __m512i out[8];
-    run<V>(100, out);
-    double best = 1e9;
-    for (int r = 0; r < 20; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        run<V>(2000, out);
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s < best) best = s;
-    }
-    double macs = 2000.0 * 64 * 8 * 8 * 64;
-    printf("%-40s %.1f GMAC/s (dpbusd-equiv, 8 per sb-token)\n", name, macs / best / 1e9);
+    report(name, [&](int iters) { run<V>(iters, out); });
 }
 void run_all() {
     bench<1>("bcast+8dpbusd+add");
@@ -152,14 +170,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out) {
                                              _mm512_set1_epi8(15));
                 }
                 const uint8_t* y = act[t] + (j % 32) * 32 * 4;
-                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k += 2) {
-                    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-                }
-                isum[t] =
-                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                isum[t] = token_sum(isum[t], w, y, sc);
             }
             if (MODE == 0)
                 unpack(j + 1, w, V);
@@ -172,16 +183,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out) {
 template <int V, int M>
 void bench(const char* name) {
     __m512i out[8];
-    run<V, M>(100, out);
-    double best = 1e9;
-    for (int r = 0; r < 20; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        run<V, M>(2000, out);
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s < best) best = s;
-    }
-    double macs = 2000.0 * 64 * 8 * 8 * 64;
-    printf("%-40s %.1f GMAC/s\n", name, macs / best / 1e9);
+    report(name, [&](int iters) { run<V, M>(iters, out); });
 }
 void run_all() {
     bench<0, 0>("insert: unpack at end");
@@ -278,16 +280,7 @@ template <int V>
 void bench(const char* name) {
     __m512i out[8];
     float fo[128];
-    run<V>(100, out, fo);
-    double best = 1e9;
-    for (int r = 0; r < 20; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        run<V>(2000, out, fo);
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s < best) best = s;
-    }
-    double macs = 2000.0 * 64 * 8 * 8 * 64;
-    printf("%-40s %.1f GMAC/s\n", name, macs / best / 1e9);
+    report(name, [&](int iters) { run<V>(iters, out, fo); });
 }
 void run_all() {
     bench<0>("current sub per j");
@@ -326,14 +319,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out, __m512i sc) {
 #pragma GCC unroll 8
             for (int t = 0; t < 8; ++t) {
                 const uint8_t* y = act[t] + (j % 32) * 32 * 4;
-                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k += 2) {
-                    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-                }
-                isum[t] =
-                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                isum[t] = token_sum(isum[t], w, y, sc);
             }
         }
     }
@@ -342,16 +328,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out, __m512i sc) {
 template <int V>
 void bench(const char* name, __m512i sc) {
     __m512i out[8];
-    run<V>(100, out, sc);
-    double best = 1e9;
-    for (int r = 0; r < 20; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        run<V>(2000, out, sc);
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s < best) best = s;
-    }
-    double macs = 2000.0 * 64 * 8 * 8 * 64;
-    printf("%-40s %.1f GMAC/s\n", name, macs / best / 1e9);
+    report(name, [&](int iters) { run<V>(iters, out, sc); });
 }
 void run_all(int seed) {
     const __m512i sc = _mm512_set1_epi32(seed + 2);
