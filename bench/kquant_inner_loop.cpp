@@ -221,15 +221,7 @@ __attribute__((noinline)) void run(int iters, __m512i* out, float* fo) {
 #pragma GCC unroll 8
                 for (int t = 0; t < 8; ++t) {
                     const uint8_t* y = act[t] + (j % 32) * 32 * 4;
-                    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k += 2) {
-                        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(ld32(y + 4 * k)));
-                        s1 = _mm512_dpbusd_epi32(s1, w[k + 1],
-                                                 _mm512_set1_epi32(ld32(y + 4 * k + 4)));
-                    }
-                    isum[t] =
-                        _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                    isum[t] = token_sum(isum[t], w, y, sc);
                 }
                 if ((j & 7) == 7)
                     for (int t = 0; t < 8; ++t) {

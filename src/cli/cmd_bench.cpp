@@ -130,14 +130,21 @@ std::vector<int> parse_list(const std::string& text, const char* flag, int lo, i
     return out;
 }
 
+// v in its order without repeats (and without 0s when drop_zero).
+std::vector<int> distinct(const std::vector<int>& v, bool drop_zero) {
+    std::vector<int> out;
+    for (int x : v)
+        if (!(drop_zero && x == 0) && std::find(out.begin(), out.end(), x) == out.end())
+            out.push_back(x);
+    return out;
+}
+
 // -t's values in the order given, repeats dropped, 0 the default (physical cores).
 std::vector<int> thread_counts(const Opts& o) {
-    std::vector<int> out;
-    for (int t : parse_list(o.threads, "-t", 0, 1024, "-t 2 or -t 1,2")) {
-        if (t == 0) t = ThreadPool::default_threads();
-        if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
-    }
-    return out;
+    std::vector<int> t = parse_list(o.threads, "-t", 0, 1024, "-t 2 or -t 1,2");
+    for (int& x : t)
+        if (x == 0) x = ThreadPool::default_threads();
+    return distinct(t, false);
 }
 
 // The tests to run: values in the order given, repeats dropped; 0 (skip) dropped from -p,
@@ -147,18 +154,13 @@ struct Plan {
     std::vector<int> prompts, gens, depths, threads, batches;
 };
 Plan make_plan(const Opts& o) {
-    auto keep = [](std::vector<int> v, bool drop_zero) {
-        std::vector<int> out;
-        for (int x : v)
-            if (!(drop_zero && x == 0) && std::find(out.begin(), out.end(), x) == out.end())
-                out.push_back(x);
-        return out;
-    };
     Plan p;
-    p.prompts = keep(parse_list(o.prompts, "-p", 0, 1 << 20, "-p 512 or -p 128,512"), true);
-    p.gens = keep(parse_list(o.gens, "-n", 0, 1 << 20, "-n 128"), true);
-    p.depths = keep(parse_list(o.depths, "-d", 0, 1 << 20, "-d 0,4096 or -d 0-8192+2048"), true);
-    if (o.batches != "0") p.batches = keep(parse_list(o.batches, "-b", 1, 512, "-b 1,4,8"), false);
+    p.prompts = distinct(parse_list(o.prompts, "-p", 0, 1 << 20, "-p 512 or -p 128,512"), true);
+    p.gens = distinct(parse_list(o.gens, "-n", 0, 1 << 20, "-n 128"), true);
+    p.depths =
+        distinct(parse_list(o.depths, "-d", 0, 1 << 20, "-d 0,4096 or -d 0-8192+2048"), true);
+    if (o.batches != "0")
+        p.batches = distinct(parse_list(o.batches, "-b", 1, 512, "-b 1,4,8"), false);
     p.threads = thread_counts(o);
     // Lists multiply: refuse a plan that would run for days rather than start it.
     const size_t tests =
@@ -173,9 +175,8 @@ Plan make_plan(const Opts& o) {
 // --memory and --compute: one thread, then each -t value.
 std::vector<int> one_then_threads(const Opts& o) {
     std::vector<int> v{1};
-    for (int t : thread_counts(o))
-        if (t != 1) v.push_back(t);
-    return v;
+    for (int t : thread_counts(o)) v.push_back(t);
+    return distinct(v, false);
 }
 
 uint64_t bytes_of(const Tensor& t) {
@@ -264,44 +265,33 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
     struct Test {
         int n_ctx, n_seq;
         const char* lower;
+        // The generation and batched tests of a thread count run in rounds, so their
+        // contexts exist together (the prompt tests' one at a time).
+        bool together;
     };
     std::vector<Test> tests;
-    const int threads = plan.threads.front();  // memory does not depend on it
     for (int p : plan.prompts) {
-        tests.push_back({prompt_ctx(p, 0), 1, "lower -p"});
-        for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d"});
+        tests.push_back({prompt_ctx(p, 0), 1, "lower -p", false});
+        for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d", false});
     }
     for (int n : plan.gens) {
-        tests.push_back({generation_ctx(n, 0), 1, "lower -n"});
-        for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d"});
-    }
-    for (int B : plan.batches) tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg"});
-    int longest = 0;
-    for (const Test& t : tests) {
-        require_context_fits(m, bench_params(o, threads, t.n_ctx, t.n_seq), t.lower);
-        longest = std::max(longest, t.n_ctx);
-    }
-    // The generation and batched tests of a thread count run in rounds, so their contexts
-    // exist together (the prompt tests' one at a time): their caches' sum must fit too.
-    uint64_t together = 0;
-    for (int n : plan.gens) {
-        together += Context::kv_bytes(m, bench_params(o, threads, generation_ctx(n, 0), 1));
-        for (int d : plan.depths)
-            together += Context::kv_bytes(m, bench_params(o, threads, generation_ctx(n, d), 1));
+        tests.push_back({generation_ctx(n, 0), 1, "lower -n", true});
+        for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d", true});
     }
     for (int B : plan.batches)
-        together += Context::kv_bytes(m, bench_params(o, threads, batched_ctx(o), B));
-    const uint64_t budget = Context::default_memory_budget();
-    if (m.weight_bytes() + together > budget) {
-        char msg[320];
-        std::snprintf(msg, sizeof msg,
-                      "bench: the generation and batched tests run side by side and their KV "
-                      "caches need %.2f GiB together (weights %.2f GiB more), over the %.2f GiB "
-                      "this machine allows; give fewer -n, -d or -b values",
-                      together / 1073741824.0, m.weight_bytes() / 1073741824.0,
-                      budget / 1073741824.0);
-        throw UsageError(msg);
+        tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg", true});
+    const int threads = plan.threads.front();  // memory does not depend on it
+    int longest = 0;
+    uint64_t together = 0;
+    for (const Test& t : tests) {
+        const ContextParams cp = bench_params(o, threads, t.n_ctx, t.n_seq);
+        require_context_fits(m, cp, t.lower);
+        if (t.together) together += Context::kv_bytes(m, cp);
+        longest = std::max(longest, t.n_ctx);
     }
+    require_memory_fits(m, together, o.cache_type,
+                        "bench: running the generation and batched tests side by side",
+                        "give fewer -n, -d or -b values");
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
         std::fprintf(stderr,
                      "bench: a test reaches %d positions, past the model's training context of "
@@ -898,7 +888,7 @@ void run_model(const Opts& o) {
     if (!memory.is_null()) j["memory"] = memory;
     // One value of each list (the usual run): the results also under the keys they had
     // before lists (scripts read `tg`, `batched`, ...).
-    const json& run0 = j["runs"][0];
+    const json run0 = j["runs"][0];  // a copy: j gains keys below
     j["threads"] = run0["threads"];
     j["roofline_gbps"] = run0["roofline_gbps"];
     j["roofline_measured"] = run0["roofline_measured"];
