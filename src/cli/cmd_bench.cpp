@@ -13,6 +13,7 @@
 #include <random>
 #include <span>
 #include <tuple>
+#include <utility>
 
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,7 @@ struct Opts {
     // Lists, as llama-bench takes them (parse_list): prompt and generated tokens, depths,
     // threads, batch sizes.
     std::string prompts = "512", gens = "128", depths = "0", threads = "0", batches = "1,4,8";
+    std::vector<std::string> pgs;  // --pg PP,TG, each (llama-bench's -pg)
     std::string model, store;
     int reps = 5, npp = 32, ntg = 32;
     double roofline_gbps = 0;  // 0: measure
@@ -152,6 +154,7 @@ std::vector<int> thread_counts(const Opts& o) {
 // -b 0 alone skips the batched tests; -t as thread_counts gives it.
 struct Plan {
     std::vector<int> prompts, gens, depths, threads, batches;
+    std::vector<std::pair<int, int>> pgs;  // (prompt, generated) tokens of each --pg test
 };
 Plan make_plan(const Opts& o) {
     Plan p;
@@ -161,14 +164,24 @@ Plan make_plan(const Opts& o) {
         distinct(parse_list(o.depths, "-d", 0, 1 << 20, "-d 0,4096 or -d 0-8192+2048"), true);
     if (o.batches != "0")
         p.batches = distinct(parse_list(o.batches, "-b", 1, 512, "-b 1,4,8"), false);
+    for (const std::string& pg : o.pgs) {
+        const std::vector<int> v = parse_list(pg, "--pg", 1, 1 << 20, "--pg 512,128");
+        if (v.size() != 2)
+            throw UsageError("--pg: '" + pg + "' is not PROMPT,GENERATED (example: --pg 512,128)");
+        if (std::find(p.pgs.begin(), p.pgs.end(), std::pair(v[0], v[1])) == p.pgs.end())
+            p.pgs.emplace_back(v[0], v[1]);
+    }
+    if (p.pgs.size() > kMaxListValues)
+        throw UsageError("--pg: more than " + std::to_string(kMaxListValues) + " tests");
     p.threads = thread_counts(o);
     // Lists multiply: refuse a plan that would run for days rather than start it.
-    const size_t tests =
-        p.threads.size() *
-        ((p.prompts.size() + p.gens.size()) * (1 + p.depths.size()) + p.batches.size());
+    const size_t tests = p.threads.size() * ((p.prompts.size() + p.gens.size() + p.pgs.size()) *
+                                                 (1 + p.depths.size()) +
+                                             p.batches.size());
     if (tests > kMaxTests)
         throw UsageError("bench: the lists make " + std::to_string(tests) + " tests, more than " +
-                         std::to_string(kMaxTests) + "; give fewer -p, -n, -d, -b or -t values");
+                         std::to_string(kMaxTests) +
+                         "; give fewer -p, -n, --pg, -d, -b or -t values");
     return p;
 }
 
@@ -274,6 +287,10 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
         tests.push_back({prompt_ctx(p, 0), 1, "lower -p", false});
         for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d", false});
     }
+    for (const auto& [p, n] : plan.pgs) {
+        tests.push_back({prompt_ctx(p + n, 0), 1, "lower --pg", false});
+        for (int d : plan.depths) tests.push_back({prompt_ctx(p + n, d), 1, "lower -d", false});
+    }
     for (int n : plan.gens) {
         tests.push_back({generation_ctx(n, 0), 1, "lower -n", true});
         for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d", true});
@@ -306,20 +323,25 @@ class Bench {
 
     // Prompt processing: n_prompt tokens after `depth` cached positions (0: into an empty
     // cache; filled once, untimed), logits of the last only. At depth this is a new turn of
-    // a long chat: the prompt's attention reads the whole history.
-    Stat prompt(int n_prompt, int depth) {
-        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt, depth), 1));
+    // a long chat: the prompt's attention reads the whole history. n_gen > 0: then n_gen
+    // tokens generated one at a time, all in one timed request (llama-bench's pg test: its
+    // rate is (n_prompt + n_gen) / seconds).
+    Stat prompt(int n_prompt, int depth, int n_gen = 0) {
+        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt + n_gen, depth), 1));
         const int32_t seq = ctx.cache().create_sequence();
         fill(ctx, seq, depth);
         std::vector<float> logits;
         std::vector<double> tps;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
-            const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt);
+            const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt + n_gen);
             const auto t0 = Clock::now();
-            ctx.eval(seq, toks, false, logits);
+            ctx.eval(seq, std::span<const int32_t>(toks.data(), (size_t)n_prompt), false, logits);
+            for (int i = 0; i < n_gen; ++i)
+                ctx.eval(seq, std::span<const int32_t>(&toks[(size_t)(n_prompt + i)], 1), false,
+                         logits);
             const double s = seconds_since(t0);
             ctx.cache().truncate(seq, depth);
-            if (r >= 0) tps.push_back(n_prompt / s);
+            if (r >= 0) tps.push_back((n_prompt + n_gen) / s);
         }
         return stat_of(std::move(tps));
     }
@@ -618,30 +640,40 @@ struct ThreadRun {
                                   : json(nullptr)}};
             }
         }
-        for (int p : plan.prompts) {
-            const Stat pp = bench.prompt(p, 0);
-            json e = record("pp", pp);
+        // Prompts (n == 0) and --pg's prompt-then-generation requests, each also after
+        // every depth (those reps not in rounds: a ratio of means).
+        auto prompt_tests = [&](int p, int n) {
+            const std::string kind = n > 0 ? "pg" : "pp";
+            const std::string name =
+                "pp" + std::to_string(p) + (n > 0 ? "+tg" + std::to_string(n) : "");
+            const Stat s = bench.prompt(p, 0, n);
+            json e = record(kind.c_str(), s);
             e["n_prompt"] = p;
-            e["compute_fraction"] = prompt_s > 0 ? json(pp.mean * prompt_s) : json(nullptr);
-            tests.push_back(e);
+            if (n > 0) e["n_gen"] = n;
             char note[96] = "";
-            if (prompt_s > 0)
-                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
-                              100 * pp.mean * prompt_s);
-            row("pp" + std::to_string(p), pp, note);
-            // The same prompt after each depth (its reps not in rounds: a ratio of means).
-            for (int d : plan.depths) {
-                const Stat pd = bench.prompt(p, d);
-                json de = record("pp_depth", pd);
-                de["n_prompt"] = p;
-                de["depth"] = d;
-                de["ratio_to_pp"] = pp.mean > 0 ? pd.mean / pp.mean : 0.0;
-                tests.push_back(de);
-                std::snprintf(note, sizeof note, "%.0f%% of pp%d",
-                              pp.mean > 0 ? 100 * pd.mean / pp.mean : 0.0, p);
-                row("pp" + std::to_string(p) + " @ d" + std::to_string(d), pd, note);
+            if (n == 0) {  // a pg test's rate mixes two ceilings: no fraction of either
+                e["compute_fraction"] = prompt_s > 0 ? json(s.mean * prompt_s) : json(nullptr);
+                if (prompt_s > 0)
+                    std::snprintf(note, sizeof note, "%.0f%% of compute peak",
+                                  100 * s.mean * prompt_s);
             }
-        }
+            tests.push_back(e);
+            row(name, s, note);
+            for (int d : plan.depths) {
+                const Stat sd = bench.prompt(p, d, n);
+                json de = record((kind + "_depth").c_str(), sd);
+                de["n_prompt"] = p;
+                if (n > 0) de["n_gen"] = n;
+                de["depth"] = d;
+                de["ratio_to_" + kind] = s.mean > 0 ? sd.mean / s.mean : 0.0;
+                tests.push_back(de);
+                std::snprintf(note, sizeof note, "%.0f%% of %s",
+                              s.mean > 0 ? 100 * sd.mean / s.mean : 0.0, name.c_str());
+                row(name + " @ d" + std::to_string(d), sd, note);
+            }
+        };
+        for (int p : plan.prompts) prompt_tests(p, 0);
+        for (const auto& [p, n] : plan.pgs) prompt_tests(p, n);
 
         // The tests whose ratios are the point (generation at depth 0 and at each depth; one
         // and B sequences) repeat in rounds, one repetition of each per round, so both sides
@@ -894,7 +926,8 @@ void run_model(const Opts& o) {
     j["roofline_measured"] = run0["roofline_measured"];
     j["compute_peaks"] = run0["compute_peaks"];
     j["bounds"] = run0["bounds"];
-    if (!several && plan.prompts.size() <= 1 && plan.gens.size() <= 1 && plan.depths.size() <= 1) {
+    if (!several && plan.prompts.size() <= 1 && plan.gens.size() <= 1 && plan.depths.size() <= 1 &&
+        plan.pgs.size() <= 1) {
         for (const json& e : j["tests"]) {
             const std::string t = e["test"];
             if (t == "batched") {
@@ -945,6 +978,9 @@ void register_bench_commands(CLI::App& app) {
     cmd->add_option("-p,--n-prompt", o->prompts,
                     "Prompt tokens, a list (0: skip; e.g. 128,512 or 128-512*2)");
     cmd->add_option("-n,--n-gen", o->gens, "Generated tokens, a list (0: skip)");
+    cmd->add_option("--pg", o->pgs,
+                    "Prompt then generation as one timed request, PP,TG (e.g. 512,128; "
+                    "llama-bench's -pg): (PP + TG) tokens / seconds; may be given several times");
     cmd->add_option("-b,--batches", o->batches,
                     "Batch sizes for batched generation, a list (0: skip)");
     cmd->add_option("-t,--threads", o->threads,

@@ -421,6 +421,10 @@ TEST(Bench, BadFlagsFailWithOneLine) {
              "bench -m " + m + " -t 1,x",
              "bench -m " + m + " -n 4,",
              "bench -m " + m + " -p 1-64 -n 1-64 -d 1-4",
+             "bench -m " + m + " --pg 16",
+             "bench -m " + m + " --pg 16,0",
+             "bench -m " + m + " --pg 16,4,2",
+             "bench -m " + m + " --pg x,4",
              "bench -m " + m + " --memory",
              "bench -m " + m + " --compute",
              "bench -m /nonexistent.gguf --roofline 1",
@@ -518,6 +522,43 @@ TEST(Bench, ListsRunEveryCombination) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("| threads | test | t/s | notes |"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("| 2 | tg2 |"), std::string::npos) << r.out;
+}
+
+// --pg PP,TG (llama-bench's -pg): a prompt then TG tokens one at a time, timed as one request,
+// at depth 0 and each -d; its rate counts both. One --pg keeps the single-run key `pg`.
+TEST(Bench, PromptThenGenerationIsOneTimedRequest) {
+    const std::string m = q(lokal::test::shared_path("models/stories260K.gguf"));
+    Result r = lokal("bench -m " + m + " -p 0 -n 0 -b 0 --pg 16,4 -d 0,8 -r 2 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    json j = json::parse(r.out);
+    ASSERT_EQ(j["tests"].size(), 2u) << j["tests"].dump();
+    const json& pg = j["tests"][0];
+    const json& pd = j["tests"][1];
+    EXPECT_EQ(pg["test"], "pg");
+    EXPECT_EQ(pg["n_prompt"], 16);
+    EXPECT_EQ(pg["n_gen"], 4);
+    EXPECT_EQ(pg["samples"].size(), 2u);
+    EXPECT_GT(pg["tps_mean"].get<double>(), 0);
+    EXPECT_FALSE(pg.contains("compute_fraction"));  // two ceilings: neither alone applies
+    EXPECT_EQ(pd["test"], "pg_depth");
+    EXPECT_EQ(pd["depth"], 8);
+    EXPECT_EQ(pd["n_gen"], 4);
+    EXPECT_NEAR(pd["ratio_to_pg"].get<double>(),
+                pd["tps_mean"].get<double>() / pg["tps_mean"].get<double>(), 1e-9);
+    EXPECT_EQ(j["pg"]["n_prompt"], 16);
+    EXPECT_FALSE(j.contains("tg"));
+    // Two of them: both run, in the order given, and the single-run key is left out.
+    r = lokal("bench -m " + m + " -p 0 -n 0 -b 0 --pg 8,2 --pg 4,4 -r 1 --roofline 1");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const size_t a = r.out.find("| pp8+tg2 |"), b = r.out.find("| pp4+tg4 |");
+    EXPECT_NE(a, std::string::npos) << r.out;
+    EXPECT_NE(b, std::string::npos) << r.out;
+    EXPECT_LT(a, b);
+    r = lokal("bench -m " + m + " -p 0 -n 0 -b 0 --pg 8,2 --pg 4,4 -r 1 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_EQ(j["tests"].size(), 2u);
+    EXPECT_FALSE(j.contains("pg"));
 }
 
 // Each depth fits alone but the generation tests' contexts exist together (they run in
