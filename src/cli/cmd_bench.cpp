@@ -40,13 +40,13 @@ struct Opts {
     // Lists, as llama-bench takes them (parse_list): prompt and generated tokens, depths,
     // threads, batch sizes.
     std::string prompts = "512", gens = "128", depths = "0", threads = "0", batches = "1,4,8";
-    std::vector<std::string> pgs;  // --pg PP,TG, each (llama-bench's -pg)
+    std::vector<std::string> pgs;     // --pg PP,TG, each (llama-bench's -pg)
+    std::string cache_types = "f16";  // KV cache types, a list (f16, q8_0, q4_0)
     std::string model, store;
     int reps = 5, npp = 32, ntg = 32;
     double roofline_gbps = 0;  // 0: measure
     int buffer_mib = 0;        // 0: default_bandwidth_buffer_bytes()
     bool json = false, memory = false, compute = false, matmul_profile = false;
-    KvType cache_type = KvType::F16;
 };
 
 struct Stat {
@@ -155,6 +155,7 @@ std::vector<int> thread_counts(const Opts& o) {
 struct Plan {
     std::vector<int> prompts, gens, depths, threads, batches;
     std::vector<std::pair<int, int>> pgs;  // (prompt, generated) tokens of each --pg test
+    std::vector<KvType> kv_types;          // every test runs with each
 };
 Plan make_plan(const Opts& o) {
     Plan p;
@@ -173,11 +174,24 @@ Plan make_plan(const Opts& o) {
     }
     if (p.pgs.size() > kMaxListValues)
         throw UsageError("--pg: more than " + std::to_string(kMaxListValues) + " tests");
+    for (size_t pos = 0; pos <= o.cache_types.size();) {
+        const size_t comma = std::min(o.cache_types.find(',', pos), o.cache_types.size());
+        const std::string name = o.cache_types.substr(pos, comma - pos);
+        pos = comma + 1;
+        const std::optional<KvType> t = parse_kv_type(name);
+        if (!t)
+            throw UsageError("--cache-type: '" + name +
+                             "' is not a KV cache type (use f16, q8_0 or q4_0, or a list such "
+                             "as f16,q8_0)");
+        if (std::find(p.kv_types.begin(), p.kv_types.end(), *t) == p.kv_types.end())
+            p.kv_types.push_back(*t);
+    }
     p.threads = thread_counts(o);
     // Lists multiply: refuse a plan that would run for days rather than start it.
-    const size_t tests = p.threads.size() * ((p.prompts.size() + p.gens.size() + p.pgs.size()) *
-                                                 (1 + p.depths.size()) +
-                                             p.batches.size());
+    const size_t tests =
+        p.kv_types.size() * p.threads.size() *
+        ((p.prompts.size() + p.gens.size() + p.pgs.size()) * (1 + p.depths.size()) +
+         p.batches.size());
     if (tests > kMaxTests)
         throw UsageError("bench: the lists make " + std::to_string(tests) + " tests, more than " +
                          std::to_string(kMaxTests) +
@@ -251,13 +265,13 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int n_vocab, int n) {
 // The contexts of the tests: positions (every one of a sequence's tokens plus slack), and
 // sequences.
 constexpr int kBenchBatch = 512;  // prompt tokens per forward pass, as llama-bench's default
-ContextParams bench_params(const Opts& o, int threads, int n_ctx, int n_seq) {
+ContextParams bench_params(KvType kv, int threads, int n_ctx, int n_seq) {
     ContextParams cp;
     cp.n_ctx = n_ctx;
     cp.n_seq_max = n_seq;
     cp.n_threads = threads;
     cp.n_batch = kBenchBatch;
-    cp.kv_type = o.cache_type;
+    cp.kv_type = kv;
     return cp;
 }
 int prompt_ctx(int n_prompt, int depth) {
@@ -274,7 +288,7 @@ int batched_ctx(const Opts& o) {
 // Before any test runs: every test's context against the machine's memory (UsageError), and a
 // note on stderr when a test goes past the model's training context (speed is still measured,
 // as llama-bench does, but the user may not have meant it).
-void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
+void check_contexts(const Opts& o, const Plan& plan, const Model& m, KvType kv) {
     struct Test {
         int n_ctx, n_seq;
         const char* lower;
@@ -301,12 +315,12 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
     int longest = 0;
     uint64_t together = 0;
     for (const Test& t : tests) {
-        const ContextParams cp = bench_params(o, threads, t.n_ctx, t.n_seq);
+        const ContextParams cp = bench_params(kv, threads, t.n_ctx, t.n_seq);
         require_context_fits(m, cp, t.lower);
         if (t.together) together += Context::kv_bytes(m, cp);
         longest = std::max(longest, t.n_ctx);
     }
-    require_memory_fits(m, together, o.cache_type,
+    require_memory_fits(m, together, kv,
                         "bench: running the generation and batched tests side by side",
                         "give fewer -n, -d or -b values");
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
@@ -318,8 +332,8 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
 
 class Bench {
   public:
-    Bench(const Opts& o, const Model& m, int threads)
-        : o_(o), m_(m), threads_(threads), rng_(1234) {}
+    Bench(const Opts& o, const Model& m, KvType kv, int threads)
+        : o_(o), m_(m), kv_(kv), threads_(threads), rng_(1234) {}
 
     // Prompt processing: n_prompt tokens after `depth` cached positions (0: into an empty
     // cache; filled once, untimed), logits of the last only. At depth this is a new turn of
@@ -327,7 +341,7 @@ class Bench {
     // tokens generated one at a time, all in one timed request (llama-bench's pg test: its
     // rate is (n_prompt + n_gen) / seconds).
     Stat prompt(int n_prompt, int depth, int n_gen = 0) {
-        Context ctx(m_, bench_params(o_, threads_, prompt_ctx(n_prompt + n_gen, depth), 1));
+        Context ctx(m_, bench_params(kv_, threads_, prompt_ctx(n_prompt + n_gen, depth), 1));
         const int32_t seq = ctx.cache().create_sequence();
         fill(ctx, seq, depth);
         std::vector<float> logits;
@@ -351,7 +365,7 @@ class Bench {
     // repetition and returns its tokens/s.
     std::function<double()> generation(int n_gen, int depth, size_t* kv_bytes = nullptr) {
         auto ctx = std::make_shared<Context>(
-            m_, bench_params(o_, threads_, generation_ctx(n_gen, depth), 1));
+            m_, bench_params(kv_, threads_, generation_ctx(n_gen, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
         const int32_t seq = ctx->cache().create_sequence();
         fill(*ctx, seq, depth);
@@ -377,7 +391,7 @@ class Bench {
     // token of every sequence together (llama-batched-bench's S_TG is B * ntg / time). Each
     // call of the result is one repetition with fresh sequences.
     std::function<BatchedRep()> batched(int B) {
-        auto ctx = std::make_shared<Context>(m_, bench_params(o_, threads_, batched_ctx(o_), B));
+        auto ctx = std::make_shared<Context>(m_, bench_params(kv_, threads_, batched_ctx(o_), B));
         auto rep = [this, ctx, B] {
             KvCache& kv = ctx->cache();
             Batch batch;
@@ -445,6 +459,7 @@ class Bench {
 
     const Opts& o_;
     const Model& m_;
+    KvType kv_;
     int threads_;
     std::mt19937 rng_;
 };
@@ -597,13 +612,16 @@ struct ThreadRun {
     const Plan& plan;
     const Model& m;
     const Ceilings& c;
+    KvType kv;
     bool threads_column;  // several thread counts: the table has a threads column
+    bool kv_column;       // several KV cache types: a column for them
     uint64_t per_token = 0, kv_per_pos = 0;
     double prompt_s = 0, gen_s = 0;  // matmul seconds per token at the peaks
 
     void row(const std::string& test, const Stat& s, const std::string& notes) const {
         if (o.json) return;
         if (threads_column) std::printf("| %d ", c.threads);
+        if (kv_column) std::printf("| %s ", kv_type_name(kv));
         std::printf("| %s | %s | %s |\n", test.c_str(), tps_cell(s).c_str(), notes.c_str());
         std::fflush(stdout);
     }
@@ -612,13 +630,14 @@ struct ThreadRun {
         json e = stat_json(s);
         e["test"] = test;
         e["threads"] = c.threads;
+        e["cache_type"] = kv_type_name(kv);
         return e;
     }
 
     // Appends this thread count's records to `tests`; `memory` gets the peak-RSS figure when
     // `first`.
     void run(bool first, bool rss_ok, json& tests, json& memory) const {
-        Bench bench(o, m, c.threads);
+        Bench bench(o, m, kv, c.threads);
         // Generation first, alone: the peak RSS right after its warm-up, against what
         // generating has to hold (weights + its KV cache), before any other test's context
         // exists.
@@ -798,11 +817,14 @@ struct ThreadRun {
     }
 };
 
-// Each test's matmul profile; with several thread counts each title names its count.
-void print_profiles(const json& tests, bool several) {
+// Each test's matmul profile; with several thread counts or KV cache types each title names
+// its count and type.
+void print_profiles(const json& tests, bool several_threads, bool several_kv) {
     for (const json& e : tests) {
         if (!e.contains("matmul_profile")) continue;
-        const std::string t = several ? std::to_string(e["threads"].get<int>()) + " threads, " : "";
+        const std::string t =
+            (several_threads ? std::to_string(e["threads"].get<int>()) + " threads, " : "") +
+            (several_kv ? e["cache_type"].get<std::string>() + " KV cache, " : "");
         if (e["test"] == "tg") {
             std::printf("\nmatmuls during %stg%d (warm-up included), by shape:\n\n", t.c_str(),
                         e["n_gen"].get<int>());
@@ -844,11 +866,14 @@ void run_model(const Opts& o) {
 
     LoadedModel lm = load_model(o.model, o.store);
     const Model& m = *lm.model;
-    require_kv_type_fits(o.cache_type, m.hp.head_dim);  // before any output, not midway
-    check_contexts(o, plan, m);
+    for (KvType kv : plan.kv_types) {  // before any output, not midway
+        require_kv_type_fits(kv, m.hp.head_dim);
+        check_contexts(o, plan, m, kv);
+    }
     const uint64_t per_token = weight_bytes_per_token(m);
-    // K and V for every layer, per cached position.
-    const uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, o.cache_type);
+    std::string kv_names;
+    for (KvType kv : plan.kv_types)
+        kv_names += (kv_names.empty() ? "" : ", ") + std::string(kv_type_name(kv));
 
     json j = {
         {"model", lm.path},
@@ -863,12 +888,13 @@ void run_model(const Opts& o) {
         {"packed_tensors", m.packed_tensors()},
         {"huge_page_bytes", huge_page_bytes()},
         {"transparent_huge_pages", transparent_huge_pages_mode()},
-        {"cache_type", kv_type_name(o.cache_type)},
+        {"cache_type", kv_type_name(plan.kv_types.front())},
         {"reps", o.reps},
         {"runs", json::array()},
         {"tests", json::array()},
     };
-    const bool several = plan.threads.size() > 1;
+    const bool several_threads = plan.threads.size() > 1, several_kv = plan.kv_types.size() > 1;
+    const bool several = several_threads || several_kv;
     if (!o.json) {
         std::string threads;
         for (int t : plan.threads) threads += (threads.empty() ? "" : ", ") + std::to_string(t);
@@ -876,13 +902,13 @@ void run_model(const Opts& o) {
                     m.hp.arch.c_str(), m.n_params() / 1e9, m.weight_bytes() / 1048576.0);
         std::printf(
             "machine:  %s; kernels %s%s (%d weight tensors repacked), %s thread%s, %s KV "
-            "cache\n",
+            "cache%s\n",
             cpu_model_name().c_str(), kernels().isa, kernels().bf16_dot ? " + bf16 dot" : "",
             m.packed_tensors(), threads.c_str(),
-            several                ? "s"
+            several_threads        ? "s"
             : plan.threads[0] == 1 ? ""
                                    : "s",
-            kv_type_name(o.cache_type));
+            kv_names.c_str(), several_kv ? "s" : "");
         std::printf("memory:   %.0f MiB on huge pages (transparent huge pages: %s)\n",
                     huge_page_bytes() / 1048576.0, transparent_huge_pages_mode().c_str());
         for (const Ceilings& c : ceilings) {
@@ -891,32 +917,32 @@ void run_model(const Opts& o) {
             std::printf("compute:  %s with %d threads (multiply-adds)\n",
                         peaks_line(c.peaks).c_str(), c.threads);
         }
-        std::printf("\n%s| test | t/s | notes |\n%s|---|---:|---|\n", several ? "| threads " : "",
-                    several ? "|---:" : "");
+        std::printf("\n%s%s| test | t/s | notes |\n%s%s|---|---:|---|\n",
+                    several_threads ? "| threads " : "", several_kv ? "| KV " : "",
+                    several_threads ? "|---:" : "", several_kv ? "|---" : "");
         std::fflush(stdout);
     }
 
+    // Each KV cache type's tests at every thread count (the ceilings do not depend on it).
     json memory;
-    for (size_t i = 0; i < ceilings.size(); ++i) {
-        const Ceilings& c = ceilings[i];
-        // Arithmetic time of one token at the peaks: a prompt token (logits only for the
-        // last) and a generated one (logits for every sequence).
-        ThreadRun tr{o,
-                     plan,
-                     m,
-                     c,
-                     several,
-                     per_token,
-                     kv_per_pos,
-                     matmul_seconds_per_token(m, c.peaks, false),
-                     matmul_seconds_per_token(m, c.peaks, true)};
-        tr.run(i == 0, rss_ok, j["tests"], memory);
-        j["runs"].push_back({{"threads", c.threads},
-                             {"roofline_gbps", c.roof / 1e9},
-                             {"roofline_measured", c.measured},
-                             {"compute_peaks", peaks_json(c.peaks)},
-                             {"bounds", tr.bounds()}});
-    }
+    for (KvType kv : plan.kv_types)
+        for (size_t i = 0; i < ceilings.size(); ++i) {
+            const Ceilings& c = ceilings[i];
+            // Arithmetic time of one token at the peaks: a prompt token (logits only for the
+            // last) and a generated one (logits for every sequence).
+            ThreadRun tr{o, plan, m, c, kv, several_threads, several_kv, per_token,
+                         // K and V for every layer, per cached position.
+                         KvStorage::bytes_per_position(m.hp, kv),
+                         matmul_seconds_per_token(m, c.peaks, false),
+                         matmul_seconds_per_token(m, c.peaks, true)};
+            tr.run(kv == plan.kv_types.front() && i == 0, rss_ok, j["tests"], memory);
+            j["runs"].push_back({{"threads", c.threads},
+                                 {"cache_type", kv_type_name(kv)},
+                                 {"roofline_gbps", c.roof / 1e9},
+                                 {"roofline_measured", c.measured},
+                                 {"compute_peaks", peaks_json(c.peaks)},
+                                 {"bounds", tr.bounds()}});
+        }
     if (!memory.is_null()) j["memory"] = memory;
     // One value of each list (the usual run): the results also under the keys they had
     // before lists (scripts read `tg`, `batched`, ...).
@@ -944,15 +970,16 @@ void run_model(const Opts& o) {
         return;
     }
     for (const json& r : j["runs"]) {
+        if (r["cache_type"] != j["cache_type"]) continue;  // the same ceilings for each type
         const json& b = r["bounds"];
         if (b["batched_tps"].is_null() || b["tg_tps"].get<double>() <= 0) continue;
         std::printf(
             "\nceilings%s: one sequence %.1f t/s (roofline ÷ %.0f MiB per token), many sequences "
             "%.1f t/s in total (compute peaks): batched generation at most %.2f× one sequence\n",
-            several ? (" with " + std::to_string(r["threads"].get<int>()) +
-                       (r["threads"].get<int>() == 1 ? " thread" : " threads"))
-                          .c_str()
-                    : "",
+            several_threads ? (" with " + std::to_string(r["threads"].get<int>()) +
+                               (r["threads"].get<int>() == 1 ? " thread" : " threads"))
+                                  .c_str()
+                            : "",
             b["tg_tps"].get<double>(), per_token / 1048576.0, b["batched_tps"].get<double>(),
             b["batched_speedup"].get<double>());
     }
@@ -961,7 +988,7 @@ void run_model(const Opts& o) {
             "\npeak RSS while generating: %.1f MiB (weights + KV cache: %.1f MiB)\n",
             j["memory"]["peak_rss_bytes"].get<double>() / 1048576.0,
             (double)(m.weight_bytes() + j["memory"]["kv_bytes"].get<uint64_t>()) / 1048576.0);
-    print_profiles(j["tests"], several);
+    print_profiles(j["tests"], several_threads, several_kv);
 }
 
 }  // namespace
@@ -993,7 +1020,11 @@ void register_bench_commands(CLI::App& app) {
         ->check(CLI::Range(1, 1 << 16));
     cmd->add_option("--ntg", o->ntg, "Batched: generated tokens per sequence")
         ->check(CLI::Range(1, 1 << 16));
-    add_cache_type_option(cmd, &o->cache_type);
+    cmd->add_option("--cache-type", o->cache_types,
+                    "KV cache type, a list: every test runs with each (f16, the default; q8_0: "
+                    "half the memory and the bytes a long context reads, at a small accuracy "
+                    "cost; q4_0: 0.28x, at a larger one; both need a head size that is a "
+                    "multiple of 32)");
     cmd->add_option("--roofline", o->roofline_gbps,
                     "Use this read bandwidth (GB/s) instead of measuring it")
         ->check(CLI::Range(0.001, 1e6));

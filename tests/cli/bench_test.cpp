@@ -425,6 +425,8 @@ TEST(Bench, BadFlagsFailWithOneLine) {
              "bench -m " + m + " --pg 16,0",
              "bench -m " + m + " --pg 16,4,2",
              "bench -m " + m + " --pg x,4",
+             "bench -m " + m + " --cache-type f16,q4_1",
+             "bench -m " + m + " --cache-type f16,",
              "bench -m " + m + " --memory",
              "bench -m " + m + " --compute",
              "bench -m /nonexistent.gguf --roofline 1",
@@ -559,6 +561,36 @@ TEST(Bench, PromptThenGenerationIsOneTimedRequest) {
     j = json::parse(r.out);
     EXPECT_EQ(j["tests"].size(), 2u);
     EXPECT_FALSE(j.contains("pg"));
+}
+
+// --cache-type takes a list: every test runs with each KV cache type (after the other
+// lists), each record and run names its type, the table gets a KV column, and a depth's
+// KV bytes are the type's own (a Q8_0 row is 34 bytes per 32 values against f16's 64).
+TEST(Bench, CacheTypesRunEveryTest) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    Result r = lokal("bench -m " + m +
+                     " -p 8 -n 2 -d 16 -b 0 --cache-type f16,q8_0,f16 -r 1 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    std::vector<std::string> got;
+    for (const json& e : j["tests"])
+        got.push_back(e["cache_type"].get<std::string>() + " " + e["test"].get<std::string>());
+    EXPECT_EQ(got,
+              (std::vector<std::string>{"f16 pp", "f16 pp_depth", "f16 tg", "f16 tg_depth",
+                                        "q8_0 pp", "q8_0 pp_depth", "q8_0 tg", "q8_0 tg_depth"}));
+    ASSERT_EQ(j["runs"].size(), 2u);
+    EXPECT_EQ(j["runs"][0]["cache_type"], "f16");
+    EXPECT_EQ(j["runs"][1]["cache_type"], "q8_0");
+    EXPECT_EQ(j["cache_type"], "f16");  // the first, as before lists
+    const double f16_kv = j["tests"][3]["kv_bytes_per_token"].get<double>();
+    const double q8_kv = j["tests"][7]["kv_bytes_per_token"].get<double>();
+    EXPECT_NEAR(q8_kv / f16_kv, 34.0 / 64.0, 1e-9);
+    EXPECT_FALSE(j.contains("tg"));
+    r = lokal("bench -m " + m + " -p 0 -n 2 -b 0 --cache-type q8_0,f16 -r 1 --roofline 1");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("| KV | test | t/s | notes |"), std::string::npos) << r.out;
+    EXPECT_LT(r.out.find("| q8_0 | tg2 |"), r.out.find("| f16 | tg2 |")) << r.out;
+    EXPECT_NE(r.out.find("q8_0, f16 KV caches"), std::string::npos) << r.out;
 }
 
 // Each depth fits alone but the generation tests' contexts exist together (they run in
