@@ -604,9 +604,9 @@ struct Ceilings {
     ComputePeaks peaks;
 };
 
-// The results of every test at one thread count, in rounds (below), as records for `tests`
-// (JSON) and rows of the table. `first`: the first thread count, whose generation test also
-// gives the peak-RSS figure.
+// The results of every test at one thread count and KV cache type, in rounds (below), as
+// records for `tests` (JSON) and rows of the table. `first`: the first such run, whose
+// generation test also gives the peak-RSS figure.
 struct ThreadRun {
     const Opts& o;
     const Plan& plan;
@@ -634,7 +634,7 @@ struct ThreadRun {
         return e;
     }
 
-    // Appends this thread count's records to `tests`; `memory` gets the peak-RSS figure when
+    // Appends this run's records to `tests`; `memory` gets the peak-RSS figure when
     // `first`.
     void run(bool first, bool rss_ok, json& tests, json& memory) const {
         Bench bench(o, m, kv, c.threads);
