@@ -81,6 +81,18 @@ double seconds_since(Clock::time_point t) {
 // ranges "first-last" (every value), "first-last+step", "first-last*factor"; each in
 // [lo, hi] and at most kMaxListValues in all (a range like 1-1048576 is refused, not run).
 constexpr size_t kMaxListValues = 64, kMaxTests = 256;
+
+// The comma-separated items of a list flag, empty ones kept (the parsers refuse them).
+std::vector<std::string> list_items(const std::string& text) {
+    std::vector<std::string> items;
+    for (size_t pos = 0; pos <= text.size();) {
+        const size_t comma = std::min(text.find(',', pos), text.size());
+        items.push_back(text.substr(pos, comma - pos));
+        pos = comma + 1;
+    }
+    return items;
+}
+
 std::vector<int> parse_list(const std::string& text, const char* flag, int lo, int hi,
                             const char* example) {
     auto bad = [&](const std::string& item, const char* why) {
@@ -88,11 +100,7 @@ std::vector<int> parse_list(const std::string& text, const char* flag, int lo, i
                           ")");
     };
     std::vector<int> out;
-    size_t pos = 0;
-    while (pos <= text.size()) {
-        const size_t comma = std::min(text.find(',', pos), text.size());
-        const std::string item = text.substr(pos, comma - pos);
-        pos = comma + 1;
+    for (const std::string& item : list_items(text)) {
         // number [- number [+ step | * factor]], every number without a sign
         size_t i = 0;
         auto number = [&](long long& v) {
@@ -174,10 +182,7 @@ Plan make_plan(const Opts& o) {
     }
     if (p.pgs.size() > kMaxListValues)
         throw UsageError("--pg: more than " + std::to_string(kMaxListValues) + " tests");
-    for (size_t pos = 0; pos <= o.cache_types.size();) {
-        const size_t comma = std::min(o.cache_types.find(',', pos), o.cache_types.size());
-        const std::string name = o.cache_types.substr(pos, comma - pos);
-        pos = comma + 1;
+    for (const std::string& name : list_items(o.cache_types)) {
         const std::optional<KvType> t = parse_kv_type(name);
         if (!t)
             throw UsageError("--cache-type: '" + name +
