@@ -4,16 +4,30 @@
 set -eu
 BIN=$1
 SHARED=$2
-PORT=$((20000 + $$ % 20000))
 LOG=$(mktemp)
-"$BIN" serve --port "$PORT" --models-dir "$SHARED/models" -m stories260K -c 128 -t 1 2>"$LOG" &
-PID=$!
+PID=
 trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
-for i in $(seq 1 300); do  # up to 30 s: the suite runs tests two at a time
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
 fail() { echo "FAIL: $*"; cat "$LOG"; exit 1; }
+# Ports below Linux's ephemeral range (32768-60999), so a connection another test has open
+# cannot hold ours; a port some other program listens on is retried with the next pick (the
+# first pick from the PID collided with a concurrent test's socket once).
+for attempt in 1 2 3 4 5; do
+  PORT=$((20000 + ($$ + 997 * attempt) % 12000))
+  "$BIN" serve --port "$PORT" --models-dir "$SHARED/models" -m stories260K -c 128 -t 1 2>"$LOG" &
+  PID=$!
+  up=
+  for i in $(seq 1 300); do  # up to 30 s: the suite runs tests two at a time
+    kill -0 $PID 2>/dev/null || break  # exited: could not listen, or failed
+    # (a time limit: on a port another program holds, the request may never be answered)
+    if curl -sf --max-time 2 "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then up=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$up" ] && break
+  kill $PID 2>/dev/null || true
+  wait $PID 2>/dev/null || true
+  grep -q 'cannot listen' "$LOG" || fail "the server did not come up on port $PORT"
+done
+[ -n "$up" ] || fail "no free port after 5 tries"
 curl -sfI "http://127.0.0.1:$PORT/" >/dev/null || fail "HEAD /"
 out=$(curl -sf "http://127.0.0.1:$PORT/api/generate" -d '{"model":"stories260K","prompt":"Once","raw":true,"options":{"num_predict":4,"temperature":0}}')
 echo "$out" | tail -n 1 | grep -q '"done":true' || fail "generate: $out"
