@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -82,18 +83,9 @@ Call call(size_t i) {
     }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: %s LOKAL_BIN SHARED_DIR [requests] [clients]\n", argv[0]);
-        return 2;
-    }
-    const std::string bin = argv[1], shared = argv[2];
-    const size_t total = argc > 3 ? std::stoul(argv[3]) : 10000;
-    const int clients = argc > 4 ? std::stoi(argv[4]) : 64;
-    const int port = free_port();
-    // A small wait queue so 64 clients overload it: the 503 path is part of the test.
+// `lokal serve` on `port` in a child process, its log in LOKAL_LOAD_LOG or nowhere. A small
+// wait queue so 64 clients overload it: the 503 path is part of the test.
+pid_t start_server(const std::string& bin, const std::string& shared, int port) {
     const std::vector<std::string> args = {bin,
                                            "serve",
                                            "--port",
@@ -124,20 +116,55 @@ int main(int argc, char** argv) {
         execv(bin.c_str(), av.data());
         _exit(127);
     }
+    return pid;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s LOKAL_BIN SHARED_DIR [requests] [clients]\n", argv[0]);
+        return 2;
+    }
+    const std::string bin = argv[1], shared = argv[2];
+    const size_t total = argc > 3 ? std::stoul(argv[3]) : 10000;
+    const int clients = argc > 4 ? std::stoi(argv[4]) : 64;
+    // free_port's port is free when asked, not necessarily when the server binds it (another
+    // test's connection may take it meanwhile): a server that exits at once is started again
+    // on another port.
+    int port = 0;
+    pid_t pid = -1;
+    bool up = false;
+    std::unique_ptr<httplib::Client> probe;
+    for (int attempt = 0; attempt < 5 && !up; ++attempt) {
+        port = free_port();
+        pid = start_server(bin, shared, port);
+        probe = std::make_unique<httplib::Client>("127.0.0.1", port);
+        probe->set_connection_timeout(2, 0);
+        probe->set_read_timeout(2, 0);
+        bool exited = false;
+        for (int i = 0; i < 200 && !up; ++i) {
+            if ((exited = waitpid(pid, nullptr, WNOHANG) == pid)) break;  // could not listen
+            auto r = probe->Get("/health");
+            up = r && r->status == 200;
+            if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!up && !exited) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+    }
+    if (!up) {
+        std::printf("FAIL: the server did not start (5 ports tried)\n");
+        return 1;
+    }
+    probe->set_read_timeout(30, 0);
     auto fail = [&](const std::string& why) {
         std::printf("FAIL: %s\n", why.c_str());
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
         return 1;
     };
-    httplib::Client probe("127.0.0.1", port);
-    bool up = false;
-    for (int i = 0; i < 200 && !up; ++i) {
-        auto r = probe.Get("/health");
-        up = r && r->status == 200;
-        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (!up) return fail("the server did not start");
 
     std::atomic<size_t> next{0}, finished{0};
     std::mutex mu;
@@ -200,7 +227,7 @@ int main(int argc, char** argv) {
     // Queues drained and nothing left running (the gauges follow within a step).
     bool drained = false;
     for (int i = 0; i < 50 && !drained; ++i) {
-        auto m = probe.Get("/metrics");
+        auto m = probe->Get("/metrics");
         drained =
             m && m->status == 200 &&
             m->body.find("lokal_running_sequences{model=\"stories260K\"} 0") != std::string::npos &&
