@@ -1019,8 +1019,8 @@ void register_bench_commands(CLI::App& app) {
                     "Threads, a list: every test runs with each (default: physical cores)");
     cmd->add_option("-r,--reps", o->reps, "Repetitions of each test")->check(CLI::Range(1, 1000));
     cmd->add_option("-d,--depth", o->depths,
-                    "Also generate with this many positions already cached, a list (e.g. "
-                    "0,4096 or 0-8192+2048; 0: only the plain generation test)");
+                    "Also run each prompt, generation and --pg test with this many positions "
+                    "already cached, a list (e.g. 0,4096 or 0-8192+2048; 0: only the plain tests)");
     cmd->add_option("--npp", o->npp, "Batched: prompt tokens per sequence")
         ->check(CLI::Range(1, 1 << 16));
     cmd->add_option("--ntg", o->ntg, "Batched: generated tokens per sequence")
