@@ -618,15 +618,18 @@ struct ThreadRun {
     const Model& m;
     const Ceilings& c;
     KvType kv;
-    bool threads_column;  // several thread counts: the table has a threads column
-    bool kv_column;       // several KV cache types: a column for them
-    uint64_t per_token = 0, kv_per_pos = 0;
-    double prompt_s = 0, gen_s = 0;  // matmul seconds per token at the peaks
+    // Derived from the above: weight bytes a generated token reads; K and V bytes for every
+    // layer per cached position; arithmetic time of one token at the peaks, a prompt token
+    // (logits only for the last) and a generated one (logits for every sequence).
+    uint64_t per_token = weight_bytes_per_token(m);
+    uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, kv);
+    double prompt_s = matmul_seconds_per_token(m, c.peaks, false);
+    double gen_s = matmul_seconds_per_token(m, c.peaks, true);
 
     void row(const std::string& test, const Stat& s, const std::string& notes) const {
         if (o.json) return;
-        if (threads_column) std::printf("| %d ", c.threads);
-        if (kv_column) std::printf("| %s ", kv_type_name(kv));
+        if (plan.threads.size() > 1) std::printf("| %d ", c.threads);
+        if (plan.kv_types.size() > 1) std::printf("| %s ", kv_type_name(kv));
         std::printf("| %s | %s | %s |\n", test.c_str(), tps_cell(s).c_str(), notes.c_str());
         std::fflush(stdout);
     }
@@ -933,13 +936,7 @@ void run_model(const Opts& o) {
     for (KvType kv : plan.kv_types)
         for (size_t i = 0; i < ceilings.size(); ++i) {
             const Ceilings& c = ceilings[i];
-            // Arithmetic time of one token at the peaks: a prompt token (logits only for the
-            // last) and a generated one (logits for every sequence).
-            ThreadRun tr{o, plan, m, c, kv, several_threads, several_kv, per_token,
-                         // K and V for every layer, per cached position.
-                         KvStorage::bytes_per_position(m.hp, kv),
-                         matmul_seconds_per_token(m, c.peaks, false),
-                         matmul_seconds_per_token(m, c.peaks, true)};
+            const ThreadRun tr{o, plan, m, c, kv};
             tr.run(kv == plan.kv_types.front() && i == 0, rss_ok, j["tests"], memory);
             j["runs"].push_back({{"threads", c.threads},
                                  {"cache_type", kv_type_name(kv)},
