@@ -10,6 +10,10 @@
 #include <random>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "ops/attention.h"
 #include "ops/gemm_common.h"
 #include "ops/huge_pages.h"
@@ -277,8 +281,8 @@ BENCHMARK(BM_QuantizeAct)
 
 // The matmuls of a TinyLlama layer in a forward pass's order (Q/K/V 2560 x 2048, wo 2048 x
 // 2048, gate/up 11264 x 2048, down 2048 x 5632), `layers` copies of them used in turn, Q4_0
-// packed on huge pages (Q4_0, Q4_K or Q8_0): what the weights' streams cost when every call starts a new matrix
-// (BM_MatmulFromMemory reads copies of one matrix back to back). Per layer.
+// packed on huge pages (Q4_0, Q4_K or Q8_0): what the weights' streams cost when every call starts
+// a new matrix (BM_MatmulFromMemory reads copies of one matrix back to back). Per layer.
 void BM_MatmulLayer(benchmark::State& st) {
     const TensorType t = (TensorType)st.range(0);
     ThreadPool& pool = pool_for((int)st.range(1));
@@ -322,7 +326,9 @@ void BM_MatmulLayer(benchmark::State& st) {
 }
 BENCHMARK(BM_MatmulLayer)
     ->ArgNames({"type", "thr", "tok"})
-    ->ArgsProduct({{(int)TensorType::Q4_0, (int)TensorType::Q4_K, (int)TensorType::Q8_0}, {1, 2}, {1, 8}})
+    ->ArgsProduct({{(int)TensorType::Q4_0, (int)TensorType::Q4_K, (int)TensorType::Q8_0},
+                   {1, 2},
+                   {1, 8}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
@@ -421,6 +427,78 @@ void BM_MemRead(benchmark::State& st) {
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)(buf.size() * 8));
 }
 BENCHMARK(BM_MemRead)->Arg(1)->Arg(2)->ArgName("thr")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Plain reads split as the decode matmuls split their rows: ThreadPool::parallel_spans over
+// 16-row units of 18,432 bytes (a Q4_0 group of 2,048 columns), copies of the buffer read in
+// turn (256 MiB in all), 2 threads. streams:1 — each thread's span front to back, one forward
+// stream; streams:2 — units k and k + P side by side, two far-apart streams per thread (the
+// decode pairs' pattern); prefetch:1 — one stream plus a software prefetch per line 8 KiB
+// ahead. The yardstick for the decode kernels' read rate (docs/PERFORMANCE.md, "Decode streams
+// re-examined"). args: units per copy, streams, prefetch.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n,
+                                                   bool prefetch) {
+    __m256i a = _mm256_setzero_si256(), b = a;
+    for (size_t o = 0; o < n; o += 64) {
+        if (prefetch) _mm_prefetch((const char*)p + o + 8192, _MM_HINT_T0);
+        a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i*)(p + o)));
+        b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i*)(p + o + 32)));
+        if (q) {
+            a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i*)(q + o)));
+            b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i*)(q + o + 32)));
+        }
+    }
+    a = _mm256_xor_si256(a, b);
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#else
+uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n, bool) {
+    uint64_t a = 0, v;
+    for (size_t o = 0; o < n; o += 8) {
+        std::memcpy(&v, p + o, 8), a ^= v;
+        if (q) std::memcpy(&v, q + o, 8), a ^= v;
+    }
+    return a;
+}
+#endif
+
+void BM_ReadAsDecode(benchmark::State& st) {
+    constexpr size_t kUnit = 18432;
+    const int64_t units = st.range(0);
+    const bool two = st.range(1) == 2, prefetch = st.range(2) != 0;
+    if (two && prefetch) return st.SkipWithError("prefetch is measured with one stream");
+    ThreadPool& pool = pool_for(2);
+    const size_t bytes = kUnit * (size_t)units;
+    const size_t copies = std::max<size_t>(2, ((size_t)256 << 20) / bytes);
+    ZeroBuffer<uint8_t> all(bytes * copies);
+    std::memset(all.data(), 0x5A, bytes * copies);  // real pages, not the shared zero page
+    std::vector<uint64_t> sink(2);
+    size_t c = 0;
+    for (auto _ : st) {
+        const uint8_t* base = all.data() + c * bytes;
+        const int64_t span_units = two ? units / 2 : units;
+        pool.parallel_spans(span_units, 1, [&](int64_t u0, int64_t u1, int t) {
+            const uint8_t* p = base + (size_t)u0 * kUnit;
+            const uint8_t* q = two ? p + (size_t)span_units * kUnit : nullptr;
+            sink[(size_t)t] ^= xor_lines(p, q, (size_t)(u1 - u0) * kUnit, prefetch);
+        });
+        benchmark::DoNotOptimize(sink.data());
+        c = (c + 1) % copies;
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)bytes);
+}
+BENCHMARK(BM_ReadAsDecode)
+    ->ArgNames({"units", "streams", "prefetch"})
+    ->Args({128, 1, 0})
+    ->Args({128, 1, 1})
+    ->Args({128, 2, 0})
+    ->Args({512, 1, 0})
+    ->Args({512, 1, 1})
+    ->Args({512, 2, 0})
+    ->Args({2048, 1, 0})
+    ->Args({2048, 2, 0})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 // One parallel_for round trip on 2 threads: arg 0 empty, 1 quantizing 8 activation rows of
 // 2048 (the batched decode's per-matmul conversion), 2 the same on the caller alone.
