@@ -51,13 +51,20 @@ struct Opts {
 
 struct Stat {
     std::vector<double> samples;  // tokens per second, one per repetition
+    std::vector<double> starts;   // seconds from the bench's start at which each one began
     double mean = 0, sd = 0;
 };
 
+// One repetition: its rate and when it started (seconds from the bench's start).
+struct Sample {
+    double tps = 0, start_s = 0;
+};
+
 // Mean and sample standard deviation (n - 1), as llama-bench reports them.
-Stat stat_of(std::vector<double> v) {
+Stat stat_of(std::vector<double> v, std::vector<double> starts = {}) {
     Stat s;
     s.samples = std::move(v);
+    s.starts = std::move(starts);
     if (s.samples.empty()) return s;
     for (double x : s.samples) s.mean += x;
     s.mean /= (double)s.samples.size();
@@ -70,7 +77,10 @@ Stat stat_of(std::vector<double> v) {
 }
 
 json stat_json(const Stat& s) {
-    return {{"tps_mean", s.mean}, {"tps_sd", s.sd}, {"samples", s.samples}};
+    return {{"tps_mean", s.mean},
+            {"tps_sd", s.sd},
+            {"samples", s.samples},
+            {"sample_start_s", s.starts}};
 }
 
 double seconds_since(Clock::time_point t) {
@@ -293,12 +303,12 @@ int batched_ctx(const Opts& o) {
 // Before any test runs: every test's context against the machine's memory (UsageError), and a
 // note on stderr when a test goes past the model's training context (speed is still measured,
 // as llama-bench does, but the user may not have meant it).
-void check_contexts(const Opts& o, const Plan& plan, const Model& m, KvType kv) {
+void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
     struct Test {
         int n_ctx, n_seq;
         const char* lower;
-        // The generation and batched tests of a thread count run in rounds, so their
-        // contexts exist together (the prompt tests' one at a time).
+        // The generation and batched tests of every thread count and KV cache type run in
+        // rounds, so their contexts exist together (the prompt tests' one at a time).
         bool together;
     };
     std::vector<Test> tests;
@@ -319,15 +329,22 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m, KvType kv) 
     const int threads = plan.threads.front();  // memory does not depend on it
     int longest = 0;
     uint64_t together = 0;
-    for (const Test& t : tests) {
-        const ContextParams cp = bench_params(kv, threads, t.n_ctx, t.n_seq);
-        require_context_fits(m, cp, t.lower);
-        if (t.together) together += Context::kv_bytes(m, cp);
-        longest = std::max(longest, t.n_ctx);
+    std::string kv_names;
+    for (KvType kv : plan.kv_types) {
+        kv_names += (kv_names.empty() ? "" : ", ") + std::string(kv_type_name(kv));
+        for (const Test& t : tests) {
+            const ContextParams cp = bench_params(kv, threads, t.n_ctx, t.n_seq);
+            require_context_fits(m, cp, t.lower);
+            if (t.together) together += Context::kv_bytes(m, cp) * plan.threads.size();
+            longest = std::max(longest, t.n_ctx);
+        }
     }
-    require_memory_fits(m, together, kv,
+    require_memory_fits(m, together,
+                        kv_names + (plan.kv_types.size() > 1 ? " KV caches" : " KV cache"),
                         "bench: running the generation and batched tests side by side",
-                        "give fewer -n, -d or -b values");
+                        plan.kv_types.size() * plan.threads.size() > 1
+                            ? "give fewer -n, -d, -b, -t or --cache-type values"
+                            : "give fewer -n, -d or -b values");
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
         std::fprintf(stderr,
                      "bench: a test reaches %d positions, past the model's training context of "
@@ -337,8 +354,9 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m, KvType kv) 
 
 class Bench {
   public:
-    Bench(const Opts& o, const Model& m, KvType kv, int threads)
-        : o_(o), m_(m), kv_(kv), threads_(threads), rng_(1234) {}
+    // t0: the bench's start, from which each repetition's start is counted.
+    Bench(const Opts& o, const Model& m, KvType kv, int threads, Clock::time_point t0)
+        : o_(o), m_(m), kv_(kv), threads_(threads), t0_(t0), rng_(1234) {}
 
     // Prompt processing: n_prompt tokens after `depth` cached positions (0: into an empty
     // cache; filled once, untimed), logits of the last only. At depth this is a new turn of
@@ -350,10 +368,11 @@ class Bench {
         const int32_t seq = ctx.cache().create_sequence();
         fill(ctx, seq, depth);
         std::vector<float> logits;
-        std::vector<double> tps;
+        std::vector<double> tps, starts;
         for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
             const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt + n_gen);
             const auto t0 = Clock::now();
+            if (r >= 0) starts.push_back(since_start(t0));
             ctx.eval(seq, std::span<const int32_t>(toks.data(), (size_t)n_prompt), false, logits);
             for (int i = 0; i < n_gen; ++i)
                 ctx.eval(seq, std::span<const int32_t>(&toks[(size_t)(n_prompt + i)], 1), false,
@@ -362,13 +381,13 @@ class Bench {
             ctx.cache().truncate(seq, depth);
             if (r >= 0) tps.push_back((n_prompt + n_gen) / s);
         }
-        return stat_of(std::move(tps));
+        return stat_of(std::move(tps), std::move(starts));
     }
 
     // n_gen tokens one at a time after `depth` cached positions (filled once, untimed), made
     // ready (context, fill, a warm-up of a few tokens): each call of the result is one timed
-    // repetition and returns its tokens/s.
-    std::function<double()> generation(int n_gen, int depth, size_t* kv_bytes = nullptr) {
+    // repetition.
+    std::function<Sample()> generation(int n_gen, int depth, size_t* kv_bytes = nullptr) {
         auto ctx = std::make_shared<Context>(
             m_, bench_params(kv_, threads_, generation_ctx(n_gen, depth), 1));
         if (kv_bytes) *kv_bytes = ctx->cache().storage.bytes();
@@ -382,14 +401,14 @@ class Bench {
                 ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], 1), false, logits);
             const double s = seconds_since(t0);
             ctx->cache().truncate(seq, depth);
-            return n / s;
+            return Sample{n / s, since_start(t0)};
         };
         rep(std::min(n_gen, 4));  // warm-up: page faults, scratch growth
         return [rep, n_gen] { return rep(n_gen); };
     }
 
     struct BatchedRep {
-        double gen_tps = 0, prompt_tps = 0, gen_seconds = 0;
+        double gen_tps = 0, prompt_tps = 0, gen_seconds = 0, start_s = 0;
     };
 
     // B sequences: their npp-token prompts in one batch, then ntg steps that decode one
@@ -412,6 +431,7 @@ class Bench {
                 for (int i = 0; i < o_.npp; ++i) batch.add(toks[(size_t)i], i, b, i + 1 == o_.npp);
             }
             auto t0 = Clock::now();
+            res.start_s = since_start(t0);
             ctx->decode(batch, out);
             res.prompt_tps = (double)B * o_.npp / seconds_since(t0);
             for (int32_t s : seqs) kv.set_length(s, o_.npp);
@@ -441,6 +461,10 @@ class Bench {
     }
 
   private:
+    double since_start(Clock::time_point t) const {
+        return std::chrono::duration<double>(t - t0_).count();
+    }
+
     // `depth` random tokens into seq (untimed), in prompt-sized pieces (the passes one call
     // would make) with a progress line on a terminal: a long fill takes minutes.
     void fill(Context& ctx, int32_t seq, int depth) {
@@ -466,6 +490,7 @@ class Bench {
     const Model& m_;
     KvType kv_;
     int threads_;
+    Clock::time_point t0_;
     std::mt19937 rng_;
 };
 
@@ -609,153 +634,103 @@ struct Ceilings {
     ComputePeaks peaks;
 };
 
-// The results of every test at one thread count and KV cache type, in rounds (below), as
-// records for `tests` (JSON) and rows of the table. `first`: the first such run, whose
-// generation test also gives the peak-RSS figure.
-struct ThreadRun {
-    const Opts& o;
-    const Plan& plan;
-    const Model& m;
-    const Ceilings& c;
-    KvType kv;
-    // Derived from the above: weight bytes a generated token reads; K and V bytes for every
-    // layer per cached position; arithmetic time of one token at the peaks, a prompt token
-    // (logits only for the last) and a generated one (logits for every sequence).
-    uint64_t per_token = weight_bytes_per_token(m);
-    uint64_t kv_per_pos = KvStorage::bytes_per_position(m.hp, kv);
-    double prompt_s = matmul_seconds_per_token(m, c.peaks, false);
-    double gen_s = matmul_seconds_per_token(m, c.peaks, true);
+// The tests at one thread count and KV cache type. prepare() makes their contexts and runs
+// the prompt tests (rep after rep: a ratio of means); the generation, depth and batched
+// tests of every thread count and type then run in rounds (round(): one repetition of each
+// test), so the two sides of any ratio between them, within a run or across thread counts
+// and types, ran seconds apart; report() turns the samples into records and table rows.
+class TestRun {
+  public:
+    TestRun(const Opts& o, const Plan& plan, const Model& m, const Ceilings& c, KvType kv,
+            Clock::time_point t0)
+        : o_(o), plan_(plan), m_(m), c_(c), kv_(kv), bench_(o, m, kv, c.threads, t0) {}
+    TestRun(const TestRun&) = delete;  // the tests' closures point into bench_
 
-    void row(const std::string& test, const Stat& s, const std::string& notes) const {
-        if (o.json) return;
-        if (plan.threads.size() > 1) std::printf("| %d ", c.threads);
-        if (plan.kv_types.size() > 1) std::printf("| %s ", kv_type_name(kv));
-        std::printf("| %s | %s | %s |\n", test.c_str(), tps_cell(s).c_str(), notes.c_str());
-        std::fflush(stdout);
-    }
+    const Ceilings& ceilings() const { return c_; }
+    KvType kv() const { return kv_; }
 
-    json record(const char* test, const Stat& s) const {
-        json e = stat_json(s);
-        e["test"] = test;
-        e["threads"] = c.threads;
-        e["cache_type"] = kv_type_name(kv);
-        return e;
-    }
-
-    // Appends this run's records to `tests`; `memory` gets the peak-RSS figure when
-    // `first`.
-    void run(bool first, bool rss_ok, json& tests, json& memory) const {
-        Bench bench(o, m, kv, c.threads);
+    // `memory` gets the peak-RSS figure when `first` (the first run prepared).
+    void prepare(bool first, bool rss_ok, json& memory) {
         // Generation first, alone: the peak RSS right after its warm-up, against what
         // generating has to hold (weights + its KV cache), before any other test's context
         // exists.
-        std::vector<std::function<double()>> tg_reps;
-        std::vector<std::vector<MatmulShapeStat>> tg_prof;  // each tg test's, warm-up included
-        for (int n : plan.gens) {
+        for (int n : plan_.gens) {
             size_t kv_bytes = 0;
-            matmul_profile_enable(o.matmul_profile);
-            tg_reps.push_back(bench.generation(n, 0, &kv_bytes));
+            matmul_profile_enable(o_.matmul_profile);
+            tg_reps_.push_back(bench_.generation(n, 0, &kv_bytes));
             matmul_profile_enable(false);
-            tg_prof.push_back(matmul_profile_take());
-            if (first && n == plan.gens.front()) {
+            tg_prof_.push_back(matmul_profile_take());
+            if (first && n == plan_.gens.front()) {
                 const size_t peak = rss_ok ? peak_rss_bytes() : 0;
                 memory = {{"peak_rss_bytes", rss_ok ? json(peak) : json(nullptr)},
-                          {"weights_bytes", m.weight_bytes()},
+                          {"weights_bytes", m_.weight_bytes()},
                           {"kv_bytes", kv_bytes},
                           {"overhead_fraction",
-                           rss_ok ? json((double)peak / double(m.weight_bytes() + kv_bytes) - 1.0)
+                           rss_ok ? json((double)peak / double(m_.weight_bytes() + kv_bytes) - 1.0)
                                   : json(nullptr)}};
             }
         }
-        // Prompts (n == 0) and --pg's prompt-then-generation requests, each also after
-        // every depth (those reps not in rounds: a ratio of means).
-        auto prompt_tests = [&](int p, int n) {
-            const std::string kind = n > 0 ? "pg" : "pp";
-            const std::string name =
-                "pp" + std::to_string(p) + (n > 0 ? "+tg" + std::to_string(n) : "");
-            const Stat s = bench.prompt(p, 0, n);
-            json e = record(kind.c_str(), s);
-            e["n_prompt"] = p;
-            if (n > 0) e["n_gen"] = n;
-            char note[96] = "";
-            if (n == 0) {  // a pg test's rate mixes two ceilings: no fraction of either
-                e["compute_fraction"] = prompt_s > 0 ? json(s.mean * prompt_s) : json(nullptr);
-                if (prompt_s > 0)
-                    std::snprintf(note, sizeof note, "%.0f%% of compute peak",
-                                  100 * s.mean * prompt_s);
-            }
-            tests.push_back(e);
-            row(name, s, note);
-            for (int d : plan.depths) {
-                const Stat sd = bench.prompt(p, d, n);
-                json de = record((kind + "_depth").c_str(), sd);
-                de["n_prompt"] = p;
-                if (n > 0) de["n_gen"] = n;
-                de["depth"] = d;
-                de["ratio_to_" + kind] = s.mean > 0 ? sd.mean / s.mean : 0.0;
-                tests.push_back(de);
-                std::snprintf(note, sizeof note, "%.0f%% of %s",
-                              s.mean > 0 ? 100 * sd.mean / s.mean : 0.0, name.c_str());
-                row(name + " @ d" + std::to_string(d), sd, note);
-            }
-        };
-        for (int p : plan.prompts) prompt_tests(p, 0);
-        for (const auto& [p, n] : plan.pgs) prompt_tests(p, n);
+        for (int p : plan_.prompts) prompt_tests(p, 0);
+        for (const auto& [p, n] : plan_.pgs) prompt_tests(p, n);
+        for (int n : plan_.gens)
+            for (int d : plan_.depths) depth_reps_.push_back(bench_.generation(n, d));
+        for (int B : plan_.batches) batched_reps_.push_back(bench_.batched(B));
+        tg_.resize(tg_reps_.size());
+        depth_.resize(depth_reps_.size());
+        batched_.resize(batched_reps_.size());
+        b_prof_.resize(batched_reps_.size());
+    }
 
-        // The tests whose ratios are the point (generation at depth 0 and at each depth; one
-        // and B sequences) repeat in rounds, one repetition of each per round, so both sides
-        // of a ratio run within seconds of each other: this VM's speed swings up to 2x within
-        // minutes, and one test's reps after the other's had put a swing between them. Each
-        // ratio is also reported as the median of its per-round ratios (`paired`).
-        const size_t ng = plan.gens.size(), nd = plan.depths.size(), nbt = plan.batches.size();
-        std::vector<std::function<double()>> depth_reps;  // [gen][depth]
-        for (int n : plan.gens)
-            for (int d : plan.depths) depth_reps.push_back(bench.generation(n, d));
-        std::vector<std::function<Bench::BatchedRep()>> batched_reps;
-        for (int B : plan.batches) batched_reps.push_back(bench.batched(B));
-        std::vector<std::vector<double>> tg_s(ng), depth_s(ng * nd), b_gen(nbt), b_prompt(nbt);
-        std::vector<double> b_seconds(nbt, 0.0);
-        std::vector<std::vector<MatmulShapeStat>> b_prof(nbt);
-        for (int r = 0; r < o.reps; ++r) {
-            for (size_t g = 0; g < ng; ++g) {
-                matmul_profile_enable(o.matmul_profile);
-                tg_s[g].push_back(tg_reps[g]());
-                matmul_profile_enable(false);
-                merge_profile(tg_prof[g], matmul_profile_take());
-            }
-            for (size_t k = 0; k < depth_reps.size(); ++k) depth_s[k].push_back(depth_reps[k]());
-            for (size_t i = 0; i < nbt; ++i) {
-                const Bench::BatchedRep br = batched_reps[i]();
-                b_gen[i].push_back(br.gen_tps);
-                b_prompt[i].push_back(br.prompt_tps);
-                b_seconds[i] += br.gen_seconds;
-                merge_profile(b_prof[i], matmul_profile_take());
-            }
+    // One repetition of each generation, depth and batched test.
+    void round() {
+        for (size_t g = 0; g < tg_reps_.size(); ++g) {
+            matmul_profile_enable(o_.matmul_profile);
+            tg_[g].add(tg_reps_[g]());
+            matmul_profile_enable(false);
+            merge_profile(tg_prof_[g], matmul_profile_take());
         }
+        for (size_t k = 0; k < depth_reps_.size(); ++k) depth_[k].add(depth_reps_[k]());
+        for (size_t i = 0; i < batched_reps_.size(); ++i) {
+            const Bench::BatchedRep br = batched_reps_[i]();
+            batched_[i].add({br.gen_tps, br.start_s});
+            batched_[i].prompt_tps.push_back(br.prompt_tps);
+            batched_[i].gen_seconds += br.gen_seconds;
+            merge_profile(b_prof_[i], matmul_profile_take());
+        }
+    }
 
-        for (size_t g = 0; g < ng; ++g) {
-            const int n = plan.gens[g];
-            const Stat tg = stat_of(tg_s[g]);
-            const double bw = tg.mean * (double)per_token;
+    // Appends this run's records to `tests` (its prompt tests', then the rounds'), printing the
+    // rounds' rows. by_threads, by_kv: the runs at the first thread count with this KV cache
+    // type and at this thread count with the first type (nullptr where this run is that one);
+    // each round test is also given as a ratio to the same test there, paired by round.
+    void report(const TestRun* by_threads, const TestRun* by_kv, json& tests) const {
+        for (const json& e : prompt_records_) tests.push_back(e);
+        const size_t nd = plan_.depths.size();
+        for (size_t g = 0; g < plan_.gens.size(); ++g) {
+            const int n = plan_.gens[g];
+            const Stat tg = tg_[g].stat();
+            const double bw = tg.mean * (double)per_token_;
             json e = record("tg", tg);
             e["n_gen"] = n;
             e["gbps"] = bw / 1e9;
-            e["roofline_fraction"] = bw / c.roof;
+            e["roofline_fraction"] = bw / c_.roof;
             // Per shape, over every token of the test (its warm-up tokens included).
-            if (o.matmul_profile) e["matmul_profile"] = profile_json(tg_prof[g]);
+            if (o_.matmul_profile) e["matmul_profile"] = profile_json(tg_prof_[g]);
+            const auto tg_of = [g](const TestRun& r) -> const Series& { return r.tg_[g]; };
+            const std::string across = paired_across(by_threads, by_kv, tg_of, e);
             tests.push_back(e);
             row("tg" + std::to_string(n), tg,
-                gbps(bw) + " weights, " + std::to_string((int)std::lround(100 * bw / c.roof)) +
-                    "% of roofline");
+                gbps(bw) + " weights, " + std::to_string((int)std::lround(100 * bw / c_.roof)) +
+                    "% of roofline" + across);
             for (size_t k = 0; k < nd; ++k) {
-                const int depth = plan.depths[k];
-                const std::vector<double>& ds = depth_s[g * nd + k];
-                const Stat d = stat_of(ds);
+                const int depth = plan_.depths[k];
+                const Series& ds = depth_[g * nd + k];
+                const Stat d = ds.stat();
                 // Attention reads the cached K/V too: the KV bytes at mid-run depth.
-                const double kv_read = (double)kv_per_pos * (depth + n / 2.0);
-                const double dbw = d.mean * (double)per_token;
-                const double paired = median_ratio(ds, tg_s[g]);
-                const double roof_frac = d.mean * ((double)per_token + kv_read) / c.roof;
+                const double kv_read = (double)kv_per_pos_ * (depth + n / 2.0);
+                const double dbw = d.mean * (double)per_token_;
+                const double paired = median_ratio(ds.tps, tg_[g].tps);
+                const double roof_frac = d.mean * ((double)per_token_ + kv_read) / c_.roof;
                 json de = record("tg_depth", d);
                 de["depth"] = depth;
                 de["n_gen"] = n;
@@ -764,6 +739,11 @@ struct ThreadRun {
                 de["roofline_fraction"] = roof_frac;
                 de["ratio_to_tg"] = tg.mean > 0 ? d.mean / tg.mean : 0.0;
                 de["ratio_to_tg_paired"] = paired;
+                const size_t idx = g * nd + k;
+                const auto depth_of = [idx](const TestRun& r) -> const Series& {
+                    return r.depth_[idx];
+                };
+                const std::string across_d = paired_across(by_threads, by_kv, depth_of, de);
                 tests.push_back(de);
                 char note[160];
                 std::snprintf(note, sizeof note,
@@ -771,43 +751,49 @@ struct ThreadRun {
                               "with KV reads",
                               tg.mean > 0 ? 100 * d.mean / tg.mean : 0.0, n, 100 * paired,
                               100 * roof_frac);
-                row("tg" + std::to_string(n) + " @ d" + std::to_string(depth), d, note);
+                row("tg" + std::to_string(n) + " @ d" + std::to_string(depth), d, note + across_d);
             }
         }
 
         // Speed-up over one sequence: the batched run's own B = 1, else the first tg test.
-        const std::vector<double>* base = nullptr;
-        for (size_t i = 0; i < nbt; ++i)
-            if (plan.batches[i] == 1) base = &b_gen[i];
-        if (!base && ng > 0) base = &tg_s[0];
-        const double ref = base ? stat_of(*base).mean : 0.0;
-        for (size_t i = 0; i < nbt; ++i) {
-            const int B = plan.batches[i];
-            const Stat g = stat_of(b_gen[i]);
+        const Series* base = nullptr;
+        for (size_t i = 0; i < plan_.batches.size(); ++i)
+            if (plan_.batches[i] == 1) base = &batched_[i];
+        if (!base && !tg_.empty()) base = &tg_[0];
+        const double ref = base ? base->stat().mean : 0.0;
+        for (size_t i = 0; i < plan_.batches.size(); ++i) {
+            const int B = plan_.batches[i];
+            const Stat g = batched_[i].stat();
             json e = record("batched", g);
             e["batch"] = B;
-            e["npp"] = o.npp;
-            e["ntg"] = o.ntg;
-            e["prompt_tps"] = stat_of(b_prompt[i]).mean;
-            e["compute_fraction"] = gen_s > 0 ? json(g.mean * gen_s) : json(nullptr);
+            e["npp"] = o_.npp;
+            e["ntg"] = o_.ntg;
+            e["prompt_tps"] = stat_of(batched_[i].prompt_tps).mean;
+            e["compute_fraction"] = gen_s_ > 0 ? json(g.mean * gen_s_) : json(nullptr);
             // Without a one-sequence figure (no -b 1 and -n 0) there is nothing to compare.
             e["speedup"] = ref > 0 ? json(g.mean / ref) : json(nullptr);
-            e["speedup_paired"] = base ? json(median_ratio(b_gen[i], *base)) : json(nullptr);
-            if (o.matmul_profile) {
-                e["matmul_profile"] = profile_json(b_prof[i]);
-                e["gen_seconds"] = b_seconds[i];
+            e["speedup_paired"] =
+                base ? json(median_ratio(batched_[i].tps, base->tps)) : json(nullptr);
+            if (o_.matmul_profile) {
+                e["matmul_profile"] = profile_json(b_prof_[i]);
+                e["gen_seconds"] = batched_[i].gen_seconds;
             }
+            const auto batched_of = [i](const TestRun& r) -> const Series& {
+                return r.batched_[i];
+            };
+            const std::string across = paired_across(by_threads, by_kv, batched_of, e);
             tests.push_back(e);
             char speedup[96] = "", frac[48] = "", note[224];
             if (base)
                 std::snprintf(speedup, sizeof speedup,
                               "%.2f× one sequence (paired by round: %.2f×); ", g.mean / ref,
-                              median_ratio(b_gen[i], *base));
-            if (gen_s > 0)
-                std::snprintf(frac, sizeof frac, "%.0f%% of compute peak; ", 100 * g.mean * gen_s);
+                              median_ratio(batched_[i].tps, base->tps));
+            if (gen_s_ > 0)
+                std::snprintf(frac, sizeof frac, "%.0f%% of compute peak; ", 100 * g.mean * gen_s_);
             std::snprintf(note, sizeof note, "%s%sprompts %.1f t/s", speedup, frac,
                           e["prompt_tps"].get<double>());
-            row("batched " + std::to_string(B) + " × tg" + std::to_string(o.ntg), g, note);
+            row("batched " + std::to_string(B) + " × tg" + std::to_string(o_.ntg), g,
+                note + across);
         }
     }
 
@@ -815,14 +801,119 @@ struct ThreadRun {
     // together at most 1 / gen_s tokens per second, so B sequences can be at most their
     // ratio times one (whatever the kernels do).
     json bounds() const {
-        const double tg_bound = per_token > 0 ? c.roof / (double)per_token : 0.0;
-        const double batched_bound = gen_s > 0 ? 1.0 / gen_s : 0.0;
+        const double tg_bound = per_token_ > 0 ? c_.roof / (double)per_token_ : 0.0;
+        const double batched_bound = gen_s_ > 0 ? 1.0 / gen_s_ : 0.0;
         return {
             {"tg_tps", tg_bound},
             {"batched_tps", batched_bound > 0 ? json(batched_bound) : json(nullptr)},
             {"batched_speedup",
              batched_bound > 0 && tg_bound > 0 ? json(batched_bound / tg_bound) : json(nullptr)}};
     }
+
+  private:
+    // One round test's repetitions, in round order.
+    struct Series {
+        std::vector<double> tps, starts, prompt_tps;  // prompt_tps: the batched tests'
+        double gen_seconds = 0;                       // the batched tests' steps, all rounds
+        void add(const Sample& s) {
+            tps.push_back(s.tps);
+            starts.push_back(s.start_s);
+        }
+        Stat stat() const { return stat_of(tps, starts); }
+    };
+
+    // Prompts (n == 0) and --pg's prompt-then-generation requests, each also after every
+    // depth: run now, their rows printed, their records kept for report().
+    void prompt_tests(int p, int n) {
+        const std::string kind = n > 0 ? "pg" : "pp";
+        const std::string name =
+            "pp" + std::to_string(p) + (n > 0 ? "+tg" + std::to_string(n) : "");
+        const Stat s = bench_.prompt(p, 0, n);
+        json e = record(kind.c_str(), s);
+        e["n_prompt"] = p;
+        if (n > 0) e["n_gen"] = n;
+        char note[96] = "";
+        if (n == 0) {  // a pg test's rate mixes two ceilings: no fraction of either
+            e["compute_fraction"] = prompt_s_ > 0 ? json(s.mean * prompt_s_) : json(nullptr);
+            if (prompt_s_ > 0)
+                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
+                              100 * s.mean * prompt_s_);
+        }
+        prompt_records_.push_back(e);
+        row(name, s, note);
+        for (int d : plan_.depths) {
+            const Stat sd = bench_.prompt(p, d, n);
+            json de = record((kind + "_depth").c_str(), sd);
+            de["n_prompt"] = p;
+            if (n > 0) de["n_gen"] = n;
+            de["depth"] = d;
+            de["ratio_to_" + kind] = s.mean > 0 ? sd.mean / s.mean : 0.0;
+            prompt_records_.push_back(de);
+            std::snprintf(note, sizeof note, "%.0f%% of %s",
+                          s.mean > 0 ? 100 * sd.mean / s.mean : 0.0, name.c_str());
+            row(name + " @ d" + std::to_string(d), sd, note);
+        }
+    }
+
+    // The same test's ratio to it in the runs by_threads and by_kv, the median of the per-round
+    // ratios: added to `e` as `paired_with` entries and returned as the row's note.
+    template <class Of>
+    std::string paired_across(const TestRun* by_threads, const TestRun* by_kv, Of of,
+                              json& e) const {
+        std::string note;
+        for (const TestRun* other : {by_threads, by_kv}) {
+            if (!other) continue;
+            const double ratio = median_ratio(of(*this).tps, of(*other).tps);
+            e["paired_with"].push_back({{"threads", other->c_.threads},
+                                        {"cache_type", kv_type_name(other->kv_)},
+                                        {"ratio", ratio}});
+            char b[64];
+            if (other == by_threads)
+                std::snprintf(b, sizeof b, "%.2f× %d thread%s", ratio, other->c_.threads,
+                              other->c_.threads == 1 ? "" : "s");
+            else
+                std::snprintf(b, sizeof b, "%.2f× %s", ratio, kv_type_name(other->kv_));
+            note += (note.empty() ? "; paired: " : ", ") + std::string(b);
+        }
+        return note;
+    }
+
+    void row(const std::string& test, const Stat& s, const std::string& notes) const {
+        if (o_.json) return;
+        if (plan_.threads.size() > 1) std::printf("| %d ", c_.threads);
+        if (plan_.kv_types.size() > 1) std::printf("| %s ", kv_type_name(kv_));
+        std::printf("| %s | %s | %s |\n", test.c_str(), tps_cell(s).c_str(), notes.c_str());
+        std::fflush(stdout);
+    }
+
+    json record(const char* test, const Stat& s) const {
+        json e = stat_json(s);
+        e["test"] = test;
+        e["threads"] = c_.threads;
+        e["cache_type"] = kv_type_name(kv_);
+        return e;
+    }
+
+    const Opts& o_;
+    const Plan& plan_;
+    const Model& m_;
+    const Ceilings& c_;
+    KvType kv_;
+    // Weight bytes a generated token reads; K and V bytes for every layer per cached position;
+    // arithmetic time of one token at the peaks, a prompt token (logits only for the last) and
+    // a generated one (logits for every sequence).
+    uint64_t per_token_ = weight_bytes_per_token(m_);
+    uint64_t kv_per_pos_ = KvStorage::bytes_per_position(m_.hp, kv_);
+    double prompt_s_ = matmul_seconds_per_token(m_, c_.peaks, false);
+    double gen_s_ = matmul_seconds_per_token(m_, c_.peaks, true);
+    Bench bench_;
+
+    std::vector<json> prompt_records_;
+    std::vector<std::function<Sample()>> tg_reps_, depth_reps_;  // depth: [gen][depth]
+    std::vector<std::function<Bench::BatchedRep()>> batched_reps_;
+    std::vector<Series> tg_, depth_, batched_;
+    // Per shape: each tg test's (its warm-up included), each batched test's steps.
+    std::vector<std::vector<MatmulShapeStat>> tg_prof_, b_prof_;
 };
 
 // Each test's matmul profile; with several thread counts or KV cache types each title names
@@ -874,10 +965,8 @@ void run_model(const Opts& o) {
 
     LoadedModel lm = load_model(o.model, o.store);
     const Model& m = *lm.model;
-    for (KvType kv : plan.kv_types) {  // before any output, not midway
-        require_kv_type_fits(kv, m.hp.head_dim);
-        check_contexts(o, plan, m, kv);
-    }
+    for (KvType kv : plan.kv_types) require_kv_type_fits(kv, m.hp.head_dim);
+    check_contexts(o, plan, m);  // before any output, not midway
     const uint64_t per_token = weight_bytes_per_token(m);
     std::string kv_names;
     for (KvType kv : plan.kv_types)
@@ -931,20 +1020,36 @@ void run_model(const Opts& o) {
         std::fflush(stdout);
     }
 
-    // Each KV cache type's tests at every thread count (the ceilings do not depend on it).
+    // Each KV cache type's tests at every thread count (the ceilings do not depend on it):
+    // every run's contexts and prompt tests first, then the other tests of all runs in rounds.
+    const auto t0 = Clock::now();
     json memory;
+    std::vector<std::unique_ptr<TestRun>> runs;
     for (KvType kv : plan.kv_types)
-        for (size_t i = 0; i < ceilings.size(); ++i) {
-            const Ceilings& c = ceilings[i];
-            const ThreadRun tr{o, plan, m, c, kv};
-            tr.run(kv == plan.kv_types.front() && i == 0, rss_ok, j["tests"], memory);
-            j["runs"].push_back({{"threads", c.threads},
-                                 {"cache_type", kv_type_name(kv)},
-                                 {"roofline_gbps", c.roof / 1e9},
-                                 {"roofline_measured", c.measured},
-                                 {"compute_peaks", peaks_json(c.peaks)},
-                                 {"bounds", tr.bounds()}});
+        for (const Ceilings& c : ceilings) {
+            runs.push_back(std::make_unique<TestRun>(o, plan, m, c, kv, t0));
+            runs.back()->prepare(runs.size() == 1, rss_ok, memory);
         }
+    const bool show = !o.json && isatty(fileno(stderr));
+    for (int r = 0; r < o.reps; ++r) {
+        if (show) std::fprintf(stderr, "\rbench: round %d/%d", r + 1, o.reps);
+        for (auto& run : runs) run->round();
+    }
+    if (show) std::fprintf(stderr, "\r\033[K");
+    for (size_t i = 0; i < runs.size(); ++i) {
+        // runs[i] is KV type i / T at thread count i % T.
+        const size_t T = ceilings.size();
+        const TestRun& run = *runs[i];
+        run.report(i % T ? runs[i - i % T].get() : nullptr, i >= T ? runs[i % T].get() : nullptr,
+                   j["tests"]);
+        const Ceilings& c = run.ceilings();
+        j["runs"].push_back({{"threads", c.threads},
+                             {"cache_type", kv_type_name(run.kv())},
+                             {"roofline_gbps", c.roof / 1e9},
+                             {"roofline_measured", c.measured},
+                             {"compute_peaks", peaks_json(c.peaks)},
+                             {"bounds", run.bounds()}});
+    }
     if (!memory.is_null()) j["memory"] = memory;
     // One value of each list (the usual run): the results also under the keys they had
     // before lists (scripts read `tg`, `batched`, ...).

@@ -77,8 +77,8 @@ void add_cache_type_option(CLI::App* cmd, KvType* type) {
             "f16|q8_0|q4_0");
 }
 
-void require_memory_fits(const Model& m, uint64_t kv, KvType kv_type, const std::string& what,
-                         const std::string& advice) {
+void require_memory_fits(const Model& m, uint64_t kv, const std::string& kv_what,
+                         const std::string& what, const std::string& advice) {
     const uint64_t weights = m.weight_bytes();
     if (weights + kv <= Context::default_memory_budget()) return;
     auto gib = [](uint64_t b) {
@@ -87,14 +87,14 @@ void require_memory_fits(const Model& m, uint64_t kv, KvType kv_type, const std:
         return std::string(buf);
     };
     throw UsageError(what + " needs " + gib(weights + kv) + " (weights " + gib(weights) + ", " +
-                     kv_type_name(kv_type) + " KV cache " + gib(kv) +
-                     "), more than 90% of this machine's " + gib(physical_memory_bytes()) + "; " +
-                     advice);
+                     kv_what + " " + gib(kv) + "), more than 90% of this machine's " +
+                     gib(physical_memory_bytes()) + "; " + advice);
 }
 
 void require_context_fits(const Model& m, const ContextParams& cp, const std::string& advice) {
     const int n_ctx = Context::resolve_n_ctx(m, cp.n_ctx);
-    require_memory_fits(m, Context::kv_bytes(m, cp), cp.kv_type,
+    require_memory_fits(m, Context::kv_bytes(m, cp),
+                        kv_type_name(cp.kv_type) + std::string(" KV cache"),
                         "a context of " + std::to_string(n_ctx) + " positions" +
                             (cp.n_seq_max > 1 ? " x " + std::to_string(cp.n_seq_max) + " sequences"
                                               : std::string()),

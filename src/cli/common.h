@@ -52,9 +52,10 @@ void add_cache_type_option(CLI::App* cmd, KvType* type);
 // otherwise fails late, when generation reaches pages the system cannot give (the kernel's
 // out-of-memory kill, no message), hours into a long fill.
 void require_context_fits(const Model& m, const ContextParams& cp, const std::string& advice);
-// The same for `kv` bytes of KV cache that `what` (the start of the message) holds at once.
-void require_memory_fits(const Model& m, uint64_t kv, KvType kv_type, const std::string& what,
-                         const std::string& advice);
+// The same for `kv` bytes of KV cache that `what` (the start of the message) holds at once;
+// `kv_what` names the cache in the message ("f16 KV cache").
+void require_memory_fits(const Model& m, uint64_t kv, const std::string& kv_what,
+                         const std::string& what, const std::string& advice);
 
 // Whole file as bytes; UsageError naming the file when it cannot be read.
 std::string read_text_file(const std::string& path);

@@ -39,13 +39,14 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
-Result lokal(const std::string& args) {
+// prefix: words before the binary (e.g. "timeout 60").
+Result lokal(const std::string& args, const std::string& prefix = "") {
     static int counter = 0;
     const std::string base =
         fs::temp_directory_path() /
         ("lokal_bench_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    const std::string cmd = std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args + " </dev/null >" +
-                            base + ".out 2>" + base + ".err";
+    const std::string cmd = prefix + " " + std::string(LOKAL_BINARY_DIR) + "/bin/lokal " + args +
+                            " </dev/null >" + base + ".out 2>" + base + ".err";
     Result r;
     const int status = std::system(cmd.c_str());
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -591,6 +592,95 @@ TEST(Bench, CacheTypesRunEveryTest) {
     EXPECT_NE(r.out.find("| KV | test | t/s | notes |"), std::string::npos) << r.out;
     EXPECT_LT(r.out.find("| q8_0 | tg2 |"), r.out.find("| f16 | tg2 |")) << r.out;
     EXPECT_NE(r.out.find("q8_0, f16 KV caches"), std::string::npos) << r.out;
+}
+
+// The generation, depth and batched tests of every thread count and KV cache type run in
+// rounds: every one of round r's repetitions starts before any of round r + 1's, after every
+// prompt test; each also gives its ratio to the same test at the first thread count and with
+// the first KV cache type, the median of the per-round ratios of the samples it reports.
+TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    const int reps = 3;
+    const Result r = lokal("bench -m " + m +
+                           " -p 4 -n 2 -d 8 -b 1,2 --npp 2 --ntg 2 -t 1,2 --cache-type f16,q8_0 "
+                           "-r 3 --roofline 1 --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    double last_prompt = 0;
+    std::vector<double> round_min(reps, 1e300), round_max(reps, 0);
+    std::map<std::string, const json*> by_name;  // round tests by threads, type and test
+    size_t round_tests = 0;
+    for (const json& e : j["tests"]) {
+        const std::string test = e["test"];
+        const std::vector<double> starts = e["sample_start_s"];
+        ASSERT_EQ(starts.size(), (size_t)reps) << e.dump();
+        if (test == "pp" || test == "pp_depth") {
+            last_prompt = std::max(last_prompt, starts.back());
+            continue;
+        }
+        ++round_tests;
+        for (int i = 0; i < reps; ++i) {
+            round_min[i] = std::min(round_min[i], starts[i]);
+            round_max[i] = std::max(round_max[i], starts[i]);
+        }
+        const std::string name = std::to_string(e["threads"].get<int>()) + " " +
+                                 e["cache_type"].get<std::string>() + " " + test +
+                                 (e.contains("batch") ? std::to_string(e["batch"].get<int>()) : "");
+        by_name[name] = &e;
+    }
+    EXPECT_EQ(round_tests, 4u * 4u);  // tg, tg_depth, batched 1 and 2 for each of 4 runs
+    EXPECT_LT(last_prompt, round_min[0]);
+    for (int i = 0; i + 1 < reps; ++i) EXPECT_LT(round_max[i], round_min[i + 1]) << "round " << i;
+
+    auto median_ratio = [](const json& a, const json& b) {
+        std::vector<double> v;
+        for (size_t i = 0; i < a["samples"].size(); ++i)
+            v.push_back(a["samples"][i].get<double>() / b["samples"][i].get<double>());
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];  // 3 rounds: the middle one
+    };
+    for (const std::string test : {"tg", "tg_depth", "batched1", "batched2"}) {
+        const json& first = *by_name.at("1 f16 " + test);
+        EXPECT_FALSE(first.contains("paired_with")) << first.dump();
+        const json& both = *by_name.at("2 q8_0 " + test);
+        ASSERT_EQ(both["paired_with"].size(), 2u) << both.dump();
+        const json& t = both["paired_with"][0];  // the first thread count, the same type
+        EXPECT_EQ(t["threads"], 1);
+        EXPECT_EQ(t["cache_type"], "q8_0");
+        EXPECT_NEAR(t["ratio"].get<double>(), median_ratio(both, *by_name.at("1 q8_0 " + test)),
+                    1e-9);
+        const json& k = both["paired_with"][1];  // the same thread count, the first type
+        EXPECT_EQ(k["threads"], 2);
+        EXPECT_EQ(k["cache_type"], "f16");
+        EXPECT_NEAR(k["ratio"].get<double>(), median_ratio(both, *by_name.at("2 f16 " + test)),
+                    1e-9);
+        EXPECT_EQ(by_name.at("1 q8_0 " + test)->at("paired_with").size(), 1u);
+        EXPECT_EQ(by_name.at("2 f16 " + test)->at("paired_with").size(), 1u);
+    }
+}
+
+// With several thread counts or KV cache types every run's generation and batched contexts
+// exist together: refused up front when all of them would not fit, though one run's would.
+TEST(Bench, ContextsOfEveryRunAreCheckedTogether) {
+    const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
+    // tiny-k: 512 bytes of f16 K and V per position. Depths of 1,048,576 positions (0.5 GiB
+    // each) making 60% of the memory: one thread count's fit (90% is the limit), two's not.
+    const uint64_t mem = mem_total_bytes();
+    ASSERT_GT(mem, 0u);
+    const uint64_t per_depth = (uint64_t)512 << 20;
+    const uint64_t n = mem / 10 * 6 / per_depth;
+    if (n < 2 || n > 63) GTEST_SKIP() << "the depths would not make 60% of this machine's memory";
+    const std::string depths =
+        std::to_string(1048576 - (n - 1)) + "-1048576";  // n depths of about 2^20 positions
+    // A timeout: a binary that did not refuse would start filling them.
+    const Result r =
+        lokal("bench -m " + m + " -p 0 -n 2 -b 0 -d " + depths + " -t 1,2 -r 1 --roofline 1",
+              "timeout 60");
+    EXPECT_NE(r.code, 0) << r.out;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("side by side"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("-t or --cache-type"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty());
 }
 
 // Each depth fits alone but the generation tests' contexts exist together (they run in
