@@ -332,12 +332,11 @@ BENCHMARK(BM_MatmulLayer)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-// One decode step of attention at TinyLlama shape (32 heads, 4 KV heads, head_dim 64) over
-// `ctx` cached positions; ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0;
-// seqs > 1: that many sequences' queries in one call, each with its own blocks (a batched
-// decode step).
-void BM_AttentionDecode(benchmark::State& st) {
-    const int ctx = (int)st.range(0), n_head = 32, n_kv = 4, hd = 64, bs = 16;
+// One decode step of attention over `ctx` cached positions, at a model's head shape;
+// ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0; seqs > 1: that many
+// sequences' queries in one call, each with its own blocks (a batched decode step).
+void attention_decode(benchmark::State& st, int n_head, int n_kv, int hd) {
+    const int ctx = (int)st.range(0), bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
     const KvType kv_type = kKvTypes[st.range(4)];
     const int seqs = (int)st.range(5);
@@ -348,7 +347,7 @@ void BM_AttentionDecode(benchmark::State& st) {
     // layers > 1: that many separate caches, used in turn as a model's layers would be, so
     // K/V come from memory rather than from the last level cache (the decode case).
     const int layers = (int)st.range(3);
-    AttentionShape shape{n_head, n_kv, hd, bs, 0.125f, 0};
+    AttentionShape shape{n_head, n_kv, hd, bs, 1.0f / std::sqrt((float)hd), 0};
     shape.kv_type = kv_type;
     shape.n_blocks = (int64_t)n_blocks * seqs;
     const size_t cache_elems = (size_t)kv_cache_elems(shape);
@@ -381,6 +380,11 @@ void BM_AttentionDecode(benchmark::State& st) {
     }
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * seqs * n_kv * row * 2 * 2);
 }
+
+// TinyLlama's heads: 32 query heads on 4 K/V heads, head_dim 64.
+void BM_AttentionDecode(benchmark::State& st) {
+    attention_decode(st, 32, 4, 64);
+}
 BENCHMARK(BM_AttentionDecode)
     ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
     ->Args({4096, 0, 1, 1, 0, 1})
@@ -400,6 +404,20 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({96, 0, 2, 1, 0, 8})
     ->Args({96, 0, 2, 100, 0, 8})
     ->Args({96, 0, 1, 100, 0, 8})
+    ->Unit(benchmark::kMicrosecond);
+
+// Llama 2 7B's heads: 32 query heads, each its own K/V head (no grouping), head_dim 128: every
+// head reads its own keys and values, 16x TinyLlama's bytes per layer at the same depth.
+void BM_AttentionDecodeMha(benchmark::State& st) {
+    attention_decode(st, 32, 32, 128);
+}
+BENCHMARK(BM_AttentionDecodeMha)
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
+    ->Args({4096, 0, 2, 1, 0, 1})
+    ->Args({4096, 0, 2, 4, 0, 1})
+    ->Args({4096, 0, 2, 4, 1, 1})
+    ->Args({4096, 0, 1, 4, 0, 1})
+    ->Args({4096, 0, 1, 4, 1, 1})
     ->Unit(benchmark::kMicrosecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.

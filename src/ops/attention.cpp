@@ -10,6 +10,7 @@
 
 #include "ops/attention_isa.h"
 #include "ops/kernels.h"
+#include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
@@ -31,16 +32,29 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
 
 void require_kv_type_fits(KvType t, int head_dim) {
     if (!kv_type_fits(t, head_dim))
-        throw std::invalid_argument(std::string("a ") + kv_type_name(t) +
-                                    " KV cache needs a head size that is a multiple of 32; this "
-                                    "model's is " +
-                                    std::to_string(head_dim) + " (use --cache-type f16)");
+        throw std::invalid_argument(
+            std::string("a ") + kv_type_name(t) +
+            " KV cache needs a head size that is a multiple of 32 (at most " +
+            std::to_string(kMaxQ8HeadDim) + "); this model's is " + std::to_string(head_dim) +
+            " (use --cache-type f16)");
 }
 
 TensorType kv_tensor_type(KvType t) {
     return t == KvType::Q8_0   ? TensorType::Q8_0
            : t == KvType::Q4_0 ? TensorType::Q4_0
                                : TensorType::F16;
+}
+
+void kv_quantize_query_q8(const float* q, int head_dim, int8_t* values, float* scales,
+                          int32_t* sums) {
+    BlockQ8_0 blk[kMaxQ8HeadDim / 32];
+    quantize_row(TensorType::Q8_0, q, blk, head_dim, nullptr);
+    for (int b = 0; b < head_dim / 32; ++b) {
+        scales[b] = fp16_to_fp32(blk[b].d);
+        int32_t sum = 0;
+        for (int i = 0; i < 32; ++i) sum += values[32 * b + i] = blk[b].qs[i];
+        if (sums) sums[b] = sum;
+    }
 }
 
 void require_valid_shape(const AttentionShape& s) {
@@ -64,8 +78,9 @@ void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64
                 int kv_head, const float* x) {
     require_valid_shape(s);
     // The row converted as quantize_row converts any row of the type, then scattered down its
-    // slot's column: value (dim d, slot) of the block lies at d * block_size + slot (and a
-    // Q8_0 scale (block b, slot) at b * block_size + slot after the values).
+    // slot's column: f16 value (dim d, slot) of the block lies at d * block_size + slot, a
+    // Q8_0 value at (d / 4 * block_size + slot) * 4 + d % 4, plus 128 (and a Q8_0 scale
+    // (block b, slot) at b * block_size + slot after the values).
     thread_local std::vector<uint16_t> row;
     row.resize((size_t)kv_row_elems(s.kv_type, s.head_dim));
     quantize_row(kv_tensor_type(s.kv_type), x, row.data(), s.head_dim, nullptr);
@@ -97,12 +112,29 @@ void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64
         for (int b = 0; b < s.head_dim / 32; ++b) {
             std::memcpy(&scales[b * bs + slot], src + 34 * b, 2);
             for (int i = 0; i < 32; ++i)
-                dst[(int64_t)(32 * b + i) * bs + slot] = src[34 * b + 2 + i];
+                dst[kv_q8_key_byte(bs, 32 * b + i, slot)] = src[34 * b + 2 + i] ^ 0x80;
         }
         return;
     }
     uint16_t* dst = k_cache + kv_block_offset(s, block, kv_head) + slot;
     for (int d = 0; d < s.head_dim; ++d) dst[(int64_t)d * bs] = row[(size_t)d];
+}
+
+void kv_load_k_q8(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
+                  int kv_head, int8_t* values, float* scales) {
+    if (s.head_dim > kMaxQ8HeadDim)
+        throw std::invalid_argument("attention: a q8_0 cache takes head sizes up to " +
+                                    std::to_string(kMaxQ8HeadDim));
+    const int64_t bs = s.block_size;
+    const uint8_t* src = (const uint8_t*)(k_cache + kv_block_offset(s, block, kv_head));
+    const uint16_t* sc = (const uint16_t*)(src + (int64_t)s.head_dim * bs);
+    for (int d = 0; d < s.head_dim; ++d)
+        values[d] = (int8_t)(src[kv_q8_key_byte(bs, d, slot)] ^ 0x80);
+    for (int b = 0; b < s.head_dim / 32; ++b) {
+        uint16_t h;
+        std::memcpy(&h, &sc[b * bs + slot], 2);
+        scales[b] = fp16_to_fp32(h);
+    }
 }
 
 void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, int64_t slot,
@@ -130,13 +162,10 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
     }
     if (s.kv_type == KvType::Q8_0) {
         // As dequantize_row: the block's scale times each int8 value.
-        const int8_t* src = (const int8_t*)(k_cache + kv_block_offset(s, block, kv_head));
-        const uint16_t* scales = (const uint16_t*)(src + (int64_t)s.head_dim * bs);
-        for (int d = 0; d < s.head_dim; ++d) {
-            uint16_t h;
-            std::memcpy(&h, &scales[d / 32 * bs + slot], 2);
-            out[d] = fp16_to_fp32(h) * (float)src[(int64_t)d * bs + slot];
-        }
+        int8_t values[kMaxQ8HeadDim];
+        float scales[kMaxQ8HeadDim / 32];
+        kv_load_k_q8(s, k_cache, block, slot, kv_head, values, scales);
+        for (int d = 0; d < s.head_dim; ++d) out[d] = scales[d / 32] * (float)values[d];
         return;
     }
     const uint16_t* src = k_cache + kv_block_offset(s, block, kv_head) + slot;
@@ -145,13 +174,43 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
 
 namespace {
 
+// The scores of a Q8_0 cache's keys (`scores` [group][n], n keys from `first`): each head's
+// f16-rounded query q [group][hd] quantized as Q8_0 (kv_quantize_query_q8), then per key
+// the exact integer dot product of each 32-dim block, combined in block order as
+// acc = fma(isum, key scale x query scale, acc), times s.scale (the SIMD kernels' steps).
+void score_q8_keys(const AttentionShape& s, const uint16_t* k_cache, const AttentionQuery& query,
+                   int kv_head, int32_t first, const float* q, float* scores) {
+    const int group = s.n_head / s.n_kv_head, hd = s.head_dim, nb = hd / 32;
+    const int64_t n = query.pos - first + 1;
+    std::vector<int8_t> qv((size_t)group * hd);
+    std::vector<float> qs((size_t)group * nb);
+    for (int g = 0; g < group; ++g)
+        kv_quantize_query_q8(q + g * hd, hd, qv.data() + g * hd, qs.data() + g * nb, nullptr);
+    int8_t kv[kMaxQ8HeadDim];
+    float ks[kMaxQ8HeadDim / 32];
+    for (int32_t p = first; p <= query.pos; ++p) {
+        kv_load_k_q8(s, k_cache, query.block_table[p / s.block_size], p % s.block_size, kv_head, kv,
+                     ks);
+        for (int g = 0; g < group; ++g) {
+            float acc = 0;
+            for (int b = 0; b < nb; ++b) {
+                int32_t isum = 0;
+                for (int i = 32 * b; i < 32 * b + 32; ++i) isum += (int32_t)qv[g * hd + i] * kv[i];
+                acc = std::fma((float)isum, ks[b] * qs[g * nb + b], acc);
+            }
+            scores[g * n + (p - first)] = acc * s.scale;
+        }
+    }
+}
+
 // One task: one query token and one K/V head, covering the `group` query heads that share
 // it, so each K/V row is loaded and converted once for all of them.
 //
 // Numerics follow the reference engine exactly, because quantized models amplify tiny
 // attention differences into visible logit changes (their activations are re-quantized
-// after attention): q is rounded to f16 (it meets f16 keys; Q8_0 caches keep that rounding
-// so both types share one kernel structure), scores are scaled, softmax is
+// after attention): q is rounded to f16 (it meets f16 keys; against Q8_0 keys it is then
+// quantized to Q8_0 and scored with integer dot products, score_q8_keys), scores are scaled,
+// softmax is
 // taken with the max subtracted and the sum in double, and the normalized probabilities
 // are rounded to f16 before they weight the f16 values. Memory is O(n_keys) per query
 // head for the scores, never O(n^2).
@@ -172,12 +231,16 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     }
     auto block_of = [&](int32_t p) { return query.block_table[p / s.block_size]; };
     // Pass 1: scores against every key.
-    for (int32_t p = first; p <= query.pos; ++p) {
-        kv_load_k(s, k_cache, block_of(p), p % s.block_size, kv_head, row);
-        for (int g = 0; g < group; ++g) {
-            double dot = 0;  // float products, double sum: the reference's scalar f16 dot
-            for (int i = 0; i < hd; ++i) dot += (double)(q[g * hd + i] * row[i]);
-            scores[g * n + (p - first)] = (float)dot * s.scale;
+    if (s.kv_type == KvType::Q8_0) {
+        score_q8_keys(s, k_cache, query, kv_head, first, q, scores);
+    } else {
+        for (int32_t p = first; p <= query.pos; ++p) {
+            kv_load_k(s, k_cache, block_of(p), p % s.block_size, kv_head, row);
+            for (int g = 0; g < group; ++g) {
+                double dot = 0;  // float products, double sum: the reference's scalar f16 dot
+                for (int i = 0; i < hd; ++i) dot += (double)(q[g * hd + i] * row[i]);
+                scores[g * n + (p - first)] = (float)dot * s.scale;
+            }
         }
     }
     // Softmax per head; probabilities rounded to f16.

@@ -13,8 +13,9 @@
 // GGUF blocks: Q8_0 (an f16 scale and 32 int8 values, 34 bytes per 32 values instead of 64) or
 // Q4_0 (an f16 scale and 32 4-bit values, 18 bytes). V blocks are [block_size][row]
 // (kv_cache_offset). K blocks are dims-major, [head_dim][block_size] values (Q8_0's and
-// Q4_0's scales after them, Q4_0's values two to a byte; see kv_block_size_valid): one dim of
-// consecutive positions is contiguous, so a SIMD kernel scores 8 or 16 keys per vector
+// Q4_0's scales after them, Q4_0's values two to a byte, Q8_0's four dims to a position's
+// dword; see kv_block_size_valid): one dim (four for Q8_0) of consecutive positions is
+// contiguous, so a SIMD kernel scores 8 or 16 keys per vector
 // against a broadcast query value with no horizontal sums (those took a third of the decode
 // attention's time with row-major keys; Q8_0 keys row-major ran 2.7x slower than f16, Q4_0
 // ones on the AVX2 kernel 2.8x on an AVX-512 machine).
@@ -46,10 +47,13 @@ inline constexpr KvType kKvTypes[] = {KvType::F16, KvType::Q8_0, KvType::Q4_0};
 
 const char* kv_type_name(KvType t);                     // "f16", "q8_0", "q4_0"
 std::optional<KvType> parse_kv_type(std::string_view);  // names as above (case-insensitive)
+// The largest head size a block-type cache takes (the kernels keep a row's values on the
+// stack); real models use up to 256.
+inline constexpr int kMaxQ8HeadDim = 1024;
 // Whether rows of head_dim values can be stored in type t (the block types: whole blocks
-// of 32).
+// of 32, at most kMaxQ8HeadDim).
 inline bool kv_type_fits(KvType t, int head_dim) {
-    return t == KvType::F16 || head_dim % 32 == 0;
+    return t == KvType::F16 || (head_dim % 32 == 0 && head_dim <= kMaxQ8HeadDim);
 }
 // Throws std::invalid_argument naming the head size when !kv_type_fits.
 void require_kv_type_fits(KvType t, int head_dim);
@@ -83,14 +87,21 @@ struct AttentionShape {
 void require_valid_shape(const AttentionShape& s);
 
 // K blocks, every cache type dims-major: f16 as [head_dim][block_size] values; Q8_0 as
-// [head_dim][block_size] int8 values, then [head_dim / 32][block_size] f16 scales (the same
-// bytes as block_size rows of Q8_0 blocks); Q4_0 as [head_dim][block_size / 2] bytes, byte i
+// [head_dim / 4][block_size][4] int8 values plus 128 (each key's 4 consecutive dims one dword,
+// the operand of an int8 dot-product instruction; stored as unsigned bytes so vpdpbusd takes
+// them as they are), then [head_dim / 32][block_size] f16 scales (the same bytes as
+// block_size rows of Q8_0 blocks); Q4_0 as [head_dim][block_size / 2] bytes, byte i
 // of a dim holding slot i in its low nibble and slot i + block_size / 2 in its high one (so a
 // block of 16 reads as one 8-byte load per dim, and a half block as one nibble plane), then
 // the scales as for Q8_0. So a Q4_0 block holds an even number of positions: whether a cache
 // of type t can have blocks of block_size positions (KvCache and require_valid_shape ask).
 constexpr bool kv_block_size_valid(KvType t, int64_t block_size) {
     return block_size > 0 && (t != KvType::Q4_0 || block_size % 2 == 0);
+}
+
+// Byte offset of Q8_0 key value (dim d, slot) in its block: [head_dim / 4][block_size][4].
+constexpr int64_t kv_q8_key_byte(int64_t block_size, int d, int64_t slot) {
+    return ((int64_t)(d / 4) * block_size + slot) * 4 + d % 4;
 }
 
 // Where a cache's blocks lie (see the top of this file): groups of group_blocks consecutive
@@ -160,6 +171,17 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
                int kv_head, float* out);
 void kv_load_v(const AttentionShape& s, const uint16_t* v_cache, int64_t block, int64_t slot,
                int kv_head, float* out);
+// A Q8_0 cache's K of one position as it is scored: head_dim int8 values and head_dim / 32
+// scales.
+void kv_load_k_q8(const AttentionShape& s, const uint16_t* k_cache, int64_t block, int64_t slot,
+                  int kv_head, int8_t* values, float* scales);
+// One head's query (head_dim f16-rounded floats, a multiple of 32 up to kMaxQ8HeadDim) as Q8_0
+// blocks, the reference quantizer's: head_dim int8 values, head_dim / 32 scales, and (when
+// sums is not null) each block's sum of values. Against Q8_0 keys, scores are the exact
+// integer dot products of each block, combined in block order as
+// acc = fma(isum, key scale x query scale, acc), times the shape's scale.
+void kv_quantize_query_q8(const float* q, int head_dim, int8_t* values, float* scales,
+                          int32_t* sums);
 
 struct AttentionQuery {
     const float* q = nullptr;  // [n_head][head_dim]

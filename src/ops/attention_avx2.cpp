@@ -53,6 +53,30 @@ struct Avx2 {
     static V load_b(const int8_t* p) {
         return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p)));
     }
+    // Q8_0 keys (stored + 128): a run's 4 dims as one vector of L dwords, taken back to int8
+    // and split into |k| and k, so vpmaddubsw(|k|, sign(q, k)) gives the products k q exactly
+    // (|k q| <= 127 x 127: a pair fits int16); no offset to take off.
+    using VI = __m256i;
+    struct KQ {
+        __m256i a, s;
+    };
+    static constexpr bool kKeysOffset = false;
+    static VI izero() { return _mm256_setzero_si256(); }
+    static KQ kq(__m256i u) {
+        const __m256i k = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+        return {_mm256_abs_epi8(k), k};
+    }
+    static KQ load_kq(const uint8_t* p) { return kq(_mm256_loadu_si256((const __m256i*)p)); }
+    static KQ load_kq_n(const uint8_t* p, int n) {
+        return kq(_mm256_maskload_epi32((const int*)p, first_n(n)));
+    }
+    static VI dot_kq(VI acc, const KQ& k, int32_t q4) {
+        const __m256i p = _mm256_maddubs_epi16(k.a, _mm256_sign_epi8(_mm256_set1_epi32(q4), k.s));
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    }
+    static V to_float(VI x, int32_t offset) {
+        return _mm256_cvtepi32_ps(_mm256_sub_epi32(x, _mm256_set1_epi32(offset)));
+    }
     static V load_b_n(const int8_t* p, int n) {
         int64_t t = 0;
         std::memcpy(&t, p, (size_t)n);

@@ -81,6 +81,25 @@ struct Avx512 {
             _mm_srl_epi16(_mm_loadu_si128((const __m128i*)p), _mm_cvtsi32_si128(shift));
         return levels(_mm_and_si128(x, _mm_set1_epi8(0x0F)));
     }
+    // Q8_0 keys (stored + 128): a run's 4 dims as one vector of L dwords, and their dot
+    // products with 4 query bytes; vpdpbusd adds sum((k + 128) q) = sum(k q) + 128 sum(q),
+    // which to_float takes back off (kKeysOffset) before the exact sum becomes a float.
+    using VI = __m512i;
+    struct KQ {
+        __m512i u;
+    };
+    static constexpr bool kKeysOffset = true;
+    static VI izero() { return _mm512_setzero_si512(); }
+    static KQ load_kq(const uint8_t* p) { return {_mm512_loadu_si512(p)}; }
+    static KQ load_kq_n(const uint8_t* p, int n) {
+        return {_mm512_maskz_loadu_epi32(first_n(n), p)};
+    }
+    static VI dot_kq(VI acc, const KQ& k, int32_t q4) {
+        return _mm512_dpbusd_epi32(acc, k.u, _mm512_set1_epi32(q4));
+    }
+    static V to_float(VI x, int32_t offset) {
+        return _mm512_cvtepi32_ps(_mm512_sub_epi32(x, _mm512_set1_epi32(offset)));
+    }
     static float half(uint16_t h) { return _cvtsh_ss(h); }
     static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first_n(n), v); }
     // f16-rounded copies of n floats (n a multiple of 16).

@@ -9,15 +9,20 @@
 // double, the difference is far below the f16 rounding that follows), probabilities
 // rounded to f16 before they weight the values; K and V values as the reference dequantizes
 // them (f16 converted, Q8_0 int8 times its block's f16 scale: one float rounding, the same);
-// float rounding aside the results agree.
+// float rounding aside the results agree. Against Q8_0 keys the queries are quantized as
+// Q8_0 and scored with integer dot products (kv_quantize_query_q8), the reference's steps
+// exactly: those scores are the reference's bits.
 //
 // Scores. K blocks are dims-major ([head_dim][block_size] values, ops/attention.h; a Q8_0
 // block's scales follow its values as [head_dim / 32][block_size]), so the keys of one block
 // are cut into runs of up to S::L consecutive positions and a run's dim d is one vector of L
 // keys. Each dim's vector is multiplied by a broadcast query value of each of HS heads,
 // accumulating L scores per head with no horizontal sums. R runs are scored together so that
-// R x HS accumulators (S::kScoreAcc) cover the FMA latency. Scores are stored in tiles,
-// [head block of HB][key tile of L][HB][L].
+// R x HS accumulators (S::kScoreAcc) cover the FMA latency. Q8_0 keys are stored 4 dims to a
+// key's dword ([head_dim / 4][block_size][4]), so a run's 4 dims are one vector of L dwords
+// and one int8 dot-product instruction per head (a broadcast dword of 4 query bytes) takes
+// 4 x L multiply-adds where an FMA takes L: one run, HS integer sums per 32-dim block, then
+// one float step per block. Scores are stored in tiles, [head block of HB][key tile of L][HB][L].
 //
 // Values (V rows stay row-major): HV heads x CB chunks of L dims in registers
 // (HV x CB <= S::kValueAcc; HV = HB, or half of it when that makes CB whole rows), every
@@ -25,7 +30,10 @@
 // keys in tiles of TKV so later register blocks find the tile's V rows in L1.
 //
 // S provides: V (the vector type), L (lanes), kScoreAcc, kScoreHeads (kScoreHeadsQ4 for Q4_0
-// keys, whose conversion costs more), kValueAcc, zero, set1, fma, sub,
+// keys, whose conversion costs more), kValueAcc, zero, set1, fma, sub, for Q8_0 keys VI (an
+// integer vector), KQ (a run's 4 dims as loaded), kKeysOffset, izero, load_kq / load_kq_n,
+// dot_kq (the exact dot product with 4 query bytes, plus 128 x their sum when
+// kKeysOffset) and to_float (minus an offset, as floats),
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
 // those n), load_b / load_b_n (the same for int8 values), load_q4_pair (L / 2 bytes' low
 // nibbles then their high ones, as floats), load_q4_plane (L bytes shifted right by 0 or 4,
@@ -88,7 +96,16 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // per FMA and a key conversion per 8, and was 1.1x slower).
     constexpr int kSH = kQ4 ? S::kScoreHeadsQ4 : S::kScoreHeads;
     constexpr int HS = HB < kSH ? HB : kSH;
-    constexpr int R = S::kScoreAcc / HS > 1 ? S::kScoreAcc / HS : 1;
+    // At most 4 runs: each run is a stream of its own through memory (runs lie in different
+    // cache blocks), and with one or two heads per K/V head the 16 or 8 that fill the
+    // accumulators read slower than 4 (Llama 2 7B's heads, 4,096 keys from memory on 2
+    // threads: 2.2 ms a layer with 16, 1.7 with 4, 1.8 with 1 or 2; BM_AttentionDecodeMha).
+    // Q8_0 keys: one run, its HS heads' integer sums beside their float accumulators (with
+    // one head, 4 runs were no faster).
+    constexpr int R = kQ8                     ? 1
+                      : S::kScoreAcc / HS > 4 ? 4
+                      : S::kScoreAcc / HS > 1 ? S::kScoreAcc / HS
+                                              : 1;
     // Keys that K and V are prefetched ahead (128 and 256 measured no better, 2026-12-05),
     // and the groups of R runs that makes while scoring.
     constexpr int kAhead = 64;
@@ -153,7 +170,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const int64_t at = layout.block_offset(query.block_table[block], kv_head);
             const uint8_t* kb = (const uint8_t*)(k_cache + at);
             const uint16_t* ks = kBlk ? (const uint16_t*)(kb + hd * k_dim_bytes) + slot : nullptr;
-            out[n_runs++] = {kQ4 ? kb : kb + EB * slot,
+            out[n_runs++] = {kQ4 ? kb : kb + (kQ8 ? 4 : EB) * slot,
                              ks,
                              (const uint8_t*)(v_cache + at) + slot * v_row_bytes,
                              j,
@@ -173,7 +190,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const KeyRun* runs = runs_tl.data();
     // Dim rows of a run are k_dim_bytes apart: one prefetch per cache line they cover, every
     // d_mask + 1 dims (a power of two: a division per dim cost ~5% of the scoring time).
-    int d_mask = 0;
+    // (Q8_0: rows of 4 dims, 4 * block_size bytes apart; at least one prefetch per row.)
+    int d_mask = kQ8 ? 3 : 0;
     while (k_dim_bytes * 2 * (d_mask + 1) <= 64) d_mask = 2 * d_mask + 1;
     // Q8_0, Q4_0: dims in blocks of 32 sharing a scale per key; f16: one span of all dims.
     const int d_blk = kBlk ? 32 : hd;
@@ -195,6 +213,26 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // spread over them.
     const int v_keys_per_point = (R * L + hd / (d_mask + 1) - 1) / (hd / (d_mask + 1));
 
+    // Q8_0 keys meet the queries quantized as Q8_0 (kv_quantize_query_q8, ops/attention.h):
+    // per head block, q4 [hd / 4][HS] the 4 query bytes of each head at each 4 dims (one
+    // vpdpbusd operand), qd [hd / 32][HS] the block scales, qc [hd / 32][HS] what the dot
+    // product adds to the exact sum (128 x the block's query sum where keys are stored + 128).
+    const int nb = hd / 32;
+    thread_local std::vector<int8_t> q8;
+    thread_local std::vector<int32_t> q8_sum, q4, qc;
+    thread_local std::vector<float> q8_scale, qd;
+    if constexpr (kQ8) {
+        q8.resize((size_t)G * hd);
+        q8_scale.resize((size_t)G * nb);
+        q8_sum.resize((size_t)G * nb);
+        q4.resize((size_t)hd / 4 * HS);
+        qd.resize((size_t)nb * HS);
+        qc.resize((size_t)nb * HS);
+        for (int g = 0; g < G; ++g)
+            kv_quantize_query_q8(q + (int64_t)g * hd, hd, q8.data() + (int64_t)g * hd,
+                                 q8_scale.data() + g * nb, q8_sum.data() + g * nb);
+    }
+
     const V scale = S::set1(s.scale);
     // Every head slot of every head block, the slots past the group's end with the last
     // head's query (their results are dropped), so the softmax sees only computed scores.
@@ -203,8 +241,17 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
         // The HS heads' query values dim by dim ([hd][HS]): one pointer for the broadcasts of
         // every head (a pointer per head left too few registers: two were reloaded per dim).
         for (int h = 0; h < HS; ++h) {
-            const float* qh = q + (int64_t)std::min(g0 + h, G - 1) * hd;
+            const int g = std::min(g0 + h, G - 1);
+            const float* qh = q + (int64_t)g * hd;
             for (int d = 0; d < hd; ++d) qt[d * HS + h] = qh[d];
+            if constexpr (kQ8) {
+                for (int d = 0; d < hd; d += 4)
+                    std::memcpy(&q4[d / 4 * HS + h], &q8[(size_t)g * hd + d], 4);
+                for (int b = 0; b < nb; ++b) {
+                    qd[b * HS + h] = q8_scale[g * nb + b];
+                    qc[b * HS + h] = S::kKeysOffset ? 128 * q8_sum[g * nb + b] : 0;
+                }
+            }
         }
         // Each head's lane-wise running max of its scores, taken as they are stored (a pass
         // over the scores less for the softmax).
@@ -233,8 +280,68 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                 if constexpr (kQ4)
                     full &= (bs == L && run.slot == 0) || run.slot % half + L <= half;
             }
-            // hd vectors of L keys per run, each weighted by every head's query value; a Q8_0
-            // block's int8 values times the keys' scales for that block (sc).
+            // At dims d with (d & d_mask) == 0: the K lines PR groups ahead and, for the first
+            // keys, some of their V rows.
+            auto prefetch_dim = [&](int d) __attribute__((always_inline)) {
+                if (!prefetch || (d & d_mask) != 0) return;
+#pragma GCC unroll 8
+                for (int r = 0; r < R; ++r)
+                    _mm_prefetch((const char*)(ahead[r].k + d * k_dim_bytes), _MM_HINT_T0);
+                if (first_v) {
+                    const int k0 = d / (d_mask + 1) * v_keys_per_point;
+                    for (int ki = k0; ki < k0 + v_keys_per_point && ki < R * L; ++ki) {
+                        const KeyRun& rk = runs[r0 + ki / L];
+                        if (ki % L >= rk.len) continue;
+                        const char* row = (const char*)rk.v + ki % L * v_row_bytes;
+                        for (int b = 0; b < v_lines; ++b) _mm_prefetch(row + 64 * b, _MM_HINT_T0);
+                    }
+                }
+            };
+            // Q8_0 keys: per 32-dim block, the exact integer dot product of each head's query
+            // bytes with each key's (4 dims a step), then acc = fma(isum, key scale x query
+            // scale, acc): the reference's steps (attention.cpp, score_q8_keys).
+            auto score_q8 = [&] {
+                for (int b = 0; b < nb; ++b) {
+                    typename S::VI ia[R][HS];
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+                        for (int h = 0; h < HS; ++h) ia[r][h] = S::izero();
+                    for (int d = 32 * b; d < 32 * b + 32; d += 4) {
+                        prefetch_dim(d);
+                        typename S::KQ kq[R];
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r) {
+                            const uint8_t* p = runs[r0 + r].k + (int64_t)d * bs;
+                            kq[r] = full ? S::load_kq(p) : S::load_kq_n(p, runs[r0 + r].len);
+                        }
+#pragma GCC unroll 8
+                        for (int h = 0; h < HS; ++h) {
+                            const int32_t qw = q4[d / 4 * HS + h];
+#pragma GCC unroll 8
+                            for (int r = 0; r < R; ++r) ia[r][h] = S::dot_kq(ia[r][h], kq[r], qw);
+                        }
+                    }
+                    V dk[R];
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) {
+                        const uint16_t* ks = runs[r0 + r].ks + b * bs;
+                        dk[r] = full ? S::load_h(ks) : S::load_h_n(ks, runs[r0 + r].len);
+                        if (prefetch)
+                            _mm_prefetch((const char*)(ahead[r].ks + b * bs), _MM_HINT_T0);
+                    }
+#pragma GCC unroll 8
+                    for (int h = 0; h < HS; ++h) {
+                        const V dq = S::set1(qd[b * HS + h]);
+                        const int32_t c = qc[b * HS + h];
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r)
+                            a[r][h] = S::fma(S::to_float(ia[r][h], c), S::mul(dk[r], dq), a[r][h]);
+                    }
+                }
+            };
+            // hd vectors of L keys per run, each weighted by every head's query value; a Q4_0
+            // block's levels times the keys' scales for that block (sc).
             auto score = [&](auto load) {
                 for (int d0 = 0; d0 < hd; d0 += d_blk) {
                     // Q4_0: levels u in 0..15 give (u - 8) x scale as fma(u, scale, -8 x scale),
@@ -252,30 +359,12 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         }
                     }
                     for (int d = d0; d < d0 + d_blk; ++d) {
-                        if (prefetch && (d & d_mask) == 0) {
-#pragma GCC unroll 8
-                            for (int r = 0; r < R; ++r)
-                                _mm_prefetch((const char*)(ahead[r].k + d * k_dim_bytes),
-                                             _MM_HINT_T0);
-                            if (first_v) {
-                                const int k0 = d / (d_mask + 1) * v_keys_per_point;
-                                for (int ki = k0; ki < k0 + v_keys_per_point && ki < R * L; ++ki) {
-                                    const KeyRun& rk = runs[r0 + ki / L];
-                                    if (ki % L >= rk.len) continue;
-                                    const char* row = (const char*)rk.v + ki % L * v_row_bytes;
-                                    for (int b = 0; b < v_lines; ++b)
-                                        _mm_prefetch(row + 64 * b, _MM_HINT_T0);
-                                }
-                            }
-                        }
+                        prefetch_dim(d);
                         V kv[R];
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) {
                             kv[r] = load(runs[r0 + r], d * k_dim_bytes);
-                            if constexpr (kQ4)
-                                kv[r] = S::fma(kv[r], sc[r], sc8[r]);
-                            else if constexpr (kQ8)
-                                kv[r] = S::mul(kv[r], sc[r]);
+                            if constexpr (kQ4) kv[r] = S::fma(kv[r], sc[r], sc8[r]);
                         }
 #pragma GCC unroll 8
                         for (int h = 0; h < HS; ++h) {
@@ -289,14 +378,14 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             // A run's L keys at dim offset `at`: whole vectors, or the run's len when short.
             // Q4_0: a block of L keys is both nibble planes of L / 2 bytes; otherwise a run
             // is L keys of one plane (its shift picks the plane).
-            if (kQ4 && full && bs == L)
+            if constexpr (kQ8)
+                score_q8();
+            else if (kQ4 && full && bs == L)
                 score([](const KeyRun& run, int64_t at) { return S::load_q4_pair(run.k + at); });
             else if (full)
                 score([half](const KeyRun& run, int64_t at) {
                     if constexpr (kQ4) {
                         return S::load_q4_plane(run.k + at + run.slot % half, run.shift);
-                    } else if constexpr (kQ8) {
-                        return S::load_b((const int8_t*)run.k + at);
                     } else {
                         return S::load_h((const uint16_t*)(run.k + at));
                     }
@@ -311,8 +400,6 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                             t[i] = (int8_t)(slot >= half ? byte >> 4 : byte & 0x0F);
                         }
                         return S::load_b(t);
-                    } else if constexpr (kQ8) {
-                        return S::load_b_n((const int8_t*)run.k + at, run.len);
                     } else {
                         return S::load_h_n((const uint16_t*)(run.k + at), run.len);
                     }

@@ -3,6 +3,7 @@
 // groups, windows and context lengths over a scattered paged cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "ops/attention.h"
 #include "ops/thread_pool.h"
+#include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
@@ -173,9 +175,90 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
     }
 }
 
-// kv_store_k / kv_load_k and the V pair round-trip every cache type, f16 and Q8_0 K blocks
-// are dims-major (dim d of slot i at d * block_size + i, the layout the kernels read; Q8_0's
-// scales after its values), and a store touches only its own position.
+// Against Q8_0 keys the query is quantized too (llama.cpp's CPU path does the same): each
+// head's f16-rounded query as Q8_0 blocks, per key the exact integer dot product of each
+// 32-dim block, acc = fma(isum, key scale x query scale, acc), times the scale. Expected
+// outputs computed here from that definition with the reference quantizer, and shown to
+// differ from what float queries against the dequantized keys would give (so the test tells
+// the two apart).
+TEST(Attention, Q8KeysMeetQueriesQuantizedAsQ8_0) {
+    const int hd = 64, bs = 16, n_keys = 5, group = 2;
+    std::mt19937 rng(17);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    AttentionShape s{group, 1, hd, bs, 1.0f / std::sqrt((float)hd), 0};
+    s.kv_type = KvType::Q8_0;
+    s.n_blocks = 1;
+    std::vector<uint16_t> kc((size_t)kv_cache_elems(s)), vc(kc.size());
+    std::vector<std::vector<float>> keys(n_keys, std::vector<float>(hd)), vals = keys;
+    for (int j = 0; j < n_keys; ++j) {
+        for (float& x : keys[j]) x = nd(rng);
+        for (float& x : vals[j]) x = nd(rng);
+        kv_store_k(s, kc.data(), 0, j, 0, keys[j].data());
+        kv_store_v(s, vc.data(), 0, j, 0, vals[j].data());
+    }
+    std::vector<float> q((size_t)group * hd);
+    for (float& x : q) x = nd(rng);
+    const int32_t table[1] = {0};
+
+    // Expected outputs, with quantized queries (as specified) and with float ones.
+    auto expected = [&](bool quantized_query) {
+        std::vector<float> out((size_t)group * hd, 0.0f);
+        for (int g = 0; g < group; ++g) {
+            std::vector<float> qh(hd);
+            for (int i = 0; i < hd; ++i) qh[i] = fp16_to_fp32(fp32_to_fp16(q[g * hd + i]));
+            std::vector<BlockQ8_0> qb(hd / 32), kb(hd / 32), vb(hd / 32);
+            quantize_row(TensorType::Q8_0, qh.data(), qb.data(), hd, nullptr);
+            std::vector<double> score(n_keys);
+            for (int j = 0; j < n_keys; ++j) {
+                quantize_row(TensorType::Q8_0, keys[j].data(), kb.data(), hd, nullptr);
+                float acc = 0;
+                double dot = 0;
+                for (int b = 0; b < hd / 32; ++b) {
+                    int32_t isum = 0;
+                    for (int i = 0; i < 32; ++i) {
+                        isum += qb[b].qs[i] * kb[b].qs[i];
+                        dot += (double)(qh[32 * b + i] * (fp16_to_fp32(kb[b].d) * kb[b].qs[i]));
+                    }
+                    acc = std::fma((float)isum, fp16_to_fp32(kb[b].d) * fp16_to_fp32(qb[b].d), acc);
+                }
+                score[j] = quantized_query ? acc * s.scale : (float)dot * s.scale;
+            }
+            const double mx = *std::max_element(score.begin(), score.end());
+            double sum = 0;
+            for (double& x : score) sum += x = std::exp(x - mx);
+            for (int j = 0; j < n_keys; ++j) {
+                const float p = fp16_to_fp32(fp32_to_fp16((float)(score[j] / sum)));
+                quantize_row(TensorType::Q8_0, vals[j].data(), vb.data(), hd, nullptr);
+                for (int i = 0; i < hd; ++i)
+                    out[g * hd + i] += p * fp16_to_fp32(vb[i / 32].d) * vb[i / 32].qs[i % 32];
+            }
+        }
+        return out;
+    };
+    const std::vector<float> want = expected(true), other = expected(false);
+    auto max_diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double m = 0;
+        for (size_t i = 0; i < a.size(); ++i) m = std::max(m, (double)std::fabs(a[i] - b[i]));
+        return m;
+    };
+    EXPECT_GT(max_diff(want, other), 1e-3);  // the two definitions are told apart here
+    ThreadPool pool(1);
+    for (bool simd : {false, true}) {
+        SCOPED_TRACE(simd ? "SIMD" : "reference");
+        std::vector<float> out((size_t)group * hd);
+        const AttentionQuery query{q.data(), out.data(), n_keys - 1, table};
+        if (simd)
+            attention_paged(pool, s, kc.data(), vc.data(), &query, 1);
+        else
+            attention_paged_ref(pool, s, kc.data(), vc.data(), &query, 1);
+        EXPECT_LT(max_diff(out, want), 1e-4);
+    }
+}
+
+// kv_store_k / kv_load_k and the V pair round-trip every cache type, f16 K blocks are
+// dims-major (dim d of slot i at d * block_size + i, the layout the kernels read), Q8_0 ones
+// [head_dim / 4][block_size][4] bytes plus 128 (its scales after its values), and a store
+// touches only its own position.
 TEST(Attention, CacheStoreLoadLayout) {
     const int n_kv = 2, hd = 64, bs = 16, n_blocks = 3;
     std::mt19937 rng(9);
@@ -210,15 +293,19 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
         }
         if (kv == KvType::Q8_0) {
-            // Values dims-major (byte d * block_size + slot), then the scales as
-            // [head_dim / 32][block_size] f16; V rows stay GGUF Q8_0 blocks (34 bytes each).
+            // Values 4 dims to a key's dword (dim d of slot 5 at byte (d / 4 * block_size + 5)
+            // * 4 + d % 4), each plus 128; then the scales as [head_dim / 32][block_size] f16;
+            // V rows stay GGUF Q8_0 blocks (34 bytes each).
             const uint8_t* kb = (const uint8_t*)(kc.data() + base);
             const uint8_t* vb = (const uint8_t*)(vc.data() + base);
             const uint8_t* q = (const uint8_t*)row.data();
             for (int b = 0; b < hd / 32; ++b) {
                 EXPECT_EQ(std::memcmp(kb + hd * bs + 2 * (b * bs + 5), q + 34 * b, 2), 0);
-                for (int i = 0; i < 32; ++i)
-                    EXPECT_EQ(kb[(32 * b + i) * bs + 5], q[34 * b + 2 + i]) << "dim " << 32 * b + i;
+                for (int i = 0; i < 32; ++i) {
+                    const int d = 32 * b + i;
+                    EXPECT_EQ(kb[(d / 4 * bs + 5) * 4 + d % 4], (uint8_t)(q[34 * b + 2 + i] + 128))
+                        << "dim " << d;
+                }
             }
             EXPECT_EQ(std::memcmp(vb + 5 * 2 * kv_row_elems(kv, hd), q, 2 * row.size()), 0);
         }
