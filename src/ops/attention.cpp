@@ -47,6 +47,11 @@ TensorType kv_tensor_type(KvType t) {
 
 void kv_quantize_query_q8(const float* q, int head_dim, int8_t* values, float* scales,
                           int32_t* sums) {
+    if (head_dim % 32 != 0 || head_dim > kMaxQ8HeadDim)
+        throw std::invalid_argument(
+            "attention: a q8_0 query needs a head size that is a "
+            "multiple of 32, at most " +
+            std::to_string(kMaxQ8HeadDim));
     BlockQ8_0 blk[kMaxQ8HeadDim / 32];
     quantize_row(TensorType::Q8_0, q, blk, head_dim, nullptr);
     for (int b = 0; b < head_dim / 32; ++b) {
