@@ -304,28 +304,26 @@ int batched_ctx(const Opts& o) {
 // note on stderr when a test goes past the model's training context (speed is still measured,
 // as llama-bench does, but the user may not have meant it).
 void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
+    // Every test of every thread count and KV cache type runs in rounds, so their contexts
+    // exist together: each is checked alone (naming the flag to lower), then their sum.
     struct Test {
         int n_ctx, n_seq;
         const char* lower;
-        // The generation and batched tests of every thread count and KV cache type run in
-        // rounds, so their contexts exist together (the prompt tests' one at a time).
-        bool together;
     };
     std::vector<Test> tests;
     for (int p : plan.prompts) {
-        tests.push_back({prompt_ctx(p, 0), 1, "lower -p", false});
-        for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d", false});
+        tests.push_back({prompt_ctx(p, 0), 1, "lower -p"});
+        for (int d : plan.depths) tests.push_back({prompt_ctx(p, d), 1, "lower -d"});
     }
     for (const auto& [p, n] : plan.pgs) {
-        tests.push_back({prompt_ctx(p + n, 0), 1, "lower --pg", false});
-        for (int d : plan.depths) tests.push_back({prompt_ctx(p + n, d), 1, "lower -d", false});
+        tests.push_back({prompt_ctx(p + n, 0), 1, "lower --pg"});
+        for (int d : plan.depths) tests.push_back({prompt_ctx(p + n, d), 1, "lower -d"});
     }
     for (int n : plan.gens) {
-        tests.push_back({generation_ctx(n, 0), 1, "lower -n", true});
-        for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d", true});
+        tests.push_back({generation_ctx(n, 0), 1, "lower -n"});
+        for (int d : plan.depths) tests.push_back({generation_ctx(n, d), 1, "lower -d"});
     }
-    for (int B : plan.batches)
-        tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg", true});
+    for (int B : plan.batches) tests.push_back({batched_ctx(o), B, "lower -b, --npp or --ntg"});
     const int threads = plan.threads.front();  // memory does not depend on it
     int longest = 0;
     uint64_t together = 0;
@@ -335,16 +333,16 @@ void check_contexts(const Opts& o, const Plan& plan, const Model& m) {
         for (const Test& t : tests) {
             const ContextParams cp = bench_params(kv, threads, t.n_ctx, t.n_seq);
             require_context_fits(m, cp, t.lower);
-            if (t.together) together += Context::kv_bytes(m, cp) * plan.threads.size();
+            together += Context::kv_bytes(m, cp) * plan.threads.size();
             longest = std::max(longest, t.n_ctx);
         }
     }
     require_memory_fits(m, together,
                         kv_names + (plan.kv_types.size() > 1 ? " KV caches" : " KV cache"),
-                        "bench: running the generation and batched tests side by side",
+                        "bench: running the tests side by side",
                         plan.kv_types.size() * plan.threads.size() > 1
-                            ? "give fewer -n, -d, -b, -t or --cache-type values"
-                            : "give fewer -n, -d or -b values");
+                            ? "give fewer -p, -n, --pg, -d, -b, -t or --cache-type values"
+                            : "give fewer -p, -n, --pg, -d or -b values");
     if (m.hp.n_ctx_train > 0 && longest > m.hp.n_ctx_train)
         std::fprintf(stderr,
                      "bench: a test reaches %d positions, past the model's training context of "
@@ -362,26 +360,27 @@ class Bench {
     // cache; filled once, untimed), logits of the last only. At depth this is a new turn of
     // a long chat: the prompt's attention reads the whole history. n_gen > 0: then n_gen
     // tokens generated one at a time, all in one timed request (llama-bench's pg test: its
-    // rate is (n_prompt + n_gen) / seconds).
-    Stat prompt(int n_prompt, int depth, int n_gen = 0) {
-        Context ctx(m_, bench_params(kv_, threads_, prompt_ctx(n_prompt + n_gen, depth), 1));
-        const int32_t seq = ctx.cache().create_sequence();
-        fill(ctx, seq, depth);
-        std::vector<float> logits;
-        std::vector<double> tps, starts;
-        for (int r = -1; r < o_.reps; ++r) {  // r = -1: warm-up (page faults, scratch growth)
+    // rate is (n_prompt + n_gen) / seconds). Made ready (context, fill, a warm-up request):
+    // each call of the result is one timed repetition.
+    std::function<Sample()> prompt(int n_prompt, int depth, int n_gen = 0) {
+        auto ctx = std::make_shared<Context>(
+            m_, bench_params(kv_, threads_, prompt_ctx(n_prompt + n_gen, depth), 1));
+        const int32_t seq = ctx->cache().create_sequence();
+        fill(*ctx, seq, depth);
+        auto rep = [this, ctx, seq, depth, n_prompt, n_gen] {
+            std::vector<float> logits;
             const auto toks = random_tokens(rng_, m_.hp.n_vocab, n_prompt + n_gen);
             const auto t0 = Clock::now();
-            if (r >= 0) starts.push_back(since_start(t0));
-            ctx.eval(seq, std::span<const int32_t>(toks.data(), (size_t)n_prompt), false, logits);
+            ctx->eval(seq, std::span<const int32_t>(toks.data(), (size_t)n_prompt), false, logits);
             for (int i = 0; i < n_gen; ++i)
-                ctx.eval(seq, std::span<const int32_t>(&toks[(size_t)(n_prompt + i)], 1), false,
-                         logits);
+                ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)(n_prompt + i)], 1), false,
+                          logits);
             const double s = seconds_since(t0);
-            ctx.cache().truncate(seq, depth);
-            if (r >= 0) tps.push_back((n_prompt + n_gen) / s);
-        }
-        return stat_of(std::move(tps), std::move(starts));
+            ctx->cache().truncate(seq, depth);
+            return Sample{(n_prompt + n_gen) / s, since_start(t0)};
+        };
+        rep();  // warm-up: page faults, scratch growth
+        return rep;
     }
 
     // n_gen tokens one at a time after `depth` cached positions (filled once, untimed), made
@@ -670,19 +669,23 @@ class TestRun {
                                   : json(nullptr)}};
             }
         }
-        for (int p : plan_.prompts) prompt_tests(p, 0);
-        for (const auto& [p, n] : plan_.pgs) prompt_tests(p, n);
+        for (const auto& [p, n] : prompt_specs()) {
+            prompt_reps_.push_back(bench_.prompt(p, 0, n));
+            for (int d : plan_.depths) prompt_reps_.push_back(bench_.prompt(p, d, n));
+        }
         for (int n : plan_.gens)
             for (int d : plan_.depths) depth_reps_.push_back(bench_.generation(n, d));
         for (int B : plan_.batches) batched_reps_.push_back(bench_.batched(B));
+        prompt_.resize(prompt_reps_.size());
         tg_.resize(tg_reps_.size());
         depth_.resize(depth_reps_.size());
         batched_.resize(batched_reps_.size());
         b_prof_.resize(batched_reps_.size());
     }
 
-    // One repetition of each generation, depth and batched test.
+    // One repetition of each test.
     void round() {
+        for (size_t i = 0; i < prompt_reps_.size(); ++i) prompt_[i].add(prompt_reps_[i]());
         for (size_t g = 0; g < tg_reps_.size(); ++g) {
             matmul_profile_enable(o_.matmul_profile);
             tg_[g].add(tg_reps_[g]());
@@ -699,13 +702,59 @@ class TestRun {
         }
     }
 
-    // Appends this run's records to `tests` (its prompt tests', then the rounds'), printing the
-    // rounds' rows. by_threads, by_kv: the runs at the first thread count with this KV cache
-    // type and at this thread count with the first type (nullptr where this run is that one);
-    // each round test is also given as a ratio to the same test there, paired by round.
+    // Appends this run's records to `tests` and prints their rows. by_threads, by_kv: the
+    // runs at the first thread count with this KV cache type and at this thread count with
+    // the first type (nullptr where this run is that one); each test is also given as a ratio
+    // to the same test there, paired by round.
     void report(const TestRun* by_threads, const TestRun* by_kv, json& tests) const {
-        for (const json& e : prompt_records_) tests.push_back(e);
         const size_t nd = plan_.depths.size();
+        // Prompts (n == 0) and --pg's prompt-then-generation requests, each also after every
+        // depth: prompt_[t * (nd + 1)] plain, then one per depth.
+        const std::vector<std::pair<int, int>> specs = prompt_specs();
+        for (size_t t = 0; t < specs.size(); ++t) {
+            const auto [p, n] = specs[t];
+            const std::string kind = n > 0 ? "pg" : "pp";
+            const std::string name =
+                "pp" + std::to_string(p) + (n > 0 ? "+tg" + std::to_string(n) : "");
+            const size_t i0 = t * (nd + 1);
+            const Series& ps = prompt_[i0];
+            const Stat s = ps.stat();
+            json e = record(kind.c_str(), s);
+            e["n_prompt"] = p;
+            if (n > 0) e["n_gen"] = n;
+            std::string note;
+            if (n == 0) {  // a pg test's rate mixes two ceilings: no fraction of either
+                e["compute_fraction"] = prompt_s_ > 0 ? json(s.mean * prompt_s_) : json(nullptr);
+                if (prompt_s_ > 0)
+                    note = std::to_string((int)std::lround(100 * s.mean * prompt_s_)) +
+                           "% of compute peak";
+            }
+            const auto plain_of = [i0](const TestRun& r) -> const Series& { return r.prompt_[i0]; };
+            note += paired_across(by_threads, by_kv, plain_of, e);
+            tests.push_back(e);
+            row(name, s, note);
+            for (size_t k = 0; k < nd; ++k) {
+                const size_t i = i0 + 1 + k;
+                const Stat sd = prompt_[i].stat();
+                const double paired = median_ratio(prompt_[i].tps, ps.tps);
+                json de = record((kind + "_depth").c_str(), sd);
+                de["n_prompt"] = p;
+                if (n > 0) de["n_gen"] = n;
+                de["depth"] = plan_.depths[k];
+                de["ratio_to_" + kind] = s.mean > 0 ? sd.mean / s.mean : 0.0;
+                de["ratio_to_" + kind + "_paired"] = paired;
+                const auto depth_of = [i](const TestRun& r) -> const Series& {
+                    return r.prompt_[i];
+                };
+                const std::string across = paired_across(by_threads, by_kv, depth_of, de);
+                tests.push_back(de);
+                char dnote[96];
+                std::snprintf(dnote, sizeof dnote, "%.0f%% of %s (paired by round: %.0f%%)",
+                              s.mean > 0 ? 100 * sd.mean / s.mean : 0.0, name.c_str(),
+                              100 * paired);
+                row(name + " @ d" + std::to_string(plan_.depths[k]), sd, dnote + across);
+            }
+        }
         for (size_t g = 0; g < plan_.gens.size(); ++g) {
             const int n = plan_.gens[g];
             const Stat tg = tg_[g].stat();
@@ -822,37 +871,13 @@ class TestRun {
         Stat stat() const { return stat_of(tps, starts); }
     };
 
-    // Prompts (n == 0) and --pg's prompt-then-generation requests, each also after every
-    // depth: run now, their rows printed, their records kept for report().
-    void prompt_tests(int p, int n) {
-        const std::string kind = n > 0 ? "pg" : "pp";
-        const std::string name =
-            "pp" + std::to_string(p) + (n > 0 ? "+tg" + std::to_string(n) : "");
-        const Stat s = bench_.prompt(p, 0, n);
-        json e = record(kind.c_str(), s);
-        e["n_prompt"] = p;
-        if (n > 0) e["n_gen"] = n;
-        char note[96] = "";
-        if (n == 0) {  // a pg test's rate mixes two ceilings: no fraction of either
-            e["compute_fraction"] = prompt_s_ > 0 ? json(s.mean * prompt_s_) : json(nullptr);
-            if (prompt_s_ > 0)
-                std::snprintf(note, sizeof note, "%.0f%% of compute peak",
-                              100 * s.mean * prompt_s_);
-        }
-        prompt_records_.push_back(e);
-        row(name, s, note);
-        for (int d : plan_.depths) {
-            const Stat sd = bench_.prompt(p, d, n);
-            json de = record((kind + "_depth").c_str(), sd);
-            de["n_prompt"] = p;
-            if (n > 0) de["n_gen"] = n;
-            de["depth"] = d;
-            de["ratio_to_" + kind] = s.mean > 0 ? sd.mean / s.mean : 0.0;
-            prompt_records_.push_back(de);
-            std::snprintf(note, sizeof note, "%.0f%% of %s",
-                          s.mean > 0 ? 100 * sd.mean / s.mean : 0.0, name.c_str());
-            row(name + " @ d" + std::to_string(d), sd, note);
-        }
+    // The prompt tests in order, (prompt tokens, generated tokens): -p's (0 generated), then
+    // --pg's.
+    std::vector<std::pair<int, int>> prompt_specs() const {
+        std::vector<std::pair<int, int>> v;
+        for (int p : plan_.prompts) v.emplace_back(p, 0);
+        for (const auto& pg : plan_.pgs) v.push_back(pg);
+        return v;
     }
 
     // The same test's ratio to it in the runs by_threads and by_kv, the median of the per-round
@@ -908,10 +933,10 @@ class TestRun {
     double gen_s_ = matmul_seconds_per_token(m_, c_.peaks, true);
     Bench bench_;
 
-    std::vector<json> prompt_records_;
-    std::vector<std::function<Sample()>> tg_reps_, depth_reps_;  // depth: [gen][depth]
+    // prompt: [prompt test][plain, then each depth]; depth: [gen][depth]
+    std::vector<std::function<Sample()>> prompt_reps_, tg_reps_, depth_reps_;
     std::vector<std::function<Bench::BatchedRep()>> batched_reps_;
-    std::vector<Series> tg_, depth_, batched_;
+    std::vector<Series> prompt_, tg_, depth_, batched_;
     // Per shape: each tg test's (its warm-up included), each batched test's steps.
     std::vector<std::vector<MatmulShapeStat>> tg_prof_, b_prof_;
 };

@@ -594,10 +594,10 @@ TEST(Bench, CacheTypesRunEveryTest) {
     EXPECT_NE(r.out.find("q8_0, f16 KV caches"), std::string::npos) << r.out;
 }
 
-// The generation, depth and batched tests of every thread count and KV cache type run in
-// rounds: every one of round r's repetitions starts before any of round r + 1's, after every
-// prompt test; each also gives its ratio to the same test at the first thread count and with
-// the first KV cache type, the median of the per-round ratios of the samples it reports.
+// Every test of every thread count and KV cache type runs in rounds: every one of round r's
+// repetitions starts before any of round r + 1's; each also gives its ratio to the same test
+// at the first thread count and with the first KV cache type, and a prompt at depth its ratio
+// to the plain prompt, the median of the per-round ratios of the samples it reports.
 TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
     const std::string m = q(lokal::test::shared_path("models/tiny-k.Q4_0.gguf"));
     const int reps = 3;
@@ -606,7 +606,6 @@ TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
                            "-r 3 --roofline 1 --json");
     ASSERT_EQ(r.code, 0) << r.err;
     const json j = json::parse(r.out);
-    double last_prompt = 0;
     std::vector<double> round_min(reps, 1e300), round_max(reps, 0);
     std::map<std::string, const json*> by_name;  // round tests by threads, type and test
     size_t round_tests = 0;
@@ -614,10 +613,6 @@ TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
         const std::string test = e["test"];
         const std::vector<double> starts = e["sample_start_s"];
         ASSERT_EQ(starts.size(), (size_t)reps) << e.dump();
-        if (test == "pp" || test == "pp_depth") {
-            last_prompt = std::max(last_prompt, starts.back());
-            continue;
-        }
         ++round_tests;
         for (int i = 0; i < reps; ++i) {
             round_min[i] = std::min(round_min[i], starts[i]);
@@ -628,8 +623,8 @@ TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
                                  (e.contains("batch") ? std::to_string(e["batch"].get<int>()) : "");
         by_name[name] = &e;
     }
-    EXPECT_EQ(round_tests, 4u * 4u);  // tg, tg_depth, batched 1 and 2 for each of 4 runs
-    EXPECT_LT(last_prompt, round_min[0]);
+    // pp, pp_depth, tg, tg_depth, batched 1 and 2 for each of 4 runs
+    EXPECT_EQ(round_tests, 4u * 6u);
     for (int i = 0; i + 1 < reps; ++i) EXPECT_LT(round_max[i], round_min[i + 1]) << "round " << i;
 
     auto median_ratio = [](const json& a, const json& b) {
@@ -639,7 +634,12 @@ TEST(Bench, RoundsInterleaveThreadCountsAndCacheTypes) {
         std::sort(v.begin(), v.end());
         return v[v.size() / 2];  // 3 rounds: the middle one
     };
-    for (const std::string test : {"tg", "tg_depth", "batched1", "batched2"}) {
+    for (const std::string test : {"pp", "pp_depth", "tg", "tg_depth", "batched1", "batched2"}) {
+        const json& d = *by_name.at("2 q8_0 " + test);
+        if (test == "pp_depth") {
+            EXPECT_NEAR(d["ratio_to_pp_paired"].get<double>(),
+                        median_ratio(d, *by_name.at("2 q8_0 pp")), 1e-9);
+        }
         const json& first = *by_name.at("1 f16 " + test);
         EXPECT_FALSE(first.contains("paired_with")) << first.dump();
         const json& both = *by_name.at("2 q8_0 " + test);
