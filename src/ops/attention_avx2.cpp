@@ -77,11 +77,6 @@ struct Avx2 {
     static V to_float(VI x, int32_t offset) {
         return _mm256_cvtepi32_ps(_mm256_sub_epi32(x, _mm256_set1_epi32(offset)));
     }
-    static V load_b_n(const int8_t* p, int n) {
-        int64_t t = 0;
-        std::memcpy(&t, p, (size_t)n);
-        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(t)));
-    }
     // Q4_0 levels (0-15) as floats: 8 nibbles, the low ones of 4 bytes then their high
     // ones, or one plane of 8 bytes.
     static V levels(__m128i nibbles) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(nibbles)); }

@@ -65,9 +65,6 @@ struct Avx512 {
     static V load_b(const int8_t* p) {
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
     }
-    static V load_b_n(const int8_t* p, int n) {
-        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_n(n), p)));
-    }
     // Q4_0 levels (0-15) as floats: 16 nibbles, the low ones of 8 bytes then their high
     // ones, or one plane of 16 bytes.
     static V levels(__m128i nibbles) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(nibbles)); }

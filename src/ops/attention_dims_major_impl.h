@@ -35,7 +35,7 @@
 // dot_kq (the exact dot product with 4 query bytes, plus 128 x their sum when
 // kKeysOffset) and to_float (minus an offset, as floats),
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
-// those n), load_b / load_b_n (the same for int8 values), load_q4_pair (L / 2 bytes' low
+// those n), load_b (L int8 values as floats), load_q4_pair (L / 2 bytes' low
 // nibbles then their high ones, as floats), load_q4_plane (L bytes shifted right by 0 or 4,
 // their low nibbles as floats), store_n (the first n lanes),
 // round_f16_n, half (one f16 value as a float), and the softmax steps on one tile of
