@@ -377,6 +377,7 @@ class Bench {
                           logits);
             const double s = seconds_since(t0);
             ctx->cache().truncate(seq, depth);
+            ctx->pool().park();  // the next test is another context's (ThreadPool::park)
             return Sample{(n_prompt + n_gen) / s, since_start(t0)};
         };
         rep();  // warm-up: page faults, scratch growth
@@ -400,6 +401,7 @@ class Bench {
                 ctx->eval(seq, std::span<const int32_t>(&toks[(size_t)i], 1), false, logits);
             const double s = seconds_since(t0);
             ctx->cache().truncate(seq, depth);
+            ctx->pool().park();
             return Sample{n / s, since_start(t0)};
         };
         rep(std::min(n_gen, 4));  // warm-up: page faults, scratch growth
@@ -452,6 +454,7 @@ class Bench {
             matmul_profile_enable(false);
             res.gen_tps = (double)B * o_.ntg / res.gen_seconds;
             for (int32_t s : seqs) kv.free_sequence(s);
+            ctx->pool().park();
             return res;
         };
         rep();  // warm-up (the cache's pages, scratch growth); its matmuls not counted

@@ -68,7 +68,8 @@ void ThreadPool::worker(int index) {
     for (;;) {
         // Spin first: in a forward pass the next op follows within microseconds.
         int spins = 0;
-        while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+        while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations &&
+               !parked_.load(std::memory_order_relaxed)) {
             cpu_relax();
             ++spins;
         }
@@ -92,6 +93,7 @@ void ThreadPool::run_on_all(const std::function<void(int)>& job) {
     }
     job_ = &job;
     pending_.store(n_threads_ - 1, std::memory_order_release);
+    parked_.store(false, std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> lock(mutex_);
         generation_.fetch_add(1, std::memory_order_acq_rel);

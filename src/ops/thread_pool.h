@@ -52,6 +52,13 @@ class ThreadPool {
     void parallel_spans(int64_t n, int64_t min_range,
                         const std::function<void(int64_t, int64_t, int)>& fn);
 
+    // Workers stop spinning now and sleep until the next parallel loop: for a caller that
+    // knows no work follows soon. A pool left spinning takes a core for ~0.3 ms after its last
+    // loop (far longer on a VM whose hypervisor deschedules spinning vCPUs), which another
+    // pool's threads — another Context's — then wait for; `lokal bench` switches between
+    // contexts every repetition and parks each one after it.
+    void park() { parked_.store(true, std::memory_order_release); }
+
     static int default_threads();
 
   private:
@@ -67,6 +74,7 @@ class ThreadPool {
     std::mutex mutex_;
     std::condition_variable wake_;
     std::atomic<int> sleeping_{0};
+    std::atomic<bool> parked_{false};  // park(): no spinning until the next loop
     // parallel_spans: per thread, its span's remaining [begin, end) as begin | end << 32, on
     // its own cache line (owner and thief update it with compare-exchange).
     struct alignas(64) Span {

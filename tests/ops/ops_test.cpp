@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "ops/attention.h"
@@ -34,6 +36,28 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
             });
             for (int64_t i = 0; i < n; ++i)
                 ASSERT_EQ(hits[i].load(), 1) << "threads " << threads << " n " << n;
+        }
+    }
+}
+
+// park() sends the workers to sleep between loops; every loop after it still runs on every
+// thread (each index once, and each thread index seen when there are as many tasks), whether
+// the workers were asleep, spinning or parked at once again, and two pools take turns as
+// `lokal bench`'s contexts do.
+TEST(ThreadPool, ParkedPoolsRunEveryLoopOnEveryThread) {
+    ThreadPool a(3), b(2);
+    for (int round = 0; round < 200; ++round) {
+        for (ThreadPool* pool : {&a, &b}) {
+            const int nt = pool->n_threads();
+            std::vector<std::atomic<int>> hits(64), by_thread(nt);
+            pool->parallel_for(64, [&](int64_t i0, int64_t i1, int t) {
+                for (int64_t i = i0; i < i1; ++i) hits[i]++;
+                by_thread[t]++;
+            });
+            for (auto& h : hits) ASSERT_EQ(h.load(), 1) << "round " << round;
+            for (auto& t : by_thread) ASSERT_EQ(t.load(), 1) << "round " << round;
+            if (round % 3 != 2) pool->park();  // and now and then left spinning
+            if (round % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
         }
     }
 }
