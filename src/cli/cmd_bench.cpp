@@ -636,11 +636,11 @@ struct Ceilings {
     ComputePeaks peaks;
 };
 
-// The tests at one thread count and KV cache type. prepare() makes their contexts and runs
-// the prompt tests (rep after rep: a ratio of means); the generation, depth and batched
-// tests of every thread count and type then run in rounds (round(): one repetition of each
-// test), so the two sides of any ratio between them, within a run or across thread counts
-// and types, ran seconds apart; report() turns the samples into records and table rows.
+// The tests at one thread count and KV cache type. prepare() makes their contexts ready
+// (cache fills, warm-ups); every test of every thread count and type then runs in rounds
+// (round(): one repetition of each test), so the two sides of any ratio between them, within
+// a run or across thread counts and types, ran seconds apart; report() turns the samples
+// into records and table rows.
 class TestRun {
   public:
     TestRun(const Opts& o, const Plan& plan, const Model& m, const Ceilings& c, KvType kv,
@@ -1049,7 +1049,7 @@ void run_model(const Opts& o) {
     }
 
     // Each KV cache type's tests at every thread count (the ceilings do not depend on it):
-    // every run's contexts and prompt tests first, then the other tests of all runs in rounds.
+    // every run's contexts made ready first, then the tests of all runs in rounds.
     const auto t0 = Clock::now();
     json memory;
     std::vector<std::unique_ptr<TestRun>> runs;

@@ -345,14 +345,15 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             auto score = [&](auto load) {
                 for (int d0 = 0; d0 < hd; d0 += d_blk) {
                     // Q4_0: levels u in 0..15 give (u - 8) x scale as fma(u, scale, -8 x scale),
-                    // one rounding of the same exact product (-8 x scale is exact).
+                    // one rounding of the same exact product (-8 x scale is exact). (Q8_0 keys
+                    // take score_q8.)
                     V sc[R], sc8[R];
-                    if constexpr (kBlk) {
+                    if constexpr (kQ4) {
 #pragma GCC unroll 8
                         for (int r = 0; r < R; ++r) {
                             const uint16_t* ks = runs[r0 + r].ks + d0 / 32 * bs;
                             sc[r] = full ? S::load_h(ks) : S::load_h_n(ks, runs[r0 + r].len);
-                            if constexpr (kQ4) sc8[r] = S::mul(sc[r], S::set1(-8.0f));
+                            sc8[r] = S::mul(sc[r], S::set1(-8.0f));
                             if (prefetch)
                                 _mm_prefetch((const char*)(ahead[r].ks + d0 / 32 * bs),
                                              _MM_HINT_T0);

@@ -53,10 +53,10 @@ class ThreadPool {
                         const std::function<void(int64_t, int64_t, int)>& fn);
 
     // Workers stop spinning now and sleep until the next parallel loop: for a caller that
-    // knows no work follows soon. A pool left spinning takes a core for ~0.3 ms after its last
-    // loop (far longer on a VM whose hypervisor deschedules spinning vCPUs), which another
-    // pool's threads — another Context's — then wait for; `lokal bench` switches between
-    // contexts every repetition and parks each one after it.
+    // knows no work follows soon. A pool left spinning takes a core for 20,000 pause
+    // instructions after its last loop, which another pool's threads — another Context's —
+    // then wait for (on this project's VM far longer than that suggests: docs/PERFORMANCE.md);
+    // `lokal bench` switches between contexts every repetition and parks each one after it.
     void park() { parked_.store(true, std::memory_order_release); }
 
     static int default_threads();
