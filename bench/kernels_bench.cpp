@@ -332,10 +332,12 @@ BENCHMARK(BM_MatmulLayer)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-// One decode step of attention over `ctx` cached positions, at a model's head shape;
-// ref:1 selects the scalar reference, kv:1 a Q8_0 cache, kv:2 Q4_0; seqs > 1: that many
-// sequences' queries in one call, each with its own blocks (a batched decode step).
-void attention_decode(benchmark::State& st, int n_head, int n_kv, int hd) {
+// One step of attention over `ctx` cached positions, at a model's head shape: the last
+// `tokens` positions' queries of each sequence (1: a decode step; more: a prompt's block of
+// queries after ctx - tokens cached positions); ref:1 selects the scalar reference, kv:1 a
+// Q8_0 cache, kv:2 Q4_0; seqs > 1: that many sequences' queries in one call, each with its
+// own blocks (a batched decode step).
+void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int tokens) {
     const int ctx = (int)st.range(0), bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
     const KvType kv_type = kKvTypes[st.range(4)];
@@ -362,28 +364,34 @@ void attention_decode(benchmark::State& st, int n_head, int n_kv, int hd) {
         for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
             std::copy(r.begin(), r.end(), dst + i);
     }
-    std::vector<float> q((size_t)seqs * n_head * hd, 0.1f), out(q.size());
+    const size_t per_query = (size_t)n_head * hd;
+    std::vector<float> q((size_t)seqs * tokens * per_query, 0.1f), out(q.size());
     std::vector<AttentionQuery> aq;
     for (int i = 0; i < seqs; ++i)
-        aq.push_back({q.data() + (size_t)i * n_head * hd, out.data() + (size_t)i * n_head * hd,
-                      ctx - 1, table.data() + (size_t)i * n_blocks});
+        for (int t = 0; t < tokens; ++t) {
+            const size_t at = ((size_t)i * tokens + t) * per_query;
+            aq.push_back({q.data() + at, out.data() + at, ctx - tokens + t,
+                          table.data() + (size_t)i * n_blocks});
+        }
     int layer = 0;
     for (auto _ : st) {
         const uint16_t* k = kc.data() + cache_elems * layer;
         const uint16_t* v = vc.data() + cache_elems * layer;
         layer = (layer + 1) % layers;
         if (st.range(1))
-            attention_paged_ref(pool, shape, k, v, aq.data(), seqs);
+            attention_paged_ref(pool, shape, k, v, aq.data(), (int64_t)aq.size());
         else
-            attention_paged(pool, shape, k, v, aq.data(), seqs);
+            attention_paged(pool, shape, k, v, aq.data(), (int64_t)aq.size());
         benchmark::DoNotOptimize(out.data());
     }
+    // K and V bytes of the positions attended, once per call (what a query-blocked kernel
+    // would read; a prompt's queries each read their prefix again).
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)ctx * seqs * n_kv * row * 2 * 2);
 }
 
 // TinyLlama's heads: 32 query heads on 4 K/V heads, head_dim 64.
 void BM_AttentionDecode(benchmark::State& st) {
-    attention_decode(st, 32, 4, 64);
+    attention_step(st, 32, 4, 64, 1);
 }
 BENCHMARK(BM_AttentionDecode)
     ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
@@ -409,7 +417,7 @@ BENCHMARK(BM_AttentionDecode)
 // Llama 2 7B's heads: 32 query heads, each its own K/V head (no grouping), head_dim 128: every
 // head reads its own keys and values, 16x TinyLlama's bytes per layer at the same depth.
 void BM_AttentionDecodeMha(benchmark::State& st) {
-    attention_decode(st, 32, 32, 128);
+    attention_step(st, 32, 32, 128, 1);
 }
 BENCHMARK(BM_AttentionDecodeMha)
     ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
@@ -419,6 +427,24 @@ BENCHMARK(BM_AttentionDecodeMha)
     ->Args({4096, 0, 1, 4, 0, 1})
     ->Args({4096, 0, 1, 4, 1, 1})
     ->Unit(benchmark::kMicrosecond);
+
+// A prompt's attention after a long context: 64 queries (positions ctx - 64 .. ctx - 1) of one
+// sequence in one call, as a prompt's layer runs them; TinyLlama's heads (mha:0) and Llama 2
+// 7B's (mha:1). Each query reads its prefix's K and V: 64 x 4,096 keys a head.
+void BM_AttentionPrefill(benchmark::State& st) {
+    if (st.range(6))
+        attention_step(st, 32, 32, 128, 64);
+    else
+        attention_step(st, 32, 4, 64, 64);
+}
+BENCHMARK(BM_AttentionPrefill)
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs", "mha"})
+    ->Args({4096, 0, 2, 1, 0, 1, 0})
+    ->Args({4096, 0, 2, 22, 0, 1, 0})
+    ->Args({4096, 0, 2, 4, 0, 1, 1})
+    ->Args({4096, 0, 2, 4, 1, 1, 1})
+    ->Args({4096, 0, 1, 4, 0, 1, 1})
+    ->Unit(benchmark::kMillisecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.
 void BM_MemRead(benchmark::State& st) {

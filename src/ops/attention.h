@@ -193,9 +193,13 @@ struct AttentionQuery {
 // Every query's K/V (positions up to and including its own) must already be in the cache.
 // Runs a SIMD kernel (attention_dims_major_impl.h, 16 lanes on the avx512 path for
 // head_dim % 16 == 0, else 8 lanes for head_dim % 8 == 0)
-// or the scalar reference; they agree within float rounding (tests/ops/attention_test.cpp). Each
-// (query, K/V head) is computed by one task in a fixed order, so results do not depend on the
-// thread count or on the batch.
+// or the scalar reference; they agree within float rounding (tests/ops/attention_test.cpp).
+// Consecutive queries with the same block table (a prompt's, a sequence's draft tokens) are
+// taken in blocks of up to 8 heads per K/V head (8 queries at one head a K/V head, 1 at 8), one
+// task per block and K/V head, all of a sequence's blocks at one head before the next head:
+// each K/V tile loaded serves the whole block, and one head's keys stay in cache for all of the
+// sequence's queries. Each (query, head) still takes its own keys in a fixed order, so its
+// output is the same bits alone, in any block, batch or thread count (tested).
 void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
                      const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
 

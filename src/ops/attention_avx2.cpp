@@ -133,8 +133,9 @@ struct Avx2 {
 }  // namespace
 
 void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                       const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    attend_dims_major_cache<Avx2>(s, k_cache, v_cache, query, kv_head, buf);
+                       const AttentionQuery* queries, int nq, int kv_head,
+                       std::vector<float>& buf) {
+    attend_dims_major_cache<Avx2>(s, k_cache, v_cache, queries, nq, kv_head, buf);
 }
 
 }  // namespace lokal

@@ -1,5 +1,6 @@
 // Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16, Q8_0
-// and Q4_0), for one query token and one K/V head group, written once over a small vector-traits
+// and Q4_0), for a block of query tokens of one sequence and one K/V head's group of query
+// heads (one token: a decode step), written once over a small vector-traits
 // struct S and compiled into each ISA's translation unit with that unit's target flags
 // (attention_avx2.cpp: 8 lanes, attention_avx512.cpp: 16 lanes). Include only from those
 // files: everything here lives in an anonymous namespace, so each unit gets its own copy.
@@ -79,12 +80,53 @@ constexpr int chunk_block(int nc, int cap) {
     return 1;
 }
 
+// CB chunks of L dims of one V row from dim L x c0, as floats (the reference's dequantization).
+template <class S, KvType KT, int CB>
+__attribute__((always_inline)) inline void load_v_chunks(const uint8_t* row, int c0,
+                                                         typename S::V* v) {
+    constexpr int L = S::L;
+    constexpr bool kQ8 = KT == KvType::Q8_0, kBlk = KT != KvType::F16;
+    typename S::V vs{};  // the current block's scale
+#pragma GCC unroll 8
+    for (int cb = 0; cb < CB; ++cb) {
+        const int e = L * (c0 + cb);  // the chunk's first dim
+        if constexpr (kBlk) {
+            // Block e / 32: an f16 scale, then 32 int8 values (Q4_0: 16 bytes, values 0-15
+            // their low nibbles, 16-31 their high ones); the scale read once per block.
+            const uint8_t* blk = row + (kQ8 ? 34 : 18) * (e / 32);
+            if (cb == 0 || e % 32 == 0) {
+                uint16_t h;
+                std::memcpy(&h, blk, 2);
+                vs = S::set1(S::half(h));
+            }
+            if constexpr (kQ8)
+                v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
+            else
+                // (u - 8) exact, then one rounding, as for K.
+                v[cb] = S::mul(
+                    S::sub(S::load_q4_plane(blk + 2 + e % 16, e % 32 >= 16 ? 4 : 0), S::set1(8.0f)),
+                    vs);
+        } else {
+            v[cb] = S::load_h((const uint16_t*)row + e);
+        }
+    }
+}
+
 // KT = the cache type (F16, Q8_0 or Q4_0), HD = head_dim when known at compile time (0: read
 // from the shape; any multiple of S::L, and of 32 for Q8_0 and Q4_0), HB = query heads per
 // register block.
-template <class S, KvType KT, int HD, int HB>
+//
+// A block of nq queries of one sequence (one block table, the same first key: see
+// attention_paged) is one task: each query's G heads are heads of the block (query i's head g
+// is head i x G + g), so every K/V tile loaded serves all of them. Each head attends to its
+// own query's keys only: the keys past them (the later queries' own positions) score as for
+// the rest but are left out of the head's max, get probability 0 and weight nothing.
+// kMulti: whether nq may exceed 1 (the single-query kernel keeps none of the per-head key
+// counts' tests: decode attention ran 5-10% slower with them).
+template <class S, KvType KT, int HD, int HB, bool kMulti>
 void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                       const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
+                       const AttentionQuery* queries, int nq, int kv_head,
+                       std::vector<float>& buf) {
     using V = typename S::V;
     constexpr int L = S::L;
     constexpr bool kQ8 = KT == KvType::Q8_0, kQ4 = KT == KvType::Q4_0;
@@ -128,8 +170,11 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     static_assert(HV * CB <= S::kValueAcc && HB % HV == 0, "value register blocks");
     constexpr int TS = HB * L;  // floats per score tile: L keys of HB heads
     static_assert(HD % L == 0, "head_dim must be whole vectors");
-    const int G = s.n_head / s.n_kv_head;
+    if constexpr (!kMulti) nq = 1;          // known here: the single-query code stays as lean
+    const int QG = s.n_head / s.n_kv_head;  // heads per query sharing this K/V head
+    const int G = QG * nq;                  // heads of the block
     const int n_hblk = (G + HB - 1) / HB;
+    const AttentionQuery& query = queries[0];  // the block table and first key are shared
     const int hd = HD ? HD : s.head_dim;
     const int nc = hd / L;
     const int64_t bs = s.block_size;
@@ -137,7 +182,19 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const int64_t k_dim_bytes = kQ4 ? half : EB * bs;      // one dim of a K block
     const int64_t v_row_bytes = 2 * kv_row_elems(KT, hd);  // one V row
     const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
-    const int64_t n = query.pos - first + 1;
+    // Keys each head attends to ([n_hblk * HB]; the slots past the block's heads take the
+    // last head's), the fewest (n_min) and the most (n: the keys scored).
+    // (One query: all its heads attend to its n keys, nk is not used.)
+    thread_local std::vector<int64_t> head_keys;
+    int64_t n = query.pos - first + 1, n_min = n;
+    if constexpr (kMulti) {
+        head_keys.resize((size_t)n_hblk * HB);
+        for (int g = 0; g < n_hblk * HB; ++g)
+            head_keys[g] = queries[std::min(g, G - 1) / QG].pos - first + 1;
+        n = *std::max_element(head_keys.begin(), head_keys.end());
+        n_min = *std::min_element(head_keys.begin(), head_keys.end());
+    }
+    const int64_t* nk = head_keys.data();
     const int64_t n_tiles = (n + L - 1) / L;
     buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS + hd * HS));
     float* q = buf.data();                    // [G][hd], f16-rounded
@@ -150,7 +207,9 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // block redo the last head; their results are dropped.
     float* scores = hmax + (size_t)n_hblk * HB;
     float* qt = scores + (size_t)n_hblk * n_tiles * TS;  // [hd][HS] one head block's queries
-    S::round_f16_n(query.q + (int64_t)kv_head * G * hd, q, G * hd);
+    for (int i = 0; i < nq; ++i)
+        S::round_f16_n(queries[i].q + (int64_t)kv_head * QG * hd, q + (int64_t)i * QG * hd,
+                       QG * hd);
 
     // The keys as runs that cross neither a cache block nor a score tile, padded with empty
     // runs (len 0: nothing loaded or stored) to whole groups of R and the prefetch distance.
@@ -408,11 +467,16 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             for (int r = 0; r < R; ++r) {
                 const KeyRun& run = runs[r0 + r];
                 float* dst = sblk + run.j / L * TS + run.j % L;
+                // A head's max over its own keys only (a run past some head's last key: the
+                // later queries' positions in a block).
+                const bool past = kMulti && run.j + run.len > n_min;
 #pragma GCC unroll 8
                 for (int h = 0; h < HS; ++h) {
                     const V y = S::mul(a[r][h], scale);
                     S::store_n(dst + h * L, y, run.len);
-                    m[h] = S::max_n(m[h], y, run.len);
+                    const int live =
+                        past ? (int)std::clamp<int64_t>(nk[g0 + h] - run.j, 0, run.len) : run.len;
+                    m[h] = S::max_n(m[h], y, live);
                 }
             }
         }
@@ -430,10 +494,13 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
         typename S::Sum sum[HB];
 #pragma GCC unroll 8
         for (int h = 0; h < HB; ++h) vmax[h] = S::set1(hmax[b * HB + h]);
+        const int64_t* bk = nk + b * HB;  // the block's heads' key counts
         for (int64_t t = 0; t < n_tiles; ++t) {
-            const int live = (int)std::min<int64_t>(L, n - t * L);
 #pragma GCC unroll 8
-            for (int h = 0; h < HB; ++h) S::exp_tile(sblk + t * TS + h * L, vmax[h], live, sum[h]);
+            for (int h = 0; h < HB; ++h) {
+                const int live = (int)std::clamp<int64_t>((kMulti ? bk[h] : n) - t * L, 0, L);
+                S::exp_tile(sblk + t * TS + h * L, vmax[h], live, sum[h]);
+            }
         }
         for (int h = 0; h < HB; ++h) inv[b * HB + h] = (float)(1.0 / S::reduce_sum(sum[h]));
     }
@@ -485,41 +552,37 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                     // head hs + h: pt[h * L + i]
                     const float* pt = sblk + run.j / L * TS + run.j % L + hs * L;
                     const uint8_t* row = run.v;
-                    for (int i = 0; i < run.len; ++i, row += v_row_bytes) {
+                    // Keys past some head's own (a block's later positions, kMulti only) are
+                    // weighted only into the heads that attend to them, after the others: no
+                    // head adds even 0 x v for a key it does not attend to.
+                    const int i_end =
+                        kMulti && run.j + run.len > n_min
+                            ? (int)std::max<int64_t>(0, std::min<int64_t>(run.len, n_min - run.j))
+                            : run.len;
+                    for (int i = 0; i < i_end; ++i, row += v_row_bytes) {
                         for (int b = pf_first; b < pf_end; ++b)
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
                                          _MM_HINT_T0);
-                        V v[CB], vs{};  // the current block's scale
-#pragma GCC unroll 8
-                        for (int cb = 0; cb < CB; ++cb) {
-                            const int e = L * (c0 + cb);  // the chunk's first dim
-                            if constexpr (kBlk) {
-                                // Block e / 32: an f16 scale, then 32 int8 values (Q4_0: 16
-                                // bytes, values 0-15 their low nibbles, 16-31 their high ones);
-                                // the scale read once per block.
-                                const uint8_t* blk = row + (kQ8 ? 34 : 18) * (e / 32);
-                                if (cb == 0 || e % 32 == 0) {
-                                    uint16_t h;
-                                    std::memcpy(&h, blk, 2);
-                                    vs = S::set1(S::half(h));
-                                }
-                                if constexpr (kQ8)
-                                    v[cb] = S::mul(S::load_b((const int8_t*)blk + 2 + e % 32), vs);
-                                else
-                                    // (u - 8) exact, then one rounding, as for K.
-                                    v[cb] = S::mul(S::sub(S::load_q4_plane(blk + 2 + e % 16,
-                                                                           e % 32 >= 16 ? 4 : 0),
-                                                          S::set1(8.0f)),
-                                                   vs);
-                            } else {
-                                v[cb] = S::load_h((const uint16_t*)row + e);
-                            }
-                        }
+                        V v[CB];
+                        load_v_chunks<S, KT, CB>(row, c0, v);
 #pragma GCC unroll 8
                         for (int h = 0; h < HV; ++h) {
                             const V p = S::set1(pt[h * L + i]);
 #pragma GCC unroll 8
                             for (int cb = 0; cb < CB; ++cb) a[h][cb] = S::fma(p, v[cb], a[h][cb]);
+                        }
+                    }
+                    if constexpr (kMulti) {
+                        const int64_t* hk = nk + g0 + hs;  // the register block's heads' keys
+                        for (int i = i_end; i < run.len; ++i, row += v_row_bytes) {
+                            V v[CB];
+                            load_v_chunks<S, KT, CB>(row, c0, v);
+                            for (int h = 0; h < HV; ++h) {
+                                if (run.j + i >= hk[h]) continue;
+                                const V p = S::set1(pt[h * L + i]);
+                                for (int cb = 0; cb < CB; ++cb)
+                                    a[h][cb] = S::fma(p, v[cb], a[h][cb]);
+                            }
                         }
                     }
                 }
@@ -533,54 +596,60 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             r_begin = r_end;
         }
     }
-    for (int g = 0; g < G; ++g)
-        std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * G + g) * hd);
+    for (int i = 0; i < nq; ++i)
+        std::copy_n(acc + (int64_t)i * QG * hd, QG * hd,
+                    queries[i].out + (int64_t)kv_head * QG * hd);
 }
 
 // HB: the smallest of 1, 2, 4, 8 that holds the group (8 for larger groups, in blocks).
 template <class S, KvType KT, int HD>
 void attend_dims_major_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                             const AttentionQuery& q, int h, std::vector<float>& buf) {
-    const int group = s.n_head / s.n_kv_head;
-    if (group > 4) return attend_dims_major<S, KT, HD, 8>(s, k, v, q, h, buf);
-    if (group > 2) return attend_dims_major<S, KT, HD, 4>(s, k, v, q, h, buf);
-    if (group > 1) return attend_dims_major<S, KT, HD, 2>(s, k, v, q, h, buf);
-    attend_dims_major<S, KT, HD, 1>(s, k, v, q, h, buf);
+                             const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
+    const int group = s.n_head / s.n_kv_head * nq;  // the block's heads
+    // A block of queries (attention_paged makes them of up to 8 heads; a sequence's last block
+    // may have fewer).
+    if (nq > 1)
+        return group > 4 ? attend_dims_major<S, KT, HD, 8, true>(s, k, v, q, nq, h, buf)
+                         : attend_dims_major<S, KT, HD, 4, true>(s, k, v, q, nq, h, buf);
+    if (group > 4) return attend_dims_major<S, KT, HD, 8, false>(s, k, v, q, nq, h, buf);
+    if (group > 2) return attend_dims_major<S, KT, HD, 4, false>(s, k, v, q, nq, h, buf);
+    if (group > 1) return attend_dims_major<S, KT, HD, 2, false>(s, k, v, q, nq, h, buf);
+    attend_dims_major<S, KT, HD, 1, false>(s, k, v, q, nq, h, buf);
 }
 
 // Any head_dim that is a multiple of S::L (of 32 for Q8_0); the common sizes fully unrolled.
 template <class S, KvType KT>
 void attend_dims_major_dispatch(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                                const AttentionQuery& q, int h, std::vector<float>& buf) {
+                                const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
     switch (s.head_dim) {
         case 64:
-            return attend_dims_major_group<S, KT, 64>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 64>(s, k, v, q, nq, h, buf);
         case 128:
-            return attend_dims_major_group<S, KT, 128>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 128>(s, k, v, q, nq, h, buf);
         case 32:
-            return attend_dims_major_group<S, KT, 32>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 32>(s, k, v, q, nq, h, buf);
         case 96:
-            return attend_dims_major_group<S, KT, 96>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 96>(s, k, v, q, nq, h, buf);
         case 256:
-            return attend_dims_major_group<S, KT, 256>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 256>(s, k, v, q, nq, h, buf);
         case 80:
             if constexpr (KT == KvType::F16)
-                return attend_dims_major_group<S, KT, 80>(s, k, v, q, h, buf);
+                return attend_dims_major_group<S, KT, 80>(s, k, v, q, nq, h, buf);
             [[fallthrough]];
         default:
-            return attend_dims_major_group<S, KT, 0>(s, k, v, q, h, buf);
+            return attend_dims_major_group<S, KT, 0>(s, k, v, q, nq, h, buf);
     }
 }
 
 // Every cache type (all have dims-major K blocks, ops/attention.h).
 template <class S>
 void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                             const AttentionQuery& q, int h, std::vector<float>& buf) {
+                             const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
     if (s.kv_type == KvType::Q8_0)
-        return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, h, buf);
+        return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, nq, h, buf);
     if (s.kv_type == KvType::Q4_0)
-        return attend_dims_major_dispatch<S, KvType::Q4_0>(s, k, v, q, h, buf);
-    attend_dims_major_dispatch<S, KvType::F16>(s, k, v, q, h, buf);
+        return attend_dims_major_dispatch<S, KvType::Q4_0>(s, k, v, q, nq, h, buf);
+    attend_dims_major_dispatch<S, KvType::F16>(s, k, v, q, nq, h, buf);
 }
 
 }  // namespace
