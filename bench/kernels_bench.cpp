@@ -429,21 +429,27 @@ BENCHMARK(BM_AttentionDecodeMha)
     ->Unit(benchmark::kMicrosecond);
 
 // A prompt's attention after a long context: 64 queries (positions ctx - 64 .. ctx - 1) of one
-// sequence in one call, as a prompt's layer runs them; TinyLlama's heads (mha:0) and Llama 2
-// 7B's (mha:1). Each query reads its prefix's K and V: 64 x 4,096 keys a head.
+// sequence in one call, as a prompt's layer runs them; heads: 0 TinyLlama's (32 on 4 K/V
+// heads, head_dim 64), 1 Llama 2 7B's (32 on 32, 128), 2 Llama 3.2 1B's (32 on 8, 64). Each
+// query reads its prefix's K and V: 64 x 4,096 keys a head.
 void BM_AttentionPrefill(benchmark::State& st) {
-    if (st.range(6))
-        attention_step(st, 32, 32, 128, 64);
-    else
-        attention_step(st, 32, 4, 64, 64);
+    switch (st.range(6)) {
+        case 1:
+            return attention_step(st, 32, 32, 128, 64);
+        case 2:
+            return attention_step(st, 32, 8, 64, 64);
+        default:
+            return attention_step(st, 32, 4, 64, 64);
+    }
 }
 BENCHMARK(BM_AttentionPrefill)
-    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs", "mha"})
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs", "heads"})
     ->Args({4096, 0, 2, 1, 0, 1, 0})
     ->Args({4096, 0, 2, 22, 0, 1, 0})
     ->Args({4096, 0, 2, 4, 0, 1, 1})
     ->Args({4096, 0, 2, 4, 1, 1, 1})
     ->Args({4096, 0, 1, 4, 0, 1, 1})
+    ->Args({4096, 0, 2, 8, 0, 1, 2})
     ->Unit(benchmark::kMillisecond);
 
 // Read bandwidth: sum a 1 GiB buffer split across the pool's threads.
