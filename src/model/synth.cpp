@@ -37,6 +37,9 @@ const Shape kPresets[] = {
      true},
     {"llama-2-7b", "llama", 32000, 4096, 32, 32, 32, 11008, 0, 0, 4096, 10000.0f, 1e-5f, false,
      false},
+    // The most used local model's shape: grouped heads (4 per K/V head) at head_dim 128.
+    {"llama-3.1-8b", "llama", 128256, 4096, 32, 32, 8, 14336, 0, 0, 131072, 500000.0f, 1e-5f, false,
+     false, true},
     // A small Mixtral-style MoE (8 experts, 2 per token) so MoE kernels are measurable on a
     // laptop: 8 experts is the case llama-quantize special-cases (attn_k/v in Q8_0).
     {"mixtral-8x-tiny", "llama", 32000, 1024, 8, 16, 4, 1536, 8, 2, 4096, 1000000.0f, 1e-5f, false,

@@ -39,7 +39,8 @@ struct Shape {
     bool llama3_rope = false;  // rope_freqs.weight with Llama 3.1+ long-context factors
 };
 
-// Presets: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, llama-2-7b, mixtral-8x-tiny, and
+// Presets: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, llama-2-7b, llama-3.1-8b,
+// mixtral-8x-tiny, and
 // test-sized tiny, tiny-moe, tiny-qwen2 (the shapes of ../shared's tiny-k / tiny-moe /
 // tiny-qwen2 models).
 std::optional<Shape> find_preset(std::string_view name);

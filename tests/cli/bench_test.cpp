@@ -138,6 +138,16 @@ TEST(SynthPlan, RealPresetsHaveTheDownloadedFilesMix) {
                                                     *lokal::synth::find_mix("Q4_0")))
         bytes += t.bytes;
     EXPECT_NEAR(bytes / 1048576.0, 3647.87, 1.0);  // llama-2-7b.Q4_0.gguf: 3.56 GiB of tensors
+    // Llama 3.1 8B: Meta's published parameter count (the RoPE factors are not parameters).
+    int64_t params = 0;
+    for (const auto& t : lokal::synth::plan_tensors(*lokal::synth::find_preset("llama-3.1-8b"),
+                                                    *lokal::synth::find_mix("Q4_K_M")))
+        if (t.name != "rope_freqs.weight") {
+            int64_t n = 1;
+            for (int64_t d : t.ne) n *= d;
+            params += n;
+        }
+    EXPECT_EQ(params, 8030261248);
 }
 
 TEST_F(Synth, ModelsLoadAndRun) {
