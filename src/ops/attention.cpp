@@ -361,9 +361,9 @@ void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16
                                                                                             : 0;
     BlockFn fn = &attend_block;
     if (level == 2 && shape.head_dim % 16 == 0)
-        fn = &attend_group_avx512;
+        fn = &attend_block_avx512;
     else if (level >= 1 && shape.head_dim % 8 == 0)
-        fn = &attend_group_avx2;
+        fn = &attend_block_avx2;
     run(pool, fn, shape, k_cache, v_cache, queries, n_queries);
 }
 

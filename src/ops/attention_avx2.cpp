@@ -1,5 +1,5 @@
-// AVX2 attention for one query token and one K/V head group: the reference's two-pass
-// numerics (attention.cpp) on 8-wide vectors, through the shared kernel of
+// AVX2 attention for a block of query tokens of one sequence at one K/V head: the reference's
+// two-pass numerics (attention.cpp) on 8-wide vectors, through the shared kernel of
 // attention_dims_major_impl.h (dims-major K, 8 keys per vector) for every cache type.
 #include <immintrin.h>
 
@@ -132,7 +132,7 @@ struct Avx2 {
 
 }  // namespace
 
-void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+void attend_block_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery* queries, int nq, int kv_head,
                        std::vector<float>& buf) {
     attend_dims_major_cache<Avx2>(s, k_cache, v_cache, queries, nq, kv_head, buf);

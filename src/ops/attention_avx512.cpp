@@ -1,7 +1,7 @@
-// AVX-512 attention for one query token and one K/V head group (f16 and Q8_0 caches): the
-// shared kernel of attention_dims_major_impl.h on 16-lane vectors. Dims-major K makes each dim of
-// 16 consecutive keys one vector, so scoring needs no transposing lane reductions; those took ~29%
-// of the row-major kernel's samples (docs/PERFORMANCE.md). GCC 12 flags the intrinsics' own
+// AVX-512 attention for a block of query tokens of one sequence at one K/V head (every cache type):
+// the shared kernel of attention_dims_major_impl.h on 16-lane vectors. Dims-major K makes each dim
+// of 16 consecutive keys one vector, so scoring needs no transposing lane reductions; those took
+// ~29% of the row-major kernel's samples (docs/PERFORMANCE.md). GCC 12 flags the intrinsics' own
 // _mm512_undefined_* self-initialization once inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -129,7 +129,7 @@ struct Avx512 {
 
 }  // namespace
 
-void attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+void attend_block_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery* queries, int nq, int kv_head,
                          std::vector<float>& buf) {
     attend_dims_major_cache<Avx512>(s, k_cache, v_cache, queries, nq, kv_head, buf);

@@ -10,11 +10,11 @@
 namespace lokal {
 
 // attention_avx2.cpp (AVX2 + FMA + F16C); head_dim a multiple of 8, any cache type.
-void attend_group_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+void attend_block_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                        const AttentionQuery* queries, int nq, int kv_head, std::vector<float>& buf);
 
 // attention_avx512.cpp (AVX-512 F/BW/VL); any cache type, head_dim a multiple of 16.
-void attend_group_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
+void attend_block_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery* queries, int nq, int kv_head,
                          std::vector<float>& buf);
 
