@@ -185,16 +185,17 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // Keys each head attends to ([n_hblk * HB]; the slots past the block's heads take the
     // last head's), the fewest (n_min) and the most (n: the keys scored).
     // (One query: all its heads attend to its n keys, nk is not used.)
-    thread_local std::vector<int64_t> head_keys;
     int64_t n = query.pos - first + 1, n_min = n;
+    const int64_t* nk = nullptr;
     if constexpr (kMulti) {
+        thread_local std::vector<int64_t> head_keys;
         head_keys.resize((size_t)n_hblk * HB);
         for (int g = 0; g < n_hblk * HB; ++g)
             head_keys[g] = queries[std::min(g, G - 1) / QG].pos - first + 1;
         n = *std::max_element(head_keys.begin(), head_keys.end());
         n_min = *std::min_element(head_keys.begin(), head_keys.end());
+        nk = head_keys.data();
     }
-    const int64_t* nk = head_keys.data();
     const int64_t n_tiles = (n + L - 1) / L;
     buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS + hd * HS));
     float* q = buf.data();                    // [G][hd], f16-rounded
@@ -496,9 +497,10 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
         for (int h = 0; h < HB; ++h) vmax[h] = S::set1(hmax[b * HB + h]);
         const int64_t* bk = nk + b * HB;  // the block's heads' key counts
         for (int64_t t = 0; t < n_tiles; ++t) {
+            const int live_all = (int)std::min<int64_t>(L, n - t * L);  // (one query's heads)
 #pragma GCC unroll 8
             for (int h = 0; h < HB; ++h) {
-                const int live = (int)std::clamp<int64_t>((kMulti ? bk[h] : n) - t * L, 0, L);
+                const int live = kMulti ? (int)std::clamp<int64_t>(bk[h] - t * L, 0, L) : live_all;
                 S::exp_tile(sblk + t * TS + h * L, vmax[h], live, sum[h]);
             }
         }
