@@ -223,7 +223,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
                   const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
     const int group = s.n_head / s.n_kv_head;
     const int hd = s.head_dim;
-    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int32_t first = attention_first_key(s, query.pos);
     const int64_t n = query.pos - first + 1;  // keys attended
     buf.assign((size_t)(2 * group * hd + hd + group * n), 0.0f);
     float* q = buf.data();                  // [group][hd]
@@ -285,11 +285,6 @@ using BlockFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*
 // kernels' largest register block of heads.
 constexpr int kBlockHeads = 8;
 
-// The first key query q attends to.
-int32_t first_key(const AttentionShape& s, const AttentionQuery& q) {
-    return s.window > 0 ? std::max<int32_t>(0, q.pos - s.window + 1) : 0;
-}
-
 void run(ThreadPool& pool, BlockFn fn, const AttentionShape& shape, const uint16_t* k_cache,
          const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries) {
     require_valid_shape(shape);
@@ -320,7 +315,8 @@ void run(ThreadPool& pool, BlockFn fn, const AttentionShape& shape, const uint16
         for (int64_t b = seq_begin; b < seq_end;) {
             int64_t e = b + 1;
             while (e < seq_end && e - b < per_block &&
-                   first_key(shape, queries[e]) == first_key(shape, queries[b]))
+                   attention_first_key(shape, queries[e].pos) ==
+                       attention_first_key(shape, queries[b].pos))
                 ++e;
             tasks.push_back({b, (int32_t)(e - b), 0});
             b = e;

@@ -190,6 +190,11 @@ struct AttentionQuery {
     const int32_t* block_table = nullptr;
 };
 
+// The first position a query at `pos` attends to (its window's start; 0 without a window).
+inline int32_t attention_first_key(const AttentionShape& s, int32_t pos) {
+    return s.window > 0 ? std::max<int32_t>(0, pos - s.window + 1) : 0;
+}
+
 // Every query's K/V (positions up to and including its own) must already be in the cache.
 // Runs a SIMD kernel (attention_dims_major_impl.h, 16 lanes on the avx512 path for
 // head_dim % 16 == 0, else 8 lanes for head_dim % 8 == 0)

@@ -181,7 +181,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const int64_t half = bs / 2;                           // Q4_0: a nibble plane's keys
     const int64_t k_dim_bytes = kQ4 ? half : EB * bs;      // one dim of a K block
     const int64_t v_row_bytes = 2 * kv_row_elems(KT, hd);  // one V row
-    const int32_t first = s.window > 0 ? std::max<int32_t>(0, query.pos - s.window + 1) : 0;
+    const int32_t first = attention_first_key(s, query.pos);
     // Keys each head attends to ([n_hblk * HB]; the slots past the block's heads take the
     // last head's), the fewest (n_min) and the most (n: the keys scored).
     // (One query: all its heads attend to its n keys, nk is not used.)
