@@ -345,15 +345,23 @@ struct TQ2_K {
                 }
         }
     }
+    // The scale loops unrolled (here and in TQ3_K): rolled, GCC kept the shift counts and
+    // the packed offsets as run-time values, and the loop was the decode's hottest code.
+    // Unrolled, `BM_GemmL1` one token Q2_K and Q3_K 0.58-0.59x the time, tg 1.19x (Q2_K) and
+    // 1.05x (Q3_K_M); unrolling the other types' scale loops made TinyLlama Q4_K_M tg 0.95x
+    // (faster in L1, slower from memory), docs/PERFORMANCE.md.
     template <class S>
     [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
         __m512i D[4];
+#pragma GCC unroll 16
         for (int i = 0; i < 4; ++i) D[i] = R.g(b, 4 * i);
         __m512i m[16];
+#pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) {
             P.sc[j] = bits(D[j / 4], 8 * (j % 4), 0xF);
             m[j] = bits(D[j / 4], 8 * (j % 4) + 4, 0xF);
         }
+#pragma GCC unroll 16
         for (int p = 0; p < 8; ++p)
             P.mn[p] = _mm512_or_si512(m[2 * p], _mm512_slli_epi32(m[2 * p + 1], 16));
         const __m512i g = R.g(b, 80);
@@ -392,7 +400,9 @@ struct TQ3_K {
     template <class S>
     [[gnu::always_inline]] static void scales(const S& R, int64_t b, PK& P) {
         __m512i D[3];
+#pragma GCC unroll 16
         for (int i = 0; i < 3; ++i) D[i] = R.g(b, 96 + 4 * i);
+#pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) {
             const int jj = j % 8;
             const __m512i low = bits(D[jj / 4], 8 * (jj % 4) + 4 * (j / 8), 0xF);
