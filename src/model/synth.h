@@ -40,9 +40,8 @@ struct Shape {
 };
 
 // Presets: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, llama-2-7b, llama-3.1-8b,
-// mixtral-8x-tiny, and
-// test-sized tiny, tiny-moe, tiny-qwen2 (the shapes of ../shared's tiny-k / tiny-moe /
-// tiny-qwen2 models).
+// mixtral-8x-tiny, and test-sized tiny, tiny-moe, tiny-qwen2 (the shapes of ../shared's
+// tiny-k / tiny-moe / tiny-qwen2 models).
 std::optional<Shape> find_preset(std::string_view name);
 std::vector<std::string> preset_names();
 

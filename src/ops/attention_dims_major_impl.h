@@ -495,7 +495,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
         typename S::Sum sum[HB];
 #pragma GCC unroll 8
         for (int h = 0; h < HB; ++h) vmax[h] = S::set1(hmax[b * HB + h]);
-        const int64_t* bk = nk + b * HB;  // the block's heads' key counts
+        // The block's heads' key counts (a block of queries only: nk is null for one query).
+        const int64_t* bk = kMulti ? nk + b * HB : nullptr;
         for (int64_t t = 0; t < n_tiles; ++t) {
             const int live_all = (int)std::min<int64_t>(L, n - t * L);  // (one query's heads)
 #pragma GCC unroll 8
