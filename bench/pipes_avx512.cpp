@@ -30,9 +30,18 @@ namespace {
 #define SHUF(r) "vpshufd $0x55, %%zmm30, %%zmm" #r "\n\t"
 #define BCAST(r) "vpbroadcastd (%0), %%zmm" #r "\n\t"
 #define BC128(r) "vbroadcasti32x4 (%0), %%zmm" #r "\n\t"
+#define GF(r) "vgf2p8affineqb $0, %%zmm30, %%zmm31, %%zmm" #r "\n\t"
+#define SRD(r) "vpsrld $2, %%zmm31, %%zmm" #r "\n\t"
+#define SLD(r) "vpslld $1, %%zmm31, %%zmm" #r "\n\t"
+#define TERN(r) "vpternlogd $0xF8, %%zmm30, %%zmm31, %%zmm" #r "\n\t"
+// Mask registers k1-k7 in turn (k0 cannot be a write mask).
+#define TSTM(k) "vptestmb %%zmm30, %%zmm31, %%k" #k "\n\t"
+#define K8(op) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(1)
+#define ORK(r) "vpord %%zmm30, %%zmm31, %%zmm" #r "%{%%k1%}\n\t"
 
 template <int Test>
-[[gnu::noinline]] double cycles_per_iter(long n, const int* p, double ghz) {
+[[gnu::noinline, gnu::target("avx512f,avx512bw")]] double cycles_per_iter(long n, const int* p,
+                                                                          double ghz) {
     const auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < n; ++i) {
         if constexpr (Test == 0) asm volatile(DP16 ::"r"(p) : "memory");
@@ -48,6 +57,17 @@ template <int Test>
         if constexpr (Test == 10)
             asm volatile(DP16 X8(BCAST) X8(BCAST) X8(BCAST)::"r"(p) : "memory");
         if constexpr (Test == 11) asm volatile(DP16 X8(BC128) X8(BC128)::"r"(p) : "memory");
+        // GFNI, mask tests, and the Q3_K decode's unpacking mixes (docs/PERFORMANCE.md,
+        // "Tried 2026-12-07").
+        if constexpr (Test == 12) asm volatile(DP16 X8(GF)::"r"(p) : "memory");
+        if constexpr (Test == 13)
+            asm volatile(DP16 K8(TSTM)::"r"(p)
+                         : "memory", "k1", "k2", "k3", "k4", "k5", "k6", "k7");
+        if constexpr (Test == 14)
+            asm volatile(DP16 X8(SRD) X8(AND) X8(SLD) X8(TERN)::"r"(p) : "memory");
+        if constexpr (Test == 15)
+            asm volatile(DP16 X8(AND) K8(TSTM) X8(ORK)::"r"(p)
+                         : "memory", "k1", "k2", "k3", "k4", "k5", "k6", "k7");
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s / (double)n * ghz * 1e9;
@@ -89,7 +109,18 @@ int main() {
                         {"+ 4 vinserti64x4", cycles_per_iter<8>},
                         {"+ 8 vpshufd", cycles_per_iter<9>},
                         {"+ 24 vpbroadcastd (mem)", cycles_per_iter<10>},
-                        {"+ 16 vbroadcasti32x4 (mem)", cycles_per_iter<11>}};
-    for (const Row& r : rows) std::printf("  %-28s %5.2f\n", r.what, r.fn(n, buf, ghz));
+                        {"+ 16 vbroadcasti32x4 (mem)", cycles_per_iter<11>},
+                        {"+ 8 vgf2p8affineqb", cycles_per_iter<12>},
+                        {"+ 8 vptestmb", cycles_per_iter<13>},
+                        {"+ 8 vpsrld 8 vpandd 8 vpslld 8 vpternlogd", cycles_per_iter<14>},
+                        {"+ 8 vpandd 8 vptestmb 8 vpord{k}", cycles_per_iter<15>}};
+    const bool gfni = __builtin_cpu_supports("gfni");
+    for (const Row& r : rows) {
+        if (r.fn == cycles_per_iter<12> && !gfni) {
+            std::printf("  %-42s   n/a (no GFNI)\n", r.what);
+            continue;
+        }
+        std::printf("  %-42s %5.2f\n", r.what, r.fn(n, buf, ghz));
+    }
     return 0;
 }
