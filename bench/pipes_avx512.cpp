@@ -37,10 +37,22 @@ namespace {
 // Mask registers k1-k7 in turn (k0 cannot be a write mask).
 #define TSTM(k) "vptestmb %%zmm30, %%zmm31, %%k" #k "\n\t"
 #define K8(op) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(1)
+// The float pipes that decode attention runs on (attention_dims_major_impl.h): 16 independent
+// FMAs, plus f16 conversions (from registers or memory) and broadcasts, against 16 BF16
+// pair dot products.
+#define FMA16 \
+    FMA(0)    \
+    FMA(1) FMA(2) FMA(3) FMA(4) FMA(5) FMA(6) FMA(7) FMA(8) FMA(9) FMA(10) FMA(11) FMA(12) FMA(13) FMA(14) FMA(15)
+#define CVTPH(r) "vcvtph2ps %%ymm30, %%zmm" #r "\n\t"
+#define CVTPHM(r) "vcvtph2ps (%0), %%zmm" #r "\n\t"
+#define BCSS(r) "vbroadcastss (%0), %%zmm" #r "\n\t"
+#define BF(r) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #r "\n\t"
+#define BF16X \
+    BF(0) BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12) BF(13) BF(14) BF(15)
 #define ORK(r) "vpord %%zmm30, %%zmm31, %%zmm" #r "%{%%k1%}\n\t"
 
 template <int Test>
-[[gnu::noinline, gnu::target("avx512f,avx512bw")]] double cycles_per_iter(long n, const int* p,
+[[gnu::noinline, gnu::target("avx512f,avx512bw,avx512bf16")]] double cycles_per_iter(long n, const int* p,
                                                                           double ghz) {
     const auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < n; ++i) {
@@ -68,6 +80,12 @@ template <int Test>
         if constexpr (Test == 15)
             asm volatile(DP16 X8(AND) K8(TSTM) X8(ORK)::"r"(p)
                          : "memory", "k1", "k2", "k3", "k4", "k5", "k6", "k7");
+        if constexpr (Test == 16) asm volatile(FMA16 ::"r"(p) : "memory");
+        if constexpr (Test == 17) asm volatile(FMA16 X4(CVTPH)::"r"(p) : "memory");
+        if constexpr (Test == 18) asm volatile(FMA16 X4(CVTPHM)::"r"(p) : "memory");
+        if constexpr (Test == 19) asm volatile(FMA16 X8(BCSS)::"r"(p) : "memory");
+        if constexpr (Test == 20) asm volatile(BF16X ::"r"(p) : "memory");
+        if constexpr (Test == 21) asm volatile(BF16X X4(CVTPHM) X8(BCSS)::"r"(p) : "memory");
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s / (double)n * ghz * 1e9;
@@ -113,11 +131,22 @@ int main() {
                         {"+ 8 vgf2p8affineqb", cycles_per_iter<12>},
                         {"+ 8 vptestmb", cycles_per_iter<13>},
                         {"+ 8 vpsrld 8 vpandd 8 vpslld 8 vpternlogd", cycles_per_iter<14>},
-                        {"+ 8 vpandd 8 vptestmb 8 vpord{k}", cycles_per_iter<15>}};
+                        {"+ 8 vpandd 8 vptestmb 8 vpord{k}", cycles_per_iter<15>},
+                        {"16 vfmadd231ps", cycles_per_iter<16>},
+                        {"+ 4 vcvtph2ps (reg)", cycles_per_iter<17>},
+                        {"+ 4 vcvtph2ps (mem)", cycles_per_iter<18>},
+                        {"+ 8 vbroadcastss (mem)", cycles_per_iter<19>},
+                        {"16 vdpbf16ps", cycles_per_iter<20>},
+                        {"+ 4 vcvtph2ps (mem) + 8 vbroadcastss (mem)", cycles_per_iter<21>}};
     const bool gfni = __builtin_cpu_supports("gfni");
+    const bool bf16 = __builtin_cpu_supports("avx512bf16");
     for (const Row& r : rows) {
         if (r.fn == cycles_per_iter<12> && !gfni) {
             std::printf("  %-42s   n/a (no GFNI)\n", r.what);
+            continue;
+        }
+        if ((r.fn == cycles_per_iter<20> || r.fn == cycles_per_iter<21>) && !bf16) {
+            std::printf("  %-42s   n/a (no AVX-512 BF16)\n", r.what);
             continue;
         }
         std::printf("  %-42s %5.2f\n", r.what, r.fn(n, buf, ghz));
