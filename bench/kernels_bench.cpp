@@ -163,6 +163,54 @@ BENCHMARK(BM_MatmulFromMemory)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// A decode matmul's fixed cost per call: as BM_MatmulFromMemory, but the copies lie 1 MiB
+// apart and are taken in a shuffled order, as a model's consecutive matmuls read tensors
+// at unrelated addresses (consecutive copies let the hardware prefetcher run on from one call
+// into the next). Time per call against the matrix's bytes over several row counts: the
+// intercept is what every call pays besides reading its weights (start, wake, the threads'
+// finish). args: type, rows, cols, threads.
+void BM_MatmulScattered(benchmark::State& st) {
+    const TensorType t = (TensorType)st.range(0);
+    const int64_t rows = st.range(1), cols = st.range(2);
+    ThreadPool& pool = pool_for((int)st.range(3));
+    const auto& w = weights(t, rows, cols);
+    const size_t gap = (size_t)1 << 20, stride = (w.size() + gap + 4095) / 4096 * 4096;
+    const size_t copies = std::max<size_t>(8, ((size_t)256 << 20) / stride);
+    ZeroBuffer<uint8_t> all(stride * copies);
+    const bool pack = matmul_can_pack(t);
+    for (size_t c = 0; c < copies; ++c) {
+        std::memcpy(all.data() + c * stride, w.data(), w.size());
+        if (pack) matmul_pack(t, cols, rows, all.data() + c * stride);
+    }
+    std::vector<size_t> order(copies);
+    for (size_t c = 0; c < copies; ++c) order[c] = c;
+    std::shuffle(order.begin(), order.end(), std::mt19937(3));
+    std::mt19937 rng(2);
+    std::normal_distribution<float> d(0, 1);
+    std::vector<float> x((size_t)cols), y((size_t)rows);
+    for (float& v : x) v = d(rng);
+    MatmulScratch s;
+    size_t i = 0;
+    for (auto _ : st) {
+        MatView m{t, cols, rows, row_size(t, cols), all.data() + order[i] * stride};
+        m.packed = pack;
+        matmul(pool, m, x.data(), cols, 1, y.data(), rows, s);
+        benchmark::DoNotOptimize(y.data());
+        i = (i + 1) % copies;
+    }
+    st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)w.size());
+    st.SetLabel(std::string(type_name(t)) + " " + kernels().isa + (pack ? " packed" : "") + ", " +
+                std::to_string(copies) + " copies");
+}
+BENCHMARK(BM_MatmulScattered)
+    ->ArgNames({"type", "rows", "cols", "thr"})
+    ->ArgsProduct({{(int64_t)TensorType::Q4_0, (int64_t)TensorType::Q4_K},
+                   {256, 1024, 2048, 8192},
+                   {2048},
+                   {1, 2}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 // Compute-bound view: a matrix that stays in L2 (256 x 2048), one thread.
 void matmul_l2_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"type", "rows", "cols", "tok", "thr", "pack"});
