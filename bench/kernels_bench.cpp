@@ -383,8 +383,8 @@ BENCHMARK(BM_MatmulLayer)
 // One step of attention over `ctx` cached positions, at a model's head shape: the last
 // `tokens` positions' queries of each sequence (1: a decode step; more: a prompt's block of
 // queries after ctx - tokens cached positions); ref:1 selects the scalar reference, kv:1 a
-// Q8_0 cache, kv:2 Q4_0; seqs > 1: that many sequences' queries in one call, each with its
-// own blocks (a batched decode step).
+// Q8_0 cache, kv:2 Q4_0, kv:3 BF16; seqs > 1: that many sequences' queries in one call, each with
+// its own blocks (a batched decode step).
 void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int tokens) {
     const int ctx = (int)st.range(0), bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
@@ -455,6 +455,9 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({4096, 0, 1, 1, 2, 1})
     ->Args({4096, 0, 2, 1, 2, 1})
     ->Args({4096, 0, 2, 22, 2, 1})
+    ->Args({4096, 0, 1, 1, 3, 1})
+    ->Args({4096, 0, 2, 1, 3, 1})
+    ->Args({4096, 0, 2, 22, 3, 1})
     // A batched decode step's attention, 8 sequences at short context: in cache, and from
     // memory (100 layers' caches, 79 MB, more than a last-level cache).
     ->Args({96, 0, 2, 1, 0, 8})

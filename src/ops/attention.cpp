@@ -18,7 +18,16 @@
 namespace lokal {
 
 const char* kv_type_name(KvType t) {
-    return t == KvType::Q8_0 ? "q8_0" : t == KvType::Q4_0 ? "q4_0" : "f16";
+    switch (t) {
+        case KvType::Q8_0:
+            return "q8_0";
+        case KvType::Q4_0:
+            return "q4_0";
+        case KvType::BF16:
+            return "bf16";
+        default:
+            return "f16";
+    }
 }
 
 std::optional<KvType> parse_kv_type(std::string_view name) {
@@ -27,10 +36,14 @@ std::optional<KvType> parse_kv_type(std::string_view name) {
     if (lower == "f16") return KvType::F16;
     if (lower == "q8_0") return KvType::Q8_0;
     if (lower == "q4_0") return KvType::Q4_0;
+    if (lower == "bf16") return KvType::BF16;
     return std::nullopt;
 }
 
 void require_kv_type_fits(KvType t, int head_dim) {
+    if (!kv_type_fits(t, head_dim) && t == KvType::BF16)
+        throw std::invalid_argument("a bf16 KV cache needs an even head size; this model's is " +
+                                    std::to_string(head_dim) + " (use --cache-type f16)");
     if (!kv_type_fits(t, head_dim))
         throw std::invalid_argument(
             std::string("a ") + kv_type_name(t) +
@@ -42,6 +55,7 @@ void require_kv_type_fits(KvType t, int head_dim) {
 TensorType kv_tensor_type(KvType t) {
     return t == KvType::Q8_0   ? TensorType::Q8_0
            : t == KvType::Q4_0 ? TensorType::Q4_0
+           : t == KvType::BF16 ? TensorType::BF16
                                : TensorType::F16;
 }
 
@@ -84,8 +98,9 @@ void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64
     require_valid_shape(s);
     // The row converted as quantize_row converts any row of the type, then scattered down its
     // slot's column: f16 value (dim d, slot) of the block lies at d * block_size + slot, a
-    // Q8_0 value at (d / 4 * block_size + slot) * 4 + d % 4, plus 128 (and a Q8_0 scale
-    // (block b, slot) at b * block_size + slot after the values).
+    // BF16 value at (d / 2 * block_size + slot) * 2 + d % 2, a Q8_0 value at
+    // (d / 4 * block_size + slot) * 4 + d % 4, plus 128 (and a Q8_0 scale (block b, slot) at
+    // b * block_size + slot after the values).
     thread_local std::vector<uint16_t> row;
     row.resize((size_t)kv_row_elems(s.kv_type, s.head_dim));
     quantize_row(kv_tensor_type(s.kv_type), x, row.data(), s.head_dim, nullptr);
@@ -119,6 +134,11 @@ void kv_store_k(const AttentionShape& s, uint16_t* k_cache, int64_t block, int64
             for (int i = 0; i < 32; ++i)
                 dst[kv_q8_key_byte(bs, 32 * b + i, slot)] = src[34 * b + 2 + i] ^ 0x80;
         }
+        return;
+    }
+    if (s.kv_type == KvType::BF16) {
+        uint16_t* dst = k_cache + kv_block_offset(s, block, kv_head);
+        for (int d = 0; d < s.head_dim; ++d) dst[kv_bf16_key_elem(bs, d, slot)] = row[(size_t)d];
         return;
     }
     uint16_t* dst = k_cache + kv_block_offset(s, block, kv_head) + slot;
@@ -173,6 +193,12 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
         for (int d = 0; d < s.head_dim; ++d) out[d] = scales[d / 32] * (float)values[d];
         return;
     }
+    if (s.kv_type == KvType::BF16) {
+        const uint16_t* src = k_cache + kv_block_offset(s, block, kv_head);
+        for (int d = 0; d < s.head_dim; ++d)
+            out[d] = bf16_to_fp32(src[kv_bf16_key_elem(bs, d, slot)]);
+        return;
+    }
     const uint16_t* src = k_cache + kv_block_offset(s, block, kv_head) + slot;
     for (int d = 0; d < s.head_dim; ++d) out[d] = fp16_to_fp32(src[(int64_t)d * bs]);
 }
@@ -214,7 +240,8 @@ void score_q8_keys(const AttentionShape& s, const uint16_t* k_cache, const Atten
 // Numerics follow the reference engine exactly, because quantized models amplify tiny
 // attention differences into visible logit changes (their activations are re-quantized
 // after attention): q is rounded to f16 (it meets f16 keys; against Q8_0 keys it is then
-// quantized to Q8_0 and scored with integer dot products, score_q8_keys), scores are scaled,
+// quantized to Q8_0 and scored with integer dot products, score_q8_keys; against BF16 keys
+// it is rounded to bf16 instead, as the pair dot product takes it), scores are scaled,
 // softmax is
 // taken with the max subtracted and the sum in double, and the normalized probabilities
 // are rounded to f16 before they weight the f16 values. Memory is O(n_keys) per query
@@ -232,7 +259,9 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     float* scores = row + hd;               // [group][n]
     for (int g = 0; g < group; ++g) {
         const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
-        for (int i = 0; i < hd; ++i) q[g * hd + i] = fp16_to_fp32(fp32_to_fp16(src[i]));
+        for (int i = 0; i < hd; ++i)
+            q[g * hd + i] = s.kv_type == KvType::BF16 ? bf16_to_fp32(fp32_to_bf16(src[i]))
+                                                      : fp16_to_fp32(fp32_to_fp16(src[i]));
     }
     auto block_of = [&](int32_t p) { return query.block_table[p / s.block_size]; };
     // Pass 1: scores against every key.

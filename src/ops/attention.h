@@ -41,23 +41,29 @@ namespace lokal {
 
 // Element type of the K/V cache. Q8_0 halves the cache's memory and the bytes a long
 // context reads per token at a small accuracy cost, Q4_0 takes 0.28x at a larger one
-// (docs/PERFORMANCE.md, "KV cache types"); the choices Ollama offers.
-enum class KvType : uint8_t { F16, Q8_0, Q4_0 };
-inline constexpr KvType kKvTypes[] = {KvType::F16, KvType::Q8_0, KvType::Q4_0};
+// (docs/PERFORMANCE.md, "KV cache types"); the choices Ollama offers. BF16 (llama.cpp's
+// -ctk/-ctv bf16) takes f16's bytes with f32's range (no overflow to inf) and 3 fewer
+// mantissa bits; its keys are scored two dims per multiply-add pair, with vdpbf16ps where the
+// CPU has it (twice an fma's multiply-adds per instruction).
+enum class KvType : uint8_t { F16, Q8_0, Q4_0, BF16 };
+inline constexpr KvType kKvTypes[] = {KvType::F16, KvType::Q8_0, KvType::Q4_0, KvType::BF16};
 
-const char* kv_type_name(KvType t);                     // "f16", "q8_0", "q4_0"
+const char* kv_type_name(KvType t);                     // "f16", "q8_0", "q4_0", "bf16"
 std::optional<KvType> parse_kv_type(std::string_view);  // names as above (case-insensitive)
 // The largest head size a block-type cache takes (the kernels keep a row's values on the
 // stack); real models use up to 256.
 inline constexpr int kMaxQ8HeadDim = 1024;
 // Whether rows of head_dim values can be stored in type t (the block types: whole blocks
-// of 32, at most kMaxQ8HeadDim).
+// of 32, at most kMaxQ8HeadDim; BF16: an even head_dim, its keys stored in pairs of dims).
 inline bool kv_type_fits(KvType t, int head_dim) {
-    return t == KvType::F16 || (head_dim % 32 == 0 && head_dim <= kMaxQ8HeadDim);
+    if (t == KvType::F16) return true;
+    if (t == KvType::BF16) return head_dim % 2 == 0;
+    return head_dim % 32 == 0 && head_dim <= kMaxQ8HeadDim;
 }
 // Throws std::invalid_argument naming the head size when !kv_type_fits.
 void require_kv_type_fits(KvType t, int head_dim);
-// The GGUF block format of a row (F16 for f16 rows): for quantize_row / dequantize_row.
+// The GGUF block format of a row (F16 for f16 rows, BF16 for bf16): for quantize_row /
+// dequantize_row.
 TensorType kv_tensor_type(KvType t);
 // uint16_t elements per K/V row: a Q8_0 block is 34 bytes = 17 elements, Q4_0 18 = 9.
 constexpr int64_t kv_row_elems(KvType t, int head_dim) {
@@ -90,7 +96,9 @@ void require_valid_shape(const AttentionShape& s);
 // [head_dim / 4][block_size][4] int8 values plus 128 (each key's 4 consecutive dims one dword,
 // the operand of an int8 dot-product instruction; stored as unsigned bytes so vpdpbusd takes
 // them as they are), then [head_dim / 32][block_size] f16 scales (the same bytes as
-// block_size rows of Q8_0 blocks); Q4_0 as [head_dim][block_size / 2] bytes, byte i
+// block_size rows of Q8_0 blocks); BF16 as [head_dim / 2][block_size][2] values (each key's
+// dims 2i and 2i + 1 one dword, the operand of a BF16 pair dot product; dim pair i of
+// consecutive keys contiguous); Q4_0 as [head_dim][block_size / 2] bytes, byte i
 // of a dim holding slot i in its low nibble and slot i + block_size / 2 in its high one (so a
 // block of 16 reads as one 8-byte load per dim, and a half block as one nibble plane), then
 // the scales as for Q8_0. So a Q4_0 block holds an even number of positions: whether a cache
@@ -102,6 +110,10 @@ constexpr bool kv_block_size_valid(KvType t, int64_t block_size) {
 // Byte offset of Q8_0 key value (dim d, slot) in its block: [head_dim / 4][block_size][4].
 constexpr int64_t kv_q8_key_byte(int64_t block_size, int d, int64_t slot) {
     return ((int64_t)(d / 4) * block_size + slot) * 4 + d % 4;
+}
+// Element offset of BF16 key value (dim d, slot) in its block: [head_dim / 2][block_size][2].
+constexpr int64_t kv_bf16_key_elem(int64_t block_size, int d, int64_t slot) {
+    return ((int64_t)(d / 2) * block_size + slot) * 2 + d % 2;
 }
 
 // Where a cache's blocks lie (see the top of this file): groups of group_blocks consecutive

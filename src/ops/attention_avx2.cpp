@@ -53,6 +53,25 @@ struct Avx2 {
     static V load_b(const int8_t* p) {
         return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p)));
     }
+    // BF16 keys: a run's dim pair as L dwords, split into the even and odd dims' floats (a
+    // bf16 value is the top half of its float); V rows of L bf16 values as floats. No BF16
+    // dot product in AVX2: two fmas per pair.
+    using KP = __m256i;
+    static constexpr bool kNativeBf16 = false;
+    static KP load_kp(const uint8_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+    static KP load_kp_n(const uint8_t* p, int n) {
+        alignas(32) uint32_t t[8] = {};
+        std::memcpy(t, p, (size_t)n * 4);
+        return _mm256_load_si256((const __m256i*)t);
+    }
+    static V bf_even(KP k) { return _mm256_castsi256_ps(_mm256_slli_epi32(k, 16)); }
+    static V bf_odd(KP k) {
+        return _mm256_castsi256_ps(_mm256_and_si256(k, _mm256_set1_epi32((int)0xFFFF0000u)));
+    }
+    static V load_bf(const uint16_t* p) {
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+    }
     // Q8_0 keys (stored + 128): a run's 4 dims as one vector of L dwords, taken back to int8
     // and split into |k| and k, so vpmaddubsw(|k|, sign(q, k)) gives the products k q exactly
     // (|k q| <= 127 x 127: a pair fits int16); no offset to take off.

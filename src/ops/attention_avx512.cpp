@@ -13,6 +13,8 @@
 
 #include "ops/attention_dims_major_impl.h"
 #include "ops/attention_isa.h"
+#include "ops/cpu_features.h"
+#include "ops/env_switch.h"
 
 namespace lokal {
 namespace {
@@ -98,6 +100,20 @@ struct Avx512 {
         return _mm512_cvtepi32_ps(_mm512_sub_epi32(x, _mm512_set1_epi32(offset)));
     }
     static float half(uint16_t h) { return _cvtsh_ss(h); }
+    // BF16 keys: a run's dim pair as L dwords, split into the even and odd dims' floats (a
+    // bf16 value is the top half of its float); V rows of L bf16 values as floats.
+    using KP = __m512i;
+    static constexpr bool kNativeBf16 = false;
+    static KP load_kp(const uint8_t* p) { return _mm512_loadu_si512(p); }
+    static KP load_kp_n(const uint8_t* p, int n) { return _mm512_maskz_loadu_epi32(first_n(n), p); }
+    static V bf_even(KP k) { return _mm512_castsi512_ps(_mm512_slli_epi32(k, 16)); }
+    static V bf_odd(KP k) {
+        return _mm512_castsi512_ps(_mm512_and_si512(k, _mm512_set1_epi32((int)0xFFFF0000u)));
+    }
+    static V load_bf(const uint16_t* p) {
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+    }
     static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first_n(n), v); }
     // f16-rounded copies of n floats (n a multiple of 16).
     static void round_f16_n(const float* src, float* dst, int n) {
@@ -127,11 +143,29 @@ struct Avx512 {
     }
 };
 
+// Avx512 with AVX512_BF16: BF16 keys scored with vdpbf16ps, both dims of a pair in one
+// instruction (the odd dim's product added first, then the even one's).
+struct Avx512Bf16 : Avx512 {
+    static constexpr bool kNativeBf16 = true;
+    static V dot_bf16(V acc, KP k, uint32_t q_pair) {
+        return _mm512_dpbf16_ps(acc, (__m512bh)k, (__m512bh)_mm512_set1_epi32((int)q_pair));
+    }
+};
+
+// LOKAL_BF16_DOT=0: the fma pairs even where the instruction exists (for A/B).
+bool native_bf16_attention() {
+    static const bool on = cpu_features().avx512bf16 && env_switch("LOKAL_BF16_DOT");
+    return on;
+}
+
 }  // namespace
 
 void attend_block_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
                          const AttentionQuery* queries, int nq, int kv_head,
                          std::vector<float>& buf) {
+    if (s.kv_type == KvType::BF16 && native_bf16_attention())
+        return attend_dims_major_dispatch<Avx512Bf16, KvType::BF16>(s, k_cache, v_cache, queries,
+                                                                    nq, kv_head, buf);
     attend_dims_major_cache<Avx512>(s, k_cache, v_cache, queries, nq, kv_head, buf);
 }
 

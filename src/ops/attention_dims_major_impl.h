@@ -1,4 +1,4 @@
-// Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16, Q8_0
+// Internal to src/ops: the attention kernel for caches with dims-major K blocks (f16, bf16, Q8_0
 // and Q4_0), for a block of query tokens of one sequence and one K/V head's group of query
 // heads (one token: a decode step), written once over a small vector-traits
 // struct S and compiled into each ISA's translation unit with that unit's target flags
@@ -35,6 +35,9 @@
 // integer vector), KQ (a run's 4 dims as loaded), kKeysOffset, izero, load_kq / load_kq_n,
 // dot_kq (the exact dot product with 4 query bytes, plus 128 x their sum when
 // kKeysOffset) and to_float (minus an offset, as floats),
+// for BF16 keys KP (a run's dim pair as loaded), load_kp / load_kp_n, bf_even / bf_odd (a pair's
+// dims as floats), kNativeBf16 and, where true, dot_bf16 (vdpbf16ps with a query dim pair),
+// load_bf (L bf16 values of a V row),
 // mul, load, store, load_h (L f16 values), load_h_n (n < L f16 values, the rest 0, reading only
 // those n), load_b (L int8 values as floats), load_q4_pair (L / 2 bytes' low
 // nibbles then their high ones, as floats), load_q4_plane (L bytes shifted right by 0 or 4,
@@ -50,9 +53,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "ops/attention_isa.h"
+#include "quant/fp16.h"
 
 namespace lokal {
 namespace {
@@ -81,11 +86,26 @@ constexpr int chunk_block(int nc, int cap) {
 }
 
 // CB chunks of L dims of one V row from dim L x c0, as floats (the reference's dequantization).
-template <class S, KvType KT, int CB>
+// kPairV (BF16 rows, CB and c0 even): each two chunks from one load of 2L bf16 values, the
+// even dims into the first chunk and the odd ones into the second (a shift and a mask, where
+// per chunk a widening load and a shift took the values loop 1.1x its f16 time); the
+// accumulators then hold each 2L dims interleaved, put back in order when the outputs are
+// written.
+template <class S, KvType KT, int CB, bool kPairV = false>
 __attribute__((always_inline)) inline void load_v_chunks(const uint8_t* row, int c0,
                                                          typename S::V* v) {
+    if constexpr (kPairV) {
+        static_assert(CB % 2 == 0);
+#pragma GCC unroll 8
+        for (int cb = 0; cb < CB; cb += 2) {
+            const typename S::KP x = S::load_kp(row + 2 * S::L * (c0 + cb));
+            v[cb] = S::bf_even(x);
+            v[cb + 1] = S::bf_odd(x);
+        }
+        return;
+    }
     constexpr int L = S::L;
-    constexpr bool kQ8 = KT == KvType::Q8_0, kBlk = KT != KvType::F16;
+    constexpr bool kQ8 = KT == KvType::Q8_0, kBlk = kQ8 || KT == KvType::Q4_0;
     typename S::V vs{};  // the current block's scale
 #pragma GCC unroll 8
     for (int cb = 0; cb < CB; ++cb) {
@@ -106,6 +126,8 @@ __attribute__((always_inline)) inline void load_v_chunks(const uint8_t* row, int
                 v[cb] = S::mul(
                     S::sub(S::load_q4_plane(blk + 2 + e % 16, e % 32 >= 16 ? 4 : 0), S::set1(8.0f)),
                     vs);
+        } else if constexpr (KT == KvType::BF16) {
+            v[cb] = S::load_bf((const uint16_t*)row + e);
         } else {
             v[cb] = S::load_h((const uint16_t*)row + e);
         }
@@ -129,9 +151,11 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                        std::vector<float>& buf) {
     using V = typename S::V;
     constexpr int L = S::L;
-    constexpr bool kQ8 = KT == KvType::Q8_0, kQ4 = KT == KvType::Q4_0;
+    constexpr bool kQ8 = KT == KvType::Q8_0, kQ4 = KT == KvType::Q4_0, kBF = KT == KvType::BF16;
     constexpr bool kBlk = kQ8 || kQ4;  // GGUF blocks: a scale per 32 values of a row
     constexpr int EB = kQ8 ? 1 : 2;    // bytes per K value (Q4_0: half a byte)
+    // Bytes from one key to the next in a dim's run (BF16: a dim pair's dword, Q8_0: 4 dims').
+    constexpr int KEY_STEP = kQ8 || kBF ? 4 : EB;
     static_assert(32 % L == 0, "a Q8_0 block is whole vectors");
     // Scoring takes HS heads at a time (up to S::kScoreHeads) and R runs of keys, R x HS
     // accumulators: AVX-512 8 heads x 2 runs; AVX2 4 x 2 (8 heads x 1 run spent a broadcast
@@ -168,6 +192,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     constexpr int HV = kWholeRows ? 4 : HB;
     constexpr int CB = kWholeRows ? NC : NC ? chunk_block(NC, S::kValueAcc / HB) : 1;
     static_assert(HV * CB <= S::kValueAcc && HB % HV == 0, "value register blocks");
+    // BF16 V rows two chunks a load (load_v_chunks), where the chunk blocks are whole pairs.
+    constexpr bool kPairV = kBF && NC % 2 == 0 && CB % 2 == 0 && NC > 0;
     constexpr int TS = HB * L;  // floats per score tile: L keys of HB heads
     static_assert(HD % L == 0, "head_dim must be whole vectors");
     if constexpr (!kMulti) nq = 1;          // known here: the single-query code stays as lean
@@ -208,9 +234,14 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // block redo the last head; their results are dropped.
     float* scores = hmax + (size_t)n_hblk * HB;
     float* qt = scores + (size_t)n_hblk * n_tiles * TS;  // [hd][HS] one head block's queries
-    for (int i = 0; i < nq; ++i)
-        S::round_f16_n(queries[i].q + (int64_t)kv_head * QG * hd, q + (int64_t)i * QG * hd,
-                       QG * hd);
+    for (int i = 0; i < nq; ++i) {
+        const float* src = queries[i].q + (int64_t)kv_head * QG * hd;
+        float* dst = q + (int64_t)i * QG * hd;
+        if constexpr (kBF)  // the pair dot product's operand (the reference rounds the same)
+            for (int e = 0; e < QG * hd; ++e) dst[e] = bf16_to_fp32(fp32_to_bf16(src[e]));
+        else
+            S::round_f16_n(src, dst, QG * hd);
+    }
 
     // The keys as runs that cross neither a cache block nor a score tile, padded with empty
     // runs (len 0: nothing loaded or stored) to whole groups of R and the prefetch distance.
@@ -230,7 +261,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const int64_t at = layout.block_offset(query.block_table[block], kv_head);
             const uint8_t* kb = (const uint8_t*)(k_cache + at);
             const uint16_t* ks = kBlk ? (const uint16_t*)(kb + hd * k_dim_bytes) + slot : nullptr;
-            out[n_runs++] = {kQ4 ? kb : kb + (kQ8 ? 4 : EB) * slot,
+            out[n_runs++] = {kQ4 ? kb : kb + KEY_STEP * slot,
                              ks,
                              (const uint8_t*)(v_cache + at) + slot * v_row_bytes,
                              j,
@@ -280,6 +311,11 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     const int nb = hd / 32;
     thread_local std::vector<int8_t> q8;
     thread_local std::vector<int32_t> q8_sum, q4, qc;
+    // BF16 keys with the pair dot product: qp [hd / 2][HS] each head's dims 2i, 2i + 1 as one
+    // dword of two bf16 values (low half the even dim), broadcast against a run's dim pair.
+    thread_local std::vector<uint32_t> qp;
+    if constexpr (kBF && S::kNativeBf16) qp.resize((size_t)hd / 2 * HS);
+    const uint32_t* qpd = qp.data();  // (a thread_local's data is reloaded at every use)
     thread_local std::vector<float> q8_scale, qd;
     if constexpr (kQ8) {
         q8.resize((size_t)G * hd);
@@ -304,6 +340,10 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const int g = std::min(g0 + h, G - 1);
             const float* qh = q + (int64_t)g * hd;
             for (int d = 0; d < hd; ++d) qt[d * HS + h] = qh[d];
+            if constexpr (kBF && S::kNativeBf16)
+                for (int d = 0; d < hd; d += 2)
+                    qp[d / 2 * HS + h] =
+                        (uint32_t)fp32_to_bf16(qh[d]) | (uint32_t)fp32_to_bf16(qh[d + 1]) << 16;
             if constexpr (kQ8) {
                 for (int d = 0; d < hd; d += 4)
                     std::memcpy(&q4[d / 4 * HS + h], &q8[(size_t)g * hd + d], 4);
@@ -400,6 +440,62 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                     }
                 }
             };
+            // BF16 keys: a run's dim pair is one vector of L dwords (dims 2i, 2i + 1 of a key).
+            // With the pair dot product, one instruction per head and run takes both dims
+            // (the odd dim's product added first, then the even one's: vdpbf16ps's order);
+            // otherwise the pair splits into two float vectors and two fmas in that order.
+            // The products of bf16 values are exact in float, so both round alike (but for
+            // the instruction's flushing of denormals).
+            // Full runs (kFull) and short ones are separate loops: a load chosen per run inside
+            // the loop kept the key vectors on the stack, reloaded for every instruction.
+            auto score_bf16 = [&](auto full_runs) {
+                constexpr bool kFull = decltype(full_runs)::value;
+                // The accumulators as locals: through the captured array GCC 12 stored every
+                // vdpbf16ps result back to the stack (1.2x the f16 kernel's time).
+                V acc[R][HS];
+#pragma GCC unroll 8
+                for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+                    for (int h = 0; h < HS; ++h) acc[r][h] = a[r][h];
+                for (int d = 0; d < hd; d += 2) {
+                    prefetch_dim(d);
+                    typename S::KP kp[R];
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) {
+                        const uint8_t* p = runs[r0 + r].k + (int64_t)d * k_dim_bytes;
+                        if constexpr (kFull)
+                            kp[r] = S::load_kp(p);
+                        else
+                            kp[r] = S::load_kp_n(p, runs[r0 + r].len);
+                    }
+                    if constexpr (S::kNativeBf16) {
+#pragma GCC unroll 8
+                        for (int h = 0; h < HS; ++h) {
+                            const uint32_t qw = qpd[d / 2 * HS + h];
+#pragma GCC unroll 8
+                            for (int r = 0; r < R; ++r)
+                                acc[r][h] = S::dot_bf16(acc[r][h], kp[r], qw);
+                        }
+                    } else {
+                        V ke[R], ko[R];
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r)
+                            ke[r] = S::bf_even(kp[r]), ko[r] = S::bf_odd(kp[r]);
+#pragma GCC unroll 8
+                        for (int h = 0; h < HS; ++h) {
+                            const V qo = S::set1(qt[(d + 1) * HS + h]),
+                                    qe = S::set1(qt[d * HS + h]);
+#pragma GCC unroll 8
+                            for (int r = 0; r < R; ++r)
+                                acc[r][h] = S::fma(qe, ke[r], S::fma(qo, ko[r], acc[r][h]));
+                        }
+                    }
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+                    for (int h = 0; h < HS; ++h) a[r][h] = acc[r][h];
+            };
             // hd vectors of L keys per run, each weighted by every head's query value; a Q4_0
             // block's levels times the keys' scales for that block (sc).
             auto score = [&](auto load) {
@@ -441,6 +537,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             // is L keys of one plane (its shift picks the plane).
             if constexpr (kQ8)
                 score_q8();
+            else if constexpr (kBF)
+                full ? score_bf16(std::true_type{}) : score_bf16(std::false_type{});
             else if (kQ4 && full && bs == L)
                 score([](const KeyRun& run, int64_t at) { return S::load_q4_pair(run.k + at); });
             else if (full)
@@ -567,7 +665,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
                                          _MM_HINT_T0);
                         V v[CB];
-                        load_v_chunks<S, KT, CB>(row, c0, v);
+                        load_v_chunks<S, KT, CB, kPairV>(row, c0, v);
 #pragma GCC unroll 8
                         for (int h = 0; h < HV; ++h) {
                             const V p = S::set1(pt[h * L + i]);
@@ -579,7 +677,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         const int64_t* hk = nk + g0 + hs;  // the register block's heads' keys
                         for (int i = i_end; i < run.len; ++i, row += v_row_bytes) {
                             V v[CB];
-                            load_v_chunks<S, KT, CB>(row, c0, v);
+                            load_v_chunks<S, KT, CB, kPairV>(row, c0, v);
                             for (int h = 0; h < HV; ++h) {
                                 if (run.j + i >= hk[h]) continue;
                                 const V p = S::set1(pt[h * L + i]);
@@ -599,9 +697,20 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             r_begin = r_end;
         }
     }
-    for (int i = 0; i < nq; ++i)
-        std::copy_n(acc + (int64_t)i * QG * hd, QG * hd,
-                    queries[i].out + (int64_t)kv_head * QG * hd);
+    for (int i = 0; i < nq; ++i) {
+        float* out = queries[i].out + (int64_t)kv_head * QG * hd;
+        const float* src = acc + (int64_t)i * QG * hd;
+        if constexpr (kPairV) {
+            // Each 2L dims were accumulated as [even dims][odd dims] (load_v_chunks).
+            for (int e = 0; e < QG * hd; e += 2 * L)
+                for (int j = 0; j < L; ++j) {
+                    out[e + 2 * j] = src[e + j];
+                    out[e + 2 * j + 1] = src[e + L + j];
+                }
+        } else {
+            std::copy_n(src, QG * hd, out);
+        }
+    }
 }
 
 // HB: the smallest of 1, 2, 4, 8 that holds the group (8 for larger groups, in blocks).
@@ -652,6 +761,8 @@ void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const u
         return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, nq, h, buf);
     if (s.kv_type == KvType::Q4_0)
         return attend_dims_major_dispatch<S, KvType::Q4_0>(s, k, v, q, nq, h, buf);
+    if (s.kv_type == KvType::BF16)
+        return attend_dims_major_dispatch<S, KvType::BF16>(s, k, v, q, nq, h, buf);
     attend_dims_major_dispatch<S, KvType::F16>(s, k, v, q, nq, h, buf);
 }
 

@@ -61,7 +61,7 @@ TEST(Engine, CachedDecodeEqualsRecompute) {
 // pass, bit for bit; batching does not change results: BatchedSequencesEqualSeparateRuns),
 // halves the cache, and stays close to the f16 cache's logits.
 TEST(Engine, BlockTypeKvCachesMatchRecomputeAndStayCloseToF16) {
-    for (KvType kv : {KvType::Q8_0, KvType::Q4_0})
+    for (KvType kv : {KvType::Q8_0, KvType::Q4_0, KvType::BF16})
         for (const char* m : {"tiny-k.Q8_0.gguf", "tiny-qwen2.Q8_0.gguf", "tiny-moe.Q8_0.gguf"}) {
             SCOPED_TRACE(testing::Message() << m << " " << kv_type_name(kv));
             auto model = load(m);
@@ -74,9 +74,11 @@ TEST(Engine, BlockTypeKvCachesMatchRecomputeAndStayCloseToF16) {
             Context q8(*model, cp);
             cp.kv_type = KvType::F16;
             Context f16(*model, cp);
-            // Q8_0 rows: 34 bytes per 32 values where f16 takes 64; Q4_0 rows 18.
+            // Q8_0 rows: 34 bytes per 32 values where f16 takes 64; Q4_0 rows 18; BF16 as f16.
             EXPECT_EQ(q8.cache().storage.bytes() * 64,
-                      f16.cache().storage.bytes() * (kv == KvType::Q8_0 ? 34 : 18));
+                      f16.cache().storage.bytes() * (kv == KvType::Q8_0   ? 34
+                                                     : kv == KvType::Q4_0 ? 18
+                                                                          : 64));
             const int32_t inc = q8.cache().create_sequence();
             std::vector<float> step, full, ref;
             double diff = 0, norm = 0;
@@ -97,15 +99,27 @@ TEST(Engine, BlockTypeKvCachesMatchRecomputeAndStayCloseToF16) {
                     norm += (double)ref[v] * ref[v];
                 }
             }
-            // 8-bit K/V rounding moves the logits by a small fraction of their size (a wrong
-            // row or scale would move them by about their whole size).
+            // 8-bit K/V rounding (and bf16's 8 significant bits) moves the logits by a small
+            // fraction of their size (a wrong row, dim pair or scale would move them by about
+            // their whole size).
             const double rel = std::sqrt(diff / norm);
             std::printf("%s %s: logits %.3g from f16\n", m, kv_type_name(kv), rel);
+            // The mixture's router picks experts by rank, so a small change can flip a pick
+            // for a token (bf16 here: 0.094, the same with the scalar reference attention; over
+            // a whole text its KL from f16 is q8_0's, docs/PERFORMANCE.md "KV cache types").
+            const bool moe = std::string(m).find("moe") != std::string::npos;
             EXPECT_GT(rel, 0.0);
-            EXPECT_LT(rel, kv == KvType::Q8_0 ? 0.05 : 0.25);
+            EXPECT_LT(rel, kv == KvType::Q4_0 ? 0.25 : moe ? 0.12 : 0.05);
         }
-    // Head size 8: no whole Q8_0 block per row; the error says what to use instead.
+    // Head size 8: no whole Q8_0 block per row; the error says what to use instead. (A bf16
+    // cache takes it: any even head size.)
     auto small = load("stories260K.gguf");
+    {
+        ContextParams bf;
+        bf.n_ctx = 16;
+        bf.kv_type = KvType::BF16;
+        EXPECT_NO_THROW(Context(*small, bf));
+    }
     ContextParams cp;
     cp.n_ctx = 16;
     cp.kv_type = KvType::Q8_0;

@@ -159,12 +159,12 @@ TEST(Attention, QueryBlocksGiveEachQueryTheBitsItGetsAlone) {
     }
 }
 
-// Q8_0 and Q4_0 caches: every SIMD path (decode kernels for GQA groups 1, 2, 4, 8 at head sizes 32,
-// 64, 128; the tiled kernel for other groups and sizes) against the scalar reference on the
-// same quantized rows, and the reference itself against an f16 cache of the same values:
-// the only difference there is the 8-bit rounding of K and V.
+// Q8_0, Q4_0 and BF16 caches: every SIMD path (decode kernels for GQA groups 1, 2, 4, 8 at head
+// sizes 32, 64, 128; the tiled kernel for other groups and sizes) against the scalar reference
+// on the same rounded rows, and the reference itself against an f16 cache of the same values:
+// the only difference there is the rounding of K and V (and of the query, for BF16).
 TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
-    for (KvType kv : {KvType::Q8_0, KvType::Q4_0}) {
+    for (KvType kv : {KvType::Q8_0, KvType::Q4_0, KvType::BF16}) {
         SCOPED_TRACE(kv_type_name(kv));
         std::mt19937 rng(5);
         std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -195,7 +195,9 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
             f16.n_blocks = n_blocks;
             AttentionShape q8 = f16;
             q8.kv_type = kv;
-            ASSERT_EQ(kv_row_elems(kv, c.hd) * 2, c.hd / 32 * (kv == KvType::Q8_0 ? 34 : 18));
+            if (kv != KvType::BF16) {
+                ASSERT_EQ(kv_row_elems(kv, c.hd) * 2, c.hd / 32 * (kv == KvType::Q8_0 ? 34 : 18));
+            }
             std::vector<uint16_t> kq((size_t)kv_cache_elems(q8)), vq(kq.size());
             std::vector<uint16_t> kh((size_t)kv_cache_elems(f16)), vh(kh.size());
             // Each row: random values with a few large ones (as real keys have), stored as Q8_0,
@@ -245,9 +247,10 @@ TEST(Attention, BlockTypeCachesMatchReferenceAndF16) {
             EXPECT_LT(max_err, 1e-2);
             EXPECT_LT(rel_simd, 1e-4);
             // Q8_0 against f16: each K/V value is off by at most 1/254 of its block's largest, a
-            // few percent of the output at most; a wrong scale, block or row would be off by
-            // the output's own size (relative error ~1).
-            EXPECT_LT(rel_q8, kv == KvType::Q8_0 ? 0.05 : 0.5);
+            // few percent of the output at most; BF16: each value and query element off by at
+            // most 2^-9 of itself, ~0.3% of the output; a wrong scale, block, dim pair or row
+            // would be off by the output's own size (relative error ~1).
+            EXPECT_LT(rel_q8, kv == KvType::Q8_0 ? 0.05 : kv == KvType::BF16 ? 0.01 : 0.5);
             EXPECT_GT(rel_q8, 0.0);  // the Q8_0 rows really were read
         }
     }
@@ -387,6 +390,15 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
             EXPECT_EQ(std::memcmp(vb + 5 * 2 * kv_row_elems(kv, hd), q, 2 * row.size()), 0);
         }
+        if (kv == KvType::BF16) {
+            // Dim pairs: dims 2i and 2i + 1 of slot 5 at elements (i * block_size + 5) * 2
+            // and + 1; V rows as they are.
+            for (int d = 0; d < hd; ++d) {
+                EXPECT_EQ(kc[(size_t)(base + (d / 2 * bs + 5) * 2 + d % 2)], row[(size_t)d])
+                    << "dim " << d;
+                EXPECT_EQ(vc[(size_t)(base + 5 * hd + d)], row[(size_t)d]) << "dim " << d;
+            }
+        }
         if (kv == KvType::Q4_0) {
             // Values dims-major two to a byte: slot 5 lies in the first half of the 16 slots,
             // so dim d is the low nibble of byte d * 8 + 5 (GGUF value i of a block: the low
@@ -415,9 +427,9 @@ TEST(Attention, CacheStoreLoadLayout) {
             }
         }
         EXPECT_GT(nonzero_k, (size_t)kv_row_elems(kv, hd) / 2);
-        // f16 K holds a row in as many elements as V; dims-major Q8_0 and Q4_0 spread their
+        // f16 and bf16 K hold a row in as many elements as V; dims-major Q8_0 and Q4_0 spread their
         // bytes over one element per dim plus the scales.
-        if (kv == KvType::F16)
+        if (kv == KvType::F16 || kv == KvType::BF16)
             EXPECT_EQ(nonzero_k, nonzero_v);
         else
             EXPECT_LE(nonzero_k, (size_t)(hd + hd / 32));
@@ -535,6 +547,12 @@ TEST(Attention, BlockTypeCachesRefuseOtherHeadSizes) {
     EXPECT_EQ(parse_kv_type("Q8_0"), KvType::Q8_0);
     EXPECT_EQ(parse_kv_type("f16"), KvType::F16);
     EXPECT_EQ(parse_kv_type("q4_0"), KvType::Q4_0);
+    EXPECT_EQ(parse_kv_type("BF16"), KvType::BF16);
+    EXPECT_STREQ(kv_type_name(KvType::BF16), "bf16");
+    // BF16 keys are stored in pairs of dims: an even head size.
+    EXPECT_TRUE(kv_type_fits(KvType::BF16, 80));
+    EXPECT_FALSE(kv_type_fits(KvType::BF16, 81));
+    EXPECT_THROW(require_kv_type_fits(KvType::BF16, 81), std::invalid_argument);
     EXPECT_FALSE(parse_kv_type("q4_1").has_value());
     EXPECT_FALSE(parse_kv_type("").has_value());
 }
