@@ -5,7 +5,8 @@
 // (attention_avx2.cpp: 8 lanes, attention_avx512.cpp: 16 lanes). Include only from those
 // files: everything here lives in an anonymous namespace, so each unit gets its own copy.
 //
-// Numerics are the reference's (attention.cpp): f16-rounded queries, scaled scores, softmax
+// Numerics are the reference's (attention.cpp): f16-rounded queries (bf16-rounded against
+// bf16 keys), scaled scores, softmax
 // with the max subtracted and the sum in float (lane-wise partial sums; the reference sums in
 // double, the difference is far below the f16 rounding that follows), probabilities
 // rounded to f16 before they weight the values; K and V values as the reference dequantizes
@@ -224,7 +225,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     }
     const int64_t n_tiles = (n + L - 1) / L;
     buf.resize((size_t)(2 * G * hd + 2 * n_hblk * HB + n_hblk * n_tiles * TS + hd * HS));
-    float* q = buf.data();                    // [G][hd], f16-rounded
+    float* q = buf.data();                    // [G][hd], f16-rounded (BF16: bf16-rounded)
     float* acc = q + (size_t)G * hd;          // [G][hd]
     float* inv = acc + (size_t)G * hd;        // [n_hblk * HB] softmax normalizers, 1 / sum
     float* hmax = inv + (size_t)n_hblk * HB;  // [n_hblk * HB] each head's largest score
