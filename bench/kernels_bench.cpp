@@ -479,6 +479,20 @@ BENCHMARK(BM_AttentionDecodeMha)
     ->Args({4096, 0, 1, 4, 1, 1})
     ->Unit(benchmark::kMicrosecond);
 
+// One K/V head for all 8 query heads (MQA), head_dim 256: Gemma 2B's attention (18 layers).
+// With fewer K/V heads than threads a decode step splits the query heads over the threads
+// (attention_paged); LOKAL_ATTENTION_SPLIT=0 keeps one task per K/V head (for A/B).
+void BM_AttentionDecodeMqa(benchmark::State& st) {
+    attention_step(st, 8, 1, 256, 1);
+}
+BENCHMARK(BM_AttentionDecodeMqa)
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
+    ->Args({4096, 0, 1, 1, 0, 1})
+    ->Args({4096, 0, 2, 1, 0, 1})
+    ->Args({4096, 0, 2, 18, 0, 1})
+    ->Args({4096, 0, 2, 18, 3, 1})
+    ->Unit(benchmark::kMicrosecond);
+
 // A prompt's attention after a long context: 64 queries (positions ctx - 64 .. ctx - 1) of one
 // sequence in one call, as a prompt's layer runs them; heads: 0 TinyLlama's (32 on 4 K/V
 // heads, head_dim 64), 1 Llama 2 7B's (32 on 32, 128), 2 Llama 3.2 1B's (32 on 8, 64). Each

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ops/attention_isa.h"
+#include "ops/env_switch.h"
 #include "ops/kernels.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -205,13 +206,13 @@ void kv_load_k(const AttentionShape& s, const uint16_t* k_cache, int64_t block, 
 
 namespace {
 
-// The scores of a Q8_0 cache's keys (`scores` [group][n], n keys from `first`): each head's
-// f16-rounded query q [group][hd] quantized as Q8_0 (kv_quantize_query_q8), then per key
-// the exact integer dot product of each 32-dim block, combined in block order as
-// acc = fma(isum, key scale x query scale, acc), times s.scale (the SIMD kernels' steps).
+// The scores of a Q8_0 cache's keys (`scores` [group][n], n keys from `first`, group heads): each
+// head's f16-rounded query q [group][hd] quantized as Q8_0 (kv_quantize_query_q8), then per key the
+// exact integer dot product of each 32-dim block, combined in block order as acc = fma(isum, key
+// scale x query scale, acc), times s.scale (the SIMD kernels' steps).
 void score_q8_keys(const AttentionShape& s, const uint16_t* k_cache, const AttentionQuery& query,
-                   int kv_head, int32_t first, const float* q, float* scores) {
-    const int group = s.n_head / s.n_kv_head, hd = s.head_dim, nb = hd / 32;
+                   int kv_head, int group, int32_t first, const float* q, float* scores) {
+    const int hd = s.head_dim, nb = hd / 32;
     const int64_t n = query.pos - first + 1;
     std::vector<int8_t> qv((size_t)group * hd);
     std::vector<float> qs((size_t)group * nb);
@@ -247,9 +248,11 @@ void score_q8_keys(const AttentionShape& s, const uint16_t* k_cache, const Atten
 // are rounded to f16 before they weight the f16 values. Memory is O(n_keys) per query
 // head for the scores, never O(n^2).
 void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                  const AttentionQuery& query, int kv_head, std::vector<float>& buf) {
-    const int group = s.n_head / s.n_kv_head;
+                  const AttentionQuery& query, HeadSpan heads, std::vector<float>& buf) {
+    const int kv_head = heads.kv_head, group = heads.count;  // the heads taken here
     const int hd = s.head_dim;
+    // Head g here is query head (kv_head x heads per K/V head + heads.first + g).
+    const int64_t q_at = ((int64_t)kv_head * (s.n_head / s.n_kv_head) + heads.first) * hd;
     const int32_t first = attention_first_key(s, query.pos);
     const int64_t n = query.pos - first + 1;  // keys attended
     buf.assign((size_t)(2 * group * hd + hd + group * n), 0.0f);
@@ -258,7 +261,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     float* row = acc + (size_t)group * hd;  // [hd] one converted K or V row
     float* scores = row + hd;               // [group][n]
     for (int g = 0; g < group; ++g) {
-        const float* src = query.q + (int64_t)(kv_head * group + g) * hd;
+        const float* src = query.q + q_at + (int64_t)g * hd;
         for (int i = 0; i < hd; ++i)
             q[g * hd + i] = s.kv_type == KvType::BF16 ? bf16_to_fp32(fp32_to_bf16(src[i]))
                                                       : fp16_to_fp32(fp32_to_fp16(src[i]));
@@ -266,7 +269,7 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
     auto block_of = [&](int32_t p) { return query.block_table[p / s.block_size]; };
     // Pass 1: scores against every key.
     if (s.kv_type == KvType::Q8_0) {
-        score_q8_keys(s, k_cache, query, kv_head, first, q, scores);
+        score_q8_keys(s, k_cache, query, kv_head, group, first, q, scores);
     } else {
         for (int32_t p = first; p <= query.pos; ++p) {
             kv_load_k(s, k_cache, block_of(p), p % s.block_size, kv_head, row);
@@ -295,20 +298,19 @@ void attend_group(const AttentionShape& s, const uint16_t* k_cache, const uint16
             for (int i = 0; i < hd; ++i) a[i] += w * row[i];
         }
     }
-    for (int g = 0; g < group; ++g)
-        std::copy_n(acc + g * hd, hd, query.out + (int64_t)(kv_head * group + g) * hd);
+    std::copy_n(acc, (size_t)group * hd, query.out + q_at);
 }
 
 // The reference takes a block's queries one by one.
 void attend_block(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                  const AttentionQuery* queries, int nq, int kv_head, std::vector<float>& buf) {
-    for (int i = 0; i < nq; ++i) attend_group(s, k_cache, v_cache, queries[i], kv_head, buf);
+                  const AttentionQuery* queries, int nq, HeadSpan heads, std::vector<float>& buf) {
+    for (int i = 0; i < nq; ++i) attend_group(s, k_cache, v_cache, queries[i], heads, buf);
 }
 
-// fn(shape, k, v, queries, nq, kv_head, buffer): nq queries of one block (below) at one K/V
-// head.
+// fn(shape, k, v, queries, nq, heads, buffer): nq queries of one block (below) at one K/V
+// head, all its query heads when nq > 1.
 using BlockFn = void (*)(const AttentionShape&, const uint16_t*, const uint16_t*,
-                         const AttentionQuery*, int, int, std::vector<float>&);
+                         const AttentionQuery*, int, HeadSpan, std::vector<float>&);
 
 // Heads a block of queries may have together (query heads per K/V head x queries): the
 // kernels' largest register block of heads.
@@ -331,7 +333,7 @@ void run(ThreadPool& pool, BlockFn fn, const AttentionShape& shape, const uint16
     struct Task {
         int64_t query;  // the block's first
         int32_t n;      // queries in the block
-        int32_t kv_head;
+        HeadSpan heads;
     };
     thread_local std::vector<Task> tasks;
     tasks.clear();
@@ -347,17 +349,46 @@ void run(ThreadPool& pool, BlockFn fn, const AttentionShape& shape, const uint16
                    attention_first_key(shape, queries[e].pos) ==
                        attention_first_key(shape, queries[b].pos))
                 ++e;
-            tasks.push_back({b, (int32_t)(e - b), 0});
+            tasks.push_back({b, (int32_t)(e - b), {0, 0, group}});
             b = e;
         }
         const size_t n_blocks = tasks.size() - seq_tasks;
         for (int h = 1; h < shape.n_kv_head; ++h)
             for (size_t i = 0; i < n_blocks; ++i) {
                 Task t = tasks[seq_tasks + i];
-                t.kv_head = h;
+                t.heads.kv_head = h;
                 tasks.push_back(t);
             }
         seq_begin = seq_end;
+    }
+    // Fewer tasks than threads (a decode step of one or a few sequences, and a model with few
+    // K/V heads: MQA's one, or any model on a many-core machine): single-query tasks split
+    // their group's query heads in up to that many parts, so no thread waits while others
+    // attend. Each part reads its K/V head's keys and values again (from the shared cache
+    // when the parts run at once); with enough tasks (2 threads, TinyLlama's 4 K/V heads)
+    // nothing is split: two parts' reads from memory took 1.35x one task's
+    // (docs/PERFORMANCE.md, "Tried 2026-12-07"). The bits are the same either way
+    // (attend_dims_major computes each head on its own).
+    // LOKAL_ATTENTION_SPLIT=0: never split (for A/B).
+    static const bool split = env_switch("LOKAL_ATTENTION_SPLIT");
+    const int n_threads = pool.n_threads();
+    if (split && (int64_t)tasks.size() < n_threads && group > 1) {
+        const int parts =
+            std::min<int>(group, (n_threads + (int)tasks.size() - 1) / (int)tasks.size());
+        const size_t n_whole = tasks.size();
+        for (size_t i = 0; i < n_whole; ++i) {
+            if (tasks[i].n != 1) continue;  // a block of queries shares its tiles: kept whole
+            const Task t = tasks[i];
+            for (int p = 0; p < parts; ++p) {
+                Task part = t;
+                part.heads.first = group * p / parts;
+                part.heads.count = group * (p + 1) / parts - part.heads.first;
+                if (p == 0)
+                    tasks[i] = part;
+                else
+                    tasks.push_back(part);
+            }
+        }
     }
     const Task* task_list = tasks.data();  // the caller's thread_local, read by every worker
     pool.parallel_tasks((int64_t)tasks.size(), [&](int64_t i, int) {
@@ -365,7 +396,7 @@ void run(ThreadPool& pool, BlockFn fn, const AttentionShape& shape, const uint16
         // Kept per thread across calls: a fresh buffer of a long context's scores is an mmap
         // and page faults in every layer of every token.
         thread_local std::vector<float> buffer;
-        fn(shape, k_cache, v_cache, queries + t.query, t.n, t.kv_head, buffer);
+        fn(shape, k_cache, v_cache, queries + t.query, t.n, t.heads, buffer);
     });
 }
 

@@ -152,9 +152,9 @@ struct Avx2 {
 }  // namespace
 
 void attend_block_avx2(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                       const AttentionQuery* queries, int nq, int kv_head,
+                       const AttentionQuery* queries, int nq, HeadSpan heads,
                        std::vector<float>& buf) {
-    attend_dims_major_cache<Avx2>(s, k_cache, v_cache, queries, nq, kv_head, buf);
+    attend_dims_major_cache<Avx2>(s, k_cache, v_cache, queries, nq, heads, buf);
 }
 
 }  // namespace lokal

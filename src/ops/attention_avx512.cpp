@@ -161,12 +161,12 @@ bool native_bf16_attention() {
 }  // namespace
 
 void attend_block_avx512(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                         const AttentionQuery* queries, int nq, int kv_head,
+                         const AttentionQuery* queries, int nq, HeadSpan heads,
                          std::vector<float>& buf) {
     if (s.kv_type == KvType::BF16 && native_bf16_attention())
         return attend_dims_major_dispatch<Avx512Bf16, KvType::BF16>(s, k_cache, v_cache, queries,
-                                                                    nq, kv_head, buf);
-    attend_dims_major_cache<Avx512>(s, k_cache, v_cache, queries, nq, kv_head, buf);
+                                                                    nq, heads, buf);
+    attend_dims_major_cache<Avx512>(s, k_cache, v_cache, queries, nq, heads, buf);
 }
 
 }  // namespace lokal

@@ -148,7 +148,7 @@ __attribute__((always_inline)) inline void load_v_chunks(const uint8_t* row, int
 // counts' tests: with them, `BM_AttentionDecode` ran 2-7% slower, min of 5 alternated runs).
 template <class S, KvType KT, int HD, int HB, bool kMulti>
 void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const uint16_t* v_cache,
-                       const AttentionQuery* queries, int nq, int kv_head,
+                       const AttentionQuery* queries, int nq, HeadSpan heads,
                        std::vector<float>& buf) {
     using V = typename S::V;
     constexpr int L = S::L;
@@ -197,12 +197,18 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     constexpr bool kPairV = kBF && NC % 2 == 0 && CB % 2 == 0 && NC > 0;
     constexpr int TS = HB * L;  // floats per score tile: L keys of HB heads
     static_assert(HD % L == 0, "head_dim must be whole vectors");
-    if constexpr (!kMulti) nq = 1;          // known here: the single-query code stays as lean
-    const int QG = s.n_head / s.n_kv_head;  // heads per query sharing this K/V head
-    const int G = QG * nq;                  // heads of the block
+    if constexpr (!kMulti) nq = 1;  // known here: the single-query code stays as lean
+    const int kv_head = heads.kv_head;
+    // Heads per query taken here (one query: its heads [heads.first, + heads.count) of those
+    // sharing this K/V head; a block of queries: all of them), and the block's heads. Each
+    // head's arithmetic does not depend on which others share its register blocks (the
+    // scores, softmax and values are per head), so any split gives the same bits.
+    const int QG = kMulti ? s.n_head / s.n_kv_head : heads.count;
+    const int G = QG * nq;
     const int n_hblk = (G + HB - 1) / HB;
     const AttentionQuery& query = queries[0];  // the block table and first key are shared
     const int hd = HD ? HD : s.head_dim;
+    const int64_t q_at = ((int64_t)kv_head * (s.n_head / s.n_kv_head) + heads.first) * hd;
     const int nc = hd / L;
     const int64_t bs = s.block_size;
     const int64_t half = bs / 2;                           // Q4_0: a nibble plane's keys
@@ -236,7 +242,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     float* scores = hmax + (size_t)n_hblk * HB;
     float* qt = scores + (size_t)n_hblk * n_tiles * TS;  // [hd][HS] one head block's queries
     for (int i = 0; i < nq; ++i) {
-        const float* src = queries[i].q + (int64_t)kv_head * QG * hd;
+        const float* src = queries[i].q + q_at;
         float* dst = q + (int64_t)i * QG * hd;
         if constexpr (kBF)  // the pair dot product's operand (the reference rounds the same)
             for (int e = 0; e < QG * hd; ++e) dst[e] = bf16_to_fp32(fp32_to_bf16(src[e]));
@@ -699,7 +705,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
         }
     }
     for (int i = 0; i < nq; ++i) {
-        float* out = queries[i].out + (int64_t)kv_head * QG * hd;
+        float* out = queries[i].out + q_at;
         const float* src = acc + (int64_t)i * QG * hd;
         if constexpr (kPairV) {
             // Each 2L dims were accumulated as [even dims][odd dims] (load_v_chunks).
@@ -717,8 +723,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
 // HB: the smallest of 1, 2, 4, 8 that holds the group (8 for larger groups, in blocks).
 template <class S, KvType KT, int HD>
 void attend_dims_major_group(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                             const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
-    const int group = s.n_head / s.n_kv_head * nq;  // the block's heads
+                             const AttentionQuery* q, int nq, HeadSpan h, std::vector<float>& buf) {
+    const int group = h.count * nq;  // the block's heads
     // A block of queries (attention_paged makes them of up to 8 heads; a sequence's last block
     // may have fewer).
     if (nq > 1)
@@ -733,7 +739,8 @@ void attend_dims_major_group(const AttentionShape& s, const uint16_t* k, const u
 // Any head_dim that is a multiple of S::L (of 32 for Q8_0); the common sizes fully unrolled.
 template <class S, KvType KT>
 void attend_dims_major_dispatch(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                                const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
+                                const AttentionQuery* q, int nq, HeadSpan h,
+                                std::vector<float>& buf) {
     switch (s.head_dim) {
         case 64:
             return attend_dims_major_group<S, KT, 64>(s, k, v, q, nq, h, buf);
@@ -757,7 +764,7 @@ void attend_dims_major_dispatch(const AttentionShape& s, const uint16_t* k, cons
 // Every cache type (all have dims-major K blocks, ops/attention.h).
 template <class S>
 void attend_dims_major_cache(const AttentionShape& s, const uint16_t* k, const uint16_t* v,
-                             const AttentionQuery* q, int nq, int h, std::vector<float>& buf) {
+                             const AttentionQuery* q, int nq, HeadSpan h, std::vector<float>& buf) {
     if (s.kv_type == KvType::Q8_0)
         return attend_dims_major_dispatch<S, KvType::Q8_0>(s, k, v, q, nq, h, buf);
     if (s.kv_type == KvType::Q4_0)

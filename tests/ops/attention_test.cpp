@@ -159,6 +159,62 @@ TEST(Attention, QueryBlocksGiveEachQueryTheBitsItGetsAlone) {
     }
 }
 
+// A decode step with fewer K/V-head tasks than threads splits each group's query heads over
+// the idle threads (attention_paged); a head's output must not depend on that: one query of
+// MQA (one K/V head for 8 heads), of GQA groups of 6 and 8, at 1-8 threads (parts of 1-8
+// heads, uneven ones too), for every cache type, gives the bits of one thread, and those meet
+// the reference.
+TEST(Attention, DecodeSplitsHeadsOverIdleThreadsWithTheSameBits) {
+    std::mt19937 rng(12);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    struct Case {
+        int n_head, n_kv, hd, len;
+    };
+    const Case cases[] = {{8, 1, 64, 300}, {12, 2, 64, 77}, {32, 4, 64, 150}, {8, 1, 128, 45}};
+    for (KvType kv : kKvTypes)
+        for (const Case& c : cases) {
+            SCOPED_TRACE(testing::Message() << kv_type_name(kv) << " heads " << c.n_head << "/"
+                                            << c.n_kv << " hd " << c.hd << " len " << c.len);
+            const int bs = 16, n_blocks = (c.len + bs - 1) / bs;
+            std::vector<int32_t> table(n_blocks);
+            for (int i = 0; i < n_blocks; ++i) table[i] = (i * 3 + 1) % n_blocks;
+            AttentionShape shape{c.n_head, c.n_kv, c.hd,    bs, 1.0f / std::sqrt((float)c.hd),
+                                 0,        kv,     n_blocks};
+            std::vector<uint16_t> kc((size_t)kv_cache_elems(shape)), vc(kc.size());
+            std::vector<float> x(c.hd);
+            for (int p = 0; p < c.len; ++p)
+                for (int h = 0; h < c.n_kv; ++h) {
+                    for (float& v : x) v = nd(rng);
+                    kv_store_k(shape, kc.data(), table[p / bs], p % bs, h, x.data());
+                    for (float& v : x) v = nd(rng);
+                    kv_store_v(shape, vc.data(), table[p / bs], p % bs, h, x.data());
+                }
+            std::vector<float> q((size_t)c.n_head * c.hd), one(q.size()), out(q.size());
+            for (float& v : q) v = 2.0f * nd(rng);
+            AttentionQuery query{q.data(), one.data(), c.len - 1, table.data()};
+            {
+                ThreadPool pool(1);
+                attention_paged(pool, shape, kc.data(), vc.data(), &query, 1);
+            }
+            for (int threads : {2, 3, 4, 8}) {
+                ThreadPool pool(threads);
+                std::fill(out.begin(), out.end(), -1.0f);
+                query.out = out.data();
+                attention_paged(pool, shape, kc.data(), vc.data(), &query, 1);
+                EXPECT_EQ(std::memcmp(out.data(), one.data(), out.size() * 4), 0)
+                    << threads << " threads";
+            }
+            std::vector<float> ref(q.size());
+            query.out = ref.data();
+            ThreadPool pool(3);
+            attention_paged_ref(pool, shape, kc.data(), vc.data(), &query, 1);
+            double max_err = 0;
+            for (size_t i = 0; i < ref.size(); ++i)
+                max_err = std::max(max_err, (double)std::fabs(one[i] - ref[i]));
+            EXPECT_LT(max_err, 1e-2);
+        }
+}
+
 // Q8_0, Q4_0 and BF16 caches: every SIMD path (decode kernels for GQA groups 1, 2, 4, 8 at head
 // sizes 32, 64, 128; the tiled kernel for other groups and sizes) against the scalar reference
 // on the same rounded rows, and the reference itself against an f16 cache of the same values:
