@@ -215,7 +215,9 @@ inline int32_t attention_first_key(const AttentionShape& s, int32_t pos) {
 // taken in blocks of up to 8 heads per K/V head (8 queries at one head a K/V head, 1 at 8), one
 // task per block and K/V head, all of a sequence's blocks at one head before the next head:
 // each K/V tile loaded serves the whole block, and one head's keys stay in cache for all of the
-// sequence's queries. Each (query, head) still takes its own keys in a fixed order, so its
+// sequence's queries. A decode step with fewer such tasks than threads (one sequence of a
+// model with few K/V heads) splits each group's query heads over the threads instead.
+// Each (query, head) still takes its own keys in a fixed order, so its
 // output is the same bits alone, in any block, batch or thread count (tested).
 void attention_paged(ThreadPool& pool, const AttentionShape& shape, const uint16_t* k_cache,
                      const uint16_t* v_cache, const AttentionQuery* queries, int64_t n_queries);
