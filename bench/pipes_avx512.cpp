@@ -5,7 +5,9 @@
 // cannot spill or reorder, and prints cycles per iteration at the clock measured by a chain of
 // dependent adds. 16 vpdpbusd alone take 8 cycles on a core that issues two per cycle; an
 // instruction that adds cycles shares their pipes (or, for loads, saturates the load ports).
-// The GEMM kernels' inner loops are balanced with these figures (gemm_avx512.cpp).
+// The GEMM kernels' inner loops are balanced with these figures (gemm_avx512.cpp). The last
+// rows do the same around 16 vfmadd231ps (decode attention's pipes: f16 conversions,
+// broadcasts) and time 16 vdpbf16ps (a bf16 KV cache's key scoring) where the CPU has it.
 //
 //     build/bin/bench_pipes
 #include <chrono>
