@@ -42,20 +42,22 @@ namespace {
 // The float pipes that decode attention runs on (attention_dims_major_impl.h): 16 independent
 // FMAs, plus f16 conversions (from registers or memory) and broadcasts, against 16 BF16
 // pair dot products.
-#define FMA16 \
-    FMA(0)    \
-    FMA(1) FMA(2) FMA(3) FMA(4) FMA(5) FMA(6) FMA(7) FMA(8) FMA(9) FMA(10) FMA(11) FMA(12) FMA(13) FMA(14) FMA(15)
+#define FMA8A FMA(0) FMA(1) FMA(2) FMA(3) FMA(4) FMA(5) FMA(6) FMA(7)
+#define FMA8B FMA(8) FMA(9) FMA(10) FMA(11) FMA(12) FMA(13) FMA(14) FMA(15)
+#define FMA16 FMA8A FMA8B
 #define CVTPH(r) "vcvtph2ps %%ymm30, %%zmm" #r "\n\t"
 #define CVTPHM(r) "vcvtph2ps (%0), %%zmm" #r "\n\t"
 #define BCSS(r) "vbroadcastss (%0), %%zmm" #r "\n\t"
 #define BF(r) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #r "\n\t"
-#define BF16X \
-    BF(0) BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12) BF(13) BF(14) BF(15)
+#define BF8A BF(0) BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7)
+#define BF8B BF(8) BF(9) BF(10) BF(11) BF(12) BF(13) BF(14) BF(15)
+#define BF16X BF8A BF8B
 #define ORK(r) "vpord %%zmm30, %%zmm31, %%zmm" #r "%{%%k1%}\n\t"
 
 template <int Test>
-[[gnu::noinline, gnu::target("avx512f,avx512bw,avx512bf16")]] double cycles_per_iter(long n, const int* p,
-                                                                          double ghz) {
+[[gnu::noinline, gnu::target("avx512f,avx512bw,avx512bf16")]] double cycles_per_iter(long n,
+                                                                                     const int* p,
+                                                                                     double ghz) {
     const auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < n; ++i) {
         if constexpr (Test == 0) asm volatile(DP16 ::"r"(p) : "memory");
@@ -147,7 +149,7 @@ int main() {
             std::printf("  %-42s   n/a (no GFNI)\n", r.what);
             continue;
         }
-        if ((r.fn == cycles_per_iter<20> || r.fn == cycles_per_iter<21>) && !bf16) {
+        if ((r.fn == cycles_per_iter<20> || r.fn == cycles_per_iter<21>)&&!bf16) {
             std::printf("  %-42s   n/a (no AVX-512 BF16)\n", r.what);
             continue;
         }
