@@ -3,7 +3,7 @@
 
     bench/serve.py --model M.gguf [--lokal build/bin/lokal] [--anchor ../shared/anchor]
                    [--threads 2] [--parallel 8] [--only lokal|anchor] [--json OUT]
-                   [--temperature T]
+                   [--temperature T] [--top-p P]
 
 Both servers get the same threads, the same number of parallel sequences and the same
 context per sequence, and are measured one after the other over /v1/completions:
@@ -89,6 +89,9 @@ def recv(s):
 # clients send when they set none, and with no other field lokal then samples from the whole
 # vocabulary (llama-server applies its own default top-k/top-p/min-p).
 TEMPERATURE = 0.0
+# Every request's top_p (--top-p), sent when below 1: OpenAI clients often set 0.9-0.95, and
+# lokal's OpenAI endpoints then cut the vocabulary with top-p alone (no top-k, no min-p).
+TOP_P = 1.0
 
 
 def complete(port, prompt, max_tokens, anchor):
@@ -96,6 +99,8 @@ def complete(port, prompt, max_tokens, anchor):
     perf_counter() at which the request was sent)."""
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": TEMPERATURE, "stream": True,
             "logit_bias": {str(EOS): -100}}
+    if TOP_P < 1:
+        body["top_p"] = TOP_P
     if anchor:
         body["ignore_eos"] = True
         body["cache_prompt"] = True
@@ -281,9 +286,12 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--temperature", type=float, default=0.0,
                     help="every request's temperature (default 0, greedy; 1: OpenAI clients' default)")
+    ap.add_argument("--top-p", type=float, default=1.0,
+                    help="every request's top_p, sent when below 1 (default 1: not sent)")
     args = ap.parse_args()
-    global TEMPERATURE
+    global TEMPERATURE, TOP_P
     TEMPERATURE = args.temperature
+    TOP_P = args.top_p
 
     rounds = {}
     names = [n for n in ["lokal", "anchor"] if not args.only or args.only == n]
@@ -341,7 +349,8 @@ def report(runs, rounds, args):
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, {args.threads} threads, --parallel {args.parallel}, "
           f"best of {args.rounds} round(s), {os.path.basename(args.model)}, "
-          f"temperature {args.temperature:g}\n")
+          f"temperature {args.temperature:g}"
+          + (f", top_p {args.top_p:g}" if args.top_p < 1 else "") + "\n")
     rows = [("single request, tokens/s (first token to last)", "single_tps", "%.1f"),
             ("single request, tokens/s (request to last token)", "single_wall_tps", "%.1f"),
             ("8 concurrent streams, total tokens/s (requests to last token)", "parallel8_tps", "%.1f"),

@@ -43,91 +43,30 @@ inline uint64_t draw_weight(float p) {
     return p > 0 ? (uint64_t)((double)p * 9007199254740992.0) : 0;  // NaN: none
 }
 
-// The candidates in the sampler's order: logit descending, ties by token id (a strict total
-// order, so the ranking is unique), of the first `limit` of them. Ranked lazily, in bands of
-// logits below the best (within 2, 4, 8, ..., 64 of it, then everything else): one pass over the
-// logits per band and a sort of the band alone, instead of sorting the whole vocabulary for
-// every token (32,000 candidates: ~2.5 ms a sample at the OpenAI API's defaults, where
-// neither top-k nor top-p cuts, against the few dozen ranks a draw usually walks).
-class RankedLogits {
-  public:
-    using Cand = std::pair<float, int32_t>;  // logit, token
-    RankedLogits(const float* logits, int32_t n, int32_t limit) : l_(logits), n_(n), limit_(limit) {
-        if (limit_ < n_) {  // top-k: the k best, ranked at once (k is small)
-            std::vector<Cand> c((size_t)n_);
-            for (int32_t i = 0; i < n_; ++i) c[(size_t)i] = {l_[i], i};
-            std::partial_sort(c.begin(), c.begin() + limit_, c.end(), Better());
-            c.resize((size_t)limit_);
-            ranked_ = std::move(c);
-            return;
-        }
-        top_ = l_[first_argmax(l_, n_)];
-        if (std::isnan(top_))  // a NaN at 0 (the greedy rule keeps it): the best of the rest
-            for (int32_t i = 1; i < n_; ++i)
-                if (l_[i] > top_ || (std::isnan(top_) && !std::isnan(l_[i]))) top_ = l_[i];
-    }
-    // The best candidate's logit (NaN only when every logit is).
-    float best() { return limit_ < n_ ? ranked_[0].first : top_; }
-    // Candidate r (r < limit; the last band ranks every candidate, so the loop ends).
-    const Cand& at(int32_t r) {
-        // A walk this deep (top-p or min-p over a flat distribution) will want most ranks:
-        // one sort of everything is cheaper than band after band.
-        if (r >= n_ / 8 && (int32_t)ranked_.size() <= r) rank_all();
-        while ((int32_t)ranked_.size() <= r && band_ <= kBands) add_band();
-        return ranked_[(size_t)std::min<int64_t>(r, (int64_t)ranked_.size() - 1)];
-    }
+// A candidate: its logit and token id.
+using Cand = std::pair<float, int32_t>;
 
-    // Logit descending, then token id; NaN after every number (a strict order for the sorts,
-    // whatever the logits hold).
-    struct Better {
-        bool operator()(const Cand& a, const Cand& b) const {
-            if (a.first > b.first) return true;
-            if (a.first < b.first) return false;
-            const bool an = std::isnan(a.first), bn = std::isnan(b.first);
-            if (an != bn) return bn;     // any number before a NaN
-            return a.second < b.second;  // equal logits, or both NaN
-        }
-    };
-
-  private:
-    static constexpr int kBands = 6;  // logits within 2, 4, ..., 64 of the best; then the rest
-    // The next band: logits in [lo, hi) for hi the last band's lo; the last band takes all
-    // that no band took (-inf and NaN included).
-    void add_band() {
-        const size_t start = ranked_.size();
-        if (band_ == kBands) {
-            for (int32_t i = 0; i < n_; ++i)
-                if (!(l_[i] >= hi_)) ranked_.push_back({l_[i], i});
-        } else {
-            const float lo = top_ - (float)(2 << band_);
-            for (int32_t i = 0; i < n_; ++i) {
-                const float v = l_[i];
-                if (v >= lo && (band_ == 0 || v < hi_)) ranked_.push_back({v, i});
-            }
-            hi_ = lo;
-        }
-        ++band_;
-        // A band holding most of the vocabulary (a flat distribution): one sort of all.
-        if ((int32_t)ranked_.size() > n_ / 8 && band_ <= kBands) return rank_all();
-        std::sort(ranked_.begin() + (ptrdiff_t)start, ranked_.end(), Better());
+// The sampler's ranking: logit descending, then token id; NaN after every number (a strict
+// total order, so the ranking is unique whatever the logits hold).
+struct Better {
+    bool operator()(const Cand& a, const Cand& b) const {
+        if (a.first > b.first) return true;
+        if (a.first < b.first) return false;
+        const bool an = std::isnan(a.first), bn = std::isnan(b.first);
+        if (an != bn) return bn;     // any number before a NaN
+        return a.second < b.second;  // equal logits, or both NaN
     }
-
-    // Every candidate ranked at once (one sort of the whole vocabulary).
-    void rank_all() {
-        if (band_ > kBands) return;
-        std::vector<Cand> c((size_t)n_);
-        for (int32_t i = 0; i < n_; ++i) c[(size_t)i] = {l_[i], i};
-        std::sort(c.begin(), c.end(), Better());
-        ranked_ = std::move(c);
-        band_ = kBands + 1;
-    }
-
-    const float* l_;
-    int32_t n_, limit_;
-    float top_ = 0, hi_ = 0;
-    int band_ = 0;
-    std::vector<Cand> ranked_;
 };
+
+// Rank buckets: a token's logit distance below the best, in steps of 1/16 down to 64 below,
+// then one bucket for the rest (-inf and NaN included). Buckets follow the ranking (a token
+// in an earlier bucket ranks before every token in a later one), so sums of integer weights
+// per bucket find the bucket a running total crosses in, and only that bucket is sorted.
+constexpr int kBucketSteps = 16, kLastBucket = 64 * kBucketSteps;
+inline int rank_bucket(float max, float v) {
+    const float d = max - v;
+    return d < 64.0f ? (int)(d * (float)kBucketSteps) : kLastBucket;  // NaN: the last
+}
 
 }  // namespace
 
@@ -260,65 +199,137 @@ int32_t Sampler::sample_constrained() {
 }
 
 int32_t Sampler::draw() {
+    const float* l = work_.data();
+    exp_t_ = std::numeric_limits<float>::quiet_NaN();  // exp_ holds nothing of these logits
     // Greedy: the first maximum wins, like the reference.
-    if (p_.temperature <= 0) return first_argmax(work_.data(), n_vocab_);
+    if (p_.temperature <= 0) return first_argmax(l, n_vocab_);
+    if (p_.top_k > 0 && p_.top_k < n_vocab_) return draw_top_k();
 
-    // Candidates by logit, best first (top-k: only the k best), ranked only as far as the
-    // filters and the draw look.
-    const int32_t limit = p_.top_k > 0 && p_.top_k < n_vocab_ ? (int32_t)p_.top_k : n_vocab_;
-    RankedLogits ranked(work_.data(), n_vocab_, limit);
-    const float max = ranked.best();
-    // Each candidate's softmax probability at temperature t over the candidates [0, n):
-    // exp((logit - max) / t), the sum over them in double, in token order when they are all
-    // there (no ranking needed; exp_ then holds every token's term), else in rank order.
-    auto softmax_sum = [&](float t, int32_t n) {
-        if (n == n_vocab_) return exp_terms(max, t);
-        double sum = 0;
-        for (int32_t r = 0; r < n; ++r) sum += std::exp((ranked.at(r).first - max) / t);
-        return sum;
-    };
-    auto prob = [&](int32_t r, float t, double sum) {
-        return (float)(std::exp((ranked.at(r).first - max) / t) / sum);
-    };
+    // The best candidate. With it not finite (+inf, or every logit -inf or NaN) every
+    // probability is NaN or 0 and the draw takes the best-ranked candidate.
+    int32_t best = first_argmax(l, n_vocab_);
+    if (std::isnan(l[best]))  // a NaN at 0 (the greedy rule keeps it): the best of the rest
+        for (int32_t i = 1; i < n_vocab_; ++i)
+            if (Better()({l[i], i}, {l[best], best})) best = i;
+    const float max = l[best];
+    if (!std::isfinite(max)) {
+        rng_();  // a draw is still taken: the generator's sequence does not depend on this
+        return best;
+    }
 
-    // Probabilities at temperature 1 decide top-p and min-p, as in the reference chain.
-    int32_t keep = limit;
+    // Top-p and min-p on the temperature-1 probabilities, as in the reference chain: the
+    // kept candidates are the ranks up to `cut` (none: all of them).
+    bool has_cut = false;
+    Cand cut{};
     if (p_.top_p < 1.0f || p_.min_p > 0) {
-        const double sum1 = softmax_sum(1.0f, keep);
+        const double sum1 = exp_terms(max, 1.0f);
+        int32_t keep = n_vocab_;
         if (p_.top_p < 1.0f) {
-            double cum = 0;
-            for (int32_t r = 0; r < keep; ++r) {
-                cum += prob(r, 1.0f, sum1);
-                if (cum >= p_.top_p) {
-                    keep = r + 1;
-                    break;
+            // The first rank whose running total of weights reaches top_p.
+            const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
+            bucket_weight_.assign(kLastBucket + 1, 0);
+            bucket_count_.assign(kLastBucket + 1, 0);
+            bucket_of_.resize((size_t)n_vocab_);
+            for (int32_t i = 0; i < n_vocab_; ++i) {
+                const int b = rank_bucket(max, l[i]);
+                bucket_of_[(size_t)i] = (uint16_t)b;
+                bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum1));
+                ++bucket_count_[(size_t)b];
+            }
+            uint64_t cum = 0;
+            int32_t before = 0;  // candidates in the buckets before b
+            for (int b = 0; b <= kLastBucket; ++b) {
+                if (bucket_count_[(size_t)b] == 0) continue;
+                if (cum + bucket_weight_[(size_t)b] < target) {
+                    cum += bucket_weight_[(size_t)b];
+                    before += (int32_t)bucket_count_[(size_t)b];
+                    continue;
                 }
+                sort_bucket(b, [](int32_t) { return true; });
+                for (size_t k = 0; k < bucket_members_.size(); ++k) {
+                    const auto& [v, i] = bucket_members_[k];
+                    cum += draw_weight((float)(exp_[(size_t)i] / sum1));
+                    if (cum >= target) {
+                        keep = before + (int32_t)k + 1;
+                        cut = bucket_members_[k];
+                        has_cut = true;
+                        break;
+                    }
+                }
+                break;
             }
         }
         if (p_.min_p > 0) {
-            const float threshold = prob(0, 1.0f, sum1) * p_.min_p;
-            int32_t k = 1;
-            if (keep == n_vocab_) {
-                // Nothing cut yet: count instead of walking the ranking (a probability never
-                // rises with the rank, so the ranks that pass are the first `count`); exp_
-                // holds the terms of sum1.
-                int32_t count = 0;
-                for (int32_t i = 0; i < n_vocab_; ++i)
-                    count += (float)(exp_[(size_t)i] / sum1) >= threshold;
-                k = std::max<int32_t>(1, count);
-            } else {
-                while (k < keep && prob(k, 1.0f, sum1) >= threshold) ++k;
+            // Probabilities never rise with the rank, so the ranks that pass the threshold
+            // are the first `count` (at least the best one stays).
+            const float threshold = (float)(exp_[(size_t)best] / sum1) * p_.min_p;
+            int32_t count = 0;
+            Cand last{l[best], best};  // the worst-ranked candidate that passes
+            for (int32_t i = 0; i < n_vocab_; ++i)
+                if ((float)(exp_[(size_t)i] / sum1) >= threshold) {
+                    ++count;
+                    if (Better()(last, {l[i], i})) last = {l[i], i};
+                }
+            if (std::max<int32_t>(1, count) < keep) {
+                keep = std::max<int32_t>(1, count);
+                cut = count > 0 ? last : Cand{l[best], best};
+                has_cut = true;
             }
-            keep = k;
         }
     }
-
     // A uniform draw from the top 53 bits of the generator: the same on every platform.
     const uint64_t u = rng_() >> 11;
-    if (keep == n_vocab_) return draw_unranked(max, u);
-    const double sum = softmax_sum(p_.temperature, keep);
+    return draw_buckets(max, u, has_cut ? &cut : nullptr);
+}
+
+// Top-k: the k best ranked at once (k below the vocabulary), then the same filters and
+// draw over them in rank order.
+int32_t Sampler::draw_top_k() {
+    const float* l = work_.data();
+    const int32_t k = p_.top_k;
+    std::vector<Cand>& c = bucket_members_;
+    c.resize((size_t)n_vocab_);
+    for (int32_t i = 0; i < n_vocab_; ++i) c[(size_t)i] = {l[i], i};
+    std::partial_sort(c.begin(), c.begin() + k, c.end(), Better());
+    c.resize((size_t)k);
+    const float max = c[0].first;
+    // Each rank's term exp((logit - max) / t); the normalizer over the ranks [0, n) in
+    // token order (the reference's definition, the same whatever path ranked them).
+    std::vector<int32_t>& by_id = top_k_ids_;
+    auto normalizer = [&](float t, int32_t n) {
+        by_id.resize((size_t)n);
+        for (int32_t r = 0; r < n; ++r) by_id[(size_t)r] = c[(size_t)r].second;
+        std::sort(by_id.begin(), by_id.end());
+        double sum = 0;
+        for (int32_t i : by_id) sum += std::exp((l[i] - max) / t);
+        return sum;
+    };
+    auto prob = [&](int32_t r, float t, double sum) {
+        return (float)(std::exp((c[(size_t)r].first - max) / t) / sum);
+    };
+    int32_t keep = k;
+    if (p_.top_p < 1.0f || p_.min_p > 0) {
+        const double sum1 = normalizer(1.0f, keep);
+        if (p_.top_p < 1.0f) {
+            const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
+            uint64_t cum = 0;
+            for (int32_t r = 0; r < keep; ++r)
+                if ((cum += draw_weight(prob(r, 1.0f, sum1))) >= target) {
+                    keep = r + 1;
+                    break;
+                }
+        }
+        if (p_.min_p > 0) {
+            const float threshold = prob(0, 1.0f, sum1) * p_.min_p;
+            int32_t n = 1;
+            while (n < keep && prob(n, 1.0f, sum1) >= threshold) ++n;
+            keep = n;
+        }
+    }
+    const uint64_t u = rng_() >> 11;
+    const double sum = normalizer(p_.temperature, keep);
     // Rounding may leave u at or above the weights' total: then the last candidate that has
-    // any weight (a masked token has none).
+    // any weight (none: the best).
     uint64_t cum = 0;
     int32_t chosen = 0;
     for (int32_t r = 0; r < keep; ++r) {
@@ -330,7 +341,7 @@ int32_t Sampler::draw() {
             break;
         }
     }
-    return ranked.at(chosen).second;
+    return c[(size_t)chosen].second;
 }
 
 // exp_[i] = exp((logit i - max) / t) for every token; returns their sum, in double, in token
@@ -339,30 +350,54 @@ double Sampler::exp_terms(float max, float t) {
     exp_.resize((size_t)n_vocab_);
     double sum = 0;
     for (int32_t i = 0; i < n_vocab_; ++i) sum += exp_[(size_t)i] = std::exp((work_[i] - max) / t);
+    exp_t_ = t;
     return sum;
 }
 
-// The draw over the whole vocabulary (no filter cut: the OpenAI API's defaults) without
-// ranking it: every token's weight goes into a bucket by its logit's distance below the best
-// (1/16 wide down to 64 below, then one for the rest; the buckets keep the rank order), the
-// buckets' totals say which one the draw lands in, and only that bucket is sorted and walked.
-// The same token as walking the fully ranked candidates with the same weights: a flat
-// distribution (a draw deep in the ranking) costs three passes over the logits, not a sort
-// of most of them.
-int32_t Sampler::draw_unranked(float max, uint64_t u) {
-    constexpr int kSteps = 16, kLast = 64 * kSteps;  // buckets 0 .. kLast
-    const double sum = exp_terms(max, p_.temperature);
+// bucket_members_ = the candidates of bucket b (bucket_of_) that keep(i) admits, ranked.
+template <class Keep>
+void Sampler::sort_bucket(int b, Keep&& keep) {
+    bucket_members_.clear();
+    for (int32_t i = 0; i < n_vocab_; ++i)
+        if (bucket_of_[(size_t)i] == b && keep(i)) bucket_members_.push_back({work_[(size_t)i], i});
+    std::sort(bucket_members_.begin(), bucket_members_.end(), Better());
+}
+
+// The draw at the sampler's temperature over the candidates ranked up to *cut (null: every
+// token), without ranking them: each kept token's weight goes into its rank bucket, the
+// buckets' totals say which one the draw lands in, and only that bucket is sorted and
+// walked. The same token as walking the fully ranked candidates with the same weights: a
+// flat distribution (a draw deep in the ranking) costs a few passes over the logits, not a
+// sort of most of them. The normalizer is summed in token order over the kept tokens.
+int32_t Sampler::draw_buckets(float max, uint64_t u, const Cand* cut) {
+    const float* l = work_.data();
+    // Ranked at or before the cut (never NaN: no NaN passes a filter), NaN never kept.
+    const float cl = cut ? cut->first : 0;
+    const int32_t ci = cut ? cut->second : 0;
+    auto kept = [&](int32_t i) { return !cut || l[i] > cl || (l[i] == cl && i <= ci); };
+    // The terms at temperature 1 are there already when the filters made them (the same
+    // expression, so the same values): an OpenAI client's top-p at temperature 1.
+    const bool reuse = exp_t_ == p_.temperature;
+    exp_.resize((size_t)n_vocab_);
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab_; ++i)
+        if (kept(i)) {
+            if (!reuse) exp_[(size_t)i] = std::exp((l[i] - max) / p_.temperature);
+            sum += exp_[(size_t)i];
+        }
     bucket_of_.resize((size_t)n_vocab_);
-    bucket_weight_.assign(kLast + 1, 0);
+    bucket_weight_.assign(kLastBucket + 1, 0);
+    bucket_count_.assign(kLastBucket + 1, 0);
     for (int32_t i = 0; i < n_vocab_; ++i) {
-        const float d = max - work_[(size_t)i];
-        const int b = d < 64.0f ? (int)(d * (float)kSteps) : kLast;  // NaN, -inf: the last
+        const int b = rank_bucket(max, l[i]);
         bucket_of_[(size_t)i] = (uint16_t)b;
+        if (!kept(i)) continue;
         bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
+        ++bucket_count_[(size_t)b];
     }
     uint64_t cum = 0;
     int target = -1, last_weighted = 0;
-    for (int b = 0; b <= kLast; ++b) {
+    for (int b = 0; b <= kLastBucket; ++b) {
         if (bucket_weight_[(size_t)b] == 0) continue;
         last_weighted = b;
         if (u < cum + bucket_weight_[(size_t)b]) {
@@ -372,20 +407,16 @@ int32_t Sampler::draw_unranked(float max, uint64_t u) {
         cum += bucket_weight_[(size_t)b];
     }
     // u at or above the total: the last candidate with any weight, in the last bucket that
-    // has weight (every weight 0, as when the logits hold NaN: the best candidate).
-    const int b = target >= 0 ? target : last_weighted;
-    bucket_members_.clear();
-    for (int32_t i = 0; i < n_vocab_; ++i)
-        if (bucket_of_[(size_t)i] == b) bucket_members_.push_back({work_[(size_t)i], i});
-    std::sort(bucket_members_.begin(), bucket_members_.end(), RankedLogits::Better());
-    int32_t chosen = bucket_members_.empty() ? first_argmax(work_.data(), n_vocab_) : -1;
-    for (const auto& [l, i] : bucket_members_) {
+    // has weight (every weight 0: the best candidate, in bucket 0).
+    sort_bucket(target >= 0 ? target : last_weighted, kept);
+    int32_t chosen = -1;
+    for (const auto& [v, i] : bucket_members_) {
         const uint64_t w = draw_weight((float)(exp_[(size_t)i] / sum));
         if (w > 0 || chosen < 0) chosen = i;
         cum += w;
         if (target >= 0 && u < cum) return i;
     }
-    return chosen;
+    return chosen >= 0 ? chosen : first_argmax(l, n_vocab_);
 }
 
 }  // namespace lokal

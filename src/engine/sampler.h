@@ -64,9 +64,14 @@ class Sampler {
     const JsonMatcher* json() const { return json_.get(); }
 
   private:
-    int32_t draw();                                // from work_
-    int32_t draw_unranked(float max, uint64_t u);  // no filter cut (see .cpp)
-    double exp_terms(float max, float t);          // fills exp_, returns its sum
+    using Cand = std::pair<float, int32_t>;  // a candidate: logit, token
+    int32_t draw();                          // from work_
+    int32_t draw_top_k();                    // draw() with top-k cutting
+    // The draw over the candidates ranked up to *cut (null: all), see .cpp.
+    int32_t draw_buckets(float max, uint64_t u, const Cand* cut);
+    double exp_terms(float max, float t);  // fills exp_, returns its sum
+    template <class Keep>
+    void sort_bucket(int b, Keep&& keep);  // bucket_members_: bucket b's candidates, ranked
     bool fits(int32_t token) const;
     int32_t sample_constrained();
     void watch_trigger(int32_t token);  // lazy constraint asleep: look for the trigger
@@ -78,9 +83,12 @@ class Sampler {
     std::unordered_map<int32_t, int> counts_;
     std::vector<float> work_;
     std::vector<float> exp_;  // exp_terms: each token's softmax term
+    float exp_t_ = 0;         // the temperature exp_ holds every token's term at (NaN: none)
     std::vector<uint16_t> bucket_of_;
     std::vector<uint64_t> bucket_weight_;
-    std::vector<std::pair<float, int32_t>> bucket_members_;
+    std::vector<uint32_t> bucket_count_;
+    std::vector<Cand> bucket_members_;  // also draw_top_k's ranked candidates
+    std::vector<int32_t> top_k_ids_;
     const Vocab* vocab_ = nullptr;
     std::unique_ptr<JsonMatcher> json_;
     std::string since_trigger_;  // lazy: text generated while asleep (its recent tail)

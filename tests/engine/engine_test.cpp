@@ -422,13 +422,13 @@ TEST(Sampler, GreedyIsTheSerialFirstMaximum) {
     EXPECT_EQ(checked, 9 * 40);
 }
 
-// The sampler ranks candidates lazily (bands of logits below the best); the tokens it draws
-// must be those of the plain definition: every candidate sorted (logit descending, ties by
-// id), top-k, then top-p and min-p on the temperature-1 probabilities, then the draw on the
-// temperature's probabilities, walking the sorted candidates with integer weights (softmax
-// sums over all tokens in id order when no filter removed any, else over the kept ones best
-// first). Without a cut the sampler does not rank at all (buckets of logits, see
-// Sampler::draw_unranked): the flat distributions below (sd 0.5) draw deep.
+// The sampler ranks only the k best (top-k) or nothing at all (buckets of logits below the
+// best, Sampler::draw_buckets); the tokens it draws must be those of the plain definition:
+// every candidate sorted (logit descending, ties by id), top-k, then top-p and min-p on the
+// temperature-1 probabilities, then the draw on the temperature's probabilities. Top-p and
+// the draw walk the sorted candidates with integer weights (each probability in units of
+// 2^-53, truncated); every softmax sum runs over the kept candidates in id order. The flat
+// distributions below (sd 0.5) cut and draw deep; the rounded ones (sd "0") tie at the cuts.
 TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
     auto reference = [](const std::vector<float>& l, const SamplerParams& p, std::mt19937_64& rng) {
         const int32_t n = (int32_t)l.size();
@@ -440,22 +440,24 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
         size_t keep = p.top_k > 0 && p.top_k < n ? (size_t)p.top_k : c.size();
         const float max = c[0].first;
         auto sum_of = [&](float t, size_t k) {
+            std::vector<int32_t> ids;
+            for (size_t r = 0; r < k; ++r) ids.push_back(c[r].second);
+            std::sort(ids.begin(), ids.end());
             double sum = 0;
-            if (k == (size_t)n)
-                for (float v : l) sum += std::exp((v - max) / t);
-            else
-                for (size_t r = 0; r < k; ++r) sum += std::exp((c[r].first - max) / t);
+            for (int32_t i : ids) sum += std::exp((l[(size_t)i] - max) / t);
             return sum;
         };
         auto prob = [&](size_t r, float t, double sum) {
             return (float)(std::exp((c[r].first - max) / t) / sum);
         };
+        auto weight = [](float q) { return q > 0 ? (uint64_t)std::ldexp((double)q, 53) : 0; };
         if (p.top_p < 1.0f || p.min_p > 0) {
             const double s1 = sum_of(1.0f, keep);
             if (p.top_p < 1.0f) {
-                double cum = 0;
+                const auto target = (uint64_t)std::ldexp((double)p.top_p, 53);
+                uint64_t cum = 0;
                 for (size_t r = 0; r < keep; ++r)
-                    if ((cum += prob(r, 1.0f, s1)) >= p.top_p) {
+                    if ((cum += weight(prob(r, 1.0f, s1))) >= target) {
                         keep = r + 1;
                         break;
                     }
@@ -473,8 +475,7 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
         uint64_t cum = 0;
         size_t chosen = 0;
         for (size_t r = 0; r < keep; ++r) {
-            const float q = prob(r, p.temperature, sum);
-            const uint64_t w = q > 0 ? (uint64_t)std::ldexp((double)q, 53) : 0;
+            const uint64_t w = weight(prob(r, p.temperature, sum));
             if (w > 0) chosen = r;
             if (u < (cum += w)) {
                 chosen = r;
@@ -489,16 +490,18 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
         float top_p, min_p;
     };
     const Filters filters[] = {
-        {1.0f, 0, 1.0f, 0}, {0.7f, 0, 0.9f, 0}, {1.0f, 0, 1.0f, 0.1f}, {0.8f, 40, 0.95f, 0.05f},
-        {1.5f, 0, 1.0f, 0}, {1.0f, 3, 1.0f, 0}, {1e-6f, 0, 0.0f, 0},   {1.0f, 0, 1.0f, 1.0f}};
+        {1.0f, 0, 1.0f, 0},       {0.7f, 0, 0.9f, 0},       {1.0f, 0, 1.0f, 0.1f},
+        {0.8f, 40, 0.95f, 0.05f}, {1.5f, 0, 1.0f, 0},       {1.0f, 3, 1.0f, 0},
+        {1e-6f, 0, 0.0f, 0},      {1.0f, 0, 1.0f, 1.0f},    {1.0f, 0, 0.9f, 0},
+        {0.8f, 0, 0.95f, 0.05f},  {1.2f, 1000, 0.9f, 0.02f}};
     std::mt19937 gen(11);
     int draws = 0;
     for (int n : {5, 100, 32000})
-        for (float sd : {0.5f, 3.0f, 12.0f})
+        for (float sd : {0.5f, 3.0f, 12.0f, 0.0f})
             for (const Filters& f : filters) {
-                std::normal_distribution<float> d(0, sd);
+                std::normal_distribution<float> d(0, sd > 0 ? sd : 1.0f);
                 std::vector<float> l((size_t)n);
-                for (float& v : l) v = d(gen);
+                for (float& v : l) v = sd > 0 ? d(gen) : std::round(4 * d(gen)) / 4;
                 l[gen() % l.size()] = -std::numeric_limits<float>::infinity();
                 if (n > 5) l[gen() % l.size()] = l[gen() % l.size()];  // a tie
                 SamplerParams p;
@@ -513,7 +516,7 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
                     ASSERT_EQ(s.sample(l.data()), reference(l, p, rng))
                         << "n " << n << " sd " << sd << " temp " << f.temp << " draw " << k;
             }
-    EXPECT_EQ(draws, 3 * 3 * 8 * 20);
+    EXPECT_EQ(draws, 3 * 4 * 11 * 20);
     // NaN logits rank last and never crash the sorts; the draw stays a valid token.
     std::vector<float> l(1000, 1.0f);
     for (size_t i = 0; i < l.size(); i += 7) l[i] = std::numeric_limits<float>::quiet_NaN();
