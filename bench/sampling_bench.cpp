@@ -93,15 +93,15 @@ void BM_JsonAcceptsToken(benchmark::State& st) {
 }
 BENCHMARK(BM_JsonAcceptsToken);
 
-// One sample() from 32,000 logits (the server does this per sequence per step on its
-// scheduler thread). args: 0 greedy, 1 temperature 0.8 with top-k 40, top-p 0.95, min-p 0.05
-// (the sampler's defaults), 2 temperature 1 with none of them (the OpenAI API's defaults), 3 the
-// same over flat logits (sd 0.5 instead of 3: a draw lands deep in the ranking), 4 flat logits
-// with kind 1's filters but no top-k (top-p and min-p keep most of the vocabulary), 5 an
-// OpenAI client's top-p 0.9 at temperature 1 (no top-k, no min-p) over flat logits, 6 the
-// same over peaked ones (sd 3).
+// One sample() from 32,000 (Llama 2's vocabulary) or 151,936 (Qwen2.5's) logits (the server
+// does this per sequence per step). args: kind, vocab; kinds: 0 greedy, 1 temperature 0.8 with
+// top-k 40, top-p 0.95, min-p 0.05 (the sampler's defaults), 2 temperature 1 with none of them (the
+// OpenAI API's defaults), 3 the same over flat logits (sd 0.5 instead of 3: a draw lands deep in
+// the ranking), 4 flat logits with kind 1's filters but no top-k (top-p and min-p keep most of the
+// vocabulary), 5 an OpenAI client's top-p 0.9 at temperature 1 (no top-k, no min-p) over flat
+// logits, 6 the same over peaked ones (sd 3).
 void BM_SampleRow(benchmark::State& st) {
-    constexpr int n_vocab = 32000;
+    const int n_vocab = (int)st.range(1);
     std::mt19937 rng(3);
     const int kind = (int)st.range(0);
     std::normal_distribution<float> d(0, kind >= 3 && kind != 6 ? 0.5f : 3.0f);
@@ -115,7 +115,9 @@ void BM_SampleRow(benchmark::State& st) {
     Sampler s(p, n_vocab);
     for (auto _ : st) benchmark::DoNotOptimize(s.sample(logits.data()));
 }
-BENCHMARK(BM_SampleRow)->ArgName("kind")->DenseRange(0, 6);
+BENCHMARK(BM_SampleRow)
+    ->ArgNames({"kind", "vocab"})
+    ->ArgsProduct({benchmark::CreateDenseRange(0, 6, 1), {32000, 151936}});
 
 }  // namespace
 }  // namespace lokal
