@@ -444,11 +444,11 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
             for (size_t r = 0; r < k; ++r) ids.push_back(c[r].second);
             std::sort(ids.begin(), ids.end());
             double sum = 0;
-            for (int32_t i : ids) sum += std::exp((l[(size_t)i] - max) / t);
+            for (int32_t i : ids) sum += sampler_exp((l[(size_t)i] - max) / t);
             return sum;
         };
         auto prob = [&](size_t r, float t, double sum) {
-            return (float)(std::exp((c[r].first - max) / t) / sum);
+            return (float)(sampler_exp((c[r].first - max) / t) / sum);
         };
         auto weight = [](float q) { return q > 0 ? (uint64_t)std::ldexp((double)q, 53) : 0; };
         if (p.top_p < 1.0f || p.min_p > 0) {
@@ -528,6 +528,44 @@ TEST(Sampler, DrawsWhatTheFullSortDefinitionDraws) {
         const int32_t t = Sampler(p, 1000).sample(l.data());
         EXPECT_TRUE(t >= 0 && t < 1000 && t % 7 != 0) << t;
     }
+}
+
+// The sampler's own exponential: within a few ulp of std::exp over the range its
+// probabilities use, 0 below it, NaN for NaN, and its four-lane form the same bits as the
+// scalar one (tails included), whatever the shift and temperature.
+TEST(Sampler, ExpIsCloseToStdExpAndTheSameInFourLanes) {
+    std::mt19937 gen(5);
+    std::uniform_real_distribution<float> d(-90.0f, 0.0f);
+    std::vector<float> x(10003);
+    for (float& v : x) v = d(gen);
+    const float inf = std::numeric_limits<float>::infinity();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float edges[] = {0.0f,    -0.0f,  -1e-30f, -1e-7f,  -0.3465736f, -0.3465737f, -1.0f,
+                           -86.99f, -87.0f, -87.01f, -100.0f, -inf,        nan};
+    std::copy(std::begin(edges), std::end(edges), x.begin());
+    double worst = 0;
+    for (float v : x) {
+        const float e = sampler_exp(v);
+        if (std::isnan(v)) {
+            EXPECT_TRUE(std::isnan(e));
+        } else if (v < -87.0f) {
+            EXPECT_EQ(e, 0.0f) << v;
+        } else {
+            const double ref = std::exp((double)v);
+            worst = std::max(worst, std::abs((double)e - ref) / ref);
+        }
+    }
+    EXPECT_LT(worst, 5e-7);  // ~4 ulp of a float
+    EXPECT_EQ(sampler_exp(0.0f), 1.0f);
+    for (auto [shift, t] : {std::pair{0.0f, 1.0f}, {3.5f, 0.7f}, {-2.0f, 1.3f}, {1.0f, 1e-6f}})
+        for (int32_t n : {0, 1, 3, 4, 5, 10003}) {
+            std::vector<float> lanes((size_t)n), one((size_t)n);
+            sampler_exp_shifted(x.data(), shift, t, lanes.data(), n);
+            for (int32_t i = 0; i < n; ++i)
+                one[(size_t)i] = sampler_exp((x[(size_t)i] - shift) / t);
+            ASSERT_EQ(std::memcmp(lanes.data(), one.data(), (size_t)n * sizeof(float)), 0)
+                << "n " << n << " shift " << shift << " t " << t;
+        }
 }
 
 TEST(Sampler, FiltersAndPenalties) {
