@@ -286,15 +286,7 @@ int32_t Sampler::draw() {
         if (p_.top_p < 1.0f) {
             // The first rank whose running total of weights reaches top_p.
             const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
-            bucket_weight_.assign(kLastBucket + 1, 0);
-            bucket_count_.assign(kLastBucket + 1, 0);
-            bucket_of_.resize((size_t)n_vocab_);
-            for (int32_t i = 0; i < n_vocab_; ++i) {
-                const int b = rank_bucket(max, l[i]);
-                bucket_of_[(size_t)i] = (uint16_t)b;
-                bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum1));
-                ++bucket_count_[(size_t)b];
-            }
+            fill_buckets(max, sum1, [](int32_t) { return true; });
             uint64_t cum = 0;
             int32_t before = 0;  // candidates in the buckets before b
             for (int b = 0; b <= kLastBucket; ++b) {
@@ -414,6 +406,23 @@ double Sampler::exp_terms(float max, float t) {
     return sum;
 }
 
+// bucket_of_[i] for every token; bucket_weight_[b] and bucket_count_[b]: the weights
+// draw_weight(exp_[i] / sum) and the number of the tokens in bucket b that keep(i) admits.
+template <class Keep>
+void Sampler::fill_buckets(float max, double sum, Keep&& keep) {
+    const float* l = work_.data();
+    bucket_of_.resize((size_t)n_vocab_);
+    bucket_weight_.assign(kLastBucket + 1, 0);
+    bucket_count_.assign(kLastBucket + 1, 0);
+    for (int32_t i = 0; i < n_vocab_; ++i) {
+        const int b = rank_bucket(max, l[i]);
+        bucket_of_[(size_t)i] = (uint16_t)b;
+        if (!keep(i)) continue;
+        bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
+        ++bucket_count_[(size_t)b];
+    }
+}
+
 // bucket_members_ = the candidates of bucket b (bucket_of_) that keep(i) admits, ranked.
 template <class Keep>
 void Sampler::sort_bucket(int b, Keep&& keep) {
@@ -443,16 +452,7 @@ int32_t Sampler::draw_buckets(float max, uint64_t u, const Cand* cut) {
     double sum = 0;
     for (int32_t i = 0; i < n_vocab_; ++i)
         if (kept(i)) sum += exp_[(size_t)i];
-    bucket_of_.resize((size_t)n_vocab_);
-    bucket_weight_.assign(kLastBucket + 1, 0);
-    bucket_count_.assign(kLastBucket + 1, 0);
-    for (int32_t i = 0; i < n_vocab_; ++i) {
-        const int b = rank_bucket(max, l[i]);
-        bucket_of_[(size_t)i] = (uint16_t)b;
-        if (!kept(i)) continue;
-        bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
-        ++bucket_count_[(size_t)b];
-    }
+    fill_buckets(max, sum, kept);
     uint64_t cum = 0;
     int target = -1, last_weighted = 0;
     for (int b = 0; b <= kLastBucket; ++b) {

@@ -80,6 +80,8 @@ class Sampler {
     int32_t draw_buckets(float max, uint64_t u, const Cand* cut);
     double exp_terms(float max, float t);  // fills exp_, returns its sum
     template <class Keep>
+    void fill_buckets(float max, double sum, Keep&& keep);  // see .cpp
+    template <class Keep>
     void sort_bucket(int b, Keep&& keep);  // bucket_members_: bucket b's candidates, ranked
     bool fits(int32_t token) const;
     int32_t sample_constrained();
