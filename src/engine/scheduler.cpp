@@ -424,7 +424,7 @@ void log_probs(const float* logits, int nv, int32_t tok, int k, float& lp,
 
 }  // namespace
 
-void Scheduler::emit_token(Seq& s, const float* logits, int32_t sampled) {
+void Scheduler::emit_token(Seq& s, const float* logits, int32_t sampled, const TokenLogprobs* lps) {
     if (s.req.n_predict == 0) {  // the prompt only (scoring): nothing is sampled
         finish(s, "length");
         return;
@@ -432,8 +432,12 @@ void Scheduler::emit_token(Seq& s, const float* logits, int32_t sampled) {
     const int32_t tok = sampled >= 0 ? sampled : s.sampler.sample(logits);
     if (!s.got_first) s.got_first = true, s.t_first = Clock::now();
     SeqEvent ev;
-    if (s.req.top_logprobs >= 0)
+    if (lps) {
+        ev.logprob = lps->logprob;
+        ev.top = lps->top;
+    } else if (s.req.top_logprobs >= 0) {
         log_probs(logits, ctx_.model().hp.n_vocab, tok, s.req.top_logprobs, ev.logprob, ev.top);
+    }
     if (!s.req.ignore_eos && vocab_.is_eog(tok)) {
         finish(s, "eog");
         return;
@@ -705,7 +709,8 @@ bool Scheduler::step() {
     // the loop on every thread: each has its own sampler and generator, so the tokens do not
     // depend on which thread draws them, and a step no longer waits for the sequences'
     // draws one after another (top-p over a flat distribution: ~0.5 ms each at 32,000
-    // logits).
+    // logits). Their log-probabilities, when asked, too (a pass over the vocabulary each:
+    // ~0.17 ms at 32,000 logits, ~0.9 ms at 151,936).
     std::vector<std::pair<Seq*, const float*>> plain;
     std::vector<std::unique_ptr<Seq>> started;  // forked followers
     for (size_t i = 0; i < in_batch.size(); ++i) {
@@ -753,12 +758,17 @@ bool Scheduler::step() {
         plain.push_back({&s, logits});
     }
     std::vector<int32_t> sampled(plain.size(), -1);
+    std::vector<TokenLogprobs> lps(plain.size());
     std::vector<std::exception_ptr> failed(plain.size());  // rethrown at that sequence's turn
     if (plain.size() > 1)
         ctx_.pool().parallel_for((int64_t)plain.size(), [&](int64_t k0, int64_t k1, int) {
             for (size_t k = (size_t)k0; k < (size_t)k1; ++k) try {
                     Seq& s = *plain[k].first;
-                    if (s.req.n_predict != 0) sampled[k] = s.sampler.sample(plain[k].second);
+                    if (s.req.n_predict == 0) continue;
+                    sampled[k] = s.sampler.sample(plain[k].second);
+                    if (s.req.top_logprobs >= 0)
+                        log_probs(plain[k].second, nv, sampled[k], s.req.top_logprobs,
+                                  lps[k].logprob, lps[k].top);
                 } catch (...) {
                     failed[k] = std::current_exception();
                 }
@@ -766,7 +776,8 @@ bool Scheduler::step() {
     for (size_t k = 0; k < plain.size(); ++k) {
         if (failed[k]) std::rethrow_exception(failed[k]);
         Seq& s = *plain[k].first;
-        emit_token(s, plain[k].second, sampled[k]);
+        const bool drawn = sampled[k] >= 0 && s.req.top_logprobs >= 0;
+        emit_token(s, plain[k].second, sampled[k], drawn ? &lps[k] : nullptr);
         if (s.cache_seq < 0) done.push_back(&s);  // finish() freed it
     }
     for (Seq* s : done) {

@@ -188,9 +188,15 @@ class Scheduler {
     bool reserve(Seq& s, int32_t n, const std::vector<Seq*>& in_batch);
     void preempt(Seq& s);
     void finish(Seq& s, const std::string& reason, const std::string& error = {});
+    // A drawn token's log-probability and the most likely tokens' (SeqEvent's fields).
+    struct TokenLogprobs {
+        float logprob = 0;
+        std::vector<TokenLogprob> top;
+    };
     // Samples the next token from logits (or takes `sampled`, drawn from them already by
-    // s's sampler) and hands it to the request.
-    void emit_token(Seq& s, const float* logits, int32_t sampled = -1);
+    // s's sampler, with its log-probabilities `lps` when asked) and hands it to the request.
+    void emit_token(Seq& s, const float* logits, int32_t sampled = -1,
+                    const TokenLogprobs* lps = nullptr);
     // Propose drafts (the draft model's, or prompt lookup's) for a decoding sequence (into
     // s.drafts) when the step has room for them without evicting or preempting anything.
     void draft_for(Seq& s, int budget);

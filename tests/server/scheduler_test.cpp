@@ -33,6 +33,8 @@ const Loaded& stories() {
 struct Result {
     std::string text;
     std::vector<int32_t> tokens;
+    std::vector<float> logprobs;                 // per token (when asked)
+    std::vector<std::vector<TokenLogprob>> top;  // per token (when asked)
     SeqEvent last;
 };
 
@@ -45,7 +47,11 @@ Result collect(SeqHandle& h) {
             return r;
         }
         r.text += ev.text;
-        if (ev.token >= 0) r.tokens.push_back(ev.token);
+        if (ev.token >= 0) {
+            r.tokens.push_back(ev.token);
+            r.logprobs.push_back(ev.logprob);
+            r.top.push_back(ev.top);
+        }
         if (ev.done) {
             r.last = ev;
             return r;
@@ -499,8 +505,9 @@ TEST(Scheduler, StopStringsAndEmbeddings) {
 
 // Sequences decoding together draw their tokens on every thread at once (Scheduler::step);
 // each draws with its own sampler and generator, so a seeded request gives the tokens it
-// gives alone. Top-p alone at temperature 1 (an OpenAI client's settings) and lokal's
-// default filters, different seeds and prompts.
+// gives alone, and the same log-probabilities (computed on those threads too). Top-p alone
+// at temperature 1 (an OpenAI client's settings) and lokal's default filters, different
+// seeds and prompts, log-probabilities asked by two of the four.
 TEST(Scheduler, SampledTokensDoNotDependOnTheBatch) {
     const Loaded& m = stories();
     Context ctx(*m.model, params(256, 4));
@@ -513,6 +520,7 @@ TEST(Scheduler, SampledTokensDoNotDependOnTheBatch) {
         r.sampling.temperature = 1.0f;
         if (i % 2 == 0) r.sampling.top_k = 0, r.sampling.top_p = 0.9f, r.sampling.min_p = 0;
         r.sampling.seed = 7 + (uint64_t)i;
+        if (i < 2) r.top_logprobs = 3;
         reqs.push_back(r);
     }
     std::vector<Result> alone;
@@ -524,6 +532,18 @@ TEST(Scheduler, SampledTokensDoNotDependOnTheBatch) {
         const Result r = collect(*hs[(size_t)i]);
         EXPECT_EQ(r.tokens, alone[(size_t)i].tokens) << "request " << i;
         EXPECT_EQ(r.tokens.size(), 24u);
+        EXPECT_EQ(r.logprobs, alone[(size_t)i].logprobs) << "request " << i;
+        ASSERT_EQ(r.top.size(), alone[(size_t)i].top.size());
+        for (size_t t = 0; t < r.top.size(); ++t) {
+            ASSERT_EQ(r.top[t].size(), i < 2 ? 3u : 0u) << "request " << i;
+            for (size_t j = 0; j < r.top[t].size(); ++j) {
+                EXPECT_EQ(r.top[t][j].token, alone[(size_t)i].top[t][j].token);
+                EXPECT_EQ(r.top[t][j].logprob, alone[(size_t)i].top[t][j].logprob);
+            }
+            if (i < 2) {
+                EXPECT_LE(r.logprobs[t], 0.0f);
+            }
+        }
     }
     // They decoded together: far fewer steps than the 4 x 24 tokens one at a time take.
     const auto after = s.stats();
