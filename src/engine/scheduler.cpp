@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -404,22 +405,43 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
 namespace {
 
 // Log-probability of `tok` under the model's raw distribution (before temperature and
-// filters, as OpenAI reports them), and the k most likely tokens with theirs.
+// filters, as OpenAI reports them), and the k most likely tokens with theirs. The terms
+// through the sampler's four-lane exponential and the top k by one scan (151,936 logits:
+// ~0.9 ms with std::exp per token and a partial sort of every id, for each drawn token and
+// each scored prompt position).
 void log_probs(const float* logits, int nv, int32_t tok, int k, float& lp,
                std::vector<TokenLogprob>& top) {
-    const float mx = *std::max_element(logits, logits + nv);
-    double sum = 0;
-    for (int i = 0; i < nv; ++i) sum += std::exp((double)logits[i] - mx);
-    const float lse = mx + (float)std::log(sum);
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int i = 0; i < nv; ++i) mx = logits[i] > mx ? logits[i] : mx;
+    thread_local std::vector<float> terms;
+    terms.resize((size_t)nv);
+    sampler_exp_shifted(logits, mx, 1.0f, terms.data(), nv);
+    double part[4] = {};  // (four chains: one running sum waited on every add)
+    int i = 0;
+    for (; i + 4 <= nv; i += 4)
+        for (int j = 0; j < 4; ++j) part[j] += terms[(size_t)(i + j)];
+    for (; i < nv; ++i) part[0] += terms[(size_t)i];
+    const float lse = mx + (float)std::log((part[0] + part[1]) + (part[2] + part[3]));
     lp = logits[tok] - lse;
     k = std::min(k, nv);
     if (k <= 0) return;
-    std::vector<int32_t> ids(nv);
-    for (int i = 0; i < nv; ++i) ids[i] = i;
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+    auto better = [&](int32_t a, int32_t b) {
         return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (int i = 0; i < k; ++i) top.push_back({ids[i], logits[ids[i]] - lse});
+    };
+    std::vector<int32_t> ids;
+    if (k <= 64) {  // the k best so far, best first; most tokens lose to the last at once
+        ids.reserve((size_t)k + 1);
+        for (int32_t t = 0; t < nv; ++t) {
+            if ((int)ids.size() == k && !better(t, ids.back())) continue;
+            ids.insert(std::upper_bound(ids.begin(), ids.end(), t, better), t);
+            if ((int)ids.size() > k) ids.pop_back();
+        }
+    } else {
+        ids.resize((size_t)nv);
+        for (int32_t t = 0; t < nv; ++t) ids[(size_t)t] = t;
+        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), better);
+    }
+    for (int r = 0; r < k; ++r) top.push_back({ids[(size_t)r], logits[ids[(size_t)r]] - lse});
 }
 
 }  // namespace
