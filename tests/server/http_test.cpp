@@ -200,6 +200,7 @@ TEST(Http, EchoScoresThePrompt) {
     const std::vector<int32_t> ids =
         vocab->tokenize("Once upon a time there was a cat", true, true);
     std::vector<double> want(ids.size(), 0.0);
+    std::vector<std::vector<std::pair<std::string, double>>> want_top(ids.size());  // 2 best
     {
         ContextParams cp;
         cp.n_ctx = 64;
@@ -213,6 +214,13 @@ TEST(Http, EchoScoresThePrompt) {
             for (int v = 0; v < nv; ++v) mx = std::max(mx, (double)l[v]);
             for (int v = 0; v < nv; ++v) sum += std::exp((double)l[v] - mx);
             want[k] = (double)l[ids[k]] - mx - std::log(sum);
+            std::vector<int32_t> order((size_t)nv);
+            for (int v = 0; v < nv; ++v) order[(size_t)v] = v;
+            std::sort(order.begin(), order.end(),
+                      [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+            for (int r = 0; r < 2; ++r)
+                want_top[k].push_back({vocab->token_to_piece(order[(size_t)r]),
+                                       (double)l[order[(size_t)r]] - mx - std::log(sum)});
         }
     }
     std::string text;
@@ -237,6 +245,10 @@ TEST(Http, EchoScoresThePrompt) {
         double best = -1e30;
         for (auto& [tok, lp] : top.items()) best = std::max(best, lp.get<double>());
         EXPECT_GE(best + 1e-6, c["logprobs"]["token_logprobs"][k].get<double>());
+        for (const auto& [piece, lp] : want_top[k]) {  // the two most likely, as a full sort says
+            ASSERT_TRUE(top.contains(piece)) << k << " '" << piece << "'";
+            EXPECT_NEAR(top[piece].get<double>(), lp, 1e-4) << k;
+        }
     }
 
     // With generation: the prompt's entries, then the generated tokens'; n = 2 both scored.
