@@ -406,7 +406,7 @@ namespace {
 
 // Log-probability of `tok` under the model's raw distribution (before temperature and
 // filters, as OpenAI reports them), and the k most likely tokens with theirs. The terms
-// through the sampler's four-lane exponential and the top k by one scan (151,936 logits:
+// through the sampler's four-lane exponential and the top k by one scan (151,936 logits: was
 // ~0.9 ms with std::exp per token and a partial sort of every id, for each drawn token and
 // each scored prompt position).
 void log_probs(const float* logits, int nv, int32_t tok, int k, float& lp,
@@ -730,7 +730,7 @@ bool Scheduler::step() {
     // Sequences that sample one token from one row (the common decode step), sampled after
     // the loop on every thread: each has its own sampler and generator, so the tokens do not
     // depend on which thread draws them, and a step no longer waits for the sequences'
-    // draws one after another (top-p over a flat distribution: ~0.5 ms each at 32,000
+    // draws one after another (top-p over a flat distribution: ~0.3 ms each at 32,000
     // logits). Their log-probabilities, when asked, too (a pass over the vocabulary each:
     // ~0.17 ms at 32,000 logits, ~0.9 ms at 151,936).
     std::vector<std::pair<Seq*, const float*>> plain;
