@@ -277,60 +277,48 @@ int32_t Sampler::draw() {
     }
 
     // Top-p and min-p on the temperature-1 probabilities, as in the reference chain: the
-    // kept candidates are the ranks up to `cut` (none: all of them).
+    // kept candidates are the ranks up to `cut` (none: all of them), the earlier of the two
+    // filters' cuts.
     bool has_cut = false;
     Cand cut{};
     if (p_.top_p < 1.0f || p_.min_p > 0) {
         const double sum1 = exp_terms(max, 1.0f);
-        int32_t keep = n_vocab_;
-        if (p_.top_p < 1.0f) {
-            // The first rank whose running total of weights reaches top_p.
-            const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
-            fill_buckets(max, sum1, [](int32_t) { return true; });
-            uint64_t cum = 0;
-            int32_t before = 0;  // candidates in the buckets before b
-            for (int b = 0; b <= kLastBucket; ++b) {
-                if (bucket_count_[(size_t)b] == 0) continue;
-                if (cum + bucket_weight_[(size_t)b] < target) {
-                    cum += bucket_weight_[(size_t)b];
-                    before += (int32_t)bucket_count_[(size_t)b];
-                    continue;
-                }
-                sort_bucket(b, [](int32_t) { return true; });
-                for (size_t k = 0; k < bucket_members_.size(); ++k) {
-                    const auto& [v, i] = bucket_members_[k];
-                    cum += draw_weight((float)(exp_[(size_t)i] / sum1));
-                    if (cum >= target) {
-                        keep = before + (int32_t)k + 1;
-                        cut = bucket_members_[k];
-                        has_cut = true;
-                        break;
-                    }
-                }
-                break;
-            }
-        }
+        if (p_.top_p < 1.0f) has_cut = top_p_cut(max, sum1, cut);
         if (p_.min_p > 0) {
             // Probabilities never rise with the rank, so the ranks that pass the threshold
-            // are the first `count` (at least the best one stays).
+            // come first; the last of them (the best when none passes) is min-p's cut.
             const float threshold = (float)(exp_[(size_t)best] / sum1) * p_.min_p;
-            int32_t count = 0;
-            Cand last{l[best], best};  // the worst-ranked candidate that passes
+            Cand last{l[best], best};
             for (int32_t i = 0; i < n_vocab_; ++i)
-                if ((float)(exp_[(size_t)i] / sum1) >= threshold) {
-                    ++count;
-                    if (Better()(last, {l[i], i})) last = {l[i], i};
-                }
-            if (std::max<int32_t>(1, count) < keep) {
-                keep = std::max<int32_t>(1, count);
-                cut = count > 0 ? last : Cand{l[best], best};
-                has_cut = true;
-            }
+                if ((float)(exp_[(size_t)i] / sum1) >= threshold && Better()(last, {l[i], i}))
+                    last = {l[i], i};
+            if (!has_cut || Better()(last, cut)) cut = last, has_cut = true;
         }
     }
     // A uniform draw from the top 53 bits of the generator: the same on every platform.
     const uint64_t u = rng_() >> 11;
     return draw_buckets(max, u, has_cut ? &cut : nullptr);
+}
+
+// Top-p's cut over every token (exp_ holds the temperature-1 terms, sum1 their sum): the
+// first candidate in rank order at which the running total of weights reaches top_p, found
+// from the rank buckets' totals and a sort of the one bucket it lies in. False when the
+// total never reaches it (nothing cut).
+bool Sampler::top_p_cut(float max, double sum1, Cand& cut) {
+    const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
+    fill_buckets(max, sum1, [](int32_t) { return true; });
+    uint64_t cum = 0;
+    int b = 0;
+    while (b <= kLastBucket && cum + bucket_weight_[(size_t)b] < target)
+        cum += bucket_weight_[(size_t)b++];
+    if (b > kLastBucket) return false;
+    sort_bucket(b, [](int32_t) { return true; });
+    for (const Cand& c : bucket_members_)
+        if ((cum += draw_weight((float)(exp_[(size_t)c.second] / sum1))) >= target) {
+            cut = c;
+            return true;
+        }
+    return false;  // (not reached: the bucket's weights reach the target)
 }
 
 // Top-k: the k best ranked at once (k below the vocabulary), then the same filters and
@@ -406,20 +394,17 @@ double Sampler::exp_terms(float max, float t) {
     return sum;
 }
 
-// bucket_of_[i] for every token; bucket_weight_[b] and bucket_count_[b]: the weights
-// draw_weight(exp_[i] / sum) and the number of the tokens in bucket b that keep(i) admits.
+// bucket_of_[i] for every token; bucket_weight_[b]: the weights draw_weight(exp_[i] / sum)
+// of the tokens in bucket b that keep(i) admits.
 template <class Keep>
 void Sampler::fill_buckets(float max, double sum, Keep&& keep) {
     const float* l = work_.data();
     bucket_of_.resize((size_t)n_vocab_);
     bucket_weight_.assign(kLastBucket + 1, 0);
-    bucket_count_.assign(kLastBucket + 1, 0);
     for (int32_t i = 0; i < n_vocab_; ++i) {
         const int b = rank_bucket(max, l[i]);
         bucket_of_[(size_t)i] = (uint16_t)b;
-        if (!keep(i)) continue;
-        bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
-        ++bucket_count_[(size_t)b];
+        if (keep(i)) bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
     }
 }
 

@@ -73,9 +73,10 @@ class Sampler {
     const JsonMatcher* json() const { return json_.get(); }
 
   private:
-    using Cand = std::pair<float, int32_t>;  // a candidate: logit, token
-    int32_t draw();                          // from work_
-    int32_t draw_top_k();                    // draw() with top-k cutting
+    using Cand = std::pair<float, int32_t>;             // a candidate: logit, token
+    int32_t draw();                                     // from work_
+    int32_t draw_top_k();                               // draw() with top-k cutting
+    bool top_p_cut(float max, double sum1, Cand& cut);  // see .cpp
     // The draw over the candidates ranked up to *cut (null: all), see .cpp.
     int32_t draw_buckets(float max, uint64_t u, const Cand* cut);
     double exp_terms(float max, float t);  // fills exp_, returns its sum
@@ -97,7 +98,6 @@ class Sampler {
     float exp_t_ = 0;         // the temperature exp_ holds every token's term at (NaN: none)
     std::vector<uint16_t> bucket_of_;
     std::vector<uint64_t> bucket_weight_;
-    std::vector<uint32_t> bucket_count_;
     std::vector<Cand> bucket_members_;  // also draw_top_k's ranked candidates
     std::vector<int32_t> top_k_ids_;
     const Vocab* vocab_ = nullptr;
