@@ -600,6 +600,35 @@ template <class Ty>
     return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
 }
 
+// acc + vpdpbusd(w, the dword at y broadcast), the broadcast embedded in the instruction's
+// memory operand ({1to16}): no broadcast or shuffle of its own (GCC does not fold
+// _mm512_set1_epi32 of a load into the operand, so this is written out).
+inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t* y) {
+    asm("vpdpbusd %[y]%{1to16%}, %[w], %[acc]"
+        : [acc] "+v"(acc)
+        : [w] "v"(w), [y] "m"(*(const int32_t*)y));
+    return acc;
+}
+// step32 for decode (one token): the activations through dpbusd_bcast, 9 vector ops a block
+// fewer, so more blocks' loads fit the out-of-order window while the weights stream in.
+// The same sums, in the same order. (For 2-8 tokens act_dwords8's mix stays: there every
+// broadcast load meets the loads' limit, BM_GemmL1 Q4_0 / Q8_0 8 tokens 905 / 946 -> 941 /
+// 1078 ns.)
+template <class Ty>
+[[gnu::always_inline]] inline __m512 step32_bcast(const __m512i* w, __m512 d, __m512 m,
+                                                  const Tok& tk, int64_t bg, int64_t nb, __m512 f) {
+    const uint8_t* y = tk.act + bg * Ty::AB + Ty::AO;
+    const uint32_t* sd = tk.side;
+    __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
+    __m512i s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 8; k += 2) {
+        s0 = dpbusd_bcast(s0, w[k], y + 4 * k);
+        s1 = dpbusd_bcast(s1, w[k + 1], y + 4 * k + 4);
+    }
+    return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
+}
+
 template <class Ty, int T>
 [[gnu::always_inline]] inline void compute32(const P32* pan, int nbc, int64_t b0, int64_t nb,
                                              const Tok* tk, __m512* facc) {
@@ -890,6 +919,36 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // whose run-time token count keeps the accumulators in memory (bench/ab, batched 8).
 constexpr int kStreamTokens = 8;
 
+// Block b of a row group for T tokens (stream_group's loop body).
+template <class Pan, class Ty, int T, class S>
+[[gnu::always_inline]] inline void stream_block(const S& R, int64_t b, int64_t nb, const Tok* tk,
+                                                __m512* f) {
+    constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
+    if constexpr (QK == 32) {
+        if constexpr (T == 1)
+            R.template prefetch_burst<false>(b);
+        else
+            R.prefetch(b);
+        P32 P;
+        Ty::unpack(R, b, P);
+        const __m512 m = Ty::kMin ? P.m : P.d;
+        if constexpr (T == 1) {
+            f[0] = step32_bcast<Ty>(P.w, P.d, m, tk[0], b, nb, f[0]);
+        } else {
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) f[t] = step32<Ty>(P.w, P.d, m, tk[t], b, nb, f[t]);
+        }
+    } else if constexpr (T == 1) {
+        f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);
+    } else if constexpr (requires { Ty::sub(R, b, 0, (__m512i*)nullptr); }) {
+        direct_k<Ty, T>(R, b, nb, tk, f);
+    } else {
+        PK P;
+        prefetch_unpack_k<Ty>(R, b, P);
+        computeK<Ty, T>(&P, 1, b, nb, tk, f);
+    }
+}
+
 template <class Pan, class Ty, int T, class S>
 void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) {
     constexpr int QK = sizeof(Pan) == sizeof(P32) ? 32 : 256;
@@ -901,26 +960,15 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
         f[t] = _mm512_setzero_ps();
     }
-    for (int64_t b = 0; b < nb; ++b) {
-        if constexpr (QK == 32) {
-            if constexpr (T == 1)
-                R.template prefetch_burst<false>(b);
-            else
-                R.prefetch(b);
-            P32 P;
-            Ty::unpack(R, b, P);
-            const __m512 m = Ty::kMin ? P.m : P.d;
+    // Decode of the 32-element types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with
+    // step32_bcast, Q4_0 tg 1.08x (docs/PERFORMANCE.md, "Decode: the 32-element loop
+    // unrolled"). The batches (Q4_0 batched 8 0.84x) and the AVX2 loops (Q4_K_M 0.68x)
+    // measured slower unrolled; the K-quants level.
+    if constexpr (QK == 32 && T == 1) {
 #pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) f[t] = step32<Ty>(P.w, P.d, m, tk[t], b, nb, f[t]);
-        } else if constexpr (T == 1) {
-            f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);
-        } else if constexpr (requires { Ty::sub(R, b, 0, (__m512i*)nullptr); }) {
-            direct_k<Ty, T>(R, b, nb, tk, f);
-        } else {
-            PK P;
-            prefetch_unpack_k<Ty>(R, b, P);
-            computeK<Ty, T>(&P, 1, b, nb, tk, f);
-        }
+        for (int64_t b = 0; b < nb; ++b) stream_block<Pan, Ty, T>(R, b, nb, tk, f);
+    } else {
+        for (int64_t b = 0; b < nb; ++b) stream_block<Pan, Ty, T>(R, b, nb, tk, f);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + g, out_mask, f[t]);
@@ -929,7 +977,8 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // Decode (one token) of two packed 16-row groups far apart (GemmArgs::pair_rows), in
 // lockstep block by block: each thread then reads two forward streams, as the read-bandwidth
 // test's best pass does (the hardware prefetcher keeps more lines in flight for two streams
-// than for one), and each activation block's broadcasts serve 32 rows instead of 16. Each
+// than for one); each activation dword is an embedded broadcast of both groups' vpdpbusd
+// (dpbusd_bcast: Q8_0 tg 1.05x against one shared register broadcast). Each
 // group's float chain is stream_group<1>'s, in the same order: the same bits. Used for Q8_0
 // (kernels_avx512.cpp says which types and why): TinyLlama tg against one group at a time
 // (bench/ab, LOKAL_GEMM_PAIRS=0 as B, Zen 5, 2026-12-06) Q8_0 1.155 and 1.104; Q4_0 1.077 in
@@ -947,17 +996,16 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
         P32 PA, PB;
         Ty::unpack(RA, b, PA);
         Ty::unpack(RB, b, PB);
-        __m512i yv[8];
-        act_dwords8(tk.act + b * Ty::AB + Ty::AO, yv);
+        const uint8_t* y = tk.act + b * Ty::AB + Ty::AO;
         const __m512i c0 =
             Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)tk.side[nb + b]);
         __m512i a0 = c0, a1 = _mm512_setzero_si512(), b0 = c0, b1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int k = 0; k < 8; k += 2) {
-            a0 = _mm512_dpbusd_epi32(a0, PA.w[k], yv[k]);
-            a1 = _mm512_dpbusd_epi32(a1, PA.w[k + 1], yv[k + 1]);
-            b0 = _mm512_dpbusd_epi32(b0, PB.w[k], yv[k]);
-            b1 = _mm512_dpbusd_epi32(b1, PB.w[k + 1], yv[k + 1]);
+            a0 = dpbusd_bcast(a0, PA.w[k], y + 4 * k);
+            a1 = dpbusd_bcast(a1, PA.w[k + 1], y + 4 * k + 4);
+            b0 = dpbusd_bcast(b0, PB.w[k], y + 4 * k);
+            b1 = dpbusd_bcast(b1, PB.w[k + 1], y + 4 * k + 4);
         }
         fA = finish32<Ty>(_mm512_add_epi32(a0, a1), PA.d, Ty::kMin ? PA.m : PA.d, tk, b, nb, fA);
         fB = finish32<Ty>(_mm512_add_epi32(b0, b1), PB.d, Ty::kMin ? PB.m : PB.d, tk, b, nb, fB);
