@@ -234,6 +234,7 @@ struct alignas(64) PK {
 
 struct TQ4_0 {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
+    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32_bcast
     static constexpr bool kMin = false;
     static constexpr int NSUB = 1;
     template <class S>
@@ -247,6 +248,7 @@ struct TQ4_0 {
 };
 struct TIQ4_NL {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
+    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32_bcast
     static constexpr bool kMin = false;
     static constexpr int NSUB = 1;
     template <class S>
@@ -919,6 +921,17 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // whose run-time token count keeps the accumulators in memory (bench/ab, batched 8).
 constexpr int kStreamTokens = 8;
 
+// Types whose one-token decode takes step32_bcast in a loop unrolled by 8 (kLeanDecode): Q4_0
+// and IQ4_NL, measured faster (docs/PERFORMANCE.md, "Decode: the 32-element loop unrolled");
+// Q4_1, Q5_0 and Q5_1 slower with either (0.96-0.98x; their unpacks are longer).
+template <class Ty>
+constexpr bool lean_decode() {
+    if constexpr (requires { Ty::kLeanDecode; })
+        return Ty::kLeanDecode;
+    else
+        return false;
+}
+
 // Block b of a row group for T tokens (stream_group's loop body).
 template <class Pan, class Ty, int T, class S>
 [[gnu::always_inline]] inline void stream_block(const S& R, int64_t b, int64_t nb, const Tok* tk,
@@ -932,7 +945,7 @@ template <class Pan, class Ty, int T, class S>
         P32 P;
         Ty::unpack(R, b, P);
         const __m512 m = Ty::kMin ? P.m : P.d;
-        if constexpr (T == 1) {
+        if constexpr (T == 1 && lean_decode<Ty>()) {
             f[0] = step32_bcast<Ty>(P.w, P.d, m, tk[0], b, nb, f[0]);
         } else {
 #pragma GCC unroll 8
@@ -960,11 +973,10 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
         f[t] = _mm512_setzero_ps();
     }
-    // Decode of the 32-element types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with
-    // step32_bcast, Q4_0 tg 1.08x (docs/PERFORMANCE.md, "Decode: the 32-element loop
-    // unrolled"). The batches (Q4_0 batched 8 0.84x) and the AVX2 loops (Q4_K_M 0.68x)
-    // measured slower unrolled; the K-quants level.
-    if constexpr (QK == 32 && T == 1) {
+    // lean_decode's types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with step32_bcast,
+    // Q4_0 tg 1.08x, IQ4_NL 1.12x. The batches (Q4_0 batched 8 0.84x) and the AVX2 loops
+    // (Q4_K_M 0.68x) measured slower unrolled; the K-quants level.
+    if constexpr (QK == 32 && T == 1 && lean_decode<Ty>()) {
 #pragma GCC unroll 8
         for (int64_t b = 0; b < nb; ++b) stream_block<Pan, Ty, T>(R, b, nb, tk, f);
     } else {
