@@ -606,9 +606,12 @@ template <class Ty>
 // memory operand ({1to16}): no broadcast or shuffle of its own (GCC does not fold
 // _mm512_set1_epi32 of a load into the operand, so this is written out).
 inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t* y) {
+    struct Dword {
+        uint8_t b[4];  // the operand's 4 bytes, at any alignment
+    };
     asm("vpdpbusd %[y]%{1to16%}, %[w], %[acc]"
         : [acc] "+v"(acc)
-        : [w] "v"(w), [y] "m"(*(const int32_t*)y));
+        : [w] "v"(w), [y] "m"(*reinterpret_cast<const Dword*>(y)));
     return acc;
 }
 // step32 for decode (one token): the activations through dpbusd_bcast, 9 vector ops a block
@@ -974,7 +977,7 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         f[t] = _mm512_setzero_ps();
     }
     // lean_decode's types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with step32_bcast,
-    // Q4_0 tg 1.08x, IQ4_NL 1.12x. The batches (Q4_0 batched 8 0.84x) and the AVX2 loops
+    // Q4_0 tg 1.08x, IQ4_NL 1.01-1.12x. The batches (Q4_0 batched 8 0.84x) and the AVX2 loops
     // (Q4_K_M 0.68x) measured slower unrolled; the K-quants level.
     if constexpr (QK == 32 && T == 1 && lean_decode<Ty>()) {
 #pragma GCC unroll 8
@@ -990,7 +993,8 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // lockstep block by block: each thread then reads two forward streams, as the read-bandwidth
 // test's best pass does (the hardware prefetcher keeps more lines in flight for two streams
 // than for one); each activation dword is an embedded broadcast of both groups' vpdpbusd
-// (dpbusd_bcast: Q8_0 tg 1.05x against one shared register broadcast). Each
+// (dpbusd_bcast: Q8_0 tg 1.05x against one shared register broadcast in one A/B, 0.98-1.03x
+// in the later ones against the code before it). Each
 // group's float chain is stream_group<1>'s, in the same order: the same bits. Used for Q8_0
 // (kernels_avx512.cpp says which types and why): TinyLlama tg against one group at a time
 // (bench/ab, LOKAL_GEMM_PAIRS=0 as B, Zen 5, 2026-12-06) Q8_0 1.155 and 1.104; Q4_0 1.077 in
