@@ -275,6 +275,7 @@ int32_t Sampler::draw() {
         rng_();  // a draw is still taken: the generator's sequence does not depend on this
         return best;
     }
+    assign_buckets(max);  // the rank buckets, for top-p's cut and the draw alike
 
     // Top-p and min-p on the temperature-1 probabilities, as in the reference chain: the
     // kept candidates are the ranks up to `cut` (none: all of them), the earlier of the two
@@ -283,7 +284,7 @@ int32_t Sampler::draw() {
     Cand cut{};
     if (p_.top_p < 1.0f || p_.min_p > 0) {
         const double sum1 = exp_terms(max, 1.0f);
-        if (p_.top_p < 1.0f) has_cut = top_p_cut(max, sum1, cut);
+        if (p_.top_p < 1.0f) has_cut = top_p_cut(sum1, cut);
         if (p_.min_p > 0) {
             // Probabilities never rise with the rank, so the ranks that pass the threshold
             // come first; the last of them (the best when none passes) is min-p's cut.
@@ -304,9 +305,9 @@ int32_t Sampler::draw() {
 // first candidate in rank order at which the running total of weights reaches top_p, found
 // from the rank buckets' totals and a sort of the one bucket it lies in. False when the
 // total never reaches it (nothing cut).
-bool Sampler::top_p_cut(float max, double sum1, Cand& cut) {
+bool Sampler::top_p_cut(double sum1, Cand& cut) {
     const uint64_t target = (uint64_t)std::ldexp((double)std::max(p_.top_p, 0.0f), 53);
-    fill_buckets(max, sum1, [](int32_t) { return true; });
+    weigh_buckets(sum1, [](int32_t) { return true; });
     uint64_t cum = 0;
     int b = 0;
     while (b <= kLastBucket && cum + bucket_weight_[(size_t)b] < target)
@@ -394,18 +395,21 @@ double Sampler::exp_terms(float max, float t) {
     return sum;
 }
 
-// bucket_of_[i] for every token; bucket_weight_[b]: the weights draw_weight(exp_[i] / sum)
-// of the tokens in bucket b that keep(i) admits.
-template <class Keep>
-void Sampler::fill_buckets(float max, double sum, Keep&& keep) {
+// bucket_of_[i] = token i's rank bucket below the best logit `max`.
+void Sampler::assign_buckets(float max) {
     const float* l = work_.data();
     bucket_of_.resize((size_t)n_vocab_);
+    for (int32_t i = 0; i < n_vocab_; ++i) bucket_of_[(size_t)i] = (uint16_t)rank_bucket(max, l[i]);
+}
+
+// bucket_weight_[b]: the weights draw_weight(exp_[i] / sum) of the tokens in bucket b
+// (assign_buckets) that keep(i) admits.
+template <class Keep>
+void Sampler::weigh_buckets(double sum, Keep&& keep) {
     bucket_weight_.assign(kLastBucket + 1, 0);
-    for (int32_t i = 0; i < n_vocab_; ++i) {
-        const int b = rank_bucket(max, l[i]);
-        bucket_of_[(size_t)i] = (uint16_t)b;
-        if (keep(i)) bucket_weight_[(size_t)b] += draw_weight((float)(exp_[(size_t)i] / sum));
-    }
+    for (int32_t i = 0; i < n_vocab_; ++i)
+        if (keep(i))
+            bucket_weight_[bucket_of_[(size_t)i]] += draw_weight((float)(exp_[(size_t)i] / sum));
 }
 
 // bucket_members_ = the candidates of bucket b (bucket_of_) that keep(i) admits, ranked.
@@ -437,7 +441,7 @@ int32_t Sampler::draw_buckets(float max, uint64_t u, const Cand* cut) {
     double sum = 0;
     for (int32_t i = 0; i < n_vocab_; ++i)
         if (kept(i)) sum += exp_[(size_t)i];
-    fill_buckets(max, sum, kept);
+    weigh_buckets(sum, kept);
     uint64_t cum = 0;
     int target = -1, last_weighted = 0;
     for (int b = 0; b <= kLastBucket; ++b) {

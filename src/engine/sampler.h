@@ -73,15 +73,16 @@ class Sampler {
     const JsonMatcher* json() const { return json_.get(); }
 
   private:
-    using Cand = std::pair<float, int32_t>;             // a candidate: logit, token
-    int32_t draw();                                     // from work_
-    int32_t draw_top_k();                               // draw() with top-k cutting
-    bool top_p_cut(float max, double sum1, Cand& cut);  // see .cpp
+    using Cand = std::pair<float, int32_t>;  // a candidate: logit, token
+    int32_t draw();                          // from work_
+    int32_t draw_top_k();                    // draw() with top-k cutting
+    bool top_p_cut(double sum1, Cand& cut);  // see .cpp
     // The draw over the candidates ranked up to *cut (null: all), see .cpp.
     int32_t draw_buckets(float max, uint64_t u, const Cand* cut);
     double exp_terms(float max, float t);  // fills exp_, returns its sum
+    void assign_buckets(float max);        // bucket_of_, see .cpp
     template <class Keep>
-    void fill_buckets(float max, double sum, Keep&& keep);  // see .cpp
+    void weigh_buckets(double sum, Keep&& keep);  // bucket_weight_, see .cpp
     template <class Keep>
     void sort_bucket(int b, Keep&& keep);  // bucket_members_: bucket b's candidates, ranked
     bool fits(int32_t token) const;

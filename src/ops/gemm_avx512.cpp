@@ -234,7 +234,7 @@ struct alignas(64) PK {
 
 struct TQ4_0 {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
-    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32_bcast
+    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32<Ty, true>
     static constexpr bool kMin = false;
     static constexpr int NSUB = 1;
     template <class S>
@@ -248,7 +248,7 @@ struct TQ4_0 {
 };
 struct TIQ4_NL {
     static constexpr int QK = 32, BB = 18, AB = 34, AO = 2;
-    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32_bcast
+    static constexpr bool kLeanDecode = true;  // stream_group: unrolled, step32<Ty, true>
     static constexpr bool kMin = false;
     static constexpr int NSUB = 1;
     template <class S>
@@ -584,24 +584,6 @@ template <class Ty>
     v[7] = _mm512_shuffle_epi32(hi, _MM_PERM_DDDD);
 }
 
-// One unpacked block (w: the 8 dword vectors) times one token.
-template <class Ty>
-[[gnu::always_inline]] inline __m512 step32(const __m512i* w, __m512 d, __m512 m, const Tok& tk,
-                                            int64_t bg, int64_t nb, __m512 f) {
-    const uint8_t* y = tk.act + bg * Ty::AB + Ty::AO;
-    const uint32_t* sd = tk.side;
-    __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
-    __m512i s1 = _mm512_setzero_si512();
-    __m512i yv[8];
-    act_dwords8(y, yv);
-#pragma GCC unroll 4
-    for (int k = 0; k < 8; k += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], yv[k]);
-        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], yv[k + 1]);
-    }
-    return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
-}
-
 // acc + vpdpbusd(w, the dword at y broadcast), the broadcast embedded in the instruction's
 // memory operand ({1to16}): no broadcast or shuffle of its own (GCC does not fold
 // _mm512_set1_epi32 of a load into the operand, so this is written out).
@@ -614,22 +596,33 @@ inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t* y) {
         : [w] "v"(w), [y] "m"(*reinterpret_cast<const Dword*>(y)));
     return acc;
 }
-// step32 for decode (one token): the activations through dpbusd_bcast, 9 vector ops a block
-// fewer, so more blocks' loads fit the out-of-order window while the weights stream in.
-// The same sums, in the same order. (For 2-8 tokens act_dwords8's mix stays: there every
-// broadcast load meets the loads' limit, BM_GemmL1 Q4_0 / Q8_0 8 tokens 905 / 946 -> 941 /
-// 1078 ns.)
-template <class Ty>
-[[gnu::always_inline]] inline __m512 step32_bcast(const __m512i* w, __m512 d, __m512 m,
-                                                  const Tok& tk, int64_t bg, int64_t nb, __m512 f) {
+
+// One unpacked block (w: the 8 dword vectors) times one token. Bcast (one-token decode of
+// lean_decode's types): the activations through dpbusd_bcast, 9 vector ops a block fewer, so
+// more blocks' loads fit the out-of-order window while the weights stream in; the same sums
+// in the same order. (For 2-8 tokens act_dwords8's mix stays: there every broadcast load
+// meets the loads' limit, BM_GemmL1 Q4_0 / Q8_0 8 tokens 905 / 946 -> 941 / 1078 ns.)
+template <class Ty, bool Bcast = false>
+[[gnu::always_inline]] inline __m512 step32(const __m512i* w, __m512 d, __m512 m, const Tok& tk,
+                                            int64_t bg, int64_t nb, __m512 f) {
     const uint8_t* y = tk.act + bg * Ty::AB + Ty::AO;
     const uint32_t* sd = tk.side;
     __m512i s0 = Ty::kMin ? _mm512_setzero_si512() : _mm512_set1_epi32((int32_t)sd[nb + bg]);
     __m512i s1 = _mm512_setzero_si512();
+    if constexpr (Bcast) {
 #pragma GCC unroll 4
-    for (int k = 0; k < 8; k += 2) {
-        s0 = dpbusd_bcast(s0, w[k], y + 4 * k);
-        s1 = dpbusd_bcast(s1, w[k + 1], y + 4 * k + 4);
+        for (int k = 0; k < 8; k += 2) {
+            s0 = dpbusd_bcast(s0, w[k], y + 4 * k);
+            s1 = dpbusd_bcast(s1, w[k + 1], y + 4 * k + 4);
+        }
+    } else {
+        __m512i yv[8];
+        act_dwords8(y, yv);
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, w[k], yv[k]);
+            s1 = _mm512_dpbusd_epi32(s1, w[k + 1], yv[k + 1]);
+        }
     }
     return finish32<Ty>(_mm512_add_epi32(s0, s1), d, m, tk, bg, nb, f);
 }
@@ -924,7 +917,7 @@ void stream_tiles(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
 // whose run-time token count keeps the accumulators in memory (bench/ab, batched 8).
 constexpr int kStreamTokens = 8;
 
-// Types whose one-token decode takes step32_bcast in a loop unrolled by 8 (kLeanDecode): Q4_0
+// Types whose one-token decode takes step32<Ty, true> in a loop unrolled by 8 (kLeanDecode): Q4_0
 // and IQ4_NL, measured faster (docs/PERFORMANCE.md, "Decode: the 32-element loop unrolled");
 // Q4_1, Q5_0 and Q5_1 slower with either (0.96-0.98x; their unpacks are longer).
 template <class Ty>
@@ -948,12 +941,9 @@ template <class Pan, class Ty, int T, class S>
         P32 P;
         Ty::unpack(R, b, P);
         const __m512 m = Ty::kMin ? P.m : P.d;
-        if constexpr (T == 1 && lean_decode<Ty>()) {
-            f[0] = step32_bcast<Ty>(P.w, P.d, m, tk[0], b, nb, f[0]);
-        } else {
+        constexpr bool kBcast = T == 1 && lean_decode<Ty>();
 #pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) f[t] = step32<Ty>(P.w, P.d, m, tk[t], b, nb, f[t]);
-        }
+        for (int t = 0; t < T; ++t) f[t] = step32<Ty, kBcast>(P.w, P.d, m, tk[t], b, nb, f[t]);
     } else if constexpr (T == 1) {
         f[0] = gemv_k<Ty>(R, b, nb, tk[0], f[0]);
     } else if constexpr (requires { Ty::sub(R, b, 0, (__m512i*)nullptr); }) {
@@ -976,7 +966,7 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         tk[t] = {a.act + (size_t)t * a.act_stride, a.side + (size_t)t * a.side_stride};
         f[t] = _mm512_setzero_ps();
     }
-    // lean_decode's types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with step32_bcast,
+    // lean_decode's types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with step32<Ty, true>,
     // Q4_0 tg 1.08x, IQ4_NL 1.01-1.12x. The batches (Q4_0 batched 8 0.84x) and the AVX2 loops
     // (Q4_K_M 0.68x) measured slower unrolled; the K-quants level.
     if constexpr (QK == 32 && T == 1 && lean_decode<Ty>()) {
