@@ -919,7 +919,8 @@ constexpr int kStreamTokens = 8;
 
 // Types whose one-token decode takes step32<Ty, true> in a loop unrolled by 8 (kLeanDecode): Q4_0
 // and IQ4_NL, measured faster (docs/PERFORMANCE.md, "Decode: the 32-element loop unrolled");
-// Q4_1, Q5_0 and Q5_1 slower with either (0.96-0.98x; their unpacks are longer).
+// Q4_1, Q5_0 and Q5_1 slower (the broadcasts alone 0.96-0.98x, with the unrolling Q5_0
+// 0.89x; their unpacks are longer).
 template <class Ty>
 constexpr bool lean_decode() {
     if constexpr (requires { Ty::kLeanDecode; })
