@@ -145,9 +145,8 @@ struct Packed {
         for (int o = 0; o < kRun; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
     }
     // Decode (gemm_isa.h).
-    template <int Hint = kDecodeHint>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
-        prefetch_decode_burst<kPackRows * L.block_bytes, false, Hint>(base, b, kDecodeAhead);
+        prefetch_decode_burst<kPackRows * L.block_bytes, false>(base, b, kDecodeAhead);
     }
 };
 
@@ -871,7 +870,7 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB) {
     __m256 fA = _mm256_setzero_ps(), fB = _mm256_setzero_ps();
     P32 PA, PB;
     for (int64_t b = 0; b < nb; ++b) {
-        RA.template prefetch_burst<kPairHint>(b);
+        RA.prefetch_burst(b);
         prefetch_decode_burst_second<kPackRows * pack_layout(TT).block_bytes>(RB.base, b,
                                                                               kDecodeAhead);
         Ty::unpack(RA, b, PA);

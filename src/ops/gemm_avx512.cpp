@@ -202,9 +202,9 @@ struct Packed {
         prefetch_part<0, 1>(b);
     }
     // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0).
-    template <bool Stepped, int Hint = kDecodeHint>
+    template <bool Stepped>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
-        prefetch_decode_burst<2 * kRun, Stepped, Hint>(base, b, ahead ? kDecodeAhead : 0);
+        prefetch_decode_burst<2 * kRun, Stepped>(base, b, ahead ? kDecodeAhead : 0);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>
@@ -998,7 +998,7 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
     const Tok tk{a.act, a.side};
     __m512 fA = _mm512_setzero_ps(), fB = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        RA.template prefetch_burst<false, kPairHint>(b);
+        RA.template prefetch_burst<false>(b);
         prefetch_decode_burst_second<2 * Packed<TT>::kRun>(RB.base, b, ahead ? kDecodeAhead : 0);
         P32 PA, PB;
         Ty::unpack(RA, b, PA);

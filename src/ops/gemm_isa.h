@@ -42,16 +42,6 @@ constexpr int64_t kFloatAhead = 2048;
 // built binaries put 12 KiB at 1.02-1.04x on AVX-512 decode once, level on 2026-12-06.) The
 // batches' distance is their own (packed_prefetch_ahead).
 constexpr int kDecodeBurstBytes = 2304;
-// The bursts ask for the lines with PREFETCHNTA: each weight is read once per token, and a
-// non-temporal request leaves the caches beyond L1 to the activations and the K/V cache. On
-// the Zen 5 (bench/ab tg, alternated built binaries, 2026-12-07; docs/PERFORMANCE.md, "Decode
-// prefetches as non-temporal"): Q4_0 1.03-1.06x, Q4_K_M 1.02-1.05x, IQ4_XS, Q2_K, Q5_K_M
-// 1.02-1.05x, one thread 1.06x, AVX2 Q4_K_M 1.07x, at 4,096 cached tokens 1.02x; prefetcht1
-// (into L2) 0.86x. The decode pairs (kPairHint, two streams a thread: Q8_0) stay on T0:
-// non-temporal there read 0.97-1.06x, no gain; so does the first burst of a range
-// (prefetch_decode_start: Q4_0 0.94x as non-temporal).
-constexpr int kDecodeHint = _MM_HINT_NTA;
-constexpr int kPairHint = _MM_HINT_T0;
 constexpr size_t kDecodeAhead = 8192;
 
 // Whole blocks of `Run` bytes per burst.
@@ -60,7 +50,7 @@ constexpr int decode_burst_blocks(int run) {
 }
 
 // The burst of block b of a packed unit whose blocks are `Run` bytes apart (see above).
-template <int Run, bool Stepped, int Hint = kDecodeHint>
+template <int Run, bool Stepped>
 [[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
                                                          size_t ahead) {
     constexpr int kBurst = decode_burst_blocks(Run);
@@ -69,10 +59,10 @@ template <int Run, bool Stepped, int Hint = kDecodeHint>
     const char* p = (const char*)unit + (size_t)b * Run + ahead;
     if constexpr (!Stepped) {
 #pragma GCC unroll 64
-        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, (_mm_hint)Hint);
+        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     } else {
 #pragma GCC unroll 1
-        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, (_mm_hint)Hint);
+        for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     }
 }
 
@@ -83,8 +73,7 @@ template <int Run>
 [[gnu::always_inline]] inline void prefetch_decode_burst_second(const uint8_t* unit, int64_t b,
                                                                 size_t ahead) {
     constexpr int kHalf = decode_burst_blocks(Run) / 2;
-    prefetch_decode_burst<Run, false, kPairHint>(unit, b + kHalf,
-                                                 ahead ? ahead - (size_t)kHalf * Run : 0);
+    prefetch_decode_burst<Run, false>(unit, b + kHalf, ahead ? ahead - (size_t)kHalf * Run : 0);
 }
 
 // The first kDecodeAhead bytes of a decode range, requested before its first block: the
