@@ -1,0 +1,119 @@
+// Does the order of the addresses within a packed block change how fast a stream reads from
+// memory? (docs/PERFORMANCE.md, "Tried 2026-12-07 afternoon": a 16-row transposed packing read
+// each block's lines front to back and decode from memory ran 16-28% slower than today's
+// layout, which reads each 64-byte vector as two 32-byte halves one 8-row run apart.)
+// Plain reads with the decode's prefetch (bursts of whole blocks about 2304 bytes, 8 KiB
+// ahead, as gemm_isa.h), no arithmetic, over a 1 GiB buffer on huge pages, per thread a
+// contiguous slice; the block size is Q4_K's 16-row block (2304 bytes, runs of 1152) or
+// Q4_0's (288, runs of 144). Patterns per block:
+//   seq64  - 64-byte loads front to back (the transposed packing's order)
+//   seq32  - 32-byte loads front to back
+//   runs32 - 32-byte loads alternating between the block's two runs, o and o + run (today's)
+// Not part of the build; AVX-512:
+//
+//   g++ -O2 -mavx512f -o /tmp/stream_order bench/stream_order.cpp -lpthread
+//   /tmp/stream_order
+// GCC 12 flags the intrinsics' own _mm512_undefined_* self-initialization once inlined.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr size_t kAhead = 8192;
+constexpr size_t kBurstBytes = 2304;
+
+enum Pattern { kSeq64, kSeq32, kRuns32 };
+const char* const kNames[] = {"seq64", "seq32", "runs32"};
+
+template <Pattern P>
+long long read_blocks(const char* p, size_t n, size_t block) {
+    const size_t run = block / 2;
+    const size_t burst_blocks = std::max<size_t>(1, (kBurstBytes + block / 2) / block);
+    __m512i acc = _mm512_setzero_si512();
+    __m256i acc2 = _mm256_setzero_si256();
+    size_t b = 0;
+    for (size_t o = 0; o + block <= n; o += block, ++b) {
+        if (b % burst_blocks == 0)
+            for (size_t l = 0; l < burst_blocks * block; l += 64)
+                _mm_prefetch(p + o + kAhead + l, _MM_HINT_T0);
+        const char* q = p + o;
+        if constexpr (P == kSeq64) {
+            for (size_t i = 0; i < block; i += 64)
+                acc = _mm512_xor_si512(acc, _mm512_loadu_si512((const void*)(q + i)));
+        } else if constexpr (P == kSeq32) {
+            for (size_t i = 0; i < block; i += 32)
+                acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + i)));
+        } else {
+            for (size_t i = 0; i < run; i += 32) {
+                acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + i)));
+                acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + run + i)));
+            }
+        }
+    }
+    long long r[8];
+    std::memcpy(r, &acc, 64);
+    long long s[4];
+    std::memcpy(s, &acc2, 32);
+    return r[0] ^ r[7] ^ s[0] ^ s[3];
+}
+
+long long read_pattern(Pattern p, const char* data, size_t n, size_t block) {
+    switch (p) {
+        case kSeq64:
+            return read_blocks<kSeq64>(data, n, block);
+        case kSeq32:
+            return read_blocks<kSeq32>(data, n, block);
+        default:
+            return read_blocks<kRuns32>(data, n, block);
+    }
+}
+
+// GB/s of `threads` threads each reading its slice once with pattern p.
+double measure(Pattern p, const char* data, size_t n, size_t block, int threads) {
+    const size_t slice = n / (size_t)threads / block * block;
+    std::vector<std::thread> ts;
+    std::vector<long long> sink((size_t)threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back(
+            [&, t] { sink[(size_t)t] = read_pattern(p, data + t * slice, slice, block); });
+    for (auto& t : ts) t.join();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sink[0] == 42) std::puts("");
+    return (double)(slice * (size_t)threads) / s / 1e9;
+}
+
+}  // namespace
+
+int main() {
+    const size_t n = (size_t)1 << 30;
+    char* data =
+        (char*)mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) return 1;
+    madvise(data, n, MADV_HUGEPAGE);
+    for (size_t i = 0; i < n; i += 4096) data[i] = (char)i;
+    for (size_t block : {(size_t)2304, (size_t)288})
+        for (int threads : {1, 2}) {
+            // Five rounds with the patterns interleaved (the VM's bandwidth drifts); best of each.
+            double best[3] = {0, 0, 0};
+            for (int round = 0; round < 5; ++round)
+                for (int k = 0; k < 3; ++k) {
+                    const int pi = (round % 2 == 0) ? k : 2 - k;
+                    best[pi] = std::max(best[pi], measure((Pattern)pi, data, n, block, threads));
+                }
+            std::printf("block %4zu, %d thread%s:", block, threads, threads > 1 ? "s" : " ");
+            for (int k = 0; k < 3; ++k) std::printf("  %s %5.1f GB/s", kNames[k], best[k]);
+            std::printf("\n");
+        }
+    munmap(data, n);
+    return 0;
+}
