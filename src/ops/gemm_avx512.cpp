@@ -201,10 +201,12 @@ struct Packed {
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         prefetch_part<0, 1>(b);
     }
-    // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0).
+    // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0). The 32-element
+    // types (blocks under 64 bytes) request one line per page (Kick), the K-quants every line.
+    static constexpr bool kKick = pack_layout(TT).block_bytes < 64;
     template <bool Stepped>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
-        prefetch_decode_burst<2 * kRun, Stepped>(base, b, ahead ? kDecodeAhead : 0);
+        prefetch_decode_burst<2 * kRun, Stepped, kKick>(base, b, ahead ? kDecodeAhead : 0);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>
@@ -999,7 +1001,8 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB, size_t ahead) {
     __m512 fA = _mm512_setzero_ps(), fB = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         RA.template prefetch_burst<false>(b);
-        prefetch_decode_burst_second<2 * Packed<TT>::kRun>(RB.base, b, ahead ? kDecodeAhead : 0);
+        prefetch_decode_burst_second<2 * Packed<TT>::kRun, Packed<TT>::kKick>(
+            RB.base, b, ahead ? kDecodeAhead : 0);
         P32 PA, PB;
         Ty::unpack(RA, b, PA);
         Ty::unpack(RB, b, PB);

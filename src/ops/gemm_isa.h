@@ -50,14 +50,27 @@ constexpr int decode_burst_blocks(int run) {
 }
 
 // The burst of block b of a packed unit whose blocks are `Run` bytes apart (see above).
-template <int Run, bool Stepped>
+// Kick: instead of every line of the burst, only the first line of each 4 KiB page the burst
+// reaches (the bursts tile the stream, so each page once): the hardware prefetcher, which
+// works within a page, then streams the page from its first line on, kDecodeAhead before the
+// kernel gets there. Used by the AVX-512 decode of the 32-element types (Packed::kKick in
+// gemm_avx512.cpp): TinyLlama tg Q4_0 1.099 (6 of 6), Q8_0 1.123, IQ4_NL 1.061, Q5_0 1.064
+// (bench/ab with the sides alternating, 2026-12-07). Not for the K-quants (Q4_K_M 0.49: their
+// decode reads each block's two 8-row runs 1152+ bytes apart) nor AVX2 (Q4_0 1.004, Q4_K_M
+// 0.873). Plain reads with one request per page read 40.7 GB/s on one thread where the
+// bursts read 26.5 (bench/stream_order.cpp's pattern, docs/PERFORMANCE.md).
+template <int Run, bool Stepped, bool Kick = false>
 [[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
                                                          size_t ahead) {
     constexpr int kBurst = decode_burst_blocks(Run);
     constexpr int n = (Run * kBurst + 63) / 64;
     if (!ahead || b % kBurst != 0) return;
     const char* p = (const char*)unit + (size_t)b * Run + ahead;
-    if constexpr (!Stepped) {
+    if constexpr (Kick) {
+        const uintptr_t first = (uintptr_t)p, end = first + (uintptr_t)Run * kBurst;
+        for (uintptr_t page = (first + 4095) & ~(uintptr_t)4095; page < end; page += 4096)
+            _mm_prefetch((const char*)page, _MM_HINT_T0);
+    } else if constexpr (!Stepped) {
 #pragma GCC unroll 64
         for (int l = 0; l < n; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     } else {
@@ -69,11 +82,12 @@ template <int Run, bool Stepped>
 // The bursts of a second stream read in lockstep with a first (decode pairs: gemm_avx512.cpp,
 // decode_pair32): as far ahead, but half a burst later than the first stream's; at the same
 // block (72 Q4_0 lines back to back) they made the pairs slower than one group at a time.
-template <int Run>
+template <int Run, bool Kick = false>
 [[gnu::always_inline]] inline void prefetch_decode_burst_second(const uint8_t* unit, int64_t b,
                                                                 size_t ahead) {
     constexpr int kHalf = decode_burst_blocks(Run) / 2;
-    prefetch_decode_burst<Run, false>(unit, b + kHalf, ahead ? ahead - (size_t)kHalf * Run : 0);
+    prefetch_decode_burst<Run, false, Kick>(unit, b + kHalf,
+                                            ahead ? ahead - (size_t)kHalf * Run : 0);
 }
 
 // The first kDecodeAhead bytes of a decode range, requested before its first block: the
