@@ -57,8 +57,8 @@ constexpr int decode_burst_blocks(int run) {
 // gemm_avx512.cpp): TinyLlama tg Q4_0 1.099 (6 of 6), Q8_0 1.123, IQ4_NL 1.061, Q5_0 1.064
 // (bench/ab with the sides alternating, 2026-12-07). Not for the K-quants (Q4_K_M 0.49: their
 // decode reads each block's two 8-row runs 1152+ bytes apart) nor AVX2 (Q4_0 1.004, Q4_K_M
-// 0.873). Plain reads with one request per page read 40.7 GB/s on one thread where the
-// bursts read 26.5 (bench/stream_order.cpp's pattern, docs/PERFORMANCE.md).
+// 0.873). Plain reads with one request per page: 37.3 GB/s on one thread and 71.2 on two,
+// where the bursts read 26.5 and 50.2 (bench/stream_order.cpp, docs/PERFORMANCE.md).
 template <int Run, bool Stepped, bool Kick = false>
 [[gnu::always_inline]] inline void prefetch_decode_burst(const uint8_t* unit, int64_t b,
                                                          size_t ahead) {
