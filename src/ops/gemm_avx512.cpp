@@ -970,8 +970,9 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, __mmask16 out_mask) 
         f[t] = _mm512_setzero_ps();
     }
     // lean_decode's types unrolled by 8 blocks (Q4_0's burst, gemm_isa.h): with step32<Ty, true>,
-    // Q4_0 tg 1.08x, IQ4_NL 1.01-1.12x. The batches (Q4_0 batched 8 0.84x) and the AVX2 loops
-    // (Q4_K_M 0.68x) measured slower unrolled; the K-quants level.
+    // Q4_0 tg 1.040x (9 of 10), IQ4_NL 1.037x (10 of 10) in bench/ab with the sides alternating
+    // (1.08x with the new build always first). The batches (Q4_0 batched 8 0.84x) and the AVX2
+    // loops (Q4_K_M 0.68x) measured slower unrolled; the K-quants level.
     if constexpr (QK == 32 && T == 1 && lean_decode<Ty>()) {
 #pragma GCC unroll 8
         for (int64_t b = 0; b < nb; ++b) stream_block<Pan, Ty, T>(R, b, nb, tk, f);
