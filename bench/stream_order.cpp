@@ -9,9 +9,11 @@
 //   seq64  - 64-byte loads front to back (the transposed packing's order)
 //   seq32  - 32-byte loads front to back
 //   runs32 - 32-byte loads alternating between the block's two runs, o and o + run (today's)
-// Then the same 64-byte front-to-back reads under three prefetch modes: the decode's bursts
-// (every line), none (the hardware prefetcher alone), and one line per 4 KiB page as far
-// ahead (what the AVX-512 32-element decode does since 2cb38a2, gemm_isa.h).
+//   inter64 - runs32's loads with the two runs interleaved in 64-byte granules (run 0's
+//            granule k at 128 k, run 1's at 128 k + 64): line after line, front to back
+// Then seq64, runs32 and inter64 on Q4_K-sized blocks under three prefetch modes: the
+// decode's bursts (every line), none (the hardware prefetcher alone), and one line per 4 KiB
+// page as far ahead (what the AVX-512 32-element decode does since 2cb38a2, gemm_isa.h).
 // Not part of the build; AVX-512:
 //
 //   g++ -O2 -mavx512f -o /tmp/stream_order bench/stream_order.cpp -lpthread
@@ -34,11 +36,11 @@ namespace {
 constexpr size_t kAhead = 8192;
 constexpr size_t kBurstBytes = 2304;
 
-enum Pattern { kSeq64, kSeq32, kRuns32 };
+enum Pattern { kSeq64, kSeq32, kRuns32, kInter64 };
 enum Prefetch { kBursts, kNone, kPages };
 const char* const kPrefetchNames[] = {"bursts", "none", "pages"};
 Prefetch g_prefetch = kBursts;
-const char* const kNames[] = {"seq64", "seq32", "runs32"};
+const char* const kNames[] = {"seq64", "seq32", "runs32", "inter64"};
 
 template <Pattern P>
 long long read_blocks(const char* p, size_t n, size_t block) {
@@ -60,6 +62,12 @@ long long read_blocks(const char* p, size_t n, size_t block) {
         } else if constexpr (P == kSeq32) {
             for (size_t i = 0; i < block; i += 32)
                 acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + i)));
+        } else if constexpr (P == kInter64) {
+            for (size_t i = 0; i < run; i += 32) {
+                const size_t at = i / 64 * 128 + i % 64;  // the runs in alternating 64-byte granules
+                acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + at)));
+                acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + at + 64)));
+            }
         } else {
             for (size_t i = 0; i < run; i += 32) {
                 acc2 = _mm256_xor_si256(acc2, _mm256_loadu_si256((const __m256i*)(q + i)));
@@ -80,6 +88,8 @@ long long read_pattern(Pattern p, const char* data, size_t n, size_t block) {
             return read_blocks<kSeq64>(data, n, block);
         case kSeq32:
             return read_blocks<kSeq32>(data, n, block);
+        case kInter64:
+            return read_blocks<kInter64>(data, n, block);
         default:
             return read_blocks<kRuns32>(data, n, block);
     }
@@ -122,18 +132,20 @@ int main() {
             for (int k = 0; k < 3; ++k) std::printf("  %s %5.1f GB/s", kNames[k], best[k]);
             std::printf("\n");
         }
-    for (int threads : {1, 2}) {
-        double best[3] = {0, 0, 0};
-        for (int round = 0; round < 5; ++round)
-            for (int k = 0; k < 3; ++k) {
-                const int m = (round % 2 == 0) ? k : 2 - k;
-                g_prefetch = (Prefetch)m;
-                best[m] = std::max(best[m], measure(kSeq64, data, n, 2304, threads));
-            }
-        std::printf("seq64, block 2304, %d thread%s, prefetch:", threads, threads > 1 ? "s" : " ");
-        for (int k = 0; k < 3; ++k) std::printf("  %s %5.1f GB/s", kPrefetchNames[k], best[k]);
-        std::printf("\n");
-    }
+    for (Pattern pat : {kSeq64, kRuns32, kInter64})
+        for (int threads : {1, 2}) {
+            double best[3] = {0, 0, 0};
+            for (int round = 0; round < 5; ++round)
+                for (int k = 0; k < 3; ++k) {
+                    const int m = (round % 2 == 0) ? k : 2 - k;
+                    g_prefetch = (Prefetch)m;
+                    best[m] = std::max(best[m], measure(pat, data, n, 2304, threads));
+                }
+            std::printf("%-7s block 2304, %d thread%s, prefetch:", kNames[pat], threads,
+                        threads > 1 ? "s" : " ");
+            for (int k = 0; k < 3; ++k) std::printf("  %s %5.1f GB/s", kPrefetchNames[k], best[k]);
+            std::printf("\n");
+        }
     munmap(data, n);
     return 0;
 }

@@ -32,49 +32,70 @@ namespace {
 // reach: on a Zen 5 VM two threads read 39-49 GB/s that way while the Q4_K decode matmuls
 // read 50-58 GB/s, and two or four streams per thread read 50-56 (2026-12-05). A roofline
 // the kernels exceed measures nothing, so the passes try K = 1, 2 and 4 and the best counts.
-constexpr int kStreamCounts[] = {1, 2, 4};
+//
+// Each K also runs a second time with one software request per 4 KiB page of every stream,
+// 8 KiB ahead of the loads: the hardware prefetcher, which works within a page, then streams
+// the page from its first line. On the same Zen 5 VM that read 71-74 GB/s with two threads
+// where the plain loops' best read 61-67 (bench/stream_order.cpp; docs/PERFORMANCE.md,
+// 2026-12-07), and the AVX-512 decode of the 32-element types requests its weights that way
+// since 2cb38a2: a roofline without it understated the machine by about a tenth.
+struct ReadPattern {
+    int streams;
+    bool page_requests;
+};
+constexpr ReadPattern kPatterns[] = {{1, false}, {2, false}, {4, false},
+                                     {1, true},  {2, true},  {4, true}};
+constexpr size_t kPageAhead = 8192;
 
 // The CLI is built for baseline x86-64; the AVX2 loop is compiled for AVX2 by attribute and
 // chosen at run time, so the roofline is not understated by narrow loads on a fast machine.
 #if defined(__x86_64__)
-template <int K>
+template <int K, bool Pages>
 __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, size_t part) {
     __m256i a[2 * K];
     for (int k = 0; k < 2 * K; ++k) a[k] = _mm256_setzero_si256();
-    for (size_t i = 0; i + 64 <= part; i += 64)
+    for (size_t i = 0; i + 64 <= part; i += 64) {
+        if (Pages && i % 4096 == 0)  // past the buffer's end the requests are dropped, not faulted
+            for (int k = 0; k < K; ++k)
+                _mm_prefetch((const char*)(p + k * part + i + kPageAhead), _MM_HINT_T0);
         for (int k = 0; k < K; ++k) {
             const uint8_t* q = p + k * part + i;
             a[2 * k] = _mm256_xor_si256(a[2 * k], _mm256_load_si256((const __m256i*)q));
             a[2 * k + 1] =
                 _mm256_xor_si256(a[2 * k + 1], _mm256_load_si256((const __m256i*)(q + 32)));
         }
+    }
     __m256i r = a[0];
     for (int k = 1; k < 2 * K; ++k) r = _mm256_xor_si256(r, a[k]);
     return (uint64_t)_mm256_extract_epi64(r, 0) ^ (uint64_t)_mm256_extract_epi64(r, 3);
 }
 
-template <int K>
+template <int K, bool Pages>
 uint64_t read_sse2(const uint8_t* p, size_t part) {
     __m128i a[2 * K];
     for (int k = 0; k < 2 * K; ++k) a[k] = _mm_setzero_si128();
-    for (size_t i = 0; i + 32 <= part; i += 32)
+    for (size_t i = 0; i + 32 <= part; i += 32) {
+        if (Pages && i % 4096 == 0)
+            for (int k = 0; k < K; ++k)
+                _mm_prefetch((const char*)(p + k * part + i + kPageAhead), _MM_HINT_T0);
         for (int k = 0; k < K; ++k) {
             const uint8_t* q = p + k * part + i;
             a[2 * k] = _mm_xor_si128(a[2 * k], _mm_load_si128((const __m128i*)q));
             a[2 * k + 1] = _mm_xor_si128(a[2 * k + 1], _mm_load_si128((const __m128i*)(q + 16)));
         }
+    }
     __m128i r = a[0];
     for (int k = 1; k < 2 * K; ++k) r = _mm_xor_si128(r, a[k]);
     return (uint64_t)_mm_cvtsi128_si64(r);
 }
 
-template <int K>
+template <int K, bool Pages>
 uint64_t read_streams_k(const uint8_t* p, size_t part) {
     static const bool avx2 = __builtin_cpu_supports("avx2");
-    return avx2 ? read_avx2<K>(p, part) : read_sse2<K>(p, part);
+    return avx2 ? read_avx2<K, Pages>(p, part) : read_sse2<K, Pages>(p, part);
 }
 #else
-template <int K>
+template <int K, bool Pages>
 uint64_t read_streams_k(const uint8_t* p, size_t part) {
     uint64_t a = 0;
     for (size_t i = 0; i + 8 <= part; i += 8)
@@ -87,16 +108,22 @@ uint64_t read_streams_k(const uint8_t* p, size_t part) {
 }
 #endif
 
-// n bytes from p as `streams` streams of n / streams bytes each (n a multiple of 4096 * 4).
-uint64_t read_streams(const uint8_t* p, size_t n, int streams) {
+template <bool Pages>
+uint64_t read_streams_paged(const uint8_t* p, size_t n, int streams) {
     switch (streams) {
         case 2:
-            return read_streams_k<2>(p, n / 2);
+            return read_streams_k<2, Pages>(p, n / 2);
         case 4:
-            return read_streams_k<4>(p, n / 4);
+            return read_streams_k<4, Pages>(p, n / 4);
         default:
-            return read_streams_k<1>(p, n);
+            return read_streams_k<1, Pages>(p, n);
     }
+}
+
+// n bytes from p as pattern's streams of n / streams bytes each (n a multiple of 4096 * 4).
+uint64_t read_streams(const uint8_t* p, size_t n, ReadPattern pattern) {
+    return pattern.page_requests ? read_streams_paged<true>(p, n, pattern.streams)
+                                 : read_streams_paged<false>(p, n, pattern.streams);
 }
 
 // A "Name:   123 kB" field of a /proc file, in KiB; 0 when absent.
@@ -121,12 +148,12 @@ size_t default_bandwidth_buffer_bytes() {
     return want & ~(size_t)((1 << 20) - 1);
 }
 
-double measure_read_bandwidth(int threads, size_t bytes, int passes, int* best_streams) {
+ReadBandwidth measure_read_bandwidth(int threads, size_t bytes, int passes) {
     threads = std::max(1, threads);
-    // passes rounds of every stream count, interleaved (the VM's bandwidth drifts).
-    constexpr int kPatterns = (int)std::size(kStreamCounts);
-    const int n_passes = std::max(1, passes) * kPatterns;
-    auto streams_of = [](int pass) { return kStreamCounts[pass % kPatterns]; };
+    // passes rounds of every pattern, interleaved (the VM's bandwidth drifts).
+    constexpr int kN = (int)std::size(kPatterns);
+    const int n_passes = std::max(1, passes) * kN;
+    auto pattern_of = [](int pass) { return kPatterns[pass % kN]; };
     const size_t slice = (bytes / (size_t)threads) & ~(size_t)16383;
     if (slice < 16384)
         throw std::invalid_argument("bandwidth buffer too small for the thread count");
@@ -155,14 +182,14 @@ double measure_read_bandwidth(int threads, size_t bytes, int passes, int* best_s
                     std::this_thread::yield();
                 if (g == -2) break;
                 t0[(size_t)t] = std::chrono::steady_clock::now();
-                const uint64_t v = read_streams(p, slice, streams_of(pass));
+                const uint64_t v = read_streams(p, slice, pattern_of(pass));
                 t1[(size_t)t] = std::chrono::steady_clock::now();
                 sink.fetch_xor(v);
                 ready.fetch_add(1);
             }
         });
     }
-    double best = 0;
+    ReadBandwidth best;
     int done = threads;
     for (int pass = 0; pass < n_passes; ++pass) {
         while (ready.load() < done) std::this_thread::yield();
@@ -172,9 +199,10 @@ double measure_read_bandwidth(int threads, size_t bytes, int passes, int* best_s
         const auto start = *std::min_element(t0.begin(), t0.end());
         const auto end = *std::max_element(t1.begin(), t1.end());
         const double s = std::chrono::duration<double>(end - start).count();
-        if (s > 0 && (double)total / s > best) {
-            best = (double)total / s;
-            if (best_streams) *best_streams = streams_of(pass);
+        if (s > 0 && (double)total / s > best.bytes_per_s) {
+            best.bytes_per_s = (double)total / s;
+            best.streams_per_thread = pattern_of(pass).streams;
+            best.page_requests = pattern_of(pass).page_requests;
         }
     }
     go.store(-2, std::memory_order_release);

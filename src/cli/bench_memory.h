@@ -11,12 +11,15 @@ namespace lokal::cli {
 // so the reads come from DRAM and not from cache.
 size_t default_bandwidth_buffer_bytes();
 
-// Read bandwidth in bytes per second with `threads` threads reading disjoint slices of a
-// `bytes` buffer (wide SIMD loads where the CPU has them), each slice as 1, 2 and 4 streams
-// at once: the best of `passes` rounds of each. best_streams (optional): the streams per
-// thread of the best pass.
-double measure_read_bandwidth(int threads, size_t bytes, int passes = 5,
-                              int* best_streams = nullptr);
+// Read bandwidth with `threads` threads reading disjoint slices of a `bytes` buffer (wide
+// SIMD loads where the CPU has them), each slice as 1, 2 and 4 streams at once, each with and
+// without one software request per page ahead: the best of `passes` rounds of each.
+struct ReadBandwidth {
+    double bytes_per_s = 0;
+    int streams_per_thread = 1;  // of the best pass
+    bool page_requests = false;  // of the best pass
+};
+ReadBandwidth measure_read_bandwidth(int threads, size_t bytes, int passes = 5);
 
 // Peak resident set (VmHWM) in bytes, 0 when unknown; reset_peak_rss asks the kernel to
 // restart it from the current RSS and says whether that worked.

@@ -572,19 +572,23 @@ void run_memory(const Opts& o) {
               {"passes", kPasses},
               {"results", json::array()}};
     for (int t : one_then_threads(o)) {
-        int streams = 1;
-        const double bw = measure_read_bandwidth(t, bytes, kPasses, &streams);
-        j["results"].push_back(
-            {{"threads", t}, {"gbps", bw / 1e9}, {"streams_per_thread", streams}});
+        const ReadBandwidth bw = measure_read_bandwidth(t, bytes, kPasses);
+        j["results"].push_back({{"threads", t},
+                                {"gbps", bw.bytes_per_s / 1e9},
+                                {"streams_per_thread", bw.streams_per_thread},
+                                {"page_requests", bw.page_requests}});
         if (!o.json)
-            std::printf("read bandwidth, %2d thread%s: %s (%d stream%s per thread)\n", t,
-                        t == 1 ? " " : "s", gbps(bw).c_str(), streams, streams == 1 ? "" : "s");
+            std::printf("read bandwidth, %2d thread%s: %s (%d stream%s per thread%s)\n", t,
+                        t == 1 ? " " : "s", gbps(bw.bytes_per_s).c_str(), bw.streams_per_thread,
+                        bw.streams_per_thread == 1 ? "" : "s",
+                        bw.page_requests ? ", a request per page ahead" : "");
     }
     if (o.json)
         std::printf("%s\n", j.dump().c_str());
     else
         std::printf(
-            "(%s; %.0f MiB buffer, best of %d passes each of 1, 2 and 4 streams per thread)\n",
+            "(%s; %.0f MiB buffer, best of %d passes each of 1, 2 and 4 streams per thread, "
+            "with and without a request per page ahead)\n",
             cpu_model_name().c_str(), bytes / 1048576.0, kPasses);
 }
 
@@ -985,7 +989,7 @@ void run_model(const Opts& o) {
         if (c.measured) {
             const size_t bytes =
                 o.buffer_mib > 0 ? (size_t)o.buffer_mib << 20 : default_bandwidth_buffer_bytes();
-            c.roof = measure_read_bandwidth(t, bytes);
+            c.roof = measure_read_bandwidth(t, bytes).bytes_per_s;
         }
         c.peaks = measure_compute_peaks(kernels().isa, t, kernels().bf16_dot);
         ceilings.push_back(c);

@@ -390,10 +390,12 @@ TEST(Bench, MemoryReportsOneAndNThreads) {
     EXPECT_EQ(j["results"][0]["threads"], 1);
     EXPECT_EQ(j["results"][1]["threads"], 2);
     EXPECT_GT(j["results"][1]["gbps"].get<double>(), 0);
-    // The best pass's streams per thread: one of the counts tried (1, 2, 4).
+    // The best pass's streams per thread: one of the counts tried (1, 2, 4), each with and
+    // without a request per page ahead.
     for (const json& res : j["results"]) {
         const int s = res["streams_per_thread"].get<int>();
         EXPECT_TRUE(s == 1 || s == 2 || s == 4) << s;
+        EXPECT_TRUE(res["page_requests"].is_boolean()) << res.dump();
     }
     EXPECT_EQ(j["buffer_bytes"], 64 << 20);
 }
