@@ -548,14 +548,18 @@ BENCHMARK(BM_MemRead)->Arg(1)->Arg(2)->ArgName("thr")->Unit(benchmark::kMillisec
 // turn (256 MiB in all), 2 threads. streams:1 — each thread's span front to back, one forward
 // stream; streams:2 — units k and k + P side by side, two far-apart streams per thread (the
 // decode pairs' pattern); prefetch:1 — one stream plus a software prefetch per line 8 KiB
-// ahead. The yardstick for the decode kernels' read rate (docs/PERFORMANCE.md, "Decode streams
-// re-examined"). args: units per copy, streams, prefetch.
+// ahead; prefetch:2 — one request per 4 KiB page as far ahead (what `lokal bench --memory`
+// and the 32-element decode do); halves:1 — each thread reads a fixed half in one piece
+// (parallel_tasks) instead of parallel_spans' pieces and steals. The yardstick for the decode
+// kernels' read rate (docs/PERFORMANCE.md, "Decode streams re-examined"). args: units per
+// copy, streams, prefetch, halves.
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n,
-                                                   bool prefetch) {
+                                                   int prefetch) {
     __m256i a = _mm256_setzero_si256(), b = a;
     for (size_t o = 0; o < n; o += 64) {
-        if (prefetch) _mm_prefetch((const char*)p + o + 8192, _MM_HINT_T0);
+        if (prefetch == 1 || (prefetch == 2 && ((uintptr_t)(p + o) & 4095) == 0))
+            _mm_prefetch((const char*)p + o + 8192, _MM_HINT_T0);
         a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i*)(p + o)));
         b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i*)(p + o + 32)));
         if (q) {
@@ -567,7 +571,7 @@ __attribute__((target("avx2"))) uint64_t xor_lines(const uint8_t* p, const uint8
     return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
 }
 #else
-uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n, bool) {
+uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n, int) {
     uint64_t a = 0, v;
     for (size_t o = 0; o < n; o += 8) {
         std::memcpy(&v, p + o, 8), a ^= v;
@@ -580,8 +584,9 @@ uint64_t xor_lines(const uint8_t* p, const uint8_t* q, size_t n, bool) {
 void BM_ReadAsDecode(benchmark::State& st) {
     constexpr size_t kUnit = 18432;
     const int64_t units = st.range(0);
-    const bool two = st.range(1) == 2, prefetch = st.range(2) != 0;
-    if (two && prefetch) return st.SkipWithError("prefetch is measured with one stream");
+    const bool two = st.range(1) == 2, static_halves = st.range(3) != 0;
+    const int prefetch = (int)st.range(2);
+    if (two && prefetch != 0) return st.SkipWithError("prefetch is measured with one stream");
     ThreadPool& pool = pool_for(2);
     const size_t bytes = kUnit * (size_t)units;
     const size_t copies = std::max<size_t>(2, ((size_t)256 << 20) / bytes);
@@ -592,26 +597,38 @@ void BM_ReadAsDecode(benchmark::State& st) {
     for (auto _ : st) {
         const uint8_t* base = all.data() + c * bytes;
         const int64_t span_units = two ? units / 2 : units;
-        pool.parallel_spans(span_units, 1, [&](int64_t u0, int64_t u1, int t) {
+        auto read = [&](int64_t u0, int64_t u1, int t) {
             const uint8_t* p = base + (size_t)u0 * kUnit;
             const uint8_t* q = two ? p + (size_t)span_units * kUnit : nullptr;
             sink[(size_t)t] ^= xor_lines(p, q, (size_t)(u1 - u0) * kUnit, prefetch);
-        });
+        };
+        if (static_halves)
+            pool.parallel_tasks(2, [&](int64_t k, int t) {
+                read(span_units * k / 2, span_units * (k + 1) / 2, t);
+            });
+        else
+            pool.parallel_spans(span_units, 1, read);
         benchmark::DoNotOptimize(sink.data());
         c = (c + 1) % copies;
     }
     st.SetBytesProcessed((int64_t)st.iterations() * (int64_t)bytes);
 }
 BENCHMARK(BM_ReadAsDecode)
-    ->ArgNames({"units", "streams", "prefetch"})
-    ->Args({128, 1, 0})
-    ->Args({128, 1, 1})
-    ->Args({128, 2, 0})
-    ->Args({512, 1, 0})
-    ->Args({512, 1, 1})
-    ->Args({512, 2, 0})
-    ->Args({2048, 1, 0})
-    ->Args({2048, 2, 0})
+    ->ArgNames({"units", "streams", "prefetch", "halves"})
+    ->Args({128, 1, 0, 0})
+    ->Args({128, 1, 1, 0})
+    ->Args({128, 2, 0, 0})
+    ->Args({512, 1, 0, 0})
+    ->Args({512, 1, 1, 0})
+    ->Args({512, 2, 0, 0})
+    ->Args({2048, 1, 0, 0})
+    ->Args({2048, 2, 0, 0})
+    ->Args({128, 1, 2, 0})
+    ->Args({512, 1, 2, 0})
+    ->Args({2048, 1, 2, 0})
+    ->Args({128, 1, 2, 1})
+    ->Args({512, 1, 2, 1})
+    ->Args({2048, 1, 2, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
