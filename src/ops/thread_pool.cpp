@@ -111,7 +111,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         fn(0, n, 0);
         return;
     }
-    run_on_all([&](int t) {
+    run_body([&](int t) {
         if (t >= nt) return;
         const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
         if (begin < end) fn(begin, end, t);
@@ -125,7 +125,7 @@ void ThreadPool::parallel_tasks(int64_t n_tasks, const std::function<void(int64_
         return;
     }
     std::atomic<int64_t> next{0};
-    run_on_all([&](int t) {
+    run_body([&](int t) {
         for (int64_t i = next.fetch_add(1); i < n_tasks; i = next.fetch_add(1)) fn(i, t);
     });
 }
@@ -142,7 +142,7 @@ void ThreadPool::parallel_ranges(int64_t n, int64_t min_range,
     // the time one thread waits for the other at the end is about one small range.
     const int64_t divisor = 2 * (int64_t)n_threads_;
     std::atomic<int64_t> next{0};
-    run_on_all([&](int t) {
+    run_body([&](int t) {
         int64_t begin = next.load(std::memory_order_relaxed);
         while (begin < n) {
             const int64_t size = std::max(min_range, (n - begin) / divisor);
@@ -180,7 +180,7 @@ void ThreadPool::parallel_spans(int64_t n, int64_t min_range,
     for (int t = 0; t < nt; ++t)
         spans_[(size_t)t].range.store(pack_span(n * t / nt, n * (t + 1) / nt),
                                       std::memory_order_relaxed);
-    run_on_all([&](int t) {
+    run_body([&](int t) {
         // Own span, front to back: consecutive pieces continue one address stream.
         std::atomic<uint64_t>& own = spans_[(size_t)t].range;
         uint64_t cur = own.load(std::memory_order_relaxed);
