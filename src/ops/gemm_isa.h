@@ -56,8 +56,9 @@ constexpr int decode_burst_blocks(int run) {
 // kernel gets there. Used by the AVX-512 decode of the 32-element types (Packed::kKick in
 // gemm_avx512.cpp): TinyLlama tg Q4_0 1.04-1.10, Q8_0 1.09-1.12, IQ4_NL 1.06, Q5_0 1.06
 // (bench/ab with the sides alternating, 2026-12-07; the committed code ahead in every pair). Not
-// for the K-quants (Q4_K_M 0.49: their decode reads each block's two 8-row runs 1152+ bytes apart)
-// nor AVX2 (Q4_0 1.004, Q4_K_M 0.873). Plain reads with one request per page: 37.3 GB/s on one
+// for the K-quants (Q4_K_M 0.49; not for the zig-zag between a block's two 8-row runs: packed
+// so that the decode reads line after line it was as slow, docs/PERFORMANCE.md) nor AVX2
+// (Q4_0 1.004, Q4_K_M 0.873). Plain reads with one request per page: 37.3 GB/s on one
 // thread and 71.2 on two, where the bursts read 26.5 and 50.2 (bench/stream_order.cpp,
 // docs/PERFORMANCE.md).
 template <int Run, bool Stepped, bool Kick = false>
