@@ -35,8 +35,9 @@ namespace {
 //
 // Each K also runs a second time with one software request per 4 KiB page of every stream,
 // 8 KiB ahead of the loads: the hardware prefetcher, which works within a page, then streams
-// the page from its first line. On the same Zen 5 VM that read 71-74 GB/s with two threads
-// where the plain loops' best read 61-67 (bench/stream_order.cpp), and the AVX-512 decode of
+// the page from its first line. On the same Zen 5 VM that read 71.2 and 65.8 GB/s with two
+// threads where the same loads without it read 60.4 and 56.4 (bench/stream_order.cpp, seq64,
+// 2026-12-07 12:05 and 14:10), and the AVX-512 decode of
 // the 32-element types requests its weights that way since 2cb38a2: without it the roofline
 // read 12-21% less (alternated with the build before, docs/PERFORMANCE.md, 2026-12-07).
 struct ReadPattern {
