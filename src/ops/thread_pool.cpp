@@ -170,12 +170,14 @@ constexpr int64_t span_end(uint64_t v) {
 }  // namespace
 
 void ThreadPool::parallel_spans(int64_t n, int64_t min_range,
-                                const std::function<void(int64_t, int64_t, int)>& fn) {
+                                const std::function<void(int64_t, int64_t, int)>& fn,
+                                int64_t piece_divisor) {
     // Nothing to split (one thread, n <= min_range, n <= 0), or more than the 32-bit halves
     // of a span hold: as parallel_ranges does it.
     if (n_threads_ == 1 || n <= std::max<int64_t>(1, min_range) || n >= ((int64_t)1 << 31))
         return parallel_ranges(n, min_range, fn);
     min_range = std::max<int64_t>(1, min_range);
+    piece_divisor = std::max<int64_t>(1, piece_divisor);
     const int nt = n_threads_;
     for (int t = 0; t < nt; ++t)
         spans_[(size_t)t].range.store(pack_span(n * t / nt, n * (t + 1) / nt),
@@ -187,7 +189,7 @@ void ThreadPool::parallel_spans(int64_t n, int64_t min_range,
         for (;;) {
             const int64_t b = span_begin(cur), e = span_end(cur);
             if (b >= e) break;
-            const int64_t nb = std::min(e, b + std::max(min_range, (e - b) / 8));
+            const int64_t nb = std::min(e, b + std::max(min_range, (e - b) / piece_divisor));
             if (own.compare_exchange_weak(cur, pack_span(nb, e), std::memory_order_relaxed)) {
                 fn(b, nb, t);
                 cur = own.load(std::memory_order_relaxed);

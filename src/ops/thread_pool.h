@@ -43,14 +43,16 @@ class ThreadPool {
                          const std::function<void(int64_t, int64_t, int)>& fn);
 
     // Run fn(begin, end, thread_index) over [0, n), each thread owning a contiguous span
-    // (thread t: [n * t / T, n * (t + 1) / T)) that it takes front to back in pieces (an
-    // eighth of what is left of it, at least min_range); a thread done with its own span
-    // takes pieces from the back of another's. So each thread reads one forward address
+    // (thread t: [n * t / T, n * (t + 1) / T)) that it takes front to back in pieces (1 /
+    // piece_divisor of what is left of it, at least min_range); a thread done with its own
+    // span takes pieces from the back of another's. So each thread reads one forward address
     // stream, started once, and a new one only when it steals near the end (the guided
-    // ranges above start ~log(n) streams per thread). Which thread runs a range depends on
-    // timing; fn must not care.
+    // ranges above start ~log(n) streams per thread). A small divisor makes fewer, larger
+    // pieces (fewer calls of fn, less left to steal); a large one finer balance at the end.
+    // Which thread runs a range depends on timing; fn must not care.
     void parallel_spans(int64_t n, int64_t min_range,
-                        const std::function<void(int64_t, int64_t, int)>& fn);
+                        const std::function<void(int64_t, int64_t, int)>& fn,
+                        int64_t piece_divisor = 8);
 
     // Workers stop spinning now and sleep until the next parallel loop: for a caller that
     // knows no work follows soon. A pool left spinning takes a core for 20,000 pause

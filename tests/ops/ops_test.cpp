@@ -96,19 +96,25 @@ TEST(ThreadPool, ParallelSpansCoverEachIndexOnceWithoutCrossingASpan) {
         ThreadPool pool(threads);
         for (int64_t n : {1, 2, 7, 64, 1001})
             for (int64_t min_range : {1, 3, 16})
-                for (int round = 0; round < 5; ++round) {
+                for (int round = 0; round < 6; ++round) {
+                    // Pieces of an eighth, a half and all of what is left of a span (rounds
+                    // alternate; a divisor below 1 counts as 1).
+                    const int64_t divisor = round % 3 == 0 ? 8 : round % 3 == 1 ? 2 : 0;
                     std::vector<std::atomic<int>> hits(n);
                     std::atomic<int64_t> crossing{0}, empty{0};
-                    pool.parallel_spans(n, min_range, [&](int64_t b, int64_t e, int) {
-                        if (b >= e) empty++;
-                        // Thread t owns [n * t / T, n * (t + 1) / T): a range lies in one span
-                        // (when more than one thread shares the work).
-                        for (int t = 1; t < threads; ++t)
-                            if (threads > 1 && n > min_range && b < n * t / threads &&
-                                n * t / threads < e)
-                                crossing++;
-                        for (int64_t i = b; i < e; ++i) hits[i]++;
-                    });
+                    pool.parallel_spans(
+                        n, min_range,
+                        [&](int64_t b, int64_t e, int) {
+                            if (b >= e) empty++;
+                            // Thread t owns [n * t / T, n * (t + 1) / T): a range lies in one span
+                            // (when more than one thread shares the work).
+                            for (int t = 1; t < threads; ++t)
+                                if (threads > 1 && n > min_range && b < n * t / threads &&
+                                    n * t / threads < e)
+                                    crossing++;
+                            for (int64_t i = b; i < e; ++i) hits[i]++;
+                        },
+                        divisor);
                     EXPECT_EQ(crossing.load(), 0) << "threads " << threads << " n " << n;
                     EXPECT_EQ(empty.load(), 0);
                     for (int64_t i = 0; i < n; ++i)
