@@ -202,11 +202,14 @@ struct Packed {
         prefetch_part<0, 1>(b);
     }
     // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0). The 32-element
-    // types (blocks under 64 bytes) request one line per page (Kick), the K-quants every line.
+    // types (blocks under 64 bytes) request one line per page (Kick), the K-quants every line
+    // and, kKQuantPageAhead ahead, the first line of each page as well.
     static constexpr bool kKick = pack_layout(TT).block_bytes < 64;
     template <bool Stepped>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
         prefetch_decode_burst<2 * kRun, Stepped, kKick>(base, b, ahead ? kDecodeAhead : 0);
+        if constexpr (!kKick)
+            prefetch_decode_burst<2 * kRun, false, true>(base, b, ahead ? kKQuantPageAhead : 0);
     }
     // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
     template <int P, int N>

@@ -81,6 +81,15 @@ template <int Run, bool Stepped, bool Kick = false>
     }
 }
 
+// The K-quant decode (AVX-512) requests every line kDecodeAhead ahead and, on top, the first
+// line of each page twice as far ahead: the page's lines are then on their way (the hardware
+// prefetcher streams a page from a request for its first line) when the line requests reach
+// them. Through a temporary switch (bench/ab, Zen 5, 2026-12-07 15:20) TinyLlama Q4_K_M tg
+// 1.042 (8 of 8) and 1.045 (6 of 6) against the line requests alone, 12 KiB ahead 0.991,
+// 24 KiB 0.965, 32 KiB 0.939; built binaries, this against the code before, less: Q4_K_M
+// 1.002, 1.023, 1.013, 1.010 (27 of 40 pairs ahead), Q6_K 1.014, 1.002 (docs/PERFORMANCE.md).
+constexpr size_t kKQuantPageAhead = 2 * kDecodeAhead;
+
 // The bursts of a second stream read in lockstep with a first (decode pairs: gemm_avx512.cpp,
 // decode_pair32): as far ahead, but half a burst later than the first stream's; at the same
 // block (72 Q4_0 lines back to back) they made the pairs slower than one group at a time.
