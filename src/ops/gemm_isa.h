@@ -81,14 +81,20 @@ template <int Run, bool Stepped, bool Kick = false>
     }
 }
 
-// The K-quant decode (AVX-512) requests every line kDecodeAhead ahead and, on top, the first
-// line of each page twice as far ahead: the page's lines are then on their way (the hardware
-// prefetcher streams a page from a request for its first line) when the line requests reach
-// them. Through a temporary switch (bench/ab, Zen 5, 2026-12-07 15:20) TinyLlama Q4_K_M tg
-// 1.042 (8 of 8) and 1.045 (6 of 6) against the line requests alone, 12 KiB ahead 0.991,
-// 24 KiB 0.965, 32 KiB 0.939; built binaries, this against the code before, less: Q4_K_M
-// 1.002, 1.023, 1.013, 1.010 (27 of 40 pairs ahead), Q6_K 1.014, 1.002 (docs/PERFORMANCE.md).
-constexpr size_t kKQuantPageAhead = 2 * kDecodeAhead;
+// Where a kernel requests every line of its weights kDecodeAhead ahead (the K-quant decode,
+// the batches of 2-16 tokens), the first line of each page can be requested twice as far ahead
+// as well: the page's lines are then on their way (the hardware prefetcher streams a page from
+// a request for its first line) when the line requests reach them. Used on AVX-512 (Zen 5,
+// 2026-12-07, docs/PERFORMANCE.md; bench/ab, built binaries against the code before) by:
+// - the K-quant decode: Q4_K_M tg 1.002, 1.023, 1.013, 1.010 (27 of 40 pairs ahead), Q6_K
+//   1.014, 1.002 (through a temporary switch: 16 KiB 1.04, 12 KiB 0.99, 24 KiB 0.97, 32 KiB
+//   0.94);
+// - Q8_0's batches: batched 8 1.219 (6 of 6), 1.129 (8 of 8); tg level (1.011), as expected:
+//   the decode does not take this path.
+// Not used for Q4_0's batches: 1.03-1.12 in one form of the code, 0.73-0.81 in another, and
+// its decode (untouched) 0.95-0.96 beside the first: code placement, not the requests, it
+// seems. Nor for the K-quant batches: Q4_K_M batched 8 1.008, 0.987, 1.001.
+constexpr size_t kPageAhead = 2 * kDecodeAhead;
 
 // The bursts of a second stream read in lockstep with a first (decode pairs: gemm_avx512.cpp,
 // decode_pair32): as far ahead, but half a burst later than the first stream's; at the same
