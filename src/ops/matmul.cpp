@@ -209,13 +209,12 @@ void matmul_multi_run(ThreadPool& pool, const MatmulOut* outs, int n_outs, const
     // Decode takes its span in halves of what is left, batches in eighths. A decode unit is a
     // few tenths of a microsecond of reading, and every piece (a kernel call) cost about as
     // much again: with eighths a thread made ~22-30 pieces per call and a 2,048 x 2,048 Q4_0
-    // call took ~8 us longer than with halves (5-9 pieces; `lokal bench --matmul-profile`).
-    // bench/ab tg, halves against eighths: Q4_0 1.039 (8 of 8), Q4_K_M 1.020 (7 of 8), Q8_0
-    // 1.039 (7 of 8); against no pieces at all (fixed halves, no stealing) Q4_0 1.062 (all
-    // through a temporary switch); built binaries, this against the code before: Q4_0 1.028
-    // (6 of 8), Q4_K_M 1.042 (5 of 8), Q8_0 1.017 (6 of 8). Batches
-    // compute for microseconds a unit and balance better in eighths: halves gave batched 8
-    // Q4_K_M 0.976-0.979 and pp512 Q4_0 0.975 (docs/PERFORMANCE.md, 2026-12-07 14:40).
+    // call took ~8 us longer than with halves (5-9 pieces; timed by a throwaway build,
+    // docs/PERFORMANCE.md, "Decode takes its span in halves"). bench/ab tg, built binaries,
+    // this against the code before: Q4_0 1.028 (6 of 8), Q4_K_M 1.042 (5 of 8), Q8_0 1.017
+    // (6 of 8); against no pieces at all (fixed halves, no stealing) Q4_0 1.062 (a temporary
+    // switch). Batches compute for microseconds a unit and balance better in eighths: halves
+    // gave batched 8 Q4_K_M 0.976-0.979 and pp512 Q4_0 0.975.
     const int64_t piece_divisor = n_tokens == 1 ? 2 : 8;
     static const bool spans = env_switch("LOKAL_MATMUL_SPANS");
     if (spans)
