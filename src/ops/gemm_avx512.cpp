@@ -202,23 +202,25 @@ struct Packed {
         prefetch_part<0, 1>(b);
     }
     // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0). The 32-element
-    // types (blocks under 64 bytes) request one line per page (Kick), the K-quants every line
-    // and, kPageAhead ahead, the first line of each page as well.
+    // types (blocks under 64 bytes) request one line per page (Kick), the K-quants every line.
     static constexpr bool kKick = pack_layout(TT).block_bytes < 64;
+    // Where every line is requested, also each page's first line kPageAheadOfLines ahead
+    // (gemm_isa.h): the K-quant decode and Q8_0's batches, where it measured faster.
+    static constexpr bool kDecodePagesAhead = !kKick;
+    static constexpr bool kBatchPagesAhead = TT == TensorType::Q8_0;
     template <bool Stepped>
     [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
         prefetch_decode_burst<2 * kRun, Stepped, kKick>(base, b, ahead ? kDecodeAhead : 0);
-        if constexpr (!kKick)
-            prefetch_decode_burst<2 * kRun, false, true>(base, b, ahead ? kPageAhead : 0);
+        if constexpr (kDecodePagesAhead)
+            prefetch_decode_burst<2 * kRun, false, true>(base, b, ahead ? kPageAheadOfLines : 0);
     }
-    // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes.
-    // Batches: every line `ahead`; Q8_0 also each page's first line twice as far ahead
-    // (kPageAhead, gemm_isa.h).
+    // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes (batches).
     template <int P, int N>
     [[gnu::always_inline]] void prefetch_part(int64_t b) const {
         if (!ahead) return;
-        // (ahead is kBatchAhead, which equals kDecodeAhead: 2 * ahead is kPageAhead.)
-        if constexpr (P == 0 && TT == TensorType::Q8_0)
+        // ahead is kBatchAhead = kDecodeAhead here, so 2 * ahead is kPageAheadOfLines (kept in
+        // the form that was measured: the constant compiles to other code).
+        if constexpr (P == 0 && kBatchPagesAhead)
             prefetch_decode_burst<2 * kRun, false, true>(base, b, 2 * ahead);
         constexpr int n = (2 * kRun + 63) / 64;
         const char* p = (const char*)base + (size_t)b * (2 * kRun) + ahead;

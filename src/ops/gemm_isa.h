@@ -94,7 +94,7 @@ template <int Run, bool Stepped, bool Kick = false>
 // Not used for Q4_0's batches: 1.03-1.12 in one form of the code, 0.73-0.81 in another, and
 // its decode (untouched) 0.95-0.96 beside the first: code placement, not the requests, it
 // seems. Nor for the K-quant batches: Q4_K_M batched 8 1.008, 0.987, 1.001.
-constexpr size_t kPageAhead = 2 * kDecodeAhead;
+constexpr size_t kPageAheadOfLines = 2 * kDecodeAhead;
 
 // The bursts of a second stream read in lockstep with a first (decode pairs: gemm_avx512.cpp,
 // decode_pair32): as far ahead, but half a burst later than the first stream's; at the same
