@@ -72,8 +72,8 @@ void KvCache::copy_block(int32_t dst, int32_t src) {
     for (int l = 0; l < storage.n_layer; ++l)
         for (int h = 0; h < layout.n_kv_head; ++h) {
             const int64_t from = layout.block_offset(src, h), to = layout.block_offset(dst, h);
-            std::copy_n(storage.k[l].data() + from, n, storage.k[l].data() + to);
-            std::copy_n(storage.v[l].data() + from, n, storage.v[l].data() + to);
+            std::copy_n(storage.k(l) + from, n, storage.k(l) + to);
+            std::copy_n(storage.v(l) + from, n, storage.v(l) + to);
         }
 }
 

@@ -28,13 +28,9 @@ void KvStorage::allocate(const HParams& hp, int blocks, int block_sz, KvType kv_
         kv_layout(hp.n_kv_head, (int64_t)block_sz * kv_row_elems(kv_type, hp.head_dim), blocks);
     // Whole groups of blocks (the layout's unit, ops/attention.h); blocks past n_blocks in the
     // last group are never handed out, so their memory is never touched or committed.
-    const size_t per_layer = (size_t)kv_cache_elems(layout, blocks);
-    k.clear();
-    v.clear();
-    for (int l = 0; l < n_layer; ++l) {
-        k.emplace_back(per_layer);
-        v.emplace_back(per_layer);
-    }
+    layer_elems = ((size_t)kv_cache_elems(layout, blocks) + 31) / 32 * 32;
+    arena = ZeroBuffer<uint16_t>();  // the old cache's memory goes before the new one's comes
+    arena = ZeroBuffer<uint16_t>(2 * (size_t)n_layer * layer_elems);
 }
 
 namespace {
@@ -193,8 +189,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
 
     RopeParams rp = hp.rope;
     if (!model_.rope_freq_factors.empty()) rp.freq_factors = model_.rope_freq_factors.data();
-    uint16_t* kc = kv.k[il].data();
-    uint16_t* vc = kv.v[il].data();
+    uint16_t* kc = kv.k(il);
+    uint16_t* vc = kv.v(il);
     AttentionShape shape;
     shape.n_head = hp.n_head;
     shape.n_kv_head = hp.n_kv_head;

@@ -28,10 +28,17 @@ struct KvStorage {
     int block_size = 0;
     KvType type = KvType::F16;
     KvLayout layout;  // where each block of each head lies in a layer's K (or V) cache
-    // [n_layer] x [n_blocks rounded up to whole groups of the layout] blocks, with values
-    // in `type` (layouts: ops/attention.h): zero until written, memory committed as blocks are
-    // first used, on huge pages when large (ops/huge_pages.h)
-    std::vector<ZeroBuffer<uint16_t>> k, v;
+    // Every layer's K then V, each [n_blocks rounded up to whole groups of the layout] blocks
+    // with values in `type` (layouts: ops/attention.h): zero until written, memory committed
+    // as blocks are first used, on huge pages when large (ops/huge_pages.h). One arena, not a
+    // buffer per layer's K and V: each buffer took whole 2 MiB pages, and at 1-2 MiB a layer
+    // (TinyLlama at 2,048 positions: 1 MiB) the first token committed twice the cache (`lokal
+    // run -c 2048` peak RSS as high as with -c 4096).
+    ZeroBuffer<uint16_t> arena;
+    size_t layer_elems = 0;  // one layer's K (or V), whole 64-byte lines
+
+    uint16_t* k(int layer) { return arena.data() + 2 * (size_t)layer * layer_elems; }
+    uint16_t* v(int layer) { return k(layer) + layer_elems; }
 
     // Throws std::invalid_argument when the model's head size cannot be stored in `kv_type`.
     void allocate(const HParams& hp, int blocks, int block_sz, KvType kv_type);

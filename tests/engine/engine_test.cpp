@@ -2,6 +2,8 @@
 // change results, the paged cache shares and copies blocks correctly, sampling is
 // reproducible, stop strings are honoured.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstring>
 
@@ -313,8 +315,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesOnWrite) {
     // Mark block 1: distinct values in both heads' K and V, first and last element.
     for (int h = 0; h < 2; ++h)
         for (int i : {0, 7}) {
-            cache.storage.k[0][at(cache.table(a)[1], h, i)] = (uint16_t)(0x3c00 + 16 * h + i);
-            cache.storage.v[0][at(cache.table(a)[1], h, i)] = (uint16_t)(0x4000 + 16 * h + i);
+            cache.storage.k(0)[at(cache.table(a)[1], h, i)] = (uint16_t)(0x3c00 + 16 * h + i);
+            cache.storage.v(0)[at(cache.table(a)[1], h, i)] = (uint16_t)(0x4000 + 16 * h + i);
         }
     const int32_t b = cache.fork_sequence(a);
     EXPECT_EQ(cache.free_blocks(), 6);  // nothing copied yet
@@ -325,8 +327,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesOnWrite) {
     EXPECT_NE(cache.table(b)[1], cache.table(a)[1]);
     for (int h = 0; h < 2; ++h)
         for (int i : {0, 7}) {
-            EXPECT_EQ(cache.storage.k[0][at(cache.table(b)[1], h, i)], 0x3c00 + 16 * h + i);
-            EXPECT_EQ(cache.storage.v[0][at(cache.table(b)[1], h, i)], 0x4000 + 16 * h + i);
+            EXPECT_EQ(cache.storage.k(0)[at(cache.table(b)[1], h, i)], 0x3c00 + 16 * h + i);
+            EXPECT_EQ(cache.storage.v(0)[at(cache.table(b)[1], h, i)], 0x4000 + 16 * h + i);
         }
     EXPECT_EQ(cache.free_blocks(), 5);
     cache.free_sequence(a);
@@ -350,6 +352,53 @@ TEST(KvCache, PrepareFailsCleanlyWhenFull) {
     cache.truncate(a, 4);
     EXPECT_EQ(cache.free_blocks(), 3);
     EXPECT_TRUE(cache.prepare(b, 0, 8));
+}
+
+// Every layer's K and V lie side by side in one arena, 64-byte aligned, none overlapping
+// another; and a cache of 1 MiB a layer commits about its size once every layer is written
+// (a buffer per layer took whole 2 MiB huge pages: twice the cache). Resident pages are
+// counted with mincore; with huge pages off every layer commits a few 4 KiB pages.
+TEST(KvCache, LayersShareOneArenaAndCommitOnlyTheirSize) {
+    HParams hp;
+    hp.n_layer = 6;
+    hp.n_kv_head = 4;
+    hp.head_dim = 64;
+    KvCache cache(hp, 2048, 16);  // 512 bytes a position: 1 MiB a layer's K, as much its V
+    KvStorage& s = cache.storage;
+    const size_t layer_bytes = s.layer_elems * sizeof(uint16_t);
+    // Padded to whole lines, no more.
+    ASSERT_GE(layer_bytes, s.bytes() / (2 * (size_t)hp.n_layer));
+    ASSERT_LT(layer_bytes, s.bytes() / (2 * (size_t)hp.n_layer) + 64);
+    const char* base = reinterpret_cast<const char*>(s.k(0));
+    for (int l = 0; l < hp.n_layer; ++l) {
+        const char* k = reinterpret_cast<const char*>(s.k(l));
+        const char* v = reinterpret_cast<const char*>(s.v(l));
+        EXPECT_EQ((uintptr_t)k % 64, 0u);
+        EXPECT_EQ((uintptr_t)v % 64, 0u);
+        EXPECT_EQ(k, base + 2 * l * layer_bytes);
+        EXPECT_EQ(v, k + layer_bytes);
+    }
+    // Each layer's first and last element, K then V, all distinct: none overwrites another.
+    for (int l = 0; l < hp.n_layer; ++l)
+        for (size_t i : {size_t{0}, s.layer_elems - 1}) {
+            s.k(l)[i] = (uint16_t)(1 + 4 * l + (i ? 1 : 0));
+            s.v(l)[i] = (uint16_t)(1 + 4 * l + 2 + (i ? 1 : 0));
+        }
+    for (int l = 0; l < hp.n_layer; ++l)
+        for (size_t i : {size_t{0}, s.layer_elems - 1}) {
+            EXPECT_EQ(s.k(l)[i], 1 + 4 * l + (i ? 1 : 0));
+            EXPECT_EQ(s.v(l)[i], 1 + 4 * l + 2 + (i ? 1 : 0));
+        }
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t total = 2 * (size_t)hp.n_layer * layer_bytes;
+    const uintptr_t first = (uintptr_t)base / page * page;
+    const size_t span = ((uintptr_t)base + total - first + page - 1) / page * page;
+    std::vector<unsigned char> resident(span / page);
+    ASSERT_EQ(mincore((void*)first, span, resident.data()), 0);
+    size_t committed = 0;
+    for (unsigned char r : resident) committed += (r & 1) ? page : 0;
+    EXPECT_LE(committed, total + (size_t{2} << 20)) << "resident bytes of a " << total
+                                                    << "-byte cache";
 }
 
 // A q4_0 cache keeps two slots of a block in each K byte: an odd block size is refused when
