@@ -397,8 +397,8 @@ TEST(KvCache, LayersShareOneArenaAndCommitOnlyTheirSize) {
     ASSERT_EQ(mincore((void*)first, span, resident.data()), 0);
     size_t committed = 0;
     for (unsigned char r : resident) committed += (r & 1) ? page : 0;
-    EXPECT_LE(committed, total + (size_t{2} << 20)) << "resident bytes of a " << total
-                                                    << "-byte cache";
+    EXPECT_LE(committed, total + (size_t{2} << 20))
+        << "resident bytes of a " << total << "-byte cache";
 }
 
 // A q4_0 cache keeps two slots of a block in each K byte: an odd block size is refused when
