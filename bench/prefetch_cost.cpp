@@ -1,8 +1,8 @@
 // What does a burst of software prefetches cost the thread that issues it, and what does it
 // buy a read that comes later? (docs/PERFORMANCE.md, "Tried 2026-12-07 evening": the weights
 // of the matmul after attention requested while attention computes.) One thread, a region of
-// R MiB in a 512 MiB buffer on 2 MiB or 4 KiB pages, the caches flushed by reading 128 MiB elsewhere
-// between steps. Per iteration: a cold read of the region; then one prefetch per line of
+// R MiB in a 512 MiB buffer on 2 MiB or 4 KiB pages, the caches flushed by reading 128 MiB
+// elsewhere between steps. Per iteration: a cold read of the region; then one prefetch per line of
 // another cold region (the time the loop of prefetches takes), 300 us of waiting, and a read
 // of that region. Hints: 0 = T0, 1 = T1, 2 = T2, 3 = NTA. Not part of the build; AVX-512:
 //
