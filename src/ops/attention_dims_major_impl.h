@@ -178,6 +178,14 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // and the groups of R runs that makes while scoring.
     constexpr int kAhead = 64;
     constexpr int PR = kAhead / (R * L) > 1 ? kAhead / (R * L) : 1;
+    // Besides those line requests, one line kPageRequestAhead bytes further down each stream
+    // at every group of runs (scoring) and every run (values): a K (V) head's blocks lie one
+    // after another (ops/attention.h), so that line starts a page that the hardware
+    // prefetcher then streams, well before the line requests reach it.
+    // BM_AttentionDecode/ctx:4096/ref:0/thr:2/layers:22/kv:0 (from memory) 143-149 -> 114-120
+    // us, level in cache (2026-12-07, Zen 5, docs/PERFORMANCE.md "Decode attention: a request
+    // a page ahead").
+    constexpr size_t kPageRequestAhead = 16384;
     constexpr int TKV = 64;     // keys per value tile
     constexpr int NC = HD / L;  // 0 when HD is
     // Values: HV heads x CB chunks per register block. Whole V rows (CB = NC) for half the
@@ -373,6 +381,7 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
             const KeyRun* ahead = runs + r0 + PR * R;
             const bool prefetch = g0 == 0;
             const bool first_v = prefetch && runs[r0].j < kAhead;  // the first keys' V rows
+            if (prefetch) _mm_prefetch((const char*)runs[r0].k + kPageRequestAhead, _MM_HINT_T0);
             V a[R][HS];
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r)
@@ -658,6 +667,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                 for (int64_t r = r_begin; r < r_end; ++r) {
                     const KeyRun& run = runs[r];
                     const uint8_t* ahead = runs[r + RA].v;
+                    if (pf_end > 0)
+                        _mm_prefetch((const char*)run.v + kPageRequestAhead, _MM_HINT_T0);
                     // head hs + h: pt[h * L + i]
                     const float* pt = sblk + run.j / L * TS + run.j % L + hs * L;
                     const uint8_t* row = run.v;
