@@ -184,7 +184,8 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
     // prefetcher then streams, well before the line requests reach it.
     // BM_AttentionDecode/ctx:4096/ref:0/thr:2/layers:22/kv:0 (from memory, min / mean) 139-143
     // / 149 -> 114-117 / 120-126 us on AVX-512, level in cache and on AVX2 (2026-12-07, Zen 5,
-    // docs/PERFORMANCE.md "Decode attention: a request a page ahead").
+    // docs/PERFORMANCE.md "Decode attention: a request a page ahead"). The matmuls' page
+    // requests (kPageAheadOfLines, gemm_isa.h) go as far ahead; each was measured on its own.
     constexpr size_t kPageRequestAhead = 16384;
     constexpr int TKV = 64;     // keys per value tile
     constexpr int NC = HD / L;  // 0 when HD is
