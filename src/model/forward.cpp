@@ -137,6 +137,7 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
         }
     });
 
+    rope_prepare(batch);
     for (int il = 0; il < hp.n_layer; ++il) {
         if (abort && abort->load(std::memory_order_relaxed)) return false;
         const LayerWeights& L = model_.layers[il];
@@ -174,6 +175,22 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
     return true;
 }
 
+void Forward::rope_prepare(const Batch& batch) {
+    const HParams& hp = model_.hp;
+    const int64_t n = batch.size(), half = hp.rope.n_rot / 2;
+    rope_ = hp.rope;
+    if (!model_.rope_freq_factors.empty()) rope_.freq_factors = model_.rope_freq_factors.data();
+    if ((int64_t)rope_cos_.size() < n * half) {
+        rope_cos_.resize((size_t)(n * half));
+        rope_sin_.resize((size_t)(n * half));
+    }
+    pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t)
+            rope_angles(batch.pos[t], rope_, rope_cos_.data() + t * half,
+                        rope_sin_.data() + t * half);
+    });
+}
+
 void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     const HParams& hp = model_.hp;
     const LayerWeights& L = model_.layers[il];
@@ -187,8 +204,6 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     add_bias(k_.data(), L.bk, n, kvd);
     add_bias(v_.data(), L.bv, n, kvd);
 
-    RopeParams rp = hp.rope;
-    if (!model_.rope_freq_factors.empty()) rp.freq_factors = model_.rope_freq_factors.data();
     uint16_t* kc = kv.k(il);
     uint16_t* vc = kv.v(il);
     AttentionShape shape;
@@ -212,9 +227,10 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     };
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
-            const int32_t pos = batch.pos[t];
-            rope(q_.data() + t * qd, hp.n_head, hp.head_dim, pos, rp);
-            rope(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, pos, rp);
+            const float* cos = rope_cos_.data() + t * (hp.rope.n_rot / 2);
+            const float* sin = rope_sin_.data() + t * (hp.rope.n_rot / 2);
+            rope_rotate(q_.data() + t * qd, hp.n_head, hp.head_dim, cos, sin, rope_);
+            rope_rotate(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, cos, sin, rope_);
             int64_t block, slot;
             slot_of(t, block, slot);
             for (int h = 0; h < hp.n_kv_head; ++h) {

@@ -100,6 +100,7 @@ class Forward {
 
   private:
     void attention_block(const Batch& batch, int il, KvStorage& kv);
+    void rope_prepare(const Batch& batch);
     void ffn_dense(int il, int64_t n);
     void ffn_moe(int il, int64_t n);
     // y = w · x; with residual, also residual += y inside the matmul (MatmulOut::residual).
@@ -122,6 +123,10 @@ class Forward {
     MatmulScratch mm_scratch_;
     // Activations, each [n_tokens][width]
     std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
+    // Each token's RoPE rotation (rope_angles), taken once per run for every layer:
+    // [n_tokens][n_rot / 2] each.
+    RopeParams rope_;
+    std::vector<float> rope_cos_, rope_sin_;
     // MoE routing scratch
     std::vector<float> router_logits_, xe_, he_, he2_, ye_;
 };

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "ops/kernels.h"
 #include "ops/ops_isa.h"
@@ -52,30 +53,40 @@ void add_inplace(float* y, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
+void rope_angles(int32_t pos, const RopeParams& p, float* cos, float* sin) {
     // theta_i = pos * base^(-2i/n_rot), computed by repeated multiplication in float the
     // way the reference engine does so rotations agree to the last bit where possible.
     const float theta_scale = std::pow(p.freq_base, -2.0f / (float)p.n_rot);
-    const int half = p.n_rot / 2;
-    float cos_buf[512], sin_buf[512];
     float theta = (float)pos;
-    for (int i = 0; i < half && i < 512; ++i) {
+    for (int i = 0; i < p.n_rot / 2; ++i) {
         const float ff = p.freq_factors ? p.freq_factors[i] : 1.0f;
         const float t = p.freq_scale * (theta / ff);
-        cos_buf[i] = std::cos(t);
-        sin_buf[i] = std::sin(t);
+        cos[i] = std::cos(t);
+        sin[i] = std::sin(t);
         theta *= theta_scale;
     }
+}
+
+void rope_rotate(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
+                 const RopeParams& p) {
+    const int half = p.n_rot / 2;
     for (int h = 0; h < n_heads; ++h) {
         float* v = x + (int64_t)h * head_dim;
         for (int i = 0; i < half; ++i) {
             const int a = p.neox ? i : 2 * i;
             const int b = p.neox ? i + half : 2 * i + 1;
             const float x0 = v[a], x1 = v[b];
-            v[a] = x0 * cos_buf[i] - x1 * sin_buf[i];
-            v[b] = x0 * sin_buf[i] + x1 * cos_buf[i];
+            v[a] = x0 * cos[i] - x1 * sin[i];
+            v[b] = x0 * sin[i] + x1 * cos[i];
         }
     }
+}
+
+void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
+    float cos[512], sin[512];
+    if (p.n_rot / 2 > 512) throw std::invalid_argument("rope: more than 1024 rotated dims");
+    rope_angles(pos, p, cos, sin);
+    rope_rotate(x, n_heads, head_dim, cos, sin, p);
 }
 
 }  // namespace lokal

@@ -20,14 +20,22 @@ void softmax(float* x, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 
 struct RopeParams {
-    int n_rot = 0;             // rotated dimensions per head (<= head_dim)
-    float freq_base = 10000;   // theta base
-    float freq_scale = 1;      // linear position interpolation (1 / scaling factor)
-    bool neox = false;         // NEOX style rotates (i, i + n_rot/2); normal style rotates (2i, 2i+1)
+    int n_rot = 0;            // rotated dimensions per head (<= head_dim)
+    float freq_base = 10000;  // theta base
+    float freq_scale = 1;     // linear position interpolation (1 / scaling factor)
+    bool neox = false;  // NEOX style rotates (i, i + n_rot/2); normal style rotates (2i, 2i+1)
     const float* freq_factors = nullptr;  // optional [n_rot/2] divisors (Llama 3 rope scaling)
 };
 
-// Rotate every head of x in place: x is [n_heads][head_dim] for the token at `pos`.
+// The rotation of the token at `pos`: cos[i] and sin[i] of pair i's angle ([n_rot / 2] each).
+// The same for every layer and for q and k, so a forward pass takes them once per token
+// (libm's cos and sin of 64 angles were ~1.5 us, taken twice per layer: 22 layers x 2 per token).
+void rope_angles(int32_t pos, const RopeParams& p, float* cos, float* sin);
+// Rotate every head of x in place ([n_heads][head_dim]) by rope_angles' cos and sin.
+void rope_rotate(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
+                 const RopeParams& p);
+// rope_angles then rope_rotate: x is [n_heads][head_dim] for the token at `pos` (n_rot at
+// most 1024).
 void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
 
 }  // namespace lokal
