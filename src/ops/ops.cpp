@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 
 #include "ops/kernels.h"
 #include "ops/ops_isa.h"
@@ -80,13 +79,6 @@ void rope_rotate(float* x, int n_heads, int head_dim, const float* cos, const fl
             v[b] = x0 * sin[i] + x1 * cos[i];
         }
     }
-}
-
-void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
-    float cos[512], sin[512];
-    if (p.n_rot / 2 > 512) throw std::invalid_argument("rope: more than 1024 rotated dims");
-    rope_angles(pos, p, cos, sin);
-    rope_rotate(x, n_heads, head_dim, cos, sin, p);
 }
 
 }  // namespace lokal

@@ -28,14 +28,12 @@ struct RopeParams {
 };
 
 // The rotation of the token at `pos`: cos[i] and sin[i] of pair i's angle ([n_rot / 2] each).
-// The same for every layer and for q and k, so a forward pass takes them once per token
-// (libm's cos and sin of 64 angles were ~1.5 us, taken twice per layer: 22 layers x 2 per token).
+// The same for every layer and for q and k, so a forward pass takes them once per token (taken
+// twice a layer before, RoPE took 66 us of a TinyLlama token, 41 since: docs/PERFORMANCE.md,
+// "Where a decode step's time goes").
 void rope_angles(int32_t pos, const RopeParams& p, float* cos, float* sin);
 // Rotate every head of x in place ([n_heads][head_dim]) by rope_angles' cos and sin.
 void rope_rotate(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
                  const RopeParams& p);
-// rope_angles then rope_rotate: x is [n_heads][head_dim] for the token at `pos` (n_rot at
-// most 1024).
-void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
 
 }  // namespace lokal

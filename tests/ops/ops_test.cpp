@@ -149,7 +149,9 @@ TEST(Ops, RopeRotatesPairsByPositionAngle) {
         p.n_rot = hd;
         p.freq_base = 10000;
         p.neox = neox;
-        rope(x.data(), 2, hd, 7, p);
+        std::vector<float> cos(hd / 2), sin(hd / 2);
+        rope_angles(7, p, cos.data(), sin.data());
+        rope_rotate(x.data(), 2, hd, cos.data(), sin.data(), p);
         for (int h = 0; h < 2; ++h)
             for (int i = 0; i < hd / 2; ++i) {
                 const double theta = 7.0 * std::pow(10000.0, -2.0 * i / hd);
@@ -160,7 +162,8 @@ TEST(Ops, RopeRotatesPairsByPositionAngle) {
             }
         // Position 0 is the identity.
         auto y = orig;
-        rope(y.data(), 2, hd, 0, p);
+        rope_angles(0, p, cos.data(), sin.data());
+        rope_rotate(y.data(), 2, hd, cos.data(), sin.data(), p);
         EXPECT_EQ(y, orig);
     }
 }
