@@ -64,6 +64,11 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n, int64_t width
 
 }  // namespace
 
+Forward::Forward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {
+    rope_ = model.hp.rope;
+    if (!model.rope_freq_factors.empty()) rope_.freq_factors = model.rope_freq_factors.data();
+}
+
 void Forward::mm(const Tensor& w, int64_t expert, const float* x, int64_t ldx, int64_t n, float* y,
                  int64_t ldy, float* residual) {
     if (observer) observer(w, expert, x, n);
@@ -176,10 +181,7 @@ bool Forward::run(const Batch& batch, KvStorage& kv, ForwardOutput& out, bool wa
 }
 
 void Forward::rope_prepare(const Batch& batch) {
-    const HParams& hp = model_.hp;
-    const int64_t n = batch.size(), half = hp.rope.n_rot / 2;
-    rope_ = hp.rope;
-    if (!model_.rope_freq_factors.empty()) rope_.freq_factors = model_.rope_freq_factors.data();
+    const int64_t n = batch.size(), half = rope_.n_rot / 2;
     if ((int64_t)rope_cos_.size() < n * half) {
         rope_cos_.resize((size_t)(n * half));
         rope_sin_.resize((size_t)(n * half));
@@ -227,8 +229,8 @@ void Forward::attention_block(const Batch& batch, int il, KvStorage& kv) {
     };
     pool_.parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
-            const float* cos = rope_cos_.data() + t * (hp.rope.n_rot / 2);
-            const float* sin = rope_sin_.data() + t * (hp.rope.n_rot / 2);
+            const float* cos = rope_cos_.data() + t * (rope_.n_rot / 2);
+            const float* sin = rope_sin_.data() + t * (rope_.n_rot / 2);
             rope_rotate(q_.data() + t * qd, hp.n_head, hp.head_dim, cos, sin, rope_);
             rope_rotate(k_.data() + t * kvd, hp.n_kv_head, hp.head_dim, cos, sin, rope_);
             int64_t block, slot;

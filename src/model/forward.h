@@ -86,7 +86,7 @@ struct ForwardOutput {
 // Scratch buffers reused across calls so a forward pass allocates only when batches grow.
 class Forward {
   public:
-    Forward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
+    Forward(const Model& model, ThreadPool& pool);
 
     // Runs the batch, writes its K/V into `kv`, fills out.logits (and out.hidden if
     // want_hidden) for the flagged tokens. Throws std::invalid_argument on a bad batch.
@@ -123,8 +123,8 @@ class Forward {
     MatmulScratch mm_scratch_;
     // Activations, each [n_tokens][width]
     std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
-    // Each token's RoPE rotation (rope_angles), taken once per run for every layer:
-    // [n_tokens][n_rot / 2] each.
+    // The model's RoPE (its frequency factors included), and each token's rotation
+    // (rope_angles) taken once per run for every layer: [n_tokens][n_rot / 2] each.
     RopeParams rope_;
     std::vector<float> rope_cos_, rope_sin_;
     // MoE routing scratch
