@@ -385,7 +385,11 @@ BENCHMARK(BM_MatmulLayer)
 // queries after ctx - tokens cached positions); ref:1 selects the scalar reference, kv:1 a
 // Q8_0 cache, kv:2 Q4_0, kv:3 BF16; seqs > 1: that many sequences' queries in one call, each with
 // its own blocks (a batched decode step).
-void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int tokens) {
+// sharp > 0: K and V rows drawn at random (N(0, 1)) and queries N(0, sharp^2) instead of the
+// same row everywhere: sharp attention, most probabilities rounding to 0 (a trained model's
+// heads over a long context), which the values pass skips by whole runs of keys.
+void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int tokens,
+                    float sharp = 0) {
     const int ctx = (int)st.range(0), bs = 16;
     ThreadPool& pool = pool_for((int)st.range(2));
     const KvType kv_type = kKvTypes[st.range(4)];
@@ -404,16 +408,33 @@ void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int toke
     // The engine's KV buffer type (model/forward.h): on huge pages. Every row holds the same
     // values (1 for keys, 0.5 for values) in the cache's type.
     ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
     for (int which = 0; which < 2; ++which) {
         std::vector<float> x(hd, which ? 0.5f : 1.0f);
         std::vector<uint16_t> r((size_t)row);
         quantize_row(kv_tensor_type(kv_type), x.data(), r.data(), hd, nullptr);
         uint16_t* dst = (which ? vc : kc).data();
-        for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
-            std::copy(r.begin(), r.end(), dst + i);
+        if (sharp > 0)  // every position its own row, through the cache's layout
+            for (int l = 0; l < layers; ++l)
+                for (int b = 0; b < (int)shape.n_blocks; ++b)
+                    for (int slot = 0; slot < bs; ++slot)
+                        for (int h = 0; h < n_kv; ++h) {
+                            for (float& v : x) v = nd(rng);
+                            uint16_t* base = dst + cache_elems * l;
+                            if (which)
+                                kv_store_v(shape, base, b, slot, h, x.data());
+                            else
+                                kv_store_k(shape, base, b, slot, h, x.data());
+                        }
+        else
+            for (size_t i = 0; i < cache_elems * layers; i += (size_t)row)
+                std::copy(r.begin(), r.end(), dst + i);
     }
     const size_t per_query = (size_t)n_head * hd;
     std::vector<float> q((size_t)seqs * tokens * per_query, 0.1f), out(q.size());
+    if (sharp > 0)
+        for (float& v : q) v = sharp * nd(rng);
     std::vector<AttentionQuery> aq;
     for (int i = 0; i < seqs; ++i)
         for (int t = 0; t < tokens; ++t) {
@@ -467,6 +488,18 @@ BENCHMARK(BM_AttentionDecode)
 
 // Llama 2 7B's heads: 32 query heads, each its own K/V head (no grouping), head_dim 128: every
 // head reads its own keys and values, 16x TinyLlama's bytes per layer at the same depth.
+// TinyLlama's heads with sharp attention (attention_step's sharp: queries N(0, 16^2) against
+// random keys put ~all of each head's weight on a few keys).
+void BM_AttentionDecodeSharp(benchmark::State& st) {
+    attention_step(st, 32, 4, 64, 1, 16.0f);
+}
+BENCHMARK(BM_AttentionDecodeSharp)
+    ->ArgNames({"ctx", "ref", "thr", "layers", "kv", "seqs"})
+    ->Args({4096, 0, 1, 1, 0, 1})
+    ->Args({4096, 0, 2, 1, 0, 1})
+    ->Args({4096, 0, 2, 22, 0, 1})
+    ->Unit(benchmark::kMicrosecond);
+
 void BM_AttentionDecodeMha(benchmark::State& st) {
     attention_step(st, 32, 32, 128, 1);
 }

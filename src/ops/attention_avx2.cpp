@@ -41,6 +41,12 @@ struct Avx2 {
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V load(const float* p) { return _mm256_loadu_ps(p); }
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    // The bitwise or of two vectors, and whether every bit of one is 0 (+0.0 in every lane).
+    static V or_bits(V a, V b) { return _mm256_or_ps(a, b); }
+    static bool zero_bits(V a) {
+        const __m256i x = _mm256_castps_si256(a);
+        return _mm256_testz_si256(x, x) != 0;
+    }
     static V load_h(const uint16_t* p) {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p));
     }

@@ -58,6 +58,14 @@ struct Avx512 {
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V load(const float* p) { return _mm512_loadu_ps(p); }
     static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+    // The bitwise or of two vectors, and whether every bit of one is 0 (+0.0 in every lane).
+    static V or_bits(V a, V b) {
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+    }
+    static bool zero_bits(V a) {
+        const __m512i x = _mm512_castps_si512(a);
+        return _mm512_test_epi32_mask(x, x) == 0;
+    }
     static V load_h(const uint16_t* p) {
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
     }

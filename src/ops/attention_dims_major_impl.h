@@ -680,6 +680,27 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                         kMulti && run.j + run.len > n_min
                             ? (int)std::max<int64_t>(0, std::min<int64_t>(run.len, n_min - run.j))
                             : run.len;
+                    // A whole run whose probabilities all rounded to 0 for the register
+                    // block's heads (attention that is sharp over a long context) adds only
+                    // 0 x v: skipped, with the same bits (an accumulator starts at +0 and
+                    // never becomes -0, and +-0 added leaves it as it is). Its prefetches
+                    // still go out, for the rows after it.
+                    if constexpr (!kMulti) {
+                        if (run.len == L) {
+                            V bits = S::load(pt);
+#pragma GCC unroll 8
+                            for (int h = 1; h < HV; ++h)
+                                bits = S::or_bits(bits, S::load(pt + h * L));
+                            if (S::zero_bits(bits)) {
+                                for (int i = 0; i < L; ++i)
+                                    for (int b = pf_first; b < pf_end; ++b)
+                                        _mm_prefetch(
+                                            (const char*)(ahead + i * v_row_bytes) + 64 * b,
+                                            _MM_HINT_T0);
+                                continue;
+                            }
+                        }
+                    }
                     for (int i = 0; i < i_end; ++i, row += v_row_bytes) {
                         for (int b = pf_first; b < pf_end; ++b)
                             _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,

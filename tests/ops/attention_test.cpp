@@ -87,7 +87,9 @@ TEST(Attention, SimdMatchesReference) {
 // invariance: the same token gives the same logits however it was scheduled). Every cache
 // type, groups 1-8 (blocks of 8, 4, 2 and 2 queries; 3 heads a query: blocks of 2 on the
 // 8-head kernel; a last block of 1-7), windows that do and do not split blocks, several
-// sequences' queries interleaved in one call, 1 and 3 threads.
+// sequences' queries interleaved in one call, 1 and 3 threads; and sharp attention (queries
+// 8x larger: most probabilities round to 0, whole runs of keys at once, which a query alone
+// skips in the values pass and a block does not).
 TEST(Attention, QueryBlocksGiveEachQueryTheBitsItGetsAlone) {
     std::mt19937 rng(8);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -97,66 +99,70 @@ TEST(Attention, QueryBlocksGiveEachQueryTheBitsItGetsAlone) {
     const Case cases[] = {{4, 4, 128, 16, 83, 0}, {4, 4, 64, 16, 37, 0},   {8, 4, 64, 8, 45, 0},
                           {6, 2, 64, 16, 29, 0},  {8, 2, 32, 16, 51, 0},   {16, 2, 64, 16, 20, 0},
                           {4, 4, 64, 16, 60, 21}, {4, 2, 128, 32, 70, 90}, {2, 2, 96, 16, 19, 0}};
-    for (KvType kv : kKvTypes) {
-        for (const Case& c : cases) {
-            SCOPED_TRACE(testing::Message()
-                         << kv_type_name(kv) << " heads " << c.n_head << "/" << c.n_kv << " hd "
-                         << c.hd << " len " << c.len << " window " << c.window);
-            // Two sequences, each with its own scattered blocks.
-            const int per_seq = (c.len + c.bs - 1) / c.bs;
-            std::vector<int32_t> table(2 * per_seq);
-            for (int i = 0; i < 2 * per_seq; ++i) table[i] = (i * 7 + 3) % (2 * per_seq);
-            AttentionShape shape{c.n_head, c.n_kv, c.hd,       c.bs, 1.0f / std::sqrt((float)c.hd),
-                                 c.window, kv,     2 * per_seq};
-            std::vector<uint16_t> kc((size_t)kv_cache_elems(shape)), vc(kc.size());
-            std::vector<float> x(c.hd);
-            for (int b = 0; b < 2 * per_seq; ++b)
-                for (int slot = 0; slot < c.bs; ++slot)
-                    for (int h = 0; h < c.n_kv; ++h) {
-                        for (float& v : x) v = nd(rng);
-                        kv_store_k(shape, kc.data(), b, slot, h, x.data());
-                        for (float& v : x) v = nd(rng);
-                        kv_store_v(shape, vc.data(), b, slot, h, x.data());
+    for (float q_scale : {2.0f, 16.0f})
+        for (KvType kv : kKvTypes) {
+            for (const Case& c : cases) {
+                SCOPED_TRACE(testing::Message() << kv_type_name(kv) << " heads " << c.n_head << "/"
+                                                << c.n_kv << " hd " << c.hd << " len " << c.len
+                                                << " window " << c.window << " q x" << q_scale);
+                // Two sequences, each with its own scattered blocks.
+                const int per_seq = (c.len + c.bs - 1) / c.bs;
+                std::vector<int32_t> table(2 * per_seq);
+                for (int i = 0; i < 2 * per_seq; ++i) table[i] = (i * 7 + 3) % (2 * per_seq);
+                AttentionShape shape{
+                    c.n_head, c.n_kv, c.hd,       c.bs, 1.0f / std::sqrt((float)c.hd),
+                    c.window, kv,     2 * per_seq};
+                std::vector<uint16_t> kc((size_t)kv_cache_elems(shape)), vc(kc.size());
+                std::vector<float> x(c.hd);
+                for (int b = 0; b < 2 * per_seq; ++b)
+                    for (int slot = 0; slot < c.bs; ++slot)
+                        for (int h = 0; h < c.n_kv; ++h) {
+                            for (float& v : x) v = nd(rng);
+                            kv_store_k(shape, kc.data(), b, slot, h, x.data());
+                            for (float& v : x) v = nd(rng);
+                            kv_store_v(shape, vc.data(), b, slot, h, x.data());
+                        }
+                // Sequence 0's queries at positions 0..len-1, then sequence 1's at len/2..len-1,
+                // then sequence 0's last 5 again (a second run of the same sequence in one call).
+                const size_t per_query = (size_t)c.n_head * c.hd;
+                std::vector<std::pair<int, int>> plan;  // (sequence, position)
+                for (int p = 0; p < c.len; ++p) plan.push_back({0, p});
+                for (int p = c.len / 2; p < c.len; ++p) plan.push_back({1, p});
+                for (int p = c.len - 5; p < c.len; ++p) plan.push_back({0, p});
+                std::vector<float> qf(plan.size() * per_query);
+                for (float& v : qf) v = q_scale * nd(rng);
+                std::vector<float> together(qf.size()), alone(qf.size());
+                std::vector<AttentionQuery> all(plan.size());
+                for (size_t i = 0; i < plan.size(); ++i)
+                    all[i] = {qf.data() + i * per_query, together.data() + i * per_query,
+                              plan[i].second, table.data() + plan[i].first * per_seq};
+                for (int threads : {1, 3}) {
+                    ThreadPool pool(threads);
+                    std::fill(together.begin(), together.end(), -1.0f);
+                    attention_paged(pool, shape, kc.data(), vc.data(), all.data(),
+                                    (int64_t)all.size());
+                    for (size_t i = 0; i < plan.size(); ++i) {
+                        AttentionQuery one = all[i];
+                        one.out = alone.data() + i * per_query;
+                        attention_paged(pool, shape, kc.data(), vc.data(), &one, 1);
                     }
-            // Sequence 0's queries at positions 0..len-1, then sequence 1's at len/2..len-1, then
-            // sequence 0's last 5 again (a second run of the same sequence in one call).
-            const size_t per_query = (size_t)c.n_head * c.hd;
-            std::vector<std::pair<int, int>> plan;  // (sequence, position)
-            for (int p = 0; p < c.len; ++p) plan.push_back({0, p});
-            for (int p = c.len / 2; p < c.len; ++p) plan.push_back({1, p});
-            for (int p = c.len - 5; p < c.len; ++p) plan.push_back({0, p});
-            std::vector<float> qf(plan.size() * per_query);
-            for (float& v : qf) v = 2.0f * nd(rng);
-            std::vector<float> together(qf.size()), alone(qf.size());
-            std::vector<AttentionQuery> all(plan.size());
-            for (size_t i = 0; i < plan.size(); ++i)
-                all[i] = {qf.data() + i * per_query, together.data() + i * per_query,
-                          plan[i].second, table.data() + plan[i].first * per_seq};
-            for (int threads : {1, 3}) {
-                ThreadPool pool(threads);
-                std::fill(together.begin(), together.end(), -1.0f);
-                attention_paged(pool, shape, kc.data(), vc.data(), all.data(), (int64_t)all.size());
-                for (size_t i = 0; i < plan.size(); ++i) {
-                    AttentionQuery one = all[i];
-                    one.out = alone.data() + i * per_query;
-                    attention_paged(pool, shape, kc.data(), vc.data(), &one, 1);
+                    EXPECT_EQ(std::memcmp(together.data(), alone.data(), together.size() * 4), 0)
+                        << threads << " threads";
                 }
-                EXPECT_EQ(std::memcmp(together.data(), alone.data(), together.size() * 4), 0)
-                    << threads << " threads";
+                // And the block kernel meets the reference (the reference takes queries one by
+                // one).
+                ThreadPool pool(2);
+                std::vector<float> ref(qf.size());
+                std::vector<AttentionQuery> refs = all;
+                for (size_t i = 0; i < plan.size(); ++i) refs[i].out = ref.data() + i * per_query;
+                attention_paged_ref(pool, shape, kc.data(), vc.data(), refs.data(),
+                                    (int64_t)refs.size());
+                double max_err = 0;
+                for (size_t i = 0; i < ref.size(); ++i)
+                    max_err = std::max(max_err, (double)std::fabs(together[i] - ref[i]));
+                EXPECT_LT(max_err, 1e-2);
             }
-            // And the block kernel meets the reference (the reference takes queries one by one).
-            ThreadPool pool(2);
-            std::vector<float> ref(qf.size());
-            std::vector<AttentionQuery> refs = all;
-            for (size_t i = 0; i < plan.size(); ++i) refs[i].out = ref.data() + i * per_query;
-            attention_paged_ref(pool, shape, kc.data(), vc.data(), refs.data(),
-                                (int64_t)refs.size());
-            double max_err = 0;
-            for (size_t i = 0; i < ref.size(); ++i)
-                max_err = std::max(max_err, (double)std::fabs(together[i] - ref[i]));
-            EXPECT_LT(max_err, 1e-2);
         }
-    }
 }
 
 // A decode step with fewer K/V-head tasks than threads splits each group's query heads over
