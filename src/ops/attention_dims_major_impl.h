@@ -683,8 +683,9 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                     // A whole run whose probabilities all rounded to 0 for the register
                     // block's heads (attention that is sharp over a long context) adds only
                     // 0 x v: skipped, with the same bits (an accumulator starts at +0 and
-                    // never becomes -0, and +-0 added leaves it as it is). Its prefetches
-                    // still go out, for the rows after it.
+                    // never becomes -0, and +-0 added leaves it as it is; V rows are finite
+                    // unless a value overflowed its type, where 0 x inf would have been NaN).
+                    // Its prefetches still go out, for the rows after it.
                     if constexpr (!kMulti) {
                         if (run.len == L) {
                             V bits = S::load(pt);
