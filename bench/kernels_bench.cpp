@@ -405,8 +405,8 @@ void attention_step(benchmark::State& st, int n_head, int n_kv, int hd, int toke
     shape.kv_type = kv_type;
     shape.n_blocks = (int64_t)n_blocks * seqs;
     const size_t cache_elems = (size_t)kv_cache_elems(shape);
-    // The engine's KV buffer type (model/forward.h): on huge pages. Every row holds the same
-    // values (1 for keys, 0.5 for values) in the cache's type.
+    // The engine's KV buffer type (model/forward.h): on huge pages. Unless sharp, every row
+    // holds the same values (1 for keys, 0.5 for values) in the cache's type.
     ZeroBuffer<uint16_t> kc(cache_elems * layers), vc(cache_elems * layers);
     std::mt19937 rng(11);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -486,8 +486,6 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({96, 0, 1, 100, 0, 8})
     ->Unit(benchmark::kMicrosecond);
 
-// Llama 2 7B's heads: 32 query heads, each its own K/V head (no grouping), head_dim 128: every
-// head reads its own keys and values, 16x TinyLlama's bytes per layer at the same depth.
 // TinyLlama's heads with sharp attention (attention_step's sharp: queries N(0, 16^2) against
 // random keys put ~all of each head's weight on a few keys).
 void BM_AttentionDecodeSharp(benchmark::State& st) {
@@ -500,6 +498,8 @@ BENCHMARK(BM_AttentionDecodeSharp)
     ->Args({4096, 0, 2, 22, 0, 1})
     ->Unit(benchmark::kMicrosecond);
 
+// Llama 2 7B's heads: 32 query heads, each its own K/V head (no grouping), head_dim 128: every
+// head reads its own keys and values, 16x TinyLlama's bytes per layer at the same depth.
 void BM_AttentionDecodeMha(benchmark::State& st) {
     attention_step(st, 32, 32, 128, 1);
 }

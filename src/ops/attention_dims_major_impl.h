@@ -668,6 +668,12 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                 for (int64_t r = r_begin; r < r_end; ++r) {
                     const KeyRun& run = runs[r];
                     const uint8_t* ahead = runs[r + RA].v;
+                    // Key i's share of the rows RA runs ahead.
+                    auto request_ahead = [&](int i) __attribute__((always_inline)) {
+                        for (int b = pf_first; b < pf_end; ++b)
+                            _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
+                                         _MM_HINT_T0);
+                    };
                     if (pf_end > 0)
                         _mm_prefetch((const char*)run.v + kPageRequestAhead, _MM_HINT_T0);
                     // head hs + h: pt[h * L + i]
@@ -693,19 +699,13 @@ void attend_dims_major(const AttentionShape& s, const uint16_t* k_cache, const u
                             for (int h = 1; h < HV; ++h)
                                 bits = S::or_bits(bits, S::load(pt + h * L));
                             if (S::zero_bits(bits)) {
-                                for (int i = 0; i < L; ++i)
-                                    for (int b = pf_first; b < pf_end; ++b)
-                                        _mm_prefetch(
-                                            (const char*)(ahead + i * v_row_bytes) + 64 * b,
-                                            _MM_HINT_T0);
+                                for (int i = 0; i < L; ++i) request_ahead(i);
                                 continue;
                             }
                         }
                     }
                     for (int i = 0; i < i_end; ++i, row += v_row_bytes) {
-                        for (int b = pf_first; b < pf_end; ++b)
-                            _mm_prefetch((const char*)(ahead + i * v_row_bytes) + 64 * b,
-                                         _MM_HINT_T0);
+                        request_ahead(i);
                         V v[CB];
                         load_v_chunks<S, KT, CB, kPairV>(row, c0, v);
 #pragma GCC unroll 8
