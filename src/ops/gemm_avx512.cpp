@@ -206,11 +206,12 @@ struct Packed {
     // fastest of the batches: each page's first line kPageAheadOfLines ahead and the lines half
     // as far ahead as elsewhere (4 KiB). By the time a line is requested, the hardware
     // prefetcher, started on its page 12 KiB before, has it on the way, so the line requests no
-    // longer wait out the memory's latency (240-310 ns on this VM) in L1's few miss buffers.
-    // bench/ab against prefetch(b) (Zen 5, 2026-12-07 night, built binaries): Q4_0 batched 8
-    // 1.167 (8 of 8), batched 4 1.269, batched 2 1.394 (4 of 4 each), IQ4_NL batched 8 1.131
-    // (4 of 4); BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads, min / mean 198 / 211 ->
-    // 178 / 184 us (in cache 182). Lines 2 KiB ahead: 199 / 204; page requests alone: 339 / 369.
+    // longer wait out the memory's latency (240-430 ns on this VM, bench/mem_latency.cpp) in
+    // L1's few miss buffers (docs/PERFORMANCE.md, "Batches of 2–8 tokens: pages far ahead,
+    // lines nearer"). bench/ab against prefetch(b) (Zen 5, 2026-12-07 night, built binaries): Q4_0
+    // batched 8 1.167 (8 of 8), batched 4 1.269, batched 2 1.394 (4 of 4 each), IQ4_NL batched
+    // 8 1.131 (4 of 4); BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads, min / mean 198 / 211
+    // -> 178 / 184 us (in cache 182). Lines 2 KiB ahead: 199 / 204; page requests alone: 339 / 369.
     // Where the arithmetic per byte is longer it does not pay: 16 tokens (stream_tiles) 0.867,
     // Q4_1 0.995, Q5_1 1.011, Q5_0 0.841 (batched 8); K-quants and Q8_0 with lines 4 KiB ahead
     // level or slower in BM_MatmulFromMemory; the AVX2 batches 0.970 (Q4_0, pages 16 KiB ahead
