@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "ops/env_switch.h"
@@ -970,12 +971,14 @@ template <class Pan, class Ty, int T, class S>
     if constexpr (QK == 32) {
         if constexpr (T == 1)
             R.template prefetch_burst<false>(b);
-        else
+        else if constexpr (T <= kStreamTokens)
             R.prefetch_few(b);
+        else
+            R.prefetch(b);
         P32 P;
         Ty::unpack(R, b, P);
         const __m512 m = Ty::kMin ? P.m : P.d;
-        constexpr bool kBcast = T == 1 && lean_decode<Ty>();
+        constexpr bool kBcast = (T == 1 && lean_decode<Ty>()) || T > kStreamTokens;
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) f[t] = step32<Ty, kBcast>(P.w, P.d, m, tk[t], b, nb, f[t]);
     } else if constexpr (T == 1) {
@@ -1075,6 +1078,17 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
     const __mmask16 out_mask = (__mmask16)((1u << nv) - 1);
     if (a.n_tokens <= kStreamTokens && (a.n_tokens == 1 || stream_fixed_tokens()))
         return stream_by_count<Pan, Ty>(a, R, g, out_mask);
+    // Q8_0, exactly 16 tokens (a server's 16 busy slots): stream_group's one pass with the 16
+    // accumulators in registers (the activations as embedded broadcasts: step32's Bcast) rather
+    // than stream_tiles' accumulators in L1. Batched 16 1.291 (4 of 4; `bench/ab --metric
+    // batched16 --env-b LOKAL_GEMM_STREAM16=0`, 2026-12-07 23:00); the other 32-element types
+    // were level or slower that way (Q4_0 0.972, IQ4_NL 0.919, Q5_0 0.962, Q4_1 0.991).
+    // LOKAL_GEMM_STREAM16=0: stream_tiles (for A/B).
+    if constexpr (std::is_same_v<Ty, TQ8_0>) {
+        static const bool sixteen = env_switch("LOKAL_GEMM_STREAM16");
+        if (a.n_tokens == kStreamMany && sixteen && stream_few_tokens())
+            return stream_group<Pan, Ty, kStreamMany>(a, R, g, out_mask);
+    }
     if (a.n_tokens <= kStreamMany && stream_few_tokens())
         return stream_tiles<Pan, Ty, Compute>(a, R, g, out_mask);
     Tok tk_all[8];
