@@ -178,6 +178,7 @@ struct Packed {
     // The unit's first byte, and the bytes from block b to what prefetch(b) fetches (0: none).
     const uint8_t* base;
     size_t ahead;
+    bool few_pages = false;  // prefetch_few of Q5_0 / Q4_1: pages ahead (LOKAL_GEMM_FEW_PAGES)
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
         return (size_t)b * (2 * kRun) + (size_t)kPackPos<TT>[(size_t)x];
     }
@@ -219,7 +220,17 @@ struct Packed {
     // of their lines 2 KiB ahead). Decode keeps its requests (gemm_isa.h): lines 4 KiB ahead
     // there made Q4_0 tg 0.80-0.86x.
     static constexpr bool kFewNear = TT == TensorType::Q4_0 || TT == TensorType::IQ4_NL;
+    // Q5_0 and Q4_1 (slower kernels: the near lines lost, Q5_0 0.841) take the page requests
+    // with their lines 8 KiB ahead as before: batched 8 Q5_0 1.180, Q4_1 1.146 (6 of 6 each;
+    // `bench/ab --env-b LOKAL_GEMM_FEW_PAGES=0`, one binary, so one code placement for both
+    // sides: a build that changed them moved Q4_0's kernels and read its batches 0.81x with
+    // none of its instructions changed, docs/PERFORMANCE.md). Against the build before: Q5_0
+    // 1.186, Q4_0 0.999. Q5_1 read 0.952 in one other build: not measured this way, not used.
+    static constexpr bool kFewPages = TT == TensorType::Q5_0 || TT == TensorType::Q4_1;
     [[gnu::always_inline]] void prefetch_few(int64_t b) const {
+        if constexpr (kFewPages) {
+            if (few_pages) return prefetch_part<0, 1, false, true>(b);
+        }
         prefetch_part<0, 1, kFewNear>(b);
     }
     // Decode (gemm_isa.h): kDecodeAhead, unless prefetching is off (ahead 0). The 32-element
@@ -235,14 +246,14 @@ struct Packed {
         if constexpr (kDecodePagesAhead)
             prefetch_decode_burst<2 * kRun, false, true>(base, b, ahead ? kPageAheadOfLines : 0);
     }
-    // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes (batches); Near:
-    // prefetch_few's schedule.
-    template <int P, int N, bool Near = false>
+    // Lines [P * n / N, (P + 1) * n / N) of the n that prefetch(b) takes (batches); Near and
+    // Pages: prefetch_few's schedules.
+    template <int P, int N, bool Near = false, bool Pages = false>
     [[gnu::always_inline]] void prefetch_part(int64_t b) const {
         if (!ahead) return;
         // ahead is kBatchAhead = kDecodeAhead here, so 2 * ahead is kPageAheadOfLines (kept in
         // the form that was measured: the constant compiles to other code).
-        if constexpr (P == 0 && (kBatchPagesAhead || Near))
+        if constexpr (P == 0 && (kBatchPagesAhead || Near || Pages))
             prefetch_decode_burst<2 * kRun, false, true>(base, b, 2 * ahead);
         constexpr int n = (2 * kRun + 63) / 64;
         const char* p = (const char*)base + (size_t)b * (2 * kRun) + (Near ? ahead / 2 : ahead);
@@ -902,6 +913,12 @@ template <class I, class F>
 // depend on the path.
 constexpr int kStreamMany = 16;
 
+// LOKAL_GEMM_FEW_PAGES=0: Q5_0's and Q4_1's batches of 2-8 tokens without page requests.
+bool few_pages() {
+    static const bool on = env_switch("LOKAL_GEMM_FEW_PAGES");
+    return on;
+}
+
 // LOKAL_GEMM_STREAM=0 sends these batches to the panel path (for A/B measurements).
 bool stream_few_tokens() {
     static const bool on = env_switch("LOKAL_GEMM_STREAM");
@@ -1175,7 +1192,7 @@ void gemm_quant(const GemmArgs& a, int64_t r0, int64_t r1, void* scratch) {
         const int nv = (int)std::min<int64_t>(RG, r1 - g);
         const uint8_t* base = a.w + (size_t)g * a.w_stride;
         if (g + RG <= packed_end) {
-            const Packed<TT> R{base, ahead};
+            const Packed<TT> R{base, ahead, few_pages()};
             gemm_group<Pan, Ty, Compute, CB>(a, R, g, nv, use_amx, pan, tile_sums, acc);
             continue;
         }
