@@ -178,7 +178,8 @@ struct Packed {
     // The unit's first byte, and the bytes from block b to what prefetch(b) fetches (0: none).
     const uint8_t* base;
     size_t ahead;
-    bool few_pages = false;  // prefetch_few of Q5_0 / Q4_1: pages ahead (LOKAL_GEMM_FEW_PAGES)
+    bool few_pages =
+        false;  // prefetch_few of Q5_0 / Q4_1 / Q5_1: pages ahead (LOKAL_GEMM_FEW_PAGES)
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
         return (size_t)b * (2 * kRun) + (size_t)kPackPos<TT>[(size_t)x];
     }
@@ -220,13 +221,14 @@ struct Packed {
     // of their lines 2 KiB ahead). Decode keeps its requests (gemm_isa.h): lines 4 KiB ahead
     // there made Q4_0 tg 0.80-0.86x.
     static constexpr bool kFewNear = TT == TensorType::Q4_0 || TT == TensorType::IQ4_NL;
-    // Q5_0 and Q4_1 (slower kernels: the near lines lost, Q5_0 0.841) take the page requests
-    // with their lines 8 KiB ahead as before: batched 8 Q5_0 1.180, Q4_1 1.146 (6 of 6 each;
-    // `bench/ab --env-b LOKAL_GEMM_FEW_PAGES=0`, one binary, so one code placement for both
-    // sides: a build that changed them moved Q4_0's kernels and read its batches 0.81x with
-    // none of its instructions changed, docs/PERFORMANCE.md). Against the build before: Q5_0
-    // 1.186, Q4_0 0.999. Q5_1 read 0.952 in one other build: not measured this way, not used.
-    static constexpr bool kFewPages = TT == TensorType::Q5_0 || TT == TensorType::Q4_1;
+    // Q5_0, Q4_1 and Q5_1 (slower kernels: the near lines lost, Q5_0 0.841) take the page
+    // requests with their lines 8 KiB ahead as before: batched 8 Q5_0 1.180, Q4_1 1.146, Q5_1
+    // 1.156 (6 of 6 each; `bench/ab --env-b LOKAL_GEMM_FEW_PAGES=0`, one binary, so one code
+    // placement for both sides: a build that changed them moved Q4_0's kernels and read its
+    // batches 0.81x with none of its instructions changed, docs/PERFORMANCE.md). Against the
+    // builds before: Q5_0 1.186, Q5_1 1.124, Q4_0 0.999 and 1.029.
+    static constexpr bool kFewPages =
+        TT == TensorType::Q5_0 || TT == TensorType::Q4_1 || TT == TensorType::Q5_1;
     [[gnu::always_inline]] void prefetch_few(int64_t b) const {
         if constexpr (kFewPages) {
             if (few_pages) return prefetch_part<0, 1, false, true>(b);
@@ -913,7 +915,7 @@ template <class I, class F>
 // depend on the path.
 constexpr int kStreamMany = 16;
 
-// LOKAL_GEMM_FEW_PAGES=0: Q5_0's and Q4_1's batches of 2-8 tokens without page requests.
+// LOKAL_GEMM_FEW_PAGES=0: Q5_0's, Q4_1's and Q5_1's batches of 2-8 tokens without page requests.
 bool few_pages() {
     static const bool on = env_switch("LOKAL_GEMM_FEW_PAGES");
     return on;
