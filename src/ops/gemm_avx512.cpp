@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "ops/env_switch.h"
@@ -178,8 +177,8 @@ struct Packed {
     // The unit's first byte, and the bytes from block b to what prefetch(b) fetches (0: none).
     const uint8_t* base;
     size_t ahead;
-    bool few_pages =
-        false;  // prefetch_few of Q5_0 / Q4_1 / Q5_1: pages ahead (LOKAL_GEMM_FEW_PAGES)
+    // prefetch_few of Q5_0 / Q4_1 / Q5_1: pages ahead (few_pages(), read once per call).
+    bool few_pages = false;
     [[gnu::always_inline]] size_t at(int64_t b, int x) const {
         return (size_t)b * (2 * kRun) + (size_t)kPackPos<TT>[(size_t)x];
     }
@@ -215,11 +214,12 @@ struct Packed {
     // batched 8 1.167 (8 of 8), batched 4 1.269, batched 2 1.394 (4 of 4 each), IQ4_NL batched
     // 8 1.131 (4 of 4); BM_MatmulFromMemory 5632 x 2048, 8 tokens, 2 threads, min / mean 198 / 211
     // -> 178 / 184 us (in cache 182). Lines 2 KiB ahead: 199 / 204; page requests alone: 339 / 369.
-    // Where the arithmetic per byte is longer it does not pay: 16 tokens (stream_tiles) 0.867,
-    // Q4_1 0.995, Q5_1 1.011, Q5_0 0.841 (batched 8); K-quants and Q8_0 with lines 4 KiB ahead
-    // level or slower in BM_MatmulFromMemory; the AVX2 batches 0.970 (Q4_0, pages 16 KiB ahead
-    // of their lines 2 KiB ahead). Decode keeps its requests (gemm_isa.h): lines 4 KiB ahead
-    // there made Q4_0 tg 0.80-0.86x.
+    // Where the arithmetic per byte is longer the near lines do not pay: 16 tokens
+    // (stream_tiles) 0.867, batched 8 Q4_1 0.995, Q5_1 1.011, Q5_0 0.841 (those three take the
+    // pages alone, below); K-quants and Q8_0 with lines 4 KiB ahead level or slower in
+    // BM_MatmulFromMemory; the AVX2 batches 0.970 (Q4_0, pages 16 KiB ahead of their lines 2 KiB
+    // ahead; two builds, so placement too). Decode keeps its requests (gemm_isa.h): lines 4 KiB
+    // ahead there made Q4_0 tg 0.80-0.86x.
     static constexpr bool kFewNear = TT == TensorType::Q4_0 || TT == TensorType::IQ4_NL;
     // Q5_0, Q4_1 and Q5_1 (slower kernels: the near lines lost, Q5_0 0.841) take the page
     // requests with their lines 8 KiB ahead as before: batched 8 Q5_0 1.180, Q4_1 1.146, Q5_1
@@ -353,6 +353,7 @@ struct TQ5 {
 };
 struct TQ8_0 {
     static constexpr int QK = 32, BB = 34, AB = 34, AO = 2;
+    static constexpr bool kStream16 = true;  // gemm_group: 16 tokens through stream_group
     static constexpr bool kMin = false;
     static constexpr int NSUB = 1;
     template <class S>
@@ -982,6 +983,15 @@ constexpr bool lean_decode() {
         return false;
 }
 
+// Types whose batches of exactly 16 tokens take stream_group<16> (kStream16): Q8_0 (gemm_group).
+template <class Ty>
+constexpr bool stream16() {
+    if constexpr (requires { Ty::kStream16; })
+        return Ty::kStream16;
+    else
+        return false;
+}
+
 // Block b of a row group for T tokens (stream_group's loop body).
 template <class Pan, class Ty, int T, class S>
 [[gnu::always_inline]] inline void stream_block(const S& R, int64_t b, int64_t nb, const Tok* tk,
@@ -1103,7 +1113,7 @@ void gemm_group(const GemmArgs& a, const S& R, int64_t g, int nv, bool use_amx, 
     // batched16 --env-b LOKAL_GEMM_STREAM16=0`, 2026-12-07 23:00); the other 32-element types
     // were level or slower that way (Q4_0 0.972, IQ4_NL 0.919, Q5_0 0.962, Q4_1 0.991).
     // LOKAL_GEMM_STREAM16=0: stream_tiles (for A/B).
-    if constexpr (std::is_same_v<Ty, TQ8_0>) {
+    if constexpr (stream16<Ty>()) {
         static const bool sixteen = env_switch("LOKAL_GEMM_STREAM16");
         if (a.n_tokens == kStreamMany && sixteen && stream_few_tokens())
             return stream_group<Pan, Ty, kStreamMany>(a, R, g, out_mask);
