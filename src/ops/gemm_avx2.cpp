@@ -110,7 +110,7 @@ struct Strided {
     __m256 h(int64_t b, int x) const;
     // Decode reads 8 row streams: when block b starts a new cache line, fetch that line of
     // each row 1 KiB ahead (a prefetch past the end is harmless). The same for batches.
-    [[gnu::always_inline]] void prefetch_burst(int64_t b) const { prefetch(b); }
+    [[gnu::always_inline]] void prefetch_burst(int64_t b, size_t /*ahead*/) const { prefetch(b); }
     [[gnu::always_inline]] void prefetch(int64_t b) const {
         const size_t off = (size_t)b * BB;
         if (off % 64 >= BB) return;
@@ -144,9 +144,9 @@ struct Packed {
 #pragma GCC unroll 32
         for (int o = 0; o < kRun; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
     }
-    // Decode (gemm_isa.h).
-    [[gnu::always_inline]] void prefetch_burst(int64_t b) const {
-        prefetch_decode_burst<kPackRows * L.block_bytes, false>(base, b, kDecodeAhead);
+    // Decode (gemm_isa.h; `ahead` from decode_ahead).
+    [[gnu::always_inline]] void prefetch_burst(int64_t b, size_t ahead) const {
+        prefetch_decode_burst<kPackRows * L.block_bytes, false>(base, b, ahead);
     }
 };
 
@@ -289,6 +289,7 @@ struct TQ5 {
 struct TQ8_0 {
     static constexpr int QK = 32, BB = 34, AB = 34, AO = 2, GD = 8;
     static constexpr bool kMin = false, Split = true;
+    static constexpr bool kHardwarePrefetch = true;  // decode_ahead
     template <class S>
     [[gnu::always_inline]] static void unpack(const S& R, int64_t b, P32& P) {
         __m256i T[4], U[4];
@@ -522,6 +523,23 @@ struct TIQ4_XS {
     }
 };
 
+// How far ahead a type's packed decode requests its weights in bursts (gemm_isa.h), or 0 for
+// none: the hardware prefetcher alone. On the Zen 3 (AVX2 only, 2026-12-08) Q8_0's decode ran
+// 1.32x faster without the bursts (bench/ab tg, this switch in one binary, 8 of 8 pairs; the
+// build against the one before 1.32x, 6 of 6); Q4_0 was level (0.99) and Q4_K_M slower (0.92)
+// that way (a temporary switch), so they keep them (docs/PERFORMANCE.md, "Zen 3: Q8_0's
+// decode without software prefetch"). Each burst line holds one of L1's few miss buffers for a
+// whole memory latency; the hardware prefetcher fills L2 instead.
+// LOKAL_GEMM_HW_PREFETCH=0 gives Q8_0 its bursts back (for A/B).
+template <class Ty>
+size_t decode_ahead() {
+    if constexpr (requires { Ty::kHardwarePrefetch; }) {
+        static const bool hardware = Ty::kHardwarePrefetch && env_switch("LOKAL_GEMM_HW_PREFETCH");
+        if (hardware) return 0;
+    }
+    return kDecodeAhead;
+}
+
 struct Tok {
     const uint8_t* act;
     const uint32_t* side;
@@ -727,9 +745,10 @@ void stream_group(const GemmArgs& a, const S& R, int64_t g, int nv) {
     __m256 f[TT];
     for (int t = 0; t < TT; ++t) f[t] = _mm256_setzero_ps();
     Pan P;
+    const size_t ahead = decode_ahead<Ty>();
     for (int64_t b = 0; b < nb; ++b) {
         if constexpr (TT == 1)
-            R.prefetch_burst(b);
+            R.prefetch_burst(b, ahead);
         else
             R.prefetch(b);
         if constexpr (QK == 32) {
@@ -869,10 +888,10 @@ void decode_pair32(const GemmArgs& a, int64_t gA, int64_t gB) {
     const Tok tk{a.act, a.side};
     __m256 fA = _mm256_setzero_ps(), fB = _mm256_setzero_ps();
     P32 PA, PB;
+    const size_t ahead = decode_ahead<Ty>();
     for (int64_t b = 0; b < nb; ++b) {
-        RA.prefetch_burst(b);
-        prefetch_decode_burst_second<kPackRows * pack_layout(TT).block_bytes>(RB.base, b,
-                                                                              kDecodeAhead);
+        RA.prefetch_burst(b, ahead);
+        prefetch_decode_burst_second<kPackRows * pack_layout(TT).block_bytes>(RB.base, b, ahead);
         Ty::unpack(RA, b, PA);
         compute32<Ty, 1>(&PA, 1, b, nb, &tk, &fA);
         Ty::unpack(RB, b, PB);
