@@ -528,8 +528,9 @@ struct TIQ4_XS {
 // 1.32x faster without the bursts (bench/ab tg, this switch in one binary, 8 of 8 pairs; the
 // build against the one before 1.32x, 6 of 6); Q4_0 was level (0.99) and Q4_K_M slower (0.92)
 // that way (a temporary switch), so they keep them (docs/PERFORMANCE.md, "Zen 3: Q8_0's
-// decode without software prefetch"). Each burst line holds one of L1's few miss buffers for a
-// whole memory latency; the hardware prefetcher fills L2 instead.
+// decode without software prefetch"). Presumably (not measured: no hardware counters) each
+// burst line holds one of L1's few miss buffers for a whole memory latency, where the hardware
+// prefetcher fills L2. Only measured on the Zen 3 and its AVX2-only VM.
 // LOKAL_GEMM_HW_PREFETCH=0 gives Q8_0 its bursts back (for A/B).
 template <class Ty>
 size_t decode_ahead() {
