@@ -530,7 +530,7 @@ struct TIQ4_XS {
 // that way (a temporary switch), so they keep them (docs/PERFORMANCE.md, "Zen 3: Q8_0's
 // decode without software prefetch"). Presumably (not measured: no hardware counters) each
 // burst line holds one of L1's few miss buffers for a whole memory latency, where the hardware
-// prefetcher fills L2. Only measured on the Zen 3 and its AVX2-only VM.
+// prefetcher fills L2. Measured on the Zen 3 only.
 // LOKAL_GEMM_HW_PREFETCH=0 gives Q8_0 its bursts back (for A/B).
 template <class Ty>
 size_t decode_ahead() {
